@@ -1,0 +1,385 @@
+/* Codec registry, codec specs and the framing x payload composition. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec-internal.h"
+
+#define DG_CODEC_MAX_MODULE_LAYERS 32
+
+struct dg_codec {
+	const struct dg_framing_ops *fops;
+	void *fstate;
+	const struct dg_payload_ops *pops;
+	void *pstate;
+	size_t header;
+	unsigned max_frames;
+	char name[80];
+};
+
+static const struct dg_framing_ops *const builtin_framings[] = {
+	&dg_framing_raw, &dg_framing_lp, NULL,
+};
+static const struct dg_payload_ops *const builtin_payloads[] = {
+	&dg_payload_bytes, &dg_payload_json, NULL,
+};
+
+/* Layers registered from codec modules; only touched at config time. */
+static const struct dg_framing_ops *mod_framings[DG_CODEC_MAX_MODULE_LAYERS];
+static const struct dg_payload_ops *mod_payloads[DG_CODEC_MAX_MODULE_LAYERS];
+static unsigned n_mod_framings, n_mod_payloads;
+
+/* The short forms: a name that stands for a framing and payload pair. */
+static const struct {
+	const char *name, *framing, *payload;
+} short_forms[] = {
+	{ "json", "raw", "json" },
+	{ "raw", "raw", "bytes" },
+	{ "bytes", "raw", "bytes" },
+	{ "length-prefixed", "length-prefixed", "bytes" },
+};
+
+static const struct dg_framing_ops *find_framing(const char *name)
+{
+	for (unsigned i = 0; builtin_framings[i]; i++)
+		if (!strcmp(builtin_framings[i]->name, name))
+			return builtin_framings[i];
+	for (unsigned i = 0; i < n_mod_framings; i++)
+		if (!strcmp(mod_framings[i]->name, name))
+			return mod_framings[i];
+	return NULL;
+}
+
+static const struct dg_payload_ops *find_payload(const char *name)
+{
+	for (unsigned i = 0; builtin_payloads[i]; i++)
+		if (!strcmp(builtin_payloads[i]->name, name))
+			return builtin_payloads[i];
+	for (unsigned i = 0; i < n_mod_payloads; i++)
+		if (!strcmp(mod_payloads[i]->name, name))
+			return mod_payloads[i];
+	return NULL;
+}
+
+static bool key_in(const char *const *keys, const char *key)
+{
+	for (; keys && *keys; keys++)
+		if (!strcmp(*keys, key))
+			return true;
+	return false;
+}
+
+/* Resolve a spec to its two layer names; checks the object's keys. */
+static int resolve(const json_t *spec, const struct dg_framing_ops **f,
+                   const struct dg_payload_ops **p, char *err, size_t errlen)
+{
+	const char *fname = "raw", *pname = "bytes";
+
+	if (json_is_string(spec)) {
+		const char *s = json_string_value(spec);
+		for (size_t i = 0; i < sizeof(short_forms) / sizeof(short_forms[0]); i++) {
+			if (!strcmp(s, short_forms[i].name)) {
+				fname = short_forms[i].framing;
+				pname = short_forms[i].payload;
+				goto found;
+			}
+		}
+		if (find_payload(s))
+			pname = s;
+		else if (find_framing(s))
+			fname = s;
+		else {
+			snprintf(err, errlen, ": unknown codec '%s' (known: json, raw, "
+			         "length-prefixed, or an object {\"framing\", \"payload\"})", s);
+			return DG_EINVAL;
+		}
+		goto found;
+	}
+	if (!json_is_object(spec)) {
+		snprintf(err, errlen, ": expected a codec name or an object");
+		return DG_EINVAL;
+	}
+	json_t *v = json_object_get(spec, "framing");
+	if (v && !json_is_string(v)) {
+		snprintf(err, errlen, ".framing: expected a string");
+		return DG_EINVAL;
+	}
+	if (v)
+		fname = json_string_value(v);
+	v = json_object_get(spec, "payload");
+	if (v && !json_is_string(v)) {
+		snprintf(err, errlen, ".payload: expected a string");
+		return DG_EINVAL;
+	}
+	if (v)
+		pname = json_string_value(v);
+found:
+	*f = find_framing(fname);
+	if (!*f) {
+		snprintf(err, errlen, ".framing: unknown framing '%s' (known: raw, length-prefixed)", fname);
+		return DG_EINVAL;
+	}
+	*p = find_payload(pname);
+	if (!*p) {
+		snprintf(err, errlen, ".payload: unknown payload '%s' (known: bytes, json)", pname);
+		return DG_EINVAL;
+	}
+	if (json_is_object(spec)) {
+		const char *key;
+		json_t *val;
+		json_object_foreach((json_t *)spec, key, val) {
+			if (!strcmp(key, "framing") || !strcmp(key, "payload") ||
+			    key_in((*f)->keys, key) || key_in((*p)->keys, key))
+				continue;
+			snprintf(err, errlen, ".%s: unknown key for framing '%s' with payload '%s'",
+			         key, (*f)->name, (*p)->name);
+			return DG_EINVAL;
+		}
+	}
+	return DG_OK;
+}
+
+int dg_codec_new(const json_t *spec, struct dg_codec **out, char *err, size_t errlen)
+{
+	const struct dg_framing_ops *f;
+	const struct dg_payload_ops *p;
+	const json_t *opts = json_is_object(spec) ? spec : NULL;
+	int rc;
+
+	*out = NULL;
+	rc = resolve(spec, &f, &p, err, errlen);
+	if (rc)
+		return rc;
+	struct dg_codec *c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, ": out of memory");
+		return DG_ENOMEM;
+	}
+	c->fops = f;
+	c->pops = p;
+	rc = f->create(opts, &c->fstate, err, errlen);
+	if (rc)
+		goto out_free;
+	rc = p->create(opts, &c->pstate, err, errlen);
+	if (rc)
+		goto out_fdestroy;
+	c->header = f->header(c->fstate);
+	c->max_frames = f->max_frames(c->fstate);
+	if (c->max_frames == 0 || c->max_frames > DG_CODEC_MAX_FRAMES)
+		c->max_frames = DG_CODEC_MAX_FRAMES;
+	snprintf(c->name, sizeof(c->name), "%s+%s", f->name, p->name);
+	*out = c;
+	return DG_OK;
+
+out_fdestroy:
+	f->destroy(c->fstate);
+out_free:
+	free(c);
+	return rc;
+}
+
+void dg_codec_free(struct dg_codec *c)
+{
+	if (!c)
+		return;
+	c->pops->destroy(c->pstate);
+	c->fops->destroy(c->fstate);
+	free(c);
+}
+
+const char *dg_codec_name(const struct dg_codec *c)
+{
+	return c->name;
+}
+
+unsigned dg_codec_max_frames(const struct dg_codec *c)
+{
+	return c->max_frames;
+}
+
+int dg_codec_split(struct dg_codec *c, const unsigned char *dgram, size_t len,
+                   struct dg_frame *frames, unsigned *n, struct dg_parse_error *perr)
+{
+	*n = c->max_frames;
+	perr->frame = 0;
+	return c->fops->split(c->fstate, dgram, len, frames, n, perr);
+}
+
+int dg_codec_decode(struct dg_codec *c, const unsigned char *frame, size_t len,
+                    struct dg_packet *pkt, struct dg_parse_error *perr)
+{
+	memset(pkt, 0, sizeof(*pkt));
+	return c->pops->decode(c->pstate, frame, len, pkt, perr);
+}
+
+void dg_codec_release(struct dg_codec *c, struct dg_packet *pkt)
+{
+	if (c->pops->release)
+		c->pops->release(c->pstate, pkt);
+	memset(pkt, 0, sizeof(*pkt));
+}
+
+int dg_codec_append(struct dg_codec *c, const struct dg_packet *pkt, struct dg_outdgram *out)
+{
+	size_t len;
+	int rc;
+
+	if (out->frames >= c->max_frames || out->used + c->header > out->cap)
+		return DG_E2BIG;
+	/* The payload is encoded in place after room for the frame header. */
+	unsigned char *hdr = out->buf + out->used;
+	rc = c->pops->encode(c->pstate, pkt, hdr + c->header, out->cap - out->used - c->header, &len);
+	if (rc)
+		return rc;
+	rc = c->fops->seal(c->fstate, hdr, len);
+	if (rc)
+		return rc;
+	out->used += c->header + len;
+	out->frames++;
+	return DG_OK;
+}
+
+static bool framing_ok(const struct dg_framing_ops *f)
+{
+	return f->size >= sizeof(*f) && f->name && f->create && f->destroy &&
+	       f->split && f->header && f->seal && f->max_frames;
+}
+
+static bool payload_ok(const struct dg_payload_ops *p)
+{
+	return p->size >= sizeof(*p) && p->name && p->create && p->destroy &&
+	       p->decode && p->encode;
+}
+
+int dg_codec_register(const struct dg_codec_module *m, char *err, size_t errlen)
+{
+	if (m->magic != DG_CODEC_MAGIC) {
+		snprintf(err, errlen, "bad magic 0x%08x (expected 0x%08x): not a dgramd codec module",
+		         (unsigned)m->magic, (unsigned)DG_CODEC_MAGIC);
+		return DG_EINVAL;
+	}
+	if (m->abi_major != DG_CODEC_ABI_MAJOR || m->abi_minor > DG_CODEC_ABI_MINOR) {
+		snprintf(err, errlen, "built for codec ABI %u.%u, this dgramd provides %u.%u",
+		         m->abi_major, m->abi_minor, DG_CODEC_ABI_MAJOR, DG_CODEC_ABI_MINOR);
+		return DG_EINVAL;
+	}
+	if (m->size < sizeof(*m)) {
+		snprintf(err, errlen, "module struct is %u bytes, expected at least %zu",
+		         (unsigned)m->size, sizeof(*m));
+		return DG_EINVAL;
+	}
+	if (!m->framing && !m->payload) {
+		snprintf(err, errlen, "module has neither a framing nor a payload layer");
+		return DG_EINVAL;
+	}
+	if (m->framing && !framing_ok(m->framing)) {
+		snprintf(err, errlen, "framing layer is incomplete (size or a required callback)");
+		return DG_EINVAL;
+	}
+	if (m->payload && !payload_ok(m->payload)) {
+		snprintf(err, errlen, "payload layer is incomplete (size or a required callback)");
+		return DG_EINVAL;
+	}
+	if (m->framing && find_framing(m->framing->name)) {
+		snprintf(err, errlen, "framing '%s' is already registered", m->framing->name);
+		return DG_EINVAL;
+	}
+	if (m->payload && find_payload(m->payload->name)) {
+		snprintf(err, errlen, "payload '%s' is already registered", m->payload->name);
+		return DG_EINVAL;
+	}
+	if ((m->framing && n_mod_framings == DG_CODEC_MAX_MODULE_LAYERS) ||
+	    (m->payload && n_mod_payloads == DG_CODEC_MAX_MODULE_LAYERS)) {
+		snprintf(err, errlen, "too many codec modules (at most %d)", DG_CODEC_MAX_MODULE_LAYERS);
+		return DG_E2BIG;
+	}
+	if (m->framing)
+		mod_framings[n_mod_framings++] = m->framing;
+	if (m->payload)
+		mod_payloads[n_mod_payloads++] = m->payload;
+	return DG_OK;
+}
+
+void dg_codec_registry_reset(void)
+{
+	n_mod_framings = n_mod_payloads = 0;
+}
+
+int dg_codec_opt_uint(const json_t *spec, const char *key, unsigned def,
+                      unsigned lo, unsigned hi, unsigned *out, char *err, size_t errlen)
+{
+	json_t *v = spec ? json_object_get(spec, key) : NULL;
+
+	*out = def;
+	if (!v)
+		return DG_OK;
+	if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)lo ||
+	    json_integer_value(v) > (json_int_t)hi) {
+		snprintf(err, errlen, ".%s: expected an integer from %u to %u", key, lo, hi);
+		return DG_EINVAL;
+	}
+	*out = (unsigned)json_integer_value(v);
+	return DG_OK;
+}
+
+int dg_codec_opt_bool(const json_t *spec, const char *key, bool def, bool *out,
+                      char *err, size_t errlen)
+{
+	json_t *v = spec ? json_object_get(spec, key) : NULL;
+
+	*out = def;
+	if (!v)
+		return DG_OK;
+	if (!json_is_boolean(v)) {
+		snprintf(err, errlen, ".%s: expected true or false", key);
+		return DG_EINVAL;
+	}
+	*out = json_is_true(v);
+	return DG_OK;
+}
+
+int dg_codec_opt_enum(const json_t *spec, const char *key, const char *const *choices,
+                      unsigned def, unsigned *out, char *err, size_t errlen)
+{
+	json_t *v = spec ? json_object_get(spec, key) : NULL;
+
+	*out = def;
+	if (!v)
+		return DG_OK;
+	for (unsigned i = 0; json_is_string(v) && choices[i]; i++) {
+		if (!strcmp(json_string_value(v), choices[i])) {
+			*out = i;
+			return DG_OK;
+		}
+	}
+	int n = snprintf(err, errlen, ".%s: expected ", key);
+	for (unsigned i = 0; choices[i] && n >= 0 && (size_t)n < errlen; i++)
+		n += snprintf(err + n, errlen - (size_t)n, "%s\"%s\"",
+		              i == 0 ? "" : choices[i + 1] ? ", " : " or ", choices[i]);
+	return DG_EINVAL;
+}
+
+int dg_payload_encode_any(void *state, const struct dg_packet *pkt,
+                          unsigned char *buf, size_t cap, size_t *len)
+{
+	(void)state;
+	if (pkt->json) {
+		size_t n = json_dumpb(pkt->json, (char *)buf, cap, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (n == 0)
+			return DG_EINVAL; /* jansson could not encode the value */
+		if (n > cap)
+			return DG_E2BIG;
+		*len = n;
+		return DG_OK;
+	}
+	if (pkt->len > cap)
+		return DG_E2BIG;
+	if (pkt->len && !pkt->data)
+		return DG_EINVAL;
+	if (pkt->len)
+		memcpy(buf, pkt->data, pkt->len);
+	*len = pkt->len;
+	return DG_OK;
+}

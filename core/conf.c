@@ -1,0 +1,550 @@
+/* Config loading: comments, syntax errors with line and column, and
+ * directive tables whose setters report errors with the key path. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <dgramd/codec.h>
+
+#include "conf.h"
+#include "log.h"
+
+struct ctx {
+	const char *name; /* file name for messages */
+	char path[256];   /* key path of the value being set */
+	size_t plen;
+	char *err;
+	size_t errlen;
+	struct dg_config *cfg;
+};
+
+struct directive {
+	const char *key;
+	int (*set)(struct ctx *c, json_t *v, void *obj, const struct directive *d);
+	size_t off;
+	long long lo, hi;
+	bool required;
+};
+
+__attribute__((format(printf, 2, 3)))
+static int fail(struct ctx *c, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(c->err, c->errlen, "%s: %s: %s", c->name, c->plen ? c->path : "(top level)", msg);
+	return DG_EINVAL;
+}
+
+static size_t path_push_key(struct ctx *c, const char *key)
+{
+	size_t saved = c->plen;
+	int n = snprintf(c->path + c->plen, sizeof(c->path) - c->plen, "%s%s",
+	                 c->plen ? "." : "", key);
+	if (n > 0)
+		c->plen = strnlen(c->path, sizeof(c->path) - 1);
+	return saved;
+}
+
+static size_t path_push_index(struct ctx *c, size_t i)
+{
+	size_t saved = c->plen;
+	snprintf(c->path + c->plen, sizeof(c->path) - c->plen, "[%zu]", i);
+	c->plen = strnlen(c->path, sizeof(c->path) - 1);
+	return saved;
+}
+
+static void path_pop(struct ctx *c, size_t saved)
+{
+	c->plen = saved;
+	c->path[saved] = '\0';
+}
+
+/* Small edit distance, to suggest the key a typo meant. */
+static unsigned distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned row[64];
+
+	if (la >= 63 || lb >= 63)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++) {
+		unsigned diag = row[0];
+		row[0] = (unsigned)i;
+		for (size_t j = 1; j <= lb; j++) {
+			unsigned up = row[j];
+			unsigned best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+static int apply(struct ctx *c, json_t *obj, void *target, const struct directive *table)
+{
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(obj))
+		return fail(c, "expected an object");
+	json_object_foreach(obj, key, v) {
+		const struct directive *d = table;
+		while (d->key && strcmp(d->key, key))
+			d++;
+		size_t saved = path_push_key(c, key);
+		if (!d->key) {
+			const struct directive *near = NULL;
+			for (d = table; d->key; d++)
+				if (distance(key, d->key) <= 2)
+					near = d;
+			if (near)
+				return fail(c, "unknown key (did you mean '%s'?)", near->key);
+			return fail(c, "unknown key");
+		}
+		int rc = d->set(c, v, target, d);
+		if (rc)
+			return rc;
+		path_pop(c, saved);
+	}
+	for (const struct directive *d = table; d->key; d++) {
+		if (d->required && !json_object_get(obj, d->key)) {
+			path_push_key(c, d->key);
+			return fail(c, "missing (required)");
+		}
+	}
+	return DG_OK;
+}
+
+static int set_uint(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
+		return fail(c, "expected an integer from %lld to %lld", d->lo, d->hi);
+	*(unsigned *)((char *)obj + d->off) = (unsigned)json_integer_value(v);
+	return DG_OK;
+}
+
+static int set_int(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
+		return fail(c, "expected an integer from %lld to %lld", d->lo, d->hi);
+	*(int *)((char *)obj + d->off) = (int)json_integer_value(v);
+	return DG_OK;
+}
+
+static int set_bool(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	if (!json_is_boolean(v))
+		return fail(c, "expected true or false");
+	*(bool *)((char *)obj + d->off) = json_is_true(v);
+	return DG_OK;
+}
+
+static int set_string(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	char **dst = (char **)((char *)obj + d->off);
+
+	if (!json_is_string(v) || json_string_length(v) == 0)
+		return fail(c, "expected a non-empty string");
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return fail(c, "NUL byte in string");
+	free(*dst);
+	*dst = strdup(json_string_value(v));
+	if (!*dst)
+		return fail(c, "out of memory");
+	return DG_OK;
+}
+
+static int set_level(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	int lvl = json_is_string(v) ? dg_log_level_parse(json_string_value(v)) : -1;
+
+	if (lvl < 0)
+		return fail(c, "expected \"error\", \"warn\", \"info\" or \"debug\"");
+	*(int *)((char *)obj + d->off) = lvl;
+	return DG_OK;
+}
+
+static const struct directive log_directives[] = {
+	{ "level", set_level, offsetof(struct dg_config, log_level), 0, 0, false },
+	{ NULL, NULL, 0, 0, 0, false },
+};
+
+static int set_log(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	(void)d;
+	return apply(c, v, obj, log_directives);
+}
+
+static int set_binds(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	struct dg_listener_conf *l = obj;
+	size_t n = json_is_array(v) ? json_array_size(v) : 1;
+	(void)d;
+
+	if (!json_is_string(v) && !(json_is_array(v) && n > 0))
+		return fail(c, "expected \"host:port\" or a non-empty array of them");
+	if (n > 64)
+		return fail(c, "at most 64 addresses per listener");
+	l->binds = calloc(n, sizeof(*l->binds));
+	if (!l->binds)
+		return fail(c, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		json_t *a = json_is_array(v) ? json_array_get(v, i) : v;
+		size_t saved = json_is_array(v) ? path_push_index(c, i) : c->plen;
+		if (!json_is_string(a) || !dg_addr_parse(json_string_value(a), &l->binds[i]))
+			return fail(c, "expected a numeric \"a.b.c.d:port\" or \"[ipv6]:port\"%s%s%s",
+			            json_is_string(a) ? ", got '" : "",
+			            json_is_string(a) ? json_string_value(a) : "",
+			            json_is_string(a) ? "'" : "");
+		l->n_binds++;
+		path_pop(c, saved);
+	}
+	return DG_OK;
+}
+
+static int set_codec(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	struct dg_listener_conf *l = obj;
+	struct dg_codec *codec;
+	char err[256];
+	(void)d;
+
+	/* Build it once to validate every option; the server builds its own. */
+	if (dg_codec_new(v, &codec, err, sizeof(err))) {
+		snprintf(c->err, c->errlen, "%s: %s%s", c->name, c->path, err);
+		return DG_EINVAL;
+	}
+	dg_codec_free(codec);
+	json_decref(l->codec);
+	l->codec = json_incref(v);
+	return DG_OK;
+}
+
+static int set_plugin_config(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	struct dg_listener_conf *l = obj;
+	(void)d;
+
+	if (!json_is_object(v))
+		return fail(c, "expected an object (the plugin's own settings)");
+	json_decref(l->plugin_config);
+	l->plugin_config = json_incref(v);
+	return DG_OK;
+}
+
+static const struct directive handler_directives[] = {
+	{ "plugin", set_string, offsetof(struct dg_listener_conf, plugin), 0, 0, true },
+	{ "config", set_plugin_config, 0, 0, 0, false },
+	{ NULL, NULL, 0, 0, 0, false },
+};
+
+static int set_handler(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	(void)d;
+	if (json_is_string(v)) /* "handler": "echo" is short for {"plugin": "echo"} */
+		return set_string(c, v, obj, &handler_directives[0]);
+	return apply(c, v, obj, handler_directives);
+}
+
+#define L(field) offsetof(struct dg_listener_conf, field)
+static const struct directive listener_directives[] = {
+	{ "name", set_string, L(name), 0, 0, true },
+	{ "bind", set_binds, 0, 0, 0, true },
+	{ "codec", set_codec, 0, 0, 0, false },
+	{ "handler", set_handler, 0, 0, 0, true },
+	{ "max_datagram", set_uint, L(max_datagram), 1, 65507, false },
+	{ "send_queue", set_uint, L(send_queue), 0, 1 << 20, false },
+	{ "rcvbuf", set_int, L(rcvbuf), 0, 1 << 30, false },
+	{ "sndbuf", set_int, L(sndbuf), 0, 1 << 30, false },
+	{ "reuseport", set_bool, L(reuseport), 0, 0, false },
+	{ NULL, NULL, 0, 0, 0, false },
+};
+#undef L
+
+static bool same_addr(const struct dg_addr *a, const struct dg_addr *b)
+{
+	return a->len == b->len && !memcmp(&a->ss, &b->ss, a->len) &&
+	       /* port 0 asks the kernel for a fresh port each time */
+	       ((const struct sockaddr_in *)&a->ss)->sin_port != 0;
+}
+
+/* Names unique, no address bound twice. */
+static int check_listener(struct ctx *c, struct dg_config *cfg, unsigned idx)
+{
+	struct dg_listener_conf *l = &cfg->listeners[idx];
+
+	for (unsigned i = 0; i < idx; i++) {
+		const struct dg_listener_conf *o = &cfg->listeners[i];
+		if (!strcmp(o->name, l->name)) {
+			path_push_key(c, "name");
+			return fail(c, "listener name '%s' is already used by listeners[%u]", l->name, i);
+		}
+		for (unsigned a = 0; a < l->n_binds; a++)
+			for (unsigned b = 0; b < o->n_binds; b++)
+				if (same_addr(&l->binds[a], &o->binds[b])) {
+					char buf[64];
+					path_push_key(c, "bind");
+					return fail(c, "'%s' is already bound by listeners[%u]",
+					            dg_addr_format((struct sockaddr *)&l->binds[a].ss, buf, sizeof(buf)), i);
+				}
+	}
+	if (!l->codec)
+		l->codec = json_string("json");
+	return l->codec ? DG_OK : fail(c, "out of memory");
+}
+
+static int set_listeners(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	struct dg_config *cfg = obj;
+	(void)d;
+
+	if (!json_is_array(v) || json_array_size(v) == 0)
+		return fail(c, "expected a non-empty array of listeners");
+	if (json_array_size(v) > 256)
+		return fail(c, "at most 256 listeners");
+	cfg->listeners = calloc(json_array_size(v), sizeof(*cfg->listeners));
+	if (!cfg->listeners)
+		return fail(c, "out of memory");
+	for (size_t i = 0; i < json_array_size(v); i++) {
+		struct dg_listener_conf *l = &cfg->listeners[i];
+		size_t saved = path_push_index(c, i);
+		l->max_datagram = DG_DEFAULT_MAX_DATAGRAM;
+		l->send_queue = DG_DEFAULT_SEND_QUEUE;
+		cfg->n_listeners++;
+		int rc = apply(c, json_array_get(v, i), l, listener_directives);
+		if (!rc)
+			rc = check_listener(c, cfg, (unsigned)i);
+		if (rc)
+			return rc;
+		path_pop(c, saved);
+	}
+	return DG_OK;
+}
+
+#define C(field) offsetof(struct dg_config, field)
+static const struct directive top_directives[] = {
+	{ "listeners", set_listeners, 0, 0, 0, true },
+	{ "log", set_log, 0, 0, 0, false },
+	{ "plugin_dir", set_string, C(plugin_dir), 0, 0, false },
+	{ "max_pending", set_uint, C(max_pending), 1, 1 << 24, false },
+	{ "shutdown_timeout_ms", set_uint, C(shutdown_timeout_ms), 0, 3600000, false },
+	{ NULL, NULL, 0, 0, 0, false },
+};
+#undef C
+
+void dg_config_strip_comments(char *s, size_t len)
+{
+	bool in_str = false;
+
+	for (size_t i = 0; i < len; i++) {
+		if (in_str) {
+			if (s[i] == '\\' && i + 1 < len)
+				i++;
+			else if (s[i] == '"')
+				in_str = false;
+			continue;
+		}
+		if (s[i] == '"') {
+			in_str = true;
+		} else if (s[i] == '#' || (s[i] == '/' && i + 1 < len && s[i + 1] == '/')) {
+			while (i < len && s[i] != '\n')
+				s[i++] = ' ';
+		}
+	}
+}
+
+int dg_config_parse(const char *text, size_t len, const char *name, const char *dir,
+                    struct dg_config **out, char *err, size_t errlen)
+{
+	struct ctx c = { .name = name, .err = err, .errlen = errlen };
+	json_error_t je;
+	int rc = DG_ENOMEM;
+
+	*out = NULL;
+	char *copy = malloc(len + 1);
+	struct dg_config *cfg = calloc(1, sizeof(*cfg));
+	if (!copy || !cfg) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		goto out_free;
+	}
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	dg_config_strip_comments(copy, len);
+	cfg->log_level = DG_LOG_INFO;
+	cfg->max_pending = DG_DEFAULT_MAX_PENDING;
+	cfg->shutdown_timeout_ms = DG_DEFAULT_SHUTDOWN_MS;
+	cfg->path = strdup(name);
+	cfg->dir = strdup(dir);
+	if (!cfg->path || !cfg->dir) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		goto out_free;
+	}
+	json_t *root = json_loadb(copy, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		snprintf(err, errlen, "%s: line %d, column %d: %s", name, je.line, je.column, je.text);
+		rc = DG_EINVAL;
+		goto out_free;
+	}
+	c.cfg = cfg;
+	rc = apply(&c, root, cfg, top_directives);
+	json_decref(root);
+	if (rc)
+		goto out_free;
+	free(copy);
+	*out = cfg;
+	return DG_OK;
+
+out_free:
+	free(copy);
+	dg_config_free(cfg);
+	return rc;
+}
+
+int dg_config_load(const char *path, struct dg_config **out, char *err, size_t errlen)
+{
+	char *text = NULL, *dcopy = NULL;
+	size_t len = 0, cap = 0;
+	int rc = DG_ERROR;
+
+	*out = NULL;
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "cannot open config '%s': %s", path, strerror(errno));
+		return DG_ERROR;
+	}
+	for (;;) {
+		if (cap - len < 4096) {
+			if (cap >= (16u << 20)) {
+				snprintf(err, errlen, "%s: larger than 16 MiB", path);
+				goto out;
+			}
+			char *n = realloc(text, cap ? cap * 2 : 8192);
+			if (!n) {
+				snprintf(err, errlen, "%s: out of memory", path);
+				goto out;
+			}
+			text = n;
+			cap = cap ? cap * 2 : 8192;
+		}
+		size_t got = fread(text + len, 1, cap - len, f);
+		len += got;
+		if (got == 0)
+			break;
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "cannot read config '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	dcopy = strdup(path);
+	if (!dcopy) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	rc = dg_config_parse(text, len, path, dirname(dcopy), out, err, errlen);
+out:
+	free(dcopy);
+	free(text);
+	fclose(f);
+	return rc;
+}
+
+void dg_config_free(struct dg_config *cfg)
+{
+	if (!cfg)
+		return;
+	for (unsigned i = 0; i < cfg->n_listeners; i++) {
+		struct dg_listener_conf *l = &cfg->listeners[i];
+		free(l->name);
+		free(l->binds);
+		free(l->plugin);
+		json_decref(l->codec);
+		json_decref(l->plugin_config);
+	}
+	free(cfg->listeners);
+	free(cfg->plugin_dir);
+	free(cfg->path);
+	free(cfg->dir);
+	free(cfg);
+}
+
+bool dg_addr_parse(const char *text, struct dg_addr *addr)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon, *hs = text;
+	size_t hlen;
+
+	memset(addr, 0, sizeof(*addr));
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		if (!close || close[1] != ':')
+			return false;
+		hs = text + 1;
+		hlen = (size_t)(close - hs);
+		colon = close + 1;
+	} else {
+		colon = strrchr(text, ':');
+		if (!colon || memchr(text, ':', (size_t)(colon - text)))
+			return false;
+		hlen = (size_t)(colon - text);
+	}
+	if (hlen == 0 || hlen >= sizeof(host))
+		return false;
+	memcpy(host, hs, hlen);
+	host[hlen] = '\0';
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (colon[1] < '0' || colon[1] > '9' || *end || errno || port > 65535)
+		return false;
+	if (text[0] == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&addr->ss;
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return false;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		addr->len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&addr->ss;
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return false;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		addr->len = sizeof(*s4);
+	}
+	return true;
+}
+
+const char *dg_addr_format(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(s6->sin6_port));
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(s4->sin_port));
+	} else {
+		snprintf(buf, len, "(address family %d)", sa->sa_family);
+	}
+	return buf;
+}

@@ -1,0 +1,69 @@
+/* The server configuration: one JSON file (with # and // line comments),
+ * validated completely before anything binds. */
+#ifndef DG_CONF_H
+#define DG_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+
+/* A bind address: numeric IPv4 "a.b.c.d:port" or IPv6 "[addr]:port". */
+struct dg_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+struct dg_listener_conf {
+	char *name;
+	struct dg_addr *binds;
+	unsigned n_binds;
+	json_t *codec;        /* codec spec (reference held) */
+	char *plugin;         /* handler.plugin: a name or a path */
+	json_t *plugin_config; /* handler.config or NULL (reference held) */
+	unsigned max_datagram; /* bytes; larger datagrams are dropped */
+	unsigned send_queue;   /* replies queued when the socket is full */
+	int rcvbuf, sndbuf;    /* 0: kernel default */
+	bool reuseport;
+};
+
+struct dg_config {
+	char *path;           /* the file it was read from */
+	char *dir;            /* its directory, for relative plugin paths */
+	int log_level;
+	char *plugin_dir;     /* NULL: the built-in default */
+	unsigned max_pending; /* requests in progress at once, per worker */
+	unsigned shutdown_timeout_ms;
+	struct dg_listener_conf *listeners;
+	unsigned n_listeners;
+};
+
+/* Defaults, documented in conf/dgramd.json and the README. */
+#define DG_DEFAULT_MAX_DATAGRAM 65507
+#define DG_DEFAULT_SEND_QUEUE 1024
+#define DG_DEFAULT_MAX_PENDING 65536
+#define DG_DEFAULT_SHUTDOWN_MS 5000
+
+/* Read and validate a config file. On error return a negative dg_rc and
+ * write "FILE: line L, column C: ..." or "FILE: KEY.PATH: ..." into err.
+ * *out is owned by the caller (dg_config_free). */
+int dg_config_load(const char *path, struct dg_config **out, char *err, size_t errlen);
+
+/* The same from memory; name is used in messages, dir for relative paths. */
+int dg_config_parse(const char *text, size_t len, const char *name, const char *dir,
+                    struct dg_config **out, char *err, size_t errlen);
+
+void dg_config_free(struct dg_config *cfg);
+
+/* Blank out # and // comments outside strings, in place, keeping every
+ * newline so that line and column numbers stay true. */
+void dg_config_strip_comments(char *text, size_t len);
+
+/* Parse "host:port" as above into *addr; false if it is not one. */
+bool dg_addr_parse(const char *text, struct dg_addr *addr);
+
+/* Format an address as "1.2.3.4:53" or "[::1]:53" (always terminated). */
+const char *dg_addr_format(const struct sockaddr *sa, char *buf, size_t len);
+
+#endif

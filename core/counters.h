@@ -1,0 +1,43 @@
+/* Per-listener counters. Every datagram that enters is counted in exactly
+ * one of: handled, decode_errors, drop[reason]; so at any moment
+ *   rx = handled + decode_errors + sum(drop)
+ * Replies have their own accounting: tx + sum(tx_drop) = replies made. */
+#ifndef DG_COUNTERS_H
+#define DG_COUNTERS_H
+
+#include <stdint.h>
+
+enum dg_drop {
+	DG_DROP_TOO_LARGE, /* over the listener's max_datagram */
+	DG_DROP_TRUNCATED, /* MSG_TRUNC without a length (non-Linux) */
+	DG_DROP_PLUGIN,    /* the plugin's accept() said no */
+	DG_DROP_BUSY,      /* max_pending requests already in progress */
+	DG_DROP__COUNT
+};
+
+enum dg_tx_drop {
+	DG_TXDROP_QUEUE_FULL, /* send queue at send_queue */
+	DG_TXDROP_SEND_ERROR, /* the kernel refused (ICMP error, EPERM, ...) */
+	DG_TXDROP_TOO_BIG,    /* reply does not fit max_datagram */
+	DG_TXDROP_SHUTDOWN,   /* still queued when the shutdown deadline passed */
+	DG_TXDROP__COUNT
+};
+
+struct dg_counters {
+	uint64_t rx;            /* datagrams received */
+	uint64_t rx_bytes;
+	uint64_t handled;       /* datagrams whose frames went to the handler */
+	uint64_t decode_errors; /* datagrams that failed framing or payload */
+	uint64_t drop[DG_DROP__COUNT];
+	uint64_t packets;        /* frames delivered to on_packet */
+	uint64_t handler_errors; /* on_packet returned an error */
+	uint64_t tx;             /* reply datagrams sent */
+	uint64_t tx_bytes;
+	uint64_t tx_drop[DG_TXDROP__COUNT];
+	uint64_t tx_queued;      /* replies that waited in the send queue */
+};
+
+extern const char *const dg_drop_names[DG_DROP__COUNT];
+extern const char *const dg_txdrop_names[DG_TXDROP__COUNT];
+
+#endif

@@ -1,0 +1,143 @@
+/* Plugins are checked field by field before the first call: the exported
+ * symbol's size (from the ELF symbol table), magic, ABI major and minor,
+ * the descriptor's own size, name and required callbacks. */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "loader.h"
+
+/* The descriptor up to and including on_packet: what ABI 1.0 requires. */
+#define DG_PLUGIN_MIN_SIZE (offsetof(struct dg_plugin, on_packet) + sizeof(void *))
+
+void dg_plugin_path(const char *plugin, const char *plugin_dir, const char *conf_dir,
+                    char *buf, size_t len)
+{
+	if (strchr(plugin, '/'))
+		snprintf(buf, len, "%s%s%s", plugin[0] == '/' ? "" : conf_dir,
+		         plugin[0] == '/' ? "" : "/", plugin);
+	else
+		snprintf(buf, len, "%s/%s.so", plugin_dir, plugin);
+}
+
+/* How many bytes the symbol occupies, or 0 if the ELF table does not say. */
+static size_t symbol_size(const void *sym)
+{
+	Dl_info info;
+	const ElfW(Sym) *es = NULL;
+
+	if (!dladdr1(sym, &info, (void **)&es, RTLD_DL_SYMENT) || !es)
+		return 0;
+	return es->st_size;
+}
+
+__attribute__((format(printf, 4, 5)))
+static int refuse(char *err, size_t errlen, const char *path, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(err, errlen, "plugin '%s': %s", path, msg);
+	return DG_EINVAL;
+}
+
+static int check(const struct dg_plugin *p, size_t symsize, const char *path,
+                 char *err, size_t errlen)
+{
+	if (symsize && symsize < offsetof(struct dg_plugin, name))
+		return refuse(err, errlen, path, "symbol '%s' is %zu bytes, too small for a plugin header",
+		              DG_PLUGIN_SYMBOL, symsize);
+	if (p->magic != DG_PLUGIN_MAGIC)
+		return refuse(err, errlen, path, "wrong magic 0x%08x (expected 0x%08x): not a dgramd plugin",
+		              (unsigned)p->magic, (unsigned)DG_PLUGIN_MAGIC);
+	if (p->abi_major != DG_PLUGIN_ABI_MAJOR)
+		return refuse(err, errlen, path, "built for plugin ABI %u.%u, this dgramd provides ABI %u.%u "
+		              "(major versions differ): rebuild it against this dgramd",
+		              p->abi_major, p->abi_minor, DG_PLUGIN_ABI_MAJOR, DG_PLUGIN_ABI_MINOR);
+	if (p->abi_minor > DG_PLUGIN_ABI_MINOR)
+		return refuse(err, errlen, path, "built for plugin ABI %u.%u, newer than this dgramd's %u.%u",
+		              p->abi_major, p->abi_minor, DG_PLUGIN_ABI_MAJOR, DG_PLUGIN_ABI_MINOR);
+	if (p->size < DG_PLUGIN_MIN_SIZE)
+		return refuse(err, errlen, path, "descriptor is %u bytes, ABI %u.0 needs at least %zu",
+		              (unsigned)p->size, DG_PLUGIN_ABI_MAJOR, DG_PLUGIN_MIN_SIZE);
+	if (symsize && symsize < p->size)
+		return refuse(err, errlen, path, "descriptor says %u bytes but symbol '%s' is only %zu",
+		              (unsigned)p->size, DG_PLUGIN_SYMBOL, symsize);
+	if (!p->name || !p->name[0])
+		return refuse(err, errlen, path, "descriptor has no name");
+	if (!p->on_packet)
+		return refuse(err, errlen, path, "descriptor has no on_packet callback");
+	return DG_OK;
+}
+
+int dg_loader_load(struct dg_loader *ld, const char *path, const struct dg_plugin **out,
+                   char *err, size_t errlen)
+{
+	struct stat st;
+
+	for (struct dg_module *m = ld->mods; m; m = m->next)
+		if (!strcmp(m->path, path)) {
+			*out = &m->desc;
+			return DG_OK;
+		}
+	if (stat(path, &st) < 0)
+		return refuse(err, errlen, path, "%s", strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return refuse(err, errlen, path, "not a regular file");
+	void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!dl)
+		return refuse(err, errlen, path, "cannot load: %s", dlerror());
+	dlerror();
+	const struct dg_plugin *p = dlsym(dl, DG_PLUGIN_SYMBOL);
+	if (!p) {
+		refuse(err, errlen, path, "no symbol '%s': not a dgramd plugin (or not exported)",
+		       DG_PLUGIN_SYMBOL);
+		goto out_close;
+	}
+	if (check(p, symbol_size(p), path, err, errlen))
+		goto out_close;
+	for (struct dg_module *m = ld->mods; m; m = m->next)
+		if (!strcmp(m->desc.name, p->name)) {
+			refuse(err, errlen, path, "plugin name '%s' is already taken by '%s'", p->name, m->path);
+			goto out_close;
+		}
+	struct dg_module *m = calloc(1, sizeof(*m));
+	if (!m || !(m->path = strdup(path))) {
+		free(m);
+		refuse(err, errlen, path, "out of memory");
+		goto out_close;
+	}
+	memcpy(&m->desc, p, p->size < sizeof(m->desc) ? p->size : sizeof(m->desc));
+	m->dl = dl;
+	m->next = ld->mods;
+	ld->mods = m;
+	*out = &m->desc;
+	return DG_OK;
+
+out_close:
+	dlclose(dl);
+	return DG_EINVAL;
+}
+
+void dg_loader_release(struct dg_loader *ld)
+{
+	struct dg_module *m = ld->mods, *next;
+
+	for (; m; m = next) {
+		next = m->next;
+		dlclose(m->dl);
+		free(m->path);
+		free(m);
+	}
+	ld->mods = NULL;
+}

@@ -1,0 +1,37 @@
+/* Loading handler plugins and codec modules from shared objects. */
+#ifndef DG_LOADER_H
+#define DG_LOADER_H
+
+#include <stddef.h>
+
+#include <dgramd/plugin.h>
+
+/* One loaded plugin file. desc is a copy of the plugin's descriptor in the
+ * server's layout: callbacks beyond the plugin's own struct size are NULL. */
+struct dg_module {
+	char *path;
+	void *dl;
+	struct dg_plugin desc;
+	struct dg_module *next;
+};
+
+/* The set of plugins loaded for one config. */
+struct dg_loader {
+	struct dg_module *mods;
+};
+
+/* Resolve a handler name to a file: a value with a '/' is a path (relative
+ * to conf_dir), anything else is plugin_dir/NAME.so. */
+void dg_plugin_path(const char *plugin, const char *plugin_dir, const char *conf_dir,
+                    char *buf, size_t len);
+
+/* Load (or find, if already loaded) the plugin at path and check it. On
+ * error write "plugin 'PATH': problem" into err and return a negative
+ * dg_rc. *out stays owned by the loader until dg_loader_release(). */
+int dg_loader_load(struct dg_loader *ld, const char *path, const struct dg_plugin **out,
+                   char *err, size_t errlen);
+
+/* dlclose everything. */
+void dg_loader_release(struct dg_loader *ld);
+
+#endif

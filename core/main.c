@@ -1,0 +1,106 @@
+/* dgramd: command line, config check, run. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+#ifndef DG_DEFAULT_CONFIG
+#define DG_DEFAULT_CONFIG "/etc/dgramd/dgramd.json"
+#endif
+#ifndef DG_PLUGIN_DIR
+#define DG_PLUGIN_DIR "/usr/lib/dgramd"
+#endif
+
+enum { EXIT_USAGE = 2 };
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "Usage: dgramd [OPTION]...\n"
+	        "Serve UDP protocols described by a JSON config: listeners, codecs, handler plugins.\n"
+	        "\n"
+	        "  -c, --config FILE      config file (default " DG_DEFAULT_CONFIG ")\n"
+	        "  -t, --test             check the config, load and initialise its plugins, exit\n"
+	        "  -P, --plugin-dir DIR   where handler names are looked up as DIR/NAME.so\n"
+	        "                         (default " DG_PLUGIN_DIR "; the config's plugin_dir wins)\n"
+	        "  -l, --log-level LEVEL  error, warn, info or debug (overrides log.level)\n"
+	        "  -r, --ready-file FILE  once every socket is bound, write one line per socket,\n"
+	        "                         \"LISTENER ADDRESS:PORT\", to FILE (for port 0 binds)\n"
+	        "  -h, --help             show this help and exit\n"
+	        "  -V, --version          show the version and exit\n"
+	        "\n"
+	        "Runs in the foreground and logs to stderr. SIGINT or SIGTERM: stop reading, let\n"
+	        "pending requests finish (shutdown_timeout_ms), send queued replies, print the\n"
+	        "counters of every listener and exit 0.\n"
+	        "Exit status: 0 ok, 1 config or runtime error, 2 usage error.\n"
+	        "Environment: DGRAMD_NO_MMSG=1 uses recvmsg/sendmsg instead of recvmmsg/sendmmsg.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
+		{ "plugin-dir", required_argument, NULL, 'P' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "ready-file", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *conf_path = DG_DEFAULT_CONFIG, *plugin_dir = DG_PLUGIN_DIR;
+	const char *ready_file = NULL;
+	int level = -1, opt;
+	bool check_only = false;
+
+	while ((opt = getopt_long(argc, argv, "c:tP:l:r:hV", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': conf_path = optarg; break;
+		case 't': check_only = true; break;
+		case 'P': plugin_dir = optarg; break;
+		case 'r': ready_file = optarg; break;
+		case 'l':
+			level = dg_log_level_parse(optarg);
+			if (level < 0) {
+				fprintf(stderr, "dgramd: --log-level: '%s' is not error, warn, info or debug\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("dgramd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
+		                 DG_PLUGIN_ABI_MAJOR, DG_PLUGIN_ABI_MINOR); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "dgramd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *env = getenv("DGRAMD_NO_MMSG");
+	dg_io_no_mmsg = env && strcmp(env, "0") != 0;
+
+	struct dg_config *cfg;
+	char err[1024];
+	if (dg_config_load(conf_path, &cfg, err, sizeof(err))) {
+		dg_log(DG_LOG_ERROR, "%s", err);
+		return EXIT_FAILURE;
+	}
+	dg_log_set_level(level >= 0 ? level : cfg->log_level);
+
+	struct dg_server srv;
+	int rc = dg_server_init(&srv, cfg, plugin_dir, check_only);
+	if (rc == DG_OK && check_only)
+		printf("dgramd: the configuration file %s syntax is ok and its plugins load\n", conf_path);
+	else if (rc == DG_OK) {
+		rc = dg_server_run(&srv, ready_file);
+		dg_server_log_stats(&srv);
+	}
+	dg_server_release(&srv);
+	dg_config_free(cfg);
+	return rc == DG_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,392 @@
+/* Worker lifecycle: build everything that can fail before binding, bind,
+ * run, stop on a signal after pending requests finish, report, free. */
+#include "config.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+
+const char *const dg_drop_names[DG_DROP__COUNT] = {
+	"too_large", "truncated", "plugin", "busy",
+};
+const char *const dg_txdrop_names[DG_TXDROP__COUNT] = {
+	"queue_full", "send_error", "too_big", "shutdown",
+};
+
+static void on_post(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_server *srv = arg;
+	(void)fd, (void)what;
+
+	dg_dispatch_run_ready(srv);
+	dg_tx_flush(srv);
+	dg_server_check_drained(srv);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_sock *s = arg;
+	struct dg_listener *l = s->l;
+	struct dg_server *srv = l->srv;
+	struct timeval tv;
+	unsigned budget = DG_RX_BUDGET;
+	(void)what;
+
+	event_base_gettimeofday_cached(srv->base, &tv);
+	srv->now = tv.tv_sec;
+	while (budget && !srv->stopping) {
+		unsigned want = budget < DG_RX_BATCH ? budget : DG_RX_BATCH;
+		for (unsigned i = 0; i < want; i++) {
+			srv->rx_iov[i].iov_len = l->conf->max_datagram;
+			srv->rx_msgs[i].msg_hdr.msg_namelen = sizeof(srv->rx_addr[i]);
+			srv->rx_msgs[i].msg_hdr.msg_flags = 0;
+		}
+		int n = dg_io_recv(fd, srv->rx_msgs, want);
+		if (n < 0) {
+			unsigned long sup;
+			char a[64];
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    dg_ratelimit_allow(&l->rl_rx, srv->now, &sup))
+				dg_log(DG_LOG_WARN, "listener '%s': receive on '%s': %s", l->conf->name,
+				       dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a)),
+				       strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++)
+			dg_dispatch(s, srv->rx_iov[i].iov_base, srv->rx_msgs[i].msg_len,
+			            srv->rx_msgs[i].msg_hdr.msg_flags,
+			            (struct sockaddr *)&srv->rx_addr[i], srv->rx_msgs[i].msg_hdr.msg_namelen);
+		budget -= (unsigned)n;
+		if ((unsigned)n < want)
+			break;
+	}
+	dg_tx_flush(srv);
+}
+
+static void set_bufsize(struct dg_listener *l, struct dg_sock *s, int opt, int want, const char *name)
+{
+	int got = 0;
+	socklen_t len = sizeof(got);
+	char a[64];
+
+	if (!want)
+		return;
+	if (setsockopt(s->fd, SOL_SOCKET, opt, &want, sizeof(want)) < 0 ||
+	    getsockopt(s->fd, SOL_SOCKET, opt, &got, &len) < 0) {
+		dg_log(DG_LOG_WARN, "listener '%s': cannot set %s on '%s': %s", l->conf->name, name,
+		       dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a)), strerror(errno));
+		return;
+	}
+	/* Linux reports twice what it grants, and caps requests at
+	 * net.core.rmem_max / wmem_max without an error. */
+	if (got / 2 < want)
+		dg_log(DG_LOG_WARN, "listener '%s': %s on '%s': asked for %d bytes, the kernel granted %d "
+		       "(raise net.core.%s)", l->conf->name, name,
+		       dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a)), want, got / 2,
+		       opt == SO_RCVBUF ? "rmem_max" : "wmem_max");
+}
+
+static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_addr *addr)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
+	int one = 1;
+	char a[64];
+
+	s->l = l;
+	s->bound = *addr;
+	dg_addr_format(sa, a, sizeof(a));
+	s->fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->fd < 0) {
+		dg_log(DG_LOG_ERROR, "listener '%s': cannot create a socket for '%s': %s",
+		       l->conf->name, a, strerror(errno));
+		return DG_ERROR;
+	}
+	if ((sa->sa_family == AF_INET6 &&
+	     setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    (l->conf->reuseport &&
+	     setsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)) {
+		dg_log(DG_LOG_ERROR, "listener '%s': cannot set socket options on '%s': %s",
+		       l->conf->name, a, strerror(errno));
+		return DG_ERROR;
+	}
+	set_bufsize(l, s, SO_RCVBUF, l->conf->rcvbuf, "rcvbuf");
+	set_bufsize(l, s, SO_SNDBUF, l->conf->sndbuf, "sndbuf");
+	if (bind(s->fd, sa, addr->len) < 0) {
+		dg_log(DG_LOG_ERROR, "listener '%s': cannot bind '%s': %s", l->conf->name, a,
+		       strerror(errno));
+		return DG_ERROR;
+	}
+	s->bound.len = sizeof(s->bound.ss);
+	if (getsockname(s->fd, (struct sockaddr *)&s->bound.ss, &s->bound.len) < 0) {
+		dg_log(DG_LOG_ERROR, "listener '%s': getsockname on '%s': %s", l->conf->name, a,
+		       strerror(errno));
+		return DG_ERROR;
+	}
+	s->ev_read = event_new(l->srv->base, s->fd, EV_READ | EV_PERSIST, on_readable, s);
+	s->ev_write = event_new(l->srv->base, s->fd, EV_WRITE | EV_PERSIST, dg_tx_on_writable, s);
+	if (!s->ev_read || !s->ev_write || event_add(s->ev_read, NULL)) {
+		dg_log(DG_LOG_ERROR, "listener '%s': cannot register '%s' with the event loop",
+		       l->conf->name, a);
+		return DG_ERROR;
+	}
+	dg_log(DG_LOG_INFO, "listener '%s': listening on %s (codec %s, handler %s %s)",
+	       l->conf->name, dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a)),
+	       dg_codec_name(l->codec), l->plugin->name, l->plugin->version ? l->plugin->version : "");
+	return DG_OK;
+}
+
+/* Codec, plugin and plugin init for one listener: no socket yet. */
+static int listener_init(struct dg_server *srv, struct dg_listener *l,
+                         const struct dg_listener_conf *lc, const char *plugin_dir)
+{
+	char err[512], path[4096];
+
+	l->inst.l = l;
+	l->srv = srv;
+	l->conf = lc;
+	l->rl_parse = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
+	l->rl_handler = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
+	l->rl_tx = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
+	l->rl_rx = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
+	if (dg_codec_new(lc->codec, &l->codec, err, sizeof(err))) {
+		dg_log(DG_LOG_ERROR, "%s: listener '%s': codec%s", srv->cfg->path, lc->name, err);
+		return DG_ERROR;
+	}
+	dg_plugin_path(lc->plugin, plugin_dir, srv->cfg->dir, path, sizeof(path));
+	if (dg_loader_load(&srv->loader, path, &l->plugin, err, sizeof(err))) {
+		dg_log(DG_LOG_ERROR, "%s: listener '%s': %s", srv->cfg->path, lc->name, err);
+		return DG_ERROR;
+	}
+	if (l->plugin->init &&
+	    l->plugin->init(&l->inst, &dg_host_table, lc->plugin_config, &l->state) != DG_OK) {
+		dg_log(DG_LOG_ERROR, "%s: listener '%s': plugin '%s' refused its config "
+		       "(listeners[].handler.config)", srv->cfg->path, lc->name, l->plugin->name);
+		return DG_ERROR;
+	}
+	l->inited = true;
+	return DG_OK;
+}
+
+int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
+                   bool check_only)
+{
+	memset(srv, 0, sizeof(*srv));
+	srv->cfg = cfg;
+	dg_srv = srv;
+	srv->base = event_base_new();
+	if (!srv->base) {
+		dg_log(DG_LOG_ERROR, "cannot create the event loop");
+		return DG_ERROR;
+	}
+	srv->ev_post = event_new(srv->base, -1, 0, on_post, srv);
+	srv->listeners = calloc(cfg->n_listeners, sizeof(*srv->listeners));
+	if (!srv->ev_post || !srv->listeners || dg_reqs_init(srv)) {
+		dg_log(DG_LOG_ERROR, "out of memory");
+		return DG_ENOMEM;
+	}
+	for (unsigned i = 0; i < cfg->n_listeners; i++) {
+		srv->n_listeners++;
+		if (listener_init(srv, &srv->listeners[i], &cfg->listeners[i],
+		                  cfg->plugin_dir ? cfg->plugin_dir : plugin_dir))
+			return DG_ERROR;
+		if (cfg->listeners[i].max_datagram > srv->bufsize)
+			srv->bufsize = cfg->listeners[i].max_datagram;
+	}
+	if (check_only)
+		return DG_OK;
+	srv->rx_buf = malloc(DG_RX_BATCH * srv->bufsize);
+	srv->tx_buf = malloc(DG_TX_BATCH * srv->bufsize);
+	if (!srv->rx_buf || !srv->tx_buf) {
+		dg_log(DG_LOG_ERROR, "out of memory for %zu-byte I/O buffers", srv->bufsize);
+		return DG_ENOMEM;
+	}
+	for (unsigned i = 0; i < DG_RX_BATCH; i++) {
+		srv->rx_iov[i].iov_base = srv->rx_buf + i * srv->bufsize;
+		srv->rx_msgs[i].msg_hdr.msg_iov = &srv->rx_iov[i];
+		srv->rx_msgs[i].msg_hdr.msg_iovlen = 1;
+		srv->rx_msgs[i].msg_hdr.msg_name = &srv->rx_addr[i];
+	}
+	for (unsigned i = 0; i < srv->n_listeners; i++) {
+		struct dg_listener *l = &srv->listeners[i];
+		l->socks = calloc(l->conf->n_binds, sizeof(*l->socks));
+		if (!l->socks)
+			return DG_ENOMEM;
+		for (unsigned b = 0; b < l->conf->n_binds; b++) {
+			l->socks[b].fd = -1;
+			l->n_socks++;
+			if (sock_open(l, &l->socks[b], &l->conf->binds[b]))
+				return DG_ERROR;
+		}
+	}
+	return DG_OK;
+}
+
+static bool drained(const struct dg_server *srv)
+{
+	if (srv->pending || srv->tx_n || srv->ready_head)
+		return false;
+	for (unsigned i = 0; i < srv->n_listeners; i++)
+		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
+			if (srv->listeners[i].socks[b].q_len)
+				return false;
+	return true;
+}
+
+void dg_server_check_drained(struct dg_server *srv)
+{
+	if (srv->stopping && drained(srv))
+		event_base_loopbreak(srv->base);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_server *srv = arg;
+	(void)fd, (void)what;
+
+	dg_log(DG_LOG_WARN, "shutdown: %u requests still pending after %u ms, abandoning them",
+	       srv->pending, srv->cfg->shutdown_timeout_ms);
+	event_base_loopbreak(srv->base);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct dg_server *srv = arg;
+	struct timeval tv = {
+		.tv_sec = srv->cfg->shutdown_timeout_ms / 1000,
+		.tv_usec = (srv->cfg->shutdown_timeout_ms % 1000) * 1000,
+	};
+	(void)what;
+
+	if (srv->stopping) {
+		dg_log(DG_LOG_WARN, "signal %s again: stopping now", sig == SIGINT ? "INT" : "TERM");
+		event_base_loopbreak(srv->base);
+		return;
+	}
+	dg_log(DG_LOG_INFO, "signal %s: stopping (%u requests pending)",
+	       sig == SIGINT ? "INT" : "TERM", srv->pending);
+	srv->stopping = true;
+	for (unsigned i = 0; i < srv->n_listeners; i++)
+		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
+			event_del(srv->listeners[i].socks[b].ev_read);
+	if (drained(srv)) {
+		event_base_loopbreak(srv->base);
+		return;
+	}
+	srv->ev_deadline = evtimer_new(srv->base, on_deadline, srv);
+	if (!srv->ev_deadline || evtimer_add(srv->ev_deadline, &tv))
+		event_base_loopbreak(srv->base);
+}
+
+static int write_ready_file(const struct dg_server *srv, const char *path)
+{
+	char tmp[4096], a[64];
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f) {
+		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", tmp, strerror(errno));
+		return DG_ERROR;
+	}
+	for (unsigned i = 0; i < srv->n_listeners; i++)
+		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
+			fprintf(f, "%s %s\n", srv->listeners[i].conf->name,
+			        dg_addr_format((const struct sockaddr *)&srv->listeners[i].socks[b].bound.ss,
+			                       a, sizeof(a)));
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", path, strerror(errno));
+		unlink(tmp);
+		return DG_ERROR;
+	}
+	return DG_OK;
+}
+
+int dg_server_run(struct dg_server *srv, const char *ready_file)
+{
+	const int sigs[2] = { SIGINT, SIGTERM };
+
+	for (int i = 0; i < 2; i++) {
+		srv->ev_sig[i] = evsignal_new(srv->base, sigs[i], on_signal, srv);
+		if (!srv->ev_sig[i] || evsignal_add(srv->ev_sig[i], NULL)) {
+			dg_log(DG_LOG_ERROR, "cannot install the signal handlers");
+			return DG_ERROR;
+		}
+	}
+	if (ready_file && write_ready_file(srv, ready_file))
+		return DG_ERROR;
+	if (event_base_dispatch(srv->base) < 0) {
+		dg_log(DG_LOG_ERROR, "event loop failed");
+		return DG_ERROR;
+	}
+	return DG_OK;
+}
+
+void dg_server_log_stats(const struct dg_server *srv)
+{
+	for (unsigned i = 0; i < srv->n_listeners; i++) {
+		const struct dg_listener *l = &srv->listeners[i];
+		const struct dg_counters *c = &l->c;
+		char drops[256], txdrops[256];
+		int n = 0;
+
+		for (int d = 0; d < DG_DROP__COUNT; d++)
+			n += snprintf(drops + n, sizeof(drops) - (size_t)n, " drop_%s=%llu",
+			              dg_drop_names[d], (unsigned long long)c->drop[d]);
+		n = 0;
+		for (int d = 0; d < DG_TXDROP__COUNT; d++)
+			n += snprintf(txdrops + n, sizeof(txdrops) - (size_t)n, " tx_drop_%s=%llu",
+			              dg_txdrop_names[d], (unsigned long long)c->tx_drop[d]);
+		dg_log(DG_LOG_INFO, "stats listener=%s rx=%llu rx_bytes=%llu handled=%llu "
+		       "decode_errors=%llu%s packets=%llu handler_errors=%llu tx=%llu tx_bytes=%llu "
+		       "tx_queued=%llu%s", l->conf->name, (unsigned long long)c->rx,
+		       (unsigned long long)c->rx_bytes, (unsigned long long)c->handled,
+		       (unsigned long long)c->decode_errors, drops, (unsigned long long)c->packets,
+		       (unsigned long long)c->handler_errors, (unsigned long long)c->tx,
+		       (unsigned long long)c->tx_bytes, (unsigned long long)c->tx_queued, txdrops);
+	}
+}
+
+void dg_server_release(struct dg_server *srv)
+{
+	if (srv->reqs)
+		dg_dispatch_abort_all(srv);
+	for (unsigned i = 0; i < srv->n_listeners; i++) {
+		struct dg_listener *l = &srv->listeners[i];
+		dg_timers_cancel_all(l);
+		if (l->inited && l->plugin->fini)
+			l->plugin->fini(l->state);
+		for (unsigned b = 0; b < l->n_socks; b++) {
+			struct dg_sock *s = &l->socks[b];
+			dg_tx_queue_free(s);
+			if (s->ev_read)
+				event_free(s->ev_read);
+			if (s->ev_write)
+				event_free(s->ev_write);
+			if (s->fd >= 0)
+				close(s->fd);
+		}
+		free(l->socks);
+		dg_codec_free(l->codec);
+	}
+	free(srv->listeners);
+	for (int i = 0; i < 2; i++)
+		if (srv->ev_sig[i])
+			event_free(srv->ev_sig[i]);
+	if (srv->ev_deadline)
+		event_free(srv->ev_deadline);
+	if (srv->ev_post)
+		event_free(srv->ev_post);
+	if (srv->base)
+		event_base_free(srv->base);
+	dg_loader_release(&srv->loader);
+	free(srv->reqs);
+	free(srv->rx_buf);
+	free(srv->tx_buf);
+	dg_srv = NULL;
+	memset(srv, 0, sizeof(*srv));
+}

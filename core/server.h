@@ -1,0 +1,170 @@
+/* The worker: one event base, its listeners and sockets, the request table
+ * and the batched receive and send paths. One per process; `dg_srv` is the
+ * only mutable global (host functions given to plugins reach it). */
+#ifndef DG_SERVER_H
+#define DG_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <dgramd/plugin.h>
+
+#include "conf.h"
+#include "counters.h"
+#include "io.h"
+#include "loader.h"
+#include "log.h"
+
+#define DG_RX_BATCH 32   /* datagrams per recvmmsg */
+#define DG_RX_BUDGET 256 /* datagrams per readiness, so no socket starves the rest */
+#define DG_TX_BATCH 64   /* reply datagrams per sendmmsg */
+#define DG_REQS_INITIAL 256
+
+struct dg_listener;
+
+struct dg_instance {
+	struct dg_listener *l;
+};
+
+/* A reply waiting for the socket to become writable. */
+struct dg_txq_item {
+	struct dg_txq_item *next;
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	size_t len;
+	unsigned char data[];
+};
+
+struct dg_sock {
+	struct dg_listener *l;
+	int fd;
+	struct event *ev_read;
+	struct event *ev_write;
+	struct dg_addr bound; /* with the real port */
+	struct dg_txq_item *q_head, *q_tail;
+	unsigned q_len;
+};
+
+struct dg_timer {
+	struct dg_timer *prev, *next;
+	struct dg_listener *l;
+	struct event *ev;
+	void (*cb)(void *arg);
+	void *arg;
+};
+
+struct dg_listener {
+	struct dg_instance inst;
+	struct dg_server *srv;
+	const struct dg_listener_conf *conf;
+	struct dg_codec *codec;
+	const struct dg_plugin *plugin;
+	void *state;
+	bool inited;
+	struct dg_sock *socks;
+	unsigned n_socks;
+	struct dg_timer *timers;
+	struct dg_counters c;
+	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx;
+};
+
+/* A request: one datagram whose frames go to the handler one at a time.
+ * Handle = (gen << 32) | (index + 1); gen changes whenever a frame
+ * completes, so a stale handle never matches. */
+struct dg_req {
+	uint32_t gen;
+	uint32_t next;    /* free list / ready list link: index + 1, 0 = end */
+	bool active;
+	bool in_call;     /* inside the plugin's callback */
+	bool done_in_call; /* complete() was called inside it */
+	bool pending;     /* waiting for complete() */
+	bool parse_error; /* delivered to on_error rather than on_packet */
+	struct dg_listener *l;
+	struct dg_sock *s;
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+	unsigned frame, frames;
+	struct dg_packet *rest;  /* deferred multi-frame: packets not yet delivered */
+	unsigned char *copy;     /* the datagram bytes rest[] points into */
+	uint64_t tx_epoch;       /* reply coalescing: open tx slot, valid in this epoch */
+	unsigned tx_slot;
+};
+
+struct dg_txslot {
+	struct dg_sock *s;
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	uint32_t owner; /* request index + 1 */
+	struct dg_outdgram out;
+};
+
+struct dg_server {
+	struct event_base *base;
+	struct dg_config *cfg;
+	struct dg_loader loader;
+	struct dg_listener *listeners;
+	unsigned n_listeners;
+	size_t bufsize; /* largest max_datagram */
+	time_t now;     /* the loop's cached clock, for rate limits */
+
+	dg_mmsg rx_msgs[DG_RX_BATCH];
+	struct iovec rx_iov[DG_RX_BATCH];
+	struct sockaddr_storage rx_addr[DG_RX_BATCH];
+	unsigned char *rx_buf; /* DG_RX_BATCH * bufsize */
+	struct dg_frame frames[DG_CODEC_MAX_FRAMES];
+	struct dg_packet pkts[DG_CODEC_MAX_FRAMES];
+
+	struct dg_req *reqs;
+	uint32_t n_reqs, max_reqs;
+	uint32_t free_head;  /* index + 1 */
+	uint32_t ready_head, ready_tail; /* completed, with frames left */
+	unsigned pending;
+
+	struct dg_txslot tx[DG_TX_BATCH];
+	unsigned tx_n;
+	uint64_t tx_epoch;
+	unsigned char *tx_buf; /* DG_TX_BATCH * bufsize */
+	dg_mmsg tx_msgs[DG_TX_BATCH];
+	struct iovec tx_iov[DG_TX_BATCH];
+	struct event *ev_post; /* run after callbacks: continuations, tx flush */
+
+	struct event *ev_sig[2];
+	struct event *ev_deadline;
+	bool stopping;
+};
+
+extern struct dg_server *dg_srv;
+extern const struct dg_host dg_host_table;
+
+/* server.c */
+int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
+                   bool check_only);
+int dg_server_run(struct dg_server *srv, const char *ready_file);
+void dg_server_release(struct dg_server *srv);
+void dg_server_log_stats(const struct dg_server *srv);
+/* Stop the loop when stopping and nothing is left in flight. */
+void dg_server_check_drained(struct dg_server *srv);
+
+/* dispatch.c */
+void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
+                 const struct sockaddr *peer, socklen_t peerlen);
+void dg_dispatch_run_ready(struct dg_server *srv);
+void dg_dispatch_abort_all(struct dg_server *srv);
+int dg_reqs_init(struct dg_server *srv);
+void dg_timers_cancel_all(struct dg_listener *l);
+
+/* tx.c */
+int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt);
+void dg_tx_flush(struct dg_server *srv);
+void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg);
+void dg_tx_queue_free(struct dg_sock *s);
+
+/* Post work to run once the current callbacks return. */
+static inline void dg_server_post(struct dg_server *srv)
+{
+	event_active(srv->ev_post, EV_TIMEOUT, 0);
+}
+
+#endif

@@ -1,0 +1,197 @@
+/* Replies: encoded straight into the worker's send batch, coalesced per
+ * request while the batch is open, sent with one sendmmsg per socket run.
+ * What the kernel cannot take now (EAGAIN, ENOBUFS) waits in a bounded
+ * per-socket queue flushed on EV_WRITE; nothing is dropped uncounted. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+static void tx_log(struct dg_listener *l, const struct sockaddr *to, const char *what, int err)
+{
+	unsigned long sup;
+	char peer[64];
+
+	if (!dg_ratelimit_allow(&l->rl_tx, l->srv->now, &sup))
+		return;
+	dg_log(DG_LOG_WARN, "listener '%s': reply to %s %s%s%s%s", l->conf->name,
+	       dg_addr_format(to, peer, sizeof(peer)), what, err ? ": " : "",
+	       err ? strerror(err) : "", sup ? " (and more, not logged)" : "");
+}
+
+int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt)
+{
+	struct dg_req *r = &srv->reqs[idx];
+	struct dg_listener *l = r->l;
+	int rc;
+
+	/* Coalesce with this request's open datagram while the batch is open. */
+	if (r->tx_epoch == srv->tx_epoch && r->tx_slot < srv->tx_n &&
+	    srv->tx[r->tx_slot].owner == idx + 1) {
+		rc = dg_codec_append(l->codec, pkt, &srv->tx[r->tx_slot].out);
+		if (rc != DG_E2BIG)
+			return rc;
+	}
+	if (srv->tx_n == DG_TX_BATCH)
+		dg_tx_flush(srv);
+	struct dg_txslot *t = &srv->tx[srv->tx_n];
+	t->out.buf = srv->tx_buf + (size_t)srv->tx_n * srv->bufsize;
+	t->out.cap = l->conf->max_datagram;
+	t->out.used = 0;
+	t->out.frames = 0;
+	rc = dg_codec_append(l->codec, pkt, &t->out);
+	if (rc == DG_E2BIG) {
+		l->c.tx_drop[DG_TXDROP_TOO_BIG]++;
+		tx_log(l, (const struct sockaddr *)&r->peer, "does not fit max_datagram", 0);
+		return rc;
+	}
+	if (rc)
+		return rc;
+	t->s = r->s;
+	memcpy(&t->to, &r->peer, r->peerlen);
+	t->tolen = r->peerlen;
+	t->owner = idx + 1;
+	r->tx_slot = srv->tx_n++;
+	r->tx_epoch = srv->tx_epoch;
+	if (srv->tx_n == 1)
+		dg_server_post(srv);
+	return DG_OK;
+}
+
+static void enqueue(struct dg_sock *s, const struct sockaddr_storage *to, socklen_t tolen,
+                    const unsigned char *data, size_t len)
+{
+	struct dg_listener *l = s->l;
+
+	if (s->q_len >= l->conf->send_queue) {
+		l->c.tx_drop[DG_TXDROP_QUEUE_FULL]++;
+		tx_log(l, (const struct sockaddr *)to, "dropped: send queue full", 0);
+		return;
+	}
+	struct dg_txq_item *it = malloc(sizeof(*it) + len);
+	if (!it) {
+		l->c.tx_drop[DG_TXDROP_QUEUE_FULL]++;
+		tx_log(l, (const struct sockaddr *)to, "dropped: out of memory for the send queue", 0);
+		return;
+	}
+	it->next = NULL;
+	memcpy(&it->to, to, tolen);
+	it->tolen = tolen;
+	it->len = len;
+	memcpy(it->data, data, len);
+	if (s->q_tail)
+		s->q_tail->next = it;
+	else
+		s->q_head = it;
+	s->q_tail = it;
+	if (s->q_len++ == 0)
+		event_add(s->ev_write, NULL);
+	l->c.tx_queued++;
+}
+
+static bool transient(int err)
+{
+	return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS || err == EINTR;
+}
+
+/* Send slots [from, to) of the batch, all on socket s. */
+static void send_run(struct dg_server *srv, struct dg_sock *s, unsigned from, unsigned to)
+{
+	struct dg_listener *l = s->l;
+
+	if (s->q_len) /* keep order behind what already waits */
+		goto queue_rest;
+	for (unsigned i = from; i < to; i++) {
+		struct dg_txslot *t = &srv->tx[i];
+		srv->tx_iov[i].iov_base = t->out.buf;
+		srv->tx_iov[i].iov_len = t->out.used;
+		memset(&srv->tx_msgs[i].msg_hdr, 0, sizeof(srv->tx_msgs[i].msg_hdr));
+		srv->tx_msgs[i].msg_hdr.msg_name = &t->to;
+		srv->tx_msgs[i].msg_hdr.msg_namelen = t->tolen;
+		srv->tx_msgs[i].msg_hdr.msg_iov = &srv->tx_iov[i];
+		srv->tx_msgs[i].msg_hdr.msg_iovlen = 1;
+	}
+	while (from < to) {
+		int n = dg_io_send(s->fd, &srv->tx_msgs[from], to - from);
+		if (n > 0) {
+			for (unsigned i = from; i < from + (unsigned)n; i++)
+				l->c.tx_bytes += srv->tx[i].out.used;
+			l->c.tx += (unsigned)n;
+			from += (unsigned)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (transient(errno))
+			break;
+		/* This one datagram is refused (ICMP error, EPERM from a
+		 * firewall, ...); the rest of the batch still goes out. */
+		l->c.tx_drop[DG_TXDROP_SEND_ERROR]++;
+		tx_log(l, (const struct sockaddr *)&srv->tx[from].to, "failed", errno);
+		from++;
+	}
+queue_rest:
+	for (; from < to; from++)
+		enqueue(s, &srv->tx[from].to, srv->tx[from].tolen, srv->tx[from].out.buf,
+		        srv->tx[from].out.used);
+}
+
+void dg_tx_flush(struct dg_server *srv)
+{
+	unsigned i = 0;
+
+	while (i < srv->tx_n) {
+		struct dg_sock *s = srv->tx[i].s;
+		unsigned j = i + 1;
+		while (j < srv->tx_n && srv->tx[j].s == s)
+			j++;
+		send_run(srv, s, i, j);
+		i = j;
+	}
+	srv->tx_n = 0;
+	srv->tx_epoch++;
+}
+
+void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_sock *s = arg;
+	struct dg_listener *l = s->l;
+	(void)what;
+
+	while (s->q_head) {
+		struct dg_txq_item *it = s->q_head;
+		ssize_t n = sendto(fd, it->data, it->len, MSG_DONTWAIT,
+		                   (const struct sockaddr *)&it->to, it->tolen);
+		if (n < 0 && transient(errno))
+			return; /* EV_WRITE stays armed */
+		if (n < 0) {
+			l->c.tx_drop[DG_TXDROP_SEND_ERROR]++;
+			tx_log(l, (const struct sockaddr *)&it->to, "failed", errno);
+		} else {
+			l->c.tx++;
+			l->c.tx_bytes += it->len;
+		}
+		s->q_head = it->next;
+		if (!s->q_head)
+			s->q_tail = NULL;
+		s->q_len--;
+		free(it);
+	}
+	event_del(s->ev_write);
+	dg_server_check_drained(l->srv);
+}
+
+void dg_tx_queue_free(struct dg_sock *s)
+{
+	while (s->q_head) {
+		struct dg_txq_item *it = s->q_head;
+		s->q_head = it->next;
+		s->l->c.tx_drop[DG_TXDROP_SHUTDOWN]++;
+		free(it);
+	}
+	s->q_tail = NULL;
+	s->q_len = 0;
+}

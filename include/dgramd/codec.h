@@ -1,0 +1,203 @@
+/*
+ * dgramd codec interface: protocol objects that turn datagrams into packets
+ * and packets back into datagrams.
+ *
+ * A codec has two layers:
+ *   - framing: splits one datagram into 1..N frames, and appends frames to an
+ *     outgoing datagram ("raw": one datagram = one frame; "length-prefixed").
+ *   - payload: turns one frame into a packet and back ("bytes", "json").
+ *
+ * The same code serves the daemon and the client library; it holds no daemon
+ * state and never logs: every error is returned with a message in the
+ * caller's buffer.
+ *
+ * Threading: a struct dg_codec may be used by one thread at a time.
+ */
+#ifndef DGRAMD_CODEC_H
+#define DGRAMD_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct json_t; /* jansson */
+
+/* Return codes shared by the whole dgramd API. 0 is success, errors are negative. */
+enum dg_rc {
+	DG_OK = 0,
+	DG_ERROR = -1,  /* generic failure, already reported */
+	DG_EINVAL = -2, /* invalid argument or input */
+	DG_ENOMEM = -3, /* allocation failed */
+	DG_ESTALE = -4, /* handle refers to a request that has completed */
+	DG_E2BIG = -5,  /* does not fit the buffer or limit */
+	DG_EAGAIN = -6, /* try again later */
+};
+
+/* One decoded packet.
+ *
+ * Exactly one of the two forms is used, by the codec's payload layer:
+ *   - bytes payload: data/len, json == NULL.
+ *   - json payload:  json != NULL; data/len point at the frame it came from.
+ *
+ * Ownership: a packet handed to a handler borrows everything it points to
+ * for the duration of the call. A handler that keeps the JSON takes a
+ * reference (json_incref) and a handler that keeps the bytes copies them.
+ * A packet passed to dg_codec_encode() or to a reply function is only read. */
+struct dg_packet {
+	const void *data;     /* bytes; borrowed */
+	size_t len;           /* number of bytes at data */
+	struct json_t *json;  /* JSON value or NULL; borrowed */
+};
+
+/* Why a datagram could not be decoded. reason points at a string that lives
+ * at least as long as the codec (usually static, or the codec's own buffer,
+ * overwritten by the next decode call). offset is the byte offset in the
+ * datagram where the problem was found; frame is the 0-based frame index. */
+struct dg_parse_error {
+	const char *reason;
+	size_t offset;
+	unsigned frame;
+};
+
+/* One frame inside a datagram: a slice of the datagram (borrowed). */
+struct dg_frame {
+	const unsigned char *data;
+	size_t len;
+};
+
+/* The framing layer vtable. Built-ins and modules define it as a const table.
+ *
+ * create(): validate the options in spec (the long-form codec object, or NULL
+ *   for the short form) and build a state. Only keys listed in `keys` are
+ *   the layer's own; on error write "KEY: what is wrong" into err and return
+ *   a negative dg_rc.
+ * split(): validate the whole datagram before returning any frame. On
+ *   success fill frames[0..*n) (slices of dgram, *n on entry is the capacity)
+ *   and return DG_OK; on error fill *perr and return DG_EINVAL.
+ * header(): bytes written before each frame's payload (0 for raw).
+ * seal(): write the header for a payload of len bytes at hdr; DG_E2BIG if
+ *   len cannot be framed (over the width or max_frame).
+ * max_frames(): frames per datagram, in and out (1 for raw). */
+struct dg_framing_ops {
+	uint32_t size; /* sizeof(struct dg_framing_ops) at build time */
+	const char *name;
+	const char *const *keys; /* NULL-terminated option keys of this layer */
+	int (*create)(const struct json_t *spec, void **state, char *err, size_t errlen);
+	void (*destroy)(void *state);
+	int (*split)(void *state, const unsigned char *dgram, size_t len,
+	             struct dg_frame *frames, unsigned *n, struct dg_parse_error *perr);
+	size_t (*header)(void *state);
+	int (*seal)(void *state, unsigned char *hdr, size_t len);
+	unsigned (*max_frames)(void *state);
+};
+
+/* The payload layer vtable.
+ *
+ * decode(): frame -> packet. On success the packet may own resources (a
+ *   JSON value) that release() frees. On error fill *perr (offset relative
+ *   to the frame), return DG_EINVAL and own nothing.
+ * encode(): packet -> frame bytes in buf[0..cap); *len gets the size.
+ *   DG_E2BIG if it does not fit, DG_EINVAL if the packet is of the wrong form.
+ * release(): free what decode() allocated (may be NULL if nothing is). */
+struct dg_payload_ops {
+	uint32_t size; /* sizeof(struct dg_payload_ops) at build time */
+	const char *name;
+	const char *const *keys;
+	int (*create)(const struct json_t *spec, void **state, char *err, size_t errlen);
+	void (*destroy)(void *state);
+	int (*decode)(void *state, const unsigned char *frame, size_t len,
+	              struct dg_packet *pkt, struct dg_parse_error *perr);
+	int (*encode)(void *state, const struct dg_packet *pkt,
+	              unsigned char *buf, size_t cap, size_t *len);
+	void (*release)(void *state, struct dg_packet *pkt);
+};
+
+/* A codec module: what a codec .so exports as the data symbol
+ * DG_CODEC_SYMBOL. Either layer may be NULL. Checked before any call:
+ * magic, abi_major == DG_CODEC_ABI_MAJOR, abi_minor <= the host's, size. */
+#define DG_CODEC_MAGIC 0x64674331u /* "dgC1" */
+#define DG_CODEC_ABI_MAJOR 1
+#define DG_CODEC_ABI_MINOR 0
+#define DG_CODEC_SYMBOL "dgramd_codec"
+
+struct dg_codec_module {
+	uint32_t magic;
+	uint16_t abi_major;
+	uint16_t abi_minor;
+	uint32_t size; /* sizeof(struct dg_codec_module) at build time */
+	const struct dg_framing_ops *framing; /* static, or NULL */
+	const struct dg_payload_ops *payload; /* static, or NULL */
+};
+
+#define DG_CODEC_MODULE_INIT                                                   \
+	.magic = DG_CODEC_MAGIC, .abi_major = DG_CODEC_ABI_MAJOR,              \
+	.abi_minor = DG_CODEC_ABI_MINOR, .size = sizeof(struct dg_codec_module)
+
+/* A codec instance: one framing and one payload layer with their options. */
+struct dg_codec;
+
+/* Largest number of frames a datagram may carry, whatever the options say. */
+#define DG_CODEC_MAX_FRAMES 1024
+
+/* Build a codec from a spec: a JSON string ("json", "raw",
+ * "length-prefixed") or an object {"framing": .., "payload": .., options}.
+ * spec is only read. On error return a negative dg_rc and write the problem
+ * into err as a path relative to the spec and a message: ".width: expected
+ * 1, 2 or 4" or ": unknown codec 'x'", so that the caller can print its own
+ * path of the spec in front ("listeners[0].codec" + err). *out is owned by the
+ * caller; free it with dg_codec_free(). */
+int dg_codec_new(const struct json_t *spec, struct dg_codec **out, char *err, size_t errlen);
+
+/* Free a codec; NULL is a no-op. */
+void dg_codec_free(struct dg_codec *codec);
+
+/* "raw+json" style name of the codec; static storage of the codec. */
+const char *dg_codec_name(const struct dg_codec *codec);
+
+/* Maximum frames per datagram this codec accepts (1 for raw framing). */
+unsigned dg_codec_max_frames(const struct dg_codec *codec);
+
+/* Split a datagram into frames (see dg_framing_ops.split). frames[] must
+ * have room for dg_codec_max_frames() entries; the frames borrow dgram. */
+int dg_codec_split(struct dg_codec *codec, const unsigned char *dgram, size_t len,
+                   struct dg_frame *frames, unsigned *n, struct dg_parse_error *perr);
+
+/* Decode one frame into a packet; release it with dg_codec_release(). The
+ * packet may borrow frame (bytes payload): keep frame alive while it is used.
+ * perr->offset is relative to the frame. */
+int dg_codec_decode(struct dg_codec *codec, const unsigned char *frame, size_t len,
+                    struct dg_packet *pkt, struct dg_parse_error *perr);
+
+/* Free what dg_codec_decode() allocated for pkt; the packet is zeroed. */
+void dg_codec_release(struct dg_codec *codec, struct dg_packet *pkt);
+
+/* An outgoing datagram being built: frames are appended to buf[0..used). */
+struct dg_outdgram {
+	unsigned char *buf; /* owned by the caller */
+	size_t cap;
+	size_t used;
+	unsigned frames;
+};
+
+/* Encode pkt as one frame and append it to out. DG_E2BIG when the frame
+ * does not fit in what is left (out unchanged): the caller may send out and
+ * try again with an empty one; if it does not fit in an empty one either,
+ * it never will. DG_EINVAL when the packet is of the wrong form. */
+int dg_codec_append(struct dg_codec *codec, const struct dg_packet *pkt,
+                    struct dg_outdgram *out);
+
+/* Register a codec module's layers under their names. mod must stay valid
+ * (and loaded) until dg_codec_registry_reset(). DG_EINVAL when the module
+ * fails its checks or a name is taken; err says which. */
+int dg_codec_register(const struct dg_codec_module *mod, char *err, size_t errlen);
+
+/* Forget every registered (non built-in) layer. */
+void dg_codec_registry_reset(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DGRAMD_CODEC_H */

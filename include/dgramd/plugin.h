@@ -1,0 +1,232 @@
+/*
+ * dgramd handler plugin ABI, version 1.
+ *
+ * A plugin is a shared object that exports exactly one data symbol,
+ * DG_PLUGIN_SYMBOL ("dgramd_plugin"), of type `const struct dg_plugin`.
+ * dgramd loads it with dlopen(RTLD_NOW | RTLD_LOCAL) and checks magic, ABI
+ * major/minor and struct size before it calls anything. Build plugins with
+ * -fvisibility=hidden and mark only that symbol with DG_PLUGIN_EXPORT.
+ *
+ * Plugins never link against dgramd: every server function they may call is
+ * in the host table (struct dg_host) handed to init(). The table is
+ * append-only: a field present in ABI 1.N is present, at the same offset, in
+ * every 1.M with M >= N. A plugin built for minor N is refused by a host
+ * whose minor is lower.
+ *
+ * Threading: every callback runs on the worker's event loop thread, the one
+ * that owns host->event_base(). Host functions may only be called from that
+ * thread. One instance (init .. fini) exists per listener per worker.
+ *
+ * Requests. on_packet() receives one decoded packet. The plugin replies zero
+ * or more times with host->reply() and then either returns DG_DONE, or
+ * returns DG_PENDING and later calls host->complete() from any callback on
+ * the same event loop (a timer, its own socket, ...). That is how a handler
+ * waits for another service without blocking the loop. A request handle is
+ * a generation-checked value: replying to or completing a request that has
+ * already completed (or timed out, or whose listener shut down) returns
+ * DG_ESTALE and touches nothing.
+ *
+ * A deferred-reply handler, complete (timer-based; a real one would start
+ * I/O on host->event_base() instead):
+ *
+ *     #include <dgramd/plugin.h>
+ *     #include <stdlib.h>
+ *
+ *     struct later { const struct dg_host *host; dg_req_t req; };
+ *     static const struct dg_host *H;
+ *
+ *     static void fire(void *arg)
+ *     {
+ *             struct later *l = arg;
+ *             struct dg_packet pong = { .data = "pong", .len = 4 };
+ *             l->host->reply(l->req, &pong);  // DG_ESTALE if it timed out
+ *             l->host->complete(l->req);
+ *             free(l);
+ *     }
+ *
+ *     static int init(struct dg_instance *self, const struct dg_host *host,
+ *                     const struct json_t *config, void **state)
+ *     {
+ *             (void)config; H = host; *state = self;
+ *             return DG_OK;
+ *     }
+ *
+ *     static int on_packet(void *state, const struct dg_request *req)
+ *     {
+ *             struct later *l = malloc(sizeof(*l));
+ *             if (!l)
+ *                     return DG_ENOMEM;  // costs this request only
+ *             l->host = H;
+ *             l->req = req->handle;      // the handle outlives the call
+ *             if (!H->timer_start(state, 100, fire, l)) {
+ *                     free(l);
+ *                     return DG_ERROR;
+ *             }
+ *             return DG_PENDING;
+ *     }
+ *
+ *     DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
+ *             DG_PLUGIN_HEADER, .name = "later", .version = "1.0",
+ *             .init = init, .on_packet = on_packet,
+ *     };
+ */
+#ifndef DGRAMD_PLUGIN_H
+#define DGRAMD_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <dgramd/codec.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct event_base; /* libevent */
+
+#define DG_PLUGIN_MAGIC 0x64675031u /* "dgP1" */
+#define DG_PLUGIN_ABI_MAJOR 1
+#define DG_PLUGIN_ABI_MINOR 0
+#define DG_PLUGIN_SYMBOL "dgramd_plugin"
+
+#if defined(__GNUC__)
+#define DG_PLUGIN_EXPORT __attribute__((visibility("default")))
+#define DG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define DG_PLUGIN_EXPORT
+#define DG_PRINTF(f, a)
+#endif
+
+/* What on_packet() returns when it does not fail. Any negative dg_rc is a
+ * handler error: it is counted, logged at a limited rate, and the request is
+ * completed by the server (replies already sent stay sent). */
+enum dg_verdict {
+	DG_DONE = 0,    /* the request is complete */
+	DG_PENDING = 1, /* the plugin will call host->complete(handle) later */
+	DG_DECLINED = 2, /* on_error only: not handled, the server logs it */
+};
+
+enum dg_log_level {
+	DG_LOG_ERROR = 0,
+	DG_LOG_WARN = 1,
+	DG_LOG_INFO = 2,
+	DG_LOG_DEBUG = 3,
+};
+
+/* A request handle: a value, safe to copy and keep. 0 is never valid. */
+typedef uint64_t dg_req_t;
+
+/* Opaque server objects handed to plugins. */
+struct dg_instance; /* this plugin instance; lives from init() to fini() */
+struct dg_session;  /* per-peer session (ABI 1.0: always NULL) */
+struct dg_timer;    /* a one-shot timer started with host->timer_start() */
+
+/* The peer a datagram came from. Borrowed for the duration of a call. */
+struct dg_peer {
+	const struct sockaddr *addr; /* AF_INET or AF_INET6 */
+	socklen_t addrlen;
+	const char *listener; /* listener name from the config */
+};
+
+/* One request: one decoded packet (one frame of a datagram).
+ * Everything it points to is borrowed until the callback returns; the
+ * handle is a value and may be kept until the request completes. */
+struct dg_request {
+	dg_req_t handle;
+	struct dg_packet packet; /* the decoded packet; see dg_packet ownership */
+	const struct dg_peer *peer;
+	struct dg_session *session; /* NULL in ABI 1.0 */
+	unsigned frame;             /* index of this frame in its datagram */
+	unsigned frames;            /* frames in the datagram */
+};
+
+/* Server functions for plugins; see the top of this file for the rules. */
+struct dg_host {
+	uint32_t size; /* sizeof(struct dg_host) in the running server */
+	uint16_t abi_major;
+	uint16_t abi_minor;
+
+	/* Log a message at level, prefixed with the listener and plugin name.
+	 * self is the instance from init(). */
+	void (*log)(struct dg_instance *self, int level, const char *fmt, ...) DG_PRINTF(3, 4);
+
+	/* Encode pkt with the listener's codec and queue it to the request's
+	 * peer. pkt is only read during the call. Replies to the frames of one
+	 * datagram made during one event-loop turn are coalesced into as few
+	 * datagrams as the framing allows. Returns DG_OK, DG_ESTALE (request
+	 * complete), DG_E2BIG (does not fit max_datagram; counted, nothing
+	 * sent), DG_EINVAL (packet of the wrong form for the codec). */
+	int (*reply)(dg_req_t req, const struct dg_packet *pkt);
+
+	/* Complete a request that on_packet() left DG_PENDING. DG_OK or
+	 * DG_ESTALE. After this the handle is dead. */
+	int (*complete)(dg_req_t req);
+
+	/* The worker's event base, for the plugin's own libevent I/O. Owned by
+	 * the server; valid from init() to fini(). */
+	struct event_base *(*event_base)(struct dg_instance *self);
+
+	/* Call cb(arg) once, after ms milliseconds, on the event loop. Returns
+	 * NULL on failure. The timer is owned by the server: it is freed after
+	 * cb returns, or by timer_cancel(); the pointer is dead after either.
+	 * Timers still pending at fini() are cancelled without calling cb. */
+	struct dg_timer *(*timer_start)(struct dg_instance *self, unsigned ms,
+	                                void (*cb)(void *arg), void *arg);
+	void (*timer_cancel)(struct dg_timer *timer);
+
+	/* Format a peer as "1.2.3.4:53" or "[::1]:53" into buf (always
+	 * NUL-terminated). Returns buf. */
+	const char *(*peer_format)(const struct dg_peer *peer, char *buf, size_t len);
+};
+
+/* The plugin descriptor: the one exported symbol. Optional callbacks may be
+ * NULL, and callbacks beyond the descriptor's own size are treated as NULL.
+ *
+ * init(): called once per listener per worker with the handler's "config"
+ *   object from the server config (NULL if absent; borrowed, valid during
+ *   the call only; copy or json_incref what you keep). host and self stay
+ *   valid until fini(). Store your state in *state. Return DG_OK, or a
+ *   negative dg_rc after logging what is wrong with the config: the server
+ *   then refuses to start (dgramd -t reports it too). After a failed init
+ *   fini() is not called: free what you allocated before returning.
+ * fini(): release state. Pending requests have been completed, pending
+ *   timers cancelled.
+ * accept(): optional, before decoding: return 0 to go on, non-zero to drop
+ *   the datagram unparsed (counted as dropped by the plugin).
+ * on_packet(): required; see enum dg_verdict.
+ * on_error(): optional; a datagram could not be decoded. req->packet holds
+ *   the raw datagram bytes (json NULL); the plugin may reply (for example
+ *   with an error packet). Return DG_DONE, or DG_DECLINED to have the
+ *   server log it as if there were no hook. Parse errors are always
+ *   counted; without the hook (or on DG_DECLINED) they are also logged at
+ *   a limited rate.
+ * on_timeout(), on_session_close(): reserved for ABI 1.1 (set NULL). */
+struct dg_plugin {
+	uint32_t magic;     /* DG_PLUGIN_MAGIC */
+	uint16_t abi_major; /* DG_PLUGIN_ABI_MAJOR */
+	uint16_t abi_minor; /* DG_PLUGIN_ABI_MINOR */
+	uint32_t size;      /* sizeof(struct dg_plugin) at build time */
+	const char *name;   /* unique among loaded plugins; static */
+	const char *version;
+
+	int (*init)(struct dg_instance *self, const struct dg_host *host,
+	            const struct json_t *config, void **state);
+	void (*fini)(void *state);
+	int (*accept)(void *state, const struct dg_peer *peer);
+	int (*on_packet)(void *state, const struct dg_request *req);
+	int (*on_error)(void *state, const struct dg_request *req,
+	                const struct dg_parse_error *err);
+	void (*on_timeout)(void *state, dg_req_t req);
+	void (*on_session_close)(void *state, struct dg_session *session, int reason);
+};
+
+/* Fills the fixed header fields of a struct dg_plugin initializer. */
+#define DG_PLUGIN_HEADER                                                       \
+	.magic = DG_PLUGIN_MAGIC, .abi_major = DG_PLUGIN_ABI_MAJOR,            \
+	.abi_minor = DG_PLUGIN_ABI_MINOR, .size = sizeof(struct dg_plugin)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DGRAMD_PLUGIN_H */

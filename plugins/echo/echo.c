@@ -1,0 +1,222 @@
+/* echo: replies with the decoded packet, re-encoded by the listener's codec.
+ *
+ * config (all optional):
+ *   "prefix": "text"     bytes packets: reply with text + packet
+ *   "wrap": "key"        JSON packets: reply with {"key": packet}
+ *   "error_reply": true  undecodable datagrams get {"error": reason,
+ *                        "offset": n} back (JSON text, whatever the payload)
+ *   "delay_ms": n        reply n ms later from a timer (a deferred reply)
+ */
+#define _POSIX_C_SOURCE 200809L /* strdup; plugins build without config.h */
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <dgramd/plugin.h>
+
+struct delayed;
+
+struct echo {
+	const struct dg_host *host;
+	struct dg_instance *self;
+	char *prefix;
+	size_t prefix_len;
+	char *wrap;
+	bool error_reply;
+	unsigned delay_ms;
+	struct delayed *delayed; /* replies waiting for their timer */
+};
+
+struct delayed {
+	struct delayed *prev, *next;
+	struct echo *e;
+	struct dg_timer *timer;
+	dg_req_t req;
+	json_t *json;
+	size_t len;
+	unsigned char data[];
+};
+
+static void echo_fini(void *state)
+{
+	struct echo *e = state;
+
+	if (!e)
+		return;
+	/* The host cancelled our timers before fini; free what they carried. */
+	while (e->delayed) {
+		struct delayed *d = e->delayed;
+		e->delayed = d->next;
+		json_decref(d->json);
+		free(d);
+	}
+	free(e->prefix);
+	free(e->wrap);
+	free(e);
+}
+
+static int echo_configure(struct echo *e, const json_t *config)
+{
+	const struct dg_host *host = e->host;
+	struct dg_instance *self = e->self;
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)config, key, v) {
+		if (!strcmp(key, "prefix") && json_is_string(v)) {
+			e->prefix_len = json_string_length(v);
+			e->prefix = malloc(e->prefix_len + 1);
+			if (!e->prefix)
+				return DG_ENOMEM;
+			memcpy(e->prefix, json_string_value(v), e->prefix_len + 1);
+		} else if (!strcmp(key, "wrap") && json_is_string(v)) {
+			e->wrap = strdup(json_string_value(v));
+			if (!e->wrap)
+				return DG_ENOMEM;
+		} else if (!strcmp(key, "error_reply") && json_is_boolean(v)) {
+			e->error_reply = json_is_true(v);
+		} else if (!strcmp(key, "delay_ms") && json_is_integer(v) &&
+		           json_integer_value(v) >= 0 && json_integer_value(v) <= 3600000) {
+			e->delay_ms = (unsigned)json_integer_value(v);
+		} else {
+			host->log(self, DG_LOG_ERROR, "config.%s: %s", key,
+			          !strcmp(key, "prefix") || !strcmp(key, "wrap") ? "expected a string" :
+			          !strcmp(key, "error_reply") ? "expected true or false" :
+			          !strcmp(key, "delay_ms") ? "expected an integer from 0 to 3600000" :
+			          "unknown key (known: prefix, wrap, error_reply, delay_ms)");
+			return DG_EINVAL;
+		}
+	}
+	return DG_OK;
+}
+
+static int echo_init(struct dg_instance *self, const struct dg_host *host,
+                     const json_t *config, void **state)
+{
+	struct echo *e = calloc(1, sizeof(*e));
+
+	*state = NULL;
+	if (!e)
+		return DG_ENOMEM;
+	e->host = host;
+	e->self = self;
+	int rc = echo_configure(e, config);
+	if (rc) {
+		echo_fini(e);
+		return rc;
+	}
+	*state = e;
+	return DG_OK;
+}
+
+/* Build the reply for pkt and send it. */
+static int send_echo(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
+{
+	int rc;
+
+	if (pkt->json && e->wrap) {
+		json_t *w = json_pack("{sO}", e->wrap, pkt->json);
+		if (!w)
+			return DG_ENOMEM;
+		struct dg_packet out = { .json = w };
+		rc = e->host->reply(req, &out);
+		json_decref(w);
+		return rc;
+	}
+	if (!pkt->json && e->prefix) {
+		unsigned char *buf = malloc(e->prefix_len + pkt->len + 1);
+		if (!buf)
+			return DG_ENOMEM;
+		memcpy(buf, e->prefix, e->prefix_len);
+		if (pkt->len)
+			memcpy(buf + e->prefix_len, pkt->data, pkt->len);
+		struct dg_packet out = { .data = buf, .len = e->prefix_len + pkt->len };
+		rc = e->host->reply(req, &out);
+		free(buf);
+		return rc;
+	}
+	return e->host->reply(req, pkt);
+}
+
+static void delayed_fire(void *arg)
+{
+	struct delayed *d = arg;
+	struct echo *e = d->e;
+	struct dg_packet pkt = { .data = d->data, .len = d->len, .json = d->json };
+
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		e->delayed = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	/* DG_ESTALE here means the server gave up on the request: nothing to do. */
+	if (send_echo(e, d->req, &pkt) != DG_ESTALE)
+		e->host->complete(d->req);
+	json_decref(d->json);
+	free(d);
+}
+
+static int echo_later(struct echo *e, const struct dg_request *req)
+{
+	struct delayed *d = malloc(sizeof(*d) + req->packet.len);
+
+	if (!d)
+		return DG_ENOMEM;
+	d->e = e;
+	d->req = req->handle;
+	d->json = req->packet.json ? json_incref(req->packet.json) : NULL;
+	d->len = req->packet.len;
+	if (req->packet.len)
+		memcpy(d->data, req->packet.data, req->packet.len);
+	d->timer = e->host->timer_start(e->self, e->delay_ms, delayed_fire, d);
+	if (!d->timer) {
+		json_decref(d->json);
+		free(d);
+		return DG_ERROR;
+	}
+	d->prev = NULL;
+	d->next = e->delayed;
+	if (d->next)
+		d->next->prev = d;
+	e->delayed = d;
+	return DG_PENDING;
+}
+
+static int echo_on_packet(void *state, const struct dg_request *req)
+{
+	struct echo *e = state;
+
+	if (e->delay_ms)
+		return echo_later(e, req);
+	int rc = send_echo(e, req->handle, &req->packet);
+	return rc < 0 ? rc : DG_DONE;
+}
+
+static int echo_on_error(void *state, const struct dg_request *req, const struct dg_parse_error *err)
+{
+	struct echo *e = state;
+
+	if (!e->error_reply)
+		return DG_DECLINED; /* the server counts and logs it */
+	json_t *j = json_pack("{sssI}", "error", err->reason, "offset", (json_int_t)err->offset);
+	if (!j)
+		return DG_ENOMEM;
+	struct dg_packet out = { .json = j };
+	int rc = e->host->reply(req->handle, &out);
+	json_decref(j);
+	return rc < 0 ? rc : DG_DONE;
+}
+
+DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
+	DG_PLUGIN_HEADER,
+	.name = "echo",
+	.version = "1.0",
+	.init = echo_init,
+	.fini = echo_fini,
+	.on_packet = echo_on_packet,
+	.on_error = echo_on_error,
+};
