@@ -26,9 +26,7 @@ static int lp_create(const json_t *spec, void **state, char *err, size_t errlen)
 	unsigned endian, width;
 	struct lp *lp;
 
-	if (dg_codec_opt_uint(spec, "width", 2, 1, 4, &width, err, errlen))
-		return DG_EINVAL;
-	if (width == 3) {
+	if (dg_codec_opt_uint(spec, "width", 2, 1, 4, &width, err, errlen) || width == 3) {
 		snprintf(err, errlen, ".width: expected 1, 2 or 4");
 		return DG_EINVAL;
 	}

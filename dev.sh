@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# dev.sh: the two quick-start commands, idempotent.
+#   ./dev.sh run    install missing Debian packages (as root), build if needed,
+#                   run dgramd on conf/dgramd.json (JSON echo on 127.0.0.1:5300)
+#   ./dev.sh test   same setup, then every test: the plain build and an
+#                   AddressSanitizer + UndefinedBehaviorSanitizer build; ends
+#                   with the line "N passed, N failed"
+#   ./dev.sh build  setup and build only
+# Environment: JOBS (parallel make jobs, default: CPUs), DG_SKIP_ASAN=1 (test
+# the plain build only).
+set -euo pipefail
+cd "$(dirname "$0")"
+top=$(pwd)
+
+# Debian packages needed to build and test (one per dependency, see README).
+DEPS=(gcc make autoconf automake libtool pkg-config
+      libevent-dev libjansson-dev libcunit1-dev)
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+say() { printf 'dev.sh: %s\n' "$*" >&2; }
+
+ensure_deps() {
+	local missing=() p
+	for p in "${DEPS[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+		say "installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq >/dev/null
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	else
+		say "missing Debian packages: ${missing[*]}"
+		say "install them with: sudo apt-get install ${missing[*]}"
+		exit 1
+	fi
+}
+
+# build DIR [configure options...]: configure once, then make (make reruns
+# autotools itself when configure.ac or a Makefile.am changes).
+build() {
+	local dir=$1; shift
+	[ -x configure ] || { say "running autogen.sh"; ./autogen.sh >/dev/null 2>&1 || ./autogen.sh; }
+	mkdir -p "$dir"
+	if [ ! -f "$dir/Makefile" ]; then
+		say "configuring $dir $*"
+		(cd "$dir" && "$top/configure" -q "$@") 2> >(grep -v "cannot remove 'core'" >&2)
+	fi
+	make -s -C "$dir" -j"$JOBS" >/dev/null
+}
+
+# Sum the results of every test program in DIR: CUnit programs print
+# "DG-RESULT passed=N failed=M"; any other test counts as one by its .trs.
+count_results() {
+	local dir=$1 p=0 f=0 log trs
+	while IFS= read -r trs; do
+		log=${trs%.trs}.log
+		if grep -q '^DG-RESULT ' "$log" 2>/dev/null; then
+			read -r a b < <(sed -n 's/^DG-RESULT passed=\([0-9]*\) failed=\([0-9]*\).*/\1 \2/p' "$log" | tail -1)
+			p=$((p + a)); f=$((f + b))
+			grep -q ':test-result: PASS' "$trs" || [ "$b" -gt 0 ] || f=$((f + 1))
+		elif grep -q ':test-result: PASS\|:test-result: XFAIL' "$trs"; then
+			p=$((p + 1))
+		elif grep -q ':test-result: SKIP' "$trs"; then
+			:
+		else
+			f=$((f + 1))
+		fi
+	done < <(find "$dir/tests" -name '*.trs' 2>/dev/null | sort)
+	echo "$p $f"
+}
+
+run_checks() {
+	local dir=$1 rc=0; shift
+	build "$dir" "$@"
+	say "make check in $dir"
+	make -s -C "$dir" -j"$JOBS" check >/dev/null 2>&1 || rc=$?
+	for log in $(grep -l ':test-result: \(FAIL\|ERROR\)' $(find "$dir/tests" -name '*.trs') 2>/dev/null); do
+		say "FAILED: ${log%.trs}.log"
+		sed 's/^/    /' "${log%.trs}.log" | grep -v '^    .*\.\.\.passed$' | tail -40 >&2
+	done
+	read -r p f < <(count_results "$dir")
+	say "$dir: $p passed, $f failed"
+	TOTAL_P=$((TOTAL_P + p)); TOTAL_F=$((TOTAL_F + f))
+	[ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || TOTAL_F=$((TOTAL_F + 1))
+}
+
+cmd=${1:-}
+case "$cmd" in
+run)
+	ensure_deps
+	build build
+	say "dgramd: JSON echo on 127.0.0.1:5300 (Ctrl-C stops it); try:"
+	say "  printf '{\"a\":1}' | nc -u -w1 127.0.0.1 5300"
+	exec build/dgramd -c conf/dgramd.json -P build/plugins/.libs
+	;;
+test)
+	ensure_deps
+	TOTAL_P=0 TOTAL_F=0
+	run_checks build
+	[ "${DG_SKIP_ASAN:-0}" = 1 ] || run_checks build-asan --enable-sanitizers
+	echo "$TOTAL_P passed, $TOTAL_F failed"
+	[ "$TOTAL_F" -eq 0 ]
+	;;
+build)
+	ensure_deps
+	build build
+	;;
+*)
+	sed -n '2,12s/^# \{0,1\}//p' "$0"
+	[ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2
+	;;
+esac

@@ -1,0 +1,269 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+
+#include "conf.h"
+#include "testutil.h"
+
+static char tmpdir[256];
+
+static void remove_tmpdir(void)
+{
+	char cmd[300];
+
+	if (tmpdir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", tmpdir);
+	}
+}
+
+const char *dg_test_tmpdir(void)
+{
+	if (!tmpdir[0]) {
+		const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+		snprintf(tmpdir, sizeof(tmpdir), "%s/dgtest.XXXXXX", base);
+		if (!mkdtemp(tmpdir)) {
+			perror("mkdtemp");
+			exit(99);
+		}
+		atexit(remove_tmpdir);
+	}
+	return tmpdir;
+}
+
+const char *dg_test_builddir(void)
+{
+	const char *d = getenv("DG_BUILDDIR");
+	return d ? d : ".";
+}
+
+const char *dg_test_srcdir(void)
+{
+	const char *d = getenv("DG_SRCDIR");
+	return d ? d : "..";
+}
+
+char *dg_test_write(const char *name, const char *text)
+{
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", dg_test_tmpdir(), name);
+	FILE *f = fopen(path, "w");
+	if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+		perror(path);
+		exit(99);
+	}
+	return path;
+}
+
+int dg_test_main(const struct dg_suite *suites)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 99;
+	for (const struct dg_suite *s = suites; s->name; s++) {
+		CU_pSuite cs = CU_add_suite(s->name, NULL, NULL);
+		if (!cs)
+			return 99;
+		for (const struct dg_test *t = s->tests; t->name; t++)
+			if (!CU_add_test(cs, t->name, t->fn))
+				return 99;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	unsigned run = CU_get_number_of_tests_run();
+	unsigned failed = CU_get_number_of_tests_failed();
+	unsigned asserts_failed = CU_get_number_of_failures();
+	printf("\nDG-RESULT passed=%u failed=%u\n", run - failed, failed);
+	CU_cleanup_registry();
+	return failed || asserts_failed ? 1 : 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool read_ready(struct dg_daemon *d)
+{
+	FILE *f = fopen(d->ready, "r");
+	char line[512];
+
+	if (!f)
+		return false;
+	d->n_addr = 0;
+	while (fgets(line, sizeof(line), f) && d->n_addr < 8) {
+		char *sp = strchr(line, ' ');
+		struct dg_addr a;
+		if (!sp)
+			continue;
+		sp[strcspn(sp, "\n")] = '\0';
+		if (!dg_addr_parse(sp + 1, &a))
+			continue;
+		d->addr[d->n_addr] = a.ss;
+		d->addrlen[d->n_addr++] = a.len;
+	}
+	fclose(f);
+	return d->n_addr > 0;
+}
+
+bool dg_daemon_start(struct dg_daemon *d, const char *config_text, const char *const *args)
+{
+	static unsigned seq;
+	char conf[4096], bin[4096], plugins[4096], name[64];
+	const char *argv[32];
+	unsigned n = 0;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(name, sizeof(name), "daemon%u.json", ++seq);
+	snprintf(conf, sizeof(conf), "%s", dg_test_write(name, config_text));
+	snprintf(d->log, sizeof(d->log), "%s/daemon%u.log", dg_test_tmpdir(), seq);
+	snprintf(d->ready, sizeof(d->ready), "%s/daemon%u.ready", dg_test_tmpdir(), seq);
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(plugins, sizeof(plugins), "%s/plugins/.libs", dg_test_builddir());
+	argv[n++] = bin;
+	argv[n++] = "-c";
+	argv[n++] = conf;
+	argv[n++] = "-P";
+	argv[n++] = plugins;
+	argv[n++] = "-r";
+	argv[n++] = d->ready;
+	for (; args && *args && n < 30; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+
+	d->pid = fork();
+	if (d->pid < 0)
+		return false;
+	if (d->pid == 0) {
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	double deadline = now_s() + 10;
+	while (now_s() < deadline) {
+		if (read_ready(d))
+			return true;
+		int st;
+		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return false;
+		}
+		usleep(10000);
+	}
+	dg_daemon_stop(d);
+	return false;
+}
+
+int dg_daemon_stop(struct dg_daemon *d)
+{
+	int st;
+
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, SIGTERM);
+	double deadline = now_s() + 10;
+	while (now_s() < deadline) {
+		pid_t r = waitpid(d->pid, &st, WNOHANG);
+		if (r == d->pid) {
+			d->pid = 0;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		if (r < 0)
+			return -1;
+		usleep(10000);
+	}
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, &st, 0);
+	d->pid = 0;
+	return 128 + SIGKILL;
+}
+
+char *dg_daemon_log(const struct dg_daemon *d)
+{
+	FILE *f = fopen(d->log, "r");
+	char *buf = NULL;
+	size_t len = 0;
+
+	if (!f)
+		return strdup("");
+	FILE *m = open_memstream(&buf, &len);
+	char chunk[4096];
+	size_t n;
+	while (m && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		fwrite(chunk, 1, n, m);
+	fclose(f);
+	if (m)
+		fclose(m);
+	return buf ? buf : strdup("");
+}
+
+long long dg_daemon_stat(const struct dg_daemon *d, const char *listener, const char *key)
+{
+	char *log = dg_daemon_log(d), needle[128], k[128];
+	long long v = -1;
+
+	snprintf(needle, sizeof(needle), "stats listener=%s ", listener);
+	snprintf(k, sizeof(k), " %s=", key);
+	char *line = strstr(log, needle);
+	if (line) {
+		char *eol = strchr(line, '\n');
+		if (eol)
+			*eol = '\0';
+		char *p = strstr(line, k);
+		if (p)
+			v = strtoll(p + strlen(k), NULL, 10);
+	}
+	free(log);
+	return v;
+}
+
+int dg_udp_client(const struct sockaddr_storage *addr, unsigned timeout_ms)
+{
+	int fd = socket(addr->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+ssize_t dg_udp_ask(int fd, const struct sockaddr_storage *to, socklen_t tolen,
+                   const void *req, size_t reqlen, void *buf, size_t buflen)
+{
+	if (sendto(fd, req, reqlen, 0, (const struct sockaddr *)to, tolen) != (ssize_t)reqlen)
+		return -1;
+	return recv(fd, buf, buflen, 0);
+}
+
+unsigned dg_count_lines(const char *s, const char *needle)
+{
+	unsigned n = 0;
+
+	while (s && *s) {
+		const char *eol = strchr(s, '\n');
+		size_t len = eol ? (size_t)(eol - s) : strlen(s);
+		const char *hit = strstr(s, needle);
+		if (hit && hit < s + len)
+			n++;
+		s += len + (eol ? 1 : 0);
+	}
+	return n;
+}

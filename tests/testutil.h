@@ -1,0 +1,73 @@
+/* Test support: CUnit suites from tables, and helpers that start the real
+ * dgramd on loopback and talk to it over real sockets. */
+#ifndef DG_TESTUTIL_H
+#define DG_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <CUnit/CUnit.h>
+
+struct dg_test {
+	const char *name;
+	void (*fn)(void);
+};
+
+struct dg_suite {
+	const char *name;
+	const struct dg_test *tests; /* ends with { NULL, NULL } */
+};
+
+/* Run the suites (NULL-terminated by name); prints "DG-RESULT passed=N
+ * failed=M" for dev.sh and returns the exit status for automake. */
+int dg_test_main(const struct dg_suite *suites);
+
+/* Paths from the test environment (Makefile: DG_BUILDDIR, DG_SRCDIR). */
+const char *dg_test_builddir(void);
+const char *dg_test_srcdir(void);
+
+/* A fresh temporary directory for this process (removed at exit). */
+const char *dg_test_tmpdir(void);
+
+/* Write text to tmpdir/name; returns the path (static buffer per call site
+ * is not kept: copy it if needed). */
+char *dg_test_write(const char *name, const char *text);
+
+/* A running daemon. */
+struct dg_daemon {
+	pid_t pid;
+	char log[4096];    /* its stderr */
+	char ready[4096];  /* its --ready-file */
+	struct sockaddr_storage addr[8]; /* bound addresses, in ready-file order */
+	socklen_t addrlen[8];
+	unsigned n_addr;
+};
+
+/* Start dgramd on config text (written to a file) with extra args (NULL-
+ * terminated, may be NULL); wait up to 10 s for its ready file. */
+bool dg_daemon_start(struct dg_daemon *d, const char *config_text, const char *const *args);
+
+/* SIGTERM, wait up to 10 s (then SIGKILL); returns the exit status as from
+ * waitpid's WEXITSTATUS, 128+signal if killed, -1 on a wait error. */
+int dg_daemon_stop(struct dg_daemon *d);
+
+/* Read the daemon's log into a malloc'd string (caller frees). */
+char *dg_daemon_log(const struct dg_daemon *d);
+
+/* Counter `key` from the "stats listener=NAME" line of the log; -1 if absent. */
+long long dg_daemon_stat(const struct dg_daemon *d, const char *listener, const char *key);
+
+/* A UDP client socket for the family of addr, with a receive timeout. */
+int dg_udp_client(const struct sockaddr_storage *addr, unsigned timeout_ms);
+
+/* Send and wait for one reply (up to the socket timeout). Returns the reply
+ * length or -1. */
+ssize_t dg_udp_ask(int fd, const struct sockaddr_storage *to, socklen_t tolen,
+                   const void *req, size_t reqlen, void *buf, size_t buflen);
+
+/* Count lines in s containing needle. */
+unsigned dg_count_lines(const char *s, const char *needle);
+
+#endif
