@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 top=$(pwd)
 
 # Debian packages needed to build and test (one per dependency, see README).
-DEPS=(gcc make autoconf automake libtool pkg-config
+DEPS=(gcc clang libclang-rt-dev make autoconf automake libtool pkg-config
       libevent-dev libjansson-dev libcunit1-dev)
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
@@ -99,7 +99,7 @@ test)
 	ensure_deps
 	TOTAL_P=0 TOTAL_F=0
 	run_checks build
-	[ "${DG_SKIP_ASAN:-0}" = 1 ] || run_checks build-asan --enable-sanitizers
+	[ "${DG_SKIP_ASAN:-0}" = 1 ] || run_checks build-asan --enable-sanitizers CC=clang
 	echo "$TOTAL_P passed, $TOTAL_F failed"
 	[ "$TOTAL_F" -eq 0 ]
 	;;

@@ -358,6 +358,7 @@ static int host_complete(dg_req_t h)
 	return DG_OK;
 }
 
+DG_PRINTF(3, 4)
 static void host_log(struct dg_instance *self, int level, const char *fmt, ...)
 {
 	char msg[1024];

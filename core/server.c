@@ -374,9 +374,14 @@ void dg_server_release(struct dg_server *srv)
 		dg_codec_free(l->codec);
 	}
 	free(srv->listeners);
-	for (int i = 0; i < 2; i++)
-		if (srv->ev_sig[i])
-			event_free(srv->ev_sig[i]);
+	for (int i = 0; i < 2; i++) {
+		if (!srv->ev_sig[i])
+			continue;
+		/* Freeing the event restores SIG_DFL; a second SIGTERM during
+		 * this bounded teardown must not cut it short. */
+		event_free(srv->ev_sig[i]);
+		signal(i ? SIGTERM : SIGINT, SIG_IGN);
+	}
 	if (srv->ev_deadline)
 		event_free(srv->ev_deadline);
 	if (srv->ev_post)

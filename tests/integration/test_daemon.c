@@ -36,7 +36,13 @@ static void stop_and_check(struct dg_daemon *d)
 {
 	static const char *const drops[] = { "drop_too_large", "drop_truncated", "drop_plugin", "drop_busy" };
 
-	CU_ASSERT_EQUAL(dg_daemon_stop(d), 0);
+	int status = dg_daemon_stop(d);
+	CU_ASSERT_EQUAL(status, 0);
+	if (status != 0) {
+		char *log = dg_daemon_log(d);
+		fprintf(stderr, "dgramd exited with %d; its log:\n%s\n", status, log);
+		free(log);
+	}
 	long long rx = dg_daemon_stat(d, "t", "rx");
 	long long sum = dg_daemon_stat(d, "t", "handled") + dg_daemon_stat(d, "t", "decode_errors");
 	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++)
