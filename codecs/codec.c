@@ -14,7 +14,7 @@ struct dg_codec {
 	void *fstate;
 	const struct dg_payload_ops *pops;
 	void *pstate;
-	size_t header;
+	size_t head, tail; /* framing bytes around each payload */
 	unsigned max_frames;
 	char name[80];
 };
@@ -165,7 +165,7 @@ int dg_codec_new(const json_t *spec, struct dg_codec **out, char *err, size_t er
 	rc = p->create(opts, &c->pstate, err, errlen);
 	if (rc)
 		goto out_fdestroy;
-	c->header = f->header(c->fstate);
+	f->bounds(c->fstate, &c->head, &c->tail);
 	c->max_frames = f->max_frames(c->fstate);
 	if (c->max_frames == 0 || c->max_frames > DG_CODEC_MAX_FRAMES)
 		c->max_frames = DG_CODEC_MAX_FRAMES;
@@ -226,17 +226,18 @@ int dg_codec_append(struct dg_codec *c, const struct dg_packet *pkt, struct dg_o
 	size_t len;
 	int rc;
 
-	if (out->frames >= c->max_frames || out->used + c->header > out->cap)
+	if (out->frames >= c->max_frames || out->used + c->head + c->tail > out->cap)
 		return DG_E2BIG;
-	/* The payload is encoded in place after room for the frame header. */
-	unsigned char *hdr = out->buf + out->used;
-	rc = c->pops->encode(c->pstate, pkt, hdr + c->header, out->cap - out->used - c->header, &len);
+	/* The payload is encoded in place, between room for the framing. */
+	unsigned char *frame = out->buf + out->used;
+	rc = c->pops->encode(c->pstate, pkt, frame + c->head,
+	                     out->cap - out->used - c->head - c->tail, &len);
 	if (rc)
 		return rc;
-	rc = c->fops->seal(c->fstate, hdr, len);
+	rc = c->fops->seal(c->fstate, frame, len);
 	if (rc)
 		return rc;
-	out->used += c->header + len;
+	out->used += c->head + len + c->tail;
 	out->frames++;
 	return DG_OK;
 }
@@ -244,7 +245,7 @@ int dg_codec_append(struct dg_codec *c, const struct dg_packet *pkt, struct dg_o
 static bool framing_ok(const struct dg_framing_ops *f)
 {
 	return f->size >= sizeof(*f) && f->name && f->create && f->destroy &&
-	       f->split && f->header && f->seal && f->max_frames;
+	       f->split && f->bounds && f->seal && f->max_frames;
 }
 
 static bool payload_ok(const struct dg_payload_ops *p)

@@ -112,9 +112,10 @@ static int lp_split(void *state, const unsigned char *dgram, size_t len,
 	return DG_OK;
 }
 
-static size_t lp_header(void *state)
+static void lp_bounds(void *state, size_t *head, size_t *tail)
 {
-	return ((struct lp *)state)->width;
+	*head = ((struct lp *)state)->width;
+	*tail = 0;
 }
 
 static int lp_seal(void *state, unsigned char *hdr, size_t len)
@@ -142,7 +143,7 @@ const struct dg_framing_ops dg_framing_lp = {
 	.create = lp_create,
 	.destroy = lp_destroy,
 	.split = lp_split,
-	.header = lp_header,
+	.bounds = lp_bounds,
 	.seal = lp_seal,
 	.max_frames = lp_max_frames,
 };

@@ -25,15 +25,15 @@ static int raw_split(void *state, const unsigned char *dgram, size_t len,
 	return DG_OK;
 }
 
-static size_t raw_header(void *state)
+static void raw_bounds(void *state, size_t *head, size_t *tail)
 {
 	(void)state;
-	return 0;
+	*head = *tail = 0;
 }
 
-static int raw_seal(void *state, unsigned char *hdr, size_t len)
+static int raw_seal(void *state, unsigned char *frame, size_t len)
 {
-	(void)state, (void)hdr, (void)len;
+	(void)state, (void)frame, (void)len;
 	return DG_OK;
 }
 
@@ -50,7 +50,7 @@ const struct dg_framing_ops dg_framing_raw = {
 	.create = raw_create,
 	.destroy = raw_destroy,
 	.split = raw_split,
-	.header = raw_header,
+	.bounds = raw_bounds,
 	.seal = raw_seal,
 	.max_frames = raw_max_frames,
 };

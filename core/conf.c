@@ -18,6 +18,8 @@
 
 struct ctx {
 	const char *name; /* file name for messages */
+	const char *dir;  /* the config's directory */
+	const char *plugin_dir;
 	char path[256];   /* key path of the value being set */
 	size_t plen;
 	char *err;
@@ -338,9 +340,43 @@ static int set_listeners(struct ctx *c, json_t *v, void *obj, const struct direc
 	return DG_OK;
 }
 
+/* Loaded by load_codec_modules() before anything else is read. */
+static int set_done(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	(void)c, (void)v, (void)obj, (void)d;
+	return DG_OK;
+}
+
+static int load_codec_modules(struct ctx *c, json_t *root, struct dg_config *cfg)
+{
+	json_t *mods = json_is_object(root) ? json_object_get(root, "codec_modules") : NULL;
+	json_t *pd = json_is_object(root) ? json_object_get(root, "plugin_dir") : NULL;
+	char path[4096], err[600];
+
+	if (!mods)
+		return DG_OK;
+	size_t saved = path_push_key(c, "codec_modules");
+	if (!json_is_array(mods))
+		return fail(c, "expected an array of module names or paths");
+	for (size_t i = 0; i < json_array_size(mods); i++) {
+		json_t *m = json_array_get(mods, i);
+		size_t at = path_push_index(c, i);
+		if (!json_is_string(m) || json_string_length(m) == 0)
+			return fail(c, "expected a non-empty string");
+		dg_plugin_path(json_string_value(m), json_is_string(pd) ? json_string_value(pd) : c->plugin_dir,
+		               c->dir, path, sizeof(path));
+		if (dg_loader_load_codec(&cfg->codec_modules, path, err, sizeof(err)))
+			return fail(c, "%s", err);
+		path_pop(c, at);
+	}
+	path_pop(c, saved);
+	return DG_OK;
+}
+
 #define C(field) offsetof(struct dg_config, field)
 static const struct directive top_directives[] = {
 	{ "listeners", set_listeners, 0, 0, 0, true },
+	{ "codec_modules", set_done, 0, 0, 0, false },
 	{ "log", set_log, 0, 0, 0, false },
 	{ "plugin_dir", set_string, C(plugin_dir), 0, 0, false },
 	{ "max_pending", set_uint, C(max_pending), 1, 1 << 24, false },
@@ -371,9 +407,9 @@ void dg_config_strip_comments(char *s, size_t len)
 }
 
 int dg_config_parse(const char *text, size_t len, const char *name, const char *dir,
-                    struct dg_config **out, char *err, size_t errlen)
+                    const char *plugin_dir, struct dg_config **out, char *err, size_t errlen)
 {
-	struct ctx c = { .name = name, .err = err, .errlen = errlen };
+	struct ctx c = { .name = name, .dir = dir, .plugin_dir = plugin_dir, .err = err, .errlen = errlen };
 	json_error_t je;
 	int rc = DG_ENOMEM;
 
@@ -403,7 +439,9 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 		goto out_free;
 	}
 	c.cfg = cfg;
-	rc = apply(&c, root, cfg, top_directives);
+	rc = load_codec_modules(&c, root, cfg);
+	if (!rc)
+		rc = apply(&c, root, cfg, top_directives);
 	json_decref(root);
 	if (rc)
 		goto out_free;
@@ -417,7 +455,8 @@ out_free:
 	return rc;
 }
 
-int dg_config_load(const char *path, struct dg_config **out, char *err, size_t errlen)
+int dg_config_load(const char *path, const char *plugin_dir, struct dg_config **out,
+                   char *err, size_t errlen)
 {
 	char *text = NULL, *dcopy = NULL;
 	size_t len = 0, cap = 0;
@@ -457,7 +496,7 @@ int dg_config_load(const char *path, struct dg_config **out, char *err, size_t e
 		snprintf(err, errlen, "%s: out of memory", path);
 		goto out;
 	}
-	rc = dg_config_parse(text, len, path, dirname(dcopy), out, err, errlen);
+	rc = dg_config_parse(text, len, path, dirname(dcopy), plugin_dir, out, err, errlen);
 out:
 	free(dcopy);
 	free(text);
@@ -478,6 +517,7 @@ void dg_config_free(struct dg_config *cfg)
 		json_decref(l->plugin_config);
 	}
 	free(cfg->listeners);
+	dg_loader_release(&cfg->codec_modules);
 	free(cfg->plugin_dir);
 	free(cfg->path);
 	free(cfg->dir);

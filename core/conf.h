@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+#include "loader.h"
+
 /* A bind address: numeric IPv4 "a.b.c.d:port" or IPv6 "[addr]:port". */
 struct dg_addr {
 	struct sockaddr_storage ss;
@@ -37,6 +39,7 @@ struct dg_config {
 	unsigned shutdown_timeout_ms;
 	struct dg_listener_conf *listeners;
 	unsigned n_listeners;
+	struct dg_loader codec_modules; /* loaded from "codec_modules" */
 };
 
 /* Defaults, documented in conf/dgramd.json and the README. */
@@ -47,12 +50,17 @@ struct dg_config {
 
 /* Read and validate a config file. On error return a negative dg_rc and
  * write "FILE: line L, column C: ..." or "FILE: KEY.PATH: ..." into err.
- * *out is owned by the caller (dg_config_free). */
-int dg_config_load(const char *path, struct dg_config **out, char *err, size_t errlen);
+ * Codec modules named in "codec_modules" are loaded (and registered) here,
+ * since the listeners' codec specs may name their layers; bare module names
+ * are looked up in plugin_dir (the config's own "plugin_dir" wins).
+ * *out is owned by the caller (dg_config_free). Only one config with codec
+ * modules may exist at a time: the codec registry is process-wide. */
+int dg_config_load(const char *path, const char *plugin_dir, struct dg_config **out,
+                   char *err, size_t errlen);
 
 /* The same from memory; name is used in messages, dir for relative paths. */
 int dg_config_parse(const char *text, size_t len, const char *name, const char *dir,
-                    struct dg_config **out, char *err, size_t errlen);
+                    const char *plugin_dir, struct dg_config **out, char *err, size_t errlen);
 
 void dg_config_free(struct dg_config *cfg);
 

@@ -38,8 +38,9 @@ static size_t symbol_size(const void *sym)
 	return es->st_size;
 }
 
-__attribute__((format(printf, 4, 5)))
-static int refuse(char *err, size_t errlen, const char *path, const char *fmt, ...)
+__attribute__((format(printf, 5, 6)))
+static int refuse_as(const char *what, char *err, size_t errlen, const char *path,
+                     const char *fmt, ...)
 {
 	char msg[400];
 	va_list ap;
@@ -47,8 +48,30 @@ static int refuse(char *err, size_t errlen, const char *path, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(err, errlen, "plugin '%s': %s", path, msg);
+	snprintf(err, errlen, "%s '%s': %s", what, path, msg);
 	return DG_EINVAL;
+}
+
+#define refuse(err, errlen, path, ...) refuse_as("plugin", err, errlen, path, __VA_ARGS__)
+
+/* stat + dlopen with the errors every module kind shares. */
+static void *open_module(const char *what, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		refuse_as(what, err, errlen, path, "%s", strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		refuse_as(what, err, errlen, path, "not a regular file");
+		return NULL;
+	}
+	void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!dl)
+		refuse_as(what, err, errlen, path, "cannot load: %s", dlerror());
+	dlerror();
+	return dl;
 }
 
 static int check(const struct dg_plugin *p, size_t symsize, const char *path,
@@ -83,21 +106,14 @@ static int check(const struct dg_plugin *p, size_t symsize, const char *path,
 int dg_loader_load(struct dg_loader *ld, const char *path, const struct dg_plugin **out,
                    char *err, size_t errlen)
 {
-	struct stat st;
-
 	for (struct dg_module *m = ld->mods; m; m = m->next)
 		if (!strcmp(m->path, path)) {
 			*out = &m->desc;
 			return DG_OK;
 		}
-	if (stat(path, &st) < 0)
-		return refuse(err, errlen, path, "%s", strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return refuse(err, errlen, path, "not a regular file");
-	void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	void *dl = open_module("plugin", path, err, errlen);
 	if (!dl)
-		return refuse(err, errlen, path, "cannot load: %s", dlerror());
-	dlerror();
+		return DG_EINVAL;
 	const struct dg_plugin *p = dlsym(dl, DG_PLUGIN_SYMBOL);
 	if (!p) {
 		refuse(err, errlen, path, "no symbol '%s': not a dgramd plugin (or not exported)",
@@ -129,6 +145,39 @@ out_close:
 	return DG_EINVAL;
 }
 
+int dg_loader_load_codec(struct dg_loader *ld, const char *path, char *err, size_t errlen)
+{
+	char msg[300];
+
+	void *dl = open_module("codec module", path, err, errlen);
+	if (!dl)
+		return DG_EINVAL;
+	const struct dg_codec_module *m = dlsym(dl, DG_CODEC_SYMBOL);
+	size_t symsize = m ? symbol_size(m) : 0;
+	if (!m)
+		refuse_as("codec module", err, errlen, path, "no symbol '%s': not a dgramd codec module",
+		          DG_CODEC_SYMBOL);
+	else if (symsize && symsize < sizeof(*m))
+		refuse_as("codec module", err, errlen, path, "symbol '%s' is %zu bytes, expected %zu",
+		          DG_CODEC_SYMBOL, symsize, sizeof(*m));
+	else if (dg_codec_register(m, msg, sizeof(msg)))
+		refuse_as("codec module", err, errlen, path, "%s", msg);
+	else {
+		struct dg_codec_dl *c = calloc(1, sizeof(*c));
+		if (c) {
+			c->dl = dl;
+			c->next = ld->codecs;
+			ld->codecs = c;
+			return DG_OK;
+		}
+		/* The layers are registered: they must stay loaded. */
+		refuse_as("codec module", err, errlen, path, "out of memory");
+		return DG_ENOMEM;
+	}
+	dlclose(dl);
+	return DG_EINVAL;
+}
+
 void dg_loader_release(struct dg_loader *ld)
 {
 	struct dg_module *m = ld->mods, *next;
@@ -140,4 +189,12 @@ void dg_loader_release(struct dg_loader *ld)
 		free(m);
 	}
 	ld->mods = NULL;
+	if (ld->codecs)
+		dg_codec_registry_reset();
+	for (struct dg_codec_dl *c = ld->codecs, *n; c; c = n) {
+		n = c->next;
+		dlclose(c->dl);
+		free(c);
+	}
+	ld->codecs = NULL;
 }

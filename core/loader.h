@@ -15,9 +15,16 @@ struct dg_module {
 	struct dg_module *next;
 };
 
+/* A loaded codec module (its layers are in the codec registry). */
+struct dg_codec_dl {
+	void *dl;
+	struct dg_codec_dl *next;
+};
+
 /* The set of plugins loaded for one config. */
 struct dg_loader {
 	struct dg_module *mods;
+	struct dg_codec_dl *codecs;
 };
 
 /* Resolve a handler name to a file: a value with a '/' is a path (relative
@@ -31,7 +38,11 @@ void dg_plugin_path(const char *plugin, const char *plugin_dir, const char *conf
 int dg_loader_load(struct dg_loader *ld, const char *path, const struct dg_plugin **out,
                    char *err, size_t errlen);
 
-/* dlclose everything. */
+/* Load a codec module (exporting DG_CODEC_SYMBOL) and register its layers.
+ * Errors as for dg_loader_load ("codec module 'PATH': ..."). */
+int dg_loader_load_codec(struct dg_loader *ld, const char *path, char *err, size_t errlen);
+
+/* dlclose everything; registered codec layers are forgotten. */
 void dg_loader_release(struct dg_loader *ld);
 
 #endif

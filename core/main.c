@@ -86,7 +86,7 @@ int main(int argc, char **argv)
 
 	struct dg_config *cfg;
 	char err[1024];
-	if (dg_config_load(conf_path, &cfg, err, sizeof(err))) {
+	if (dg_config_load(conf_path, plugin_dir, &cfg, err, sizeof(err))) {
 		dg_log(DG_LOG_ERROR, "%s", err);
 		return EXIT_FAILURE;
 	}

@@ -77,9 +77,12 @@ struct dg_frame {
  * split(): validate the whole datagram before returning any frame. On
  *   success fill frames[0..*n) (slices of dgram, *n on entry is the capacity)
  *   and return DG_OK; on error fill *perr and return DG_EINVAL.
- * header(): bytes written before each frame's payload (0 for raw).
- * seal(): write the header for a payload of len bytes at hdr; DG_E2BIG if
- *   len cannot be framed (over the width or max_frame).
+ * bounds(): bytes the framing writes before (*head) and after (*tail) each
+ *   frame's payload: 0/0 for raw, width/0 for length-prefixed.
+ * seal(): the payload (len bytes) is at frame + head; write the head before
+ *   it and the tail after it. DG_E2BIG if len cannot be framed (over the
+ *   width or max_frame), DG_EINVAL if the payload cannot be (a separator
+ *   inside a separated frame).
  * max_frames(): frames per datagram, in and out (1 for raw). */
 struct dg_framing_ops {
 	uint32_t size; /* sizeof(struct dg_framing_ops) at build time */
@@ -89,8 +92,8 @@ struct dg_framing_ops {
 	void (*destroy)(void *state);
 	int (*split)(void *state, const unsigned char *dgram, size_t len,
 	             struct dg_frame *frames, unsigned *n, struct dg_parse_error *perr);
-	size_t (*header)(void *state);
-	int (*seal)(void *state, unsigned char *hdr, size_t len);
+	void (*bounds)(void *state, size_t *head, size_t *tail);
+	int (*seal)(void *state, unsigned char *frame, size_t len);
 	unsigned (*max_frames)(void *state);
 };
 
@@ -131,6 +134,12 @@ struct dg_codec_module {
 	const struct dg_framing_ops *framing; /* static, or NULL */
 	const struct dg_payload_ops *payload; /* static, or NULL */
 };
+
+#if defined(__GNUC__)
+#define DG_CODEC_EXPORT __attribute__((visibility("default")))
+#else
+#define DG_CODEC_EXPORT
+#endif
 
 #define DG_CODEC_MODULE_INIT                                                   \
 	.magic = DG_CODEC_MAGIC, .abi_major = DG_CODEC_ABI_MAJOR,              \

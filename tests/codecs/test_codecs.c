@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <dgramd/codec.h>
 
+#include "loader.h"
 #include "testutil.h"
 
 struct vector {
@@ -255,7 +256,52 @@ static void test_register(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "neither"));
 }
 
+/* The example module, loaded as dgramd loads it. */
+static void test_lines_module(void)
+{
+	struct dg_loader ld = { 0 };
+	char path[4096], err[512];
+	static const char in[] = "a:1|c\n\nb:2|g\n";
+	struct dg_frame frames[DG_CODEC_MAX_FRAMES];
+	struct dg_parse_error pe;
+	unsigned n;
+
+	snprintf(path, sizeof(path), "%s/plugins/.libs/lines.so", dg_test_builddir());
+	CU_ASSERT_EQUAL_FATAL(dg_loader_load_codec(&ld, path, err, sizeof(err)), 0);
+	/* Registered once: a second load of the same name is refused. */
+	CU_ASSERT_NOT_EQUAL(dg_loader_load_codec(&ld, path, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "framing 'lines' is already registered"));
+
+	struct dg_codec *c = codec("{\"framing\": \"lines\", \"max_lines\": 2}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_STRING_EQUAL(dg_codec_name(c), "lines+bytes");
+	CU_ASSERT_EQUAL(dg_codec_split(c, (const unsigned char *)in, sizeof(in) - 1, frames, &n, &pe), 0);
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_EQUAL(frames[1].len, 5);
+	CU_ASSERT_EQUAL(memcmp(frames[1].data, "b:2|g", 5), 0);
+	CU_ASSERT_EQUAL(dg_codec_split(c, (const unsigned char *)"x\ny\nz", 5, frames, &n, &pe), DG_EINVAL);
+	CU_ASSERT_STRING_EQUAL(pe.reason, "more than 2 lines");
+	CU_ASSERT_EQUAL(pe.offset, 4);
+	CU_ASSERT_EQUAL(dg_codec_split(c, (const unsigned char *)"\n\n", 2, frames, &n, &pe), DG_EINVAL);
+	unsigned char buf[16];
+	struct dg_outdgram out = { .buf = buf, .cap = sizeof(buf) };
+	struct dg_packet p = { .data = "ab", .len = 2 }, bad = { .data = "a\nb", .len = 3 };
+	CU_ASSERT_EQUAL(dg_codec_append(c, &p, &out), 0);
+	CU_ASSERT_EQUAL(dg_codec_append(c, &bad, &out), DG_EINVAL);
+	CU_ASSERT_EQUAL(out.used, 3);
+	CU_ASSERT_EQUAL(memcmp(buf, "ab\n", 3), 0);
+	dg_codec_free(c);
+	struct dg_codec *bad_opt = NULL;
+	json_t *spec = json_loads("{\"framing\": \"lines\", \"separator\": \"ab\"}", 0, NULL);
+	CU_ASSERT_NOT_EQUAL(dg_codec_new(spec, &bad_opt, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(err, ".separator: expected a one-character string");
+	json_decref(spec);
+	dg_loader_release(&ld);
+	CU_ASSERT_PTR_NULL(codec("{\"framing\": \"lines\"}")); /* forgotten on release */
+}
+
 static const struct dg_test codec_tests[] = {
+	{ "lines module", test_lines_module },
 	{ "vectors", test_vectors },
 	{ "short forms", test_short_forms },
 	{ "append coalesces", test_append_coalesce },

@@ -72,7 +72,7 @@ static void test_vectors(void)
 	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
 		struct dg_config *cfg = NULL;
 		err[0] = '\0';
-		int rc = dg_config_parse(vectors[i].text, strlen(vectors[i].text), "t.json", "/etc",
+		int rc = dg_config_parse(vectors[i].text, strlen(vectors[i].text), "t.json", "/etc", "/nonexistent",
 		                         &cfg, err, sizeof(err));
 		if (!vectors[i].error) {
 			if (rc != 0)
@@ -100,7 +100,7 @@ static void test_values(void)
 	struct dg_config *cfg;
 	char err[512], buf[64];
 
-	CU_ASSERT_EQUAL_FATAL(dg_config_parse(text, sizeof(text) - 1, "t", "/d", &cfg, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(dg_config_parse(text, sizeof(text) - 1, "t", "/d", "/p", &cfg, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(cfg->max_pending, 10);
 	CU_ASSERT_EQUAL(cfg->shutdown_timeout_ms, DG_DEFAULT_SHUTDOWN_MS);
 	CU_ASSERT_EQUAL(cfg->n_listeners, 1);
@@ -130,7 +130,7 @@ static void test_missing_file(void)
 	struct dg_config *cfg;
 	char err[512];
 
-	CU_ASSERT_NOT_EQUAL(dg_config_load("/nonexistent/dgramd.json", &cfg, err, sizeof(err)), 0);
+	CU_ASSERT_NOT_EQUAL(dg_config_load("/nonexistent/dgramd.json", "/p", &cfg, err, sizeof(err)), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot open config '/nonexistent/dgramd.json': No such file"));
 }
 
@@ -140,7 +140,7 @@ static void test_load_file(void)
 	char err[512], path[4096];
 
 	snprintf(path, sizeof(path), "%s/conf/dgramd.json", dg_test_srcdir());
-	CU_ASSERT_EQUAL_FATAL(dg_config_load(path, &cfg, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(dg_config_load(path, "/p", &cfg, err, sizeof(err)), 0);
 	CU_ASSERT_STRING_EQUAL(cfg->listeners[0].name, "echo");
 	dg_config_free(cfg);
 }

@@ -208,6 +208,25 @@ static void test_length_prefixed_json(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 1);
 }
 
+/* A codec loaded from a .so named in the config serves a listener. */
+static void test_codec_module(void)
+{
+	static const char conf[] =
+		"{\"codec_modules\": [\"lines\"], \"listeners\": [{\"name\": \"t\", \"bind\": " LOCAL ","
+		" \"codec\": {\"framing\": \"lines\", \"payload\": \"json\"}, \"handler\": \"echo\"}]}";
+	struct dg_daemon d;
+	char buf[128];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	int fd = dg_udp_client(&d.addr[0], 2000);
+	ssize_t n = ask(&d, fd, "{\"a\": 1}\n[2, 3]", 15, buf, sizeof(buf));
+	CU_ASSERT_EQUAL(n, 14);
+	CU_ASSERT_EQUAL(memcmp(buf, "{\"a\":1}\n[2,3]\n", 14), 0);
+	close(fd);
+	stop_and_check(&d);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "packets"), 2);
+}
+
 /* Deferred replies from a timer; SIGTERM waits for them. */
 static void test_deferred_and_shutdown(void)
 {
@@ -334,6 +353,7 @@ static const struct dg_test daemon_tests[] = {
 	{ "on_error reply", test_error_reply },
 	{ "too large", test_too_large },
 	{ "length-prefixed json", test_length_prefixed_json },
+	{ "codec module", test_codec_module },
 	{ "deferred replies and shutdown", test_deferred_and_shutdown },
 	{ "dgramd -t", test_check_config },
 	{ "wrong ABI plugin", test_wrong_abi_plugin },
