@@ -7,7 +7,7 @@
 #                   with the line "N passed, N failed"
 #   ./dev.sh build  setup and build only
 # Environment: JOBS (parallel make jobs, default: CPUs), DG_SKIP_ASAN=1 (test
-# the plain build only).
+# the plain build only), FUZZ_SECONDS (per fuzz harness, default 5).
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$(pwd)
@@ -43,11 +43,13 @@ build() {
 	local dir=$1; shift
 	[ -x configure ] || { say "running autogen.sh"; ./autogen.sh >/dev/null 2>&1 || ./autogen.sh; }
 	mkdir -p "$dir"
-	if [ ! -f "$dir/Makefile" ]; then
+	# Reconfigure only when the options changed (recorded in a stamp).
+	if [ ! -f "$dir/Makefile" ] || [ "$(cat "$dir/.dev-configure" 2>/dev/null)" != "$*" ]; then
 		say "configuring $dir $*"
 		(cd "$dir" && "$top/configure" -q "$@") 2> >(grep -v "cannot remove 'core'" >&2)
+		echo "$*" > "$dir/.dev-configure"
 	fi
-	make -s -C "$dir" -j"$JOBS" >/dev/null
+	make -s -C "$dir" -j"$JOBS" >/dev/null 2> >(grep -v "cannot remove .core.: Is a directory" >&2)
 }
 
 # Sum the results of every test program in DIR: CUnit programs print
@@ -99,7 +101,8 @@ test)
 	ensure_deps
 	TOTAL_P=0 TOTAL_F=0
 	run_checks build
-	[ "${DG_SKIP_ASAN:-0}" = 1 ] || run_checks build-asan --enable-sanitizers CC=clang
+	export FUZZ_SECONDS=${FUZZ_SECONDS:-5}
+	[ "${DG_SKIP_ASAN:-0}" = 1 ] || run_checks build-asan --enable-sanitizers --enable-fuzzing CC=clang
 	echo "$TOTAL_P passed, $TOTAL_F failed"
 	[ "$TOTAL_F" -eq 0 ]
 	;;
@@ -108,7 +111,7 @@ build)
 	build build
 	;;
 *)
-	sed -n '2,12s/^# \{0,1\}//p' "$0"
+	sed -n '2,14s/^# \{0,1\}//p' "$0"
 	[ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2
 	;;
 esac
