@@ -183,6 +183,25 @@ static void test_too_large(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handled"), 1);
 }
 
+/* A reply that cannot fit max_datagram even alone: counted, reported to the
+ * handler (echo turns it into a handler error), never truncated. */
+static void test_reply_too_big(void)
+{
+	struct dg_daemon d;
+	char buf[64];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config(LOCAL, "\"raw\"", "{\"prefix\": \"0123456789\"}",
+	                                           ", \"max_datagram\": 12"), NULL));
+	int fd = dg_udp_client(&d.addr[0], 300);
+	CU_ASSERT_EQUAL(ask(&d, fd, "ab", 2, buf, sizeof(buf)), 12);
+	CU_ASSERT_EQUAL(ask(&d, fd, "abc", 3, buf, sizeof(buf)), -1);
+	close(fd);
+	stop_and_check(&d);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_too_big"), 1);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handler_errors"), 1);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 1);
+}
+
 #define LPJSON "{\"framing\": \"length-prefixed\", \"width\": 2, \"payload\": \"json\"}"
 
 static void test_length_prefixed_json(void)
@@ -352,6 +371,7 @@ static const struct dg_test daemon_tests[] = {
 	{ "10000 bad datagrams then a good one", test_bad_flood },
 	{ "on_error reply", test_error_reply },
 	{ "too large", test_too_large },
+	{ "reply too big", test_reply_too_big },
 	{ "length-prefixed json", test_length_prefixed_json },
 	{ "codec module", test_codec_module },
 	{ "deferred replies and shutdown", test_deferred_and_shutdown },
