@@ -183,6 +183,38 @@ static int set_level(struct ctx *c, json_t *v, void *obj, const struct directive
 	return DG_OK;
 }
 
+/* A string from a fixed list, stored as its index (d->lo is unused). */
+static int set_choice(struct ctx *c, json_t *v, void *obj, const struct directive *d,
+                      const char *const *choices)
+{
+	for (unsigned i = 0; json_is_string(v) && choices[i]; i++) {
+		if (!strcmp(json_string_value(v), choices[i])) {
+			*(unsigned *)((char *)obj + d->off) = i;
+			return DG_OK;
+		}
+	}
+	return fail(c, "expected \"%s\" or \"%s\"", choices[0], choices[1]);
+}
+
+static int set_ordering(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	static const char *const choices[] = { "none", "peer", NULL };
+	unsigned i;
+	struct directive tmp = *d;
+
+	tmp.off = 0;
+	int rc = set_choice(c, v, &i, &tmp, choices);
+	if (!rc)
+		*(bool *)((char *)obj + d->off) = i == 1;
+	return rc;
+}
+
+static int set_drop_policy(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	static const char *const choices[] = { "drop-newest", "drop-oldest", NULL };
+	return set_choice(c, v, obj, d, choices);
+}
+
 static const struct directive log_directives[] = {
 	{ "level", set_level, offsetof(struct dg_config, log_level), 0, 0, false },
 	{ NULL, NULL, 0, 0, 0, false },
@@ -276,6 +308,13 @@ static const struct directive listener_directives[] = {
 	{ "rcvbuf", set_int, L(rcvbuf), 0, 1 << 30, false },
 	{ "sndbuf", set_int, L(sndbuf), 0, 1 << 30, false },
 	{ "reuseport", set_bool, L(reuseport), 0, 0, false },
+	{ "ordering", set_ordering, L(ordering), 0, 0, false },
+	{ "peer_queue", set_uint, L(peer_queue), 0, 65536, false },
+	{ "drop_policy", set_drop_policy, L(drop_policy), 0, 0, false },
+	{ "queue_bytes", set_uint, L(queue_bytes), 0, 1u << 30, false },
+	{ "max_peers", set_uint, L(max_peers), 1, 1 << 24, false },
+	{ "session_idle_ms", set_uint, L(session_idle_ms), 10, 86400000, false },
+	{ "handler_timeout_ms", set_uint, L(handler_timeout_ms), 0, 3600000, false },
 	{ NULL, NULL, 0, 0, 0, false },
 };
 #undef L
@@ -329,6 +368,12 @@ static int set_listeners(struct ctx *c, json_t *v, void *obj, const struct direc
 		size_t saved = path_push_index(c, i);
 		l->max_datagram = DG_DEFAULT_MAX_DATAGRAM;
 		l->send_queue = DG_DEFAULT_SEND_QUEUE;
+		l->ordering = true;
+		l->peer_queue = DG_DEFAULT_PEER_QUEUE;
+		l->queue_bytes = DG_DEFAULT_QUEUE_BYTES;
+		l->max_peers = DG_DEFAULT_MAX_PEERS;
+		l->session_idle_ms = DG_DEFAULT_IDLE_MS;
+		l->handler_timeout_ms = DG_DEFAULT_HANDLER_TIMEOUT_MS;
 		cfg->n_listeners++;
 		int rc = apply(c, json_array_get(v, i), l, listener_directives);
 		if (!rc)

@@ -28,6 +28,13 @@ struct dg_listener_conf {
 	unsigned send_queue;   /* replies queued when the socket is full */
 	int rcvbuf, sndbuf;    /* 0: kernel default */
 	bool reuseport;
+	bool ordering;         /* "ordering": "peer" (true) or "none" */
+	unsigned peer_queue;   /* datagrams waiting per busy peer */
+	unsigned drop_policy;  /* enum dg_drop_policy */
+	unsigned queue_bytes;  /* bytes waiting in all peer queues */
+	unsigned max_peers;
+	unsigned session_idle_ms;
+	unsigned handler_timeout_ms; /* 0: none */
 };
 
 struct dg_config {
@@ -47,6 +54,11 @@ struct dg_config {
 #define DG_DEFAULT_SEND_QUEUE 1024
 #define DG_DEFAULT_MAX_PENDING 65536
 #define DG_DEFAULT_SHUTDOWN_MS 5000
+#define DG_DEFAULT_PEER_QUEUE 16
+#define DG_DEFAULT_QUEUE_BYTES (16u << 20)
+#define DG_DEFAULT_MAX_PEERS 65536
+#define DG_DEFAULT_IDLE_MS 60000
+#define DG_DEFAULT_HANDLER_TIMEOUT_MS 10000
 
 /* Read and validate a config file. On error return a negative dg_rc and
  * write "FILE: line L, column C: ..." or "FILE: KEY.PATH: ..." into err.

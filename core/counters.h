@@ -1,6 +1,8 @@
 /* Per-listener counters. Every datagram that enters is counted in exactly
- * one of: handled, decode_errors, drop[reason]; so at any moment
- *   rx = handled + decode_errors + sum(drop)
+ * one of: handled, decode_errors, drop[reason], once it leaves its peer
+ * queue; so at any moment
+ *   rx = handled + decode_errors + sum(drop) + (datagrams now queued)
+ * and at exit, with the queues empty, rx = handled + decode_errors + drops.
  * Replies have their own accounting: tx + sum(tx_drop) = replies made. */
 #ifndef DG_COUNTERS_H
 #define DG_COUNTERS_H
@@ -12,6 +14,9 @@ enum dg_drop {
 	DG_DROP_TRUNCATED, /* MSG_TRUNC without a length (non-Linux) */
 	DG_DROP_PLUGIN,    /* the plugin's accept() said no */
 	DG_DROP_BUSY,      /* max_pending requests already in progress */
+	DG_DROP_PEERS_FULL, /* max_peers sessions, none idle to evict */
+	DG_DROP_PEER_QUEUE, /* the peer's queue was full (either drop_policy) */
+	DG_DROP_SHUTDOWN,  /* still queued when the shutdown deadline passed */
 	DG_DROP__COUNT
 };
 
@@ -35,6 +40,11 @@ struct dg_counters {
 	uint64_t tx_bytes;
 	uint64_t tx_drop[DG_TXDROP__COUNT];
 	uint64_t tx_queued;      /* replies that waited in the send queue */
+	uint64_t timeouts;       /* pending requests past handler_timeout_ms */
+	uint64_t sessions;       /* sessions created */
+	uint64_t sessions_idle;  /* closed after session_idle_ms */
+	uint64_t sessions_evicted; /* closed to make room (max_peers) */
+	uint64_t queued;         /* datagrams that waited in a peer queue */
 };
 
 extern const char *const dg_drop_names[DG_DROP__COUNT];

@@ -1,6 +1,7 @@
-/* The path of one datagram: size checks, accept(), framing, payload decode,
- * the request table, the handler call, completion; and the host functions
- * plugins reach through struct dg_host. */
+/* The path of one datagram: size checks, accept(), the peer's session and
+ * queue, framing, payload decode, the request table, the handler call,
+ * completion and deadlines; and the host functions plugins reach through
+ * struct dg_host. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -10,71 +11,68 @@
 
 struct dg_server *dg_srv;
 
-/* ---- request table ---------------------------------------------------- */
+#define REQ(srv, idx) (&(srv)->rt.reqs[(idx)])
 
-static inline dg_req_t handle_of(const struct dg_server *srv, uint32_t idx)
+static void log_parse_error(struct dg_listener *l, const struct sockaddr *peer, size_t len,
+                            const struct dg_parse_error *pe);
+static void session_done(struct dg_server *srv, struct dg_session *sess);
+
+/* ---- deadlines: a list per listener in the order requests went pending,
+ * which is deadline order since every request of a listener has the same
+ * timeout. One timer per listener fires for the head. ---------------------- */
+
+static void deadline_unlink(struct dg_server *srv, uint32_t idx)
 {
-	return ((uint64_t)srv->reqs[idx].gen << 32) | (idx + 1);
+	struct dg_req *r = REQ(srv, idx);
+	struct dg_listener *l = r->l;
+
+	if (!r->on_deadline)
+		return;
+	if (r->dl_prev)
+		REQ(srv, r->dl_prev - 1)->dl_next = r->dl_next;
+	else
+		l->dl_head = r->dl_next;
+	if (r->dl_next)
+		REQ(srv, r->dl_next - 1)->dl_prev = r->dl_prev;
+	else
+		l->dl_tail = r->dl_prev;
+	r->dl_prev = r->dl_next = 0;
+	r->on_deadline = false;
 }
 
-/* The request a handle names, or NULL if it is stale. */
-static struct dg_req *lookup(struct dg_server *srv, dg_req_t h, uint32_t *idx)
+static void deadline_arm(struct dg_listener *l, uint64_t in_ms)
 {
-	uint32_t i = (uint32_t)(h & 0xffffffffu);
+	struct timeval tv = { .tv_sec = (time_t)(in_ms / 1000), .tv_usec = (suseconds_t)(in_ms % 1000) * 1000 };
 
-	if (!srv || i == 0 || i > srv->n_reqs)
-		return NULL;
-	struct dg_req *r = &srv->reqs[i - 1];
-	if (!r->active || r->gen != (uint32_t)(h >> 32))
-		return NULL;
-	*idx = i - 1;
-	return r;
+	evtimer_add(l->ev_deadline, &tv);
 }
 
-int dg_reqs_init(struct dg_server *srv)
+static void deadline_link(struct dg_server *srv, uint32_t idx)
 {
-	srv->max_reqs = srv->cfg->max_pending;
-	srv->n_reqs = srv->max_reqs < DG_REQS_INITIAL ? srv->max_reqs : DG_REQS_INITIAL;
-	srv->reqs = calloc(srv->n_reqs, sizeof(*srv->reqs));
-	if (!srv->reqs)
-		return DG_ENOMEM;
-	for (uint32_t i = 0; i < srv->n_reqs; i++)
-		srv->reqs[i].next = i + 2 <= srv->n_reqs ? i + 2 : 0;
-	srv->free_head = 1;
-	return DG_OK;
+	struct dg_req *r = REQ(srv, idx);
+	struct dg_listener *l = r->l;
+
+	if (!l->conf->handler_timeout_ms || !l->ev_deadline)
+		return;
+	r->deadline_ms = srv->now_ms + l->conf->handler_timeout_ms;
+	r->on_deadline = true;
+	r->dl_next = 0;
+	r->dl_prev = l->dl_tail;
+	if (l->dl_tail)
+		REQ(srv, l->dl_tail - 1)->dl_next = idx + 1;
+	else
+		l->dl_head = idx + 1;
+	l->dl_tail = idx + 1;
+	if (!evtimer_pending(l->ev_deadline, NULL))
+		deadline_arm(l, l->conf->handler_timeout_ms);
 }
 
-/* Take a free request slot; the table doubles up to max_pending. Slots are
- * addressed by index, so moving the table does not break handles. */
-static bool req_alloc(struct dg_server *srv, uint32_t *idx)
-{
-	if (!srv->free_head) {
-		if (srv->n_reqs >= srv->max_reqs)
-			return false;
-		uint32_t n = srv->n_reqs * 2 < srv->max_reqs ? srv->n_reqs * 2 : srv->max_reqs;
-		struct dg_req *t = realloc(srv->reqs, n * sizeof(*t));
-		if (!t)
-			return false;
-		memset(t + srv->n_reqs, 0, (n - srv->n_reqs) * sizeof(*t));
-		for (uint32_t i = srv->n_reqs; i < n; i++)
-			t[i].next = i + 2 <= n ? i + 2 : 0;
-		srv->free_head = srv->n_reqs + 1;
-		srv->reqs = t;
-		srv->n_reqs = n;
-	}
-	*idx = srv->free_head - 1;
-	struct dg_req *r = &srv->reqs[*idx];
-	srv->free_head = r->next;
-	uint32_t gen = r->gen;
-	memset(r, 0, sizeof(*r));
-	r->gen = gen + 1;
-	r->active = true;
-	return true;
-}
+/* ---- completing requests ------------------------------------------------ */
 
 static void req_free(struct dg_server *srv, uint32_t idx)
 {
-	struct dg_req *r = &srv->reqs[idx];
+	struct dg_req *r = REQ(srv, idx);
+	struct dg_session *sess = r->sess;
 
 	if (r->rest) {
 		for (unsigned i = r->frame; i < r->frames; i++)
@@ -84,16 +82,38 @@ static void req_free(struct dg_server *srv, uint32_t idx)
 	free(r->copy);
 	r->rest = NULL;
 	r->copy = NULL;
-	r->active = false;
-	r->gen++;
-	r->next = srv->free_head;
-	srv->free_head = idx + 1;
+	deadline_unlink(srv, idx);
+	dg_reqtab_free(&srv->rt, idx);
+	if (sess) {
+		sess->active--;
+		sess->last_ms = srv->now_ms;
+		session_done(srv, sess);
+	}
 }
 
-/* ---- calling the handler ---------------------------------------------- */
+static void make_ready(struct dg_server *srv, uint32_t idx)
+{
+	REQ(srv, idx)->next = 0;
+	if (srv->ready_tail)
+		REQ(srv, srv->ready_tail - 1)->next = idx + 1;
+	else
+		srv->ready_head = idx + 1;
+	srv->ready_tail = idx + 1;
+	dg_server_post(srv);
+}
 
-static void log_parse_error(struct dg_listener *l, const struct sockaddr *peer, size_t len,
-                            const struct dg_parse_error *pe);
+/* A pending frame is done (complete(), a timeout): the frames after it run
+ * from the post event, never inside the plugin's own call. */
+static void finish_pending(struct dg_server *srv, uint32_t idx)
+{
+	struct dg_req *r = REQ(srv, idx);
+
+	r->pending = false;
+	srv->pending--;
+	deadline_unlink(srv, idx);
+	r->frame++;
+	make_ready(srv, idx);
+}
 
 static void handler_failed(struct dg_listener *l, const struct dg_req *r, int rc)
 {
@@ -104,9 +124,8 @@ static void handler_failed(struct dg_listener *l, const struct dg_req *r, int rc
 	if (!dg_ratelimit_allow(&l->rl_handler, l->srv->now, &sup))
 		return;
 	dg_log(DG_LOG_WARN, "listener '%s': plugin '%s' failed a request from %s (rc %d)%s",
-	       l->conf->name, l->plugin->name,
-	       dg_addr_format((const struct sockaddr *)&r->peer, peer, sizeof(peer)), rc,
-	       sup ? " (and more, not logged)" : "");
+	       l->conf->name, l->plugin->name, dg_addr_format(&r->sess->peer.sa, peer, sizeof(peer)),
+	       rc, sup ? " (and more, not logged)" : "");
 }
 
 /* Keep the frames after the current one past the end of this call: they
@@ -133,18 +152,17 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
                        const unsigned char *dgram, size_t len,
                        const struct dg_parse_error *perr)
 {
-	struct dg_req *r = &srv->reqs[idx];
+	struct dg_req *r = REQ(srv, idx);
 	struct dg_listener *l = r->l;
 	struct dg_peer peer = {
-		.addr = (const struct sockaddr *)&r->peer, .addrlen = r->peerlen,
-		.listener = l->conf->name,
+		.addr = &r->sess->peer.sa, .addrlen = r->sess->peerlen, .listener = l->conf->name,
 	};
 
 	while (r->frame < r->frames) {
 		unsigned f = r->frame;
 		struct dg_request rq = {
-			.handle = handle_of(srv, idx), .packet = pkts[f], .peer = &peer,
-			.session = NULL, .frame = f, .frames = r->frames,
+			.handle = dg_reqtab_handle(&srv->rt, idx), .packet = pkts[f], .peer = &peer,
+			.session = r->sess, .frame = f, .frames = r->frames,
 		};
 		int v;
 
@@ -153,14 +171,14 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 			v = l->plugin->on_error(l->state, &rq, perr);
 		else
 			v = l->plugin->on_packet(l->state, &rq);
-		r = &srv->reqs[idx];
+		r = REQ(srv, idx);
 		r->in_call = false;
 		if (!perr)
 			dg_codec_release(l->codec, &pkts[f]);
 		if (v < 0)
 			handler_failed(l, r, v);
 		else if (v == DG_DECLINED && perr)
-			log_parse_error(l, (const struct sockaddr *)&r->peer, pkts[f].len, perr);
+			log_parse_error(l, &r->sess->peer.sa, pkts[f].len, perr);
 		if (v == DG_PENDING && !r->done_in_call) {
 			if (f + 1 < r->frames && !r->rest && keep_rest(r, pkts, dgram, len)) {
 				/* Out of memory: the frames after this one are lost. */
@@ -169,6 +187,7 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 			}
 			r->pending = true;
 			srv->pending++;
+			deadline_link(srv, idx);
 			return;
 		}
 		if (!r->done_in_call)
@@ -177,51 +196,6 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 		r->frame++;
 	}
 	req_free(srv, idx);
-}
-
-/* Frames left after a deferred completion run from the post event, never
- * inside complete(): plugins are not re-entered from their own calls. */
-void dg_dispatch_run_ready(struct dg_server *srv)
-{
-	while (srv->ready_head) {
-		uint32_t idx = srv->ready_head - 1;
-		struct dg_req *r = &srv->reqs[idx];
-		srv->ready_head = r->next;
-		if (!srv->ready_head)
-			srv->ready_tail = 0;
-		r->next = 0;
-		if (!r->active)
-			continue;
-		if (r->frame < r->frames && r->rest)
-			run_frames(srv, idx, r->rest, r->copy, 0, NULL);
-		else
-			req_free(srv, idx);
-	}
-}
-
-static void make_ready(struct dg_server *srv, uint32_t idx)
-{
-	srv->reqs[idx].next = 0;
-	if (srv->ready_tail)
-		srv->reqs[srv->ready_tail - 1].next = idx + 1;
-	else
-		srv->ready_head = idx + 1;
-	srv->ready_tail = idx + 1;
-	dg_server_post(srv);
-}
-
-/* Shutdown: every request still in flight is completed without a reply. */
-void dg_dispatch_abort_all(struct dg_server *srv)
-{
-	for (uint32_t i = 0; i < srv->n_reqs; i++) {
-		struct dg_req *r = &srv->reqs[i];
-		if (!r->active)
-			continue;
-		if (r->pending)
-			srv->pending--;
-		req_free(srv, i);
-	}
-	srv->ready_head = srv->ready_tail = 0;
 }
 
 /* ---- one datagram ------------------------------------------------------ */
@@ -247,38 +221,114 @@ static void log_parse_error(struct dg_listener *l, const struct sockaddr *peer, 
 	       dg_codec_name(l->codec), pe->reason, pe->offset, pe->frame);
 }
 
-static void parse_failed(struct dg_sock *s, unsigned char *buf, size_t len,
-                         const struct sockaddr *peer, socklen_t peerlen,
-                         const struct dg_parse_error *pe)
+static bool new_request(struct dg_server *srv, struct dg_sock *s, struct dg_session *sess,
+                        unsigned frames, uint32_t *idx)
+{
+	if (!dg_reqtab_alloc(&srv->rt, idx))
+		return false;
+	struct dg_req *r = REQ(srv, *idx);
+	r->l = s->l;
+	r->s = s;
+	r->sess = sess;
+	r->frames = frames;
+	sess->active++;
+	return true;
+}
+
+static void parse_failed(struct dg_sock *s, struct dg_session *sess, unsigned char *buf,
+                         size_t len, const struct dg_parse_error *pe)
 {
 	struct dg_listener *l = s->l;
 	struct dg_server *srv = l->srv;
 	uint32_t idx;
 
 	l->c.decode_errors++;
-	if (l->plugin->on_error && req_alloc(srv, &idx)) {
-		struct dg_req *r = &srv->reqs[idx];
+	if (l->plugin->on_error && new_request(srv, s, sess, 1, &idx)) {
 		struct dg_packet raw = { .data = buf, .len = len, .json = NULL };
-		r->l = l;
-		r->s = s;
-		memcpy(&r->peer, peer, peerlen);
-		r->peerlen = peerlen;
-		r->frames = 1;
-		r->parse_error = true;
+		REQ(srv, idx)->parse_error = true;
 		run_frames(srv, idx, &raw, buf, len, pe);
 		return;
 	}
-	log_parse_error(l, peer, len, pe);
+	log_parse_error(l, &sess->peer.sa, len, pe);
 }
 
-void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
-                 const struct sockaddr *peer, socklen_t peerlen)
+/* Decode a datagram of sess and hand its frames to the handler. */
+static void process(struct dg_sock *s, struct dg_session *sess, unsigned char *buf, size_t len)
 {
 	struct dg_listener *l = s->l;
 	struct dg_server *srv = l->srv;
 	struct dg_parse_error pe = { 0 };
 	unsigned nf;
 	uint32_t idx;
+
+	if (dg_codec_split(l->codec, buf, len, srv->frames, &nf, &pe))
+		return parse_failed(s, sess, buf, len, &pe);
+	/* Every frame is decoded before any is delivered: a handler never sees
+	 * half of a datagram that turns out to be broken. */
+	for (unsigned i = 0; i < nf; i++) {
+		if (dg_codec_decode(l->codec, srv->frames[i].data, srv->frames[i].len,
+		                    &srv->pkts[i], &pe)) {
+			pe.offset += (size_t)(srv->frames[i].data - buf);
+			pe.frame = i;
+			while (i--)
+				dg_codec_release(l->codec, &srv->pkts[i]);
+			return parse_failed(s, sess, buf, len, &pe);
+		}
+	}
+	if (!new_request(srv, s, sess, nf, &idx)) {
+		for (unsigned i = 0; i < nf; i++)
+			dg_codec_release(l->codec, &srv->pkts[i]);
+		return drop(l, DG_DROP_BUSY);
+	}
+	l->c.handled++;
+	l->c.packets += nf;
+	run_frames(srv, idx, srv->pkts, buf, len, NULL);
+}
+
+static void close_session(struct dg_listener *l, struct dg_session *sess, int reason)
+{
+	unsigned dropped = 0;
+
+	if (l->plugin->on_session_close)
+		l->plugin->on_session_close(l->state, sess, reason);
+	if (sess->data_free)
+		sess->data_free(sess->data);
+	l->srv->queued -= sess->q_len;
+	dg_session_free(&l->sessions, sess, &dropped);
+	l->c.drop[DG_DROP_SHUTDOWN] += dropped;
+}
+
+/* The peer's session, made (evicting the least recently used idle one if
+ * the table is full) if it has none. NULL: drop the datagram. */
+static struct dg_session *session_for(struct dg_listener *l, const struct sockaddr *peer,
+                                      socklen_t peerlen)
+{
+	struct dg_sessions *t = &l->sessions;
+	struct dg_session *sess = dg_session_find(t, peer, peerlen);
+
+	if (sess) {
+		dg_session_touch(t, sess, l->srv->now_ms);
+		return sess;
+	}
+	if (t->count >= t->max) {
+		/* Busy sessions are skipped; looking further than this many
+		 * costs more than dropping one datagram. */
+		struct dg_session *victim = dg_session_lru_idle(t, 64);
+		if (!victim)
+			return NULL;
+		l->c.sessions_evicted++;
+		close_session(l, victim, DG_CLOSE_EVICTED);
+	}
+	sess = dg_session_create(t, peer, peerlen, l->srv->now_ms);
+	if (sess)
+		l->c.sessions++;
+	return sess;
+}
+
+void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
+                 const struct sockaddr *peer, socklen_t peerlen)
+{
+	struct dg_listener *l = s->l;
 
 	l->c.rx++;
 	l->c.rx_bytes += len;
@@ -291,34 +341,168 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 		if (l->plugin->accept(l->state, &p))
 			return drop(l, DG_DROP_PLUGIN);
 	}
-	if (dg_codec_split(l->codec, buf, len, srv->frames, &nf, &pe))
-		return parse_failed(s, buf, len, peer, peerlen, &pe);
-	/* Every frame is decoded before any is delivered: a handler never sees
-	 * half of a datagram that turns out to be broken. */
-	for (unsigned i = 0; i < nf; i++) {
-		if (dg_codec_decode(l->codec, srv->frames[i].data, srv->frames[i].len,
-		                    &srv->pkts[i], &pe)) {
-			pe.offset += (size_t)(srv->frames[i].data - buf);
-			pe.frame = i;
-			while (i--)
-				dg_codec_release(l->codec, &srv->pkts[i]);
-			return parse_failed(s, buf, len, peer, peerlen, &pe);
+	struct dg_session *sess = session_for(l, peer, peerlen);
+	if (!sess)
+		return drop(l, DG_DROP_PEERS_FULL);
+	/* Per-peer order: while the peer has a request in progress (or older
+	 * datagrams waiting), this one waits too, undecoded. */
+	if (l->conf->ordering && (sess->active || sess->q_len)) {
+		uint32_t before = sess->q_len;
+		bool queued;
+		l->c.drop[DG_DROP_PEER_QUEUE] += dg_session_enqueue(&l->sessions, sess, s, buf, len,
+		        l->conf->peer_queue, l->conf->queue_bytes,
+		        (enum dg_drop_policy)l->conf->drop_policy, &queued);
+		l->c.queued += queued;
+		l->srv->queued += sess->q_len;
+		l->srv->queued -= before;
+		return;
+	}
+	process(s, sess, buf, len);
+}
+
+/* ---- work that runs after callbacks return ---------------------------- */
+
+static void session_done(struct dg_server *srv, struct dg_session *sess)
+{
+	if (sess->active || !sess->q_len || sess->ready)
+		return;
+	sess->ready = true;
+	sess->ready_next = NULL;
+	if (srv->sready_tail)
+		srv->sready_tail->ready_next = sess;
+	else
+		srv->sready_head = sess;
+	srv->sready_tail = sess;
+	dg_server_post(srv);
+}
+
+/* A session's queued datagrams, in arrival order, until one goes pending. */
+static void run_session(struct dg_server *srv, struct dg_session *sess)
+{
+	while (!sess->active && sess->q_len) {
+		struct dg_sock *s = sess->q_head->s;
+		struct dg_qitem *it = dg_session_dequeue(&s->l->sessions, sess);
+		srv->queued--;
+		process(s, sess, it->data, it->len);
+		free(it);
+	}
+}
+
+void dg_dispatch_run_ready(struct dg_server *srv)
+{
+	while (srv->ready_head) {
+		uint32_t idx = srv->ready_head - 1;
+		struct dg_req *r = REQ(srv, idx);
+		srv->ready_head = r->next;
+		if (!srv->ready_head)
+			srv->ready_tail = 0;
+		r->next = 0;
+		if (!r->active)
+			continue;
+		if (r->frame < r->frames && r->rest)
+			run_frames(srv, idx, r->rest, r->copy, 0, NULL);
+		else
+			req_free(srv, idx);
+	}
+	while (srv->sready_head) {
+		struct dg_session *sess = srv->sready_head;
+		srv->sready_head = sess->ready_next;
+		if (!srv->sready_head)
+			srv->sready_tail = NULL;
+		sess->ready = false;
+		run_session(srv, sess);
+	}
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_listener *l = arg;
+	struct dg_server *srv = l->srv;
+	(void)fd, (void)what;
+
+	dg_server_clock(srv);
+	while (l->dl_head) {
+		uint32_t idx = l->dl_head - 1;
+		struct dg_req *r = REQ(srv, idx);
+		if (r->deadline_ms > srv->now_ms) {
+			deadline_arm(l, r->deadline_ms - srv->now_ms);
+			break;
 		}
+		deadline_unlink(srv, idx);
+		l->c.timeouts++;
+		if (l->plugin->on_timeout) {
+			r->in_call = true;
+			l->plugin->on_timeout(l->state, dg_reqtab_handle(&srv->rt, idx));
+			r = REQ(srv, idx);
+			r->in_call = false;
+		}
+		if (!r->done_in_call)
+			r->gen++; /* the plugin's handle dies here */
+		r->done_in_call = false;
+		finish_pending(srv, idx);
 	}
-	if (!req_alloc(srv, &idx)) {
-		for (unsigned i = 0; i < nf; i++)
-			dg_codec_release(l->codec, &srv->pkts[i]);
-		return drop(l, DG_DROP_BUSY);
+}
+
+/* Idle sessions, oldest first; a bounded number per tick keeps the loop
+ * responsive when many expire at once. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_listener *l = arg;
+	struct dg_session *sess;
+	unsigned n = 0;
+	(void)fd, (void)what;
+
+	dg_server_clock(l->srv);
+	while (n++ < 10000 &&
+	       (sess = dg_session_expired(&l->sessions, l->srv->now_ms, l->conf->session_idle_ms))) {
+		l->c.sessions_idle++;
+		close_session(l, sess, DG_CLOSE_IDLE);
 	}
-	l->c.handled++;
-	l->c.packets += nf;
-	struct dg_req *r = &srv->reqs[idx];
-	r->l = l;
-	r->s = s;
-	memcpy(&r->peer, peer, peerlen);
-	r->peerlen = peerlen;
-	r->frames = nf;
-	run_frames(srv, idx, srv->pkts, buf, len, NULL);
+}
+
+int dg_listener_sessions_init(struct dg_listener *l)
+{
+	unsigned idle = l->conf->session_idle_ms;
+	unsigned tick = idle / 4 < 1000 ? idle / 4 : 1000;
+	struct timeval tv = { .tv_sec = tick / 1000, .tv_usec = (tick % 1000) * 1000 };
+
+	if (dg_sessions_init(&l->sessions, l->conf->max_peers))
+		return DG_ENOMEM;
+	l->ev_sweep = event_new(l->srv->base, -1, EV_PERSIST, on_sweep, l);
+	l->ev_deadline = evtimer_new(l->srv->base, on_deadline, l);
+	if (!l->ev_sweep || !l->ev_deadline || event_add(l->ev_sweep, &tv))
+		return DG_ENOMEM;
+	return DG_OK;
+}
+
+/* Shutdown: every session closes (the plugin is told), queued datagrams
+ * are dropped and counted. */
+void dg_listener_sessions_close(struct dg_listener *l, int reason)
+{
+	while (l->sessions.lru_head)
+		close_session(l, l->sessions.lru_head, reason);
+	dg_sessions_release(&l->sessions);
+	if (l->ev_sweep)
+		event_free(l->ev_sweep);
+	if (l->ev_deadline)
+		event_free(l->ev_deadline);
+	l->ev_sweep = l->ev_deadline = NULL;
+}
+
+/* Shutdown: every request still in flight is abandoned without a reply. */
+void dg_dispatch_abort_all(struct dg_server *srv)
+{
+	srv->ready_head = srv->ready_tail = 0;
+	srv->sready_head = srv->sready_tail = NULL;
+	for (uint32_t i = 0; i < srv->rt.n; i++) {
+		struct dg_req *r = REQ(srv, i);
+		if (!r->active)
+			continue;
+		if (r->pending)
+			srv->pending--;
+		r->sess->ready = true; /* keep req_free from queueing more work */
+		req_free(srv, i);
+	}
 }
 
 /* ---- host functions ---------------------------------------------------- */
@@ -327,7 +511,7 @@ static int host_reply(dg_req_t h, const struct dg_packet *pkt)
 {
 	uint32_t idx;
 
-	if (!lookup(dg_srv, h, &idx)) {
+	if (!dg_srv || !dg_reqtab_lookup(&dg_srv->rt, h, &idx)) {
 		dg_log(DG_LOG_WARN, "plugin replied to a completed request (handle %#llx)",
 		       (unsigned long long)h);
 		return DG_ESTALE;
@@ -339,9 +523,9 @@ static int host_complete(dg_req_t h)
 {
 	struct dg_server *srv = dg_srv;
 	uint32_t idx;
-	struct dg_req *r = lookup(srv, h, &idx);
+	struct dg_req *r = srv ? dg_reqtab_lookup(&srv->rt, h, &idx) : NULL;
 
-	if (!r) {
+	if (!r || (!r->pending && !r->in_call)) {
 		dg_log(DG_LOG_WARN, "plugin completed a request twice or too late (handle %#llx)",
 		       (unsigned long long)h);
 		return DG_ESTALE;
@@ -351,10 +535,7 @@ static int host_complete(dg_req_t h)
 		r->done_in_call = true;
 		return DG_OK;
 	}
-	r->pending = false;
-	srv->pending--;
-	r->frame++;
-	make_ready(srv, idx);
+	finish_pending(srv, idx);
 	return DG_OK;
 }
 
@@ -397,6 +578,7 @@ static void timer_fire(evutil_socket_t fd, short what, void *arg)
 	void *cbarg = t->arg;
 	(void)fd, (void)what;
 
+	dg_server_clock(t->l->srv);
 	timer_unlink(t);
 	cb(cbarg);
 }
@@ -444,6 +626,32 @@ static const char *host_peer_format(const struct dg_peer *peer, char *buf, size_
 	return dg_addr_format(peer->addr, buf, len);
 }
 
+static void *host_session_get(struct dg_session *sess)
+{
+	return sess ? sess->data : NULL;
+}
+
+static void host_session_set(struct dg_session *sess, void *data, void (*free_fn)(void *))
+{
+	if (!sess)
+		return;
+	if (sess->data_free && sess->data != data)
+		sess->data_free(sess->data);
+	sess->data = data;
+	sess->data_free = free_fn;
+}
+
+static int host_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct dg_addr a;
+
+	if (!dg_addr_parse(text, &a))
+		return DG_EINVAL;
+	*ss = a.ss;
+	*len = a.len;
+	return DG_OK;
+}
+
 const struct dg_host dg_host_table = {
 	.size = sizeof(struct dg_host),
 	.abi_major = DG_PLUGIN_ABI_MAJOR,
@@ -455,4 +663,7 @@ const struct dg_host dg_host_table = {
 	.timer_start = host_timer_start,
 	.timer_cancel = host_timer_cancel,
 	.peer_format = host_peer_format,
+	.session_get = host_session_get,
+	.session_set = host_session_set,
+	.addr_parse = host_addr_parse,
 };

@@ -13,8 +13,20 @@
 #include "server.h"
 
 const char *const dg_drop_names[DG_DROP__COUNT] = {
-	"too_large", "truncated", "plugin", "busy",
+	"too_large", "truncated", "plugin", "busy", "peers_full", "peer_queue", "shutdown",
 };
+
+void dg_server_clock(struct dg_server *srv)
+{
+	struct timespec ts;
+	struct timeval tv;
+
+	/* vDSO clocks: no system call. */
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	srv->now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	event_base_gettimeofday_cached(srv->base, &tv);
+	srv->now = tv.tv_sec;
+}
 const char *const dg_txdrop_names[DG_TXDROP__COUNT] = {
 	"queue_full", "send_error", "too_big", "shutdown",
 };
@@ -34,12 +46,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	struct dg_sock *s = arg;
 	struct dg_listener *l = s->l;
 	struct dg_server *srv = l->srv;
-	struct timeval tv;
 	unsigned budget = DG_RX_BUDGET;
 	(void)what;
 
-	event_base_gettimeofday_cached(srv->base, &tv);
-	srv->now = tv.tv_sec;
+	dg_server_clock(srv);
 	while (budget && !srv->stopping) {
 		unsigned want = budget < DG_RX_BATCH ? budget : DG_RX_BATCH;
 		for (unsigned i = 0; i < want; i++) {
@@ -170,7 +180,7 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 		return DG_ERROR;
 	}
 	l->inited = true;
-	return DG_OK;
+	return dg_listener_sessions_init(l);
 }
 
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
@@ -186,7 +196,8 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 	}
 	srv->ev_post = event_new(srv->base, -1, 0, on_post, srv);
 	srv->listeners = calloc(cfg->n_listeners, sizeof(*srv->listeners));
-	if (!srv->ev_post || !srv->listeners || dg_reqs_init(srv)) {
+	if (!srv->ev_post || !srv->listeners ||
+	    dg_reqtab_init(&srv->rt, DG_REQS_INITIAL, cfg->max_pending)) {
 		dg_log(DG_LOG_ERROR, "out of memory");
 		return DG_ENOMEM;
 	}
@@ -229,7 +240,7 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 
 static bool drained(const struct dg_server *srv)
 {
-	if (srv->pending || srv->tx_n || srv->ready_head)
+	if (srv->pending || srv->tx_n || srv->ready_head || srv->queued)
 		return false;
 	for (unsigned i = 0; i < srv->n_listeners; i++)
 		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
@@ -249,8 +260,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	struct dg_server *srv = arg;
 	(void)fd, (void)what;
 
-	dg_log(DG_LOG_WARN, "shutdown: %u requests still pending after %u ms, abandoning them",
-	       srv->pending, srv->cfg->shutdown_timeout_ms);
+	dg_log(DG_LOG_WARN, "shutdown: after %u ms, abandoning %u pending requests and %lu queued "
+	       "datagrams", srv->cfg->shutdown_timeout_ms, srv->pending, srv->queued);
 	event_base_loopbreak(srv->base);
 }
 
@@ -342,22 +353,28 @@ void dg_server_log_stats(const struct dg_server *srv)
 			n += snprintf(txdrops + n, sizeof(txdrops) - (size_t)n, " tx_drop_%s=%llu",
 			              dg_txdrop_names[d], (unsigned long long)c->tx_drop[d]);
 		dg_log(DG_LOG_INFO, "stats listener=%s rx=%llu rx_bytes=%llu handled=%llu "
-		       "decode_errors=%llu%s packets=%llu handler_errors=%llu tx=%llu tx_bytes=%llu "
-		       "tx_queued=%llu%s", l->conf->name, (unsigned long long)c->rx,
-		       (unsigned long long)c->rx_bytes, (unsigned long long)c->handled,
-		       (unsigned long long)c->decode_errors, drops, (unsigned long long)c->packets,
-		       (unsigned long long)c->handler_errors, (unsigned long long)c->tx,
+		       "decode_errors=%llu%s packets=%llu handler_errors=%llu timeouts=%llu "
+		       "queued=%llu sessions=%llu sessions_idle=%llu sessions_evicted=%llu "
+		       "tx=%llu tx_bytes=%llu tx_queued=%llu%s", l->conf->name,
+		       (unsigned long long)c->rx, (unsigned long long)c->rx_bytes,
+		       (unsigned long long)c->handled, (unsigned long long)c->decode_errors, drops,
+		       (unsigned long long)c->packets, (unsigned long long)c->handler_errors,
+		       (unsigned long long)c->timeouts, (unsigned long long)c->queued,
+		       (unsigned long long)c->sessions, (unsigned long long)c->sessions_idle,
+		       (unsigned long long)c->sessions_evicted, (unsigned long long)c->tx,
 		       (unsigned long long)c->tx_bytes, (unsigned long long)c->tx_queued, txdrops);
 	}
 }
 
 void dg_server_release(struct dg_server *srv)
 {
-	if (srv->reqs)
+	if (srv->rt.reqs)
 		dg_dispatch_abort_all(srv);
 	for (unsigned i = 0; i < srv->n_listeners; i++) {
 		struct dg_listener *l = &srv->listeners[i];
 		dg_timers_cancel_all(l);
+		if (l->inited)
+			dg_listener_sessions_close(l, DG_CLOSE_SHUTDOWN);
 		if (l->inited && l->plugin->fini)
 			l->plugin->fini(l->state);
 		for (unsigned b = 0; b < l->n_socks; b++) {
@@ -389,7 +406,7 @@ void dg_server_release(struct dg_server *srv)
 	if (srv->base)
 		event_base_free(srv->base);
 	dg_loader_release(&srv->loader);
-	free(srv->reqs);
+	dg_reqtab_release(&srv->rt);
 	free(srv->rx_buf);
 	free(srv->tx_buf);
 	dg_srv = NULL;

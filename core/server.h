@@ -16,6 +16,8 @@
 #include "io.h"
 #include "loader.h"
 #include "log.h"
+#include "reqtab.h"
+#include "session.h"
 
 #define DG_RX_BATCH 32   /* datagrams per recvmmsg */
 #define DG_RX_BUDGET 256 /* datagrams per readiness, so no socket starves the rest */
@@ -66,30 +68,12 @@ struct dg_listener {
 	struct dg_sock *socks;
 	unsigned n_socks;
 	struct dg_timer *timers;
+	struct dg_sessions sessions;
+	struct event *ev_sweep;    /* idle session expiry */
+	struct event *ev_deadline; /* handler_timeout_ms */
+	uint32_t dl_head, dl_tail; /* pending requests by deadline: index + 1 */
 	struct dg_counters c;
 	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx;
-};
-
-/* A request: one datagram whose frames go to the handler one at a time.
- * Handle = (gen << 32) | (index + 1); gen changes whenever a frame
- * completes, so a stale handle never matches. */
-struct dg_req {
-	uint32_t gen;
-	uint32_t next;    /* free list / ready list link: index + 1, 0 = end */
-	bool active;
-	bool in_call;     /* inside the plugin's callback */
-	bool done_in_call; /* complete() was called inside it */
-	bool pending;     /* waiting for complete() */
-	bool parse_error; /* delivered to on_error rather than on_packet */
-	struct dg_listener *l;
-	struct dg_sock *s;
-	struct sockaddr_storage peer;
-	socklen_t peerlen;
-	unsigned frame, frames;
-	struct dg_packet *rest;  /* deferred multi-frame: packets not yet delivered */
-	unsigned char *copy;     /* the datagram bytes rest[] points into */
-	uint64_t tx_epoch;       /* reply coalescing: open tx slot, valid in this epoch */
-	unsigned tx_slot;
 };
 
 struct dg_txslot {
@@ -107,7 +91,8 @@ struct dg_server {
 	struct dg_listener *listeners;
 	unsigned n_listeners;
 	size_t bufsize; /* largest max_datagram */
-	time_t now;     /* the loop's cached clock, for rate limits */
+	time_t now;     /* cached clock (s), for rate limits */
+	uint64_t now_ms; /* cached monotonic clock (ms), for sessions and deadlines */
 
 	dg_mmsg rx_msgs[DG_RX_BATCH];
 	struct iovec rx_iov[DG_RX_BATCH];
@@ -116,11 +101,11 @@ struct dg_server {
 	struct dg_frame frames[DG_CODEC_MAX_FRAMES];
 	struct dg_packet pkts[DG_CODEC_MAX_FRAMES];
 
-	struct dg_req *reqs;
-	uint32_t n_reqs, max_reqs;
-	uint32_t free_head;  /* index + 1 */
-	uint32_t ready_head, ready_tail; /* completed, with frames left */
+	struct dg_reqtab rt;
+	uint32_t ready_head, ready_tail; /* completed frames with frames left: index + 1 */
+	struct dg_session *sready_head, *sready_tail; /* sessions with queued datagrams to run */
 	unsigned pending;
+	unsigned long queued; /* datagrams in peer queues, all listeners */
 
 	struct dg_txslot tx[DG_TX_BATCH];
 	unsigned tx_n;
@@ -147,12 +132,16 @@ void dg_server_log_stats(const struct dg_server *srv);
 /* Stop the loop when stopping and nothing is left in flight. */
 void dg_server_check_drained(struct dg_server *srv);
 
+/* Refresh the cached clocks (once per batch or timer, not per datagram). */
+void dg_server_clock(struct dg_server *srv);
+
 /* dispatch.c */
 void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
                  const struct sockaddr *peer, socklen_t peerlen);
 void dg_dispatch_run_ready(struct dg_server *srv);
 void dg_dispatch_abort_all(struct dg_server *srv);
-int dg_reqs_init(struct dg_server *srv);
+int dg_listener_sessions_init(struct dg_listener *l);
+void dg_listener_sessions_close(struct dg_listener *l, int reason);
 void dg_timers_cancel_all(struct dg_listener *l);
 
 /* tx.c */

@@ -24,7 +24,7 @@ static void tx_log(struct dg_listener *l, const struct sockaddr *to, const char 
 
 int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt)
 {
-	struct dg_req *r = &srv->reqs[idx];
+	struct dg_req *r = &srv->rt.reqs[idx];
 	struct dg_listener *l = r->l;
 	int rc;
 
@@ -45,14 +45,14 @@ int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt
 	rc = dg_codec_append(l->codec, pkt, &t->out);
 	if (rc == DG_E2BIG) {
 		l->c.tx_drop[DG_TXDROP_TOO_BIG]++;
-		tx_log(l, (const struct sockaddr *)&r->peer, "does not fit max_datagram", 0);
+		tx_log(l, &r->sess->peer.sa, "does not fit max_datagram", 0);
 		return rc;
 	}
 	if (rc)
 		return rc;
 	t->s = r->s;
-	memcpy(&t->to, &r->peer, r->peerlen);
-	t->tolen = r->peerlen;
+	memcpy(&t->to, &r->sess->peer, r->sess->peerlen);
+	t->tolen = r->sess->peerlen;
 	t->owner = idx + 1;
 	r->tx_slot = srv->tx_n++;
 	r->tx_epoch = srv->tx_epoch;

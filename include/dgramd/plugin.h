@@ -119,7 +119,7 @@ typedef uint64_t dg_req_t;
 
 /* Opaque server objects handed to plugins. */
 struct dg_instance; /* this plugin instance; lives from init() to fini() */
-struct dg_session;  /* per-peer session (ABI 1.0: always NULL) */
+struct dg_session;  /* per-peer session; see on_session_close() */
 struct dg_timer;    /* a one-shot timer started with host->timer_start() */
 
 /* The peer a datagram came from. Borrowed for the duration of a call. */
@@ -136,9 +136,16 @@ struct dg_request {
 	dg_req_t handle;
 	struct dg_packet packet; /* the decoded packet; see dg_packet ownership */
 	const struct dg_peer *peer;
-	struct dg_session *session; /* NULL in ABI 1.0 */
+	struct dg_session *session; /* the peer's; valid until on_session_close() */
 	unsigned frame;             /* index of this frame in its datagram */
 	unsigned frames;            /* frames in the datagram */
+};
+
+/* Why a session ends (on_session_close). */
+enum dg_session_close {
+	DG_CLOSE_IDLE = 0,     /* no datagram for session_idle_ms */
+	DG_CLOSE_EVICTED = 1,  /* max_peers reached; it was the least recently used */
+	DG_CLOSE_SHUTDOWN = 2, /* the server is stopping */
 };
 
 /* Server functions for plugins; see the top of this file for the rules. */
@@ -178,6 +185,18 @@ struct dg_host {
 	/* Format a peer as "1.2.3.4:53" or "[::1]:53" into buf (always
 	 * NUL-terminated). Returns buf. */
 	const char *(*peer_format)(const struct dg_peer *peer, char *buf, size_t len);
+
+	/* The data the plugin attached to a session, or NULL. */
+	void *(*session_get)(struct dg_session *session);
+
+	/* Attach data to a session, replacing (and freeing with its free_fn)
+	 * what was there. free_fn (may be NULL) is called with data when the
+	 * session closes, after on_session_close(), or when replaced. */
+	void (*session_set)(struct dg_session *session, void *data, void (*free_fn)(void *data));
+
+	/* Parse a numeric "a.b.c.d:port" or "[ipv6]:port" into *ss (the
+	 * config file's address syntax). DG_OK or DG_EINVAL. */
+	int (*addr_parse)(const char *text, struct sockaddr_storage *ss, socklen_t *len);
 };
 
 /* The plugin descriptor: the one exported symbol. Optional callbacks may be
@@ -201,7 +220,15 @@ struct dg_host {
  *   server log it as if there were no hook. Parse errors are always
  *   counted; without the hook (or on DG_DECLINED) they are also logged at
  *   a limited rate.
- * on_timeout(), on_session_close(): reserved for ABI 1.1 (set NULL). */
+ * on_timeout(): optional; a pending request passed the listener's
+ *   handler_timeout_ms. The handle is still valid during the call, so the
+ *   plugin may reply (an error, say); afterwards the server completes it
+ *   (counted as a timeout) and the handle is dead: a later reply or
+ *   complete returns DG_ESTALE. Release what you kept for the request.
+ * on_session_close(): optional; the peer's session ends (enum
+ *   dg_session_close). Never called while the session has a request in
+ *   progress, except at shutdown, after those requests were abandoned. The
+ *   session pointer is dead after the call. */
 struct dg_plugin {
 	uint32_t magic;     /* DG_PLUGIN_MAGIC */
 	uint16_t abi_major; /* DG_PLUGIN_ABI_MAJOR */

@@ -4,7 +4,8 @@
  *   "prefix": "text"     bytes packets: reply with text + packet
  *   "wrap": "key"        JSON packets: reply with {"key": packet}
  *   "error_reply": true  undecodable datagrams get {"error": reason,
- *                        "offset": n} back (JSON text, whatever the payload)
+ *                        "offset": n} back (JSON text, whatever the payload),
+ *                        and requests past handler_timeout_ms {"error": "timeout"}
  *   "delay_ms": n        reply n ms later from a timer (a deferred reply)
  */
 #define _POSIX_C_SOURCE 200809L /* strdup; plugins build without config.h */
@@ -141,18 +142,23 @@ static int send_echo(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
 	return e->host->reply(req, pkt);
 }
 
-static void delayed_fire(void *arg)
+static void delayed_unlink(struct echo *e, struct delayed *d)
 {
-	struct delayed *d = arg;
-	struct echo *e = d->e;
-	struct dg_packet pkt = { .data = d->data, .len = d->len, .json = d->json };
-
 	if (d->prev)
 		d->prev->next = d->next;
 	else
 		e->delayed = d->next;
 	if (d->next)
 		d->next->prev = d->prev;
+}
+
+static void delayed_fire(void *arg)
+{
+	struct delayed *d = arg;
+	struct echo *e = d->e;
+	struct dg_packet pkt = { .data = d->data, .len = d->len, .json = d->json };
+
+	delayed_unlink(e, d);
 	/* DG_ESTALE here means the server gave up on the request: nothing to do. */
 	if (send_echo(e, d->req, &pkt) != DG_ESTALE)
 		e->host->complete(d->req);
@@ -211,6 +217,29 @@ static int echo_on_error(void *state, const struct dg_request *req, const struct
 	return rc < 0 ? rc : DG_DONE;
 }
 
+/* The server gives up on a delayed reply: drop ours, maybe say why. */
+static void echo_on_timeout(void *state, dg_req_t req)
+{
+	struct echo *e = state;
+
+	for (struct delayed *d = e->delayed; d; d = d->next) {
+		if (d->req != req)
+			continue;
+		e->host->timer_cancel(d->timer);
+		delayed_unlink(e, d);
+		json_decref(d->json);
+		free(d);
+		break;
+	}
+	if (e->error_reply) {
+		json_t *j = json_pack("{ss}", "error", "timeout");
+		struct dg_packet out = { .json = j };
+		if (j)
+			e->host->reply(req, &out);
+		json_decref(j);
+	}
+}
+
 DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	DG_PLUGIN_HEADER,
 	.name = "echo",
@@ -219,4 +248,5 @@ DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	.fini = echo_fini,
 	.on_packet = echo_on_packet,
 	.on_error = echo_on_error,
+	.on_timeout = echo_on_timeout,
 };

@@ -1,0 +1,87 @@
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "reqtab.h"
+
+static void link_free(struct dg_req *r, uint32_t from, uint32_t to)
+{
+	for (uint32_t i = from; i < to; i++)
+		r[i].next = i + 2 <= to ? i + 2 : 0;
+}
+
+int dg_reqtab_init(struct dg_reqtab *t, uint32_t initial, uint32_t max)
+{
+	memset(t, 0, sizeof(*t));
+	t->max = max;
+	t->n = initial < max ? initial : max;
+	t->reqs = calloc(t->n, sizeof(*t->reqs));
+	if (!t->reqs)
+		return DG_ENOMEM;
+	link_free(t->reqs, 0, t->n);
+	t->free_head = t->n ? 1 : 0;
+	return DG_OK;
+}
+
+void dg_reqtab_release(struct dg_reqtab *t)
+{
+	free(t->reqs);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Doubling keeps handles valid: they are indices, not pointers. */
+static bool grow(struct dg_reqtab *t)
+{
+	if (t->n >= t->max)
+		return false;
+	uint32_t n = t->n > t->max / 2 ? t->max : (t->n ? t->n * 2 : 16);
+	struct dg_req *r = realloc(t->reqs, (size_t)n * sizeof(*r));
+	if (!r)
+		return false;
+	memset(r + t->n, 0, (size_t)(n - t->n) * sizeof(*r));
+	link_free(r, t->n, n);
+	t->free_head = t->n + 1;
+	t->reqs = r;
+	t->n = n;
+	return true;
+}
+
+bool dg_reqtab_alloc(struct dg_reqtab *t, uint32_t *idx)
+{
+	if (!t->free_head && !grow(t))
+		return false;
+	*idx = t->free_head - 1;
+	struct dg_req *r = &t->reqs[*idx];
+	uint32_t gen = r->gen + 1;
+	t->free_head = r->next;
+	memset(r, 0, sizeof(*r));
+	r->gen = gen ? gen : 1;
+	r->active = true;
+	t->used++;
+	return true;
+}
+
+void dg_reqtab_free(struct dg_reqtab *t, uint32_t idx)
+{
+	struct dg_req *r = &t->reqs[idx];
+
+	r->active = false;
+	r->gen++;
+	r->next = t->free_head;
+	t->free_head = idx + 1;
+	t->used--;
+}
+
+struct dg_req *dg_reqtab_lookup(struct dg_reqtab *t, dg_req_t h, uint32_t *idx)
+{
+	uint32_t i = (uint32_t)(h & 0xffffffffu);
+
+	if (i == 0 || i > t->n)
+		return NULL;
+	struct dg_req *r = &t->reqs[i - 1];
+	if (!r->active || r->gen != (uint32_t)(h >> 32))
+		return NULL;
+	*idx = i - 1;
+	return r;
+}

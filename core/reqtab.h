@@ -1,0 +1,67 @@
+/* The request table: slots addressed by index, handles checked by
+ * generation. The table may move when it grows (realloc): keep indices and
+ * handles, never pointers, across anything that can allocate a request. */
+#ifndef DG_REQTAB_H
+#define DG_REQTAB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <dgramd/plugin.h>
+
+struct dg_listener;
+struct dg_sock;
+struct dg_session;
+
+/* A request: one datagram whose frames go to the handler one at a time.
+ * Handle = (gen << 32) | (index + 1); gen changes whenever a frame
+ * completes, so a stale handle never matches. */
+struct dg_req {
+	uint32_t gen;
+	uint32_t next;              /* free list / ready list: index + 1, 0 = end */
+	uint32_t dl_prev, dl_next;  /* the listener's deadline list: index + 1 */
+	bool active;
+	bool in_call;      /* inside a plugin callback for this request */
+	bool done_in_call; /* complete() was called inside it */
+	bool pending;      /* waiting for complete() */
+	bool on_deadline;  /* linked in the deadline list */
+	bool parse_error;  /* delivered to on_error rather than on_packet */
+	uint64_t deadline_ms;
+	struct dg_listener *l;
+	struct dg_sock *s;
+	struct dg_session *sess; /* the peer's session; outlives the request */
+	unsigned frame, frames;
+	struct dg_packet *rest;  /* deferred multi-frame: packets not yet delivered */
+	unsigned char *copy;     /* the datagram bytes rest[] points into */
+	uint64_t tx_epoch;       /* reply coalescing: open tx slot, valid in this epoch */
+	unsigned tx_slot;
+};
+
+struct dg_reqtab {
+	struct dg_req *reqs;
+	uint32_t n;         /* slots allocated */
+	uint32_t max;       /* most slots ever */
+	uint32_t free_head; /* index + 1 */
+	uint32_t used;
+};
+
+/* Start with min(initial, max) slots. DG_OK or DG_ENOMEM. */
+int dg_reqtab_init(struct dg_reqtab *t, uint32_t initial, uint32_t max);
+void dg_reqtab_release(struct dg_reqtab *t);
+
+/* A fresh, zeroed, active slot with a new generation; false when max
+ * slots are in use (or memory is short). */
+bool dg_reqtab_alloc(struct dg_reqtab *t, uint32_t *idx);
+
+/* Return a slot; its generation changes, so every handle to it dies. */
+void dg_reqtab_free(struct dg_reqtab *t, uint32_t idx);
+
+static inline dg_req_t dg_reqtab_handle(const struct dg_reqtab *t, uint32_t idx)
+{
+	return ((uint64_t)t->reqs[idx].gen << 32) | (idx + 1);
+}
+
+/* The active request a handle names, or NULL if it is stale or invalid. */
+struct dg_req *dg_reqtab_lookup(struct dg_reqtab *t, dg_req_t h, uint32_t *idx);
+
+#endif

@@ -1,0 +1,265 @@
+#include "config.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <dgramd/codec.h>
+
+#include "session.h"
+
+int dg_sessions_init(struct dg_sessions *t, uint32_t max)
+{
+	memset(t, 0, sizeof(*t));
+	t->max = max;
+	t->mask = 63;
+	t->buckets = calloc(t->mask + 1, sizeof(*t->buckets));
+	if (!t->buckets)
+		return DG_ENOMEM;
+	/* A random key: peers choose their addresses, so a fixed hash
+	 * would let them aim at one chain. */
+	if (getrandom(t->seed, sizeof(t->seed), GRND_NONBLOCK) != sizeof(t->seed)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		t->seed[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+		t->seed[1] = (uint64_t)ts.tv_sec * 0xc2b2ae3d27d4eb4full ^ (uintptr_t)t;
+	}
+	return DG_OK;
+}
+
+void dg_sessions_release(struct dg_sessions *t)
+{
+	while (t->lru_head)
+		dg_session_free(t, t->lru_head, NULL);
+	free(t->buckets);
+	memset(t, 0, sizeof(*t));
+}
+
+/* The address and port bytes that identify a peer. */
+static size_t key_of(const struct sockaddr *sa, const unsigned char **p, uint16_t *port)
+{
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		*p = s6->sin6_addr.s6_addr;
+		*port = s6->sin6_port;
+		return 16;
+	}
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+	*p = (const unsigned char *)&s4->sin_addr;
+	*port = s4->sin_port;
+	return 4;
+}
+
+static uint64_t mix(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	return h ^ (h >> 33);
+}
+
+/* A keyed hash over at most 18 bytes; the random key makes collisions
+ * unpredictable to peers. */
+static uint32_t hash(const struct dg_sessions *t, const struct sockaddr *sa)
+{
+	const unsigned char *p;
+	uint16_t port;
+	size_t n = key_of(sa, &p, &port);
+	uint64_t h = t->seed[0] ^ port;
+
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t w = 0;
+		memcpy(&w, p + i, n - i < 8 ? n - i : 8);
+		h = mix(h ^ w ^ t->seed[1]);
+	}
+	return (uint32_t)mix(h);
+}
+
+static bool same_peer(const struct dg_session *s, const struct sockaddr *sa)
+{
+	const unsigned char *a, *b;
+	uint16_t pa, pb;
+
+	if (s->peer.sa.sa_family != sa->sa_family)
+		return false;
+	size_t n = key_of(&s->peer.sa, &a, &pa);
+	key_of(sa, &b, &pb);
+	return pa == pb && !memcmp(a, b, n);
+}
+
+struct dg_session *dg_session_find(struct dg_sessions *t, const struct sockaddr *sa, socklen_t len)
+{
+	(void)len;
+	for (struct dg_session *s = t->buckets[hash(t, sa) & t->mask]; s; s = s->hnext)
+		if (same_peer(s, sa))
+			return s;
+	return NULL;
+}
+
+static void lru_unlink(struct dg_sessions *t, struct dg_session *s)
+{
+	if (s->lru_prev)
+		s->lru_prev->lru_next = s->lru_next;
+	else
+		t->lru_head = s->lru_next;
+	if (s->lru_next)
+		s->lru_next->lru_prev = s->lru_prev;
+	else
+		t->lru_tail = s->lru_prev;
+	s->lru_prev = s->lru_next = NULL;
+}
+
+static void lru_append(struct dg_sessions *t, struct dg_session *s)
+{
+	s->lru_prev = t->lru_tail;
+	s->lru_next = NULL;
+	if (t->lru_tail)
+		t->lru_tail->lru_next = s;
+	else
+		t->lru_head = s;
+	t->lru_tail = s;
+}
+
+/* Keep chains short: double the buckets when there are more sessions. */
+static void maybe_grow(struct dg_sessions *t)
+{
+	if (t->count <= t->mask || t->mask >= (1u << 26))
+		return;
+	uint32_t mask = t->mask * 2 + 1;
+	struct dg_session **b = calloc((size_t)mask + 1, sizeof(*b));
+	if (!b)
+		return; /* longer chains, still correct */
+	for (uint32_t i = 0; i <= t->mask; i++) {
+		struct dg_session *s = t->buckets[i], *next;
+		for (; s; s = next) {
+			next = s->hnext;
+			uint32_t h = hash(t, &s->peer.sa) & mask;
+			s->hnext = b[h];
+			b[h] = s;
+		}
+	}
+	free(t->buckets);
+	t->buckets = b;
+	t->mask = mask;
+}
+
+struct dg_session *dg_session_create(struct dg_sessions *t, const struct sockaddr *sa,
+                                     socklen_t len, uint64_t now_ms)
+{
+	struct dg_session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	if (len > sizeof(s->peer))
+		len = sizeof(s->peer);
+	memcpy(&s->peer, sa, len);
+	s->peerlen = len;
+	s->last_ms = now_ms;
+	uint32_t h = hash(t, sa) & t->mask;
+	s->hnext = t->buckets[h];
+	t->buckets[h] = s;
+	lru_append(t, s);
+	t->count++;
+	maybe_grow(t);
+	return s;
+}
+
+void dg_session_touch(struct dg_sessions *t, struct dg_session *s, uint64_t now_ms)
+{
+	s->last_ms = now_ms;
+	if (t->lru_tail != s) {
+		lru_unlink(t, s);
+		lru_append(t, s);
+	}
+}
+
+static bool idle(const struct dg_session *s)
+{
+	return s->active == 0 && s->q_len == 0;
+}
+
+struct dg_session *dg_session_lru_idle(struct dg_sessions *t, unsigned scan)
+{
+	for (struct dg_session *s = t->lru_head; s && scan--; s = s->lru_next)
+		if (idle(s))
+			return s;
+	return NULL;
+}
+
+struct dg_session *dg_session_expired(struct dg_sessions *t, uint64_t now_ms, uint64_t idle_ms)
+{
+	/* Busy sessions are skipped; the LRU order stops the walk at the
+	 * first one that was used recently. */
+	for (struct dg_session *s = t->lru_head; s && s->last_ms + idle_ms <= now_ms; s = s->lru_next)
+		if (idle(s))
+			return s;
+	return NULL;
+}
+
+void dg_session_free(struct dg_sessions *t, struct dg_session *s, unsigned *dropped)
+{
+	struct dg_session **pp = &t->buckets[hash(t, &s->peer.sa) & t->mask];
+
+	while (*pp && *pp != s)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = s->hnext;
+	lru_unlink(t, s);
+	while (s->q_head) {
+		struct dg_qitem *it = dg_session_dequeue(t, s);
+		if (dropped)
+			(*dropped)++;
+		free(it);
+	}
+	t->count--;
+	free(s);
+}
+
+unsigned dg_session_enqueue(struct dg_sessions *t, struct dg_session *s, struct dg_sock *sock,
+                            const unsigned char *data, size_t len, uint32_t limit,
+                            size_t byte_cap, enum dg_drop_policy policy, bool *queued)
+{
+	unsigned dropped = 0;
+
+	*queued = false;
+	while (s->q_len >= limit || t->q_bytes + len > byte_cap) {
+		if (policy == DG_DROP_NEWEST || !s->q_head)
+			return dropped + 1;
+		free(dg_session_dequeue(t, s));
+		dropped++;
+	}
+	struct dg_qitem *it = malloc(sizeof(*it) + len);
+	if (!it)
+		return dropped + 1;
+	it->next = NULL;
+	it->s = sock;
+	it->len = len;
+	memcpy(it->data, data, len);
+	if (s->q_tail)
+		s->q_tail->next = it;
+	else
+		s->q_head = it;
+	s->q_tail = it;
+	s->q_len++;
+	t->q_bytes += len;
+	*queued = true;
+	return dropped;
+}
+
+struct dg_qitem *dg_session_dequeue(struct dg_sessions *t, struct dg_session *s)
+{
+	struct dg_qitem *it = s->q_head;
+
+	if (!it)
+		return NULL;
+	s->q_head = it->next;
+	if (!s->q_head)
+		s->q_tail = NULL;
+	s->q_len--;
+	t->q_bytes -= it->len;
+	return it;
+}

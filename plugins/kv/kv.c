@@ -1,0 +1,182 @@
+/* kv: an in-memory JSON key-value store.
+ *
+ * Requests (JSON objects; an "id" member is echoed back in the reply):
+ *   {"op": "set", "key": K, "value": V}  -> {"ok": true}
+ *   {"op": "get", "key": K}              -> {"ok": true, "value": V}
+ *                                           or {"ok": false, "error": "not found"}
+ *   {"op": "del", "key": K}              -> {"ok": true, "deleted": true|false}
+ * Anything else gets {"ok": false, "error": "..."}; a datagram that does not
+ * decode gets {"ok": false, "error": "bad request: REASON", "offset": N}.
+ *
+ * config: "max_keys" (100000), "max_key_len" (256), "max_value_bytes"
+ * (4096, compact JSON size of a value).
+ *
+ * State is per instance: one store per listener per worker process. With
+ * workers > 1 each worker has its own store (a peer always reaches the same
+ * worker, other peers may not see its keys): shared state belongs in an
+ * external store. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <dgramd/plugin.h>
+
+struct kv {
+	const struct dg_host *host;
+	struct dg_instance *self;
+	json_t *store;
+	size_t max_keys, max_key_len, max_value_bytes;
+};
+
+static int kv_option(struct kv *kv, const json_t *config, const char *key, size_t *out,
+                     size_t def, size_t max)
+{
+	json_t *v = config ? json_object_get(config, key) : NULL;
+
+	*out = def;
+	if (!v)
+		return DG_OK;
+	if (!json_is_integer(v) || json_integer_value(v) < 1 || (size_t)json_integer_value(v) > max) {
+		kv->host->log(kv->self, DG_LOG_ERROR, "config.%s: expected an integer from 1 to %zu", key, max);
+		return DG_EINVAL;
+	}
+	*out = (size_t)json_integer_value(v);
+	return DG_OK;
+}
+
+static void kv_fini(void *state)
+{
+	struct kv *kv = state;
+
+	if (kv) {
+		json_decref(kv->store);
+		free(kv);
+	}
+}
+
+static int kv_init(struct dg_instance *self, const struct dg_host *host,
+                   const json_t *config, void **state)
+{
+	struct kv *kv = calloc(1, sizeof(*kv));
+	const char *key;
+	json_t *v;
+
+	*state = NULL;
+	if (!kv)
+		return DG_ENOMEM;
+	kv->host = host;
+	kv->self = self;
+	json_object_foreach((json_t *)config, key, v) {
+		if (strcmp(key, "max_keys") && strcmp(key, "max_key_len") && strcmp(key, "max_value_bytes")) {
+			host->log(self, DG_LOG_ERROR, "config.%s: unknown key (known: max_keys, max_key_len, "
+			          "max_value_bytes)", key);
+			kv_fini(kv);
+			return DG_EINVAL;
+		}
+	}
+	kv->store = json_object();
+	if (!kv->store || kv_option(kv, config, "max_keys", &kv->max_keys, 100000, 100000000) ||
+	    kv_option(kv, config, "max_key_len", &kv->max_key_len, 256, 65536) ||
+	    kv_option(kv, config, "max_value_bytes", &kv->max_value_bytes, 4096, 1 << 20)) {
+		kv_fini(kv);
+		return DG_EINVAL;
+	}
+	*state = kv;
+	return DG_OK;
+}
+
+/* Send reply (consumed), with the request's id if it had one. */
+static int send_reply(struct kv *kv, dg_req_t req, const json_t *request, json_t *reply)
+{
+	json_t *id = request ? json_object_get(request, "id") : NULL;
+
+	if (!reply)
+		return DG_ENOMEM;
+	if (id)
+		json_object_set(reply, "id", id);
+	struct dg_packet out = { .json = reply };
+	int rc = kv->host->reply(req, &out);
+	json_decref(reply);
+	return rc < 0 ? rc : DG_DONE;
+}
+
+static json_t *fail(const char *msg)
+{
+	return json_pack("{sbss}", "ok", 0, "error", msg);
+}
+
+static json_t *kv_set(struct kv *kv, const char *key, json_t *value)
+{
+	if (!value)
+		return fail("set needs a value");
+	if (json_dumpb(value, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) > kv->max_value_bytes)
+		return fail("value too large (max_value_bytes)");
+	if (!json_object_get(kv->store, key) && json_object_size(kv->store) >= kv->max_keys)
+		return fail("store full (max_keys)");
+	/* A deep copy: the request's tree is freed after the call. */
+	if (json_object_set_new(kv->store, key, json_deep_copy(value)))
+		return NULL;
+	return json_pack("{sb}", "ok", 1);
+}
+
+static json_t *kv_handle(struct kv *kv, const json_t *req)
+{
+	const char *op, *key;
+	json_t *k, *v;
+
+	if (!json_is_object(req))
+		return fail("expected a JSON object");
+	op = json_string_value(json_object_get(req, "op"));
+	k = json_object_get(req, "key");
+	if (!op)
+		return fail("missing \"op\" (set, get, del)");
+	if (!json_is_string(k) || json_string_length(k) == 0 ||
+	    json_string_length(k) != strlen(json_string_value(k)))
+		return fail("\"key\" must be a non-empty string without NUL");
+	if (json_string_length(k) > kv->max_key_len)
+		return fail("key too long (max_key_len)");
+	key = json_string_value(k);
+	if (!strcmp(op, "set"))
+		return kv_set(kv, key, json_object_get(req, "value"));
+	if (!strcmp(op, "get")) {
+		v = json_object_get(kv->store, key);
+		return v ? json_pack("{sbsO}", "ok", 1, "value", v) : fail("not found");
+	}
+	if (!strcmp(op, "del")) {
+		int deleted = json_object_del(kv->store, key) == 0;
+		return json_pack("{sbsb}", "ok", 1, "deleted", deleted);
+	}
+	return fail("unknown op (set, get, del)");
+}
+
+static int kv_on_packet(void *state, const struct dg_request *req)
+{
+	struct kv *kv = state;
+
+	if (!req->packet.json)
+		return send_reply(kv, req->handle, NULL, fail("kv needs a JSON payload codec"));
+	return send_reply(kv, req->handle, req->packet.json, kv_handle(kv, req->packet.json));
+}
+
+static int kv_on_error(void *state, const struct dg_request *req, const struct dg_parse_error *err)
+{
+	struct kv *kv = state;
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "bad request: %s", err->reason);
+	return send_reply(kv, req->handle, NULL,
+	                  json_pack("{sbsssI}", "ok", 0, "error", msg, "offset", (json_int_t)err->offset));
+}
+
+DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
+	DG_PLUGIN_HEADER,
+	.name = "kv",
+	.version = "1.0",
+	.init = kv_init,
+	.fini = kv_fini,
+	.on_packet = kv_on_packet,
+	.on_error = kv_on_error,
+};

@@ -1,0 +1,188 @@
+/* Session table, per-peer queues and request handles, without sockets. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reqtab.h"
+#include "session.h"
+#include "testutil.h"
+
+static struct sockaddr_in v4(uint32_t host, uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	a.sin_addr.s_addr = htonl(host);
+	return a;
+}
+
+#define SA(a) ((struct sockaddr *)&(a))
+
+static void test_create_lookup(void)
+{
+	struct dg_sessions t;
+	struct sockaddr_in a = v4(0x7f000001, 1000), b = v4(0x7f000001, 1001);
+	struct sockaddr_in6 c = { .sin6_family = AF_INET6, .sin6_port = htons(1000),
+	                          .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+
+	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, 100000), 0);
+	CU_ASSERT_PTR_NULL(dg_session_find(&t, SA(a), sizeof(a)));
+	struct dg_session *sa = dg_session_create(&t, SA(a), sizeof(a), 5);
+	struct dg_session *sc = dg_session_create(&t, SA(c), sizeof(c), 5);
+	CU_ASSERT_PTR_EQUAL(dg_session_find(&t, SA(a), sizeof(a)), sa);
+	CU_ASSERT_PTR_EQUAL(dg_session_find(&t, SA(c), sizeof(c)), sc);
+	CU_ASSERT_PTR_NULL(dg_session_find(&t, SA(b), sizeof(b))); /* another port */
+	CU_ASSERT_EQUAL(t.count, 2);
+	/* Many peers: the table grows and every one is still found. */
+	for (uint32_t i = 0; i < 50000; i++) {
+		struct sockaddr_in p = v4(0x0a000000 + i, (uint16_t)(i * 7));
+		CU_ASSERT_PTR_NOT_NULL_FATAL(dg_session_create(&t, SA(p), sizeof(p), 6));
+	}
+	CU_ASSERT(t.mask + 1 >= 32768);
+	unsigned found = 0;
+	for (uint32_t i = 0; i < 50000; i++) {
+		struct sockaddr_in p = v4(0x0a000000 + i, (uint16_t)(i * 7));
+		struct dg_session *s = dg_session_find(&t, SA(p), sizeof(p));
+		found += s && s->peer.in.sin_addr.s_addr == p.sin_addr.s_addr;
+	}
+	CU_ASSERT_EQUAL(found, 50000);
+	dg_session_free(&t, sa, NULL);
+	CU_ASSERT_PTR_NULL(dg_session_find(&t, SA(a), sizeof(a)));
+	CU_ASSERT_EQUAL(t.count, 50001);
+	dg_sessions_release(&t);
+}
+
+static void test_lru_and_expiry(void)
+{
+	struct dg_sessions t;
+	struct dg_session *s[4];
+
+	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, 4), 0);
+	for (int i = 0; i < 4; i++) {
+		struct sockaddr_in p = v4(0x7f000001, (uint16_t)(2000 + i));
+		s[i] = dg_session_create(&t, SA(p), sizeof(p), 100 + (uint64_t)i);
+	}
+	/* LRU order is creation order until touched. */
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t, 64), s[0]);
+	dg_session_touch(&t, s[0], 200);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t, 64), s[1]);
+	/* A session with a request in progress or queued work is not idle. */
+	s[1]->active = 1;
+	s[2]->q_len = 1;
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t, 64), s[3]);
+	CU_ASSERT_PTR_NULL(dg_session_lru_idle(&t, 2)); /* scan bound */
+	/* Expiry: idle 50 ms at time 160 -> s[3] (used at 103) is expired,
+	 * s[1] and s[2] are busy, s[0] was touched at 200. */
+	CU_ASSERT_PTR_EQUAL(dg_session_expired(&t, 160, 50), s[3]);
+	CU_ASSERT_PTR_NULL(dg_session_expired(&t, 152, 50));
+	dg_session_free(&t, s[3], NULL);
+	CU_ASSERT_PTR_NULL(dg_session_expired(&t, 160, 50));
+	s[1]->active = 0;
+	CU_ASSERT_PTR_EQUAL(dg_session_expired(&t, 160, 50), s[1]);
+	s[2]->q_len = 0;
+	dg_sessions_release(&t);
+}
+
+static void test_queue_order_and_policies(void)
+{
+	struct dg_sessions t;
+	struct sockaddr_in p = v4(0x7f000001, 3000);
+	bool queued;
+
+	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, 10), 0);
+	struct dg_session *s = dg_session_create(&t, SA(p), sizeof(p), 0);
+	const char *in[] = { "d1", "d2", "d3", "d4", "d5" };
+	unsigned dropped = 0;
+	for (int i = 0; i < 5; i++)
+		dropped += dg_session_enqueue(&t, s, NULL, (const unsigned char *)in[i], 2, 3, 1 << 20,
+		                              DG_DROP_NEWEST, &queued);
+	CU_ASSERT_EQUAL(dropped, 2);
+	CU_ASSERT_FALSE(queued);
+	CU_ASSERT_EQUAL(s->q_len, 3);
+	CU_ASSERT_EQUAL(t.q_bytes, 6);
+	const char *expect_newest[] = { "d1", "d2", "d3" };
+	for (int i = 0; i < 3; i++) {
+		struct dg_qitem *it = dg_session_dequeue(&t, s);
+		CU_ASSERT_EQUAL(memcmp(it->data, expect_newest[i], 2), 0);
+		free(it);
+	}
+	CU_ASSERT_PTR_NULL(dg_session_dequeue(&t, s));
+	CU_ASSERT_EQUAL(t.q_bytes, 0);
+
+	dropped = 0;
+	for (int i = 0; i < 5; i++)
+		dropped += dg_session_enqueue(&t, s, NULL, (const unsigned char *)in[i], 2, 3, 1 << 20,
+		                              DG_DROP_OLDEST, &queued);
+	CU_ASSERT_EQUAL(dropped, 2);
+	CU_ASSERT_TRUE(queued);
+	const char *expect_oldest[] = { "d3", "d4", "d5" };
+	for (int i = 0; i < 3; i++) {
+		struct dg_qitem *it = dg_session_dequeue(&t, s);
+		CU_ASSERT_EQUAL(memcmp(it->data, expect_oldest[i], 2), 0);
+		free(it);
+	}
+	/* The byte cap of the whole table. */
+	CU_ASSERT_EQUAL(dg_session_enqueue(&t, s, NULL, (const unsigned char *)"abcdef", 6, 10, 8,
+	                                   DG_DROP_NEWEST, &queued), 0);
+	CU_ASSERT_EQUAL(dg_session_enqueue(&t, s, NULL, (const unsigned char *)"xyz", 3, 10, 8,
+	                                   DG_DROP_NEWEST, &queued), 1);
+	CU_ASSERT_EQUAL(dg_session_enqueue(&t, s, NULL, (const unsigned char *)"xy", 2, 10, 8,
+	                                   DG_DROP_NEWEST, &queued), 0);
+	/* Freeing a session counts what was still queued. */
+	dropped = 0;
+	dg_session_free(&t, s, &dropped);
+	CU_ASSERT_EQUAL(dropped, 2);
+	CU_ASSERT_EQUAL(t.q_bytes, 0);
+	dg_sessions_release(&t);
+}
+
+static void test_request_handles(void)
+{
+	struct dg_reqtab t;
+	uint32_t idx, idx2, i;
+
+	CU_ASSERT_EQUAL_FATAL(dg_reqtab_init(&t, 2, 1000), 0);
+	CU_ASSERT_TRUE(dg_reqtab_alloc(&t, &idx));
+	dg_req_t h = dg_reqtab_handle(&t, idx);
+	CU_ASSERT_PTR_EQUAL(dg_reqtab_lookup(&t, h, &i), &t.reqs[idx]);
+	CU_ASSERT_EQUAL(i, idx);
+	/* A completed request's handle is dead, even when its slot is reused. */
+	dg_reqtab_free(&t, idx);
+	CU_ASSERT_PTR_NULL(dg_reqtab_lookup(&t, h, &i));
+	CU_ASSERT_TRUE(dg_reqtab_alloc(&t, &idx2));
+	CU_ASSERT_EQUAL(idx2, idx);
+	CU_ASSERT_PTR_NULL(dg_reqtab_lookup(&t, h, &i));
+	CU_ASSERT_NOT_EQUAL(dg_reqtab_handle(&t, idx2), h);
+	/* Growing (realloc) keeps handles valid: they are indices. */
+	dg_req_t keep = dg_reqtab_handle(&t, idx2);
+	for (int n = 0; n < 500; n++)
+		CU_ASSERT_TRUE(dg_reqtab_alloc(&t, &i));
+	CU_ASSERT_PTR_EQUAL(dg_reqtab_lookup(&t, keep, &i), &t.reqs[idx2]);
+	/* Invalid handles. */
+	CU_ASSERT_PTR_NULL(dg_reqtab_lookup(&t, 0, &i));
+	CU_ASSERT_PTR_NULL(dg_reqtab_lookup(&t, 0xffffffffull, &i));
+	CU_ASSERT_PTR_NULL(dg_reqtab_lookup(&t, keep + (1ull << 32), &i));
+	/* The cap. */
+	while (dg_reqtab_alloc(&t, &i))
+		;
+	CU_ASSERT_EQUAL(t.used, 1000);
+	CU_ASSERT_EQUAL(t.n, 1000);
+	dg_reqtab_release(&t);
+}
+
+static const struct dg_test session_tests[] = {
+	{ "create and lookup", test_create_lookup },
+	{ "lru and expiry", test_lru_and_expiry },
+	{ "queue order and drop policies", test_queue_order_and_policies },
+	{ "request handles", test_request_handles },
+	{ NULL, NULL },
+};
+
+int main(void)
+{
+	static const struct dg_suite suites[] = {
+		{ "sessions", session_tests },
+		{ NULL, NULL },
+	};
+	return dg_test_main(suites);
+}
