@@ -1,0 +1,404 @@
+/* Integration: deferred handlers over loopback. Per-peer ordering, queue
+ * overflow, deadlines, relay to a second dgramd, kv, and the README's
+ * deferred-reply example. Every test checks that the counters add up. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define LOCAL "\"127.0.0.1:0\""
+
+/* One listener "t": codec, handler object, extra listener keys. */
+static char *listener(const char *codec, const char *handler, const char *extra)
+{
+	static char buf[8192];
+	snprintf(buf, sizeof(buf),
+	         "{\"shutdown_timeout_ms\": 2000, \"listeners\": [{\"name\": \"t\", \"bind\": " LOCAL
+	         ", \"codec\": %s, \"handler\": %s %s}]}", codec, handler, extra ? extra : "");
+	return buf;
+}
+
+static long long stat_of(struct dg_daemon *d, const char *l, const char *k)
+{
+	return dg_daemon_stat(d, l, k);
+}
+
+static void stop_and_check(struct dg_daemon *d, const char *name)
+{
+	static const char *const keys[] = {
+		"handled", "decode_errors", "drop_too_large", "drop_truncated", "drop_plugin",
+		"drop_busy", "drop_peers_full", "drop_peer_queue", "drop_shutdown",
+	};
+	int status = dg_daemon_stop(d);
+
+	CU_ASSERT_EQUAL(status, 0);
+	long long rx = stat_of(d, name, "rx"), sum = 0;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		long long v = stat_of(d, name, keys[i]);
+		CU_ASSERT(v >= 0);
+		sum += v;
+	}
+	CU_ASSERT(rx >= 0);
+	CU_ASSERT_EQUAL(rx, sum);
+	if (status != 0 || rx != sum) {
+		char *log = dg_daemon_log(d);
+		fprintf(stderr, "dgramd exit %d, rx %lld, sum %lld; log:\n%s\n", status, rx, sum, log);
+		free(log);
+	}
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void send_to(int fd, struct dg_daemon *d, const char *s)
+{
+	CU_ASSERT_EQUAL(sendto(fd, s, strlen(s), 0, (struct sockaddr *)&d->addr[0], d->addrlen[0]),
+	                (ssize_t)strlen(s));
+}
+
+/* (1) One peer's 5 requests come back in order; another peer is answered
+ * in between, not after them. */
+static void test_ordering(void)
+{
+	struct dg_daemon d;
+	char buf[64], got[8][4];
+	int order_b = -1, n_a = 0;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, listener("\"raw\"", "{\"plugin\": \"echo\", \"config\": {\"delay_ms\": 150}}", NULL), NULL));
+	int a = dg_udp_client(&d.addr[0], 3000), b = dg_udp_client(&d.addr[0], 3000);
+	for (int i = 1; i <= 5; i++) {
+		snprintf(buf, sizeof(buf), "a%d", i);
+		send_to(a, &d, buf);
+	}
+	usleep(50000);
+	send_to(b, &d, "b1");
+	double deadline = now_ms() + 5000;
+	while ((n_a < 5 || order_b < 0) && now_ms() < deadline) {
+		struct pollfd p[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
+		if (poll(p, 2, 100) <= 0)
+			continue;
+		if (p[1].revents & POLLIN && recv(b, buf, sizeof(buf), 0) == 2)
+			order_b = n_a;
+		if (p[0].revents & POLLIN) {
+			ssize_t n = recv(a, buf, sizeof(buf), 0);
+			if (n == 2 && n_a < 8)
+				memcpy(got[n_a++], buf, 2);
+		}
+	}
+	CU_ASSERT_EQUAL(n_a, 5);
+	for (int i = 0; i < n_a; i++) {
+		CU_ASSERT_EQUAL(got[i][0], 'a');
+		CU_ASSERT_EQUAL(got[i][1], '1' + i);
+	}
+	/* b1 went in at +50 ms while a2..a5 waited: it is answered before a3. */
+	fprintf(stderr, "b1 answered after %d of a's 5 replies\n", order_b);
+	CU_ASSERT(order_b >= 0 && order_b <= 2);
+	close(a);
+	close(b);
+	stop_and_check(&d, "t");
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "queued"), 4);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions"), 2);
+}
+
+/* (2) Queue overflow: exact drops, for both policies. */
+static void overflow(const char *policy, const char *const *expect)
+{
+	struct dg_daemon d;
+	char extra[128], buf[16];
+
+	snprintf(extra, sizeof(extra), ", \"peer_queue\": 2, \"drop_policy\": \"%s\"", policy);
+	CU_ASSERT_FATAL(dg_daemon_start(&d, listener("\"raw\"", "{\"plugin\": \"echo\", \"config\": {\"delay_ms\": 100}}", extra), NULL));
+	int fd = dg_udp_client(&d.addr[0], 1000);
+	for (int i = 1; i <= 6; i++) {
+		snprintf(buf, sizeof(buf), "d%d", i);
+		send_to(fd, &d, buf);
+	}
+	for (int i = 0; i < 3; i++) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		CU_ASSERT_EQUAL(n, 2);
+		CU_ASSERT_EQUAL(memcmp(buf, expect[i], 2), 0);
+	}
+	struct timeval tv = { .tv_usec = 300000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	CU_ASSERT_EQUAL(recv(fd, buf, sizeof(buf), 0), -1); /* nothing more */
+	close(fd);
+	stop_and_check(&d, "t");
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "drop_peer_queue"), 3);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "handled"), 3);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "tx"), 3);
+}
+
+static void test_overflow_newest(void)
+{
+	static const char *const expect[] = { "d1", "d2", "d3" };
+	overflow("drop-newest", expect);
+}
+
+static void test_overflow_oldest(void)
+{
+	static const char *const expect[] = { "d1", "d5", "d6" };
+	overflow("drop-oldest", expect);
+}
+
+/* (3) A handler that does not complete in time: on_timeout replies, the
+ * server completes it and counts it; the late timer never replies. */
+static void test_deadline(void)
+{
+	struct dg_daemon d;
+	char buf[128];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, listener("\"json\"",
+	        "{\"plugin\": \"echo\", \"config\": {\"delay_ms\": 60000, \"error_reply\": true}}",
+	        ", \"handler_timeout_ms\": 200"), NULL));
+	int fd = dg_udp_client(&d.addr[0], 3000);
+	double t0 = now_ms();
+	ssize_t n = dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "{\"q\":1}", 7, buf, sizeof(buf) - 1);
+	double took = now_ms() - t0;
+	CU_ASSERT_FATAL(n > 0);
+	buf[n] = '\0';
+	CU_ASSERT_STRING_EQUAL(buf, "{\"error\":\"timeout\"}");
+	fprintf(stderr, "timeout reply after %.0f ms (handler_timeout_ms 200)\n", took);
+	CU_ASSERT(took >= 150 && took < 2000);
+	/* The peer is free again: the next request is taken at once. */
+	n = dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "{\"q\":2}", 7, buf, sizeof(buf) - 1);
+	CU_ASSERT(n > 0);
+	close(fd);
+	double t1 = now_ms();
+	stop_and_check(&d, "t");
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "timeouts"), 2);
+	CU_ASSERT(now_ms() - t1 < 3000); /* nothing left pending to wait for */
+}
+
+/* Send n JSON requests from each of `clients` sockets, `window` in flight
+ * per socket, and check every reply equals its request. Returns matched. */
+static unsigned exchange(struct dg_daemon *d, unsigned clients, unsigned per_client, unsigned window,
+                         const char *expect_error)
+{
+	int fds[16];
+	unsigned sent[16] = { 0 }, got[16] = { 0 }, matched = 0;
+	char buf[256], want[256];
+
+	for (unsigned c = 0; c < clients; c++)
+		fds[c] = dg_udp_client(&d->addr[0], 1000);
+	double deadline = now_ms() + 20000;
+	for (;;) {
+		unsigned done = 0;
+		for (unsigned c = 0; c < clients; c++) {
+			while (sent[c] < per_client && sent[c] - got[c] < window) {
+				snprintf(buf, sizeof(buf), "{\"c\":%u,\"n\":%u}", c, sent[c]++);
+				send_to(fds[c], d, buf);
+			}
+			done += got[c] == per_client;
+		}
+		if (done == clients || now_ms() > deadline)
+			break;
+		struct pollfd p[16];
+		for (unsigned c = 0; c < clients; c++)
+			p[c] = (struct pollfd){ .fd = fds[c], .events = POLLIN };
+		if (poll(p, clients, 200) <= 0)
+			continue;
+		for (unsigned c = 0; c < clients; c++) {
+			if (!(p[c].revents & POLLIN))
+				continue;
+			ssize_t n = recv(fds[c], buf, sizeof(buf) - 1, 0);
+			if (n <= 0)
+				continue;
+			buf[n] = '\0';
+			if (expect_error)
+				snprintf(want, sizeof(want), "%s", expect_error);
+			else
+				snprintf(want, sizeof(want), "{\"c\":%u,\"n\":%u}", c, got[c]);
+			matched += strcmp(buf, want) == 0;
+			if (strcmp(buf, want))
+				fprintf(stderr, "client %u: expected %s, got %s\n", c, want, buf);
+			got[c]++;
+		}
+	}
+	for (unsigned c = 0; c < clients; c++)
+		close(fds[c]);
+	return matched;
+}
+
+static char *relay_conf(const struct sockaddr_storage *up, unsigned timeout_ms)
+{
+	static char buf[1024];
+	char host[64];
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)up;
+
+	inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+	snprintf(buf, sizeof(buf), "{\"shutdown_timeout_ms\": 2000, \"listeners\": [{\"name\": \"t\", "
+	         "\"bind\": " LOCAL ", \"codec\": \"json\", \"handler\": {\"plugin\": \"relay\", "
+	         "\"config\": {\"upstream\": \"%s:%u\", \"timeout_ms\": %u}}}]}",
+	         host, ntohs(s4->sin_port), timeout_ms);
+	return buf;
+}
+
+/* (4) dgramd relaying to a second dgramd (echo): 1,000 requests from 10
+ * sockets, 5 in flight each, every reply matched to its request. */
+static void test_relay(void)
+{
+	struct dg_daemon up, r;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&up, "{\"listeners\": [{\"name\": \"up\", \"bind\": "
+	        LOCAL ", \"codec\": \"json\", \"handler\": {\"plugin\": \"echo\", \"config\": "
+	        "{\"delay_ms\": 1}}}]}", NULL));
+	CU_ASSERT_FATAL(dg_daemon_start(&r, relay_conf(&up.addr[0], 2000), NULL));
+	double t0 = now_ms();
+	unsigned matched = exchange(&r, 10, 100, 5, NULL);
+	fprintf(stderr, "relay: %u of 1000 replies matched in %.0f ms\n", matched, now_ms() - t0);
+	CU_ASSERT_EQUAL(matched, 1000);
+	stop_and_check(&r, "t");
+	stop_and_check(&up, "up");
+	CU_ASSERT_EQUAL(stat_of(&r, "t", "tx"), 1000);
+	CU_ASSERT_EQUAL(stat_of(&up, "up", "tx"), 1000);
+}
+
+/* Relay to a closed port: ICMP port unreachable, answered as an error;
+ * to a black hole: answered with a timeout error. */
+static void test_relay_dead_upstream(void)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	socklen_t len = sizeof(*s4);
+	struct dg_daemon r;
+
+	/* A port that was free a moment ago (closed), and one that never reads. */
+	int hole = socket(AF_INET, SOCK_DGRAM, 0), closed = socket(AF_INET, SOCK_DGRAM, 0);
+	s4->sin_family = AF_INET;
+	s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CU_ASSERT_FATAL(bind(closed, (struct sockaddr *)s4, len) == 0);
+	CU_ASSERT_FATAL(getsockname(closed, (struct sockaddr *)&ss, &len) == 0);
+	close(closed);
+	CU_ASSERT_FATAL(dg_daemon_start(&r, relay_conf(&ss, 300), NULL));
+	CU_ASSERT_EQUAL(exchange(&r, 2, 5, 1, "{\"error\":\"upstream refused\"}"), 10);
+	stop_and_check(&r, "t");
+
+	s4->sin_port = 0;
+	len = sizeof(*s4);
+	CU_ASSERT_FATAL(bind(hole, (struct sockaddr *)s4, len) == 0);
+	CU_ASSERT_FATAL(getsockname(hole, (struct sockaddr *)&ss, &len) == 0);
+	CU_ASSERT_FATAL(dg_daemon_start(&r, relay_conf(&ss, 300), NULL));
+	double t0 = now_ms();
+	CU_ASSERT_EQUAL(exchange(&r, 3, 2, 1, "{\"error\":\"upstream timeout\"}"), 6);
+	fprintf(stderr, "6 timeouts (300 ms each, 2 in a row per peer) in %.0f ms\n", now_ms() - t0);
+	stop_and_check(&r, "t");
+	close(hole);
+}
+
+/* (5) kv: round trips and errors. */
+static void test_kv(void)
+{
+	static const struct {
+		const char *req, *reply;
+	} steps[] = {
+		{ "{\"op\":\"get\",\"key\":\"a\"}", "{\"ok\":false,\"error\":\"not found\"}" },
+		{ "{\"op\":\"set\",\"key\":\"a\",\"value\":{\"x\":[1,2]},\"id\":7}", "{\"ok\":true,\"id\":7}" },
+		{ "{\"op\":\"get\",\"key\":\"a\"}", "{\"ok\":true,\"value\":{\"x\":[1,2]}}" },
+		{ "{\"op\":\"set\",\"key\":\"a\",\"value\":\"y\"}", "{\"ok\":true}" },
+		{ "{\"op\":\"get\",\"key\":\"a\",\"id\":\"q\"}", "{\"ok\":true,\"value\":\"y\",\"id\":\"q\"}" },
+		{ "{\"op\":\"del\",\"key\":\"a\"}", "{\"ok\":true,\"deleted\":true}" },
+		{ "{\"op\":\"del\",\"key\":\"a\"}", "{\"ok\":true,\"deleted\":false}" },
+		{ "{\"op\":\"set\",\"key\":\"b\"}", "{\"ok\":false,\"error\":\"set needs a value\"}" },
+		{ "{\"op\":\"set\",\"key\":\"c\",\"value\":1}", "{\"ok\":true}" },
+		{ "{\"op\":\"set\",\"key\":\"d\",\"value\":1}", "{\"ok\":false,\"error\":\"store full (max_keys)\"}" },
+		{ "{\"op\":\"set\",\"key\":\"c\",\"value\":\"0123456789abc\"}", "{\"ok\":false,\"error\":\"value too large (max_value_bytes)\"}" },
+		{ "{\"op\":\"frob\",\"key\":\"a\"}", "{\"ok\":false,\"error\":\"unknown op (set, get, del)\"}" },
+		{ "{\"key\":\"a\"}", "{\"ok\":false,\"error\":\"missing \\\"op\\\" (set, get, del)\"}" },
+		{ "{\"op\":\"get\",\"key\":3}", "{\"ok\":false,\"error\":\"\\\"key\\\" must be a non-empty string without NUL\"}" },
+		{ "[1]", "{\"ok\":false,\"error\":\"expected a JSON object\"}" },
+		{ "{\"op\":", "{\"ok\":false,\"error\":\"bad request: unexpected token near end of file\",\"offset\":6}" },
+	};
+	struct dg_daemon d;
+	char buf[512];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, listener("\"json\"",
+	        "{\"plugin\": \"kv\", \"config\": {\"max_keys\": 1, \"max_value_bytes\": 12}}", NULL), NULL));
+	int fd = dg_udp_client(&d.addr[0], 2000);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		ssize_t n = dg_udp_ask(fd, &d.addr[0], d.addrlen[0], steps[i].req, strlen(steps[i].req),
+		                       buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		if (strcmp(buf, steps[i].reply))
+			fprintf(stderr, "kv step %zu: %s\n  expected %s\n  got      %s\n", i, steps[i].req,
+			        steps[i].reply, buf);
+		CU_ASSERT_STRING_EQUAL(buf, steps[i].reply);
+	}
+	close(fd);
+	stop_and_check(&d, "t");
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "decode_errors"), 1);
+}
+
+/* Idle sessions expire; a full table evicts the least recently used. */
+static void test_sessions(void)
+{
+	struct dg_daemon d;
+	char buf[16];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, listener("\"raw\"", "\"echo\"",
+	        ", \"max_peers\": 2, \"session_idle_ms\": 200"), NULL));
+	int fd[3];
+	for (int i = 0; i < 3; i++) {
+		fd[i] = dg_udp_client(&d.addr[0], 2000);
+		CU_ASSERT_EQUAL(dg_udp_ask(fd[i], &d.addr[0], d.addrlen[0], "x", 1, buf, sizeof(buf)), 1);
+	}
+	usleep(600000); /* the two left expire */
+	for (int i = 0; i < 3; i++)
+		close(fd[i]);
+	stop_and_check(&d, "t");
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions"), 3);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions_evicted"), 1);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions_idle"), 2);
+}
+
+/* The deferred-reply example from README.md, built from the README itself. */
+static void test_readme_example(void)
+{
+	struct dg_daemon d;
+	char conf[8192], so[4096], buf[16];
+
+	snprintf(so, sizeof(so), "%s/tests/plugins/.libs/readme_example.so", dg_test_builddir());
+	snprintf(conf, sizeof(conf), "{\"listeners\": [{\"name\": \"t\", \"bind\": " LOCAL
+	         ", \"codec\": \"raw\", \"handler\": {\"plugin\": \"%s\"}}]}", so);
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	int fd = dg_udp_client(&d.addr[0], 2000);
+	double t0 = now_ms();
+	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "ping", 4, buf, sizeof(buf)), 4);
+	CU_ASSERT_EQUAL(memcmp(buf, "pong", 4), 0);
+	CU_ASSERT(now_ms() - t0 >= 90);
+	close(fd);
+	stop_and_check(&d, "t");
+}
+
+static const struct dg_test async_tests[] = {
+	{ "per-peer ordering", test_ordering },
+	{ "queue overflow, drop-newest", test_overflow_newest },
+	{ "queue overflow, drop-oldest", test_overflow_oldest },
+	{ "handler deadline", test_deadline },
+	{ "relay to a second dgramd", test_relay },
+	{ "relay to a dead upstream", test_relay_dead_upstream },
+	{ "kv", test_kv },
+	{ "session expiry and eviction", test_sessions },
+	{ "README example plugin", test_readme_example },
+	{ NULL, NULL },
+};
+
+int main(void)
+{
+	static const struct dg_suite suites[] = {
+		{ "async", async_tests },
+		{ NULL, NULL },
+	};
+	return dg_test_main(suites);
+}
