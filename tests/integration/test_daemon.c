@@ -330,6 +330,24 @@ static void test_check_config(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "cannot open config '/nonexistent.json'"));
 }
 
+/* Every shipped config passes dgramd -t. */
+static void test_shipped_configs(void)
+{
+	static const char *const files[] = {
+		"conf/dgramd.json", "conf/examples/kv.json", "conf/examples/relay.json",
+		"conf/examples/length-prefixed-json.json", "conf/examples/statsd-lines.json",
+	};
+	char out[4096], path[4096];
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dg_test_srcdir(), files[i]);
+		int rc = run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out));
+		if (rc != 0)
+			fprintf(stderr, "%s: %s\n", files[i], out);
+		CU_ASSERT_EQUAL(rc, 0);
+	}
+}
+
 static void test_wrong_abi_plugin(void)
 {
 	char out[4096], path[4096], conf[8192], so[4096];
@@ -376,6 +394,7 @@ static const struct dg_test daemon_tests[] = {
 	{ "codec module", test_codec_module },
 	{ "deferred replies and shutdown", test_deferred_and_shutdown },
 	{ "dgramd -t", test_check_config },
+	{ "shipped configs", test_shipped_configs },
 	{ "wrong ABI plugin", test_wrong_abi_plugin },
 	{ "bind conflict", test_bind_conflict },
 	{ NULL, NULL },
