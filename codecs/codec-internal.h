@@ -15,16 +15,16 @@ extern const struct dg_payload_ops dg_payload_json;
 /* Read an optional integer option of spec (NULL spec: the default) into
  * *out, checking lo <= value <= hi. On error fill err as ".key: ..." and
  * return DG_EINVAL. */
-int dg_codec_opt_uint(const json_t *spec, const char *key, unsigned def,
+int dg_opt_uint(const json_t *spec, const char *key, unsigned def,
                       unsigned lo, unsigned hi, unsigned *out, char *err, size_t errlen);
 
 /* Same for a boolean option. */
-int dg_codec_opt_bool(const json_t *spec, const char *key, bool def, bool *out,
+int dg_opt_bool(const json_t *spec, const char *key, bool def, bool *out,
                       char *err, size_t errlen);
 
 /* Same for a string option that must be one of choices (NULL-terminated);
  * *out gets the index of the choice. */
-int dg_codec_opt_enum(const json_t *spec, const char *key, const char *const *choices,
+int dg_opt_enum(const json_t *spec, const char *key, const char *const *choices,
                       unsigned def, unsigned *out, char *err, size_t errlen);
 
 /* Encode a packet's payload as is: JSON compact if pkt->json, else the bytes.

@@ -308,7 +308,7 @@ void dg_codec_registry_reset(void)
 	n_mod_framings = n_mod_payloads = 0;
 }
 
-int dg_codec_opt_uint(const json_t *spec, const char *key, unsigned def,
+int dg_opt_uint(const json_t *spec, const char *key, unsigned def,
                       unsigned lo, unsigned hi, unsigned *out, char *err, size_t errlen)
 {
 	json_t *v = spec ? json_object_get(spec, key) : NULL;
@@ -325,7 +325,7 @@ int dg_codec_opt_uint(const json_t *spec, const char *key, unsigned def,
 	return DG_OK;
 }
 
-int dg_codec_opt_bool(const json_t *spec, const char *key, bool def, bool *out,
+int dg_opt_bool(const json_t *spec, const char *key, bool def, bool *out,
                       char *err, size_t errlen)
 {
 	json_t *v = spec ? json_object_get(spec, key) : NULL;
@@ -341,7 +341,7 @@ int dg_codec_opt_bool(const json_t *spec, const char *key, bool def, bool *out,
 	return DG_OK;
 }
 
-int dg_codec_opt_enum(const json_t *spec, const char *key, const char *const *choices,
+int dg_opt_enum(const json_t *spec, const char *key, const char *const *choices,
                       unsigned def, unsigned *out, char *err, size_t errlen)
 {
 	json_t *v = spec ? json_object_get(spec, key) : NULL;

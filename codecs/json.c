@@ -33,9 +33,9 @@ static int json_create(const json_t *spec, void **state, char *err, size_t errle
 		snprintf(err, errlen, ": out of memory");
 		return DG_ENOMEM;
 	}
-	if (dg_codec_opt_bool(spec, "objects_only", false, &jp->objects_only, err, errlen) ||
-	    dg_codec_opt_bool(spec, "allow_nul", false, &jp->allow_nul, err, errlen) ||
-	    dg_codec_opt_uint(spec, "max_depth", 32, 1, JSON_PARSER_MAX_DEPTH, &jp->max_depth, err, errlen)) {
+	if (dg_opt_bool(spec, "objects_only", false, &jp->objects_only, err, errlen) ||
+	    dg_opt_bool(spec, "allow_nul", false, &jp->allow_nul, err, errlen) ||
+	    dg_opt_uint(spec, "max_depth", 32, 1, JSON_PARSER_MAX_DEPTH, &jp->max_depth, err, errlen)) {
 		free(jp);
 		return DG_EINVAL;
 	}

@@ -26,11 +26,11 @@ static int lp_create(const json_t *spec, void **state, char *err, size_t errlen)
 	unsigned endian, width;
 	struct lp *lp;
 
-	if (dg_codec_opt_uint(spec, "width", 2, 1, 4, &width, err, errlen) || width == 3) {
+	if (dg_opt_uint(spec, "width", 2, 1, 4, &width, err, errlen) || width == 3) {
 		snprintf(err, errlen, ".width: expected 1, 2 or 4");
 		return DG_EINVAL;
 	}
-	if (dg_codec_opt_enum(spec, "endian", endians, 0, &endian, err, errlen))
+	if (dg_opt_enum(spec, "endian", endians, 0, &endian, err, errlen))
 		return DG_EINVAL;
 	lp = calloc(1, sizeof(*lp));
 	if (!lp) {
@@ -40,8 +40,8 @@ static int lp_create(const json_t *spec, void **state, char *err, size_t errlen)
 	lp->width = width;
 	lp->little = endian == 1;
 	unsigned width_max = width == 1 ? 0xff : width == 2 ? 0xffff : 0x7fffffff;
-	if (dg_codec_opt_uint(spec, "max_frame", width_max, 0, width_max, &lp->max_frame, err, errlen) ||
-	    dg_codec_opt_uint(spec, "max_frames", 64, 1, DG_CODEC_MAX_FRAMES, &lp->max_frames, err, errlen)) {
+	if (dg_opt_uint(spec, "max_frame", width_max, 0, width_max, &lp->max_frame, err, errlen) ||
+	    dg_opt_uint(spec, "max_frames", 64, 1, DG_CODEC_MAX_FRAMES, &lp->max_frames, err, errlen)) {
 		free(lp);
 		return DG_EINVAL;
 	}

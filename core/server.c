@@ -94,7 +94,12 @@ static void set_bufsize(struct dg_listener *l, struct dg_sock *s, int opt, int w
 		return;
 	}
 	/* Linux reports twice what it grants, and caps requests at
-	 * net.core.rmem_max / wmem_max without an error. */
+	 * net.core.rmem_max / wmem_max without an error; a privileged process
+	 * may go past the cap with the FORCE options (as rsyslog does). */
+	if (got / 2 < want &&
+	    setsockopt(s->fd, SOL_SOCKET, opt == SO_RCVBUF ? SO_RCVBUFFORCE : SO_SNDBUFFORCE,
+	               &want, sizeof(want)) == 0)
+		getsockopt(s->fd, SOL_SOCKET, opt, &got, &len);
 	if (got / 2 < want)
 		dg_log(DG_LOG_WARN, "listener '%s': %s on '%s': asked for %d bytes, the kernel granted %d "
 		       "(raise net.core.%s)", l->conf->name, name,

@@ -267,3 +267,55 @@ unsigned dg_count_lines(const char *s, const char *needle)
 	}
 	return n;
 }
+
+static void slurp(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = f && len ? fread(buf, 1, len - 1, f) : 0;
+
+	if (len)
+		buf[n] = '\0';
+	if (f)
+		fclose(f);
+}
+
+int dg_run(const char *const *argv, const char *stdin_text, char *out, size_t outlen,
+           char *err, size_t errlen, unsigned timeout_ms)
+{
+	static unsigned seq;
+	char in_path[4096], out_path[4096], err_path[4096], name[64];
+	int st;
+
+	seq++;
+	snprintf(name, sizeof(name), "run%u.in", seq);
+	snprintf(in_path, sizeof(in_path), "%s", dg_test_write(name, stdin_text ? stdin_text : ""));
+	snprintf(out_path, sizeof(out_path), "%s/run%u.out", dg_test_tmpdir(), seq);
+	snprintf(err_path, sizeof(err_path), "%s/run%u.err", dg_test_tmpdir(), seq);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		if (!freopen(in_path, "r", stdin) || !freopen(out_path, "w", stdout) ||
+		    !freopen(err_path, "w", stderr))
+			_exit(127);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	double deadline = now_s() + timeout_ms / 1000.0;
+	int killed = 0;
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			break;
+		if (r < 0)
+			return -1;
+		if (!killed && now_s() > deadline) {
+			kill(pid, SIGKILL);
+			killed = 1;
+		}
+		usleep(5000);
+	}
+	slurp(out_path, out, outlen);
+	slurp(err_path, err, errlen);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}

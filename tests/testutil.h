@@ -67,6 +67,13 @@ int dg_udp_client(const struct sockaddr_storage *addr, unsigned timeout_ms);
 ssize_t dg_udp_ask(int fd, const struct sockaddr_storage *to, socklen_t tolen,
                    const void *req, size_t reqlen, void *buf, size_t buflen);
 
+/* Run argv (argv[0] a path) with stdin_text (may be NULL) on its standard
+ * input; capture stdout and stderr (each up to len - 1 bytes, terminated).
+ * Killed after timeout_ms. Returns the exit status, 128 + signal if
+ * killed, -1 if it could not run. */
+int dg_run(const char *const *argv, const char *stdin_text, char *out, size_t outlen,
+           char *err, size_t errlen, unsigned timeout_ms);
+
 /* Count lines in s containing needle. */
 unsigned dg_count_lines(const char *s, const char *needle);
 

@@ -34,6 +34,10 @@ enum dg_rc {
 	DG_ESTALE = -4, /* handle refers to a request that has completed */
 	DG_E2BIG = -5,  /* does not fit the buffer or limit */
 	DG_EAGAIN = -6, /* try again later */
+	DG_ETIMEDOUT = -7, /* no answer in time (client) */
+	DG_EPARSE = -8,    /* a datagram could not be decoded (client) */
+	DG_ENET = -9,      /* a network error: resolve, send, ICMP (client) */
+	DG_ECANCELED = -10, /* the request was cancelled (client shut down) */
 };
 
 /* One decoded packet.

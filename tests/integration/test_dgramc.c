@@ -1,0 +1,216 @@
+/* dgramc against the real dgramd: every codec, stdin, batches, listen, and
+ * the documented exit codes (0 ok, 2 usage, 3 timeout, 4 parse, 5 network). */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <sys/wait.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char out[8192], err[8192];
+
+static char *port_of(const struct dg_daemon *d, unsigned i)
+{
+	static char buf[4][64];
+	const struct sockaddr_in *a = (const struct sockaddr_in *)&d->addr[i];
+	snprintf(buf[i], sizeof(buf[i]), "127.0.0.1:%u", ntohs(a->sin_port));
+	return buf[i];
+}
+
+/* dgramc ARGS... (NULL-terminated), stdin from in. */
+static int dgramc(const char *in, ...)
+{
+	char bin[4096];
+	const char *argv[32];
+	unsigned n = 0;
+	va_list ap;
+
+	snprintf(bin, sizeof(bin), "%s/dgramc", dg_test_builddir());
+	argv[n++] = bin;
+	va_start(ap, in);
+	for (const char *a; n < 31 && (a = va_arg(ap, const char *)); )
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	int rc = dg_run(argv, in, out, sizeof(out), err, sizeof(err), 20000);
+	if (err[0])
+		fprintf(stderr, "  dgramc stderr: %s", err);
+	return rc;
+}
+
+#define LPJ "{\"framing\": \"length-prefixed\", \"payload\": \"json\"}"
+
+static const char config[] =
+	"{\"listeners\": ["
+	" {\"name\": \"json\", \"bind\": \"127.0.0.1:0\", \"codec\": \"json\", \"handler\": \"echo\"},"
+	" {\"name\": \"raw\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\","
+	"  \"handler\": {\"plugin\": \"echo\", \"config\": {\"prefix\": \"re:\"}}},"
+	" {\"name\": \"lp\", \"bind\": \"127.0.0.1:0\", \"codec\": " LPJ ", \"handler\": "
+	"  {\"plugin\": \"echo\", \"config\": {\"wrap\": \"echo\"}}}"
+	"]}";
+
+static struct dg_daemon d;
+
+static void test_json(void)
+{
+	CU_ASSERT_EQUAL(dgramc(NULL, "--codec", "json", port_of(&d, 0), "{\"op\":\"ping\"}", NULL), 0);
+	CU_ASSERT_STRING_EQUAL(out, "{\"op\":\"ping\"}\n");
+	CU_ASSERT_EQUAL(dgramc(NULL, "--pretty", port_of(&d, 0), "{\"a\":[1]}", NULL), 0);
+	CU_ASSERT_STRING_EQUAL(out, "{\n  \"a\": [\n    1\n  ]\n}\n");
+	/* Packets from stdin, one per line; blank lines are skipped. */
+	CU_ASSERT_EQUAL(dgramc("{\"a\":1}\n\n[2]\n\"x\"\n", port_of(&d, 0), NULL), 0);
+	CU_ASSERT_STRING_EQUAL(out, "{\"a\":1}\n[2]\n\"x\"\n");
+	/* A bad packet is a usage error, the good ones still go. */
+	CU_ASSERT_EQUAL(dgramc("1\n{bad\n2\n", port_of(&d, 0), NULL), 2);
+	CU_ASSERT_STRING_EQUAL(out, "1\n2\n");
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "stdin line 2: not JSON"));
+}
+
+static void test_raw(void)
+{
+	CU_ASSERT_EQUAL(dgramc(NULL, "-c", "raw", port_of(&d, 1), "hello", NULL), 0);
+	CU_ASSERT_STRING_EQUAL(out, "re:hello\n");
+	CU_ASSERT_EQUAL(dgramc(NULL, "-c", "raw", "--hex", port_of(&d, 1), "00ff", NULL), 0);
+	CU_ASSERT_STRING_EQUAL(out, "72653a00ff\n");
+	CU_ASSERT_EQUAL(dgramc(NULL, "-c", "raw", "--base64", port_of(&d, 1), "aGk=", NULL), 0);
+	CU_ASSERT_STRING_EQUAL(out, "cmU6aGk=\n");
+	CU_ASSERT_EQUAL(dgramc(NULL, "-c", "raw", "--hex", port_of(&d, 1), "0g", NULL), 2);
+}
+
+/* A length-prefixed JSON exchange in one command line. */
+static void test_length_prefixed(void)
+{
+	CU_ASSERT_EQUAL(dgramc(NULL, "-c", LPJ, "--batch", port_of(&d, 2), "{\"a\":1}", "[2]", "\"c\"", NULL), 0);
+	CU_ASSERT_STRING_EQUAL(out, "{\"echo\":{\"a\":1}}\n{\"echo\":[2]}\n{\"echo\":\"c\"}\n");
+	CU_ASSERT_EQUAL(dgramc(NULL, "-c", LPJ, port_of(&d, 2), "{\"b\":2}", NULL), 0);
+	CU_ASSERT_STRING_EQUAL(out, "{\"echo\":{\"b\":2}}\n");
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void test_exit_codes(void)
+{
+	/* 5: nothing listens (ICMP port unreachable), well within the timeout. */
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	char closed[64], hole[64];
+	bind(fd, (struct sockaddr *)&a, alen);
+	getsockname(fd, (struct sockaddr *)&a, &alen);
+	snprintf(closed, sizeof(closed), "127.0.0.1:%u", ntohs(a.sin_port));
+	close(fd);
+	double t0 = now_ms();
+	CU_ASSERT_EQUAL(dgramc(NULL, "-t", "3000", closed, "{\"op\":\"ping\"}", NULL), 5);
+	CU_ASSERT(now_ms() - t0 < 2500);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "port unreachable"));
+	/* 3: a socket that never answers; with retries the attempts add up. */
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	a.sin_port = 0;
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	alen = sizeof(a);
+	getsockname(fd, (struct sockaddr *)&a, &alen);
+	snprintf(hole, sizeof(hole), "127.0.0.1:%u", ntohs(a.sin_port));
+	t0 = now_ms();
+	CU_ASSERT_EQUAL(dgramc(NULL, "-t", "100", "-r", "2", hole, "1", NULL), 3);
+	CU_ASSERT(now_ms() - t0 >= 300);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "after 3 attempts"));
+	close(fd);
+	/* 4: the reply does not decode ("re:1" from the raw listener is not JSON). */
+	CU_ASSERT_EQUAL(dgramc(NULL, "-c", "json", port_of(&d, 1), "1", NULL), 4);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "invalid token"));
+	/* 2: usage. */
+	CU_ASSERT_EQUAL(dgramc(NULL, NULL), 2);
+	CU_ASSERT_EQUAL(dgramc(NULL, "-c", "yaml", port_of(&d, 0), "1", NULL), 2);
+	CU_ASSERT_EQUAL(dgramc(NULL, "-t", "x", port_of(&d, 0), NULL), 2);
+	CU_ASSERT_EQUAL(dgramc(NULL, "127.0.0.1", "1", NULL), 2);
+	/* 5: resolution. */
+	CU_ASSERT_EQUAL(dgramc(NULL, "no.such.host.invalid:53", "1", NULL), 5);
+	/* --help says all of this. */
+	CU_ASSERT_EQUAL(dgramc(NULL, "--help", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "Exit status: 0 ok, 2 usage error, 3 timeout, 4 parse error"));
+}
+
+/* --listen: a sink that prints what arrives, then stops after --count. */
+static void test_listen(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	char where[64], bin[4096];
+
+	bind(fd, (struct sockaddr *)&a, alen);
+	getsockname(fd, (struct sockaddr *)&a, &alen);
+	close(fd); /* dgramc takes the port */
+	snprintf(where, sizeof(where), "127.0.0.1:%u", ntohs(a.sin_port));
+	snprintf(bin, sizeof(bin), "%s/dgramc", dg_test_builddir());
+	pid_t pid = fork();
+	if (pid == 0) {
+		const char *argv[] = { bin, "--listen", "--count", "2", "-t", "5000", where, NULL };
+		dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000);
+		/* Hand the output back through a file. */
+		FILE *f = fopen(dg_test_write("listen.out", out), "w");
+		if (f) {
+			fputs(out, f);
+			fclose(f);
+		}
+		_exit(0);
+	}
+	usleep(300000);
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	sendto(fd, "{\"n\":1}", 7, 0, (struct sockaddr *)&a, alen);
+	sendto(fd, "[2]", 3, 0, (struct sockaddr *)&a, alen);
+	close(fd);
+	int st;
+	waitpid(pid, &st, 0);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/listen.out", dg_test_tmpdir());
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(out, 1, sizeof(out) - 1, f) : 0;
+	out[n] = '\0';
+	if (f)
+		fclose(f);
+	CU_ASSERT_STRING_EQUAL(out, "{\"n\":1}\n[2]\n");
+}
+
+static void test_start(void)
+{
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config, NULL));
+	CU_ASSERT_EQUAL(d.n_addr, 3);
+}
+
+static void test_stop(void)
+{
+	CU_ASSERT_EQUAL(dg_daemon_stop(&d), 0);
+}
+
+static const struct dg_test dgramc_tests[] = {
+	{ "start dgramd", test_start },
+	{ "json", test_json },
+	{ "raw, hex, base64", test_raw },
+	{ "length-prefixed json in one command line", test_length_prefixed },
+	{ "exit codes", test_exit_codes },
+	{ "listen", test_listen },
+	{ "stop dgramd", test_stop },
+	{ NULL, NULL },
+};
+
+int main(void)
+{
+	static const struct dg_suite suites[] = {
+		{ "dgramc", dgramc_tests },
+		{ NULL, NULL },
+	};
+	return dg_test_main(suites);
+}
