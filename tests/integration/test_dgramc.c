@@ -184,6 +184,19 @@ static void test_listen(void)
 	CU_ASSERT_STRING_EQUAL(out, "{\"n\":1}\n[2]\n");
 }
 
+/* The C example of README.md works as printed. */
+static void test_readme_client(void)
+{
+	char bin[4096];
+
+	snprintf(bin, sizeof(bin), "%s/tests/client/readme_client", dg_test_builddir());
+	const char *argv[] = { bin, port_of(&d, 0), NULL };
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 0);
+	CU_ASSERT_STRING_EQUAL(out, "{\"op\":\"ping\"}\n");
+	const char *dead[] = { bin, "127.0.0.1:9", NULL };
+	CU_ASSERT_EQUAL(dg_run(dead, NULL, out, sizeof(out), err, sizeof(err), 10000), 1);
+}
+
 static void test_start(void)
 {
 	CU_ASSERT_FATAL(dg_daemon_start(&d, config, NULL));
@@ -202,6 +215,7 @@ static const struct dg_test dgramc_tests[] = {
 	{ "length-prefixed json in one command line", test_length_prefixed },
 	{ "exit codes", test_exit_codes },
 	{ "listen", test_listen },
+	{ "README client example", test_readme_client },
 	{ "stop dgramd", test_stop },
 	{ NULL, NULL },
 };
