@@ -52,12 +52,18 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	dg_server_clock(srv);
 	while (budget && !srv->stopping) {
 		unsigned want = budget < DG_RX_BATCH ? budget : DG_RX_BATCH;
-		for (unsigned i = 0; i < want; i++) {
-			srv->rx_iov[i].iov_len = l->conf->max_datagram;
+		/* The kernel wrote namelen and flags only in the entries it
+		 * filled; reset those, and every length when the listener's
+		 * max_datagram differs from the last one's. */
+		unsigned reset = srv->rx_len == l->conf->max_datagram ? srv->rx_used : DG_RX_BATCH;
+		srv->rx_len = l->conf->max_datagram;
+		for (unsigned i = 0; i < reset; i++) {
+			srv->rx_iov[i].iov_len = srv->rx_len;
 			srv->rx_msgs[i].msg_hdr.msg_namelen = sizeof(srv->rx_addr[i]);
 			srv->rx_msgs[i].msg_hdr.msg_flags = 0;
 		}
 		int n = dg_io_recv(fd, srv->rx_msgs, want);
+		srv->rx_used = n > 0 ? (unsigned)n : 0;
 		if (n < 0) {
 			unsigned long sup;
 			char a[64];

@@ -19,8 +19,8 @@
 #include "reqtab.h"
 #include "session.h"
 
-#define DG_RX_BATCH 32   /* datagrams per recvmmsg */
-#define DG_RX_BUDGET 256 /* datagrams per readiness, so no socket starves the rest */
+#define DG_RX_BATCH 64   /* datagrams per recvmmsg */
+#define DG_RX_BUDGET 1024 /* datagrams per readiness, so no socket starves the rest */
 #define DG_TX_BATCH 64   /* reply datagrams per sendmmsg */
 #define DG_REQS_INITIAL 256
 
@@ -98,6 +98,8 @@ struct dg_server {
 	struct iovec rx_iov[DG_RX_BATCH];
 	struct sockaddr_storage rx_addr[DG_RX_BATCH];
 	unsigned char *rx_buf; /* DG_RX_BATCH * bufsize */
+	unsigned rx_used;      /* entries the last receive filled (to reset) */
+	size_t rx_len;         /* iov_len the entries are set to */
 	struct dg_frame frames[DG_CODEC_MAX_FRAMES];
 	struct dg_packet pkts[DG_CODEC_MAX_FRAMES];
 

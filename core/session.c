@@ -94,9 +94,11 @@ static bool same_peer(const struct dg_session *s, const struct sockaddr *sa)
 struct dg_session *dg_session_find(struct dg_sessions *t, const struct sockaddr *sa, socklen_t len)
 {
 	(void)len;
+	if (t->last && same_peer(t->last, sa))
+		return t->last;
 	for (struct dg_session *s = t->buckets[hash(t, sa) & t->mask]; s; s = s->hnext)
 		if (same_peer(s, sa))
-			return s;
+			return t->last = s;
 	return NULL;
 }
 
@@ -208,6 +210,8 @@ void dg_session_free(struct dg_sessions *t, struct dg_session *s, unsigned *drop
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = s->hnext;
+	if (t->last == s)
+		t->last = NULL;
 	lru_unlink(t, s);
 	while (s->q_head) {
 		struct dg_qitem *it = dg_session_dequeue(t, s);

@@ -52,6 +52,7 @@ struct dg_sessions {
 	struct dg_session *lru_head; /* least recently used */
 	struct dg_session *lru_tail;
 	uint64_t seed[2];            /* hash key, random per table */
+	struct dg_session *last;     /* the last session found: bursts skip the hash */
 	size_t q_bytes;              /* bytes queued in all sessions */
 };
 

@@ -7,6 +7,7 @@
  *                        "offset": n} back (JSON text, whatever the payload),
  *                        and requests past handler_timeout_ms {"error": "timeout"}
  *   "delay_ms": n        reply n ms later from a timer (a deferred reply)
+ *   "reply": false       do not reply at all (a sink: counts are the server's)
  */
 #define _POSIX_C_SOURCE 200809L /* strdup; plugins build without config.h */
 
@@ -27,6 +28,7 @@ struct echo {
 	size_t prefix_len;
 	char *wrap;
 	bool error_reply;
+	bool silent;
 	unsigned delay_ms;
 	struct delayed *delayed; /* replies waiting for their timer */
 };
@@ -79,15 +81,17 @@ static int echo_configure(struct echo *e, const json_t *config)
 				return DG_ENOMEM;
 		} else if (!strcmp(key, "error_reply") && json_is_boolean(v)) {
 			e->error_reply = json_is_true(v);
+		} else if (!strcmp(key, "reply") && json_is_boolean(v)) {
+			e->silent = !json_is_true(v);
 		} else if (!strcmp(key, "delay_ms") && json_is_integer(v) &&
 		           json_integer_value(v) >= 0 && json_integer_value(v) <= 3600000) {
 			e->delay_ms = (unsigned)json_integer_value(v);
 		} else {
 			host->log(self, DG_LOG_ERROR, "config.%s: %s", key,
 			          !strcmp(key, "prefix") || !strcmp(key, "wrap") ? "expected a string" :
-			          !strcmp(key, "error_reply") ? "expected true or false" :
+			          !strcmp(key, "error_reply") || !strcmp(key, "reply") ? "expected true or false" :
 			          !strcmp(key, "delay_ms") ? "expected an integer from 0 to 3600000" :
-			          "unknown key (known: prefix, wrap, error_reply, delay_ms)");
+			          "unknown key (known: prefix, wrap, error_reply, delay_ms, reply)");
 			return DG_EINVAL;
 		}
 	}
@@ -196,6 +200,8 @@ static int echo_on_packet(void *state, const struct dg_request *req)
 {
 	struct echo *e = state;
 
+	if (e->silent)
+		return DG_DONE;
 	if (e->delay_ms)
 		return echo_later(e, req);
 	int rc = send_echo(e, req->handle, &req->packet);

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# bench/run.sh: dgramd beside the reference servers of ../shared/bench, in
+# one run. Every measurement starts a fresh server pinned to SERVER_CPU, runs
+# one udpload pinned to CLIENT_CPU for DUR seconds, stops the server by PID.
+# Servers alternate within each repetition, so drift on a shared machine hits
+# them alike; the table shows medians of REPS runs and the ratios
+# dgramd / reference. Ratios, not absolute rates, carry between machines.
+#
+#   bench/run.sh                 run everything (about 3 minutes), print the table
+#   bench/run.sh --write         ... and write it to bench/RESULTS.md
+# Knobs: DUR (5) REPS (3) PORT (9100) SERVER_CPU (0) CLIENT_CPU (1) SCENARIOS
+#        OUT (build/bench-out) SHARED (../shared/bench)
+set -u
+cd "$(dirname "$0")/.."
+top=$(pwd)
+SHARED=${SHARED:-$top/../shared/bench}
+DUR=${DUR:-5}
+REPS=${REPS:-3}
+PORT=${PORT:-9100}
+SCPU=${SERVER_CPU:-0}
+CCPU=${CLIENT_CPU:-1}
+OUT=${OUT:-$top/build/bench-out}
+SCENARIOS=${SCENARIOS:-"raw json lpjson ingest w256"}
+WRITE=0
+[ "${1:-}" = --write ] && WRITE=1
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+[ -d "$SHARED" ] || { say "no $SHARED (the shared bench tools)"; exit 1; }
+./dev.sh build || exit 1
+tools=$top/build/bench-tools
+mkdir -p "$tools" "$OUT"
+for p in udpload ref_echo_mmsg ref_echo_libevent; do
+	if [ ! -x "$tools/$p" ] || [ "$SHARED/$p.c" -nt "$tools/$p" ]; then
+		extra=""
+		[ $p = ref_echo_libevent ] && extra=$(pkg-config --libs libevent)
+		cc -O2 -g -std=gnu11 -pthread -o "$tools/$p" "$SHARED/$p.c" $extra || exit 1
+	fi
+done
+
+# A length-prefixed datagram of 4 JSON frames (payload.json each).
+python3 - "$SHARED/payload.json" "$OUT/lp4.bin" <<'EOF'
+import sys
+p = open(sys.argv[1], 'rb').read()
+open(sys.argv[2], 'wb').write(b''.join(len(p).to_bytes(2, 'big') + p for _ in range(4)))
+EOF
+
+RAW=$OUT/records.tsv
+: > "$RAW"
+SPID=""
+stop_server() {
+	[ -n "$SPID" ] || return 0
+	kill -TERM "$SPID" 2>/dev/null
+	wait "$SPID" 2>/dev/null
+	SPID=""
+}
+trap 'stop_server; exit 130' INT TERM
+trap stop_server EXIT
+
+cpu_ticks() { # utime + stime of a pid, in clock ticks
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# start_server NAME CONFIG-or-ARGS: sets SPID, waits until it listens
+start_server() {
+	local name=$1 conf=$2
+	: > "$OUT/srv.err"
+	: > "$OUT/srv.out"
+	case $name in
+	dgramd*)
+		sed "s/@PORT@/$PORT/" "bench/configs/$conf" > "$OUT/conf.json"
+		rm -f "$OUT/ready"
+		taskset -c "$SCPU" build/dgramd -c "$OUT/conf.json" -P build/plugins/.libs -l info \
+			-r "$OUT/ready" 2>"$OUT/srv.err" &
+		SPID=$!
+		for _ in $(seq 100); do [ -f "$OUT/ready" ] && return 0; sleep 0.05; done ;;
+	*)
+		# shellcheck disable=SC2086
+		taskset -c "$SCPU" "$tools/$name" $conf --port "$PORT" --seconds $((DUR + 20)) \
+			>"$OUT/srv.out" 2>"$OUT/srv.err" &
+		SPID=$!
+		for _ in $(seq 100); do grep -q listening "$OUT/srv.err" && return 0; sleep 0.05; done ;;
+	esac
+	say "$name did not start: $(cat "$OUT/srv.err")"
+	return 1
+}
+
+# measure SCENARIO SERVER CONF REP UDPLOAD-ARGS...
+measure() {
+	local scen=$1 name=$2 conf=$3 rep=$4
+	shift 4
+	start_server "$name" "$conf" || return 1
+	local t0 t1 cli
+	t0=$(cpu_ticks "$SPID")
+	cli=$(taskset -c "$CCPU" "$tools/udpload" --target "127.0.0.1:$PORT" --duration "$DUR" \
+		--json "$@" 2>/dev/null)
+	t1=$(cpu_ticks "$SPID")
+	stop_server
+	local rx
+	case $name in
+	dgramd*) rx=$(sed -n 's/.*stats listener=bench rx=\([0-9]*\).*/\1/p' "$OUT/srv.err" | tail -1) ;;
+	*) rx=$(sed -n 's/.*received=\([0-9]*\).*/\1/p' "$OUT/srv.out" | tail -1) ;;
+	esac
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$name" "$rep" "${cli:-null}" "$((t1 - t0))" "${rx:-0}" >> "$RAW"
+	say "$(printf '%-7s %-18s rep %s: %s' "$scen" "$name" "$rep" \
+		"$(echo "$cli" | sed -E 's/.*"rate":([0-9.]+).*"lost":([0-9]+|null).*/rate \1 lost \2/')")"
+}
+
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+say "DUR=$DUR REPS=$REPS server cpu $SCPU, client cpu $CCPU, load $(cut -d' ' -f1-3 /proc/loadavg)"
+SEQ64=(--expect-reply --seq --window 64 --size 64)
+JSON16=(--expect-reply --window 16 --payload "$SHARED/payload.json")
+LP16=(--expect-reply --window 16 --payload "$OUT/lp4.bin")
+for rep in $(seq "$REPS"); do
+	if want raw; then
+		measure raw ref_echo_mmsg "" "$rep" "${SEQ64[@]}"
+		measure raw dgramd raw-echo.json "$rep" "${SEQ64[@]}"
+		measure raw ref_echo_libevent "" "$rep" "${SEQ64[@]}"
+	fi
+	if want json; then
+		measure json ref_echo_mmsg "" "$rep" "${JSON16[@]}"
+		measure json dgramd json-echo.json "$rep" "${JSON16[@]}"
+	fi
+	if want lpjson; then
+		measure lpjson ref_echo_mmsg "" "$rep" "${LP16[@]}"
+		measure lpjson dgramd lp-json-echo.json "$rep" "${LP16[@]}"
+	fi
+	if want ingest; then
+		measure ingest ref_echo_mmsg --count-only "$rep" --size 64
+		measure ingest dgramd count.json "$rep" --size 64
+	fi
+	if want w256; then
+		# The client gets a large buffer too: this row checks the server.
+		measure w256 dgramd raw-echo.json "$rep" --expect-reply --seq --window 256 --size 64 --rcvbuf 4194304
+	fi
+done
+
+python3 - "$RAW" "$WRITE" "$top/bench/RESULTS.md" "$DUR" "$REPS" <<'EOF'
+import json, os, platform, statistics, subprocess, sys, time
+raw, write, dest, dur, reps = sys.argv[1], sys.argv[2] == '1', sys.argv[3], sys.argv[4], sys.argv[5]
+tck = os.sysconf('SC_CLK_TCK')
+rows = {}
+for line in open(raw):
+    scen, server, rep, cli, ticks, rx = line.rstrip('\n').split('\t')
+    c = json.loads(cli) if cli != 'null' else {}
+    rx = int(rx)
+    cpu_us = int(ticks) / tck * 1e6 / rx if rx else None
+    rows.setdefault((scen, server), []).append(dict(c, cpu_us=cpu_us, rx=rx))
+def med(key, runs):
+    v = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(v) if v else None
+def fmt(v, d=0):
+    return '-' if v is None else f'{v:,.{d}f}'
+desc = {
+    'raw': 'raw echo, 64 B, `--seq --window 64`',
+    'json': 'JSON echo of payload.json (217 B), window 16',
+    'lpjson': 'length-prefixed JSON, 4 frames of payload.json per datagram, window 16',
+    'ingest': 'open-loop one-way ingest, 64 B (dgramd: plugin that never replies)',
+    'w256': 'raw echo, `--seq --window 256`, rcvbuf 4 MiB on both sides (loss check)',
+}
+out = []
+out.append('| scenario | server | replies/s (median) | lost | p50 µs | p99 µs | server CPU µs/dgram | dgramd / this |')
+out.append('|---|---|--:|--:|--:|--:|--:|--:|')
+for scen in ['raw', 'json', 'lpjson', 'ingest', 'w256']:
+    servers = [s for (sc, s) in rows if sc == scen]
+    d = rows.get((scen, 'dgramd'))
+    for s in sorted(servers, key=lambda x: (x != 'dgramd', x)):
+        runs = rows[(scen, s)]
+        rate = med('rate', runs) if scen != 'ingest' else None
+        ratio = ''
+        if d and s != 'dgramd':
+            if scen == 'ingest':
+                a, b = med('cpu_us', d), med('cpu_us', runs)
+                ratio = f'CPU {a / b:.2f}x' if a and b else ''
+            else:
+                a, b = med('rate', d), med('rate', runs)
+                ratio = f'{a / b:.2f}x' if a and b else ''
+        lost = sum(r.get('lost') or 0 for r in runs)
+        out.append(f'| {desc[scen]} | {s} | {fmt(rate)} | {lost if scen != "ingest" else "-"} | '
+                   f'{fmt(med("p50_us", runs), 1)} | {fmt(med("p99_us", runs), 1)} | '
+                   f'{fmt(med("cpu_us", runs), 2)} | {ratio} |')
+table = '\n'.join(out)
+print(table)
+if write:
+    cpu = subprocess.run(['sh', '-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+                         capture_output=True, text=True).stdout.strip()
+    with open(dest, 'w') as f:
+        f.write(f'''# dgramd benchmark results
+
+Measured {time.strftime("%Y-%m-%d")} with `bench/run.sh --write` (DUR={dur} s per run, REPS={reps},
+medians shown) on {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, a shared VM:
+server pinned to CPU 0, udpload pinned to CPU 1. Every run starts a fresh server; servers
+alternate within each repetition.
+
+**Ratios, not absolute numbers, are what carries between machines**: the rates move by
+tens of percent from run to run on a shared VM, but dgramd and the references move together.
+`ref_echo_mmsg` is a bare blocking recvmmsg/sendmmsg loop (the practical limit);
+`ref_echo_libevent` is the one-recvfrom-per-callback libevent loop most code is. In the
+ingest row the ratio is server CPU per datagram (lower is better), dgramd / ref.
+
+{table}
+
+Reproduce: `bench/run.sh` (about {int(dur) * int(reps) * 10 // 60 + 1} minutes; `--write` updates this file).
+''')
+    print(f'written to {dest}', file=sys.stderr)
+EOF
