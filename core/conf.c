@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <dgramd/codec.h>
 
@@ -418,8 +419,47 @@ static int load_codec_modules(struct ctx *c, json_t *root, struct dg_config *cfg
 	return DG_OK;
 }
 
+static int set_workers(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	unsigned *w = (unsigned *)((char *)obj + d->off);
+
+	if (json_is_string(v) && !strcmp(json_string_value(v), "auto")) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		*w = n > 0 && n <= d->hi ? (unsigned)n : 1;
+		return DG_OK;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
+		return fail(c, "expected an integer from %lld to %lld, or \"auto\" (one per CPU)",
+		            d->lo, d->hi);
+	*w = (unsigned)json_integer_value(v);
+	return DG_OK;
+}
+
+/* Workers share ports through SO_REUSEPORT; port 0 would give each worker a
+ * port of its own. */
+static int check_workers(struct ctx *c, struct dg_config *cfg)
+{
+	if (cfg->workers <= 1)
+		return DG_OK;
+	for (unsigned i = 0; i < cfg->n_listeners; i++) {
+		struct dg_listener_conf *l = &cfg->listeners[i];
+		l->reuseport = true;
+		for (unsigned b = 0; b < l->n_binds; b++) {
+			if (((struct sockaddr_in *)&l->binds[b].ss)->sin_port == 0) {
+				path_push_key(c, "listeners");
+				path_push_index(c, i);
+				path_push_key(c, "bind");
+				return fail(c, "port 0 cannot be used with workers > 1 (each worker would "
+				            "get a port of its own): name a port");
+			}
+		}
+	}
+	return DG_OK;
+}
+
 #define C(field) offsetof(struct dg_config, field)
 static const struct directive top_directives[] = {
+	{ "workers", set_workers, C(workers), 1, 1024, false },
 	{ "listeners", set_listeners, 0, 0, 0, true },
 	{ "codec_modules", set_done, 0, 0, 0, false },
 	{ "log", set_log, 0, 0, 0, false },
@@ -470,6 +510,7 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 	dg_config_strip_comments(copy, len);
 	cfg->log_level = DG_LOG_INFO;
 	cfg->max_pending = DG_DEFAULT_MAX_PENDING;
+	cfg->workers = 1;
 	cfg->shutdown_timeout_ms = DG_DEFAULT_SHUTDOWN_MS;
 	cfg->path = strdup(name);
 	cfg->dir = strdup(dir);
@@ -487,6 +528,8 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 	rc = load_codec_modules(&c, root, cfg);
 	if (!rc)
 		rc = apply(&c, root, cfg, top_directives);
+	if (!rc)
+		rc = check_workers(&c, cfg);
 	json_decref(root);
 	if (rc)
 		goto out_free;

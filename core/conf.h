@@ -43,6 +43,7 @@ struct dg_config {
 	int log_level;
 	char *plugin_dir;     /* NULL: the built-in default */
 	unsigned max_pending; /* requests in progress at once, per worker */
+	unsigned workers;     /* worker processes; 1: no master process */
 	unsigned shutdown_timeout_ms;
 	struct dg_listener_conf *listeners;
 	unsigned n_listeners;

@@ -120,7 +120,7 @@ static void handler_failed(struct dg_listener *l, const struct dg_req *r, int rc
 	unsigned long sup;
 	char peer[64];
 
-	l->c.handler_errors++;
+	l->c->handler_errors++;
 	if (!dg_ratelimit_allow(&l->rl_handler, l->srv->now, &sup))
 		return;
 	dg_log(DG_LOG_WARN, "listener '%s': plugin '%s' failed a request from %s (rc %d)%s",
@@ -202,7 +202,7 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 
 static void drop(struct dg_listener *l, enum dg_drop why)
 {
-	l->c.drop[why]++;
+	l->c->drop[why]++;
 }
 
 static void log_parse_error(struct dg_listener *l, const struct sockaddr *peer, size_t len,
@@ -242,7 +242,7 @@ static void parse_failed(struct dg_sock *s, struct dg_session *sess, unsigned ch
 	struct dg_server *srv = l->srv;
 	uint32_t idx;
 
-	l->c.decode_errors++;
+	l->c->decode_errors++;
 	if (l->plugin->on_error && new_request(srv, s, sess, 1, &idx)) {
 		struct dg_packet raw = { .data = buf, .len = len, .json = NULL };
 		REQ(srv, idx)->parse_error = true;
@@ -280,8 +280,8 @@ static void process(struct dg_sock *s, struct dg_session *sess, unsigned char *b
 			dg_codec_release(l->codec, &srv->pkts[i]);
 		return drop(l, DG_DROP_BUSY);
 	}
-	l->c.handled++;
-	l->c.packets += nf;
+	l->c->handled++;
+	l->c->packets += nf;
 	run_frames(srv, idx, srv->pkts, buf, len, NULL);
 }
 
@@ -295,7 +295,7 @@ static void close_session(struct dg_listener *l, struct dg_session *sess, int re
 		sess->data_free(sess->data);
 	l->srv->queued -= sess->q_len;
 	dg_session_free(&l->sessions, sess, &dropped);
-	l->c.drop[DG_DROP_SHUTDOWN] += dropped;
+	l->c->drop[DG_DROP_SHUTDOWN] += dropped;
 }
 
 /* The peer's session, made (evicting the least recently used idle one if
@@ -316,12 +316,12 @@ static struct dg_session *session_for(struct dg_listener *l, const struct sockad
 		struct dg_session *victim = dg_session_lru_idle(t, 64);
 		if (!victim)
 			return NULL;
-		l->c.sessions_evicted++;
+		l->c->sessions_evicted++;
 		close_session(l, victim, DG_CLOSE_EVICTED);
 	}
 	sess = dg_session_create(t, peer, peerlen, l->srv->now_ms);
 	if (sess)
-		l->c.sessions++;
+		l->c->sessions++;
 	return sess;
 }
 
@@ -330,8 +330,8 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 {
 	struct dg_listener *l = s->l;
 
-	l->c.rx++;
-	l->c.rx_bytes += len;
+	l->c->rx++;
+	l->c->rx_bytes += len;
 	if (len > l->conf->max_datagram)
 		return drop(l, DG_DROP_TOO_LARGE);
 	if (flags & MSG_TRUNC)
@@ -349,10 +349,10 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 	if (l->conf->ordering && (sess->active || sess->q_len)) {
 		uint32_t before = sess->q_len;
 		bool queued;
-		l->c.drop[DG_DROP_PEER_QUEUE] += dg_session_enqueue(&l->sessions, sess, s, buf, len,
+		l->c->drop[DG_DROP_PEER_QUEUE] += dg_session_enqueue(&l->sessions, sess, s, buf, len,
 		        l->conf->peer_queue, l->conf->queue_bytes,
 		        (enum dg_drop_policy)l->conf->drop_policy, &queued);
-		l->c.queued += queued;
+		l->c->queued += queued;
 		l->srv->queued += sess->q_len;
 		l->srv->queued -= before;
 		return;
@@ -429,7 +429,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		deadline_unlink(srv, idx);
-		l->c.timeouts++;
+		l->c->timeouts++;
 		if (l->plugin->on_timeout) {
 			r->in_call = true;
 			l->plugin->on_timeout(l->state, dg_reqtab_handle(&srv->rt, idx));
@@ -455,7 +455,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	dg_server_clock(l->srv);
 	while (n++ < 10000 &&
 	       (sess = dg_session_expired(&l->sessions, l->srv->now_ms, l->conf->session_idle_ms))) {
-		l->c.sessions_idle++;
+		l->c->sessions_idle++;
 		close_session(l, sess, DG_CLOSE_IDLE);
 	}
 }

@@ -6,6 +6,31 @@
 #include "io.h"
 
 bool dg_io_no_mmsg;
+unsigned dg_io_fault_send;
+
+/* Returns true when this send must fail with EAGAIN; may shrink *n. */
+static bool fault(unsigned *n)
+{
+	static unsigned calls;
+	static bool fail_next;
+
+	if (!dg_io_fault_send)
+		return false;
+	if (fail_next) {
+		fail_next = false;
+		errno = EAGAIN;
+		return true;
+	}
+	if (++calls % dg_io_fault_send)
+		return false;
+	if (*n < 2) {
+		errno = EAGAIN;
+		return true;
+	}
+	*n /= 2;
+	fail_next = true;
+	return false;
+}
 
 int dg_io_recv(int fd, dg_mmsg *m, unsigned n)
 {
@@ -30,6 +55,8 @@ int dg_io_recv(int fd, dg_mmsg *m, unsigned n)
 
 int dg_io_send(int fd, dg_mmsg *m, unsigned n)
 {
+	if (fault(&n))
+		return -1;
 #ifdef HAVE_SENDMMSG
 	if (!dg_io_no_mmsg) {
 		int r = sendmmsg(fd, m, n, MSG_DONTWAIT);

@@ -19,6 +19,11 @@ typedef struct {
  * troubleshooting; also set by the environment variable DGRAMD_NO_MMSG=1). */
 extern bool dg_io_no_mmsg;
 
+/* Fault injection for tests (environment DGRAMD_FAULT_SEND=N): every Nth
+ * batched send stops half-way and the call after it fails with EAGAIN, as a
+ * full socket buffer would. Loopback never fills one. 0: off. */
+extern unsigned dg_io_fault_send;
+
 /* Receive up to n datagrams without blocking, with MSG_TRUNC so msg_len is
  * the datagram's real length. Returns the count, or -1 with errno (EAGAIN
  * when there was nothing to read). */

@@ -7,8 +7,14 @@
 #include "log.h"
 
 static int log_level = DG_LOG_INFO;
+static const char *log_prefix = "";
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void dg_log_set_prefix(const char *prefix)
+{
+	log_prefix = prefix ? prefix : "";
+}
 
 void dg_log_set_level(int level)
 {
@@ -48,8 +54,8 @@ void dg_vlog(int level, const char *fmt, va_list ap)
 	int n = vsnprintf(line, sizeof(line), fmt, ap);
 	if (n < 0)
 		return;
-	fprintf(stderr, "%s.%03ld dgramd[%s]: %s%s\n", ts, (long)tv.tv_usec / 1000,
-	        level_names[level], line, (size_t)n >= sizeof(line) ? "..." : "");
+	fprintf(stderr, "%s.%03ld dgramd[%s]: %s%s%s\n", ts, (long)tv.tv_usec / 1000,
+	        level_names[level], log_prefix, line, (size_t)n >= sizeof(line) ? "..." : "");
 }
 
 void dg_log(int level, const char *fmt, ...)

@@ -10,6 +10,10 @@
 #include <dgramd/plugin.h> /* enum dg_log_level */
 
 void dg_log_set_level(int level);
+
+/* Put text (e.g. "worker 2: ") before every message; NULL for none. The
+ * string must stay valid. */
+void dg_log_set_prefix(const char *prefix);
 int dg_log_get_level(void);
 
 /* "error", "warn", "info", "debug" -> level; -1 if unknown. */

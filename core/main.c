@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "master.h"
 #include "server.h"
 
 #ifndef DG_DEFAULT_CONFIG
@@ -33,7 +34,10 @@ static void usage(FILE *f)
 	        "  -h, --help             show this help and exit\n"
 	        "  -V, --version          show the version and exit\n"
 	        "\n"
-	        "Runs in the foreground and logs to stderr. SIGINT or SIGTERM: stop reading, let\n"
+	        "Runs in the foreground and logs to stderr. With \"workers\": N > 1 in the config,\n"
+	        "a master process supervises N worker processes (SO_REUSEPORT) and restarts a\n"
+	        "worker that dies. SIGHUP is logged; reload is not implemented yet.\n"
+	        "SIGINT or SIGTERM: stop reading, let\n"
 	        "pending requests finish (shutdown_timeout_ms), send queued replies, print the\n"
 	        "counters of every listener and exit 0.\n"
 	        "Exit status: 0 ok, 1 config or runtime error, 2 usage error.\n"
@@ -83,6 +87,8 @@ int main(int argc, char **argv)
 	}
 	const char *env = getenv("DGRAMD_NO_MMSG");
 	dg_io_no_mmsg = env && strcmp(env, "0") != 0;
+	env = getenv("DGRAMD_FAULT_SEND");
+	dg_io_fault_send = env ? (unsigned)strtoul(env, NULL, 10) : 0;
 
 	struct dg_config *cfg;
 	char err[1024];
@@ -93,14 +99,19 @@ int main(int argc, char **argv)
 	dg_log_set_level(level >= 0 ? level : cfg->log_level);
 
 	struct dg_server srv;
-	int rc = dg_server_init(&srv, cfg, plugin_dir, check_only);
+	/* With workers, the master checks everything (plugins load and accept
+	 * their config) before any worker binds, then runs no plugin code. */
+	bool master = cfg->workers > 1;
+	int rc = dg_server_init(&srv, cfg, plugin_dir, check_only || master, NULL);
 	if (rc == DG_OK && check_only)
 		printf("dgramd: the configuration file %s syntax is ok and its plugins load\n", conf_path);
-	else if (rc == DG_OK) {
+	else if (rc == DG_OK && !master) {
 		rc = dg_server_run(&srv, ready_file);
 		dg_server_log_stats(&srv);
 	}
 	dg_server_release(&srv);
+	if (rc == DG_OK && master && !check_only)
+		rc = dg_master_run(cfg, plugin_dir, ready_file);
 	dg_config_free(cfg);
 	return rc == DG_OK ? EXIT_SUCCESS : EXIT_FAILURE;
 }

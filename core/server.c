@@ -164,10 +164,12 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 
 /* Codec, plugin and plugin init for one listener: no socket yet. */
 static int listener_init(struct dg_server *srv, struct dg_listener *l,
-                         const struct dg_listener_conf *lc, const char *plugin_dir)
+                         const struct dg_listener_conf *lc, const char *plugin_dir,
+                         struct dg_counters *shared)
 {
 	char err[512], path[4096];
 
+	l->c = shared ? shared : &l->own_c;
 	l->inst.l = l;
 	l->srv = srv;
 	l->conf = lc;
@@ -195,7 +197,7 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 }
 
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
-                   bool check_only)
+                   bool check_only, struct dg_counters *counters)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
@@ -215,7 +217,8 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 	for (unsigned i = 0; i < cfg->n_listeners; i++) {
 		srv->n_listeners++;
 		if (listener_init(srv, &srv->listeners[i], &cfg->listeners[i],
-		                  cfg->plugin_dir ? cfg->plugin_dir : plugin_dir))
+		                  cfg->plugin_dir ? cfg->plugin_dir : plugin_dir,
+		                  counters ? &counters[i] : NULL))
 			return DG_ERROR;
 		if (cfg->listeners[i].max_datagram > srv->bufsize)
 			srv->bufsize = cfg->listeners[i].max_datagram;
@@ -279,6 +282,12 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct dg_server *srv = arg;
+
+	if (sig == SIGHUP) {
+		dg_log(DG_LOG_WARN, "signal HUP: configuration reload is not implemented yet; "
+		       "restart dgramd to apply a new config (still serving the old one)");
+		return;
+	}
 	struct timeval tv = {
 		.tv_sec = srv->cfg->shutdown_timeout_ms / 1000,
 		.tv_usec = (srv->cfg->shutdown_timeout_ms % 1000) * 1000,
@@ -330,9 +339,9 @@ static int write_ready_file(const struct dg_server *srv, const char *path)
 
 int dg_server_run(struct dg_server *srv, const char *ready_file)
 {
-	const int sigs[2] = { SIGINT, SIGTERM };
+	const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
 
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		srv->ev_sig[i] = evsignal_new(srv->base, sigs[i], on_signal, srv);
 		if (!srv->ev_sig[i] || evsignal_add(srv->ev_sig[i], NULL)) {
 			dg_log(DG_LOG_ERROR, "cannot install the signal handlers");
@@ -348,32 +357,49 @@ int dg_server_run(struct dg_server *srv, const char *ready_file)
 	return DG_OK;
 }
 
+void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c)
+{
+	/* The struct is all uint64_t counters. */
+	uint64_t *d = (uint64_t *)sum;
+	const uint64_t *v = (const uint64_t *)c;
+
+	for (size_t i = 0; i < sizeof(*c) / sizeof(uint64_t); i++)
+		d[i] += v[i];
+}
+
+void dg_counters_log(const char *label, const struct dg_counters *c)
+{
+	char drops[256], txdrops[256];
+	int n = 0;
+
+	for (int d = 0; d < DG_DROP__COUNT; d++)
+		n += snprintf(drops + n, sizeof(drops) - (size_t)n, " drop_%s=%llu",
+		              dg_drop_names[d], (unsigned long long)c->drop[d]);
+	n = 0;
+	for (int d = 0; d < DG_TXDROP__COUNT; d++)
+		n += snprintf(txdrops + n, sizeof(txdrops) - (size_t)n, " tx_drop_%s=%llu",
+		              dg_txdrop_names[d], (unsigned long long)c->tx_drop[d]);
+	dg_log(DG_LOG_INFO, "stats %s rx=%llu rx_bytes=%llu handled=%llu "
+	       "decode_errors=%llu%s packets=%llu handler_errors=%llu timeouts=%llu "
+	       "queued=%llu sessions=%llu sessions_idle=%llu sessions_evicted=%llu "
+	       "tx=%llu tx_bytes=%llu tx_queued=%llu%s", label,
+	       (unsigned long long)c->rx, (unsigned long long)c->rx_bytes,
+	       (unsigned long long)c->handled, (unsigned long long)c->decode_errors, drops,
+	       (unsigned long long)c->packets, (unsigned long long)c->handler_errors,
+	       (unsigned long long)c->timeouts, (unsigned long long)c->queued,
+	       (unsigned long long)c->sessions, (unsigned long long)c->sessions_idle,
+	       (unsigned long long)c->sessions_evicted, (unsigned long long)c->tx,
+	       (unsigned long long)c->tx_bytes, (unsigned long long)c->tx_queued, txdrops);
+}
+
 void dg_server_log_stats(const struct dg_server *srv)
 {
-	for (unsigned i = 0; i < srv->n_listeners; i++) {
-		const struct dg_listener *l = &srv->listeners[i];
-		const struct dg_counters *c = &l->c;
-		char drops[256], txdrops[256];
-		int n = 0;
+	char label[300];
 
-		for (int d = 0; d < DG_DROP__COUNT; d++)
-			n += snprintf(drops + n, sizeof(drops) - (size_t)n, " drop_%s=%llu",
-			              dg_drop_names[d], (unsigned long long)c->drop[d]);
-		n = 0;
-		for (int d = 0; d < DG_TXDROP__COUNT; d++)
-			n += snprintf(txdrops + n, sizeof(txdrops) - (size_t)n, " tx_drop_%s=%llu",
-			              dg_txdrop_names[d], (unsigned long long)c->tx_drop[d]);
-		dg_log(DG_LOG_INFO, "stats listener=%s rx=%llu rx_bytes=%llu handled=%llu "
-		       "decode_errors=%llu%s packets=%llu handler_errors=%llu timeouts=%llu "
-		       "queued=%llu sessions=%llu sessions_idle=%llu sessions_evicted=%llu "
-		       "tx=%llu tx_bytes=%llu tx_queued=%llu%s", l->conf->name,
-		       (unsigned long long)c->rx, (unsigned long long)c->rx_bytes,
-		       (unsigned long long)c->handled, (unsigned long long)c->decode_errors, drops,
-		       (unsigned long long)c->packets, (unsigned long long)c->handler_errors,
-		       (unsigned long long)c->timeouts, (unsigned long long)c->queued,
-		       (unsigned long long)c->sessions, (unsigned long long)c->sessions_idle,
-		       (unsigned long long)c->sessions_evicted, (unsigned long long)c->tx,
-		       (unsigned long long)c->tx_bytes, (unsigned long long)c->tx_queued, txdrops);
+	for (unsigned i = 0; i < srv->n_listeners; i++) {
+		snprintf(label, sizeof(label), "%slistener=%s", srv->stats_label ? srv->stats_label : "",
+		         srv->listeners[i].conf->name);
+		dg_counters_log(label, srv->listeners[i].c);
 	}
 }
 
@@ -402,13 +428,13 @@ void dg_server_release(struct dg_server *srv)
 		dg_codec_free(l->codec);
 	}
 	free(srv->listeners);
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		if (!srv->ev_sig[i])
 			continue;
-		/* Freeing the event restores SIG_DFL; a second SIGTERM during
+		/* Freeing the event restores SIG_DFL; a second signal during
 		 * this bounded teardown must not cut it short. */
 		event_free(srv->ev_sig[i]);
-		signal(i ? SIGTERM : SIGINT, SIG_IGN);
+		signal(i == 0 ? SIGINT : i == 1 ? SIGTERM : SIGHUP, SIG_IGN);
 	}
 	if (srv->ev_deadline)
 		event_free(srv->ev_deadline);

@@ -72,7 +72,8 @@ struct dg_listener {
 	struct event *ev_sweep;    /* idle session expiry */
 	struct event *ev_deadline; /* handler_timeout_ms */
 	uint32_t dl_head, dl_tail; /* pending requests by deadline: index + 1 */
-	struct dg_counters c;
+	struct dg_counters *c;     /* &own_c, or this worker's slot in shared memory */
+	struct dg_counters own_c;
 	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx;
 };
 
@@ -117,7 +118,8 @@ struct dg_server {
 	struct iovec tx_iov[DG_TX_BATCH];
 	struct event *ev_post; /* run after callbacks: continuations, tx flush */
 
-	struct event *ev_sig[2];
+	const char *stats_label; /* "worker=N " in a worker, else "" */
+	struct event *ev_sig[3];
 	struct event *ev_deadline;
 	bool stopping;
 };
@@ -126,11 +128,16 @@ extern struct dg_server *dg_srv;
 extern const struct dg_host dg_host_table;
 
 /* server.c */
+/* counters: NULL, or one struct per listener (a worker's slots in the
+ * master's shared memory), kept across worker restarts. */
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
-                   bool check_only);
+                   bool check_only, struct dg_counters *counters);
 int dg_server_run(struct dg_server *srv, const char *ready_file);
 void dg_server_release(struct dg_server *srv);
 void dg_server_log_stats(const struct dg_server *srv);
+/* The stats line of one listener's counters (label: "listener=NAME"). */
+void dg_counters_log(const char *label, const struct dg_counters *c);
+void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c);
 /* Stop the loop when stopping and nothing is left in flight. */
 void dg_server_check_drained(struct dg_server *srv);
 

@@ -44,7 +44,7 @@ int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt
 	t->out.frames = 0;
 	rc = dg_codec_append(l->codec, pkt, &t->out);
 	if (rc == DG_E2BIG) {
-		l->c.tx_drop[DG_TXDROP_TOO_BIG]++;
+		l->c->tx_drop[DG_TXDROP_TOO_BIG]++;
 		tx_log(l, &r->sess->peer.sa, "does not fit max_datagram", 0);
 		return rc;
 	}
@@ -67,13 +67,13 @@ static void enqueue(struct dg_sock *s, const struct sockaddr_storage *to, sockle
 	struct dg_listener *l = s->l;
 
 	if (s->q_len >= l->conf->send_queue) {
-		l->c.tx_drop[DG_TXDROP_QUEUE_FULL]++;
+		l->c->tx_drop[DG_TXDROP_QUEUE_FULL]++;
 		tx_log(l, (const struct sockaddr *)to, "dropped: send queue full", 0);
 		return;
 	}
 	struct dg_txq_item *it = malloc(sizeof(*it) + len);
 	if (!it) {
-		l->c.tx_drop[DG_TXDROP_QUEUE_FULL]++;
+		l->c->tx_drop[DG_TXDROP_QUEUE_FULL]++;
 		tx_log(l, (const struct sockaddr *)to, "dropped: out of memory for the send queue", 0);
 		return;
 	}
@@ -89,7 +89,7 @@ static void enqueue(struct dg_sock *s, const struct sockaddr_storage *to, sockle
 	s->q_tail = it;
 	if (s->q_len++ == 0)
 		event_add(s->ev_write, NULL);
-	l->c.tx_queued++;
+	l->c->tx_queued++;
 }
 
 static bool transient(int err)
@@ -118,8 +118,8 @@ static void send_run(struct dg_server *srv, struct dg_sock *s, unsigned from, un
 		int n = dg_io_send(s->fd, &srv->tx_msgs[from], to - from);
 		if (n > 0) {
 			for (unsigned i = from; i < from + (unsigned)n; i++)
-				l->c.tx_bytes += srv->tx[i].out.used;
-			l->c.tx += (unsigned)n;
+				l->c->tx_bytes += srv->tx[i].out.used;
+			l->c->tx += (unsigned)n;
 			from += (unsigned)n;
 			continue;
 		}
@@ -129,7 +129,7 @@ static void send_run(struct dg_server *srv, struct dg_sock *s, unsigned from, un
 			break;
 		/* This one datagram is refused (ICMP error, EPERM from a
 		 * firewall, ...); the rest of the batch still goes out. */
-		l->c.tx_drop[DG_TXDROP_SEND_ERROR]++;
+		l->c->tx_drop[DG_TXDROP_SEND_ERROR]++;
 		tx_log(l, (const struct sockaddr *)&srv->tx[from].to, "failed", errno);
 		from++;
 	}
@@ -168,11 +168,11 @@ void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg)
 		if (n < 0 && transient(errno))
 			return; /* EV_WRITE stays armed */
 		if (n < 0) {
-			l->c.tx_drop[DG_TXDROP_SEND_ERROR]++;
+			l->c->tx_drop[DG_TXDROP_SEND_ERROR]++;
 			tx_log(l, (const struct sockaddr *)&it->to, "failed", errno);
 		} else {
-			l->c.tx++;
-			l->c.tx_bytes += it->len;
+			l->c->tx++;
+			l->c->tx_bytes += it->len;
 		}
 		s->q_head = it->next;
 		if (!s->q_head)
@@ -189,7 +189,7 @@ void dg_tx_queue_free(struct dg_sock *s)
 	while (s->q_head) {
 		struct dg_txq_item *it = s->q_head;
 		s->q_head = it->next;
-		s->l->c.tx_drop[DG_TXDROP_SHUTDOWN]++;
+		s->l->c->tx_drop[DG_TXDROP_SHUTDOWN]++;
 		free(it);
 	}
 	s->q_tail = NULL;

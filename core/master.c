@@ -1,0 +1,296 @@
+/* The master process for workers > 1. It binds nothing and runs no plugin
+ * code after the start-up check: it forks the workers (each binds its own
+ * SO_REUSEPORT sockets and runs its own event loop), restarts a worker that
+ * dies, forwards SIGTERM/SIGINT/SIGHUP, and exits when every worker is gone,
+ * logging the counters of all workers added up (they live in shared memory,
+ * so a restarted worker keeps counting where its predecessor stopped).
+ *
+ * No libevent here: after fork() a child would share the master's epoll
+ * instance. Signals are blocked and taken with sigtimedwait(). */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "master.h"
+#include "server.h"
+
+struct worker {
+	pid_t pid;
+	unsigned restarts;
+	struct timespec started;
+	struct timespec restart_at; /* after a quick death: restart later */
+	bool waiting;
+	char prefix[32];
+};
+
+struct master {
+	struct dg_config *cfg;
+	const char *plugin_dir;
+	unsigned n;
+	struct worker *w;
+	struct dg_counters *shm; /* n * n_listeners, shared with the workers */
+	size_t shm_size;
+	int ready_pipe[2];
+	bool stopping;
+	sigset_t sigs;
+};
+
+static double since(const struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* In the child: become worker i and never return. */
+static void worker_main(struct master *m, unsigned i)
+{
+	struct dg_server srv;
+	static char stats_label[32];
+
+	/* Stop with the master, even if it is killed outright. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	sigprocmask(SIG_UNBLOCK, &m->sigs, NULL);
+	close(m->ready_pipe[0]);
+	dg_log_set_prefix(m->w[i].prefix);
+	snprintf(stats_label, sizeof(stats_label), "worker=%u ", i + 1);
+	int rc = dg_server_init(&srv, m->cfg, m->plugin_dir, false,
+	                        &m->shm[(size_t)i * m->cfg->n_listeners]);
+	srv.stats_label = stats_label;
+	if (rc == DG_OK) {
+		/* Only the first generation reports; restarted workers find
+		 * the pipe closed (-1). */
+		if (m->ready_pipe[1] >= 0 && write(m->ready_pipe[1], "r", 1) != 1)
+			dg_log(DG_LOG_WARN, "cannot tell the master it is ready: %s", strerror(errno));
+		if (m->ready_pipe[1] >= 0)
+			close(m->ready_pipe[1]);
+		rc = dg_server_run(&srv, NULL);
+		dg_server_log_stats(&srv);
+	}
+	dg_server_release(&srv);
+	_exit(rc == DG_OK ? 0 : 1);
+}
+
+static int spawn(struct master *m, unsigned i)
+{
+	struct worker *w = &m->w[i];
+
+	pid_t pid = fork();
+	if (pid < 0) {
+		dg_log(DG_LOG_ERROR, "cannot fork worker %u: %s", i + 1, strerror(errno));
+		return DG_ERROR;
+	}
+	if (pid == 0)
+		worker_main(m, i);
+	w->pid = pid;
+	w->waiting = false;
+	clock_gettime(CLOCK_MONOTONIC, &w->started);
+	dg_log(DG_LOG_INFO, "worker %u started (pid %d)", i + 1, (int)pid);
+	return DG_OK;
+}
+
+static void describe(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d (SIG%s)%s", WTERMSIG(status),
+		         sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?",
+		         WCOREDUMP(status) ? ", core dumped" : "");
+	else
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+}
+
+/* A worker died: restart it unless stopping; one that dies within a second
+ * of starting waits longer each time (up to 5 s) so a crash at start does
+ * not turn into a fork loop. */
+static void reap(struct master *m)
+{
+	int status;
+	pid_t pid;
+	char what[96];
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (unsigned i = 0; i < m->n; i++) {
+			struct worker *w = &m->w[i];
+			if (w->pid != pid)
+				continue;
+			w->pid = 0;
+			describe(status, what, sizeof(what));
+			if (m->stopping) {
+				dg_log(status == 0 ? DG_LOG_INFO : DG_LOG_WARN, "worker %u (pid %d) %s",
+				       i + 1, (int)pid, what);
+				break;
+			}
+			double lived = since(&w->started);
+			unsigned delay_ms = lived < 1.0 ? 100u << (w->restarts < 6 ? w->restarts : 6) : 0;
+			if (delay_ms > 5000)
+				delay_ms = 5000;
+			w->restarts = lived < 1.0 ? w->restarts + 1 : 0;
+			dg_log(DG_LOG_ERROR, "worker %u (pid %d) %s after %.1f s; restarting it%s",
+			       i + 1, (int)pid, what, lived, delay_ms ? " after a delay" : "");
+			clock_gettime(CLOCK_MONOTONIC, &w->restart_at);
+			w->restart_at.tv_sec += delay_ms / 1000;
+			w->restart_at.tv_nsec += (long)(delay_ms % 1000) * 1000000;
+			w->waiting = true;
+			break;
+		}
+	}
+}
+
+static void restart_due(struct master *m)
+{
+	for (unsigned i = 0; i < m->n; i++)
+		if (m->w[i].waiting && since(&m->w[i].restart_at) >= 0)
+			spawn(m, i);
+}
+
+static void forward(struct master *m, int sig)
+{
+	for (unsigned i = 0; i < m->n; i++)
+		if (m->w[i].pid > 0)
+			kill(m->w[i].pid, sig);
+}
+
+static unsigned alive(const struct master *m)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < m->n; i++)
+		n += m->w[i].pid > 0;
+	return n;
+}
+
+/* Wait (up to 30 s) until every worker has bound its sockets. A worker
+ * that fails exits and closes its end of the pipe: EOF before n bytes. */
+static int wait_ready(struct master *m)
+{
+	unsigned ready = 0;
+	char c;
+
+	close(m->ready_pipe[1]);
+	m->ready_pipe[1] = -1;
+	while (ready < m->n) {
+		struct pollfd p = { .fd = m->ready_pipe[0], .events = POLLIN };
+		int r = poll(&p, 1, 30000);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 1 && read(m->ready_pipe[0], &c, 1) == 1) {
+			ready++;
+			continue;
+		}
+		dg_log(DG_LOG_ERROR, "%u of %u workers failed to start%s", m->n - ready, m->n,
+		       r == 0 ? " within 30 s" : "");
+		return DG_ERROR;
+	}
+	return DG_OK;
+}
+
+static int write_ready(const struct master *m, const char *path)
+{
+	char tmp[4096], a[64];
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return DG_ERROR;
+	for (unsigned i = 0; i < m->cfg->n_listeners; i++)
+		for (unsigned b = 0; b < m->cfg->listeners[i].n_binds; b++)
+			fprintf(f, "%s %s\n", m->cfg->listeners[i].name,
+			        dg_addr_format((const struct sockaddr *)&m->cfg->listeners[i].binds[b].ss,
+			                       a, sizeof(a)));
+	if (fclose(f) || rename(tmp, path)) {
+		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", path, strerror(errno));
+		return DG_ERROR;
+	}
+	return DG_OK;
+}
+
+static void log_totals(const struct master *m)
+{
+	char label[300];
+
+	for (unsigned l = 0; l < m->cfg->n_listeners; l++) {
+		struct dg_counters sum = { 0 };
+		for (unsigned i = 0; i < m->n; i++)
+			dg_counters_add(&sum, &m->shm[(size_t)i * m->cfg->n_listeners + l]);
+		snprintf(label, sizeof(label), "listener=%s", m->cfg->listeners[l].name);
+		dg_counters_log(label, &sum);
+	}
+}
+
+static void loop(struct master *m)
+{
+	while (alive(m) || (!m->stopping && m->n)) {
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000000 };
+		siginfo_t si;
+		int sig = sigtimedwait(&m->sigs, &si, &ts);
+		if (sig == SIGCHLD) {
+			reap(m);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			if (!m->stopping)
+				dg_log(DG_LOG_INFO, "signal %s: stopping %u workers", sig == SIGINT ? "INT" : "TERM",
+				       alive(m));
+			m->stopping = true;
+			forward(m, sig);
+		} else if (sig == SIGHUP) {
+			forward(m, SIGHUP);
+		}
+		reap(m); /* SIGCHLD may have coalesced */
+		if (!m->stopping)
+			restart_due(m);
+	}
+}
+
+int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *ready_file)
+{
+	struct master m = { .cfg = cfg, .plugin_dir = plugin_dir, .n = cfg->workers,
+	                    .ready_pipe = { -1, -1 } };
+	int rc = DG_ERROR;
+
+	sigemptyset(&m.sigs);
+	sigaddset(&m.sigs, SIGCHLD);
+	sigaddset(&m.sigs, SIGTERM);
+	sigaddset(&m.sigs, SIGINT);
+	sigaddset(&m.sigs, SIGHUP);
+	sigprocmask(SIG_BLOCK, &m.sigs, NULL);
+	m.shm_size = (size_t)m.n * cfg->n_listeners * sizeof(struct dg_counters);
+	m.shm = mmap(NULL, m.shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	m.w = calloc(m.n, sizeof(*m.w));
+	if (m.shm == MAP_FAILED || !m.w || pipe(m.ready_pipe)) {
+		dg_log(DG_LOG_ERROR, "cannot set up the workers: %s", strerror(errno));
+		goto out;
+	}
+	dg_log(DG_LOG_INFO, "master (pid %d) starting %u workers", (int)getpid(), m.n);
+	for (unsigned i = 0; i < m.n; i++) {
+		snprintf(m.w[i].prefix, sizeof(m.w[i].prefix), "worker %u: ", i + 1);
+		if (spawn(&m, i)) {
+			m.stopping = true;
+			break;
+		}
+	}
+	if (!m.stopping && wait_ready(&m) == DG_OK && (!ready_file || !write_ready(&m, ready_file)))
+		rc = DG_OK;
+	if (rc != DG_OK) {
+		m.stopping = true;
+		forward(&m, SIGTERM);
+	}
+	loop(&m);
+	log_totals(&m);
+out:
+	if (m.ready_pipe[0] >= 0)
+		close(m.ready_pipe[0]);
+	if (m.ready_pipe[1] >= 0)
+		close(m.ready_pipe[1]);
+	if (m.shm != MAP_FAILED && m.shm)
+		munmap(m.shm, m.shm_size);
+	free(m.w);
+	return rc;
+}

@@ -1,0 +1,274 @@
+/* Integration: the batched paths and worker processes. Functional, not
+ * timed: speed lives in bench/. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static void stop_and_check(struct dg_daemon *d)
+{
+	static const char *const keys[] = {
+		"handled", "decode_errors", "drop_too_large", "drop_truncated", "drop_plugin",
+		"drop_busy", "drop_peers_full", "drop_peer_queue", "drop_shutdown",
+	};
+	int status = dg_daemon_stop(d);
+	long long rx = dg_daemon_stat(d, "t", "rx"), sum = 0;
+
+	CU_ASSERT_EQUAL(status, 0);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		sum += dg_daemon_stat(d, "t", keys[i]);
+	CU_ASSERT(rx > 0);
+	CU_ASSERT_EQUAL(rx, sum);
+	if (status || rx != sum) {
+		char *log = dg_daemon_log(d);
+		fprintf(stderr, "exit %d rx %lld sum %lld\n%s\n", status, rx, sum, log);
+		free(log);
+	}
+}
+
+/* One receive batch holding datagrams from several peers, good, bad and
+ * oversized: the daemon is stopped while they queue up, so it reads them
+ * together. Every good one is answered to its own peer. */
+static void test_mixed_batch(void)
+{
+	struct dg_daemon d;
+	char big[200], buf[256];
+	int fd[3];
+
+	memset(big, '[', sizeof(big));
+	CU_ASSERT_FATAL(dg_daemon_start(&d, "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", "
+	        "\"codec\": \"json\", \"max_datagram\": 100, \"handler\": \"echo\"}]}", NULL));
+	for (int i = 0; i < 3; i++)
+		fd[i] = dg_udp_client(&d.addr[0], 2000);
+	kill(d.pid, SIGSTOP);
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < 3; i++) {
+			snprintf(buf, sizeof(buf), "{\"peer\":%d,\"n\":%d}", i, round);
+			sendto(fd[i], buf, strlen(buf), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
+		}
+		sendto(fd[0], "{bad", 4, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
+		sendto(fd[1], big, sizeof(big), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
+	}
+	kill(d.pid, SIGCONT);
+	for (int i = 0; i < 3; i++) {
+		for (int round = 0; round < 5; round++) {
+			char want[64];
+			ssize_t n = recv(fd[i], buf, sizeof(buf) - 1, 0);
+			buf[n > 0 ? n : 0] = '\0';
+			snprintf(want, sizeof(want), "{\"peer\":%d,\"n\":%d}", i, round);
+			CU_ASSERT_STRING_EQUAL(buf, want);
+		}
+		close(fd[i]);
+	}
+	stop_and_check(&d);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "rx"), 25);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handled"), 15);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "decode_errors"), 5);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "drop_too_large"), 5);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 15);
+}
+
+/* Send n requests from one socket, then read the replies; returns how many
+ * came back in order. */
+static unsigned burst(struct dg_daemon *d, unsigned n)
+{
+	int fd = dg_udp_client(&d->addr[0], 2000);
+	int big = 1 << 20;
+	char buf[64];
+	unsigned ok = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(buf, sizeof(buf), "%u", i);
+		sendto(fd, buf, strlen(buf), 0, (struct sockaddr *)&d->addr[0], d->addrlen[0]);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		char want[16];
+		ssize_t r = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (r <= 0)
+			break;
+		buf[r] = '\0';
+		snprintf(want, sizeof(want), "%u", i);
+		ok += strcmp(buf, want) == 0;
+	}
+	close(fd);
+	return ok;
+}
+
+/* EAGAIN in the middle of a batch (injected: loopback never fills a send
+ * buffer): the rest waits in the send queue and goes out on EV_WRITE, in
+ * order, none lost. */
+static void test_send_eagain(void)
+{
+	struct dg_daemon d;
+
+	setenv("DGRAMD_FAULT_SEND", "2", 1);
+	bool started = dg_daemon_start(&d, "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", "
+	        "\"codec\": \"raw\", \"handler\": \"echo\"}]}", NULL);
+	unsetenv("DGRAMD_FAULT_SEND");
+	CU_ASSERT_FATAL(started);
+	kill(d.pid, SIGSTOP); /* 200 requests in one go: replies leave in batches */
+	int fd = dg_udp_client(&d.addr[0], 2000);
+	int big = 1 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	char buf[32];
+	for (unsigned i = 0; i < 200; i++) {
+		snprintf(buf, sizeof(buf), "%u", i);
+		sendto(fd, buf, strlen(buf), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
+	}
+	kill(d.pid, SIGCONT);
+	unsigned ok = 0;
+	for (unsigned i = 0; i < 200; i++) {
+		char want[16];
+		ssize_t r = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (r <= 0)
+			break;
+		buf[r] = '\0';
+		snprintf(want, sizeof(want), "%u", i);
+		ok += strcmp(buf, want) == 0;
+	}
+	close(fd);
+	CU_ASSERT_EQUAL(ok, 200);
+	CU_ASSERT_EQUAL(burst(&d, 50), 50);
+	stop_and_check(&d);
+	long long queued = dg_daemon_stat(&d, "t", "tx_queued");
+	fprintf(stderr, "replies that went through the send queue: %lld of 250\n", queued);
+	CU_ASSERT(queued > 0);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 250);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_queue_full"), 0);
+}
+
+/* The one-datagram-per-call path, forced. */
+static void test_no_mmsg(void)
+{
+	struct dg_daemon d;
+
+	setenv("DGRAMD_NO_MMSG", "1", 1);
+	bool started = dg_daemon_start(&d, "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", "
+	        "\"codec\": \"raw\", \"handler\": \"echo\"}]}", NULL);
+	unsetenv("DGRAMD_NO_MMSG");
+	CU_ASSERT_FATAL(started);
+	CU_ASSERT_EQUAL(burst(&d, 100), 100);
+	stop_and_check(&d);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 100);
+}
+
+static unsigned free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	bind(fd, (struct sockaddr *)&a, len);
+	getsockname(fd, (struct sockaddr *)&a, &len);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static pid_t worker_pid(struct dg_daemon *d, unsigned n)
+{
+	char *log = dg_daemon_log(d), needle[64];
+	pid_t pid = 0;
+
+	snprintf(needle, sizeof(needle), "worker %u started (pid ", n);
+	char *p = strstr(log, needle);
+	if (p)
+		pid = (pid_t)atoi(p + strlen(needle));
+	free(log);
+	return pid;
+}
+
+/* workers: 2. A worker killed with SIGSEGV during a stream of requests is
+ * restarted, other peers keep being answered, and the log names the signal. */
+static void test_worker_crash(void)
+{
+	struct dg_daemon d;
+	char conf[512];
+	int fd[10];
+	unsigned answered = 0, after_kill = 0, sent = 0;
+	char buf[16];
+
+	snprintf(conf, sizeof(conf), "{\"workers\": 2, \"listeners\": [{\"name\": \"t\", "
+	         "\"bind\": \"127.0.0.1:%u\", \"codec\": \"raw\", \"handler\": \"echo\"}]}", free_port());
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	pid_t w1 = worker_pid(&d, 1);
+	CU_ASSERT_FATAL(w1 > 0);
+	for (int i = 0; i < 10; i++)
+		fd[i] = dg_udp_client(&d.addr[0], 200);
+	double t0 = now_ms(), killed_at = 0;
+	while (now_ms() - t0 < 1500) {
+		if (!killed_at && now_ms() - t0 > 500) {
+			kill(w1, SIGSEGV);
+			killed_at = now_ms();
+		}
+		for (int i = 0; i < 10; i++) {
+			sent++;
+			if (dg_udp_ask(fd[i], &d.addr[0], d.addrlen[0], "x", 1, buf, sizeof(buf)) == 1) {
+				answered++;
+				after_kill += killed_at && now_ms() - killed_at > 200;
+			}
+		}
+	}
+	for (int i = 0; i < 10; i++)
+		close(fd[i]);
+	fprintf(stderr, "workers: %u of %u answered, %u of them after the kill\n", answered, sent, after_kill);
+	CU_ASSERT(answered >= sent * 9 / 10);
+	CU_ASSERT(after_kill > 0);
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "killed by signal 11 (SIGSEGV)"));
+	CU_ASSERT_EQUAL(dg_count_lines(log, "worker 1 started"), 2);
+	free(log);
+	stop_and_check(&d);
+	/* The master's totals cover every worker, the dead one included. */
+	CU_ASSERT(dg_daemon_stat(&d, "t", "tx") >= answered);
+}
+
+static void test_workers_port_zero(void)
+{
+	char out[2048], err[2048], bin[4096], path[4096];
+
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(path, sizeof(path), "%s", dg_test_write("w0.json", "{\"workers\": 2, \"listeners\": "
+	         "[{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\"}]}"));
+	const char *argv[] = { bin, "-t", "-c", path, NULL };
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "w0.json: listeners[0].bind: port 0 cannot be used with workers > 1"));
+	snprintf(path, sizeof(path), "%s", dg_test_write("w1.json", "{\"workers\": \"many\", \"listeners\": "
+	         "[{\"name\": \"t\", \"bind\": \"127.0.0.1:1\", \"handler\": \"echo\"}]}"));
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "workers: expected an integer from 1 to 1024, or \"auto\""));
+}
+
+static const struct dg_test scale_tests[] = {
+	{ "one batch: several peers, good, bad, oversized", test_mixed_batch },
+	{ "EAGAIN mid-batch: queue and flush", test_send_eagain },
+	{ "recvmsg/sendmsg fallback forced", test_no_mmsg },
+	{ "worker killed with SIGSEGV is restarted", test_worker_crash },
+	{ "workers and port 0", test_workers_port_zero },
+	{ NULL, NULL },
+};
+
+int main(void)
+{
+	static const struct dg_suite suites[] = {
+		{ "scale", scale_tests },
+		{ NULL, NULL },
+	};
+	return dg_test_main(suites);
+}
