@@ -231,6 +231,7 @@ static bool new_request(struct dg_server *srv, struct dg_sock *s, struct dg_sess
 	r->s = s;
 	r->sess = sess;
 	r->frames = frames;
+	r->serial = ++srv->req_serial;
 	sess->active++;
 	return true;
 }

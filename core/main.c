@@ -34,12 +34,11 @@ static void usage(FILE *f)
 	        "  -h, --help             show this help and exit\n"
 	        "  -V, --version          show the version and exit\n"
 	        "\n"
-	        "Runs in the foreground and logs to stderr. With \"workers\": N > 1 in the config,\n"
-	        "a master process supervises N worker processes (SO_REUSEPORT) and restarts a\n"
-	        "worker that dies. SIGHUP is logged; reload is not implemented yet.\n"
-	        "SIGINT or SIGTERM: stop reading, let\n"
+	        "Runs in the foreground and logs to stderr. SIGINT or SIGTERM: stop reading, let\n"
 	        "pending requests finish (shutdown_timeout_ms), send queued replies, print the\n"
-	        "counters of every listener and exit 0.\n"
+	        "counters of every listener and exit 0. With \"workers\": N > 1 in the config, a\n"
+	        "master process supervises N worker processes (SO_REUSEPORT), restarts one that\n"
+	        "dies and forwards signals. SIGHUP is logged; reload is not implemented yet.\n"
 	        "Exit status: 0 ok, 1 config or runtime error, 2 usage error.\n"
 	        "Environment: DGRAMD_NO_MMSG=1 uses recvmsg/sendmsg instead of recvmmsg/sendmmsg.\n");
 }

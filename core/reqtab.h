@@ -33,8 +33,8 @@ struct dg_req {
 	unsigned frame, frames;
 	struct dg_packet *rest;  /* deferred multi-frame: packets not yet delivered */
 	unsigned char *copy;     /* the datagram bytes rest[] points into */
-	uint64_t tx_epoch;       /* reply coalescing: open tx slot, valid in this epoch */
-	unsigned tx_slot;
+	uint64_t serial;         /* unique for the worker's life: owns tx slots */
+	unsigned tx_slot;        /* reply coalescing: the slot it last wrote, if still its own */
 };
 
 struct dg_reqtab {

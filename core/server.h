@@ -81,7 +81,7 @@ struct dg_txslot {
 	struct dg_sock *s;
 	struct sockaddr_storage to;
 	socklen_t tolen;
-	uint32_t owner; /* request index + 1 */
+	uint64_t owner; /* serial of the request that opened the slot */
 	struct dg_outdgram out;
 };
 
@@ -112,7 +112,7 @@ struct dg_server {
 
 	struct dg_txslot tx[DG_TX_BATCH];
 	unsigned tx_n;
-	uint64_t tx_epoch;
+	uint64_t req_serial;     /* last request serial given out (0 is never one) */
 	unsigned char *tx_buf; /* DG_TX_BATCH * bufsize */
 	dg_mmsg tx_msgs[DG_TX_BATCH];
 	struct iovec tx_iov[DG_TX_BATCH];

@@ -28,9 +28,11 @@ int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt
 	struct dg_listener *l = r->l;
 	int rc;
 
-	/* Coalesce with this request's open datagram while the batch is open. */
-	if (r->tx_epoch == srv->tx_epoch && r->tx_slot < srv->tx_n &&
-	    srv->tx[r->tx_slot].owner == idx + 1) {
+	/* Coalesce with this request's open datagram while the batch is open.
+	 * Slots are owned by request serial, never reused: a slot another
+	 * request left in the batch (even one with this slot index in the
+	 * request table) never takes these frames. */
+	if (r->tx_slot < srv->tx_n && srv->tx[r->tx_slot].owner == r->serial) {
 		rc = dg_codec_append(l->codec, pkt, &srv->tx[r->tx_slot].out);
 		if (rc != DG_E2BIG)
 			return rc;
@@ -53,9 +55,8 @@ int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt
 	t->s = r->s;
 	memcpy(&t->to, &r->sess->peer, r->sess->peerlen);
 	t->tolen = r->sess->peerlen;
-	t->owner = idx + 1;
+	t->owner = r->serial;
 	r->tx_slot = srv->tx_n++;
-	r->tx_epoch = srv->tx_epoch;
 	if (srv->tx_n == 1)
 		dg_server_post(srv);
 	return DG_OK;
@@ -152,7 +153,6 @@ void dg_tx_flush(struct dg_server *srv)
 		i = j;
 	}
 	srv->tx_n = 0;
-	srv->tx_epoch++;
 }
 
 void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg)

@@ -77,6 +77,43 @@ static void test_mixed_batch(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 15);
 }
 
+/* Regression: replies are coalesced per request, never across requests.
+ * Many peers' multi-frame datagrams in one receive batch (the first one of
+ * the daemon's life, where a stale coalescing check once merged them): each
+ * peer gets exactly its own frames back. */
+static void test_coalescing_per_request(void)
+{
+	struct dg_daemon d;
+	int fd[16];
+	char buf[512];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", "
+	        "\"codec\": {\"framing\": \"length-prefixed\", \"width\": 1}, \"handler\": \"echo\"}]}", NULL));
+	kill(d.pid, SIGSTOP);
+	for (int i = 0; i < 16; i++) {
+		fd[i] = dg_udp_client(&d.addr[0], 2000);
+		unsigned char dg[16];
+		for (int f = 0; f < 4; f++) {
+			dg[f * 3] = 2;
+			dg[f * 3 + 1] = (unsigned char)('a' + i);
+			dg[f * 3 + 2] = (unsigned char)('0' + f);
+		}
+		sendto(fd[i], dg, 12, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
+	}
+	kill(d.pid, SIGCONT);
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = recv(fd[i], buf, sizeof(buf), 0);
+		CU_ASSERT_EQUAL(n, 12);
+		for (int f = 0; n == 12 && f < 4; f++) {
+			CU_ASSERT_EQUAL(buf[f * 3 + 1], 'a' + i);
+			CU_ASSERT_EQUAL(buf[f * 3 + 2], '0' + f);
+		}
+		close(fd[i]);
+	}
+	stop_and_check(&d);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 16);
+}
+
 /* Send n requests from one socket, then read the replies; returns how many
  * came back in order. */
 static unsigned burst(struct dg_daemon *d, unsigned n)
@@ -247,8 +284,16 @@ static void test_worker_crash(void)
 	CU_ASSERT_EQUAL(dg_count_lines(log, "worker 1 started"), 2);
 	free(log);
 	stop_and_check(&d);
-	/* The master's totals cover every worker, the dead one included. */
-	CU_ASSERT(dg_daemon_stat(&d, "t", "tx") >= answered);
+	/* The master's totals cover every worker, the dead one included. A
+	 * worker counts a batch after sendmmsg returns: a kill between the two
+	 * loses at most one batch (64) from the count, not from the wire. */
+	long long tx = dg_daemon_stat(&d, "t", "tx") + 64;
+	if (tx < answered) {
+		char *all = dg_daemon_log(&d);
+		fprintf(stderr, "tx %lld < answered %u; log:\n%s\n", tx, answered, all);
+		free(all);
+	}
+	CU_ASSERT(tx >= answered);
 }
 
 static void test_workers_port_zero(void)
@@ -269,6 +314,7 @@ static void test_workers_port_zero(void)
 
 static const struct dg_test scale_tests[] = {
 	{ "one batch: several peers, good, bad, oversized", test_mixed_batch },
+	{ "replies coalesce per request, never across peers", test_coalescing_per_request },
 	{ "EAGAIN mid-batch: queue and flush", test_send_eagain },
 	{ "recvmsg/sendmsg fallback forced", test_no_mmsg },
 	{ "worker killed with SIGSEGV is restarted", test_worker_crash },
