@@ -319,3 +319,36 @@ int dg_run(const char *const *argv, const char *stdin_text, char *out, size_t ou
 	slurp(err_path, err, errlen);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
+
+double dg_now_ms(void)
+{
+	return now_s() * 1e3;
+}
+
+void dg_daemon_stop_checked(struct dg_daemon *d, const char *listener)
+{
+	static const char *const parts[] = {
+		"handled", "decode_errors", "drop_too_large", "drop_truncated", "drop_plugin",
+		"drop_busy", "drop_peers_full", "drop_peer_queue", "drop_shutdown",
+	};
+	int status = dg_daemon_stop(d);
+	long long rx = dg_daemon_stat(d, listener, "rx"), sum = 0;
+	bool parts_ok = true;
+
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		long long v = dg_daemon_stat(d, listener, parts[i]);
+		parts_ok = parts_ok && v >= 0;
+		sum += v;
+	}
+	char *log = dg_daemon_log(d);
+	bool clean = !strstr(log, "ERROR: AddressSanitizer") && !strstr(log, "runtime error:") &&
+	             !strstr(log, "ERROR: LeakSanitizer");
+	CU_ASSERT_EQUAL(status, 0);
+	CU_ASSERT(rx >= 0 && parts_ok);
+	CU_ASSERT_EQUAL(rx, sum);
+	CU_ASSERT(clean);
+	if (status != 0 || rx != sum || !parts_ok || !clean)
+		fprintf(stderr, "dgramd exited with %d, rx %lld, handled + errors + drops %lld; log:\n%s\n",
+		        status, rx, sum, log);
+	free(log);
+}

@@ -24,6 +24,20 @@ struct dg_suite {
  * failed=M" for dev.sh and returns the exit status for automake. */
 int dg_test_main(const struct dg_suite *suites);
 
+/* main() for a test program with one suite. */
+#define DG_TEST_MAIN(suite_name, test_table)                                  \
+	int main(void)                                                          \
+	{                                                                       \
+		static const struct dg_suite suites_[] = {                      \
+			{ suite_name, test_table },                             \
+			{ NULL, NULL },                                         \
+		};                                                              \
+		return dg_test_main(suites_);                                   \
+	}
+
+/* A monotonic clock in milliseconds. */
+double dg_now_ms(void);
+
 /* Paths from the test environment (Makefile: DG_BUILDDIR, DG_SRCDIR). */
 const char *dg_test_builddir(void);
 const char *dg_test_srcdir(void);
@@ -52,6 +66,12 @@ bool dg_daemon_start(struct dg_daemon *d, const char *config_text, const char *c
 /* SIGTERM, wait up to 10 s (then SIGKILL); returns the exit status as from
  * waitpid's WEXITSTATUS, 128+signal if killed, -1 on a wait error. */
 int dg_daemon_stop(struct dg_daemon *d);
+
+/* Stop the daemon and check, with CUnit assertions, that it exited 0, that
+ * its log has no sanitizer report, and that the counters of `listener` add
+ * up: rx = handled + decode_errors + every drop. The log is printed when a
+ * check fails. */
+void dg_daemon_stop_checked(struct dg_daemon *d, const char *listener);
 
 /* Read the daemon's log into a malloc'd string (caller frees). */
 char *dg_daemon_log(const struct dg_daemon *d);

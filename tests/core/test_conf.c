@@ -181,11 +181,4 @@ static const struct dg_test conf_tests[] = {
 	{ NULL, NULL },
 };
 
-int main(void)
-{
-	static const struct dg_suite suites[] = {
-		{ "config", conf_tests },
-		{ NULL, NULL },
-	};
-	return dg_test_main(suites);
-}
+DG_TEST_MAIN("config", conf_tests)

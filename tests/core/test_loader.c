@@ -106,11 +106,4 @@ static const struct dg_test loader_tests[] = {
 	{ NULL, NULL },
 };
 
-int main(void)
-{
-	static const struct dg_suite suites[] = {
-		{ "loader", loader_tests },
-		{ NULL, NULL },
-	};
-	return dg_test_main(suites);
-}
+DG_TEST_MAIN("loader", loader_tests)

@@ -178,11 +178,4 @@ static const struct dg_test session_tests[] = {
 	{ NULL, NULL },
 };
 
-int main(void)
-{
-	static const struct dg_suite suites[] = {
-		{ "sessions", session_tests },
-		{ NULL, NULL },
-	};
-	return dg_test_main(suites);
-}
+DG_TEST_MAIN("sessions", session_tests)

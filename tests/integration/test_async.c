@@ -31,36 +31,7 @@ static long long stat_of(struct dg_daemon *d, const char *l, const char *k)
 	return dg_daemon_stat(d, l, k);
 }
 
-static void stop_and_check(struct dg_daemon *d, const char *name)
-{
-	static const char *const keys[] = {
-		"handled", "decode_errors", "drop_too_large", "drop_truncated", "drop_plugin",
-		"drop_busy", "drop_peers_full", "drop_peer_queue", "drop_shutdown",
-	};
-	int status = dg_daemon_stop(d);
 
-	CU_ASSERT_EQUAL(status, 0);
-	long long rx = stat_of(d, name, "rx"), sum = 0;
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		long long v = stat_of(d, name, keys[i]);
-		CU_ASSERT(v >= 0);
-		sum += v;
-	}
-	CU_ASSERT(rx >= 0);
-	CU_ASSERT_EQUAL(rx, sum);
-	if (status != 0 || rx != sum) {
-		char *log = dg_daemon_log(d);
-		fprintf(stderr, "dgramd exit %d, rx %lld, sum %lld; log:\n%s\n", status, rx, sum, log);
-		free(log);
-	}
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void send_to(int fd, struct dg_daemon *d, const char *s)
 {
@@ -84,8 +55,8 @@ static void test_ordering(void)
 	}
 	usleep(50000);
 	send_to(b, &d, "b1");
-	double deadline = now_ms() + 5000;
-	while ((n_a < 5 || order_b < 0) && now_ms() < deadline) {
+	double deadline = dg_now_ms() + 5000;
+	while ((n_a < 5 || order_b < 0) && dg_now_ms() < deadline) {
 		struct pollfd p[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
 		if (poll(p, 2, 100) <= 0)
 			continue;
@@ -107,7 +78,7 @@ static void test_ordering(void)
 	CU_ASSERT(order_b >= 0 && order_b <= 2);
 	close(a);
 	close(b);
-	stop_and_check(&d, "t");
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "queued"), 4);
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions"), 2);
 }
@@ -134,7 +105,7 @@ static void overflow(const char *policy, const char *const *expect)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	CU_ASSERT_EQUAL(recv(fd, buf, sizeof(buf), 0), -1); /* nothing more */
 	close(fd);
-	stop_and_check(&d, "t");
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "drop_peer_queue"), 3);
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "handled"), 3);
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "tx"), 3);
@@ -163,9 +134,9 @@ static void test_deadline(void)
 	        "{\"plugin\": \"echo\", \"config\": {\"delay_ms\": 60000, \"error_reply\": true}}",
 	        ", \"handler_timeout_ms\": 200"), NULL));
 	int fd = dg_udp_client(&d.addr[0], 3000);
-	double t0 = now_ms();
+	double t0 = dg_now_ms();
 	ssize_t n = dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "{\"q\":1}", 7, buf, sizeof(buf) - 1);
-	double took = now_ms() - t0;
+	double took = dg_now_ms() - t0;
 	CU_ASSERT_FATAL(n > 0);
 	buf[n] = '\0';
 	CU_ASSERT_STRING_EQUAL(buf, "{\"error\":\"timeout\"}");
@@ -175,10 +146,10 @@ static void test_deadline(void)
 	n = dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "{\"q\":2}", 7, buf, sizeof(buf) - 1);
 	CU_ASSERT(n > 0);
 	close(fd);
-	double t1 = now_ms();
-	stop_and_check(&d, "t");
+	double t1 = dg_now_ms();
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "timeouts"), 2);
-	CU_ASSERT(now_ms() - t1 < 3000); /* nothing left pending to wait for */
+	CU_ASSERT(dg_now_ms() - t1 < 3000); /* nothing left pending to wait for */
 }
 
 /* Send n JSON requests from each of `clients` sockets, `window` in flight
@@ -192,7 +163,7 @@ static unsigned exchange(struct dg_daemon *d, unsigned clients, unsigned per_cli
 
 	for (unsigned c = 0; c < clients; c++)
 		fds[c] = dg_udp_client(&d->addr[0], 1000);
-	double deadline = now_ms() + 20000;
+	double deadline = dg_now_ms() + 20000;
 	for (;;) {
 		unsigned done = 0;
 		for (unsigned c = 0; c < clients; c++) {
@@ -202,7 +173,7 @@ static unsigned exchange(struct dg_daemon *d, unsigned clients, unsigned per_cli
 			}
 			done += got[c] == per_client;
 		}
-		if (done == clients || now_ms() > deadline)
+		if (done == clients || dg_now_ms() > deadline)
 			break;
 		struct pollfd p[16];
 		for (unsigned c = 0; c < clients; c++)
@@ -255,12 +226,12 @@ static void test_relay(void)
 	        LOCAL ", \"codec\": \"json\", \"handler\": {\"plugin\": \"echo\", \"config\": "
 	        "{\"delay_ms\": 1}}}]}", NULL));
 	CU_ASSERT_FATAL(dg_daemon_start(&r, relay_conf(&up.addr[0], 2000), NULL));
-	double t0 = now_ms();
+	double t0 = dg_now_ms();
 	unsigned matched = exchange(&r, 10, 100, 5, NULL);
-	fprintf(stderr, "relay: %u of 1000 replies matched in %.0f ms\n", matched, now_ms() - t0);
+	fprintf(stderr, "relay: %u of 1000 replies matched in %.0f ms\n", matched, dg_now_ms() - t0);
 	CU_ASSERT_EQUAL(matched, 1000);
-	stop_and_check(&r, "t");
-	stop_and_check(&up, "up");
+	dg_daemon_stop_checked(&r, "t");
+	dg_daemon_stop_checked(&up, "up");
 	CU_ASSERT_EQUAL(stat_of(&r, "t", "tx"), 1000);
 	CU_ASSERT_EQUAL(stat_of(&up, "up", "tx"), 1000);
 }
@@ -283,17 +254,17 @@ static void test_relay_dead_upstream(void)
 	close(closed);
 	CU_ASSERT_FATAL(dg_daemon_start(&r, relay_conf(&ss, 300), NULL));
 	CU_ASSERT_EQUAL(exchange(&r, 2, 5, 1, "{\"error\":\"upstream refused\"}"), 10);
-	stop_and_check(&r, "t");
+	dg_daemon_stop_checked(&r, "t");
 
 	s4->sin_port = 0;
 	len = sizeof(*s4);
 	CU_ASSERT_FATAL(bind(hole, (struct sockaddr *)s4, len) == 0);
 	CU_ASSERT_FATAL(getsockname(hole, (struct sockaddr *)&ss, &len) == 0);
 	CU_ASSERT_FATAL(dg_daemon_start(&r, relay_conf(&ss, 300), NULL));
-	double t0 = now_ms();
+	double t0 = dg_now_ms();
 	CU_ASSERT_EQUAL(exchange(&r, 3, 2, 1, "{\"error\":\"upstream timeout\"}"), 6);
-	fprintf(stderr, "6 timeouts (300 ms each, 2 in a row per peer) in %.0f ms\n", now_ms() - t0);
-	stop_and_check(&r, "t");
+	fprintf(stderr, "6 timeouts (300 ms each, 2 in a row per peer) in %.0f ms\n", dg_now_ms() - t0);
+	dg_daemon_stop_checked(&r, "t");
 	close(hole);
 }
 
@@ -336,7 +307,7 @@ static void test_kv(void)
 		CU_ASSERT_STRING_EQUAL(buf, steps[i].reply);
 	}
 	close(fd);
-	stop_and_check(&d, "t");
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "decode_errors"), 1);
 }
 
@@ -356,7 +327,7 @@ static void test_sessions(void)
 	usleep(600000); /* the two left expire */
 	for (int i = 0; i < 3; i++)
 		close(fd[i]);
-	stop_and_check(&d, "t");
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions"), 3);
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions_evicted"), 1);
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions_idle"), 2);
@@ -373,12 +344,12 @@ static void test_readme_example(void)
 	         ", \"codec\": \"raw\", \"handler\": {\"plugin\": \"%s\"}}]}", so);
 	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
 	int fd = dg_udp_client(&d.addr[0], 2000);
-	double t0 = now_ms();
+	double t0 = dg_now_ms();
 	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "ping", 4, buf, sizeof(buf)), 4);
 	CU_ASSERT_EQUAL(memcmp(buf, "pong", 4), 0);
-	CU_ASSERT(now_ms() - t0 >= 90);
+	CU_ASSERT(dg_now_ms() - t0 >= 90);
 	close(fd);
-	stop_and_check(&d, "t");
+	dg_daemon_stop_checked(&d, "t");
 }
 
 static const struct dg_test async_tests[] = {
@@ -394,11 +365,4 @@ static const struct dg_test async_tests[] = {
 	{ NULL, NULL },
 };
 
-int main(void)
-{
-	static const struct dg_suite suites[] = {
-		{ "async", async_tests },
-		{ NULL, NULL },
-	};
-	return dg_test_main(suites);
-}
+DG_TEST_MAIN("async", async_tests)

@@ -30,30 +30,6 @@ static char *config(const char *bind, const char *codec, const char *handler_con
 	return buf;
 }
 
-/* Stop the daemon, check it exited 0 and that its counters add up:
- * rx = handled + decode_errors + every drop. */
-static void stop_and_check(struct dg_daemon *d)
-{
-	static const char *const drops[] = { "drop_too_large", "drop_truncated", "drop_plugin", "drop_busy" };
-
-	int status = dg_daemon_stop(d);
-	CU_ASSERT_EQUAL(status, 0);
-	if (status != 0) {
-		char *log = dg_daemon_log(d);
-		fprintf(stderr, "dgramd exited with %d; its log:\n%s\n", status, log);
-		free(log);
-	}
-	long long rx = dg_daemon_stat(d, "t", "rx");
-	long long sum = dg_daemon_stat(d, "t", "handled") + dg_daemon_stat(d, "t", "decode_errors");
-	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++)
-		sum += dg_daemon_stat(d, "t", drops[i]);
-	CU_ASSERT(rx >= 0);
-	CU_ASSERT_EQUAL(rx, sum);
-	char *log = dg_daemon_log(d);
-	CU_ASSERT_PTR_NULL(strstr(log, "ERROR: AddressSanitizer"));
-	CU_ASSERT_PTR_NULL(strstr(log, "runtime error:"));
-	free(log);
-}
 
 static ssize_t ask(struct dg_daemon *d, int fd, const void *req, size_t len, char *buf, size_t cap)
 {
@@ -74,7 +50,7 @@ static void test_json_echo(void)
 	CU_ASSERT_EQUAL(n, 12);
 	CU_ASSERT_EQUAL(memcmp(buf, "[1,\"x\",null]", 12), 0);
 	close(fd);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "rx"), 2);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 2);
 }
@@ -111,7 +87,7 @@ static void test_ipv6_and_two_binds(void)
 		CU_ASSERT_EQUAL(memcmp(buf, "re:hi", 5), 0);
 		close(fd);
 	}
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 }
 
 /* 10,000 bad datagrams, then a good one: answered, a bounded number of log
@@ -137,7 +113,7 @@ static void test_bad_flood(void)
 	CU_ASSERT_EQUAL(n, 11);
 	CU_ASSERT_EQUAL(answered, barriers);
 	close(fd);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "decode_errors"), 10000);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handled"), barriers + 1);
 	char *log = dg_daemon_log(&d);
@@ -160,7 +136,7 @@ static void test_error_reply(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"error\":"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"offset\":5"));
 	close(fd);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "decode_errors"), 1);
 	char *log = dg_daemon_log(&d);
 	CU_ASSERT_EQUAL(dg_count_lines(log, "cannot decode"), 0); /* the plugin handled it */
@@ -178,7 +154,7 @@ static void test_too_large(void)
 	CU_ASSERT_EQUAL(ask(&d, fd, big, 101, buf, sizeof(buf)), -1); /* dropped: no reply */
 	CU_ASSERT_EQUAL(ask(&d, fd, big, 100, buf, sizeof(buf)), 100);
 	close(fd);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "drop_too_large"), 1);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handled"), 1);
 }
@@ -196,7 +172,7 @@ static void test_reply_too_big(void)
 	CU_ASSERT_EQUAL(ask(&d, fd, "ab", 2, buf, sizeof(buf)), 12);
 	CU_ASSERT_EQUAL(ask(&d, fd, "abc", 3, buf, sizeof(buf)), -1);
 	close(fd);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_too_big"), 1);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handler_errors"), 1);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 1);
@@ -220,7 +196,7 @@ static void test_length_prefixed_json(void)
 	/* A broken third frame: nothing is delivered, one decode error. */
 	CU_ASSERT_EQUAL(ask(&d, fd, broken, sizeof(broken) - 1, buf, sizeof(buf)), -1);
 	close(fd);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handled"), 1);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "packets"), 3);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "decode_errors"), 1);
@@ -242,7 +218,7 @@ static void test_codec_module(void)
 	CU_ASSERT_EQUAL(n, 14);
 	CU_ASSERT_EQUAL(memcmp(buf, "{\"a\":1}\n[2,3]\n", 14), 0);
 	close(fd);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "packets"), 2);
 }
 
@@ -262,7 +238,7 @@ static void test_deferred_and_shutdown(void)
 	CU_ASSERT_EQUAL(n, 3);
 	CU_ASSERT_EQUAL(memcmp(buf, "two", 3), 0);
 	close(fd);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	char *log = dg_daemon_log(&d);
 	CU_ASSERT_PTR_NOT_NULL(strstr(log, "stopping (1 requests pending)"));
 	free(log);
@@ -380,7 +356,7 @@ static void test_bind_conflict(void)
 	         ntohs(s4->sin_port));
 	CU_ASSERT_PTR_NOT_NULL(strstr(log, expect));
 	free(log);
-	stop_and_check(&a);
+	dg_daemon_stop_checked(&a, "t");
 }
 
 static const struct dg_test daemon_tests[] = {

@@ -93,12 +93,6 @@ static void test_length_prefixed(void)
 	CU_ASSERT_STRING_EQUAL(out, "{\"echo\":{\"b\":2}}\n");
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void test_exit_codes(void)
 {
@@ -111,9 +105,9 @@ static void test_exit_codes(void)
 	getsockname(fd, (struct sockaddr *)&a, &alen);
 	snprintf(closed, sizeof(closed), "127.0.0.1:%u", ntohs(a.sin_port));
 	close(fd);
-	double t0 = now_ms();
+	double t0 = dg_now_ms();
 	CU_ASSERT_EQUAL(dgramc(NULL, "-t", "3000", closed, "{\"op\":\"ping\"}", NULL), 5);
-	CU_ASSERT(now_ms() - t0 < 2500);
+	CU_ASSERT(dg_now_ms() - t0 < 2500);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "port unreachable"));
 	/* 3: a socket that never answers; with retries the attempts add up. */
 	fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -122,9 +116,9 @@ static void test_exit_codes(void)
 	alen = sizeof(a);
 	getsockname(fd, (struct sockaddr *)&a, &alen);
 	snprintf(hole, sizeof(hole), "127.0.0.1:%u", ntohs(a.sin_port));
-	t0 = now_ms();
+	t0 = dg_now_ms();
 	CU_ASSERT_EQUAL(dgramc(NULL, "-t", "100", "-r", "2", hole, "1", NULL), 3);
-	CU_ASSERT(now_ms() - t0 >= 300);
+	CU_ASSERT(dg_now_ms() - t0 >= 300);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "after 3 attempts"));
 	close(fd);
 	/* 4: the reply does not decode ("re:1" from the raw listener is not JSON). */
@@ -220,11 +214,4 @@ static const struct dg_test dgramc_tests[] = {
 	{ NULL, NULL },
 };
 
-int main(void)
-{
-	static const struct dg_suite suites[] = {
-		{ "dgramc", dgramc_tests },
-		{ NULL, NULL },
-	};
-	return dg_test_main(suites);
-}
+DG_TEST_MAIN("dgramc", dgramc_tests)

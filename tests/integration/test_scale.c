@@ -14,26 +14,6 @@
 
 #include "testutil.h"
 
-static void stop_and_check(struct dg_daemon *d)
-{
-	static const char *const keys[] = {
-		"handled", "decode_errors", "drop_too_large", "drop_truncated", "drop_plugin",
-		"drop_busy", "drop_peers_full", "drop_peer_queue", "drop_shutdown",
-	};
-	int status = dg_daemon_stop(d);
-	long long rx = dg_daemon_stat(d, "t", "rx"), sum = 0;
-
-	CU_ASSERT_EQUAL(status, 0);
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		sum += dg_daemon_stat(d, "t", keys[i]);
-	CU_ASSERT(rx > 0);
-	CU_ASSERT_EQUAL(rx, sum);
-	if (status || rx != sum) {
-		char *log = dg_daemon_log(d);
-		fprintf(stderr, "exit %d rx %lld sum %lld\n%s\n", status, rx, sum, log);
-		free(log);
-	}
-}
 
 /* One receive batch holding datagrams from several peers, good, bad and
  * oversized: the daemon is stopped while they queue up, so it reads them
@@ -69,7 +49,7 @@ static void test_mixed_batch(void)
 		}
 		close(fd[i]);
 	}
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "rx"), 25);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handled"), 15);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "decode_errors"), 5);
@@ -110,26 +90,37 @@ static void test_coalescing_per_request(void)
 		}
 		close(fd[i]);
 	}
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 16);
 }
 
-/* Send n requests from one socket, then read the replies; returns how many
- * came back in order. */
-static unsigned burst(struct dg_daemon *d, unsigned n)
+/* A client socket with room for many replies. */
+static int big_client(struct dg_daemon *d)
 {
-	int fd = dg_udp_client(&d->addr[0], 2000);
-	int big = 1 << 20;
-	char buf[64];
-	unsigned ok = 0;
+	int fd = dg_udp_client(&d->addr[0], 2000), big = 1 << 20;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	return fd;
+}
+
+/* Send requests "0" .. "n-1". */
+static void send_numbers(int fd, struct dg_daemon *d, unsigned n)
+{
+	char buf[16];
+
 	for (unsigned i = 0; i < n; i++) {
 		snprintf(buf, sizeof(buf), "%u", i);
 		sendto(fd, buf, strlen(buf), 0, (struct sockaddr *)&d->addr[0], d->addrlen[0]);
 	}
+}
+
+/* Read n replies; how many are "0" .. "n-1" in order. */
+static unsigned recv_numbers(int fd, unsigned n)
+{
+	char buf[64], want[16];
+	unsigned ok = 0;
+
 	for (unsigned i = 0; i < n; i++) {
-		char want[16];
 		ssize_t r = recv(fd, buf, sizeof(buf) - 1, 0);
 		if (r <= 0)
 			break;
@@ -137,6 +128,15 @@ static unsigned burst(struct dg_daemon *d, unsigned n)
 		snprintf(want, sizeof(want), "%u", i);
 		ok += strcmp(buf, want) == 0;
 	}
+	return ok;
+}
+
+static unsigned burst(struct dg_daemon *d, unsigned n)
+{
+	int fd = big_client(d);
+
+	send_numbers(fd, d, n);
+	unsigned ok = recv_numbers(fd, n);
 	close(fd);
 	return ok;
 }
@@ -154,29 +154,14 @@ static void test_send_eagain(void)
 	unsetenv("DGRAMD_FAULT_SEND");
 	CU_ASSERT_FATAL(started);
 	kill(d.pid, SIGSTOP); /* 200 requests in one go: replies leave in batches */
-	int fd = dg_udp_client(&d.addr[0], 2000);
-	int big = 1 << 20;
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
-	char buf[32];
-	for (unsigned i = 0; i < 200; i++) {
-		snprintf(buf, sizeof(buf), "%u", i);
-		sendto(fd, buf, strlen(buf), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
-	}
+	int fd = big_client(&d);
+	send_numbers(fd, &d, 200);
 	kill(d.pid, SIGCONT);
-	unsigned ok = 0;
-	for (unsigned i = 0; i < 200; i++) {
-		char want[16];
-		ssize_t r = recv(fd, buf, sizeof(buf) - 1, 0);
-		if (r <= 0)
-			break;
-		buf[r] = '\0';
-		snprintf(want, sizeof(want), "%u", i);
-		ok += strcmp(buf, want) == 0;
-	}
+	unsigned ok = recv_numbers(fd, 200);
 	close(fd);
 	CU_ASSERT_EQUAL(ok, 200);
 	CU_ASSERT_EQUAL(burst(&d, 50), 50);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	long long queued = dg_daemon_stat(&d, "t", "tx_queued");
 	fprintf(stderr, "replies that went through the send queue: %lld of 250\n", queued);
 	CU_ASSERT(queued > 0);
@@ -195,7 +180,7 @@ static void test_no_mmsg(void)
 	unsetenv("DGRAMD_NO_MMSG");
 	CU_ASSERT_FATAL(started);
 	CU_ASSERT_EQUAL(burst(&d, 100), 100);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 100);
 }
 
@@ -211,12 +196,6 @@ static unsigned free_port(void)
 	return ntohs(a.sin_port);
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static pid_t worker_pid(struct dg_daemon *d, unsigned n)
 {
@@ -260,17 +239,17 @@ static void test_worker_crash(void)
 	CU_ASSERT_FATAL(w1 > 0);
 	for (int i = 0; i < 10; i++)
 		fd[i] = dg_udp_client(&d.addr[0], 200);
-	double t0 = now_ms(), killed_at = 0;
-	while (now_ms() - t0 < 1500) {
-		if (!killed_at && now_ms() - t0 > 500) {
+	double t0 = dg_now_ms(), killed_at = 0;
+	while (dg_now_ms() - t0 < 1500) {
+		if (!killed_at && dg_now_ms() - t0 > 500) {
 			kill(w1, SIGSEGV);
-			killed_at = now_ms();
+			killed_at = dg_now_ms();
 		}
 		for (int i = 0; i < 10; i++) {
 			sent++;
 			if (dg_udp_ask(fd[i], &d.addr[0], d.addrlen[0], "x", 1, buf, sizeof(buf)) == 1) {
 				answered++;
-				after_kill += killed_at && now_ms() - killed_at > 200;
+				after_kill += killed_at && dg_now_ms() - killed_at > 200;
 			}
 		}
 	}
@@ -283,7 +262,7 @@ static void test_worker_crash(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(log, "killed by signal 11 (SIGSEGV)"));
 	CU_ASSERT_EQUAL(dg_count_lines(log, "worker 1 started"), 2);
 	free(log);
-	stop_and_check(&d);
+	dg_daemon_stop_checked(&d, "t");
 	/* The master's totals cover every worker, the dead one included. A
 	 * worker counts a batch after sendmmsg returns: a kill between the two
 	 * loses at most one batch (64) from the count, not from the wire. */
@@ -322,11 +301,4 @@ static const struct dg_test scale_tests[] = {
 	{ NULL, NULL },
 };
 
-int main(void)
-{
-	static const struct dg_suite suites[] = {
-		{ "scale", scale_tests },
-		{ NULL, NULL },
-	};
-	return dg_test_main(suites);
-}
+DG_TEST_MAIN("scale", scale_tests)
