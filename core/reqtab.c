@@ -55,9 +55,16 @@ bool dg_reqtab_alloc(struct dg_reqtab *t, uint32_t *idx)
 	struct dg_req *r = &t->reqs[*idx];
 	uint32_t gen = r->gen + 1;
 	t->free_head = r->next;
-	memset(r, 0, sizeof(*r));
+	/* Field by field, not memset: this runs once per datagram. The
+	 * caller sets l, s, sess, frames and serial. */
 	r->gen = gen ? gen : 1;
+	r->next = r->dl_prev = r->dl_next = 0;
 	r->active = true;
+	r->in_call = r->done_in_call = r->pending = r->on_deadline = r->parse_error = false;
+	r->frame = 0;
+	r->rest = NULL;
+	r->copy = NULL;
+	r->tx_slot = UINT32_MAX;
 	t->used++;
 	return true;
 }

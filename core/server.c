@@ -19,13 +19,11 @@ const char *const dg_drop_names[DG_DROP__COUNT] = {
 void dg_server_clock(struct dg_server *srv)
 {
 	struct timespec ts;
-	struct timeval tv;
 
-	/* vDSO clocks: no system call. */
+	/* A vDSO clock: no system call. Rate limits only need seconds. */
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	srv->now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	event_base_gettimeofday_cached(srv->base, &tv);
-	srv->now = tv.tv_sec;
+	srv->now = ts.tv_sec;
 }
 const char *const dg_txdrop_names[DG_TXDROP__COUNT] = {
 	"queue_full", "send_error", "too_big", "shutdown",
