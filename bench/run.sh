@@ -203,5 +203,8 @@ ingest row the ratio is server CPU per datagram (lower is better), dgramd / ref.
 
 Reproduce: `bench/run.sh` (about {int(dur) * int(reps) * 10 // 60 + 1} minutes; `--write` updates this file).
 ''')
+        analysis = os.path.join(os.path.dirname(dest), 'analysis.md')
+        if os.path.exists(analysis):
+            f.write('\n' + open(analysis).read())
     print(f'written to {dest}', file=sys.stderr)
 EOF
