@@ -291,7 +291,76 @@ static void test_workers_port_zero(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "workers: expected an integer from 1 to 1024, or \"auto\""));
 }
 
+/* Hostile input through the whole daemon path (the fuzzers cover the codecs
+ * alone): 20,000 random datagrams, random sizes up to 2 KiB, at listeners of
+ * every codec and at kv; the daemon keeps answering and every counter adds
+ * up. Random but reproducible (a fixed seed). */
+static void test_hostile_flood(void)
+{
+	static const char conf[] =
+		"{\"codec_modules\": [\"lines\"], \"listeners\": ["
+		" {\"name\": \"t\", \"bind\": \"127.0.0.1:0\", \"codec\": \"json\", \"max_datagram\": 1500,"
+		"  \"handler\": {\"plugin\": \"echo\", \"config\": {\"error_reply\": true}}},"
+		" {\"name\": \"lp\", \"bind\": \"127.0.0.1:0\", \"codec\": {\"framing\": \"length-prefixed\","
+		"  \"width\": 1, \"payload\": \"json\", \"max_frames\": 8}, \"handler\": \"echo\"},"
+		" {\"name\": \"kv\", \"bind\": \"127.0.0.1:0\", \"codec\": \"json\", \"handler\": \"kv\"},"
+		" {\"name\": \"lines\", \"bind\": \"127.0.0.1:0\", \"codec\": {\"framing\": \"lines\","
+		"  \"payload\": \"json\"}, \"handler\": \"echo\"}]}";
+	static const char *const seeds[] = {
+		"{\"op\":\"set\",\"key\":\"", "[[[[[[", "\"\\u0000\"", "\x02{}\x01[", "\xff\xfe",
+		"1e999", "{\"a\":1,\"a\":2}", "\n\n\n", "{\"op\":\"get\",\"key\":\"a\"}",
+	};
+	struct dg_daemon d;
+	unsigned char buf[2048];
+	unsigned state = 12345;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	CU_ASSERT_EQUAL_FATAL(d.n_addr, 4);
+	int fd = big_client(&d);
+	for (unsigned i = 0; i < 20000; i++) {
+		state = state * 1103515245u + 12345u;
+		size_t len = (state >> 8) % sizeof(buf);
+		for (size_t b = 0; b < len; b++) {
+			state = state * 1103515245u + 12345u;
+			buf[b] = (unsigned char)(state >> 16);
+		}
+		if (i % 3 == 0) { /* start from something that almost parses */
+			const char *s = seeds[(state >> 4) % (sizeof(seeds) / sizeof(seeds[0]))];
+			size_t sl = strlen(s);
+			memcpy(buf, s, sl < sizeof(buf) ? sl : sizeof(buf));
+			len = len > sl ? len / 8 + sl : sl;
+		}
+		unsigned to = i % 4;
+		sendto(fd, buf, len, 0, (struct sockaddr *)&d.addr[to], d.addrlen[to]);
+		if (i % 500 == 499)
+			usleep(2000); /* let the daemon keep up: losses would only be the kernel's */
+	}
+	close(fd);
+	/* Still answering, on every listener. */
+	int c = dg_udp_client(&d.addr[0], 2000);
+	char reply[64];
+	CU_ASSERT_EQUAL(dg_udp_ask(c, &d.addr[0], d.addrlen[0], "[1]", 3, reply, sizeof(reply)), 3);
+	CU_ASSERT_EQUAL(dg_udp_ask(c, &d.addr[1], d.addrlen[1], "\x03[1]", 4, reply, sizeof(reply)), 4);
+	CU_ASSERT_EQUAL(dg_udp_ask(c, &d.addr[3], d.addrlen[3], "[1]\n", 4, reply, sizeof(reply)), 4);
+	close(c);
+	const char *names[] = { "t", "lp", "kv", "lines" };
+	for (int i = 1; i < 4; i++)
+		CU_ASSERT(dg_daemon_stat(&d, names[i], "rx") == -1); /* not stopped yet */
+	dg_daemon_stop_checked(&d, "t");
+	long long total = 0;
+	for (int i = 0; i < 4; i++) {
+		long long rx = dg_daemon_stat(&d, names[i], "rx");
+		long long sum = dg_daemon_stat(&d, names[i], "handled") + dg_daemon_stat(&d, names[i], "decode_errors") +
+		                dg_daemon_stat(&d, names[i], "drop_too_large");
+		CU_ASSERT_EQUAL(rx, sum);
+		total += rx;
+	}
+	fprintf(stderr, "hostile flood: %lld of 20003 datagrams reached the listeners\n", total);
+	CU_ASSERT(total >= 20003 * 9 / 10);
+}
+
 static const struct dg_test scale_tests[] = {
+	{ "hostile flood through every codec", test_hostile_flood },
 	{ "one batch: several peers, good, bad, oversized", test_mixed_batch },
 	{ "replies coalesce per request, never across peers", test_coalescing_per_request },
 	{ "EAGAIN mid-batch: queue and flush", test_send_eagain },
