@@ -181,8 +181,13 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 			log_parse_error(l, &r->sess->peer.sa, pkts[f].len, perr);
 		if (v == DG_PENDING && !r->done_in_call) {
 			if (f + 1 < r->frames && !r->rest && keep_rest(r, pkts, dgram, len)) {
-				/* Out of memory: the frames after this one are lost. */
+				/* Out of memory: the frames after this one are lost
+				 * (and released here; req_free frees what keep_rest got). */
 				handler_failed(l, r, DG_ENOMEM);
+				for (unsigned i = f + 1; i < r->frames; i++)
+					dg_codec_release(l->codec, &pkts[i]);
+				free(r->rest);
+				r->rest = NULL;
 				r->frames = f + 1;
 			}
 			r->pending = true;
