@@ -352,3 +352,19 @@ void dg_daemon_stop_checked(struct dg_daemon *d, const char *listener)
 		        status, rx, sum, log);
 	free(log);
 }
+
+bool dg_daemon_start_env(struct dg_daemon *d, const char *config_text, const char *name,
+                         const char *value)
+{
+	const char *old = getenv(name);
+	char *saved = old ? strdup(old) : NULL;
+
+	setenv(name, value, 1);
+	bool started = dg_daemon_start(d, config_text, NULL);
+	if (saved)
+		setenv(name, saved, 1);
+	else
+		unsetenv(name);
+	free(saved);
+	return started;
+}

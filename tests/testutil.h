@@ -63,6 +63,11 @@ struct dg_daemon {
  * terminated, may be NULL); wait up to 10 s for its ready file. */
 bool dg_daemon_start(struct dg_daemon *d, const char *config_text, const char *const *args);
 
+/* dg_daemon_start with the environment variable name set to value for the
+ * daemon only (the test's own environment is restored). */
+bool dg_daemon_start_env(struct dg_daemon *d, const char *config_text, const char *name,
+                         const char *value);
+
 /* SIGTERM, wait up to 10 s (then SIGKILL); returns the exit status as from
  * waitpid's WEXITSTATUS, 128+signal if killed, -1 on a wait error. */
 int dg_daemon_stop(struct dg_daemon *d);

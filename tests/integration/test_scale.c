@@ -14,6 +14,9 @@
 
 #include "testutil.h"
 
+#define RAW_ECHO "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", " \
+                 "\"codec\": \"raw\", \"handler\": \"echo\"}]}"
+
 
 /* One receive batch holding datagrams from several peers, good, bad and
  * oversized: the daemon is stopped while they queue up, so it reads them
@@ -148,11 +151,7 @@ static void test_send_eagain(void)
 {
 	struct dg_daemon d;
 
-	setenv("DGRAMD_FAULT_SEND", "2", 1);
-	bool started = dg_daemon_start(&d, "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", "
-	        "\"codec\": \"raw\", \"handler\": \"echo\"}]}", NULL);
-	unsetenv("DGRAMD_FAULT_SEND");
-	CU_ASSERT_FATAL(started);
+	CU_ASSERT_FATAL(dg_daemon_start_env(&d, RAW_ECHO, "DGRAMD_FAULT_SEND", "2"));
 	kill(d.pid, SIGSTOP); /* 200 requests in one go: replies leave in batches */
 	int fd = big_client(&d);
 	send_numbers(fd, &d, 200);
@@ -174,11 +173,7 @@ static void test_no_mmsg(void)
 {
 	struct dg_daemon d;
 
-	setenv("DGRAMD_NO_MMSG", "1", 1);
-	bool started = dg_daemon_start(&d, "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", "
-	        "\"codec\": \"raw\", \"handler\": \"echo\"}]}", NULL);
-	unsetenv("DGRAMD_NO_MMSG");
-	CU_ASSERT_FATAL(started);
+	CU_ASSERT_FATAL(dg_daemon_start_env(&d, RAW_ECHO, "DGRAMD_NO_MMSG", "1"));
 	CU_ASSERT_EQUAL(burst(&d, 100), 100);
 	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 100);
@@ -225,16 +220,9 @@ static void test_worker_crash(void)
 	/* Under ASan the sanitizer would catch the SEGV itself and exit(1):
 	 * let the signal through, as in a plain build. */
 	const char *asan = getenv("ASAN_OPTIONS");
-	char *saved = asan ? strdup(asan) : NULL, opts[512];
+	char opts[512];
 	snprintf(opts, sizeof(opts), "%s%shandle_segv=0", asan ? asan : "", asan ? ":" : "");
-	setenv("ASAN_OPTIONS", opts, 1);
-	bool started = dg_daemon_start(&d, conf, NULL);
-	if (saved)
-		setenv("ASAN_OPTIONS", saved, 1);
-	else
-		unsetenv("ASAN_OPTIONS");
-	free(saved);
-	CU_ASSERT_FATAL(started);
+	CU_ASSERT_FATAL(dg_daemon_start_env(&d, conf, "ASAN_OPTIONS", opts));
 	pid_t w1 = worker_pid(&d, 1);
 	CU_ASSERT_FATAL(w1 > 0);
 	for (int i = 0; i < 10; i++)
