@@ -299,6 +299,17 @@ static int set_handler(struct ctx *c, json_t *v, void *obj, const struct directi
 }
 
 #define L(field) offsetof(struct dg_listener_conf, field)
+static const struct directive amplification_directives[] = {
+	{ "factor", set_uint, L(amp_factor), 0, 1000000, false },
+	{ NULL, NULL, 0, 0, 0, false },
+};
+
+static int set_amplification(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	(void)d;
+	return apply(c, v, obj, amplification_directives);
+}
+
 static const struct directive listener_directives[] = {
 	{ "name", set_string, L(name), 0, 0, true },
 	{ "bind", set_binds, 0, 0, 0, true },
@@ -316,6 +327,8 @@ static const struct directive listener_directives[] = {
 	{ "max_peers", set_uint, L(max_peers), 1, 1 << 24, false },
 	{ "session_idle_ms", set_uint, L(session_idle_ms), 10, 86400000, false },
 	{ "handler_timeout_ms", set_uint, L(handler_timeout_ms), 0, 3600000, false },
+	{ "amplification", set_amplification, 0, 0, 0, false },
+	{ "max_replies_per_request", set_uint, L(max_replies), 1, 1 << 20, false },
 	{ NULL, NULL, 0, 0, 0, false },
 };
 #undef L
@@ -375,6 +388,8 @@ static int set_listeners(struct ctx *c, json_t *v, void *obj, const struct direc
 		l->max_peers = DG_DEFAULT_MAX_PEERS;
 		l->session_idle_ms = DG_DEFAULT_IDLE_MS;
 		l->handler_timeout_ms = DG_DEFAULT_HANDLER_TIMEOUT_MS;
+		l->amp_factor = DG_DEFAULT_AMP_FACTOR;
+		l->max_replies = DG_DEFAULT_MAX_REPLIES;
 		cfg->n_listeners++;
 		int rc = apply(c, json_array_get(v, i), l, listener_directives);
 		if (!rc)

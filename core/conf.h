@@ -35,6 +35,9 @@ struct dg_listener_conf {
 	unsigned max_peers;
 	unsigned session_idle_ms;
 	unsigned handler_timeout_ms; /* 0: none */
+	unsigned amp_factor;   /* amplification.factor: reply bytes per byte received
+	                        * from an unvalidated peer; 0: no guard */
+	unsigned max_replies;  /* max_replies_per_request */
 };
 
 struct dg_config {
@@ -60,6 +63,8 @@ struct dg_config {
 #define DG_DEFAULT_MAX_PEERS 65536
 #define DG_DEFAULT_IDLE_MS 60000
 #define DG_DEFAULT_HANDLER_TIMEOUT_MS 10000
+#define DG_DEFAULT_AMP_FACTOR 3 /* as QUIC (RFC 9000, section 8) */
+#define DG_DEFAULT_MAX_REPLIES 64
 
 /* Read and validate a config file. On error return a negative dg_rc and
  * write "FILE: line L, column C: ..." or "FILE: KEY.PATH: ..." into err.

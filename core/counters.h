@@ -25,6 +25,8 @@ enum dg_tx_drop {
 	DG_TXDROP_SEND_ERROR, /* the kernel refused (ICMP error, EPERM, ...) */
 	DG_TXDROP_TOO_BIG,    /* reply does not fit max_datagram */
 	DG_TXDROP_SHUTDOWN,   /* still queued when the shutdown deadline passed */
+	DG_TXDROP_AMPLIFICATION, /* over an unvalidated peer's amplification credit */
+	DG_TXDROP_TOO_MANY,   /* past max_replies_per_request for one request */
 	DG_TXDROP__COUNT
 };
 

@@ -166,6 +166,7 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 		};
 		int v;
 
+		r->replies = 0;
 		r->in_call = true;
 		if (perr)
 			v = l->plugin->on_error(l->state, &rq, perr);
@@ -350,6 +351,7 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 	struct dg_session *sess = session_for(l, peer, peerlen);
 	if (!sess)
 		return drop(l, DG_DROP_PEERS_FULL);
+	dg_tx_credit(l, sess, len);
 	/* Per-peer order: while the peer has a request in progress (or older
 	 * datagrams waiting), this one waits too, undecoded. */
 	if (l->conf->ordering && (sess->active || sess->q_len)) {

@@ -35,6 +35,7 @@ struct dg_req {
 	unsigned char *copy;     /* the datagram bytes rest[] points into */
 	uint64_t serial;         /* unique for the worker's life: owns tx slots */
 	unsigned tx_slot;        /* reply coalescing: the slot it last wrote, if still its own */
+	unsigned replies;        /* reply calls for the current frame (max_replies_per_request) */
 };
 
 struct dg_reqtab {

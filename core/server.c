@@ -26,7 +26,7 @@ void dg_server_clock(struct dg_server *srv)
 	srv->now = ts.tv_sec;
 }
 const char *const dg_txdrop_names[DG_TXDROP__COUNT] = {
-	"queue_full", "send_error", "too_big", "shutdown",
+	"queue_full", "send_error", "too_big", "shutdown", "amplification", "too_many",
 };
 
 static void on_post(evutil_socket_t fd, short what, void *arg)
@@ -367,7 +367,7 @@ void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c)
 
 void dg_counters_log(const char *label, const struct dg_counters *c)
 {
-	char drops[256], txdrops[256];
+	char drops[256], txdrops[512];
 	int n = 0;
 
 	for (int d = 0; d < DG_DROP__COUNT; d++)

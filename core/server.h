@@ -154,7 +154,11 @@ void dg_listener_sessions_close(struct dg_listener *l, int reason);
 void dg_timers_cancel_all(struct dg_listener *l);
 
 /* tx.c */
+/* A reply: DG_OK, DG_E2BIG (over max_datagram or max_replies_per_request),
+ * DG_EAGAIN (over the amplification credit), DG_EINVAL; drops counted. */
 int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt);
+/* A datagram of len bytes arrived for sess: amplification credit. */
+void dg_tx_credit(const struct dg_listener *l, struct dg_session *sess, size_t len);
 void dg_tx_flush(struct dg_server *srv);
 void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg);
 void dg_tx_queue_free(struct dg_sock *s);

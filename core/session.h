@@ -34,8 +34,10 @@ struct dg_session {
 	union dg_sockaddr peer;
 	socklen_t peerlen;
 	bool ready;
+	bool validated;                      /* the plugin said the peer owns its address */
 	uint32_t active;                     /* requests in progress */
 	uint32_t q_len;
+	uint32_t amp_credit;                 /* reply bytes it may still get unvalidated */
 	struct dg_qitem *q_head, *q_tail;
 	uint64_t last_ms;                    /* last datagram or completion */
 	void *data;                          /* the plugin's */

@@ -22,18 +22,62 @@ static void tx_log(struct dg_listener *l, const struct sockaddr *to, const char 
 	       err ? strerror(err) : "", sup ? " (and more, not logged)" : "");
 }
 
+/* The amplification guard. An unvalidated session earns amp_factor bytes
+ * of replies per byte it sends (dg_tx_credit) and each reply spends its
+ * size in the datagram (frame and framing), over the session's life. */
+void dg_tx_credit(const struct dg_listener *l, struct dg_session *sess, size_t len)
+{
+	uint64_t c = sess->amp_credit + (uint64_t)l->conf->amp_factor * len;
+
+	sess->amp_credit = c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
+}
+
+/* May bytes more go to sess? Spends them if so; counts the drop if not. */
+static bool amp_spend(struct dg_listener *l, struct dg_session *sess, size_t bytes)
+{
+	if (!l->conf->amp_factor || sess->validated)
+		return true;
+	if (bytes > sess->amp_credit) {
+		l->c->tx_drop[DG_TXDROP_AMPLIFICATION]++;
+		return false;
+	}
+	sess->amp_credit -= (uint32_t)bytes;
+	return true;
+}
+
+/* Append pkt to out, within the session's amplification credit. */
+static int append(struct dg_listener *l, struct dg_session *sess, const struct dg_packet *pkt,
+                  struct dg_outdgram *out)
+{
+	size_t used = out->used;
+	int rc = dg_codec_append(l->codec, pkt, out);
+
+	if (rc)
+		return rc;
+	if (!amp_spend(l, sess, out->used - used)) {
+		out->used = used;
+		out->frames--;
+		return DG_EAGAIN;
+	}
+	return DG_OK;
+}
+
 int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt)
 {
 	struct dg_req *r = &srv->rt.reqs[idx];
 	struct dg_listener *l = r->l;
 	int rc;
 
+	if (r->replies++ >= l->conf->max_replies) {
+		l->c->tx_drop[DG_TXDROP_TOO_MANY]++;
+		return DG_E2BIG;
+	}
 	/* Coalesce with this request's open datagram while the batch is open.
 	 * Slots are owned by request serial, never reused: a slot another
 	 * request left in the batch (even one with this slot index in the
 	 * request table) never takes these frames. */
 	if (r->tx_slot < srv->tx_n && srv->tx[r->tx_slot].owner == r->serial) {
-		rc = dg_codec_append(l->codec, pkt, &srv->tx[r->tx_slot].out);
+		rc = append(l, r->sess, pkt, &srv->tx[r->tx_slot].out);
 		if (rc != DG_E2BIG)
 			return rc;
 	}
@@ -44,7 +88,7 @@ int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt
 	t->out.cap = l->conf->max_datagram;
 	t->out.used = 0;
 	t->out.frames = 0;
-	rc = dg_codec_append(l->codec, pkt, &t->out);
+	rc = append(l, r->sess, pkt, &t->out);
 	if (rc == DG_E2BIG) {
 		l->c->tx_drop[DG_TXDROP_TOO_BIG]++;
 		tx_log(l, &r->sess->peer.sa, "does not fit max_datagram", 0);

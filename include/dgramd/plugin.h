@@ -162,8 +162,12 @@ struct dg_host {
 	 * peer. pkt is only read during the call. Replies to the frames of one
 	 * datagram made during one event-loop turn are coalesced into as few
 	 * datagrams as the framing allows. Returns DG_OK, DG_ESTALE (request
-	 * complete), DG_E2BIG (does not fit max_datagram; counted, nothing
-	 * sent), DG_EINVAL (packet of the wrong form for the codec). */
+	 * complete), DG_E2BIG (does not fit max_datagram, or the request
+	 * already made max_replies_per_request replies; counted, nothing
+	 * sent), DG_EAGAIN (the peer is not validated and the reply is over
+	 * its amplification credit: counted as tx_drop_amplification, nothing
+	 * sent; the credit grows with the peer's next datagrams), DG_EINVAL
+	 * (packet of the wrong form for the codec). */
 	int (*reply)(dg_req_t req, const struct dg_packet *pkt);
 
 	/* Complete a request that on_packet() left DG_PENDING. DG_OK or

@@ -8,6 +8,11 @@
  *                        and requests past handler_timeout_ms {"error": "timeout"}
  *   "delay_ms": n        reply n ms later from a timer (a deferred reply)
  *   "reply": false       do not reply at all (a sink: counts are the server's)
+ *   "repeat": n          reply n times to each packet (default 1; see
+ *                        max_replies_per_request)
+ *
+ * A reply the amplification guard refuses (DG_EAGAIN) is counted by the
+ * server (tx_drop_amplification) and is not a handler error.
  */
 #define _POSIX_C_SOURCE 200809L /* strdup; plugins build without config.h */
 
@@ -30,6 +35,7 @@ struct echo {
 	bool error_reply;
 	bool silent;
 	unsigned delay_ms;
+	unsigned repeat;
 	struct delayed *delayed; /* replies waiting for their timer */
 };
 
@@ -86,12 +92,16 @@ static int echo_configure(struct echo *e, const json_t *config)
 		} else if (!strcmp(key, "delay_ms") && json_is_integer(v) &&
 		           json_integer_value(v) >= 0 && json_integer_value(v) <= 3600000) {
 			e->delay_ms = (unsigned)json_integer_value(v);
+		} else if (!strcmp(key, "repeat") && json_is_integer(v) &&
+		           json_integer_value(v) >= 1 && json_integer_value(v) <= 65536) {
+			e->repeat = (unsigned)json_integer_value(v);
 		} else {
 			host->log(self, DG_LOG_ERROR, "config.%s: %s", key,
 			          !strcmp(key, "prefix") || !strcmp(key, "wrap") ? "expected a string" :
 			          !strcmp(key, "error_reply") || !strcmp(key, "reply") ? "expected true or false" :
 			          !strcmp(key, "delay_ms") ? "expected an integer from 0 to 3600000" :
-			          "unknown key (known: prefix, wrap, error_reply, delay_ms, reply)");
+			          !strcmp(key, "repeat") ? "expected an integer from 1 to 65536" :
+			          "unknown key (known: prefix, wrap, error_reply, delay_ms, reply, repeat)");
 			return DG_EINVAL;
 		}
 	}
@@ -108,6 +118,7 @@ static int echo_init(struct dg_instance *self, const struct dg_host *host,
 		return DG_ENOMEM;
 	e->host = host;
 	e->self = self;
+	e->repeat = 1;
 	int rc = echo_configure(e, config);
 	if (rc) {
 		echo_fini(e);
@@ -118,7 +129,7 @@ static int echo_init(struct dg_instance *self, const struct dg_host *host,
 }
 
 /* Build the reply for pkt and send it. */
-static int send_echo(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
+static int send_one(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
 {
 	int rc;
 
@@ -144,6 +155,20 @@ static int send_echo(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
 		return rc;
 	}
 	return e->host->reply(req, pkt);
+}
+
+/* The reply, repeat times. A reply refused by the amplification guard is the
+ * server's to count, not a failure of this request. */
+static int send_echo(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
+{
+	for (unsigned i = 0; i < e->repeat; i++) {
+		int rc = send_one(e, req, pkt);
+		if (rc == DG_EAGAIN)
+			return DG_OK;
+		if (rc)
+			return rc;
+	}
+	return DG_OK;
 }
 
 static void delayed_unlink(struct echo *e, struct delayed *d)
@@ -220,7 +245,7 @@ static int echo_on_error(void *state, const struct dg_request *req, const struct
 	struct dg_packet out = { .json = j };
 	int rc = e->host->reply(req->handle, &out);
 	json_decref(j);
-	return rc < 0 ? rc : DG_DONE;
+	return rc < 0 && rc != DG_EAGAIN ? rc : DG_DONE;
 }
 
 /* The server gives up on a delayed reply: drop ours, maybe say why. */

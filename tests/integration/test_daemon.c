@@ -128,7 +128,10 @@ static void test_error_reply(void)
 	struct dg_daemon d;
 	char buf[256];
 
-	CU_ASSERT_FATAL(dg_daemon_start(&d, config(LOCAL, "\"json\"", "{\"error_reply\": true}", NULL), NULL));
+	/* The error reply is 10 times the bad datagram: no amplification
+	 * guard here (it has its own tests, test_amplification). */
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config(LOCAL, "\"json\"", "{\"error_reply\": true}",
+	                                           ", \"amplification\": {\"factor\": 0}"), NULL));
 	int fd = dg_udp_client(&d.addr[0], 2000);
 	ssize_t n = ask(&d, fd, "{\"a\":", 5, buf, sizeof(buf) - 1);
 	CU_ASSERT_FATAL(n > 0);
@@ -167,7 +170,8 @@ static void test_reply_too_big(void)
 	char buf[64];
 
 	CU_ASSERT_FATAL(dg_daemon_start(&d, config(LOCAL, "\"raw\"", "{\"prefix\": \"0123456789\"}",
-	                                           ", \"max_datagram\": 12"), NULL));
+	                                           ", \"max_datagram\": 12, "
+	                                           "\"amplification\": {\"factor\": 0}"), NULL));
 	int fd = dg_udp_client(&d.addr[0], 300);
 	CU_ASSERT_EQUAL(ask(&d, fd, "ab", 2, buf, sizeof(buf)), 12);
 	CU_ASSERT_EQUAL(ask(&d, fd, "abc", 3, buf, sizeof(buf)), -1);

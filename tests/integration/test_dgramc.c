@@ -50,7 +50,10 @@ static int dgramc(const char *in, ...)
 static const char config[] =
 	"{\"listeners\": ["
 	" {\"name\": \"json\", \"bind\": \"127.0.0.1:0\", \"codec\": \"json\", \"handler\": \"echo\"},"
+	/* "re:1" is four times "1": more than the amplification guard allows
+	 * an unvalidated peer by default (3). */
 	" {\"name\": \"raw\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\","
+	"  \"amplification\": {\"factor\": 4},"
 	"  \"handler\": {\"plugin\": \"echo\", \"config\": {\"prefix\": \"re:\"}}},"
 	" {\"name\": \"lp\", \"bind\": \"127.0.0.1:0\", \"codec\": " LPJ ", \"handler\": "
 	"  {\"plugin\": \"echo\", \"config\": {\"wrap\": \"echo\"}}}"

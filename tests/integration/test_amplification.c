@@ -1,0 +1,276 @@
+/* Integration: the amplification guard and max_replies_per_request, on the
+ * real daemon over loopback, with exact counters. Sources are simulated
+ * from many 127.x.y.z addresses (Linux routes all of 127.0.0.0/8 to lo).
+ *
+ * Synchronisation: a datagram from A, then a request from a barrier peer B
+ * that is answered. The daemon reads its socket in order and replies in
+ * order, so once B's answer is in, A's datagram was handled and A's reply
+ * (if any) is already in A's receive buffer. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/* One raw listener "t" on 127.0.0.1 answered by echo with handler_config,
+ * plus extra listener keys. */
+static char *config(const char *handler_config, const char *extra)
+{
+	static char buf[4096];
+
+	snprintf(buf, sizeof(buf),
+	         "{ \"shutdown_timeout_ms\": 3000, \"listeners\": [{ \"name\": \"t\",\n"
+	         "  \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\",\n"
+	         "  \"handler\": {\"plugin\": \"echo\", \"config\": %s} %s }] }\n",
+	         handler_config, extra ? extra : "");
+	return buf;
+}
+
+/* A UDP socket bound to ip (any port), with a receive timeout. */
+static int client_from(const char *ip, unsigned timeout_ms)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (fd < 0)
+		return -1;
+	if (inet_pton(AF_INET, ip, &a.sin_addr) != 1 ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Replies waiting on fd now (never blocks): count and bytes. */
+static unsigned drain(int fd, size_t *bytes)
+{
+	char buf[2048];
+	unsigned n = 0;
+	ssize_t got;
+
+	while ((got = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) >= 0) {
+		n++;
+		*bytes += (size_t)got;
+	}
+	return n;
+}
+
+/* B's barrier request: once its own answer (the reply that ends with this
+ * request's bytes) is in, every earlier datagram was handled. */
+static bool barrier(struct dg_daemon *d, int b)
+{
+	static unsigned seq;
+	char req[100], buf[2048];
+	ssize_t n;
+
+	memset(req, 'b', sizeof(req));
+	snprintf(req, sizeof(req), "%u", ++seq);
+	if (sendto(b, req, sizeof(req), 0, (struct sockaddr *)&d->addr[0], d->addrlen[0]) < 0)
+		return false;
+	while ((n = recv(b, buf, sizeof(buf), 0)) >= 0) /* up to the receive timeout */
+		if ((size_t)n >= sizeof(req) && !memcmp(buf + n - sizeof(req), req, sizeof(req)))
+			return true;
+	return false;
+}
+
+#define PREFIX90 "\"" \
+	"pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp" "\""
+
+/* n requests of 10 bytes from A (127.0.0.1), each answered with 100 bytes
+ * (a 90-byte prefix), a barrier after each; returns the replies A got. */
+static unsigned ten_byte_requests(struct dg_daemon *d, unsigned n, size_t *bytes)
+{
+	int a = client_from("127.0.0.1", 2000), b = client_from("127.0.0.2", 2000);
+	unsigned got = 0, barriers = 0;
+
+	*bytes = 0;
+	CU_ASSERT_FATAL(a >= 0 && b >= 0);
+	for (unsigned i = 0; i < n; i++) {
+		CU_ASSERT_EQUAL(sendto(a, "0123456789", 10, 0, (struct sockaddr *)&d->addr[0],
+		                       d->addrlen[0]), 10);
+		barriers += barrier(d, b);
+		got += drain(a, bytes);
+	}
+	CU_ASSERT_EQUAL(barriers, n);
+	close(a);
+	close(b);
+	return got;
+}
+
+/* Default factor 3: A sends 30 x 10 bytes and gets 900 bytes, exactly 3
+ * times what it sent: one 100-byte reply whenever its credit (30 per
+ * request, less what it already got) reaches 100. */
+static void test_default_factor(void)
+{
+	struct dg_daemon d;
+	size_t bytes;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config("{\"prefix\": " PREFIX90 "}", NULL), NULL));
+	unsigned got = ten_byte_requests(&d, 30, &bytes);
+	CU_ASSERT_EQUAL(got, 9);
+	CU_ASSERT_EQUAL(bytes, 900);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 21);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 9 + 30); /* A's, B's */
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handler_errors"), 0);
+}
+
+/* factor 10: a 10-byte request buys a 100-byte reply, every time. */
+static void test_custom_factor(void)
+{
+	struct dg_daemon d;
+	size_t bytes;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config("{\"prefix\": " PREFIX90 "}",
+	                                           ", \"amplification\": {\"factor\": 10}"), NULL));
+	CU_ASSERT_EQUAL(ten_byte_requests(&d, 30, &bytes), 30);
+	CU_ASSERT_EQUAL(bytes, 3000);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 0);
+}
+
+/* factor 0: no guard. */
+static void test_disabled(void)
+{
+	struct dg_daemon d;
+	size_t bytes;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config("{\"prefix\": " PREFIX90 "}",
+	                                           ", \"amplification\": {\"factor\": 0}"), NULL));
+	CU_ASSERT_EQUAL(ten_byte_requests(&d, 30, &bytes), 30);
+	CU_ASSERT_EQUAL(bytes, 3000);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 0);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 60);
+}
+
+/* 50 "spoofed" sources, one 10-byte datagram each: none is answered with
+ * 100 bytes (each earned 30). */
+static void test_many_sources(void)
+{
+	struct dg_daemon d;
+	size_t bytes = 0;
+	unsigned got = 0, barriers = 0;
+	char ip[32];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config("{\"prefix\": " PREFIX90 "}", NULL), NULL));
+	int b = client_from("127.0.0.2", 2000);
+	CU_ASSERT_FATAL(b >= 0);
+	for (unsigned i = 1; i <= 50; i++) {
+		snprintf(ip, sizeof(ip), "127.0.%u.%u", 1 + i / 200, i % 200 + 1);
+		int s = client_from(ip, 2000);
+		CU_ASSERT_FATAL(s >= 0);
+		CU_ASSERT_EQUAL(sendto(s, "0123456789", 10, 0, (struct sockaddr *)&d.addr[0],
+		                       d.addrlen[0]), 10);
+		barriers += barrier(&d, b);
+		got += drain(s, &bytes);
+		close(s);
+	}
+	close(b);
+	CU_ASSERT_EQUAL(barriers, 50);
+	CU_ASSERT_EQUAL(got, 0);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 50);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "sessions"), 51);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 50);
+}
+
+/* echo replies 5 times; max_replies_per_request 3: the 4th reply call of
+ * each request fails with DG_E2BIG (echo stops there: a handler error).
+ * Each 1-byte request gets 3 bytes: exactly its amplification credit. */
+static void test_max_replies(void)
+{
+	struct dg_daemon d;
+	size_t bytes = 0;
+	unsigned got = 0, barriers = 0;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config("{\"repeat\": 5}",
+	                                           ", \"max_replies_per_request\": 3"), NULL));
+	int a = client_from("127.0.0.1", 2000), b = client_from("127.0.0.2", 2000);
+	CU_ASSERT_FATAL(a >= 0 && b >= 0);
+	for (unsigned i = 0; i < 4; i++) {
+		CU_ASSERT_EQUAL(sendto(a, "x", 1, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]), 1);
+		barriers += barrier(&d, b);
+		got += drain(a, &bytes);
+	}
+	close(a);
+	close(b);
+	CU_ASSERT_EQUAL(barriers, 4);
+	CU_ASSERT_EQUAL(got, 12);
+	CU_ASSERT_EQUAL(bytes, 12);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_too_many"), 4 + 4); /* A's and B's */
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handler_errors"), 8);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 0);
+}
+
+/* The default is 64 replies per request. */
+static void test_max_replies_default(void)
+{
+	struct dg_daemon d;
+	size_t bytes = 0;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config("{\"repeat\": 70}",
+	                                           ", \"amplification\": {\"factor\": 0}"), NULL));
+	int a = client_from("127.0.0.1", 2000), b = client_from("127.0.0.2", 2000);
+	CU_ASSERT_FATAL(a >= 0 && b >= 0);
+	CU_ASSERT_EQUAL(sendto(a, "x", 1, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]), 1);
+	CU_ASSERT(barrier(&d, b));
+	CU_ASSERT_EQUAL(drain(a, &bytes), 64);
+	close(a);
+	close(b);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_too_many"), 2);
+}
+
+static int run_check(const char *extra, char *out, size_t outlen)
+{
+	char bin[4096], plugins[4096], path[4096], err[4096];
+
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(plugins, sizeof(plugins), "%s/plugins/.libs", dg_test_builddir());
+	snprintf(path, sizeof(path), "%s", dg_test_write("check.json", config("{}", extra)));
+	const char *argv[] = { bin, "-P", plugins, "-t", "-c", path, NULL };
+	int rc = dg_run(argv, NULL, out, outlen, err, sizeof(err), 10000);
+	snprintf(out, outlen, "%s", err);
+	return rc;
+}
+
+static void test_config_errors(void)
+{
+	char out[4096];
+
+	CU_ASSERT_EQUAL(run_check(", \"amplification\": {\"factro\": 3}", out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "listeners[0].amplification.factro: unknown key "
+	                                   "(did you mean 'factor'?)"));
+	CU_ASSERT_EQUAL(run_check(", \"amplification\": 3", out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "listeners[0].amplification: expected an object"));
+	CU_ASSERT_EQUAL(run_check(", \"amplification\": {\"factor\": -1}", out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "listeners[0].amplification.factor: expected an integer"));
+	CU_ASSERT_EQUAL(run_check(", \"max_replies_per_request\": 0", out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "listeners[0].max_replies_per_request: expected an integer"));
+	CU_ASSERT_EQUAL(run_check(", \"amplification\": {\"factor\": 0}, "
+	                          "\"max_replies_per_request\": 1", out, sizeof(out)), 0);
+}
+
+static const struct dg_test tests[] = {
+	{ "default factor 3: exact bytes", test_default_factor },
+	{ "factor 10", test_custom_factor },
+	{ "factor 0 disables", test_disabled },
+	{ "50 sources, none amplified", test_many_sources },
+	{ "max_replies_per_request", test_max_replies },
+	{ "max_replies_per_request default 64", test_max_replies_default },
+	{ "config errors", test_config_errors },
+	{ NULL, NULL },
+};
+
+DG_TEST_MAIN("amplification", tests)
