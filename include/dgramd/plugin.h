@@ -11,7 +11,11 @@
  * in the host table (struct dg_host) handed to init(). The table is
  * append-only: a field present in ABI 1.N is present, at the same offset, in
  * every 1.M with M >= N. A plugin built for minor N is refused by a host
- * whose minor is lower.
+ * whose minor is lower. A plugin that wants to load on older hosts too sets
+ * .abi_minor to the oldest minor it supports (instead of DG_PLUGIN_HEADER's)
+ * and tests DG_HOST_HAS(host, field) before calling a newer host function.
+ *
+ * History: 1.0 the first; 1.1 appended host->peer_validate.
  *
  * Threading: every callback runs on the worker's event loop thread, the one
  * that owns host->event_base(). Host functions may only be called from that
@@ -87,7 +91,7 @@ struct event_base; /* libevent */
 
 #define DG_PLUGIN_MAGIC 0x64675031u /* "dgP1" */
 #define DG_PLUGIN_ABI_MAJOR 1
-#define DG_PLUGIN_ABI_MINOR 0
+#define DG_PLUGIN_ABI_MINOR 1
 #define DG_PLUGIN_SYMBOL "dgramd_plugin"
 
 #if defined(__GNUC__)
@@ -201,7 +205,22 @@ struct dg_host {
 	/* Parse a numeric "a.b.c.d:port" or "[ipv6]:port" into *ss (the
 	 * config file's address syntax). DG_OK or DG_EINVAL. */
 	int (*addr_parse)(const char *text, struct sockaddr_storage *ss, socklen_t *len);
+
+	/* ---- ABI 1.1 ---- */
+
+	/* Mark the session's peer validated: it has proven that it receives
+	 * what is sent to its address (it echoed a cookie the plugin sent
+	 * there, say). A validated peer is no longer held to the listener's
+	 * amplification factor, for the rest of its session (a new session
+	 * starts unvalidated). DG_OK, or DG_EINVAL if session is NULL. */
+	int (*peer_validate)(struct dg_session *session);
 };
+
+/* Does the running host offer this struct dg_host member? A plugin that
+ * declares an older .abi_minor checks this before calling a newer one:
+ *     if (DG_HOST_HAS(host, peer_validate)) host->peer_validate(s); */
+#define DG_HOST_HAS(host, member)                                              \
+	((host)->size >= offsetof(struct dg_host, member) + sizeof((host)->member))
 
 /* The plugin descriptor: the one exported symbol. Optional callbacks may be
  * NULL, and callbacks beyond the descriptor's own size are treated as NULL.

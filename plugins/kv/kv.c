@@ -9,7 +9,18 @@
  * decode gets {"ok": false, "error": "bad request: REASON", "offset": N}.
  *
  * config: "max_keys" (100000), "max_key_len" (256), "max_value_bytes"
- * (4096, compact JSON size of a value).
+ * (4096, compact JSON size of a value), "cookie" (true).
+ *
+ * Cookies (peer validation, as DNS cookies and QUIC's Retry do it): when the
+ * server's amplification guard refuses a reply to a peer that has not
+ * proven its address (host->reply returns DG_EAGAIN: a 4 kB value asked for
+ * by a 22-byte get), kv answers {"ok": false, "error": "cookie", "cookie":
+ * C} instead, which is small. C is a keyed hash (SipHash-2-4, a random key
+ * per instance) of the peer's address and port: only a client that receives
+ * what is sent to that address learns it. A request carrying "cookie": C
+ * makes kv call host->peer_validate() on the session before it is handled,
+ * so the reply goes out whole, and so do later ones while the session
+ * lasts. "cookie": false turns this off (refused replies are dropped).
  *
  * State is per instance: one store per listener per worker process. With
  * workers > 1 each worker has its own store (a peer always reaches the same
@@ -17,9 +28,13 @@
  * external store. */
 #define _POSIX_C_SOURCE 200809L
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/random.h>
 
 #include <jansson.h>
 #include <dgramd/plugin.h>
@@ -29,6 +44,8 @@ struct kv {
 	struct dg_instance *self;
 	json_t *store;
 	size_t max_keys, max_key_len, max_value_bytes;
+	bool cookie;
+	uint64_t key[2]; /* cookie key */
 };
 
 static int kv_option(struct kv *kv, const json_t *config, const char *key, size_t *out,
@@ -70,12 +87,24 @@ static int kv_init(struct dg_instance *self, const struct dg_host *host,
 	kv->host = host;
 	kv->self = self;
 	json_object_foreach((json_t *)config, key, v) {
-		if (strcmp(key, "max_keys") && strcmp(key, "max_key_len") && strcmp(key, "max_value_bytes")) {
-			host->log(self, DG_LOG_ERROR, "config.%s: unknown key (known: max_keys, max_key_len, "
-			          "max_value_bytes)", key);
+		if (!strcmp(key, "cookie") && !json_is_boolean(v)) {
+			host->log(self, DG_LOG_ERROR, "config.cookie: expected true or false");
 			kv_fini(kv);
 			return DG_EINVAL;
 		}
+		if (strcmp(key, "max_keys") && strcmp(key, "max_key_len") &&
+		    strcmp(key, "max_value_bytes") && strcmp(key, "cookie")) {
+			host->log(self, DG_LOG_ERROR, "config.%s: unknown key (known: max_keys, max_key_len, "
+			          "max_value_bytes, cookie)", key);
+			kv_fini(kv);
+			return DG_EINVAL;
+		}
+	}
+	kv->cookie = !json_is_false(json_object_get(config, "cookie"));
+	if (kv->cookie && getrandom(kv->key, sizeof(kv->key), 0) != sizeof(kv->key)) {
+		host->log(self, DG_LOG_ERROR, "cannot get random bytes for the cookie key");
+		kv_fini(kv);
+		return DG_ERROR;
 	}
 	kv->store = json_object();
 	if (!kv->store || kv_option(kv, config, "max_keys", &kv->max_keys, 100000, 100000000) ||
@@ -88,19 +117,108 @@ static int kv_init(struct dg_instance *self, const struct dg_host *host,
 	return DG_OK;
 }
 
-/* Send reply (consumed), with the request's id if it had one. */
-static int send_reply(struct kv *kv, dg_req_t req, const json_t *request, json_t *reply)
+/* ---- cookies ---------------------------------------------------------- */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static void sipround(uint64_t v[4])
+{
+	v[0] += v[1]; v[1] = ROTL(v[1], 13); v[1] ^= v[0]; v[0] = ROTL(v[0], 32);
+	v[2] += v[3]; v[3] = ROTL(v[3], 16); v[3] ^= v[2];
+	v[0] += v[3]; v[3] = ROTL(v[3], 21); v[3] ^= v[0];
+	v[2] += v[1]; v[1] = ROTL(v[1], 17); v[1] ^= v[2]; v[2] = ROTL(v[2], 32);
+}
+
+/* SipHash-2-4 of in[0..len) under key k. */
+static uint64_t siphash(const uint64_t k[2], const unsigned char *in, size_t len)
+{
+	uint64_t v[4] = { k[0] ^ 0x736f6d6570736575ull, k[1] ^ 0x646f72616e646f6dull,
+	                  k[0] ^ 0x6c7967656e657261ull, k[1] ^ 0x7465646279746573ull };
+	uint64_t m, b = (uint64_t)len << 56;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		m = 0;
+		for (int j = 7; j >= 0; j--)
+			m = m << 8 | in[i + (size_t)j];
+		v[3] ^= m;
+		sipround(v);
+		sipround(v);
+		v[0] ^= m;
+	}
+	for (size_t j = 0; i + j < len; j++)
+		b |= (uint64_t)in[i + j] << (8 * j);
+	v[3] ^= b;
+	sipround(v);
+	sipround(v);
+	v[0] ^= b;
+	v[2] ^= 0xff;
+	for (int r = 0; r < 4; r++)
+		sipround(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* The peer's cookie as 16 hex digits (out: 17 bytes). */
+static void cookie_of(const struct kv *kv, const struct dg_peer *peer, char *out)
+{
+	unsigned char key[18];
+	size_t n;
+
+	if (peer->addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer->addr;
+		memcpy(key, &s6->sin6_port, 2);
+		memcpy(key + 2, &s6->sin6_addr, 16);
+		n = 18;
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)peer->addr;
+		memcpy(key, &s4->sin_port, 2);
+		memcpy(key + 2, &s4->sin_addr, 4);
+		n = 6;
+	}
+	snprintf(out, 17, "%016llx", (unsigned long long)siphash(kv->key, key, n));
+}
+
+/* A request carrying the peer's own cookie validates it. */
+static void check_cookie(struct kv *kv, const struct dg_request *req)
+{
+	const char *c = json_string_value(json_object_get(req->packet.json, "cookie"));
+	char want[17];
+
+	if (!c || !kv->cookie || !DG_HOST_HAS(kv->host, peer_validate))
+		return;
+	cookie_of(kv, req->peer, want);
+	if (!strcmp(c, want))
+		kv->host->peer_validate(req->session);
+}
+
+/* Send reply (consumed), with the request's id if it had one. A reply the
+ * amplification guard refuses is replaced by the (small) cookie reply. */
+static int send_reply(struct kv *kv, const struct dg_request *req, const json_t *request,
+                      json_t *reply)
 {
 	json_t *id = request ? json_object_get(request, "id") : NULL;
+	char cookie[17];
 
 	if (!reply)
 		return DG_ENOMEM;
 	if (id)
 		json_object_set(reply, "id", id);
 	struct dg_packet out = { .json = reply };
-	int rc = kv->host->reply(req, &out);
+	int rc = kv->host->reply(req->handle, &out);
 	json_decref(reply);
-	return rc < 0 ? rc : DG_DONE;
+	if (rc == DG_EAGAIN && kv->cookie) {
+		cookie_of(kv, req->peer, cookie);
+		reply = json_pack("{sbssss}", "ok", 0, "error", "cookie", "cookie", cookie);
+		if (!reply)
+			return DG_ENOMEM;
+		if (id)
+			json_object_set(reply, "id", id);
+		out.json = reply;
+		rc = kv->host->reply(req->handle, &out);
+		json_decref(reply);
+	}
+	/* Refused by the guard: counted by the server, not a failure here. */
+	return rc < 0 && rc != DG_EAGAIN ? rc : DG_DONE;
 }
 
 static json_t *fail(const char *msg)
@@ -157,8 +275,9 @@ static int kv_on_packet(void *state, const struct dg_request *req)
 	struct kv *kv = state;
 
 	if (!req->packet.json)
-		return send_reply(kv, req->handle, NULL, fail("kv needs a JSON payload codec"));
-	return send_reply(kv, req->handle, req->packet.json, kv_handle(kv, req->packet.json));
+		return send_reply(kv, req, NULL, fail("kv needs a JSON payload codec"));
+	check_cookie(kv, req);
+	return send_reply(kv, req, req->packet.json, kv_handle(kv, req->packet.json));
 }
 
 static int kv_on_error(void *state, const struct dg_request *req, const struct dg_parse_error *err)
@@ -167,7 +286,7 @@ static int kv_on_error(void *state, const struct dg_request *req, const struct d
 	char msg[256];
 
 	snprintf(msg, sizeof(msg), "bad request: %s", err->reason);
-	return send_reply(kv, req->handle, NULL,
+	return send_reply(kv, req, NULL,
 	                  json_pack("{sbsssI}", "ok", 0, "error", msg, "offset", (json_int_t)err->offset));
 }
 

@@ -12,15 +12,20 @@ static void fixture(const char *name, char *buf, size_t len)
 	snprintf(buf, len, "%s/tests/fixtures/.libs/%s.so", dg_test_builddir(), name);
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define HOST_ABI STR(DG_PLUGIN_ABI_MAJOR) "." STR(DG_PLUGIN_ABI_MINOR)
+
 /* fixture -> NULL (loads) or what the error must say besides the path. */
 static const struct {
 	const char *fixture;
 	const char *error;
 } cases[] = {
 	{ "good", NULL },
+	{ "abi10", NULL }, /* built against the ABI 1.0 header */
 	{ "bad_magic", "wrong magic 0xdeadbeef (expected 0x64675031): not a dgramd plugin" },
-	{ "bad_abi", "built for plugin ABI 2.0, this dgramd provides ABI 1.0 (major versions differ)" },
-	{ "newer_minor", "built for plugin ABI 1.99, newer than this dgramd's 1.0" },
+	{ "bad_abi", "built for plugin ABI 2.0, this dgramd provides ABI " HOST_ABI " (major versions differ)" },
+	{ "newer_minor", "built for plugin ABI 1.99, newer than this dgramd's " HOST_ABI },
 	{ "small_struct", "descriptor is 16 bytes, ABI 1.0 needs at least" },
 	{ "tiny_symbol", "symbol 'dgramd_plugin' is 8 bytes, too small for a plugin header" },
 	{ "no_symbol", "no symbol 'dgramd_plugin': not a dgramd plugin" },

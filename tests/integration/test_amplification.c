@@ -232,6 +232,102 @@ static void test_max_replies_default(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_too_many"), 2);
 }
 
+/* kv answers a reply the guard refuses with a cookie; the peer that echoes
+ * its own cookie is validated and gets everything from then on, for the
+ * rest of its session. A cookie is bound to the address it was sent to. */
+/* A shipped config with its fixed ports made 0 (the IPv6 one dropped). */
+static char *shipped(const char *file, const char *port)
+{
+	static char text[8192];
+	char path[4096], *p;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", dg_test_srcdir(), file);
+	FILE *f = fopen(path, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	while ((p = strstr(text, ", \"[::1]:")))
+		memmove(p, strchr(p + 3, '"') + 1, strlen(strchr(p + 3, '"') + 1) + 1);
+	while ((p = strstr(text, port))) {
+		memmove(p + 1, p + strlen(port), strlen(p + strlen(port)) + 1);
+		*p = '0';
+	}
+	return text;
+}
+
+/* Run on conf/examples/kv.json as shipped (ports aside). */
+static void test_kv_cookie(void)
+{
+	const char *conf = shipped("conf/examples/kv.json", "5301");
+	static const char get[] = "{\"op\":\"get\",\"key\":\"big\"}";
+	/* What the replies are, and so their sizes. */
+	const ssize_t cookie_len = sizeof("{\"ok\":false,\"error\":\"cookie\",\"cookie\":\"\"}") - 1 + 16;
+	const ssize_t value_len = sizeof("{\"ok\":true,\"value\":\"\"}") - 1 + 2000;
+	struct dg_daemon d;
+	char set[2100], req[256], buf[4096], cookie[17] = "", other[17] = "";
+	ssize_t n;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	int s = client_from("127.0.0.3", 2000), a = client_from("127.0.0.4", 2000);
+	int c = client_from("127.0.0.5", 2000);
+	CU_ASSERT_FATAL(s >= 0 && a >= 0 && c >= 0);
+	/* A 2000-byte value: the set request is larger than its reply. */
+	n = snprintf(set, sizeof(set), "{\"op\":\"set\",\"key\":\"big\",\"value\":\"%02000d\"}", 7);
+	CU_ASSERT_EQUAL(dg_udp_ask(s, &d.addr[0], d.addrlen[0], set, (size_t)n, buf, sizeof(buf)), 11);
+
+	/* Unvalidated: 24 bytes in, the 2022-byte value refused, the 57-byte
+	 * cookie reply sent (under 3 x 24). */
+	n = dg_udp_ask(a, &d.addr[0], d.addrlen[0], get, strlen(get), buf, sizeof(buf) - 1);
+	CU_ASSERT_EQUAL_FATAL(n, cookie_len);
+	buf[n] = '\0';
+	CU_ASSERT_EQUAL(sscanf(buf, "{\"ok\":false,\"error\":\"cookie\",\"cookie\":\"%16[0-9a-f]\"}", cookie), 1);
+	CU_ASSERT_EQUAL(strlen(cookie), 16);
+
+	/* Echoing it: validated, the whole value. */
+	n = snprintf(req, sizeof(req), "{\"op\":\"get\",\"key\":\"big\",\"cookie\":\"%s\"}", cookie);
+	n = dg_udp_ask(a, &d.addr[0], d.addrlen[0], req, (size_t)n, buf, sizeof(buf));
+	CU_ASSERT_EQUAL(n, value_len);
+	/* And later requests without it too. */
+	CU_ASSERT_EQUAL(dg_udp_ask(a, &d.addr[0], d.addrlen[0], get, strlen(get), buf, sizeof(buf)), value_len);
+
+	/* A's cookie from another address validates nothing. */
+	n = dg_udp_ask(c, &d.addr[0], d.addrlen[0], req, strlen(req), buf, sizeof(buf) - 1);
+	CU_ASSERT_EQUAL_FATAL(n, cookie_len);
+	buf[n] = '\0';
+	CU_ASSERT_EQUAL(sscanf(buf, "{\"ok\":false,\"error\":\"cookie\",\"cookie\":\"%16[0-9a-f]\"}", other), 1);
+	CU_ASSERT(strcmp(cookie, other) != 0);
+	close(s);
+	close(a);
+	close(c);
+	dg_daemon_stop_checked(&d, "kv");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "kv", "tx_drop_amplification"), 2);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "kv", "tx"), 5);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "kv", "tx_bytes"), 11 + 2 * cookie_len + 2 * value_len);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "kv", "handler_errors"), 0);
+}
+
+/* A plugin built against the ABI 1.0 header (tests/fixtures/abi10.c)
+ * loads into this 1.1 host and answers. */
+static void test_abi10_plugin(void)
+{
+	char conf[8192], buf[64];
+	struct dg_daemon d;
+
+	snprintf(conf, sizeof(conf),
+	         "{ \"listeners\": [{ \"name\": \"old\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\",\n"
+	         "  \"handler\": {\"plugin\": \"%s/tests/fixtures/.libs/abi10.so\"} }] }\n",
+	         dg_test_builddir());
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	int fd = dg_udp_client(&d.addr[0], 2000);
+	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "hello", 5, buf, sizeof(buf)), 9);
+	CU_ASSERT_EQUAL(memcmp(buf, "1.0:hello", 9), 0);
+	close(fd);
+	dg_daemon_stop_checked(&d, "old");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "old", "tx"), 1);
+}
+
 static int run_check(const char *extra, char *out, size_t outlen)
 {
 	char bin[4096], plugins[4096], path[4096], err[4096];
@@ -269,6 +365,8 @@ static const struct dg_test tests[] = {
 	{ "50 sources, none amplified", test_many_sources },
 	{ "max_replies_per_request", test_max_replies },
 	{ "max_replies_per_request default 64", test_max_replies_default },
+	{ "kv cookie validates a peer", test_kv_cookie },
+	{ "plugin built for ABI 1.0", test_abi10_plugin },
 	{ "config errors", test_config_errors },
 	{ NULL, NULL },
 };
