@@ -3,6 +3,8 @@
  * queue; so at any moment
  *   rx = handled + decode_errors + sum(drop) + (datagrams now queued)
  * and at exit, with the queues empty, rx = handled + decode_errors + drops.
+ * rx_kernel_drops stands outside that sum: datagrams the kernel dropped
+ * before dgramd could read them (socket buffer full) never reach rx.
  * Replies have their own accounting: tx + sum(tx_drop) = replies made. */
 #ifndef DG_COUNTERS_H
 #define DG_COUNTERS_H
@@ -33,6 +35,7 @@ enum dg_tx_drop {
 struct dg_counters {
 	uint64_t rx;            /* datagrams received */
 	uint64_t rx_bytes;
+	uint64_t rx_kernel_drops; /* dropped by the kernel, never received (SO_RXQ_OVFL) */
 	uint64_t handled;       /* datagrams whose frames went to the handler */
 	uint64_t decode_errors; /* datagrams that failed framing or payload */
 	uint64_t drop[DG_DROP__COUNT];

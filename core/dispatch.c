@@ -156,6 +156,7 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 	struct dg_listener *l = r->l;
 	struct dg_peer peer = {
 		.addr = &r->sess->peer.sa, .addrlen = r->sess->peerlen, .listener = l->conf->name,
+		.local = &r->sess->local.sa, .locallen = r->sess->locallen,
 	};
 
 	while (r->frame < r->frames) {
@@ -305,13 +306,14 @@ static void close_session(struct dg_listener *l, struct dg_session *sess, int re
 	l->c->drop[DG_DROP_SHUTDOWN] += dropped;
 }
 
-/* The peer's session, made (evicting the least recently used idle one if
- * the table is full) if it has none. NULL: drop the datagram. */
+/* The session of (peer, local), made (evicting the least recently used
+ * idle one if the table is full) if there is none. NULL: drop the datagram. */
 static struct dg_session *session_for(struct dg_listener *l, const struct sockaddr *peer,
-                                      socklen_t peerlen)
+                                      socklen_t peerlen, const struct sockaddr *local,
+                                      socklen_t locallen)
 {
 	struct dg_sessions *t = &l->sessions;
-	struct dg_session *sess = dg_session_find(t, peer, peerlen);
+	struct dg_session *sess = dg_session_find(t, peer, local);
 
 	if (sess) {
 		dg_session_touch(t, sess, l->srv->now_ms);
@@ -326,14 +328,15 @@ static struct dg_session *session_for(struct dg_listener *l, const struct sockad
 		l->c->sessions_evicted++;
 		close_session(l, victim, DG_CLOSE_EVICTED);
 	}
-	sess = dg_session_create(t, peer, peerlen, l->srv->now_ms);
+	sess = dg_session_create(t, peer, peerlen, local, locallen, l->srv->now_ms);
 	if (sess)
 		l->c->sessions++;
 	return sess;
 }
 
 void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
-                 const struct sockaddr *peer, socklen_t peerlen)
+                 const struct sockaddr *peer, socklen_t peerlen,
+                 const struct sockaddr *local, socklen_t locallen)
 {
 	struct dg_listener *l = s->l;
 
@@ -344,11 +347,12 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 	if (flags & MSG_TRUNC)
 		return drop(l, DG_DROP_TRUNCATED);
 	if (l->plugin->accept) {
-		struct dg_peer p = { .addr = peer, .addrlen = peerlen, .listener = l->conf->name };
+		struct dg_peer p = { .addr = peer, .addrlen = peerlen, .listener = l->conf->name,
+		                     .local = local, .locallen = locallen };
 		if (l->plugin->accept(l->state, &p))
 			return drop(l, DG_DROP_PLUGIN);
 	}
-	struct dg_session *sess = session_for(l, peer, peerlen);
+	struct dg_session *sess = session_for(l, peer, peerlen, local, locallen);
 	if (!sess)
 		return drop(l, DG_DROP_PEERS_FULL);
 	dg_tx_credit(l, sess, len);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "io.h"
 
@@ -73,4 +74,74 @@ int dg_io_send(int fd, dg_mmsg *m, unsigned n)
 		m[i].msg_len = (unsigned)r;
 	}
 	return (int)i;
+}
+
+int dg_io_want_cmsg(int fd, int family, bool pktinfo, const char **what)
+{
+	int one = 1;
+
+#ifdef SO_RXQ_OVFL
+	*what = "SO_RXQ_OVFL";
+	if (setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one)) < 0)
+		return -1;
+#endif
+	if (!pktinfo)
+		return 0;
+	/* IP_PKTINFO on receive gives the destination; on send it picks the
+	 * source (ipi_spec_dst), as IPV6_PKTINFO does for IPv6. */
+	*what = family == AF_INET6 ? "IPV6_RECVPKTINFO" : "IP_PKTINFO";
+	if (family == AF_INET6)
+		return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+	return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+}
+
+void dg_io_rx_cmsg(struct msghdr *h, uint32_t *ovfl, struct sockaddr *local)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+#ifdef SO_RXQ_OVFL
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL)
+			memcpy(ovfl, CMSG_DATA(c), sizeof(*ovfl));
+#endif
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+		    local->sa_family == AF_INET) {
+			struct in_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			/* ipi_spec_dst: the local address a reply should come
+			 * from (the header's destination for unicast). */
+			((struct sockaddr_in *)local)->sin_addr = pi.ipi_spec_dst;
+		} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+		           local->sa_family == AF_INET6) {
+			struct in6_pktinfo pi;
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)local;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			s6->sin6_addr = pi.ipi6_addr;
+			/* A link-local address means nothing without its link. */
+			s6->sin6_scope_id = IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr) ? pi.ipi6_ifindex : 0;
+		}
+	}
+}
+
+void dg_io_tx_srcaddr(struct msghdr *h, union dg_tx_cmsg *buf, const struct sockaddr *from)
+{
+	memset(buf, 0, sizeof(*buf));
+	h->msg_control = buf->buf;
+	struct cmsghdr *c = (struct cmsghdr *)buf->buf;
+	if (from->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)from;
+		struct in6_pktinfo pi = { .ipi6_addr = s6->sin6_addr, .ipi6_ifindex = s6->sin6_scope_id };
+		c->cmsg_level = IPPROTO_IPV6;
+		c->cmsg_type = IPV6_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		h->msg_controllen = CMSG_SPACE(sizeof(pi));
+		return;
+	}
+	/* ipi_ifindex 0: the route decides the interface, the address is
+	 * only the source (nginx does the same). */
+	struct in_pktinfo pi = { .ipi_spec_dst = ((const struct sockaddr_in *)from)->sin_addr };
+	c->cmsg_level = IPPROTO_IP;
+	c->cmsg_type = IP_PKTINFO;
+	c->cmsg_len = CMSG_LEN(sizeof(pi));
+	memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+	h->msg_controllen = CMSG_SPACE(sizeof(pi));
 }

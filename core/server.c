@@ -39,12 +39,30 @@ static void on_post(evutil_socket_t fd, short what, void *arg)
 	dg_server_check_drained(srv);
 }
 
+/* One received datagram: its control messages, then dispatch. Without
+ * pktinfo (a specific bind) the local address is the socket's own. */
+static void rx_one(struct dg_sock *s, dg_mmsg *m, uint32_t *ovfl)
+{
+	struct msghdr *h = &m->msg_hdr;
+	const struct sockaddr *local = (const struct sockaddr *)&s->bound.ss;
+	union dg_sockaddr dst;
+
+	if (h->msg_controllen) {
+		memcpy(&dst, &s->bound.ss, s->bound.len < sizeof(dst) ? s->bound.len : sizeof(dst));
+		dg_io_rx_cmsg(h, ovfl, &dst.sa);
+		local = &dst.sa;
+	}
+	dg_dispatch(s, h->msg_iov->iov_base, m->msg_len, h->msg_flags, h->msg_name, h->msg_namelen,
+	            local, s->bound.len);
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct dg_sock *s = arg;
 	struct dg_listener *l = s->l;
 	struct dg_server *srv = l->srv;
 	unsigned budget = DG_RX_BUDGET;
+	uint32_t ovfl = s->rxq_ovfl;
 	(void)what;
 
 	dg_server_clock(srv);
@@ -58,6 +76,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		for (unsigned i = 0; i < reset; i++) {
 			srv->rx_iov[i].iov_len = srv->rx_len;
 			srv->rx_msgs[i].msg_hdr.msg_namelen = sizeof(srv->rx_addr[i]);
+			srv->rx_msgs[i].msg_hdr.msg_controllen = sizeof(srv->rx_cmsg[i]);
 			srv->rx_msgs[i].msg_hdr.msg_flags = 0;
 		}
 		int n = dg_io_recv(fd, srv->rx_msgs, want);
@@ -73,13 +92,14 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		for (int i = 0; i < n; i++)
-			dg_dispatch(s, srv->rx_iov[i].iov_base, srv->rx_msgs[i].msg_len,
-			            srv->rx_msgs[i].msg_hdr.msg_flags,
-			            (struct sockaddr *)&srv->rx_addr[i], srv->rx_msgs[i].msg_hdr.msg_namelen);
+			rx_one(s, &srv->rx_msgs[i], &ovfl);
 		budget -= (unsigned)n;
 		if ((unsigned)n < want)
 			break;
 	}
+	/* The kernel's counter is cumulative per socket (and wraps). */
+	l->c->rx_kernel_drops += (uint32_t)(ovfl - s->rxq_ovfl);
+	s->rxq_ovfl = ovfl;
 	dg_tx_flush(srv);
 }
 
@@ -111,9 +131,17 @@ static void set_bufsize(struct dg_listener *l, struct dg_sock *s, int opt, int w
 		       opt == SO_RCVBUF ? "rmem_max" : "wmem_max");
 }
 
+static bool is_wildcard(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
+}
+
 static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_addr *addr)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
+	const char *opt;
 	int one = 1;
 	char a[64];
 
@@ -132,6 +160,14 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 	     setsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)) {
 		dg_log(DG_LOG_ERROR, "listener '%s': cannot set socket options on '%s': %s",
 		       l->conf->name, a, strerror(errno));
+		return DG_ERROR;
+	}
+	/* Only a wildcard bind needs each datagram's destination: a specific
+	 * one has a single local address and pays nothing. */
+	s->pktinfo = is_wildcard(sa);
+	if (dg_io_want_cmsg(s->fd, sa->sa_family, s->pktinfo, &opt) < 0) {
+		dg_log(DG_LOG_ERROR, "listener '%s': cannot set %s on '%s': %s", l->conf->name, opt, a,
+		       strerror(errno));
 		return DG_ERROR;
 	}
 	set_bufsize(l, s, SO_RCVBUF, l->conf->rcvbuf, "rcvbuf");
@@ -234,6 +270,7 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 		srv->rx_msgs[i].msg_hdr.msg_iov = &srv->rx_iov[i];
 		srv->rx_msgs[i].msg_hdr.msg_iovlen = 1;
 		srv->rx_msgs[i].msg_hdr.msg_name = &srv->rx_addr[i];
+		srv->rx_msgs[i].msg_hdr.msg_control = srv->rx_cmsg[i].buf;
 	}
 	for (unsigned i = 0; i < srv->n_listeners; i++) {
 		struct dg_listener *l = &srv->listeners[i];
@@ -377,11 +414,12 @@ void dg_counters_log(const char *label, const struct dg_counters *c)
 	for (int d = 0; d < DG_TXDROP__COUNT; d++)
 		n += snprintf(txdrops + n, sizeof(txdrops) - (size_t)n, " tx_drop_%s=%llu",
 		              dg_txdrop_names[d], (unsigned long long)c->tx_drop[d]);
-	dg_log(DG_LOG_INFO, "stats %s rx=%llu rx_bytes=%llu handled=%llu "
+	dg_log(DG_LOG_INFO, "stats %s rx=%llu rx_bytes=%llu rx_kernel_drops=%llu handled=%llu "
 	       "decode_errors=%llu%s packets=%llu handler_errors=%llu timeouts=%llu "
 	       "queued=%llu sessions=%llu sessions_idle=%llu sessions_evicted=%llu "
 	       "tx=%llu tx_bytes=%llu tx_queued=%llu%s", label,
 	       (unsigned long long)c->rx, (unsigned long long)c->rx_bytes,
+	       (unsigned long long)c->rx_kernel_drops,
 	       (unsigned long long)c->handled, (unsigned long long)c->decode_errors, drops,
 	       (unsigned long long)c->packets, (unsigned long long)c->handler_errors,
 	       (unsigned long long)c->timeouts, (unsigned long long)c->queued,

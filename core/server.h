@@ -35,6 +35,8 @@ struct dg_txq_item {
 	struct dg_txq_item *next;
 	struct sockaddr_storage to;
 	socklen_t tolen;
+	union dg_sockaddr from; /* the source to send from (wildcard binds) */
+	socklen_t fromlen;      /* 0: the socket's own address */
 	size_t len;
 	unsigned char data[];
 };
@@ -45,6 +47,8 @@ struct dg_sock {
 	struct event *ev_read;
 	struct event *ev_write;
 	struct dg_addr bound; /* with the real port */
+	bool pktinfo;         /* a wildcard bind: each datagram says its local address */
+	uint32_t rxq_ovfl;    /* the kernel's drop counter, as last seen (SO_RXQ_OVFL) */
 	struct dg_txq_item *q_head, *q_tail;
 	unsigned q_len;
 };
@@ -81,6 +85,8 @@ struct dg_txslot {
 	struct dg_sock *s;
 	struct sockaddr_storage to;
 	socklen_t tolen;
+	union dg_sockaddr from; /* source address on a wildcard bind */
+	socklen_t fromlen;      /* 0: the socket's own address */
 	uint64_t owner; /* serial of the request that opened the slot */
 	struct dg_outdgram out;
 };
@@ -98,6 +104,7 @@ struct dg_server {
 	dg_mmsg rx_msgs[DG_RX_BATCH];
 	struct iovec rx_iov[DG_RX_BATCH];
 	struct sockaddr_storage rx_addr[DG_RX_BATCH];
+	union dg_rx_cmsg rx_cmsg[DG_RX_BATCH];
 	unsigned char *rx_buf; /* DG_RX_BATCH * bufsize */
 	unsigned rx_used;      /* entries the last receive filled (to reset) */
 	size_t rx_len;         /* iov_len the entries are set to */
@@ -116,6 +123,7 @@ struct dg_server {
 	unsigned char *tx_buf; /* DG_TX_BATCH * bufsize */
 	dg_mmsg tx_msgs[DG_TX_BATCH];
 	struct iovec tx_iov[DG_TX_BATCH];
+	union dg_tx_cmsg tx_cmsg[DG_TX_BATCH];
 	struct event *ev_post; /* run after callbacks: continuations, tx flush */
 
 	const char *stats_label; /* "worker=N " in a worker, else "" */
@@ -145,8 +153,11 @@ void dg_server_check_drained(struct dg_server *srv);
 void dg_server_clock(struct dg_server *srv);
 
 /* dispatch.c */
+/* local: the address the datagram was sent to (the socket's own on a
+ * specific bind); the session key and the source of the replies. */
 void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
-                 const struct sockaddr *peer, socklen_t peerlen);
+                 const struct sockaddr *peer, socklen_t peerlen,
+                 const struct sockaddr *local, socklen_t locallen);
 void dg_dispatch_run_ready(struct dg_server *srv);
 void dg_dispatch_abort_all(struct dg_server *srv);
 int dg_listener_sessions_init(struct dg_listener *l);

@@ -62,42 +62,54 @@ static uint64_t mix(uint64_t h)
 	return h ^ (h >> 33);
 }
 
-/* A keyed hash over at most 18 bytes; the random key makes collisions
- * unpredictable to peers. */
-static uint32_t hash(const struct dg_sessions *t, const struct sockaddr *sa)
+static uint64_t hash_addr(const struct dg_sessions *t, uint64_t h, const struct sockaddr *sa)
 {
 	const unsigned char *p;
 	uint16_t port;
 	size_t n = key_of(sa, &p, &port);
-	uint64_t h = t->seed[0] ^ port;
 
+	h ^= port;
 	for (size_t i = 0; i < n; i += 8) {
 		uint64_t w = 0;
 		memcpy(&w, p + i, n - i < 8 ? n - i : 8);
 		h = mix(h ^ w ^ t->seed[1]);
 	}
-	return (uint32_t)mix(h);
+	return h;
 }
 
-static bool same_peer(const struct dg_session *s, const struct sockaddr *sa)
+/* A keyed hash over at most 36 bytes (peer, then local address); the
+ * random key makes collisions unpredictable to peers. */
+static uint32_t hash(const struct dg_sessions *t, const struct sockaddr *sa,
+                     const struct sockaddr *local)
+{
+	return (uint32_t)mix(hash_addr(t, hash_addr(t, t->seed[0], sa), local));
+}
+
+static bool same_addr(const struct sockaddr *x, const struct sockaddr *y)
 {
 	const unsigned char *a, *b;
 	uint16_t pa, pb;
 
-	if (s->peer.sa.sa_family != sa->sa_family)
+	if (x->sa_family != y->sa_family)
 		return false;
-	size_t n = key_of(&s->peer.sa, &a, &pa);
-	key_of(sa, &b, &pb);
+	size_t n = key_of(x, &a, &pa);
+	key_of(y, &b, &pb);
 	return pa == pb && !memcmp(a, b, n);
 }
 
-struct dg_session *dg_session_find(struct dg_sessions *t, const struct sockaddr *sa, socklen_t len)
+static bool same_key(const struct dg_session *s, const struct sockaddr *sa,
+                     const struct sockaddr *local)
 {
-	(void)len;
-	if (t->last && same_peer(t->last, sa))
+	return same_addr(&s->peer.sa, sa) && same_addr(&s->local.sa, local);
+}
+
+struct dg_session *dg_session_find(struct dg_sessions *t, const struct sockaddr *sa,
+                                   const struct sockaddr *local)
+{
+	if (t->last && same_key(t->last, sa, local))
 		return t->last;
-	for (struct dg_session *s = t->buckets[hash(t, sa) & t->mask]; s; s = s->hnext)
-		if (same_peer(s, sa))
+	for (struct dg_session *s = t->buckets[hash(t, sa, local) & t->mask]; s; s = s->hnext)
+		if (same_key(s, sa, local))
 			return t->last = s;
 	return NULL;
 }
@@ -139,7 +151,7 @@ static void maybe_grow(struct dg_sessions *t)
 		struct dg_session *s = t->buckets[i], *next;
 		for (; s; s = next) {
 			next = s->hnext;
-			uint32_t h = hash(t, &s->peer.sa) & mask;
+			uint32_t h = hash(t, &s->peer.sa, &s->local.sa) & mask;
 			s->hnext = b[h];
 			b[h] = s;
 		}
@@ -150,7 +162,8 @@ static void maybe_grow(struct dg_sessions *t)
 }
 
 struct dg_session *dg_session_create(struct dg_sessions *t, const struct sockaddr *sa,
-                                     socklen_t len, uint64_t now_ms)
+                                     socklen_t len, const struct sockaddr *local,
+                                     socklen_t locallen, uint64_t now_ms)
 {
 	struct dg_session *s = calloc(1, sizeof(*s));
 
@@ -158,10 +171,14 @@ struct dg_session *dg_session_create(struct dg_sessions *t, const struct sockadd
 		return NULL;
 	if (len > sizeof(s->peer))
 		len = sizeof(s->peer);
+	if (locallen > sizeof(s->local))
+		locallen = sizeof(s->local);
 	memcpy(&s->peer, sa, len);
 	s->peerlen = len;
+	memcpy(&s->local, local, locallen);
+	s->locallen = locallen;
 	s->last_ms = now_ms;
-	uint32_t h = hash(t, sa) & t->mask;
+	uint32_t h = hash(t, sa, local) & t->mask;
 	s->hnext = t->buckets[h];
 	t->buckets[h] = s;
 	lru_append(t, s);
@@ -204,7 +221,7 @@ struct dg_session *dg_session_expired(struct dg_sessions *t, uint64_t now_ms, ui
 
 void dg_session_free(struct dg_sessions *t, struct dg_session *s, unsigned *dropped)
 {
-	struct dg_session **pp = &t->buckets[hash(t, &s->peer.sa) & t->mask];
+	struct dg_session **pp = &t->buckets[hash(t, &s->peer.sa, &s->local.sa) & t->mask];
 
 	while (*pp && *pp != s)
 		pp = &(*pp)->hnext;

@@ -1,5 +1,6 @@
 /* Per-peer sessions of one listener: a keyed hash table (the key is the
- * peer address, chosen by whoever sends), an LRU list for eviction and idle
+ * peer address, chosen by whoever sends, and the local address it sent to:
+ * on a wildcard bind one peer may talk to several), an LRU list for eviction and idle
  * expiry, and each session's bounded queue of datagrams waiting while the
  * peer has a request in progress. Nothing here logs or touches sockets. */
 #ifndef DG_SESSION_H
@@ -33,6 +34,8 @@ struct dg_session {
 	struct dg_session *ready_next;       /* sessions with queued work to run */
 	union dg_sockaddr peer;
 	socklen_t peerlen;
+	union dg_sockaddr local;             /* where the peer sent to; replies leave from it */
+	socklen_t locallen;
 	bool ready;
 	bool validated;                      /* the plugin said the peer owns its address */
 	uint32_t active;                     /* requests in progress */
@@ -64,12 +67,17 @@ int dg_sessions_init(struct dg_sessions *t, uint32_t max);
 /* Free every session (the caller closed them first: see dg_session_close). */
 void dg_sessions_release(struct dg_sessions *t);
 
-struct dg_session *dg_session_find(struct dg_sessions *t, const struct sockaddr *sa, socklen_t len);
+/* The session of peer sa talking to local address `local` (address and
+ * port), or NULL. */
+struct dg_session *dg_session_find(struct dg_sessions *t, const struct sockaddr *sa,
+                                   const struct sockaddr *local);
 
-/* Create a session for a peer not in the table (count < max). NULL if out
- * of memory. It starts most recently used. */
+/* Create a session for a (peer, local) pair not in the table (count < max);
+ * both addresses are copied. NULL if out of memory. It starts most recently
+ * used. */
 struct dg_session *dg_session_create(struct dg_sessions *t, const struct sockaddr *sa,
-                                     socklen_t len, uint64_t now_ms);
+                                     socklen_t len, const struct sockaddr *local,
+                                     socklen_t locallen, uint64_t now_ms);
 
 /* Mark s used now: it moves to the most recently used end. */
 void dg_session_touch(struct dg_sessions *t, struct dg_session *s, uint64_t now_ms);

@@ -99,6 +99,10 @@ int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt
 	t->s = r->s;
 	memcpy(&t->to, &r->sess->peer, r->sess->peerlen);
 	t->tolen = r->sess->peerlen;
+	/* Copied, not pointed to: the session may close before the flush. */
+	t->fromlen = r->s->pktinfo ? r->sess->locallen : 0;
+	if (t->fromlen)
+		memcpy(&t->from, &r->sess->local, t->fromlen);
 	t->owner = r->serial;
 	r->tx_slot = srv->tx_n++;
 	if (srv->tx_n == 1)
@@ -106,27 +110,29 @@ int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt
 	return DG_OK;
 }
 
-static void enqueue(struct dg_sock *s, const struct sockaddr_storage *to, socklen_t tolen,
-                    const unsigned char *data, size_t len)
+static void enqueue(struct dg_sock *s, const struct dg_txslot *t)
 {
 	struct dg_listener *l = s->l;
+	const struct sockaddr_storage *to = &t->to;
 
 	if (s->q_len >= l->conf->send_queue) {
 		l->c->tx_drop[DG_TXDROP_QUEUE_FULL]++;
 		tx_log(l, (const struct sockaddr *)to, "dropped: send queue full", 0);
 		return;
 	}
-	struct dg_txq_item *it = malloc(sizeof(*it) + len);
+	struct dg_txq_item *it = malloc(sizeof(*it) + t->out.used);
 	if (!it) {
 		l->c->tx_drop[DG_TXDROP_QUEUE_FULL]++;
 		tx_log(l, (const struct sockaddr *)to, "dropped: out of memory for the send queue", 0);
 		return;
 	}
 	it->next = NULL;
-	memcpy(&it->to, to, tolen);
-	it->tolen = tolen;
-	it->len = len;
-	memcpy(it->data, data, len);
+	memcpy(&it->to, to, t->tolen);
+	it->tolen = t->tolen;
+	it->from = t->from;
+	it->fromlen = t->fromlen;
+	it->len = t->out.used;
+	memcpy(it->data, t->out.buf, t->out.used);
 	if (s->q_tail)
 		s->q_tail->next = it;
 	else
@@ -158,6 +164,8 @@ static void send_run(struct dg_server *srv, struct dg_sock *s, unsigned from, un
 		srv->tx_msgs[i].msg_hdr.msg_namelen = t->tolen;
 		srv->tx_msgs[i].msg_hdr.msg_iov = &srv->tx_iov[i];
 		srv->tx_msgs[i].msg_hdr.msg_iovlen = 1;
+		if (t->fromlen)
+			dg_io_tx_srcaddr(&srv->tx_msgs[i].msg_hdr, &srv->tx_cmsg[i], &t->from.sa);
 	}
 	while (from < to) {
 		int n = dg_io_send(s->fd, &srv->tx_msgs[from], to - from);
@@ -180,8 +188,7 @@ static void send_run(struct dg_server *srv, struct dg_sock *s, unsigned from, un
 	}
 queue_rest:
 	for (; from < to; from++)
-		enqueue(s, &srv->tx[from].to, srv->tx[from].tolen, srv->tx[from].out.buf,
-		        srv->tx[from].out.used);
+		enqueue(s, &srv->tx[from]);
 }
 
 void dg_tx_flush(struct dg_server *srv)
@@ -207,8 +214,14 @@ void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg)
 
 	while (s->q_head) {
 		struct dg_txq_item *it = s->q_head;
-		ssize_t n = sendto(fd, it->data, it->len, MSG_DONTWAIT,
-		                   (const struct sockaddr *)&it->to, it->tolen);
+		union dg_tx_cmsg cmsg;
+		struct iovec iov = { .iov_base = it->data, .iov_len = it->len };
+		struct msghdr h = {
+			.msg_name = &it->to, .msg_namelen = it->tolen, .msg_iov = &iov, .msg_iovlen = 1,
+		};
+		if (it->fromlen)
+			dg_io_tx_srcaddr(&h, &cmsg, &it->from.sa);
+		ssize_t n = sendmsg(fd, &h, MSG_DONTWAIT);
 		if (n < 0 && transient(errno))
 			return; /* EV_WRITE stays armed */
 		if (n < 0) {

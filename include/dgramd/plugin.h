@@ -15,7 +15,8 @@
  * .abi_minor to the oldest minor it supports (instead of DG_PLUGIN_HEADER's)
  * and tests DG_HOST_HAS(host, field) before calling a newer host function.
  *
- * History: 1.0 the first; 1.1 appended host->peer_validate.
+ * History: 1.0 the first; 1.1 appended host->peer_validate and the local
+ * address to struct dg_peer.
  *
  * Threading: every callback runs on the worker's event loop thread, the one
  * that owns host->event_base(). Host functions may only be called from that
@@ -126,11 +127,21 @@ struct dg_instance; /* this plugin instance; lives from init() to fini() */
 struct dg_session;  /* per-peer session; see on_session_close() */
 struct dg_timer;    /* a one-shot timer started with host->timer_start() */
 
-/* The peer a datagram came from. Borrowed for the duration of a call. */
+/* The peer a datagram came from. Borrowed, with everything it points to,
+ * for the duration of a call: copy what you keep. Fields are appended
+ * only: those of ABI 1.N are filled in by every host whose abi_minor is
+ * >= N (check host->abi_minor before reading them on an older host). */
 struct dg_peer {
 	const struct sockaddr *addr; /* AF_INET or AF_INET6 */
 	socklen_t addrlen;
 	const char *listener; /* listener name from the config */
+
+	/* ABI 1.1: the local address and port the datagram was sent to, which
+	 * replies come from. On a wildcard bind (0.0.0.0, ::) it is the
+	 * datagram's destination address; otherwise the bound address.
+	 * Sessions are per (addr, local) pair. Same family as addr. */
+	const struct sockaddr *local;
+	socklen_t locallen;
 };
 
 /* One request: one decoded packet (one frame of a datagram).

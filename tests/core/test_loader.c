@@ -56,6 +56,23 @@ static void test_fixtures(void)
 	}
 }
 
+/* The host reads nothing of a descriptor past its declared size: a 1.0
+ * plugin's descriptor may be followed by anything. */
+static void test_fields_past_size(void)
+{
+	struct dg_loader ld = { 0 };
+	const struct dg_plugin *p = NULL;
+	char path[4096], err[1024] = "";
+
+	fixture("short_desc", path, sizeof(path));
+	CU_ASSERT_EQUAL_FATAL(dg_loader_load(&ld, path, &p, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(p->on_packet);
+	CU_ASSERT_PTR_NULL(p->on_error);
+	CU_ASSERT_PTR_NULL(p->on_timeout);
+	CU_ASSERT_PTR_NULL(p->on_session_close);
+	dg_loader_release(&ld);
+}
+
 static void test_not_a_shared_object(void)
 {
 	struct dg_loader ld = { 0 };
@@ -105,6 +122,7 @@ static void test_plugin_path(void)
 
 static const struct dg_test loader_tests[] = {
 	{ "broken fixtures", test_fixtures },
+	{ "fields past the declared size are not read", test_fields_past_size },
 	{ "not a shared object", test_not_a_shared_object },
 	{ "duplicate name", test_duplicate_name },
 	{ "plugin path", test_plugin_path },

@@ -18,6 +18,31 @@ static struct sockaddr_in v4(uint32_t host, uint16_t port)
 
 #define SA(a) ((struct sockaddr *)&(a))
 
+/* The listener's address, of the peer's family (a specific bind). */
+static const struct sockaddr *local_of(const struct sockaddr *peer)
+{
+	static struct sockaddr_in l4;
+	static struct sockaddr_in6 l6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+
+	l4 = v4(0x7f000001, 53);
+	l6.sin6_port = htons(53);
+	return peer->sa_family == AF_INET6 ? SA(l6) : SA(l4);
+}
+
+static struct dg_session *find(struct dg_sessions *t, const struct sockaddr *sa)
+{
+	return dg_session_find(t, sa, local_of(sa));
+}
+
+static struct dg_session *create(struct dg_sessions *t, const struct sockaddr *sa, socklen_t len,
+                                 uint64_t now_ms)
+{
+	const struct sockaddr *l = local_of(sa);
+
+	return dg_session_create(t, sa, len, l, l->sa_family == AF_INET6 ?
+	                         sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), now_ms);
+}
+
 static void test_create_lookup(void)
 {
 	struct dg_sessions t;
@@ -26,29 +51,62 @@ static void test_create_lookup(void)
 	                          .sin6_addr = IN6ADDR_LOOPBACK_INIT };
 
 	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, 100000), 0);
-	CU_ASSERT_PTR_NULL(dg_session_find(&t, SA(a), sizeof(a)));
-	struct dg_session *sa = dg_session_create(&t, SA(a), sizeof(a), 5);
-	struct dg_session *sc = dg_session_create(&t, SA(c), sizeof(c), 5);
-	CU_ASSERT_PTR_EQUAL(dg_session_find(&t, SA(a), sizeof(a)), sa);
-	CU_ASSERT_PTR_EQUAL(dg_session_find(&t, SA(c), sizeof(c)), sc);
-	CU_ASSERT_PTR_NULL(dg_session_find(&t, SA(b), sizeof(b))); /* another port */
+	CU_ASSERT_PTR_NULL(find(&t, SA(a)));
+	struct dg_session *sa = create(&t, SA(a), sizeof(a), 5);
+	struct dg_session *sc = create(&t, SA(c), sizeof(c), 5);
+	CU_ASSERT_PTR_EQUAL(find(&t, SA(a)), sa);
+	CU_ASSERT_PTR_EQUAL(find(&t, SA(c)), sc);
+	CU_ASSERT_PTR_NULL(find(&t, SA(b))); /* another port */
 	CU_ASSERT_EQUAL(t.count, 2);
 	/* Many peers: the table grows and every one is still found. */
 	for (uint32_t i = 0; i < 50000; i++) {
 		struct sockaddr_in p = v4(0x0a000000 + i, (uint16_t)(i * 7));
-		CU_ASSERT_PTR_NOT_NULL_FATAL(dg_session_create(&t, SA(p), sizeof(p), 6));
+		CU_ASSERT_PTR_NOT_NULL_FATAL(create(&t, SA(p), sizeof(p), 6));
 	}
 	CU_ASSERT(t.mask + 1 >= 32768);
 	unsigned found = 0;
 	for (uint32_t i = 0; i < 50000; i++) {
 		struct sockaddr_in p = v4(0x0a000000 + i, (uint16_t)(i * 7));
-		struct dg_session *s = dg_session_find(&t, SA(p), sizeof(p));
+		struct dg_session *s = find(&t, SA(p));
 		found += s && s->peer.in.sin_addr.s_addr == p.sin_addr.s_addr;
 	}
 	CU_ASSERT_EQUAL(found, 50000);
 	dg_session_free(&t, sa, NULL);
-	CU_ASSERT_PTR_NULL(dg_session_find(&t, SA(a), sizeof(a)));
+	CU_ASSERT_PTR_NULL(find(&t, SA(a)));
 	CU_ASSERT_EQUAL(t.count, 50001);
+	dg_sessions_release(&t);
+}
+
+/* On a wildcard bind one peer (address and port) may talk to several local
+ * addresses: each pair is its own session, and replies leave from its
+ * local address. */
+static void test_key_includes_local(void)
+{
+	struct dg_sessions t;
+	struct sockaddr_in p = v4(0x7f000001, 4000);
+	struct sockaddr_in l2 = v4(0x7f000002, 53), l3 = v4(0x7f000003, 53);
+	struct sockaddr_in l2b = v4(0x7f000002, 54); /* another bind's port */
+
+	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, 10), 0);
+	struct dg_session *s2 = dg_session_create(&t, SA(p), sizeof(p), SA(l2), sizeof(l2), 1);
+	CU_ASSERT_PTR_NULL(dg_session_find(&t, SA(p), SA(l3)));
+	CU_ASSERT_PTR_NULL(dg_session_find(&t, SA(p), SA(l2b)));
+	struct dg_session *s3 = dg_session_create(&t, SA(p), sizeof(p), SA(l3), sizeof(l3), 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s2);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s3);
+	CU_ASSERT_PTR_NOT_EQUAL(s2, s3);
+	CU_ASSERT_EQUAL(t.count, 2);
+	/* Alternating lookups also defeat the last-found shortcut. */
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_PTR_EQUAL(dg_session_find(&t, SA(p), SA(l2)), s2);
+		CU_ASSERT_PTR_EQUAL(dg_session_find(&t, SA(p), SA(l3)), s3);
+	}
+	CU_ASSERT_EQUAL(s3->locallen, sizeof(l3));
+	CU_ASSERT_EQUAL(s3->local.in.sin_addr.s_addr, l3.sin_addr.s_addr);
+	CU_ASSERT_EQUAL(s3->local.in.sin_port, l3.sin_port);
+	dg_session_free(&t, s2, NULL);
+	CU_ASSERT_PTR_NULL(dg_session_find(&t, SA(p), SA(l2)));
+	CU_ASSERT_PTR_EQUAL(dg_session_find(&t, SA(p), SA(l3)), s3);
 	dg_sessions_release(&t);
 }
 
@@ -60,7 +118,7 @@ static void test_lru_and_expiry(void)
 	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, 4), 0);
 	for (int i = 0; i < 4; i++) {
 		struct sockaddr_in p = v4(0x7f000001, (uint16_t)(2000 + i));
-		s[i] = dg_session_create(&t, SA(p), sizeof(p), 100 + (uint64_t)i);
+		s[i] = create(&t, SA(p), sizeof(p), 100 + (uint64_t)i);
 	}
 	/* LRU order is creation order until touched. */
 	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t, 64), s[0]);
@@ -90,7 +148,7 @@ static void test_queue_order_and_policies(void)
 	bool queued;
 
 	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, 10), 0);
-	struct dg_session *s = dg_session_create(&t, SA(p), sizeof(p), 0);
+	struct dg_session *s = create(&t, SA(p), sizeof(p), 0);
 	const char *in[] = { "d1", "d2", "d3", "d4", "d5" };
 	unsigned dropped = 0;
 	for (int i = 0; i < 5; i++)
@@ -172,6 +230,7 @@ static void test_request_handles(void)
 
 static const struct dg_test session_tests[] = {
 	{ "create and lookup", test_create_lookup },
+	{ "the key includes the local address", test_key_includes_local },
 	{ "lru and expiry", test_lru_and_expiry },
 	{ "queue order and drop policies", test_queue_order_and_policies },
 	{ "request handles", test_request_handles },
