@@ -184,6 +184,35 @@ static void test_many_sources(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 50);
 }
 
+/* Frames of one datagram, coalesced into one reply datagram: each frame's
+ * reply spends its bytes with its framing; one over the credit is left out
+ * of the datagram, the others still go. factor 1, replies one byte longer
+ * than the frames ("x" prefix), 2-byte length prefixes. */
+static void test_coalesced_frames(void)
+{
+	static const char dgram[] = "\0\x0a" "0123456789" "\0\x0a" "abcdefghij";
+	struct dg_daemon d;
+	char buf[256];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d,
+	        "{ \"listeners\": [{ \"name\": \"t\", \"bind\": \"127.0.0.1:0\",\n"
+	        "  \"codec\": {\"framing\": \"length-prefixed\", \"width\": 2, \"payload\": \"bytes\"},\n"
+	        "  \"amplification\": {\"factor\": 1},\n"
+	        "  \"handler\": {\"plugin\": \"echo\", \"config\": {\"prefix\": \"x\"}} }] }\n", NULL));
+	int fd = dg_udp_client(&d.addr[0], 2000);
+	/* Credit 24: the first reply frame (13) fits, the second does not. */
+	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], dgram, 24, buf, sizeof(buf)), 13);
+	CU_ASSERT_EQUAL(memcmp(buf, "\0\x0bx0123456789", 13), 0);
+	/* Credit 11 + 24: both fit, in one datagram. */
+	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], dgram, 24, buf, sizeof(buf)), 26);
+	CU_ASSERT_EQUAL(memcmp(buf, "\0\x0bx0123456789\0\x0bxabcdefghij", 26), 0);
+	close(fd);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 1);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 2);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_bytes"), 13 + 26);
+}
+
 /* echo replies 5 times; max_replies_per_request 3: the 4th reply call of
  * each request fails with DG_E2BIG (echo stops there: a handler error).
  * Each 1-byte request gets 3 bytes: exactly its amplification credit. */
@@ -363,6 +392,7 @@ static const struct dg_test tests[] = {
 	{ "factor 10", test_custom_factor },
 	{ "factor 0 disables", test_disabled },
 	{ "50 sources, none amplified", test_many_sources },
+	{ "frames coalesced in one reply", test_coalesced_frames },
 	{ "max_replies_per_request", test_max_replies },
 	{ "max_replies_per_request default 64", test_max_replies_default },
 	{ "kv cookie validates a peer", test_kv_cookie },
