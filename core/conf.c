@@ -151,6 +151,14 @@ static int set_int(struct ctx *c, json_t *v, void *obj, const struct directive *
 	return DG_OK;
 }
 
+static int set_size(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
+		return fail(c, "expected a number of bytes from %lld to %lld", d->lo, d->hi);
+	*(size_t *)((char *)obj + d->off) = (size_t)json_integer_value(v);
+	return DG_OK;
+}
+
 static int set_bool(struct ctx *c, json_t *v, void *obj, const struct directive *d)
 {
 	if (!json_is_boolean(v))
@@ -481,6 +489,7 @@ static const struct directive top_directives[] = {
 	{ "plugin_dir", set_string, C(plugin_dir), 0, 0, false },
 	{ "max_pending", set_uint, C(max_pending), 1, 1 << 24, false },
 	{ "shutdown_timeout_ms", set_uint, C(shutdown_timeout_ms), 0, 3600000, false },
+	{ "memory_budget", set_size, C(memory_budget), 1 << 20, 1ll << 40, false },
 	{ NULL, NULL, 0, 0, 0, false },
 };
 #undef C
@@ -527,6 +536,7 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 	cfg->max_pending = DG_DEFAULT_MAX_PENDING;
 	cfg->workers = 1;
 	cfg->shutdown_timeout_ms = DG_DEFAULT_SHUTDOWN_MS;
+	cfg->memory_budget = DG_DEFAULT_MEMORY_BUDGET;
 	cfg->path = strdup(name);
 	cfg->dir = strdup(dir);
 	if (!cfg->path || !cfg->dir) {

@@ -48,6 +48,7 @@ struct dg_config {
 	unsigned max_pending; /* requests in progress at once, per worker */
 	unsigned workers;     /* worker processes; 1: no master process */
 	unsigned shutdown_timeout_ms;
+	size_t memory_budget; /* bytes: requests in progress and queued datagrams, per worker */
 	struct dg_listener_conf *listeners;
 	unsigned n_listeners;
 	struct dg_loader codec_modules; /* loaded from "codec_modules" */
@@ -58,6 +59,7 @@ struct dg_config {
 #define DG_DEFAULT_SEND_QUEUE 1024
 #define DG_DEFAULT_MAX_PENDING 65536
 #define DG_DEFAULT_SHUTDOWN_MS 5000
+#define DG_DEFAULT_MEMORY_BUDGET ((size_t)64 << 20)
 #define DG_DEFAULT_PEER_QUEUE 16
 #define DG_DEFAULT_QUEUE_BYTES (16u << 20)
 #define DG_DEFAULT_MAX_PEERS 65536

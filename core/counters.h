@@ -19,6 +19,7 @@ enum dg_drop {
 	DG_DROP_PEERS_FULL, /* max_peers sessions, none idle to evict */
 	DG_DROP_PEER_QUEUE, /* the peer's queue was full (either drop_policy) */
 	DG_DROP_SHUTDOWN,  /* still queued when the shutdown deadline passed */
+	DG_DROP_MEMORY,    /* memory_budget used up by requests in progress and queues */
 	DG_DROP__COUNT
 };
 

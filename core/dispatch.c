@@ -82,6 +82,8 @@ static void req_free(struct dg_server *srv, uint32_t idx)
 	free(r->copy);
 	r->rest = NULL;
 	r->copy = NULL;
+	srv->mem.held -= r->mem;
+	r->mem = 0;
 	deadline_unlink(srv, idx);
 	dg_reqtab_free(&srv->rt, idx);
 	if (sess) {
@@ -128,15 +130,24 @@ static void handler_failed(struct dg_listener *l, const struct dg_req *r, int rc
 	       rc, sup ? " (and more, not logged)" : "");
 }
 
+/* What keep_rest() charges to the memory budget (process() reserves it
+ * before decoding a datagram of several frames). */
+static size_t rest_bytes(unsigned frames, size_t len)
+{
+	return len + frames * sizeof(struct dg_packet);
+}
+
 /* Keep the frames after the current one past the end of this call: they
  * borrow the receive buffer, which the next batch reuses. */
-static int keep_rest(struct dg_req *r, const struct dg_packet *pkts,
+static int keep_rest(struct dg_server *srv, struct dg_req *r, const struct dg_packet *pkts,
                      const unsigned char *dgram, size_t len)
 {
 	r->copy = malloc(len ? len : 1);
 	r->rest = calloc(r->frames, sizeof(*r->rest));
 	if (!r->copy || !r->rest)
 		return DG_ENOMEM;
+	r->mem += rest_bytes(r->frames, len);
+	srv->mem.held += rest_bytes(r->frames, len);
 	memcpy(r->copy, dgram, len);
 	for (unsigned i = r->frame + 1; i < r->frames; i++) {
 		r->rest[i] = pkts[i];
@@ -182,7 +193,7 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 		else if (v == DG_DECLINED && perr)
 			log_parse_error(l, &r->sess->peer.sa, pkts[f].len, perr);
 		if (v == DG_PENDING && !r->done_in_call) {
-			if (f + 1 < r->frames && !r->rest && keep_rest(r, pkts, dgram, len)) {
+			if (f + 1 < r->frames && !r->rest && keep_rest(srv, r, pkts, dgram, len)) {
 				/* Out of memory: the frames after this one are lost
 				 * (and released here; req_free frees what keep_rest got). */
 				handler_failed(l, r, DG_ENOMEM);
@@ -260,34 +271,75 @@ static void parse_failed(struct dg_sock *s, struct dg_session *sess, unsigned ch
 	log_parse_error(l, &sess->peer.sa, len, pe);
 }
 
-/* Decode a datagram of sess and hand its frames to the handler. */
+static void release_all(struct dg_listener *l, unsigned n)
+{
+	while (n--)
+		dg_codec_release(l->codec, &l->srv->pkts[n]);
+}
+
+/* Decode every frame into srv->pkts, within `room` bytes of decoded
+ * packets. DG_OK; DG_EINVAL (a parse error, in *pe); DG_ENOMEM (the packets
+ * took more than room). Nothing stays decoded on failure. *used: the bytes
+ * the packets hold. */
+static int decode_all(struct dg_listener *l, const unsigned char *buf, unsigned nf, size_t room,
+                      size_t *used, struct dg_parse_error *pe)
+{
+	struct dg_server *srv = l->srv;
+	size_t start = dg_membudget_json_live();
+
+	for (unsigned i = 0; i < nf; i++) {
+		if (dg_codec_decode(l->codec, srv->frames[i].data, srv->frames[i].len,
+		                    &srv->pkts[i], pe)) {
+			pe->offset += (size_t)(srv->frames[i].data - buf);
+			pe->frame = i;
+			release_all(l, i);
+			return DG_EINVAL;
+		}
+	}
+	*used = dg_membudget_json_live() - start;
+	if (*used <= room)
+		return DG_OK;
+	release_all(l, nf);
+	return DG_ENOMEM;
+}
+
+/* Decode a datagram of sess and hand its frames to the handler. The memory
+ * budget is checked before decoding (is there room at all, and for the
+ * datagram copy a multi-frame request may keep) and after (what the
+ * packets hold must fit, else they are released and the datagram dropped).
+ * So a worker holds at most memory_budget, and for a moment while one
+ * datagram decodes, that datagram's packets more. (Failing jansson's
+ * allocations mid-parse instead is not safe: jansson 2.14's lexer reads
+ * past its buffer when one fails.) */
 static void process(struct dg_sock *s, struct dg_session *sess, unsigned char *buf, size_t len)
 {
 	struct dg_listener *l = s->l;
 	struct dg_server *srv = l->srv;
 	struct dg_parse_error pe = { 0 };
+	size_t room = dg_membudget_room(&srv->mem), used;
 	unsigned nf;
 	uint32_t idx;
 
+	if (!room)
+		return drop(l, DG_DROP_MEMORY);
 	if (dg_codec_split(l->codec, buf, len, srv->frames, &nf, &pe))
 		return parse_failed(s, sess, buf, len, &pe);
+	size_t reserve = nf > 1 ? rest_bytes(nf, len) : 0;
+	if (reserve >= room)
+		return drop(l, DG_DROP_MEMORY);
 	/* Every frame is decoded before any is delivered: a handler never sees
 	 * half of a datagram that turns out to be broken. */
-	for (unsigned i = 0; i < nf; i++) {
-		if (dg_codec_decode(l->codec, srv->frames[i].data, srv->frames[i].len,
-		                    &srv->pkts[i], &pe)) {
-			pe.offset += (size_t)(srv->frames[i].data - buf);
-			pe.frame = i;
-			while (i--)
-				dg_codec_release(l->codec, &srv->pkts[i]);
-			return parse_failed(s, sess, buf, len, &pe);
-		}
-	}
+	int rc = decode_all(l, buf, nf, room - reserve, &used, &pe);
+	if (rc == DG_ENOMEM)
+		return drop(l, DG_DROP_MEMORY);
+	if (rc)
+		return parse_failed(s, sess, buf, len, &pe);
 	if (!new_request(srv, s, sess, nf, &idx)) {
-		for (unsigned i = 0; i < nf; i++)
-			dg_codec_release(l->codec, &srv->pkts[i]);
+		release_all(l, nf);
 		return drop(l, DG_DROP_BUSY);
 	}
+	REQ(srv, idx)->mem = used;
+	srv->mem.held += used;
 	l->c->handled++;
 	l->c->packets += nf;
 	run_frames(srv, idx, srv->pkts, buf, len, NULL);
@@ -301,8 +353,10 @@ static void close_session(struct dg_listener *l, struct dg_session *sess, int re
 		l->plugin->on_session_close(l->state, sess, reason);
 	if (sess->data_free)
 		sess->data_free(sess->data);
+	size_t qbytes = l->sessions.q_bytes;
 	l->srv->queued -= sess->q_len;
 	dg_session_free(&l->sessions, sess, &dropped);
+	l->srv->mem.queued -= qbytes - l->sessions.q_bytes;
 	l->c->drop[DG_DROP_SHUTDOWN] += dropped;
 }
 
@@ -360,13 +414,17 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 	 * datagrams waiting), this one waits too, undecoded. */
 	if (l->conf->ordering && (sess->active || sess->q_len)) {
 		uint32_t before = sess->q_len;
+		size_t qbytes = l->sessions.q_bytes;
 		bool queued;
+		if (len + sizeof(struct dg_qitem) > dg_membudget_room(&l->srv->mem))
+			return drop(l, DG_DROP_MEMORY);
 		l->c->drop[DG_DROP_PEER_QUEUE] += dg_session_enqueue(&l->sessions, sess, s, buf, len,
 		        l->conf->peer_queue, l->conf->queue_bytes,
 		        (enum dg_drop_policy)l->conf->drop_policy, &queued);
 		l->c->queued += queued;
 		l->srv->queued += sess->q_len;
 		l->srv->queued -= before;
+		l->srv->mem.queued += l->sessions.q_bytes - qbytes; /* size_t: a fall wraps right */
 		return;
 	}
 	process(s, sess, buf, len);
@@ -393,8 +451,10 @@ static void run_session(struct dg_server *srv, struct dg_session *sess)
 {
 	while (!sess->active && sess->q_len) {
 		struct dg_sock *s = sess->q_head->s;
+		size_t qbytes = s->l->sessions.q_bytes;
 		struct dg_qitem *it = dg_session_dequeue(&s->l->sessions, sess);
 		srv->queued--;
+		srv->mem.queued -= qbytes - s->l->sessions.q_bytes;
 		process(s, sess, it->data, it->len);
 		free(it);
 	}

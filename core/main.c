@@ -60,6 +60,9 @@ int main(int argc, char **argv)
 	int level = -1, opt;
 	bool check_only = false;
 
+	/* Before any jansson value exists: decoded packets are measured
+	 * against memory_budget. */
+	dg_membudget_install();
 	while ((opt = getopt_long(argc, argv, "c:tP:l:r:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': conf_path = optarg; break;

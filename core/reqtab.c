@@ -64,6 +64,7 @@ bool dg_reqtab_alloc(struct dg_reqtab *t, uint32_t *idx)
 	r->frame = 0;
 	r->rest = NULL;
 	r->copy = NULL;
+	r->mem = 0;
 	r->tx_slot = UINT32_MAX;
 	t->used++;
 	return true;

@@ -36,6 +36,7 @@ struct dg_req {
 	uint64_t serial;         /* unique for the worker's life: owns tx slots */
 	unsigned tx_slot;        /* reply coalescing: the slot it last wrote, if still its own */
 	unsigned replies;        /* reply calls for the current frame (max_replies_per_request) */
+	size_t mem;              /* bytes charged to the memory budget until it is freed */
 };
 
 struct dg_reqtab {

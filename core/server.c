@@ -14,6 +14,7 @@
 
 const char *const dg_drop_names[DG_DROP__COUNT] = {
 	"too_large", "truncated", "plugin", "busy", "peers_full", "peer_queue", "shutdown",
+	"memory",
 };
 
 void dg_server_clock(struct dg_server *srv)
@@ -235,6 +236,7 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
+	srv->mem.budget = cfg->memory_budget;
 	dg_srv = srv;
 	srv->base = event_base_new();
 	if (!srv->base) {
@@ -404,7 +406,7 @@ void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c)
 
 void dg_counters_log(const char *label, const struct dg_counters *c)
 {
-	char drops[256], txdrops[512];
+	char drops[512], txdrops[512];
 	int n = 0;
 
 	for (int d = 0; d < DG_DROP__COUNT; d++)

@@ -16,6 +16,7 @@
 #include "io.h"
 #include "loader.h"
 #include "log.h"
+#include "membudget.h"
 #include "reqtab.h"
 #include "session.h"
 
@@ -116,6 +117,7 @@ struct dg_server {
 	struct dg_session *sready_head, *sready_tail; /* sessions with queued datagrams to run */
 	unsigned pending;
 	unsigned long queued; /* datagrams in peer queues, all listeners */
+	struct dg_membudget mem; /* bytes of requests in progress and queues */
 
 	struct dg_txslot tx[DG_TX_BATCH];
 	unsigned tx_n;

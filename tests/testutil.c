@@ -329,7 +329,7 @@ void dg_daemon_stop_checked(struct dg_daemon *d, const char *listener)
 {
 	static const char *const parts[] = {
 		"handled", "decode_errors", "drop_too_large", "drop_truncated", "drop_plugin",
-		"drop_busy", "drop_peers_full", "drop_peer_queue", "drop_shutdown",
+		"drop_busy", "drop_peers_full", "drop_peer_queue", "drop_shutdown", "drop_memory",
 	};
 	int status = dg_daemon_stop(d);
 	long long rx = dg_daemon_stat(d, listener, "rx"), sum = 0;

@@ -9,7 +9,14 @@
  * decode gets {"ok": false, "error": "bad request: REASON", "offset": N}.
  *
  * config: "max_keys" (100000), "max_key_len" (256), "max_value_bytes"
- * (4096, compact JSON size of a value), "cookie" (true).
+ * (4096, compact JSON size of a value), "max_bytes" (16 MiB: the whole
+ * store, each entry counted as key + value + KV_ENTRY_OVERHEAD), "cookie"
+ * (true).
+ *
+ * Values are kept as their compact JSON text, not as a jansson tree: a tree
+ * can take a hundred times its text (`[{},{},...]`: ~250 bytes per `{}`),
+ * so a bound on the text would not bound memory. A get parses the text
+ * again (at most max_value_bytes).
  *
  * Cookies (peer validation, as DNS cookies and QUIC's Retry do it): when the
  * server's amplification guard refuses a reply to a peer that has not
@@ -42,11 +49,23 @@
 struct kv {
 	const struct dg_host *host;
 	struct dg_instance *self;
-	json_t *store;
-	size_t max_keys, max_key_len, max_value_bytes;
+	json_t *store;           /* key -> JSON string holding the value's compact text */
+	size_t bytes;            /* charged for the entries in store */
+	unsigned long refused;   /* sets refused by max_bytes */
+	size_t max_keys, max_key_len, max_value_bytes, max_bytes;
 	bool cookie;
 	uint64_t key[2]; /* cookie key */
 };
+
+/* What one entry costs beyond its key and value text: jansson's hash pair
+ * and bucket, the string value's struct, malloc's headers (measured with
+ * the daemon's counting allocator: tests/plugins/test_kv.c). */
+#define KV_ENTRY_OVERHEAD 256
+
+static size_t entry_bytes(size_t key_len, size_t value_len)
+{
+	return key_len + value_len + KV_ENTRY_OVERHEAD;
+}
 
 static int kv_option(struct kv *kv, const json_t *config, const char *key, size_t *out,
                      size_t def, size_t max)
@@ -69,6 +88,9 @@ static void kv_fini(void *state)
 	struct kv *kv = state;
 
 	if (kv) {
+		if (kv->refused)
+			kv->host->log(kv->self, DG_LOG_INFO, "%lu sets refused: store full (max_bytes %zu)",
+			              kv->refused, kv->max_bytes);
 		json_decref(kv->store);
 		free(kv);
 	}
@@ -93,9 +115,9 @@ static int kv_init(struct dg_instance *self, const struct dg_host *host,
 			return DG_EINVAL;
 		}
 		if (strcmp(key, "max_keys") && strcmp(key, "max_key_len") &&
-		    strcmp(key, "max_value_bytes") && strcmp(key, "cookie")) {
+		    strcmp(key, "max_value_bytes") && strcmp(key, "max_bytes") && strcmp(key, "cookie")) {
 			host->log(self, DG_LOG_ERROR, "config.%s: unknown key (known: max_keys, max_key_len, "
-			          "max_value_bytes, cookie)", key);
+			          "max_value_bytes, max_bytes, cookie)", key);
 			kv_fini(kv);
 			return DG_EINVAL;
 		}
@@ -109,7 +131,8 @@ static int kv_init(struct dg_instance *self, const struct dg_host *host,
 	kv->store = json_object();
 	if (!kv->store || kv_option(kv, config, "max_keys", &kv->max_keys, 100000, 100000000) ||
 	    kv_option(kv, config, "max_key_len", &kv->max_key_len, 256, 65536) ||
-	    kv_option(kv, config, "max_value_bytes", &kv->max_value_bytes, 4096, 1 << 20)) {
+	    kv_option(kv, config, "max_value_bytes", &kv->max_value_bytes, 4096, 1 << 20) ||
+	    kv_option(kv, config, "max_bytes", &kv->max_bytes, 16 << 20, (size_t)1 << 40)) {
 		kv_fini(kv);
 		return DG_EINVAL;
 	}
@@ -226,24 +249,77 @@ static json_t *fail(const char *msg)
 	return json_pack("{sbss}", "ok", 0, "error", msg);
 }
 
+/* The value's compact text, or NULL with *err set. */
+static json_t *value_text(struct kv *kv, const json_t *value, const char **err)
+{
+	size_t cap = kv->max_value_bytes + 1;
+	char *buf = malloc(cap);
+	json_t *text = NULL;
+
+	*err = NULL;
+	if (!buf)
+		return NULL;
+	size_t n = json_dumpb(value, buf, cap, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (n > kv->max_value_bytes)
+		*err = "value too large (max_value_bytes)";
+	else if (n > 0)
+		text = json_stringn(buf, n);
+	free(buf);
+	return text;
+}
+
 static json_t *kv_set(struct kv *kv, const char *key, json_t *value)
 {
+	const char *err;
+
 	if (!value)
 		return fail("set needs a value");
-	if (json_dumpb(value, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) > kv->max_value_bytes)
-		return fail("value too large (max_value_bytes)");
-	if (!json_object_get(kv->store, key) && json_object_size(kv->store) >= kv->max_keys)
+	json_t *old = json_object_get(kv->store, key);
+	if (!old && json_object_size(kv->store) >= kv->max_keys)
 		return fail("store full (max_keys)");
-	/* A deep copy: the request's tree is freed after the call. */
-	if (json_object_set_new(kv->store, key, json_deep_copy(value)))
+	json_t *text = value_text(kv, value, &err);
+	if (!text)
+		return err ? fail(err) : NULL;
+	size_t freed = old ? entry_bytes(strlen(key), json_string_length(old)) : 0;
+	size_t cost = entry_bytes(strlen(key), json_string_length(text));
+	if (kv->bytes - freed + cost > kv->max_bytes) {
+		json_decref(text);
+		kv->refused++;
+		return fail("store full (max_bytes)");
+	}
+	if (json_object_set_new(kv->store, key, text))
 		return NULL;
+	kv->bytes = kv->bytes - freed + cost;
 	return json_pack("{sb}", "ok", 1);
+}
+
+static json_t *kv_get(struct kv *kv, const char *key)
+{
+	json_t *text = json_object_get(kv->store, key);
+
+	if (!text)
+		return fail("not found");
+	json_t *v = json_loadb(json_string_value(text), json_string_length(text),
+	                       JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	return v ? json_pack("{sbso}", "ok", 1, "value", v) : NULL;
+}
+
+static json_t *kv_del(struct kv *kv, const char *key)
+{
+	json_t *text = json_object_get(kv->store, key);
+	int deleted = text != NULL;
+
+	if (deleted) {
+		kv->bytes -= entry_bytes(strlen(key), json_string_length(text));
+		json_object_del(kv->store, key);
+	}
+	return json_pack("{sbsb}", "ok", 1, "deleted", deleted);
 }
 
 static json_t *kv_handle(struct kv *kv, const json_t *req)
 {
 	const char *op, *key;
-	json_t *k, *v;
+	json_t *k;
 
 	if (!json_is_object(req))
 		return fail("expected a JSON object");
@@ -259,14 +335,10 @@ static json_t *kv_handle(struct kv *kv, const json_t *req)
 	key = json_string_value(k);
 	if (!strcmp(op, "set"))
 		return kv_set(kv, key, json_object_get(req, "value"));
-	if (!strcmp(op, "get")) {
-		v = json_object_get(kv->store, key);
-		return v ? json_pack("{sbsO}", "ok", 1, "value", v) : fail("not found");
-	}
-	if (!strcmp(op, "del")) {
-		int deleted = json_object_del(kv->store, key) == 0;
-		return json_pack("{sbsb}", "ok", 1, "deleted", deleted);
-	}
+	if (!strcmp(op, "get"))
+		return kv_get(kv, key);
+	if (!strcmp(op, "del"))
+		return kv_del(kv, key);
 	return fail("unknown op (set, get, del)");
 }
 

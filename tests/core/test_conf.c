@@ -39,6 +39,9 @@ static const struct {
 	/* wrong types and ranges */
 	{ LISTENER(", \"max_datagram\": \"big\""), "listeners[0].max_datagram: expected an integer from 1 to 65507" },
 	{ LISTENER(", \"max_datagram\": 70000"), "listeners[0].max_datagram: expected an integer from 1 to 65507" },
+	{ "{\"memory_budget\": 1000, " BODY("") "}", "t.json: memory_budget: expected a number of bytes from 1048576 to 1099511627776" },
+	{ "{\"memory_budget\": \"64M\", " BODY("") "}", "t.json: memory_budget: expected a number of bytes from" },
+	{ "{\"memory_budget\": 1048576, " BODY("") "}", NULL },
 	{ LISTENER(", \"reuseport\": 1"), "listeners[0].reuseport: expected true or false" },
 	{ "{\"log\": {\"level\": \"loud\"}, " BODY("") "}", "log.level: expected \"error\"" },
 	{ "{\"listeners\": {}}", "listeners: expected a non-empty array" },
@@ -103,6 +106,7 @@ static void test_values(void)
 	CU_ASSERT_EQUAL_FATAL(dg_config_parse(text, sizeof(text) - 1, "t", "/d", "/p", &cfg, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(cfg->max_pending, 10);
 	CU_ASSERT_EQUAL(cfg->shutdown_timeout_ms, DG_DEFAULT_SHUTDOWN_MS);
+	CU_ASSERT_EQUAL(cfg->memory_budget, DG_DEFAULT_MEMORY_BUDGET);
 	CU_ASSERT_EQUAL(cfg->n_listeners, 1);
 	struct dg_listener_conf *l = &cfg->listeners[0];
 	CU_ASSERT_STRING_EQUAL(l->name, "x");
