@@ -235,6 +235,8 @@ struct dg_host {
 
 /* The plugin descriptor: the one exported symbol. Optional callbacks may be
  * NULL, and callbacks beyond the descriptor's own size are treated as NULL.
+ * Every callback runs on the worker's event-loop thread; make and free
+ * jansson values there only (dgramd counts jansson's memory without locks).
  *
  * init(): called once per listener per worker with the handler's "config"
  *   object from the server config (NULL if absent; borrowed, valid during
