@@ -8,21 +8,39 @@
  *                 the listener's handler_timeout_ms
  *   "max_inflight": requests at the upstream at once (256); more wait in a
  *                 FIFO of the same size, beyond that they get an error
+ *   "linger_ms": how long the socket of a finished request stays bound
+ *                 (5000), so stray datagrams for it are discarded
  *
- * Matching: every in-flight request has its own connected socket (its own
- * source port), so an answer on socket i answers request i, whatever the
- * protocol. After a timeout the socket is replaced, so a late answer can
- * never be taken for the next request's. Errors are JSON replies
- * {"error": "upstream timeout" | "upstream refused" | ...}: for a bytes
- * payload the same text is sent. */
+ * Matching. UDP answers carry nothing that names their request, whatever
+ * the upstream's protocol, except the port they are sent to. So every
+ * request gets a socket of its own, opened for it (a fresh source port),
+ * and the first datagram that socket receives is the answer; the socket is
+ * never used for another request. After the request ends (answered, timed
+ * out, refused, or abandoned by the server) the socket stays bound but
+ * unread for linger_ms, so a duplicate, a second datagram of the answer or
+ * a late answer is dropped with it instead of reaching a closed port that
+ * the kernel might hand to a new request at once. At most max_inflight
+ * sockets linger (the oldest is closed first), so the relay holds at most
+ * 2 * max_inflight sockets. Only a datagram that arrives after its socket
+ * was closed, and to a port the kernel has since picked again for a new
+ * request (the kernel picks ports at random), could be taken for that
+ * request's answer.
+ *
+ * Errors are JSON replies {"error": "upstream timeout" | "upstream
+ * refused" | ...}: for a bytes payload the same text is sent.
+ *
+ * Every request in progress is found from its handle in O(1) (a hash), so
+ * on_timeout costs the same with one or 65536 requests in progress. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <fcntl.h>
+#include <stddef.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -31,19 +49,28 @@
 
 struct relay;
 
+/* What the hash finds from a request handle: a slot or a waiting request. */
+struct entry {
+	dg_req_t req;             /* 0: not in the hash */
+	struct entry *hnext;
+	struct entry **hpprev;
+	bool waiting;
+};
+
+/* A request at the upstream, on a socket of its own. */
 struct slot {
+	struct entry e;           /* first: a slot is its entry */
 	struct relay *r;
-	int fd;
-	struct event *ev_read;
+	int fd;                   /* -1 when free */
+	struct event *ev_read;    /* made once, assigned to each new socket */
 	struct event *ev_timeout;
-	dg_req_t req; /* 0: free */
 	struct slot *next_free;
 };
 
 /* A request waiting for a free slot. */
 struct waiting {
-	struct waiting *next;
-	dg_req_t req;
+	struct entry e;           /* first */
+	struct waiting *prev, *next;
 	size_t len;
 	unsigned char data[];
 };
@@ -56,15 +83,134 @@ struct relay {
 	socklen_t uplen;
 	unsigned timeout_ms;
 	unsigned max_inflight;
+	unsigned linger_ms;
 	struct slot *slots;
-	unsigned n_slots; /* slots created so far (lazily) */
+	unsigned n_slots;         /* slots set up so far (lazily) */
 	struct slot *free;
 	struct waiting *w_head, *w_tail;
 	unsigned w_len;
+	struct entry **buckets;   /* hash by handle; 2^hash_bits buckets */
+	unsigned hash_bits;
+	/* Sockets of finished requests, oldest first (a ring of max_inflight). */
+	int *linger_fd;
+	long long *linger_until;  /* ms, monotonic */
+	unsigned l_head, l_len;
+	struct event *ev_linger;
+	long long last_warn_ms;
+	unsigned long long warn_dropped;
 };
 
 static void on_answer(evutil_socket_t fd, short what, void *arg);
 static void on_slot_timeout(evutil_socket_t fd, short what, void *arg);
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO on Linux: no syscall */
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One warning per second at most; the others are counted in the next. */
+static void warn_limited(struct relay *r, const char *what, int err)
+{
+	long long now = now_ms();
+
+	if (r->last_warn_ms && now - r->last_warn_ms < 1000) {
+		r->warn_dropped++;
+		return;
+	}
+	r->host->log(r->self, DG_LOG_WARN, "%s: %s (%llu similar warnings suppressed)", what,
+	             strerror(err), r->warn_dropped);
+	r->last_warn_ms = now;
+	r->warn_dropped = 0;
+}
+
+/* ---- handle -> entry, O(1) -------------------------------------------- */
+
+static struct entry **bucket(struct relay *r, dg_req_t req)
+{
+	return &r->buckets[(req * 0x9E3779B97F4A7C15ull) >> (64 - r->hash_bits)];
+}
+
+static void hash_add(struct relay *r, struct entry *e, dg_req_t req)
+{
+	struct entry **b = bucket(r, req);
+
+	e->req = req;
+	e->hnext = *b;
+	e->hpprev = b;
+	if (*b)
+		(*b)->hpprev = &e->hnext;
+	*b = e;
+}
+
+static void hash_del(struct entry *e)
+{
+	*e->hpprev = e->hnext;
+	if (e->hnext)
+		e->hnext->hpprev = e->hpprev;
+	e->req = 0;
+}
+
+static struct entry *hash_find(struct relay *r, dg_req_t req)
+{
+	for (struct entry *e = *bucket(r, req); e; e = e->hnext)
+		if (e->req == req)
+			return e;
+	return NULL;
+}
+
+/* ---- lingering sockets -------------------------------------------------- */
+
+static void linger_pop(struct relay *r)
+{
+	close(r->linger_fd[r->l_head]);
+	r->l_head = (r->l_head + 1) % r->max_inflight;
+	r->l_len--;
+}
+
+static void linger_arm(struct relay *r, long long now)
+{
+	long long wait = r->linger_until[r->l_head] - now;
+	struct timeval tv = { .tv_sec = wait / 1000, .tv_usec = (wait % 1000) * 1000 };
+
+	if (wait < 0)
+		tv = (struct timeval){ 0 };
+	event_add(r->ev_linger, &tv);
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	long long now = now_ms();
+	(void)fd, (void)what;
+
+	while (r->l_len && r->linger_until[r->l_head] <= now)
+		linger_pop(r);
+	if (r->l_len)
+		linger_arm(r, now);
+}
+
+/* The socket's request is over: keep it bound, unread, for linger_ms. */
+static void linger_push(struct relay *r, int fd)
+{
+	long long now = now_ms();
+
+	if (!r->linger_ms) {
+		close(fd);
+		return;
+	}
+	if (r->l_len == r->max_inflight)
+		linger_pop(r); /* the oldest goes early */
+	unsigned i = (r->l_head + r->l_len) % r->max_inflight;
+	r->linger_fd[i] = fd;
+	r->linger_until[i] = now + r->linger_ms;
+	if (r->l_len++ == 0)
+		linger_arm(r, now);
+}
+
+/* ---- requests ------------------------------------------------------------ */
 
 static void error_reply(struct relay *r, dg_req_t req, const char *msg)
 {
@@ -77,7 +223,7 @@ static void error_reply(struct relay *r, dg_req_t req, const char *msg)
 	r->host->complete(req);
 }
 
-/* A fresh connected socket for a slot (a new source port). */
+/* A fresh connected socket (a new source port) for one request. */
 static int slot_open(struct slot *s)
 {
 	struct relay *r = s->r;
@@ -85,71 +231,83 @@ static int slot_open(struct slot *s)
 	s->fd = socket(r->up.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd < 0)
 		return DG_ERROR;
-	if (connect(s->fd, (struct sockaddr *)&r->up, r->uplen) < 0)
-		goto out_close;
-	s->ev_read = event_new(r->base, s->fd, EV_READ | EV_PERSIST, on_answer, s);
-	if (!s->ev_read || event_add(s->ev_read, NULL))
-		goto out_close;
-	return DG_OK;
-
-out_close:
-	if (s->ev_read)
-		event_free(s->ev_read);
-	s->ev_read = NULL;
-	close(s->fd);
-	s->fd = -1;
-	return DG_ERROR;
-}
-
-static void slot_close(struct slot *s)
-{
-	if (s->ev_read)
-		event_free(s->ev_read);
-	if (s->fd >= 0)
+	if (connect(s->fd, (struct sockaddr *)&r->up, r->uplen) < 0 ||
+	    event_assign(s->ev_read, r->base, s->fd, EV_READ | EV_PERSIST, on_answer, s) ||
+	    event_add(s->ev_read, NULL)) {
+		int e = errno;
 		close(s->fd);
-	s->ev_read = NULL;
-	s->fd = -1;
+		s->fd = -1;
+		errno = e;
+		return DG_ERROR;
+	}
+	return DG_OK;
 }
 
-static void start(struct relay *r, struct slot *s, dg_req_t req, const void *data, size_t len);
-
-/* The slot's request is done: give the slot to the next waiting request. */
-static void slot_release(struct slot *s)
+/* Send a request from slot s. False if it ended at once (an error reply
+ * was sent and the request completed); the slot is then still s's to give. */
+static bool slot_start(struct relay *r, struct slot *s, dg_req_t req, const void *data, size_t len)
 {
-	struct relay *r = s->r;
+	struct timeval tv = { .tv_sec = r->timeout_ms / 1000, .tv_usec = (r->timeout_ms % 1000) * 1000 };
 
-	event_del(s->ev_timeout);
-	s->req = 0;
-	if (s->fd < 0 && slot_open(s) != DG_OK) {
-		r->host->log(r->self, DG_LOG_WARN, "cannot reopen an upstream socket: %s", strerror(errno));
-		return; /* the slot stays out of use */
+	if (slot_open(s) != DG_OK) {
+		warn_limited(r, "cannot open a socket to the upstream", errno);
+		error_reply(r, req, "upstream socket failed");
+		return false;
 	}
-	if (r->w_head) {
-		struct waiting *w = r->w_head;
+	if (send(s->fd, data, len, 0) < 0) {
+		error_reply(r, req, errno == ECONNREFUSED ? "upstream refused" : "upstream send failed");
+		event_del(s->ev_read);
+		linger_push(r, s->fd);
+		s->fd = -1;
+		return false;
+	}
+	hash_add(r, &s->e, req);
+	event_add(s->ev_timeout, &tv);
+	return true;
+}
+
+static struct waiting *waiting_take(struct relay *r, struct waiting *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
 		r->w_head = w->next;
-		if (!r->w_head)
-			r->w_tail = NULL;
-		r->w_len--;
-		start(r, s, w->req, w->data, w->len);
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		r->w_tail = w->prev;
+	r->w_len--;
+	hash_del(&w->e);
+	return w;
+}
+
+/* The slot has no request any more: hand it to the waiting requests in
+ * order (a loop, not recursion: each may fail at once), or free it. */
+static void slot_give(struct relay *r, struct slot *s)
+{
+	while (r->w_head) {
+		dg_req_t req = r->w_head->e.req;
+		struct waiting *w = waiting_take(r, r->w_head);
+		bool started = slot_start(r, s, req, w->data, w->len);
 		free(w);
-		return;
+		if (started)
+			return;
 	}
 	s->next_free = r->free;
 	r->free = s;
 }
 
-static void start(struct relay *r, struct slot *s, dg_req_t req, const void *data, size_t len)
+/* The slot's request is over: its socket lingers, the slot moves on. */
+static void slot_finish(struct slot *s)
 {
-	struct timeval tv = { .tv_sec = r->timeout_ms / 1000, .tv_usec = (r->timeout_ms % 1000) * 1000 };
+	struct relay *r = s->r;
 
-	s->req = req;
-	if (send(s->fd, data, len, 0) < 0) {
-		/* ECONNREFUSED here is an ICMP error left by an earlier send. */
-		error_reply(r, req, errno == ECONNREFUSED ? "upstream refused" : "upstream send failed");
-		slot_release(s);
-		return;
-	}
-	event_add(s->ev_timeout, &tv);
+	event_del(s->ev_timeout);
+	event_del(s->ev_read);
+	hash_del(&s->e);
+	linger_push(r, s->fd);
+	s->fd = -1;
+	slot_give(r, s);
 }
 
 static void on_answer(evutil_socket_t fd, short what, void *arg)
@@ -160,11 +318,9 @@ static void on_answer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 
 	ssize_t n = recv(fd, buf, sizeof(buf), 0);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
-	if (!s->req)
-		return; /* no request waits on this socket: a stray datagram */
-	dg_req_t req = s->req;
+	dg_req_t req = s->e.req;
 	if (n < 0) {
 		error_reply(r, req, errno == ECONNREFUSED ? "upstream refused" : "upstream receive failed");
 	} else {
@@ -172,7 +328,7 @@ static void on_answer(evutil_socket_t fd, short what, void *arg)
 		r->host->reply(req, &out);
 		r->host->complete(req);
 	}
-	slot_release(s);
+	slot_finish(s);
 }
 
 static void on_slot_timeout(evutil_socket_t fd, short what, void *arg)
@@ -180,9 +336,8 @@ static void on_slot_timeout(evutil_socket_t fd, short what, void *arg)
 	struct slot *s = arg;
 	(void)fd, (void)what;
 
-	error_reply(s->r, s->req, "upstream timeout");
-	slot_close(s); /* a late answer must not reach the next request */
-	slot_release(s);
+	error_reply(s->r, s->e.req, "upstream timeout");
+	slot_finish(s);
 }
 
 static struct slot *take_slot(struct relay *r)
@@ -199,10 +354,13 @@ static struct slot *take_slot(struct relay *r)
 	s->r = r;
 	s->fd = -1;
 	s->ev_timeout = evtimer_new(r->base, on_slot_timeout, s);
-	if (!s->ev_timeout || slot_open(s) != DG_OK) {
+	s->ev_read = event_new(r->base, -1, 0, on_answer, s);
+	if (!s->ev_timeout || !s->ev_read) {
 		if (s->ev_timeout)
 			event_free(s->ev_timeout);
-		s->ev_timeout = NULL;
+		if (s->ev_read)
+			event_free(s->ev_read);
+		s->ev_timeout = s->ev_read = NULL;
 		return NULL;
 	}
 	r->n_slots++;
@@ -215,7 +373,8 @@ static int relay_on_packet(void *state, const struct dg_request *req)
 	struct slot *s = take_slot(r);
 
 	if (s) {
-		start(r, s, req->handle, req->packet.data, req->packet.len);
+		if (!slot_start(r, s, req->handle, req->packet.data, req->packet.len))
+			slot_give(r, s);
 		return DG_PENDING;
 	}
 	if (r->w_len >= r->max_inflight) {
@@ -229,16 +388,18 @@ static int relay_on_packet(void *state, const struct dg_request *req)
 	struct waiting *w = malloc(sizeof(*w) + req->packet.len);
 	if (!w)
 		return DG_ENOMEM;
-	w->next = NULL;
-	w->req = req->handle;
+	w->e.waiting = true;
 	w->len = req->packet.len;
 	memcpy(w->data, req->packet.data, req->packet.len);
+	w->next = NULL;
+	w->prev = r->w_tail;
 	if (r->w_tail)
 		r->w_tail->next = w;
 	else
 		r->w_head = w;
 	r->w_tail = w;
 	r->w_len++;
+	hash_add(r, &w->e, req->handle);
 	return DG_PENDING;
 }
 
@@ -246,28 +407,14 @@ static int relay_on_packet(void *state, const struct dg_request *req)
 static void relay_on_timeout(void *state, dg_req_t req)
 {
 	struct relay *r = state;
+	struct entry *e = hash_find(r, req);
 
-	for (unsigned i = 0; i < r->n_slots; i++) {
-		if (r->slots[i].req == req) {
-			slot_close(&r->slots[i]);
-			slot_release(&r->slots[i]);
-			return;
-		}
-	}
-	for (struct waiting **pp = &r->w_head; *pp; pp = &(*pp)->next) {
-		if ((*pp)->req == req) {
-			struct waiting *w = *pp;
-			*pp = w->next;
-			if (r->w_tail == w) {
-				r->w_tail = NULL;
-				for (struct waiting *x = r->w_head; x; x = x->next)
-					r->w_tail = x;
-			}
-			r->w_len--;
-			free(w);
-			return;
-		}
-	}
+	if (!e)
+		return;
+	if (e->waiting)
+		free(waiting_take(r, (struct waiting *)e));
+	else
+		slot_finish((struct slot *)e);
 }
 
 static void relay_fini(void *state)
@@ -276,17 +423,56 @@ static void relay_fini(void *state)
 
 	if (!r)
 		return;
-	for (unsigned i = 0; i < r->n_slots; i++) {
-		slot_close(&r->slots[i]);
-		event_free(r->slots[i].ev_timeout);
+	for (unsigned i = 0; r->slots && i < r->n_slots; i++) {
+		struct slot *s = &r->slots[i];
+		if (s->fd >= 0) {
+			event_del(s->ev_read);
+			close(s->fd);
+		}
+		event_free(s->ev_read);
+		event_free(s->ev_timeout);
 	}
-	while (r->w_head) {
-		struct waiting *w = r->w_head;
-		r->w_head = w->next;
-		free(w);
-	}
+	while (r->w_head)
+		free(waiting_take(r, r->w_head));
+	while (r->l_len)
+		linger_pop(r);
+	if (r->ev_linger)
+		event_free(r->ev_linger);
+	free(r->linger_fd);
+	free(r->linger_until);
+	free(r->buckets);
 	free(r->slots);
 	free(r);
+}
+
+/* The integer keys: name, where, bounds. */
+static const struct {
+	const char *key;
+	size_t offset;
+	long long min, max;
+} int_keys[] = {
+	{ "timeout_ms", offsetof(struct relay, timeout_ms), 1, 3600000 },
+	{ "max_inflight", offsetof(struct relay, max_inflight), 1, 65536 },
+	{ "linger_ms", offsetof(struct relay, linger_ms), 0, 3600000 },
+};
+
+static int configure_int(struct relay *r, const char *key, const json_t *v, bool *known)
+{
+	for (size_t i = 0; i < sizeof(int_keys) / sizeof(int_keys[0]); i++) {
+		if (strcmp(key, int_keys[i].key))
+			continue;
+		*known = true;
+		if (!json_is_integer(v) || json_integer_value(v) < int_keys[i].min ||
+		    json_integer_value(v) > int_keys[i].max) {
+			r->host->log(r->self, DG_LOG_ERROR, "config.%s: expected an integer from %lld to %lld",
+			             key, int_keys[i].min, int_keys[i].max);
+			return DG_EINVAL;
+		}
+		*(unsigned *)((char *)r + int_keys[i].offset) = (unsigned)json_integer_value(v);
+		return DG_OK;
+	}
+	*known = false;
+	return DG_OK;
 }
 
 static int relay_configure(struct relay *r, const json_t *config)
@@ -296,7 +482,9 @@ static int relay_configure(struct relay *r, const json_t *config)
 
 	r->timeout_ms = 1000;
 	r->max_inflight = 256;
+	r->linger_ms = 5000;
 	json_object_foreach((json_t *)config, key, v) {
+		bool known;
 		if (!strcmp(key, "upstream")) {
 			if (!json_is_string(v) ||
 			    r->host->addr_parse(json_string_value(v), &r->up, &r->uplen) != DG_OK) {
@@ -304,17 +492,11 @@ static int relay_configure(struct relay *r, const json_t *config)
 				             "\"a.b.c.d:port\" or \"[ipv6]:port\"");
 				return DG_EINVAL;
 			}
-		} else if (!strcmp(key, "timeout_ms") && json_is_integer(v) &&
-		           json_integer_value(v) >= 1 && json_integer_value(v) <= 3600000) {
-			r->timeout_ms = (unsigned)json_integer_value(v);
-		} else if (!strcmp(key, "max_inflight") && json_is_integer(v) &&
-		           json_integer_value(v) >= 1 && json_integer_value(v) <= 65536) {
-			r->max_inflight = (unsigned)json_integer_value(v);
-		} else {
-			r->host->log(r->self, DG_LOG_ERROR, "config.%s: %s", key,
-			             !strcmp(key, "timeout_ms") ? "expected an integer from 1 to 3600000" :
-			             !strcmp(key, "max_inflight") ? "expected an integer from 1 to 65536" :
-			             "unknown key (known: upstream, timeout_ms, max_inflight)");
+		} else if (configure_int(r, key, v, &known) != DG_OK) {
+			return DG_EINVAL;
+		} else if (!known) {
+			r->host->log(r->self, DG_LOG_ERROR, "config.%s: unknown key (known: upstream, "
+			             "timeout_ms, max_inflight, linger_ms)", key);
 			return DG_EINVAL;
 		}
 	}
@@ -325,10 +507,30 @@ static int relay_configure(struct relay *r, const json_t *config)
 	return DG_OK;
 }
 
+/* Tables sized from max_inflight, all allocated once at init. */
+static int relay_alloc(struct relay *r)
+{
+	/* Slots and waiting requests: up to 2 * max_inflight handles; two
+	 * buckets per handle keeps the chains short. */
+	for (r->hash_bits = 2; (1u << r->hash_bits) < 4 * r->max_inflight; r->hash_bits++)
+		;
+	r->slots = calloc(r->max_inflight, sizeof(*r->slots));
+	r->buckets = calloc((size_t)1 << r->hash_bits, sizeof(*r->buckets));
+	r->linger_fd = calloc(r->max_inflight, sizeof(*r->linger_fd));
+	r->linger_until = calloc(r->max_inflight, sizeof(*r->linger_until));
+	r->ev_linger = evtimer_new(r->base, on_linger, r);
+	if (!r->slots || !r->buckets || !r->linger_fd || !r->linger_until || !r->ev_linger) {
+		r->host->log(r->self, DG_LOG_ERROR, "out of memory for max_inflight %u", r->max_inflight);
+		return DG_ENOMEM;
+	}
+	return DG_OK;
+}
+
 static int relay_init(struct dg_instance *self, const struct dg_host *host,
                       const json_t *config, void **state)
 {
 	struct relay *r = calloc(1, sizeof(*r));
+	int rc;
 
 	*state = NULL;
 	if (!r)
@@ -336,10 +538,9 @@ static int relay_init(struct dg_instance *self, const struct dg_host *host,
 	r->host = host;
 	r->self = self;
 	r->base = host->event_base(self);
-	if (relay_configure(r, config) ||
-	    !(r->slots = calloc(r->max_inflight, sizeof(*r->slots)))) {
+	if ((rc = relay_configure(r, config)) || (rc = relay_alloc(r))) {
 		relay_fini(r);
-		return DG_EINVAL;
+		return rc;
 	}
 	*state = r;
 	return DG_OK;
@@ -348,7 +549,7 @@ static int relay_init(struct dg_instance *self, const struct dg_host *host,
 DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	DG_PLUGIN_HEADER,
 	.name = "relay",
-	.version = "1.0",
+	.version = "1.1",
 	.init = relay_init,
 	.fini = relay_fini,
 	.on_packet = relay_on_packet,
