@@ -2,11 +2,16 @@
  * replies, over libdgramd. */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <dgramd/client.h>
@@ -23,6 +28,7 @@ enum encoding { ENC_TEXT, ENC_HEX, ENC_BASE64 };
 struct opts {
 	const char *codec;
 	const char *target;
+	const char *ready_file;
 	unsigned timeout_ms;
 	bool timeout_given;
 	unsigned retries;
@@ -49,7 +55,11 @@ static void usage(FILE *f)
 	        "                      send); with --listen, stop after N packets\n"
 	        "  -b, --batch         send all packets in one datagram (as many frames as fit),\n"
 	        "                      then wait for one reply per packet\n"
-	        "  -l, --listen        bind HOST:PORT and print every packet that arrives\n"
+	        "  -l, --listen        bind HOST:PORT (port 0: any free port) and print every\n"
+	        "                      packet that arrives\n"
+	        "      --ready-file FILE\n"
+	        "                      with --listen: once bound, write ADDRESS:PORT and a newline\n"
+	        "                      to FILE (whole: a reader never sees half of it)\n"
 	        "  -x, --hex           bytes packets are hex in arguments, input and output\n"
 	        "      --base64        bytes packets are base64 in arguments, input and output\n"
 	        "  -p, --pretty        indent JSON replies\n"
@@ -212,12 +222,51 @@ static int one(struct dg_client *c, const struct opts *o, const struct dg_packet
 	return print_replies(c, o, o->count, true);
 }
 
+/* Write the bound address to path: to path.tmp, then renamed, so a
+ * reader sees all of it or nothing. */
+static int write_ready(struct dg_client *c, const char *path)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN], tmp[4096];
+	unsigned port;
+	FILE *f;
+
+	if (getsockname(dg_client_fd(c), (struct sockaddr *)&ss, &len) < 0) {
+		fprintf(stderr, "dgramc: getsockname: %s\n", strerror(errno));
+		return DG_ENET;
+	}
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	} else {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (!(f = fopen(tmp, "w"))) {
+		fprintf(stderr, "dgramc: cannot write '%s': %s\n", tmp, strerror(errno));
+		return DG_EINVAL; /* exit 2: the path given cannot be used */
+	}
+	fprintf(f, ss.ss_family == AF_INET6 ? "[%s]:%u\n" : "%s:%u\n", host, port);
+	if (fclose(f) || rename(tmp, path)) {
+		fprintf(stderr, "dgramc: cannot write '%s': %s\n", path, strerror(errno));
+		unlink(tmp);
+		return DG_EINVAL; /* exit 2: the path given cannot be used */
+	}
+	return DG_OK;
+}
+
 static int run_listen(struct dg_client *c, const struct opts *o)
 {
 	struct dg_client_error e;
 	struct dg_packet p;
 	int rc = DG_OK;
 
+	if (o->ready_file && (rc = write_ready(c, o->ready_file)))
+		return rc;
 	for (unsigned got = 0; !stop && (!o->count || got < o->count); ) {
 		rc = dg_client_recv(c, &p, o->timeout_given ? (int)o->timeout_ms : 200, &e);
 		if (rc == DG_ETIMEDOUT && !o->timeout_given) {
@@ -317,6 +366,7 @@ int main(int argc, char **argv)
 		{ "hex", no_argument, NULL, 'x' },
 		{ "base64", no_argument, NULL, 'B' },
 		{ "pretty", no_argument, NULL, 'p' },
+		{ "ready-file", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -344,6 +394,7 @@ int main(int argc, char **argv)
 		case 'x': o.enc = ENC_HEX; break;
 		case 'B': o.enc = ENC_BASE64; break;
 		case 'p': o.pretty = true; break;
+		case 'R': o.ready_file = optarg; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("dgramc %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return EXIT_USAGE;
@@ -355,6 +406,10 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	o.target = argv[optind++];
+	if (o.ready_file && !o.listen) {
+		fprintf(stderr, "dgramc: --ready-file needs --listen\n");
+		return EXIT_USAGE;
+	}
 	if (o.timeout_given && o.timeout_ms == 0 && !o.listen) {
 		fprintf(stderr, "dgramc: --timeout must be at least 1 ms\n");
 		return EXIT_USAGE;

@@ -4,6 +4,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -139,23 +142,38 @@ static void test_exit_codes(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "Exit status: 0 ok, 2 usage error, 3 timeout, 4 parse error"));
 }
 
-/* --listen: a sink that prints what arrives, then stops after --count. */
+/* Read "ADDRESS:PORT" from a ready file; false if it is not there yet. */
+static bool read_ready(const char *path, struct sockaddr_in *a)
+{
+	FILE *f = fopen(path, "r");
+	unsigned b[4], port;
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fscanf(f, "%u.%u.%u.%u:%u", &b[0], &b[1], &b[2], &b[3], &port) == 5 && port;
+	fclose(f);
+	a->sin_family = AF_INET;
+	a->sin_addr.s_addr = htonl(b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3]);
+	a->sin_port = htons((uint16_t)port);
+	return ok;
+}
+
+/* --listen: a sink that prints what arrives, then stops after --count. It
+ * binds port 0 and says where in --ready-file; the test sends only then. */
 static void test_listen(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t alen = sizeof(a);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	char where[64], bin[4096];
+	struct sockaddr_in a = { 0 };
+	char bin[4096], ready[4096], path[4096];
+	int fd, st;
 
-	bind(fd, (struct sockaddr *)&a, alen);
-	getsockname(fd, (struct sockaddr *)&a, &alen);
-	close(fd); /* dgramc takes the port */
-	snprintf(where, sizeof(where), "127.0.0.1:%u", ntohs(a.sin_port));
 	snprintf(bin, sizeof(bin), "%s/dgramc", dg_test_builddir());
+	snprintf(ready, sizeof(ready), "%s/listen.ready", dg_test_tmpdir());
 	pid_t pid = fork();
 	if (pid == 0) {
-		const char *argv[] = { bin, "--listen", "--count", "2", "-t", "5000", where, NULL };
-		dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000);
+		const char *argv[] = { bin, "--listen", "--count", "2", "-t", "10000", "--ready-file",
+		                       ready, "127.0.0.1:0", NULL };
+		dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 20000);
 		/* Hand the output back through a file. */
 		FILE *f = fopen(dg_test_write("listen.out", out), "w");
 		if (f) {
@@ -164,14 +182,20 @@ static void test_listen(void)
 		}
 		_exit(0);
 	}
-	usleep(300000);
+	CU_ASSERT_FATAL(pid > 0);
+	/* Wait for the ready file (bounded), or for dgramc to give up. */
+	double deadline = dg_now_ms() + 10000;
+	bool ready_seen = false;
+	while (!(ready_seen = read_ready(ready, &a)) && dg_now_ms() < deadline &&
+	       waitpid(pid, &st, WNOHANG) == 0)
+		poll(NULL, 0, 5);
+	CU_ASSERT_FATAL(ready_seen);
+	CU_ASSERT_EQUAL(ntohl(a.sin_addr.s_addr), INADDR_LOOPBACK);
 	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	sendto(fd, "{\"n\":1}", 7, 0, (struct sockaddr *)&a, alen);
-	sendto(fd, "[2]", 3, 0, (struct sockaddr *)&a, alen);
+	CU_ASSERT_EQUAL(sendto(fd, "{\"n\":1}", 7, 0, (struct sockaddr *)&a, sizeof(a)), 7);
+	CU_ASSERT_EQUAL(sendto(fd, "[2]", 3, 0, (struct sockaddr *)&a, sizeof(a)), 3);
 	close(fd);
-	int st;
-	waitpid(pid, &st, 0);
-	char path[4096];
+	CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
 	snprintf(path, sizeof(path), "%s/listen.out", dg_test_tmpdir());
 	FILE *f = fopen(path, "r");
 	size_t n = f ? fread(out, 1, sizeof(out) - 1, f) : 0;
@@ -179,6 +203,8 @@ static void test_listen(void)
 	if (f)
 		fclose(f);
 	CU_ASSERT_STRING_EQUAL(out, "{\"n\":1}\n[2]\n");
+	/* --ready-file is for --listen only. */
+	CU_ASSERT_EQUAL(dgramc(NULL, "--ready-file", ready, "127.0.0.1:9", "1", NULL), 2);
 }
 
 /* The C example of README.md works as printed. */
