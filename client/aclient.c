@@ -1,10 +1,26 @@
 /* The asynchronous client: requests in flight on a libevent base, replies
- * matched by an id member (JSON) or in arrival order. */
+ * matched by an id member (JSON) or in arrival order.
+ *
+ * What each outcome is attributed to:
+ *   - a reply: by id (an unknown id, or none, is dropped), or in arrival
+ *     order to the oldest request sent on the current socket;
+ *   - an ICMP error: Linux queues each one (IP_RECVERR) with the start of
+ *     the datagram it answers; the request whose datagram starts with the
+ *     same bytes gets it. The socket's single pending error says nothing
+ *     about which datagram it was for and is only cleared.
+ *   - a timeout: the request's own timer. In arrival order a timeout also
+ *     moves the client to a fresh socket: the timed-out request's answer
+ *     may still come, and in arrival order it would be taken for the next
+ *     one's. Requests still in flight on the old socket can no longer be
+ *     told from it, so their answers are dropped with the socket and they
+ *     end with their own timeouts. */
 #include "config.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -12,13 +28,20 @@
 #include "conn.h"
 
 #define BUCKETS 1024
+/* Bytes of a datagram's start that identify it in an ICMP error (which
+ * quotes at least 520 bytes of it over IPv4, 1232 over IPv6). */
+#define QUOTE 256
 
 struct pend {
 	struct pend *prev, *next; /* in send order */
 	struct pend *hnext;       /* id hash chain */
+	struct pend *qnext;       /* datagram-start hash chain */
 	struct dg_aclient *ac;
 	char *key;                /* compact JSON of the id, or NULL */
 	uint32_t hash;
+	uint32_t qhash;           /* of the first qlen bytes sent */
+	size_t qlen;
+	unsigned gen;             /* the socket it was sent on */
 	dg_aclient_cb cb;
 	void *arg;
 	struct event *timer;
@@ -30,24 +53,30 @@ struct dg_aclient {
 	struct event *ev;
 	unsigned timeout_ms;
 	char *id_field;
-	json_int_t next_id;
+	long long next_id;
 	struct pend *head, *tail;
+	struct pend *fresh;       /* arrival order: oldest sent on this socket */
+	unsigned gen;             /* sockets opened so far */
+	bool renew_failed;        /* no fresh socket yet: refuse requests */
 	size_t pending;
 	struct pend *buckets[BUCKETS];
+	struct pend *qbuckets[BUCKETS];
 	unsigned busy;  /* inside callbacks */
 	bool doomed;    /* freed from a callback: free when they return */
 };
 
-static uint32_t hash_key(const char *s)
+static void chain_del(struct pend **pp, struct pend *p, size_t link)
 {
-	uint32_t h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
+	while (*pp && *pp != p)
+		pp = (struct pend **)((char *)*pp + link);
+	if (*pp)
+		*pp = *(struct pend **)((char *)p + link);
 }
 
 static void unlink_pend(struct dg_aclient *ac, struct pend *p)
 {
+	if (ac->fresh == p)
+		ac->fresh = p->next; /* younger, so on the same socket */
 	if (p->prev)
 		p->prev->next = p->next;
 	else
@@ -56,13 +85,9 @@ static void unlink_pend(struct dg_aclient *ac, struct pend *p)
 		p->next->prev = p->prev;
 	else
 		ac->tail = p->prev;
-	if (p->key) {
-		struct pend **pp = &ac->buckets[p->hash % BUCKETS];
-		while (*pp && *pp != p)
-			pp = &(*pp)->hnext;
-		if (*pp)
-			*pp = p->hnext;
-	}
+	if (p->key)
+		chain_del(&ac->buckets[p->hash % BUCKETS], p, offsetof(struct pend, hnext));
+	chain_del(&ac->qbuckets[p->qhash % BUCKETS], p, offsetof(struct pend, qnext));
 	ac->pending--;
 }
 
@@ -83,37 +108,84 @@ static void finish(struct pend *p, int status, const struct dg_packet *reply,
 	free(p);
 }
 
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+
+/* Arrival order after a timeout: a fresh socket for the requests to come;
+ * the old one is closed with whatever answers it would still receive. */
+static void renew_socket(struct dg_aclient *ac)
+{
+	ac->fresh = NULL;
+	ac->gen++;
+	ac->renew_failed = true;
+	if (ac->ev)
+		event_free(ac->ev); /* before its socket closes */
+	ac->ev = NULL;
+	if (dg_conn_renew(&ac->conn, false, NULL) != DG_OK)
+		return; /* tried again at the next request */
+	ac->ev = event_new(ac->base, ac->conn.fd, EV_READ | EV_PERSIST, on_readable, ac);
+	if (ac->ev && event_add(ac->ev, NULL) == 0)
+		ac->renew_failed = false;
+}
+
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct pend *p = arg;
 	struct dg_aclient *ac = p->ac;
 	struct dg_client_error e;
+	bool rotate = !ac->id_field && p->gen == ac->gen;
 	(void)fd, (void)what;
 
 	dg_conn_fail(&e, DG_ETIMEDOUT, 0, 0, "no reply from %s within %u ms", ac->conn.name, ac->timeout_ms);
+	if (rotate)
+		renew_socket(ac);
 	finish(p, DG_ETIMEDOUT, NULL, &e);
 	if (ac->doomed && !ac->busy)
 		really_free(ac);
 }
 
-/* The request a reply answers: by id if the client matches ids and the
- * reply carries one, else the oldest. */
+/* The request a reply answers, or NULL: by id if the client matches ids
+ * (a reply without one, or with an unknown one, answers nothing in flight),
+ * else the oldest sent on this socket. */
 static struct pend *match(struct dg_aclient *ac, const struct dg_packet *pkt)
 {
-	json_t *id = ac->id_field && json_is_object(pkt->json) ? json_object_get(pkt->json, ac->id_field) : NULL;
-
-	if (!id)
-		return ac->head;
-	char *key = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!ac->id_field)
+		return ac->fresh;
+	char *key = dg_conn_id_of(ac->id_field, pkt);
 	struct pend *p = NULL;
 	if (key) {
-		uint32_t h = hash_key(key);
+		uint32_t h = dg_conn_hash(key, strlen(key));
 		for (p = ac->buckets[h % BUCKETS]; p; p = p->hnext)
 			if (p->hash == h && !strcmp(p->key, key))
 				break;
 		free(key);
 	}
 	return p;
+}
+
+/* The oldest request whose datagram starts with these bytes. */
+static struct pend *match_quote(struct dg_aclient *ac, const unsigned char *data, size_t len)
+{
+	size_t qlen = len < QUOTE ? len : QUOTE;
+	uint32_t h = dg_conn_hash(data, qlen);
+	struct pend *found = NULL;
+
+	for (struct pend *p = ac->qbuckets[h % BUCKETS]; p; p = p->qnext)
+		if (p->qhash == h && p->qlen == qlen && p->gen == ac->gen)
+			found = p; /* chains are newest first: keep the last */
+	return found;
+}
+
+/* Queued ICMP errors, each to the request whose datagram it quotes. */
+static void read_errors(struct dg_aclient *ac)
+{
+	struct dg_client_error e;
+	size_t quoted;
+
+	while (!ac->doomed && dg_conn_read_error(&ac->conn, &quoted, &e) == DG_OK) {
+		struct pend *p = match_quote(ac, ac->conn.rxbuf, quoted);
+		if (p)
+			finish(p, DG_ENET, NULL, &e);
+	}
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -124,18 +196,19 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 
 	ac->busy++;
 	for (int budget = 0; budget < 256 && !ac->doomed; budget++) {
+		if (ac->conn.recverr)
+			read_errors(ac);
+		if (ac->doomed)
+			break;
 		int rc = dg_conn_read(&ac->conn, &e);
 		if (rc == DG_EAGAIN)
 			break;
-		if (rc == DG_ENET) {
-			/* ICMP port unreachable: nobody will answer any of them. */
-			while (ac->head && !ac->doomed)
-				finish(ac->head, DG_ENET, NULL, &e);
-			continue;
-		}
+		if (rc == DG_ENET)
+			continue; /* the socket's pending error: see read_errors */
 		if (rc == DG_EPARSE) {
-			if (ac->head)
-				finish(ac->head, DG_EPARSE, NULL, &e);
+			/* Whose? In arrival order, the oldest's; with ids, unknown. */
+			if (!ac->id_field && ac->fresh)
+				finish(ac->fresh, DG_EPARSE, NULL, &e);
 			continue;
 		}
 		for (unsigned i = 0; i < ac->conn.n && !ac->doomed; i++) {
@@ -161,7 +234,8 @@ int dg_aclient_new(struct event_base *base, const char *hostport, const char *co
 		opts = &none;
 	if (!ac)
 		return dg_conn_fail(err, DG_ENOMEM, 0, 0, "out of memory");
-	int rc = dg_conn_open(&ac->conn, hostport, codec_spec, opts->max_datagram, 0, opts->rcvbuf, err);
+	int rc = dg_conn_open(&ac->conn, hostport, codec_spec, opts->max_datagram,
+	                      0 | DG_CONN_RECVERR, opts->rcvbuf, err);
 	if (rc) {
 		free(ac);
 		return rc;
@@ -178,38 +252,50 @@ int dg_aclient_new(struct event_base *base, const char *hostport, const char *co
 	return DG_OK;
 }
 
-/* With id matching, the request's id (added if missing) as compact JSON;
- * *send is what to send (a new reference). */
-static int request_id(struct dg_aclient *ac, const struct dg_packet *req, json_t **send, char **key)
+/* Put a sent request in the list and the hashes. */
+static void track(struct dg_aclient *ac, struct pend *p)
 {
-	*send = NULL;
-	*key = NULL;
-	if (!ac->id_field || !json_is_object(req->json))
-		return DG_OK;
-	json_t *id = json_object_get(req->json, ac->id_field);
-	if (!id) {
-		*send = json_copy(req->json);
-		if (!*send || json_object_set_new(*send, ac->id_field, json_integer(++ac->next_id)))
-			return DG_ENOMEM;
-		id = json_object_get(*send, ac->id_field);
+	p->ac = ac;
+	p->gen = ac->gen;
+	p->prev = ac->tail;
+	if (ac->tail)
+		ac->tail->next = p;
+	else
+		ac->head = p;
+	ac->tail = p;
+	if (!ac->fresh)
+		ac->fresh = p;
+	if (p->key) {
+		p->hash = dg_conn_hash(p->key, strlen(p->key));
+		p->hnext = ac->buckets[p->hash % BUCKETS];
+		ac->buckets[p->hash % BUCKETS] = p;
 	}
-	*key = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
-	return *key ? DG_OK : DG_ENOMEM;
+	p->qlen = ac->conn.last_len < QUOTE ? ac->conn.last_len : QUOTE;
+	p->qhash = dg_conn_hash(ac->conn.txbuf, p->qlen);
+	p->qnext = ac->qbuckets[p->qhash % BUCKETS];
+	ac->qbuckets[p->qhash % BUCKETS] = p;
+	ac->pending++;
 }
 
 int dg_aclient_request(struct dg_aclient *ac, const struct dg_packet *req,
                        dg_aclient_cb cb, void *arg, struct dg_client_error *err)
 {
 	struct timeval tv = { .tv_sec = ac->timeout_ms / 1000, .tv_usec = (ac->timeout_ms % 1000) * 1000 };
-	struct pend *p = calloc(1, sizeof(*p));
+	struct pend *p;
 	json_t *with_id = NULL;
 	int rc = DG_ENOMEM;
 
-	if (ac->doomed) {
-		free(p);
+	if (ac->doomed)
 		return dg_conn_fail(err, DG_ECANCELED, 0, 0, "client for %s is closing", ac->conn.name);
+	if (ac->renew_failed) {
+		renew_socket(ac);
+		if (ac->renew_failed)
+			return dg_conn_fail(err, DG_ENET, 0, 0, "no fresh socket for %s after a timeout",
+			                    ac->conn.name);
 	}
-	if (!p || request_id(ac, req, &with_id, &p->key))
+	if (!(p = calloc(1, sizeof(*p))))
+		goto out_fail;
+	if (ac->id_field && dg_conn_tag(ac->id_field, &ac->next_id, req, &with_id, &p->key))
 		goto out_fail;
 	p->timer = evtimer_new(ac->base, on_timeout, p);
 	if (!p->timer || evtimer_add(p->timer, &tv))
@@ -222,21 +308,9 @@ int dg_aclient_request(struct dg_aclient *ac, const struct dg_packet *req,
 	with_id = NULL;
 	if (rc)
 		goto out_free;
-	p->ac = ac;
 	p->cb = cb;
 	p->arg = arg;
-	p->prev = ac->tail;
-	if (ac->tail)
-		ac->tail->next = p;
-	else
-		ac->head = p;
-	ac->tail = p;
-	if (p->key) {
-		p->hash = hash_key(p->key);
-		p->hnext = ac->buckets[p->hash % BUCKETS];
-		ac->buckets[p->hash % BUCKETS] = p;
-	}
-	ac->pending++;
+	track(ac, p);
 	return DG_OK;
 
 out_fail:

@@ -7,12 +7,17 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "conn.h"
 
 struct dg_client {
 	struct dg_conn conn;
 	unsigned timeout_ms;
 	unsigned retries;
+	char *id_field;   /* NULL: no id matching */
+	long long next_id;
+	bool renew;       /* the last request timed out: a fresh socket first */
 };
 
 int dg_client_open(const char *hostport, const char *codec_spec,
@@ -35,6 +40,10 @@ int dg_client_open(const char *hostport, const char *codec_spec,
 	}
 	c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 1000;
 	c->retries = opts->retries;
+	if (opts->id_field && !(c->id_field = strdup(opts->id_field))) {
+		dg_client_close(c);
+		return dg_conn_fail(err, DG_ENOMEM, 0, 0, "out of memory");
+	}
 	*out = c;
 	return DG_OK;
 }
@@ -44,6 +53,7 @@ void dg_client_close(struct dg_client *c)
 	if (!c)
 		return;
 	dg_conn_close(&c->conn);
+	free(c->id_field);
 	free(c);
 }
 
@@ -98,23 +108,71 @@ int dg_client_recv(struct dg_client *c, struct dg_packet *pkt, int timeout_ms,
 	}
 }
 
+/* Wait for the answer to the request whose id is key (NULL: the first
+ * packet that arrives): packets carrying another id answer other requests
+ * and are skipped. */
+static int recv_answer(struct dg_client *c, const char *key, struct dg_packet *reply,
+                       struct dg_client_error *err)
+{
+	long long deadline = now_ms() + c->timeout_ms;
+
+	for (;;) {
+		long long left = deadline - now_ms();
+		int rc = dg_client_recv(c, reply, left > 0 ? (int)left : 0, err);
+		if (rc == DG_ETIMEDOUT)
+			return dg_conn_fail(err, DG_ETIMEDOUT, 0, 0, "no reply from %s within %u ms",
+			                    c->conn.name, c->timeout_ms);
+		if (rc || !key)
+			return rc;
+		char *id = dg_conn_id_of(c->id_field, reply);
+		bool other = id && strcmp(id, key);
+		free(id);
+		if (!other)
+			return DG_OK;
+	}
+}
+
 int dg_client_request(struct dg_client *c, const struct dg_packet *req,
                       struct dg_packet *reply, struct dg_client_error *err)
 {
-	int rc = DG_ETIMEDOUT;
+	struct dg_client_error mine;
+	struct dg_packet out = *req;
+	json_t *tagged = NULL;
+	char *key = NULL;
+	int rc;
 
-	/* Whatever arrived before this request is not its answer. */
-	dg_conn_release(&c->conn);
-	for (unsigned attempt = 0; attempt <= c->retries; attempt++) {
-		rc = dg_conn_send(&c->conn, req, 1, err);
-		if (rc)
+	if (!err)
+		err = &mine;
+	/* The last request timed out: its answer may still come, to the old
+	 * socket. A fresh one (a new source port) never receives it. */
+	if (c->renew && c->conn.mode != 2) {
+		if ((rc = dg_conn_renew(&c->conn, true, err)))
 			return rc;
-		rc = dg_client_recv(c, reply, -1, err);
-		if (rc != DG_ETIMEDOUT)
-			return rc;
+		c->renew = false;
 	}
-	if (c->retries)
-		dg_conn_fail(err, DG_ETIMEDOUT, 0, 0, "no reply from %s after %u attempts of %u ms",
-		             c->conn.name, c->retries + 1, c->timeout_ms);
+	/* Whatever arrived before this request is not its answer. */
+	dg_conn_drain(&c->conn);
+	if (c->id_field && dg_conn_tag(c->id_field, &c->next_id, req, &tagged, &key)) {
+		rc = dg_conn_fail(err, DG_ENOMEM, 0, 0, "out of memory");
+		goto out;
+	}
+	if (tagged)
+		out.json = tagged;
+	rc = DG_ETIMEDOUT;
+	for (unsigned attempt = 0; attempt <= c->retries && rc == DG_ETIMEDOUT; attempt++) {
+		if ((rc = dg_conn_send(&c->conn, &out, 1, err)))
+			break;
+		/* An answer to any attempt answers this request (the same packet). */
+		rc = recv_answer(c, key, reply, err);
+	}
+	if (rc == DG_ETIMEDOUT) {
+		c->renew = true;
+		if (c->retries)
+			dg_conn_fail(err, DG_ETIMEDOUT, 0, 0, "no reply from %s after %u attempts of %u ms",
+			             c->conn.name, c->retries + 1, c->timeout_ms);
+	}
+out:
+	json_decref(tagged);
+	free(key);
 	return rc;
 }

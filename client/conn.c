@@ -1,10 +1,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -75,11 +79,55 @@ static int make_codec(struct dg_conn *c, const char *spec, struct dg_client_erro
 	return DG_OK;
 }
 
+/* A socket for c->mode: connected (0), unconnected (1) or bound (2).
+ * Returns the descriptor, or -1 with err filled. */
+static int open_socket(struct dg_conn *c, struct dg_client_error *err)
+{
+	int fd = socket(c->peer.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, rcvbuf = c->rcvbuf;
+
+	if (fd < 0) {
+		dg_conn_fail(err, DG_ENET, errno, 0, "socket for '%s': %s", c->name, strerror(errno));
+		return -1;
+	}
+	/* Linux caps SO_RCVBUF at net.core.rmem_max; a privileged process
+	 * may go past it with SO_RCVBUFFORCE (as rsyslog does). */
+	if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0) {
+		int got = 0;
+		socklen_t gl = sizeof(got);
+		if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &gl) == 0 && got / 2 < rcvbuf)
+			(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
+	}
+	/* Linux: with IP_RECVERR every ICMP error is also queued, with the
+	 * start of the datagram it answers, so it can be told which request
+	 * it belongs to (the plain socket error keeps only the last one). */
+	if (c->want_recverr)
+		c->recverr = c->peer.ss_family == AF_INET6
+		             ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one)) == 0
+		             : setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one)) == 0;
+	/* Connected by default: the kernel drops datagrams from other sources
+	 * and reports ICMP errors (port unreachable) to us. */
+	if (c->mode == 0 && connect(fd, (struct sockaddr *)&c->peer, c->peerlen) < 0) {
+		dg_conn_fail(err, DG_ENET, errno, 0, "connect to '%s': %s", c->name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (c->mode == 2 && bind(fd, (struct sockaddr *)&c->peer, c->peerlen) < 0) {
+		dg_conn_fail(err, DG_ENET, errno, 0, "cannot bind '%s': %s", c->name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int dg_conn_open(struct dg_conn *c, const char *hostport, const char *spec, size_t max_datagram,
                  int mode, int rcvbuf, struct dg_client_error *err)
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
+	c->mode = mode & 3;
+	c->want_recverr = (mode & DG_CONN_RECVERR) != 0;
+	c->rcvbuf = rcvbuf;
 	snprintf(c->name, sizeof(c->name), "%s", hostport);
 	c->max_datagram = max_datagram ? max_datagram : 65507;
 	if (c->max_datagram > 65507)
@@ -92,35 +140,113 @@ int dg_conn_open(struct dg_conn *c, const char *hostport, const char *spec, size
 		dg_conn_fail(err, DG_ENOMEM, 0, 0, "out of memory");
 		goto out_fail;
 	}
-	c->fd = socket(c->peer.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		dg_conn_fail(err, DG_ENET, errno, 0, "socket for '%s': %s", hostport, strerror(errno));
+	if ((c->fd = open_socket(c, err)) < 0)
 		goto out_fail;
-	}
-	/* Linux caps SO_RCVBUF at net.core.rmem_max; a privileged process
-	 * may go past it with SO_RCVBUFFORCE (as rsyslog does). */
-	if (rcvbuf > 0 && setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0) {
-		int got = 0;
-		socklen_t gl = sizeof(got);
-		if (getsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &got, &gl) == 0 && got / 2 < rcvbuf)
-			(void)setsockopt(c->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
-	}
-	/* Connected by default: the kernel drops datagrams from other sources
-	 * and reports ICMP errors (port unreachable) to us. */
-	if (mode == 0 && connect(c->fd, (struct sockaddr *)&c->peer, c->peerlen) < 0) {
-		dg_conn_fail(err, DG_ENET, errno, 0, "connect to '%s': %s", hostport, strerror(errno));
-		goto out_fail;
-	}
-	if (mode == 2 && bind(c->fd, (struct sockaddr *)&c->peer, c->peerlen) < 0) {
-		dg_conn_fail(err, DG_ENET, errno, 0, "cannot bind '%s': %s", hostport, strerror(errno));
-		goto out_fail;
-	}
-	c->connected = mode == 0;
+	c->connected = c->mode == 0;
 	return DG_OK;
 
 out_fail:
 	dg_conn_close(c);
 	return err ? err->code : DG_ERROR;
+}
+
+int dg_conn_renew(struct dg_conn *c, bool keep_fd, struct dg_client_error *err)
+{
+	int fd = open_socket(c, err);
+
+	if (fd < 0)
+		return DG_ENET;
+	dg_conn_release(c);
+	if (keep_fd) {
+		if (dup2(fd, c->fd) < 0 || fcntl(c->fd, F_SETFD, FD_CLOEXEC) < 0) {
+			int e = errno;
+			close(fd);
+			return dg_conn_fail(err, DG_ENET, e, 0, "socket for '%s': %s", c->name, strerror(e));
+		}
+		close(fd);
+	} else {
+		close(c->fd);
+		c->fd = fd;
+	}
+	return DG_OK;
+}
+
+void dg_conn_drain(struct dg_conn *c)
+{
+	size_t quoted;
+
+	dg_conn_release(c);
+	for (int i = 0; i < 4096; i++) {
+		ssize_t n = recv(c->fd, c->rxbuf, c->max_datagram + 1, MSG_DONTWAIT | MSG_TRUNC);
+		/* An error is the pending ICMP error of an earlier datagram:
+		 * reading it clears it; go on. */
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+	}
+	while (c->recverr && dg_conn_read_error(c, &quoted, NULL) == DG_OK)
+		;
+}
+
+int dg_conn_read_error(struct dg_conn *c, size_t *quoted, struct dg_client_error *e)
+{
+	char control[512];
+	struct iovec iov = { .iov_base = c->rxbuf, .iov_len = c->max_datagram };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+	                      .msg_controllen = sizeof(control) };
+	int code = 0;
+
+	ssize_t n = recvmsg(c->fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+	if (n < 0)
+		return DG_EAGAIN;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if ((cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_RECVERR) ||
+		    (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_RECVERR)) {
+			struct sock_extended_err ee;
+			memcpy(&ee, CMSG_DATA(cm), sizeof(ee));
+			code = (int)ee.ee_errno;
+		}
+	}
+	*quoted = (size_t)n;
+	if (!code)
+		code = EIO;
+	dg_conn_fail(e, DG_ENET, code, 0, "%s: %s%s", c->name, strerror(code),
+	             code == ECONNREFUSED ? " (ICMP port unreachable: nothing listens there)" : "");
+	return DG_OK;
+}
+
+char *dg_conn_id_of(const char *field, const struct dg_packet *pkt)
+{
+	json_t *id = json_is_object(pkt->json) ? json_object_get(pkt->json, field) : NULL;
+
+	return id ? json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+}
+
+int dg_conn_tag(const char *field, long long *next, const struct dg_packet *req,
+                json_t **send, char **key)
+{
+	*send = NULL;
+	*key = NULL;
+	if (!json_is_object(req->json))
+		return DG_OK;
+	json_t *id = json_object_get(req->json, field);
+	if (!id) {
+		*send = json_copy(req->json);
+		if (!*send || json_object_set_new(*send, field, json_integer(++*next)))
+			return DG_ENOMEM;
+		id = json_object_get(*send, field);
+	}
+	*key = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+	return *key ? DG_OK : DG_ENOMEM;
+}
+
+uint32_t dg_conn_hash(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
 }
 
 void dg_conn_release(struct dg_conn *c)
@@ -143,15 +269,31 @@ void dg_conn_close(struct dg_conn *c)
 	c->fd = -1;
 }
 
+/* Errors that may be the pending ICMP error of an earlier datagram, which
+ * send() reports (and clears) instead of sending. */
+static bool maybe_earlier(int e)
+{
+	return e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == EHOSTDOWN;
+}
+
 static int send_one(struct dg_conn *c, const struct dg_outdgram *o, struct dg_client_error *err)
 {
-	ssize_t n = c->connected ? send(c->fd, o->buf, o->used, 0)
-	                         : sendto(c->fd, o->buf, o->used, 0, (struct sockaddr *)&c->peer, c->peerlen);
+	ssize_t n = -1;
+
+	/* A pending error belongs to an earlier datagram, not to this one:
+	 * the failed call cleared it, so one more try sends this datagram
+	 * (and a real error, such as no route, fails again). */
+	for (int try = 0; try < 2 && n < 0; try++) {
+		n = c->connected ? send(c->fd, o->buf, o->used, 0)
+		                 : sendto(c->fd, o->buf, o->used, 0, (struct sockaddr *)&c->peer, c->peerlen);
+		if (n < 0 && !maybe_earlier(errno))
+			break;
+	}
 	if (n < 0) {
 		int e = errno;
-		return dg_conn_fail(err, DG_ENET, e, 0, "send to %s: %s%s", c->name, strerror(e),
-		                    e == ECONNREFUSED ? " (ICMP port unreachable from an earlier datagram)" : "");
+		return dg_conn_fail(err, DG_ENET, e, 0, "send to %s: %s", c->name, strerror(e));
 	}
+	c->last_len = o->used;
 	return DG_OK;
 }
 

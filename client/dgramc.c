@@ -29,6 +29,7 @@ struct opts {
 	const char *codec;
 	const char *target;
 	const char *ready_file;
+	const char *id_field;
 	unsigned timeout_ms;
 	bool timeout_given;
 	unsigned retries;
@@ -62,6 +63,9 @@ static void usage(FILE *f)
 	        "                      to FILE (whole: a reader never sees half of it)\n"
 	        "  -x, --hex           bytes packets are hex in arguments, input and output\n"
 	        "      --base64        bytes packets are base64 in arguments, input and output\n"
+	        "      --id FIELD      JSON: give each request object without FIELD a unique\n"
+	        "                      integer FIELD, and skip replies whose FIELD is another\n"
+	        "                      request's (late or repeated answers)\n"
 	        "  -p, --pretty        indent JSON replies\n"
 	        "  -h, --help          show this help and exit\n"
 	        "  -V, --version       show the version and exit\n"
@@ -367,6 +371,7 @@ int main(int argc, char **argv)
 		{ "base64", no_argument, NULL, 'B' },
 		{ "pretty", no_argument, NULL, 'p' },
 		{ "ready-file", required_argument, NULL, 'R' },
+		{ "id", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -395,6 +400,7 @@ int main(int argc, char **argv)
 		case 'B': o.enc = ENC_BASE64; break;
 		case 'p': o.pretty = true; break;
 		case 'R': o.ready_file = optarg; break;
+		case 'I': o.id_field = optarg; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("dgramc %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return EXIT_USAGE;
@@ -414,7 +420,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dgramc: --timeout must be at least 1 ms\n");
 		return EXIT_USAGE;
 	}
-	struct dg_client_opts co = { .timeout_ms = o.timeout_ms, .retries = o.retries, .bind = o.listen };
+	struct dg_client_opts co = { .timeout_ms = o.timeout_ms, .retries = o.retries, .bind = o.listen,
+	                             .id_field = o.id_field };
 	struct dg_client_error e;
 	struct dg_client *c;
 	if (dg_client_open(o.target, o.codec, &co, &c, &e)) {

@@ -58,6 +58,12 @@ struct dg_client_opts {
 	                          ICMP errors are then not reported */
 	bool bind;             /* bind host:port and receive from anyone (a
 	                          sink: dgramc --listen); implies unconnected */
+	/* JSON payloads: the member that carries a request id ("id"), or NULL.
+	 * dg_client_request then adds a unique integer id to an object that
+	 * has none, and skips replies whose id is another one (answers to
+	 * earlier requests). Replies without the member are taken as they
+	 * come. Added in libdgramd 1 (soname libdgramd.so.1). */
+	const char *id_field;
 };
 
 /* Open a client for "host:port" ("127.0.0.1:5300", "[::1]:5300",
@@ -75,7 +81,9 @@ void dg_client_close(struct dg_client *c);
 /* The codec's name, "FRAMING+PAYLOAD" ("raw+json"); static storage of c. */
 const char *dg_client_codec_name(const struct dg_client *c);
 
-/* The socket, for poll(); readable means dg_client_recv has something. */
+/* The socket, for poll(); readable means dg_client_recv has something.
+ * The number stays the same for the life of the client, but after a timed-
+ * out request it may name a fresh socket: an epoll set must re-add it. */
 int dg_client_fd(const struct dg_client *c);
 
 /* Send packets: pkts[0..n) are encoded and coalesced into as few datagrams
@@ -92,8 +100,22 @@ int dg_client_recv(struct dg_client *c, struct dg_packet *pkt, int timeout_ms,
                    struct dg_client_error *err);
 
 /* Send one packet and wait for one reply, resending up to opts.retries
- * times on a timeout. A DG_EPARSE or DG_ENET answer ends it at once.
- * *reply as for dg_client_recv. */
+ * times on a timeout (a reply to any attempt is the answer). A DG_EPARSE
+ * or DG_ENET answer ends it at once. *reply as for dg_client_recv.
+ *
+ * A reply is never taken for another request's answer:
+ *   - what arrived before the request (late or extra replies, a pending
+ *     ICMP error) is discarded before it is sent;
+ *   - after a request times out, the next one first moves the client to a
+ *     fresh socket (a new source port, the same descriptor number), so
+ *     the timed-out request's answer, whenever it comes, never reaches it.
+ *     The server then sees a new peer address. (A bound client, opts.bind,
+ *     keeps its socket.)
+ *   - with opts.id_field, a reply carrying another id is skipped.
+ * What only ids can catch: an answered request's second reply (a server
+ * that answers twice) that arrives after the next request was sent.
+ * dg_client_send and dg_client_recv match nothing: they are the raw
+ * layer. */
 int dg_client_request(struct dg_client *c, const struct dg_packet *req,
                       struct dg_packet *reply, struct dg_client_error *err);
 
@@ -108,13 +130,34 @@ struct dg_aclient_opts {
 	                         size it for the replies that may arrive at once */
 	/* JSON payloads: the member that carries a request id ("id"). A reply
 	 * goes to the request with the same id; a request without one gets a
-	 * unique integer. NULL: replies go to requests in arrival order. */
+	 * unique integer. A reply with an id no request in flight has, or with
+	 * none, or that does not decode, answers nothing and is dropped (its
+	 * request, if any, times out): an answer is never guessed.
+	 *
+	 * NULL: arrival order. A reply goes to the oldest request in flight on
+	 * the client's socket. That is right only for a server that answers
+	 * each request once and in order (dgramd with "ordering": "peer"). It
+	 * never takes a timed-out request's answer for another's: a timeout
+	 * moves the client to a fresh socket (a new source port) for the
+	 * requests that follow, and the old socket is closed with whatever
+	 * would still arrive on it, so requests sent before the timeout and
+	 * still in flight end with DG_ETIMEDOUT even if the server answers
+	 * them. A reply that does not decode is the oldest request's
+	 * DG_EPARSE. */
 	const char *id_field;
 };
 
 /* Called once per request, on the event base: status DG_OK with the reply
  * (borrowed for the call), or DG_ETIMEDOUT, DG_EPARSE, DG_ENET,
- * DG_ECANCELED (dg_aclient_free) with reply NULL and err filled. */
+ * DG_ECANCELED (dg_aclient_free) with reply NULL and err filled.
+ *
+ * Each outcome is the request's own. An ICMP error (port unreachable)
+ * answers one datagram: Linux reports it once on the socket, which does not
+ * say for which datagram, and also queues it with the start of that
+ * datagram (IP_RECVERR); the request whose datagram starts with the same
+ * 256 bytes gets DG_ENET (of identical datagrams, the oldest). A send is
+ * never failed for an earlier datagram's error. Where the error queue is
+ * not available, ICMP errors are not reported and requests time out. */
 typedef void (*dg_aclient_cb)(void *arg, int status, const struct dg_packet *reply,
                               const struct dg_client_error *err);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -60,8 +61,11 @@ static void test_timeout_and_retries(void)
 	CU_ASSERT(took >= 290 && took < 1500);
 	CU_ASSERT_EQUAL(e.code, DG_ETIMEDOUT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "after 3 attempts of 100 ms"));
-	usleep(20000);
-	CU_ASSERT_EQUAL(drain(s), 3); /* the first send and two retries */
+	/* The first send and two retries, and nothing more. */
+	char buf[64];
+	for (int i = 0; i < 3; i++)
+		CU_ASSERT_EQUAL(recv(s, buf, sizeof(buf), 0), 1); /* SO_RCVTIMEO bounds the wait */
+	CU_ASSERT_EQUAL(drain(s), 0);
 	/* recv with 0 waits for nothing. */
 	CU_ASSERT_EQUAL(dg_client_recv(c, &reply, 0, &e), DG_ETIMEDOUT);
 	dg_client_close(c);
@@ -186,6 +190,137 @@ static void test_open_errors(void)
 	dg_client_close(c);
 }
 
+/* Receive one request on the fake server s: its text in buf, its source
+ * in *from. */
+static ssize_t serve_recv(int s, char *buf, size_t len, struct sockaddr_storage *from)
+{
+	socklen_t flen = sizeof(*from);
+	ssize_t n = recvfrom(s, buf, len - 1, 0, (struct sockaddr *)from, &flen);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
+static void serve_send(int s, const char *text, const struct sockaddr_storage *to)
+{
+	socklen_t tolen = to->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	CU_ASSERT_EQUAL(sendto(s, text, strlen(text), 0, (const struct sockaddr *)to, tolen),
+	                (ssize_t)strlen(text));
+}
+
+/* The answer to a request that timed out arrives while the next request
+ * is in flight, sent where the first request came from: the next request
+ * must get its own answer, not that one. */
+static void test_late_reply_not_next_answer(void)
+{
+	char hp[64], buf[64];
+	struct sockaddr_storage first, second;
+	int s = server(hp, sizeof(hp));
+	struct dg_client_opts o = { .timeout_ms = 100 };
+	struct dg_client *c;
+	struct dg_client_error e;
+	struct dg_packet a = { .data = "a", .len = 1 }, b = { .data = "b", .len = 1 }, reply;
+
+	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, "raw", &o, &c, &e), 0);
+	int fd = dg_client_fd(c);
+	CU_ASSERT_EQUAL(dg_client_request(c, &a, &reply, &e), DG_ETIMEDOUT);
+	CU_ASSERT_EQUAL(serve_recv(s, buf, sizeof(buf), &first), 1);
+	/* The server sees b, then answers a (late) and b. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (serve_recv(s, buf, sizeof(buf), &second) == 1 && buf[0] == 'b') {
+			serve_send(s, "answer to a", &first);
+			serve_send(s, "answer to b", &second);
+		}
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(dg_client_request(c, &b, &reply, &e), DG_OK);
+	CU_ASSERT_EQUAL(reply.len, 11);
+	CU_ASSERT_EQUAL(memcmp(reply.data, "answer to b", reply.len < 11 ? reply.len : 11), 0);
+	CU_ASSERT_EQUAL(dg_client_fd(c), fd); /* a fresh socket, the same number */
+	int st;
+	CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+	dg_client_close(c);
+	close(s);
+}
+
+/* A server that answers twice: the second answer is already there when
+ * the next request is sent; it is not that request's answer. */
+static void test_second_answer_not_next_answer(void)
+{
+	char hp[64], buf[64];
+	struct sockaddr_storage from;
+	int s = server(hp, sizeof(hp));
+	struct dg_client *c;
+	struct dg_client_error e;
+	struct dg_packet a = { .data = "a", .len = 1 }, b = { .data = "b", .len = 1 }, reply;
+
+	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, "raw", NULL, &c, &e), 0);
+	CU_ASSERT_EQUAL(dg_client_send(c, &a, 1, &e), 0);
+	CU_ASSERT_EQUAL(serve_recv(s, buf, sizeof(buf), &from), 1);
+	serve_send(s, "A", &from);
+	serve_send(s, "A", &from);
+	CU_ASSERT_EQUAL(dg_client_recv(c, &reply, 1000, &e), 0);
+	/* Wait (bounded) until the second one is there too. */
+	struct pollfd p = { .fd = dg_client_fd(c), .events = POLLIN };
+	CU_ASSERT_EQUAL(poll(&p, 1, 2000), 1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (serve_recv(s, buf, sizeof(buf), &from) == 1)
+			serve_send(s, "B", &from);
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(dg_client_request(c, &b, &reply, &e), DG_OK);
+	CU_ASSERT_EQUAL(reply.len, 1);
+	CU_ASSERT_EQUAL(((const char *)reply.data)[0], 'B');
+	int st;
+	CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+	dg_client_close(c);
+	close(s);
+}
+
+/* With id_field, an answer to an earlier request that arrives while the
+ * next one is in flight is skipped: only the id decides. */
+static void test_ids_skip_other_answers(void)
+{
+	char hp[64], buf[256];
+	struct sockaddr_storage from;
+	int s = server(hp, sizeof(hp));
+	struct dg_client_opts o = { .timeout_ms = 2000, .id_field = "id" };
+	struct dg_client *c;
+	struct dg_client_error e;
+	struct dg_packet q1 = { .json = json_pack("{si}", "q", 1) }, q2 = { .json = json_pack("{si}", "q", 2) };
+	struct dg_packet reply;
+
+	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, "json", &o, &c, &e), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char first[256];
+		/* Echo q1 (with the id the client added); on q2, echo q1 again
+		 * first, then q2. */
+		if (serve_recv(s, first, sizeof(first), &from) > 0) {
+			serve_send(s, first, &from);
+			if (serve_recv(s, buf, sizeof(buf), &from) > 0) {
+				serve_send(s, first, &from);
+				serve_send(s, buf, &from);
+			}
+		}
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(dg_client_request(c, &q1, &reply, &e), DG_OK);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(reply.json, "q")), 1);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(reply.json, "id")), 1);
+	CU_ASSERT_EQUAL(dg_client_request(c, &q2, &reply, &e), DG_OK);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(reply.json, "q")), 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(reply.json, "id")), 2);
+	int st;
+	CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+	json_decref(q1.json);
+	json_decref(q2.json);
+	dg_client_close(c);
+	close(s);
+}
+
 /* ---- asynchronous client against dgramd -------------------------------- */
 
 struct tally {
@@ -306,6 +441,242 @@ static void test_async_timeout_and_cancel(void)
 	close(s);
 }
 
+/* ---- asynchronous client against a fake server --------------------------- */
+
+/* The fake server, on the client's event base. Requests are one letter:
+ * it remembers where each came from and answers as the test says. */
+struct fake {
+	int s;
+	struct sockaddr_storage from[8];
+	bool seen[8];
+	void (*on_request)(struct fake *f, unsigned i);
+	unsigned requests;
+};
+
+static void fake_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake *f = arg;
+	char buf[256];
+	struct sockaddr_storage from;
+	(void)fd, (void)what;
+
+	while (recvfrom(f->s, buf, 0, MSG_DONTWAIT | MSG_PEEK, NULL, NULL) >= 0) {
+		ssize_t n = serve_recv(f->s, buf, sizeof(buf), &from);
+		const char *letter = strchr(buf, '"');
+		unsigned i = letter && letter[1] >= 'a' && letter[1] < 'a' + 8 ? (unsigned)(letter[1] - 'a') : 0;
+		if (n <= 0)
+			break;
+		f->from[i] = from;
+		f->seen[i] = true;
+		f->requests++;
+		if (f->on_request)
+			f->on_request(f, i);
+	}
+}
+
+struct outcome {
+	int status;          /* 1: not yet */
+	char reply[64];
+};
+
+static void on_outcome(void *arg, int status, const struct dg_packet *reply,
+                       const struct dg_client_error *err)
+{
+	struct outcome *o = arg;
+	(void)err;
+	o->status = status;
+	if (reply && reply->json)
+		json_dumpb(reply->json, o->reply, sizeof(o->reply) - 1, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* Run base until every outcome is in (bounded by limit_ms). */
+static void run_until(struct event_base *base, struct outcome *o, unsigned n, unsigned limit_ms)
+{
+	double deadline = dg_now_ms() + limit_ms;
+	for (;;) {
+		unsigned done = 0;
+		for (unsigned i = 0; i < n; i++)
+			done += o[i].status != 1;
+		if (done == n || dg_now_ms() > deadline)
+			return;
+		struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
+}
+
+static void answer_late_a_then_b(struct fake *f, unsigned i)
+{
+	if (i != 1)
+		return; /* "a" is never answered in time */
+	serve_send(f->s, "\"answer to a\"", &f->from[0]);
+	serve_send(f->s, "\"answer to b\"", &f->from[1]);
+}
+
+/* Arrival order: a times out; its answer comes while b is in flight, to
+ * the port a was sent from. b gets its own answer. */
+static void test_async_late_reply_arrival(void)
+{
+	char hp[64];
+	struct fake f = { .on_request = answer_late_a_then_b };
+	struct event_base *base = event_base_new();
+	struct dg_aclient_opts o = { .timeout_ms = 100 };
+	struct dg_aclient *ac;
+	struct dg_client_error e;
+	struct dg_packet a = { .json = json_string("a") }, b = { .json = json_string("b") };
+	struct outcome out[2] = { { .status = 1 }, { .status = 1 } };
+
+	f.s = server(hp, sizeof(hp));
+	struct event *ev = event_new(base, f.s, EV_READ | EV_PERSIST, fake_readable, &f);
+	event_add(ev, NULL);
+	CU_ASSERT_EQUAL_FATAL(dg_aclient_new(base, hp, "json", &o, &ac, &e), 0);
+	CU_ASSERT_EQUAL(dg_aclient_request(ac, &a, on_outcome, &out[0], &e), 0);
+	run_until(base, out, 1, 5000);
+	CU_ASSERT_EQUAL(out[0].status, DG_ETIMEDOUT);
+	CU_ASSERT_EQUAL(dg_aclient_request(ac, &b, on_outcome, &out[1], &e), 0);
+	run_until(base, out, 2, 5000);
+	CU_ASSERT_EQUAL(out[1].status, DG_OK);
+	CU_ASSERT_STRING_EQUAL(out[1].reply, "\"answer to b\"");
+	dg_aclient_free(ac);
+	event_free(ev);
+	event_base_free(base);
+	json_decref(a.json);
+	json_decref(b.json);
+	close(f.s);
+}
+
+static void answer_after_a_timed_out(struct fake *f, unsigned i)
+{
+	(void)f, (void)i; /* answers come from the test, once a timed out */
+}
+
+/* Arrival order, a and b in flight together; a times out, then the server
+ * answers a and b. Whose is which can no longer be told: b must not get
+ * a's answer (it ends with its own timeout). */
+static void test_async_pipelined_after_timeout(void)
+{
+	char hp[64];
+	struct fake f = { .on_request = answer_after_a_timed_out };
+	struct event_base *base = event_base_new();
+	struct dg_aclient_opts o = { .timeout_ms = 300 };
+	struct dg_aclient *ac;
+	struct dg_client_error e;
+	struct dg_packet a = { .json = json_string("a") }, b = { .json = json_string("b") };
+	struct outcome out[2] = { { .status = 1 }, { .status = 1 } };
+	struct timeval gap = { .tv_sec = 0, .tv_usec = 100000 };
+
+	f.s = server(hp, sizeof(hp));
+	struct event *ev = event_new(base, f.s, EV_READ | EV_PERSIST, fake_readable, &f);
+	event_add(ev, NULL);
+	CU_ASSERT_EQUAL_FATAL(dg_aclient_new(base, hp, "json", &o, &ac, &e), 0);
+	CU_ASSERT_EQUAL(dg_aclient_request(ac, &a, on_outcome, &out[0], &e), 0);
+	/* b is sent 100 ms after a (the loop runs meanwhile), so it is still
+	 * in flight when a times out. */
+	event_base_loopexit(base, &gap);
+	event_base_dispatch(base);
+	CU_ASSERT_EQUAL(dg_aclient_request(ac, &b, on_outcome, &out[1], &e), 0);
+	run_until(base, out, 1, 5000);
+	CU_ASSERT_EQUAL(out[0].status, DG_ETIMEDOUT);
+	CU_ASSERT_EQUAL(f.requests, 2);
+	if (out[1].status == 1) {
+		serve_send(f.s, "\"answer to a\"", &f.from[0]);
+		serve_send(f.s, "\"answer to b\"", &f.from[1]);
+	}
+	run_until(base, out, 2, 5000);
+	CU_ASSERT(out[1].status == DG_ETIMEDOUT || !strcmp(out[1].reply, "\"answer to b\""));
+	CU_ASSERT_STRING_NOT_EQUAL(out[1].reply, "\"answer to a\"");
+	dg_aclient_free(ac);
+	event_free(ev);
+	event_base_free(base);
+	json_decref(a.json);
+	json_decref(b.json);
+	close(f.s);
+}
+
+static void answer_noise_then_echo(struct fake *f, unsigned i)
+{
+	(void)i;
+	/* A reply without the id member, one with an unknown id, then the
+	 * echo of the request (its id included). */
+	serve_send(f->s, "{\"n\":\"a\"}", &f->from[0]);
+	serve_send(f->s, "{\"n\":\"a\",\"id\":99}", &f->from[0]);
+	serve_send(f->s, "{\"n\":\"a\",\"id\":1}", &f->from[0]);
+}
+
+/* With ids, only the id decides: a reply without one, or with an unknown
+ * one, answers nothing. */
+static void test_async_ids_only(void)
+{
+	char hp[64];
+	struct fake f = { .on_request = answer_noise_then_echo };
+	struct event_base *base = event_base_new();
+	struct dg_aclient_opts o = { .timeout_ms = 2000, .id_field = "id" };
+	struct dg_aclient *ac;
+	struct dg_client_error e;
+	struct dg_packet a = { .json = json_pack("{ss}", "n", "a") };
+	struct outcome out[1] = { { .status = 1 } };
+
+	f.s = server(hp, sizeof(hp));
+	struct event *ev = event_new(base, f.s, EV_READ | EV_PERSIST, fake_readable, &f);
+	event_add(ev, NULL);
+	CU_ASSERT_EQUAL_FATAL(dg_aclient_new(base, hp, "json", &o, &ac, &e), 0);
+	CU_ASSERT_EQUAL(dg_aclient_request(ac, &a, on_outcome, &out[0], &e), 0);
+	run_until(base, out, 1, 5000);
+	CU_ASSERT_EQUAL(out[0].status, DG_OK);
+	CU_ASSERT_STRING_EQUAL(out[0].reply, "{\"n\":\"a\",\"id\":1}");
+	dg_aclient_free(ac);
+	event_free(ev);
+	event_base_free(base);
+	json_decref(a.json);
+	close(f.s);
+}
+
+/* 100 requests queued to a closed port: each gets its own ICMP error
+ * (DG_ENET), none is refused at send for an earlier one's, none times
+ * out. In both matching modes. */
+static void closed_port(const char *id_field)
+{
+	enum { N = 100 };
+	char hp[64];
+	int s = server(hp, sizeof(hp));
+	struct event_base *base = event_base_new();
+	struct dg_aclient_opts o = { .timeout_ms = 5000, .id_field = id_field };
+	struct dg_aclient *ac;
+	struct dg_client_error e;
+	struct outcome out[N];
+	unsigned sent = 0, enet = 0, other = 0;
+
+	close(s); /* nothing listens there now */
+	CU_ASSERT_EQUAL_FATAL(dg_aclient_new(base, hp, "json", &o, &ac, &e), 0);
+	for (unsigned i = 0; i < N; i++) {
+		struct dg_packet p = { .json = json_pack("{si}", "n", (int)i) };
+		out[i].status = 1;
+		if (dg_aclient_request(ac, &p, on_outcome, &out[i], &e) == 0)
+			sent++;
+		else
+			out[i].status = e.code;
+		json_decref(p.json);
+	}
+	run_until(base, out, N, 10000);
+	for (unsigned i = 0; i < N; i++) {
+		enet += out[i].status == DG_ENET;
+		other += out[i].status != DG_ENET;
+	}
+	fprintf(stderr, "closed port (%s): %u sent, %u DG_ENET, %u other\n",
+	        id_field ? "ids" : "arrival order", sent, enet, other);
+	CU_ASSERT_EQUAL(sent, N);
+	CU_ASSERT_EQUAL(enet, N);
+	CU_ASSERT_EQUAL(dg_aclient_pending(ac), 0);
+	dg_aclient_free(ac);
+	event_base_free(base);
+}
+
+static void test_async_closed_port(void)
+{
+	closed_port(NULL);
+	closed_port("id");
+}
+
 static const struct dg_test client_tests[] = {
 	{ "timeout and retries", test_timeout_and_retries },
 	{ "parse error then a good packet", test_parse_error_then_good },
@@ -314,6 +685,13 @@ static const struct dg_test client_tests[] = {
 	{ "open errors", test_open_errors },
 	{ "async: 1000 in flight", test_async_1000 },
 	{ "async: timeout and cancel", test_async_timeout_and_cancel },
+	{ "a late reply is not the next request's answer", test_late_reply_not_next_answer },
+	{ "a second answer is not the next request's answer", test_second_answer_not_next_answer },
+	{ "ids: answers to other requests are skipped", test_ids_skip_other_answers },
+	{ "async, arrival order: a late reply is not the next answer", test_async_late_reply_arrival },
+	{ "async, arrival order: pipelined requests after a timeout", test_async_pipelined_after_timeout },
+	{ "async, ids: only the id decides", test_async_ids_only },
+	{ "async: 100 requests to a closed port, each its own error", test_async_closed_port },
 	{ NULL, NULL },
 };
 
