@@ -216,7 +216,7 @@ static void test_late_reply_not_next_answer(void)
 	char hp[64], buf[64];
 	struct sockaddr_storage first, second;
 	int s = server(hp, sizeof(hp));
-	struct dg_client_opts o = { .timeout_ms = 100 };
+	struct dg_client_opts o = { .timeout_ms = 1000 };
 	struct dg_client *c;
 	struct dg_client_error e;
 	struct dg_packet a = { .data = "a", .len = 1 }, b = { .data = "b", .len = 1 }, reply;
@@ -255,7 +255,8 @@ static void test_second_answer_not_next_answer(void)
 	struct dg_client_error e;
 	struct dg_packet a = { .data = "a", .len = 1 }, b = { .data = "b", .len = 1 }, reply;
 
-	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, "raw", NULL, &c, &e), 0);
+	struct dg_client_opts o = { .timeout_ms = 5000 };
+	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, "raw", &o, &c, &e), 0);
 	CU_ASSERT_EQUAL(dg_client_send(c, &a, 1, &e), 0);
 	CU_ASSERT_EQUAL(serve_recv(s, buf, sizeof(buf), &from), 1);
 	serve_send(s, "A", &from);
@@ -286,7 +287,7 @@ static void test_ids_skip_other_answers(void)
 	char hp[64], buf[256];
 	struct sockaddr_storage from;
 	int s = server(hp, sizeof(hp));
-	struct dg_client_opts o = { .timeout_ms = 2000, .id_field = "id" };
+	struct dg_client_opts o = { .timeout_ms = 5000, .id_field = "id" };
 	struct dg_client *c;
 	struct dg_client_error e;
 	struct dg_packet q1 = { .json = json_pack("{si}", "q", 1) }, q2 = { .json = json_pack("{si}", "q", 2) };
@@ -520,7 +521,7 @@ static void test_async_late_reply_arrival(void)
 	char hp[64];
 	struct fake f = { .on_request = answer_late_a_then_b };
 	struct event_base *base = event_base_new();
-	struct dg_aclient_opts o = { .timeout_ms = 100 };
+	struct dg_aclient_opts o = { .timeout_ms = 300 };
 	struct dg_aclient *ac;
 	struct dg_client_error e;
 	struct dg_packet a = { .json = json_string("a") }, b = { .json = json_string("b") };

@@ -246,7 +246,7 @@ static void test_stdin_late_replies(void)
 		}
 		_exit(0);
 	}
-	CU_ASSERT_EQUAL(dgramc("1\n2\n3\n", "-c", "raw", "-t", "300", where, NULL), 3);
+	CU_ASSERT_EQUAL(dgramc("1\n2\n3\n", "-c", "raw", "-t", "1000", where, NULL), 3);
 	if (strcmp(out, "answer to 2\nanswer to 3\n"))
 		fprintf(stderr, "  dgramc stdout: %s", out);
 	CU_ASSERT_STRING_EQUAL(out, "answer to 2\nanswer to 3\n");
