@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -310,22 +311,38 @@ static void test_check_config(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "cannot open config '/nonexistent.json'"));
 }
 
-/* Every shipped config passes dgramd -t. */
-static void test_shipped_configs(void)
+static void check_shipped(const char *rel, unsigned *n)
 {
-	static const char *const files[] = {
-		"conf/dgramd.json", "conf/examples/kv.json", "conf/examples/relay.json",
-		"conf/examples/length-prefixed-json.json", "conf/examples/statsd-lines.json",
-	};
 	char out[4096], path[4096];
 
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dg_test_srcdir(), files[i]);
-		int rc = run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out));
-		if (rc != 0)
-			fprintf(stderr, "%s: %s\n", files[i], out);
-		CU_ASSERT_EQUAL(rc, 0);
+	snprintf(path, sizeof(path), "%s/%s", dg_test_srcdir(), rel);
+	int rc = run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out));
+	if (rc != 0)
+		fprintf(stderr, "%s: %s\n", rel, out);
+	CU_ASSERT_EQUAL(rc, 0);
+	++*n;
+}
+
+/* Every shipped config passes dgramd -t: conf/dgramd.json and whatever
+ * conf/examples holds. */
+static void test_shipped_configs(void)
+{
+	char dir[4096], rel[512];
+	unsigned n = 0;
+
+	check_shipped("conf/dgramd.json", &n);
+	snprintf(dir, sizeof(dir), "%s/conf/examples", dg_test_srcdir());
+	DIR *dp = opendir(dir);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dp);
+	for (struct dirent *e; (e = readdir(dp));) {
+		size_t len = strlen(e->d_name);
+		if (len < 6 || strcmp(e->d_name + len - 5, ".json"))
+			continue;
+		snprintf(rel, sizeof(rel), "conf/examples/%s", e->d_name);
+		check_shipped(rel, &n);
 	}
+	closedir(dp);
+	CU_ASSERT(n >= 5);
 }
 
 static void test_wrong_abi_plugin(void)
