@@ -306,6 +306,99 @@ static int set_handler(struct ctx *c, json_t *v, void *obj, const struct directi
 	return apply(c, v, obj, handler_directives);
 }
 
+/* "allow" / "deny": a non-empty array of CIDRs, into the dg_ipset at d->off. */
+static int set_cidrs(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	struct dg_ipset *set = (struct dg_ipset *)((char *)obj + d->off);
+	char why[128];
+	struct dg_cidr cidr;
+
+	if (!json_is_array(v) || json_array_size(v) == 0)
+		return fail(c, "expected a non-empty array of CIDRs (\"10.0.0.0/8\", \"2001:db8::/32\", "
+		            "\"192.0.2.1\")");
+	if (json_array_size(v) > (size_t)d->hi)
+		return fail(c, "at most %lld CIDRs", d->hi);
+	for (size_t i = 0; i < json_array_size(v); i++) {
+		json_t *e = json_array_get(v, i);
+		size_t saved = path_push_index(c, i);
+		if (!json_is_string(e))
+			return fail(c, "expected a CIDR string");
+		/* jansson refuses \u0000 in strings (no JSON_ALLOW_NUL) */
+		if (dg_cidr_parse(json_string_value(e), &cidr, why, sizeof(why)))
+			return fail(c, "'%.64s' is not a CIDR: %s", json_string_value(e), why);
+		if (dg_ipset_add(set, &cidr))
+			return fail(c, "out of memory");
+		path_pop(c, saved);
+	}
+	return DG_OK;
+}
+
+/* Datagrams per second, an integer or a real (0.5: one every two seconds),
+ * stored as tokens per millisecond (see throttle.h). */
+static int set_rate(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	double r = json_number_value(v);
+
+	if (!json_is_number(v) || !(r >= 0.001 && r <= (double)d->hi))
+		return fail(c, "expected datagrams per second, from 0.001 to %lld", d->hi);
+	*(uint64_t *)((char *)obj + d->off) = (uint64_t)(r * 1000.0 + 0.5);
+	return DG_OK;
+}
+
+static int set_pow2(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+
+	if (n < d->lo || n > d->hi || (n & (n - 1)))
+		return fail(c, "expected a power of two from %lld to %lld", d->lo, d->hi);
+	*(unsigned *)((char *)obj + d->off) = (unsigned)n;
+	return DG_OK;
+}
+
+#define T(field) offsetof(struct dg_throttle_conf, field)
+static const struct directive per_source_directives[] = {
+	{ "rate", set_rate, T(per_source.rate_u), 0, 100000000, true },
+	{ "burst", set_uint, T(per_source.burst), 1, 1000000, true },
+	{ "ipv6_prefix", set_uint, T(ipv6_prefix), 1, 128, false },
+	{ "table_size", set_pow2, T(table_size), 16, 1 << 24, false },
+	{ NULL, NULL, 0, 0, 0, false },
+};
+
+static const struct directive total_directives[] = {
+	{ "rate", set_rate, T(total.rate_u), 0, 100000000, true },
+	{ "burst", set_uint, T(total.burst), 1, 1000000, true },
+	{ NULL, NULL, 0, 0, 0, false },
+};
+#undef T
+
+static int set_per_source(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	(void)d;
+	return apply(c, v, obj, per_source_directives);
+}
+
+static int set_total(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	(void)d;
+	return apply(c, v, obj, total_directives);
+}
+
+static const struct directive rate_limit_directives[] = {
+	{ "per_source", set_per_source, 0, 0, 0, false },
+	{ "total", set_total, 0, 0, 0, false },
+	{ NULL, NULL, 0, 0, 0, false },
+};
+
+static int set_rate_limit(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	struct dg_throttle_conf *t = (struct dg_throttle_conf *)((char *)obj + d->off);
+	int rc = apply(c, v, t, rate_limit_directives);
+
+	if (!rc && !dg_throttle_conf_active(t))
+		return fail(c, "expected \"per_source\", \"total\" or both");
+	return rc;
+}
+
 #define L(field) offsetof(struct dg_listener_conf, field)
 static const struct directive amplification_directives[] = {
 	{ "factor", set_uint, L(amp_factor), 0, 1000000, false },
@@ -337,6 +430,9 @@ static const struct directive listener_directives[] = {
 	{ "handler_timeout_ms", set_uint, L(handler_timeout_ms), 0, 3600000, false },
 	{ "amplification", set_amplification, 0, 0, 0, false },
 	{ "max_replies_per_request", set_uint, L(max_replies), 1, 1 << 20, false },
+	{ "allow", set_cidrs, L(acl.allow), 0, 1 << 20, false },
+	{ "deny", set_cidrs, L(acl.deny), 0, 1 << 20, false },
+	{ "rate_limit", set_rate_limit, L(rate_limit), 0, 0, false },
 	{ NULL, NULL, 0, 0, 0, false },
 };
 #undef L
@@ -368,6 +464,7 @@ static int check_listener(struct ctx *c, struct dg_config *cfg, unsigned idx)
 					            dg_addr_format((struct sockaddr *)&l->binds[a].ss, buf, sizeof(buf)), i);
 				}
 	}
+	dg_acl_build(&l->acl);
 	if (!l->codec)
 		l->codec = json_string("json");
 	return l->codec ? DG_OK : fail(c, "out of memory");
@@ -398,6 +495,8 @@ static int set_listeners(struct ctx *c, json_t *v, void *obj, const struct direc
 		l->handler_timeout_ms = DG_DEFAULT_HANDLER_TIMEOUT_MS;
 		l->amp_factor = DG_DEFAULT_AMP_FACTOR;
 		l->max_replies = DG_DEFAULT_MAX_REPLIES;
+		l->rate_limit.ipv6_prefix = DG_DEFAULT_IPV6_PREFIX;
+		l->rate_limit.table_size = DG_DEFAULT_THROTTLE_TABLE;
 		cfg->n_listeners++;
 		int rc = apply(c, json_array_get(v, i), l, listener_directives);
 		if (!rc)
@@ -628,6 +727,7 @@ void dg_config_free(struct dg_config *cfg)
 		free(l->plugin);
 		json_decref(l->codec);
 		json_decref(l->plugin_config);
+		dg_acl_release(&l->acl);
 	}
 	free(cfg->listeners);
 	dg_loader_release(&cfg->codec_modules);
@@ -700,4 +800,67 @@ const char *dg_addr_format(const struct sockaddr *sa, char *buf, size_t len)
 		snprintf(buf, len, "(address family %d)", sa->sa_family);
 	}
 	return buf;
+}
+
+static bool is_loopback(const struct dg_addr *a)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	return sa->sa_family == AF_INET6 &&
+	       IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+}
+
+static bool has_acl(const struct dg_listener_conf *l)
+{
+	return l->acl.active;
+}
+
+static bool has_rate_limit(const struct dg_listener_conf *l)
+{
+	return dg_throttle_conf_active(&l->rate_limit);
+}
+
+static bool has_amp_guard(const struct dg_listener_conf *l)
+{
+	return l->amp_factor != 0;
+}
+
+/* What keeps a listener on an open network from being a free reflector:
+ * any one of them quiets the start-up warning. */
+static const struct {
+	const char *missing; /* as the warning names it */
+	bool (*on)(const struct dg_listener_conf *l);
+} guards[] = {
+	{ "no access control (allow/deny)", has_acl },
+	{ "no rate_limit", has_rate_limit },
+	{ "the amplification guard off (amplification.factor 0)", has_amp_guard },
+};
+
+void dg_config_warn_unprotected(const struct dg_config *cfg)
+{
+	const size_t ng = sizeof(guards) / sizeof(guards[0]);
+
+	for (unsigned i = 0; i < cfg->n_listeners; i++) {
+		const struct dg_listener_conf *l = &cfg->listeners[i];
+		const struct dg_addr *open = NULL;
+		char what[256], a[64];
+		size_t n = 0;
+
+		for (unsigned b = 0; b < l->n_binds && !open; b++)
+			if (!is_loopback(&l->binds[b]))
+				open = &l->binds[b];
+		for (size_t g = 0; g < ng && open; g++)
+			if (guards[g].on(l))
+				open = NULL;
+		if (!open)
+			continue;
+		for (size_t g = 0; g < ng; g++)
+			n += (size_t)snprintf(what + n, sizeof(what) - n, "%s%s",
+			                      !g ? "" : g + 1 < ng ? ", " : " and ", guards[g].missing);
+		dg_log(DG_LOG_WARN, "listener '%s': bound to '%s', not a loopback address, with %s: "
+		       "any host can make it answer any address it claims to be (see \"Safety on an open network\" in the README)",
+		       l->name, dg_addr_format((const struct sockaddr *)&open->ss, a, sizeof(a)), what);
+	}
 }

@@ -9,7 +9,9 @@
 
 #include <jansson.h>
 
+#include "acl.h"
 #include "loader.h"
+#include "throttle.h"
 
 /* A bind address: numeric IPv4 "a.b.c.d:port" or IPv6 "[addr]:port". */
 struct dg_addr {
@@ -38,6 +40,8 @@ struct dg_listener_conf {
 	unsigned amp_factor;   /* amplification.factor: reply bytes per byte received
 	                        * from an unvalidated peer; 0: no guard */
 	unsigned max_replies;  /* max_replies_per_request */
+	struct dg_acl acl;     /* "allow", "deny" (built) */
+	struct dg_throttle_conf rate_limit;
 };
 
 struct dg_config {
@@ -87,6 +91,11 @@ void dg_config_free(struct dg_config *cfg);
 /* Blank out # and // comments outside strings, in place, keeping every
  * newline so that line and column numbers stay true. */
 void dg_config_strip_comments(char *text, size_t len);
+
+/* Log one warning for each listener bound to an address other than
+ * loopback with nothing against spoofed or abusive traffic (no ACL, no
+ * rate limit, no amplification guard). */
+void dg_config_warn_unprotected(const struct dg_config *cfg);
 
 /* Parse "host:port" as above into *addr; false if it is not one. */
 bool dg_addr_parse(const char *text, struct dg_addr *addr);

@@ -20,6 +20,8 @@ enum dg_drop {
 	DG_DROP_PEER_QUEUE, /* the peer's queue was full (either drop_policy) */
 	DG_DROP_SHUTDOWN,  /* still queued when the shutdown deadline passed */
 	DG_DROP_MEMORY,    /* memory_budget used up by requests in progress and queues */
+	DG_DROP_ACL,       /* the source is refused by allow/deny */
+	DG_DROP_RATE_LIMITED, /* over rate_limit (per source or total) */
 	DG_DROP__COUNT
 };
 

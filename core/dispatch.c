@@ -396,6 +396,10 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 
 	l->c->rx++;
 	l->c->rx_bytes += len;
+	if (!dg_acl_allows(&l->conf->acl, peer))
+		return drop(l, DG_DROP_ACL);
+	if (!dg_throttle_allow(&l->throttle, peer, l->srv->now_ms))
+		return drop(l, DG_DROP_RATE_LIMITED);
 	if (len > l->conf->max_datagram)
 		return drop(l, DG_DROP_TOO_LARGE);
 	if (flags & MSG_TRUNC)

@@ -99,6 +99,7 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	dg_log_set_level(level >= 0 ? level : cfg->log_level);
+	dg_config_warn_unprotected(cfg);
 
 	struct dg_server srv;
 	/* With workers, the master checks everything (plugins load and accept

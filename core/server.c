@@ -14,7 +14,7 @@
 
 const char *const dg_drop_names[DG_DROP__COUNT] = {
 	"too_large", "truncated", "plugin", "busy", "peers_full", "peer_queue", "shutdown",
-	"memory",
+	"memory", "acl", "rate_limited",
 };
 
 void dg_server_clock(struct dg_server *srv)
@@ -279,6 +279,11 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 		l->socks = calloc(l->conf->n_binds, sizeof(*l->socks));
 		if (!l->socks)
 			return DG_ENOMEM;
+		if (dg_throttle_init(&l->throttle, &l->conf->rate_limit, srv->now_ms)) {
+			dg_log(DG_LOG_ERROR, "listener '%s': out of memory for the rate_limit table "
+			       "(%zu bytes)", l->conf->name, dg_throttle_table_bytes(&l->conf->rate_limit));
+			return DG_ENOMEM;
+		}
 		for (unsigned b = 0; b < l->conf->n_binds; b++) {
 			l->socks[b].fd = -1;
 			l->n_socks++;
@@ -463,6 +468,7 @@ void dg_server_release(struct dg_server *srv)
 				close(s->fd);
 		}
 		free(l->socks);
+		dg_throttle_release(&l->throttle);
 		dg_codec_free(l->codec);
 	}
 	free(srv->listeners);

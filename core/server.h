@@ -19,6 +19,7 @@
 #include "membudget.h"
 #include "reqtab.h"
 #include "session.h"
+#include "throttle.h"
 
 #define DG_RX_BATCH 64   /* datagrams per recvmmsg */
 #define DG_RX_BUDGET 1024 /* datagrams per readiness, so no socket starves the rest */
@@ -80,6 +81,7 @@ struct dg_listener {
 	struct dg_counters *c;     /* &own_c, or this worker's slot in shared memory */
 	struct dg_counters own_c;
 	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx;
+	struct dg_throttle throttle; /* rate_limit */
 };
 
 struct dg_txslot {
