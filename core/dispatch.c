@@ -15,7 +15,7 @@ struct dg_server *dg_srv;
 
 static void log_parse_error(struct dg_listener *l, const struct sockaddr *peer, size_t len,
                             const struct dg_parse_error *pe);
-static void session_done(struct dg_server *srv, struct dg_session *sess);
+static void session_done(struct dg_server *srv, struct dg_listener *l, struct dg_session *sess);
 
 /* ---- deadlines: a list per listener in the order requests went pending,
  * which is deadline order since every request of a listener has the same
@@ -87,9 +87,8 @@ static void req_free(struct dg_server *srv, uint32_t idx)
 	deadline_unlink(srv, idx);
 	dg_reqtab_free(&srv->rt, idx);
 	if (sess) {
-		sess->active--;
-		sess->last_ms = srv->now_ms;
-		session_done(srv, sess);
+		dg_session_req_done(&r->l->sessions, sess, srv->now_ms);
+		session_done(srv, r->l, sess);
 	}
 }
 
@@ -250,7 +249,7 @@ static bool new_request(struct dg_server *srv, struct dg_sock *s, struct dg_sess
 	r->sess = sess;
 	r->frames = frames;
 	r->serial = ++srv->req_serial;
-	sess->active++;
+	dg_session_req_start(&s->l->sessions, sess);
 	return true;
 }
 
@@ -374,9 +373,8 @@ static struct dg_session *session_for(struct dg_listener *l, const struct sockad
 		return sess;
 	}
 	if (t->count >= t->max) {
-		/* Busy sessions are skipped; looking further than this many
-		 * costs more than dropping one datagram. */
-		struct dg_session *victim = dg_session_lru_idle(t, 64);
+		/* Busy sessions are not on the idle list: this is O(1). */
+		struct dg_session *victim = dg_session_lru_idle(t);
 		if (!victim)
 			return NULL;
 		l->c->sessions_evicted++;
@@ -436,17 +434,22 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 
 /* ---- work that runs after callbacks return ---------------------------- */
 
-static void session_done(struct dg_server *srv, struct dg_session *sess)
+/* The listener's ready sessions run from the post event; the server keeps
+ * a list of the listeners that have some. */
+static void session_done(struct dg_server *srv, struct dg_listener *l, struct dg_session *sess)
 {
 	if (sess->active || !sess->q_len || sess->ready)
 		return;
-	sess->ready = true;
-	sess->ready_next = NULL;
-	if (srv->sready_tail)
-		srv->sready_tail->ready_next = sess;
-	else
-		srv->sready_head = sess;
-	srv->sready_tail = sess;
+	dg_session_ready_push(&l->sessions, sess);
+	if (!l->on_ready) {
+		l->on_ready = true;
+		l->ready_next = NULL;
+		if (srv->lready_tail)
+			srv->lready_tail->ready_next = l;
+		else
+			srv->lready_head = l;
+		srv->lready_tail = l;
+	}
 	dg_server_post(srv);
 }
 
@@ -480,20 +483,26 @@ void dg_dispatch_run_ready(struct dg_server *srv)
 		else
 			req_free(srv, idx);
 	}
-	while (srv->sready_head) {
-		struct dg_session *sess = srv->sready_head;
-		srv->sready_head = sess->ready_next;
-		if (!srv->sready_head)
-			srv->sready_tail = NULL;
-		sess->ready = false;
-		run_session(srv, sess);
+	while (srv->lready_head) {
+		struct dg_listener *l = srv->lready_head;
+		struct dg_session *sess;
+		srv->lready_head = l->ready_next;
+		if (!srv->lready_head)
+			srv->lready_tail = NULL;
+		l->on_ready = false;
+		while ((sess = dg_session_ready_pop(&l->sessions)))
+			run_session(srv, sess);
 	}
 }
+
+/* Timeouts handled per callback before the loop gets a turn. */
+#define DG_DEADLINE_BATCH 1024
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct dg_listener *l = arg;
 	struct dg_server *srv = l->srv;
+	unsigned n = 0;
 	(void)fd, (void)what;
 
 	dg_server_clock(srv);
@@ -502,6 +511,12 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		struct dg_req *r = REQ(srv, idx);
 		if (r->deadline_ms > srv->now_ms) {
 			deadline_arm(l, r->deadline_ms - srv->now_ms);
+			break;
+		}
+		if (n++ == DG_DEADLINE_BATCH) {
+			/* Many at once: the rest after the loop has polled the
+			 * sockets, so datagrams are not kept waiting meanwhile. */
+			deadline_arm(l, 0);
 			break;
 		}
 		deadline_unlink(srv, idx);
@@ -555,8 +570,10 @@ int dg_listener_sessions_init(struct dg_listener *l)
  * are dropped and counted. */
 void dg_listener_sessions_close(struct dg_listener *l, int reason)
 {
-	while (l->sessions.lru_head)
-		close_session(l, l->sessions.lru_head, reason);
+	struct dg_session *sess;
+
+	while ((sess = dg_session_any(&l->sessions)))
+		close_session(l, sess, reason);
 	dg_sessions_release(&l->sessions);
 	if (l->ev_sweep)
 		event_free(l->ev_sweep);
@@ -569,14 +586,15 @@ void dg_listener_sessions_close(struct dg_listener *l, int reason)
 void dg_dispatch_abort_all(struct dg_server *srv)
 {
 	srv->ready_head = srv->ready_tail = 0;
-	srv->sready_head = srv->sready_tail = NULL;
+	srv->lready_head = srv->lready_tail = NULL;
 	for (uint32_t i = 0; i < srv->rt.n; i++) {
 		struct dg_req *r = REQ(srv, i);
 		if (!r->active)
 			continue;
 		if (r->pending)
 			srv->pending--;
-		r->sess->ready = true; /* keep req_free from queueing more work */
+		/* On the ready list (never run now), so req_free queues no more work. */
+		dg_session_ready_push(&r->l->sessions, r->sess);
 		req_free(srv, i);
 	}
 }

@@ -75,6 +75,8 @@ struct dg_listener {
 	unsigned n_socks;
 	struct dg_timer *timers;
 	struct dg_sessions sessions;
+	struct dg_listener *ready_next; /* the server's list of listeners with sessions to run */
+	bool on_ready;
 	struct event *ev_sweep;    /* idle session expiry */
 	struct event *ev_deadline; /* handler_timeout_ms */
 	uint32_t dl_head, dl_tail; /* pending requests by deadline: index + 1 */
@@ -116,7 +118,7 @@ struct dg_server {
 
 	struct dg_reqtab rt;
 	uint32_t ready_head, ready_tail; /* completed frames with frames left: index + 1 */
-	struct dg_session *sready_head, *sready_tail; /* sessions with queued datagrams to run */
+	struct dg_listener *lready_head, *lready_tail; /* listeners with sessions to run */
 	unsigned pending;
 	unsigned long queued; /* datagrams in peer queues, all listeners */
 	struct dg_membudget mem; /* bytes of requests in progress and queues */

@@ -32,8 +32,10 @@ int dg_sessions_init(struct dg_sessions *t, uint32_t max)
 
 void dg_sessions_release(struct dg_sessions *t)
 {
-	while (t->lru_head)
-		dg_session_free(t, t->lru_head, NULL);
+	struct dg_session *s;
+
+	while ((s = dg_session_any(t)))
+		dg_session_free(t, s, NULL);
 	free(t->buckets);
 	memset(t, 0, sizeof(*t));
 }
@@ -114,28 +116,61 @@ struct dg_session *dg_session_find(struct dg_sessions *t, const struct sockaddr 
 	return NULL;
 }
 
-static void lru_unlink(struct dg_sessions *t, struct dg_session *s)
+static void list_unlink(struct dg_sessions *t, struct dg_session *s)
 {
+	struct dg_session_list *list = &t->lists[s->list];
+
 	if (s->lru_prev)
 		s->lru_prev->lru_next = s->lru_next;
 	else
-		t->lru_head = s->lru_next;
+		list->head = s->lru_next;
 	if (s->lru_next)
 		s->lru_next->lru_prev = s->lru_prev;
 	else
-		t->lru_tail = s->lru_prev;
+		list->tail = s->lru_prev;
 	s->lru_prev = s->lru_next = NULL;
 }
 
-static void lru_append(struct dg_sessions *t, struct dg_session *s)
+static void list_append(struct dg_sessions *t, struct dg_session *s, enum dg_session_list_id id)
 {
-	s->lru_prev = t->lru_tail;
+	struct dg_session_list *list = &t->lists[id];
+
+	s->lru_prev = list->tail;
 	s->lru_next = NULL;
-	if (t->lru_tail)
-		t->lru_tail->lru_next = s;
+	if (list->tail)
+		list->tail->lru_next = s;
 	else
-		t->lru_head = s;
-	t->lru_tail = s;
+		list->head = s;
+	list->tail = s;
+	s->list = (uint8_t)id;
+}
+
+/* A session on the ready list is busy too: freeing it there (say
+ * drop-oldest emptied its queue) would leave the list a dead pointer. */
+static bool idle(const struct dg_session *s)
+{
+	return s->active == 0 && s->q_len == 0 && !s->ready;
+}
+
+/* The one place that says which list a session belongs on. */
+static enum dg_session_list_id list_for(const struct dg_session *s)
+{
+	return idle(s) ? DG_SESSIONS_IDLE : DG_SESSIONS_BUSY;
+}
+
+/* After active, q_len or ready changed: move s to the list its state
+ * calls for. A session that becomes idle is used "now", the table's latest
+ * time, so the idle list stays in last_ms order. */
+static void relist(struct dg_sessions *t, struct dg_session *s)
+{
+	enum dg_session_list_id want = list_for(s);
+
+	if (s->list == want)
+		return;
+	list_unlink(t, s);
+	list_append(t, s, want);
+	if (want != DG_SESSIONS_BUSY && s->last_ms < t->now_ms)
+		s->last_ms = t->now_ms;
 }
 
 /* Keep chains short: double the buckets when there are more sessions. */
@@ -181,7 +216,9 @@ struct dg_session *dg_session_create(struct dg_sessions *t, const struct sockadd
 	uint32_t h = hash(t, sa, local) & t->mask;
 	s->hnext = t->buckets[h];
 	t->buckets[h] = s;
-	lru_append(t, s);
+	if (now_ms > t->now_ms)
+		t->now_ms = now_ms;
+	list_append(t, s, list_for(s));
 	t->count++;
 	maybe_grow(t);
 	return s;
@@ -189,34 +226,92 @@ struct dg_session *dg_session_create(struct dg_sessions *t, const struct sockadd
 
 void dg_session_touch(struct dg_sessions *t, struct dg_session *s, uint64_t now_ms)
 {
+	if (now_ms > t->now_ms)
+		t->now_ms = now_ms;
 	s->last_ms = now_ms;
-	if (t->lru_tail != s) {
-		lru_unlink(t, s);
-		lru_append(t, s);
+	if (s->list != DG_SESSIONS_BUSY && t->lists[s->list].tail != s) {
+		list_unlink(t, s);
+		list_append(t, s, s->list);
 	}
 }
 
-static bool idle(const struct dg_session *s)
+void dg_session_req_start(struct dg_sessions *t, struct dg_session *s)
 {
-	return s->active == 0 && s->q_len == 0;
+	s->active++;
+	relist(t, s);
 }
 
-struct dg_session *dg_session_lru_idle(struct dg_sessions *t, unsigned scan)
+void dg_session_req_done(struct dg_sessions *t, struct dg_session *s, uint64_t now_ms)
 {
-	for (struct dg_session *s = t->lru_head; s && scan--; s = s->lru_next)
-		if (idle(s))
-			return s;
-	return NULL;
+	if (now_ms > t->now_ms)
+		t->now_ms = now_ms;
+	s->active--;
+	s->last_ms = now_ms;
+	relist(t, s);
+}
+
+void dg_session_ready_push(struct dg_sessions *t, struct dg_session *s)
+{
+	if (s->ready)
+		return;
+	s->ready = true;
+	s->ready_next = NULL;
+	if (t->ready_tail)
+		t->ready_tail->ready_next = s;
+	else
+		t->ready_head = s;
+	t->ready_tail = s;
+	relist(t, s);
+}
+
+struct dg_session *dg_session_ready_pop(struct dg_sessions *t)
+{
+	struct dg_session *s = t->ready_head;
+
+	if (!s)
+		return NULL;
+	t->ready_head = s->ready_next;
+	if (!t->ready_head)
+		t->ready_tail = NULL;
+	s->ready_next = NULL;
+	s->ready = false;
+	relist(t, s);
+	return s;
+}
+
+struct dg_session *dg_session_lru_idle(struct dg_sessions *t)
+{
+	return t->lists[DG_SESSIONS_IDLE].head;
 }
 
 struct dg_session *dg_session_expired(struct dg_sessions *t, uint64_t now_ms, uint64_t idle_ms)
 {
-	/* Busy sessions are skipped; the LRU order stops the walk at the
-	 * first one that was used recently. */
-	for (struct dg_session *s = t->lru_head; s && s->last_ms + idle_ms <= now_ms; s = s->lru_next)
-		if (idle(s))
-			return s;
+	struct dg_session *s = t->lists[DG_SESSIONS_IDLE].head;
+
+	return s && s->last_ms + idle_ms <= now_ms ? s : NULL;
+}
+
+struct dg_session *dg_session_any(struct dg_sessions *t)
+{
+	for (unsigned i = 0; i < DG_SESSIONS__LISTS; i++)
+		if (t->lists[i].head)
+			return t->lists[i].head;
 	return NULL;
+}
+
+/* The oldest queued datagram, off the queue (lists untouched). */
+static struct dg_qitem *take(struct dg_sessions *t, struct dg_session *s)
+{
+	struct dg_qitem *it = s->q_head;
+
+	if (!it)
+		return NULL;
+	s->q_head = it->next;
+	if (!s->q_head)
+		s->q_tail = NULL;
+	s->q_len--;
+	t->q_bytes -= it->len;
+	return it;
 }
 
 void dg_session_free(struct dg_sessions *t, struct dg_session *s, unsigned *dropped)
@@ -229,9 +324,9 @@ void dg_session_free(struct dg_sessions *t, struct dg_session *s, unsigned *drop
 		*pp = s->hnext;
 	if (t->last == s)
 		t->last = NULL;
-	lru_unlink(t, s);
+	list_unlink(t, s);
 	while (s->q_head) {
-		struct dg_qitem *it = dg_session_dequeue(t, s);
+		struct dg_qitem *it = take(t, s);
 		if (dropped)
 			(*dropped)++;
 		free(it);
@@ -267,20 +362,16 @@ unsigned dg_session_enqueue(struct dg_sessions *t, struct dg_session *s, struct 
 	s->q_tail = it;
 	s->q_len++;
 	t->q_bytes += len;
+	relist(t, s);
 	*queued = true;
 	return dropped;
 }
 
 struct dg_qitem *dg_session_dequeue(struct dg_sessions *t, struct dg_session *s)
 {
-	struct dg_qitem *it = s->q_head;
+	struct dg_qitem *it = take(t, s);
 
-	if (!it)
-		return NULL;
-	s->q_head = it->next;
-	if (!s->q_head)
-		s->q_tail = NULL;
-	s->q_len--;
-	t->q_bytes -= it->len;
+	if (it)
+		relist(t, s);
 	return it;
 }

@@ -1,8 +1,25 @@
 /* Per-peer sessions of one listener: a keyed hash table (the key is the
  * peer address, chosen by whoever sends, and the local address it sent to:
- * on a wildcard bind one peer may talk to several), an LRU list for eviction and idle
- * expiry, and each session's bounded queue of datagrams waiting while the
- * peer has a request in progress. Nothing here logs or touches sockets. */
+ * on a wildcard bind one peer may talk to several), two lists, and each
+ * session's bounded queue of datagrams waiting while the peer has a request
+ * in progress. Nothing here logs or touches sockets.
+ *
+ * Every session is on exactly one list. A session is busy while it has a
+ * request in progress or datagrams queued (or waits on the ready list to
+ * run them), and then it is on the busy list (unordered).
+ * Otherwise it is idle, and on the idle list in the order it was last
+ * used: a datagram, or becoming idle (its last request completed with
+ * nothing queued, or its queue drained). So the least recently used
+ * idle session is always the head of the idle list: idle expiry and
+ * eviction take it in O(1) and never walk past busy sessions. Only this
+ * file moves sessions between the lists: callers report each change with
+ * dg_session_touch, dg_session_req_start, dg_session_req_done,
+ * dg_session_enqueue, dg_session_dequeue, dg_session_ready_push and
+ * dg_session_ready_pop, and never write `active`, `q_len` or `ready`.
+ *
+ * Which list an idle session goes on is decided in one place (list_for in
+ * session.c): a second idle list (say, for peers not yet validated, with
+ * its own cap) is one more enum dg_session_list_id and one test there. */
 #ifndef DG_SESSION_H
 #define DG_SESSION_H
 
@@ -28,21 +45,36 @@ struct dg_qitem {
 	unsigned char data[];
 };
 
+struct dg_session;
+
+/* A doubly linked list of sessions, oldest first. */
+struct dg_session_list {
+	struct dg_session *head, *tail;
+};
+
+/* The lists of a table (struct dg_sessions.lists), by index. */
+enum dg_session_list_id {
+	DG_SESSIONS_BUSY = 0, /* requests in progress or datagrams queued */
+	DG_SESSIONS_IDLE = 1, /* least recently used first */
+	DG_SESSIONS__LISTS
+};
+
 struct dg_session {
 	struct dg_session *hnext;            /* hash chain */
-	struct dg_session *lru_prev, *lru_next;
-	struct dg_session *ready_next;       /* sessions with queued work to run */
+	struct dg_session *lru_prev, *lru_next; /* on its table's lists[list] */
+	struct dg_session *ready_next;       /* the table's ready list */
 	union dg_sockaddr peer;
 	socklen_t peerlen;
 	union dg_sockaddr local;             /* where the peer sent to; replies leave from it */
 	socklen_t locallen;
-	bool ready;
+	bool ready;                          /* on the table's ready list */
+	uint8_t list;                        /* enum dg_session_list_id */
 	bool validated;                      /* the plugin said the peer owns its address */
 	uint32_t active;                     /* requests in progress */
 	uint32_t q_len;
 	uint32_t amp_credit;                 /* reply bytes it may still get unvalidated */
 	struct dg_qitem *q_head, *q_tail;
-	uint64_t last_ms;                    /* last datagram or completion */
+	uint64_t last_ms;                    /* last datagram, or when it last became idle */
 	void *data;                          /* the plugin's */
 	void (*data_free)(void *data);
 };
@@ -54,8 +86,10 @@ struct dg_sessions {
 	uint32_t mask;  /* buckets - 1, a power of two minus one */
 	uint32_t count;
 	uint32_t max;
-	struct dg_session *lru_head; /* least recently used */
-	struct dg_session *lru_tail;
+	struct dg_session_list lists[DG_SESSIONS__LISTS];
+	struct dg_session *ready_head;  /* sessions with queued datagrams to run */
+	struct dg_session *ready_tail;
+	uint64_t now_ms;              /* the latest time the table was given */
 	uint64_t seed[2];            /* hash key, random per table */
 	struct dg_session *last;     /* the last session found: bursts skip the hash */
 	size_t q_bytes;              /* bytes queued in all sessions */
@@ -79,15 +113,38 @@ struct dg_session *dg_session_create(struct dg_sessions *t, const struct sockadd
                                      socklen_t len, const struct sockaddr *local,
                                      socklen_t locallen, uint64_t now_ms);
 
-/* Mark s used now: it moves to the most recently used end. */
+/* A datagram from s arrived now: if idle, it moves to the most recently
+ * used end of the idle list. now_ms never goes back (a monotonic clock). */
 void dg_session_touch(struct dg_sessions *t, struct dg_session *s, uint64_t now_ms);
 
-/* The least recently used session with no request in progress and nothing
- * queued, or NULL. Looks at most at `scan` sessions from the LRU end. */
-struct dg_session *dg_session_lru_idle(struct dg_sessions *t, unsigned scan);
+/* A request of s starts: s is busy until its last request is done. */
+void dg_session_req_start(struct dg_sessions *t, struct dg_session *s);
 
-/* The oldest idle session unused since before now_ms - idle_ms, or NULL. */
+/* A request of s is done (now_ms): with no other request and nothing
+ * queued, s becomes idle, at the most recently used end. */
+void dg_session_req_done(struct dg_sessions *t, struct dg_session *s, uint64_t now_ms);
+
+/* s has datagrams queued and no request in progress: it joins the end of
+ * the ready list (if not on it already), whose sessions the caller runs
+ * after the current callback. While on it, s is busy. A session on the
+ * ready list is only freed at shutdown, with the table. */
+void dg_session_ready_push(struct dg_sessions *t, struct dg_session *s);
+
+/* The first session of the ready list, taken off it (idle again if it
+ * has nothing queued and no request), or NULL if the list is empty. */
+struct dg_session *dg_session_ready_pop(struct dg_sessions *t);
+
+/* The least recently used idle session (no request in progress, nothing
+ * queued), or NULL if every session is busy. O(1). */
+struct dg_session *dg_session_lru_idle(struct dg_sessions *t);
+
+/* The least recently used idle session if it was last used at or before
+ * now_ms - idle_ms, else NULL. O(1). */
 struct dg_session *dg_session_expired(struct dg_sessions *t, uint64_t now_ms, uint64_t idle_ms);
+
+/* Some session, idle or busy, or NULL when the table is empty (to close
+ * them all at shutdown). */
+struct dg_session *dg_session_any(struct dg_sessions *t);
 
 /* Remove s from the table and free it with its queue (queued datagrams
  * are counted into *dropped if not NULL). The caller has already told the
@@ -104,7 +161,8 @@ unsigned dg_session_enqueue(struct dg_sessions *t, struct dg_session *s, struct 
                             const unsigned char *data, size_t len, uint32_t limit,
                             size_t byte_cap, enum dg_drop_policy policy, bool *queued);
 
-/* Take the oldest queued datagram (the caller frees it with free()). */
+/* Take the oldest queued datagram (the caller frees it with free()). A
+ * session left with no request and nothing queued becomes idle. */
 struct dg_qitem *dg_session_dequeue(struct dg_sessions *t, struct dg_session *s);
 
 #endif

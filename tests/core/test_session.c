@@ -114,6 +114,7 @@ static void test_lru_and_expiry(void)
 {
 	struct dg_sessions t;
 	struct dg_session *s[4];
+	bool queued;
 
 	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, 4), 0);
 	for (int i = 0; i < 4; i++) {
@@ -121,23 +122,93 @@ static void test_lru_and_expiry(void)
 		s[i] = create(&t, SA(p), sizeof(p), 100 + (uint64_t)i);
 	}
 	/* LRU order is creation order until touched. */
-	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t, 64), s[0]);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[0]);
 	dg_session_touch(&t, s[0], 200);
-	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t, 64), s[1]);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[1]);
 	/* A session with a request in progress or queued work is not idle. */
-	s[1]->active = 1;
-	s[2]->q_len = 1;
-	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t, 64), s[3]);
-	CU_ASSERT_PTR_NULL(dg_session_lru_idle(&t, 2)); /* scan bound */
+	dg_session_req_start(&t, s[1]);
+	dg_session_req_start(&t, s[2]);
+	CU_ASSERT_EQUAL(dg_session_enqueue(&t, s[2], NULL, (const unsigned char *)"q", 1, 4, 100,
+	                                   DG_DROP_NEWEST, &queued), 0);
+	dg_session_req_done(&t, s[2], 104); /* done, but a datagram waits */
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[3]);
 	/* Expiry: idle 50 ms at time 160 -> s[3] (used at 103) is expired,
 	 * s[1] and s[2] are busy, s[0] was touched at 200. */
 	CU_ASSERT_PTR_EQUAL(dg_session_expired(&t, 160, 50), s[3]);
 	CU_ASSERT_PTR_NULL(dg_session_expired(&t, 152, 50));
 	dg_session_free(&t, s[3], NULL);
 	CU_ASSERT_PTR_NULL(dg_session_expired(&t, 160, 50));
-	s[1]->active = 0;
-	CU_ASSERT_PTR_EQUAL(dg_session_expired(&t, 160, 50), s[1]);
-	s[2]->q_len = 0;
+	/* The last request done: idle from then on (not from its last datagram). */
+	dg_session_req_done(&t, s[1], 210);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[0]);
+	CU_ASSERT_PTR_NULL(dg_session_expired(&t, 249, 50));
+	CU_ASSERT_PTR_EQUAL(dg_session_expired(&t, 250, 50), s[0]);
+	dg_session_free(&t, s[0], NULL);
+	CU_ASSERT_PTR_NULL(dg_session_expired(&t, 259, 50));
+	CU_ASSERT_PTR_EQUAL(dg_session_expired(&t, 260, 50), s[1]);
+	/* Its queue drained: idle now (the table's latest time, 210). */
+	free(dg_session_dequeue(&t, s[2]));
+	CU_ASSERT_EQUAL(s[2]->last_ms, 210);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[1]);
+	dg_session_free(&t, s[1], NULL);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[2]);
+	/* Waiting on the ready list counts as busy, even with nothing queued
+	 * (drop-oldest can empty a queue); taken off it, idle again. */
+	dg_session_ready_push(&t, s[2]);
+	dg_session_ready_push(&t, s[2]); /* once only */
+	CU_ASSERT_PTR_NULL(dg_session_lru_idle(&t));
+	CU_ASSERT_PTR_EQUAL(dg_session_any(&t), s[2]);
+	CU_ASSERT_PTR_EQUAL(dg_session_ready_pop(&t), s[2]);
+	CU_ASSERT_PTR_NULL(dg_session_ready_pop(&t));
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[2]);
+	dg_sessions_release(&t);
+	CU_ASSERT_PTR_NULL(dg_session_any(&t));
+}
+
+/* Many busy sessions older than every idle one: expiry and eviction take
+ * the idle ones straight away, never walking the busy ones (issue 9: the
+ * old LRU kept busy sessions at its head, so each expiry walked them and
+ * eviction gave up after 64). */
+static void test_busy_sessions_off_the_idle_list(void)
+{
+	enum { BUSY = 50000, IDLE = 10000 };
+	struct dg_sessions t;
+
+	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, BUSY + IDLE), 0);
+	for (uint32_t i = 0; i < BUSY; i++) {
+		struct sockaddr_in p = v4(0x7f000000 + i, 4000);
+		struct dg_session *s = create(&t, SA(p), sizeof(p), 10);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+		dg_session_req_start(&t, s);
+	}
+	for (uint32_t i = 0; i < IDLE; i++) {
+		struct sockaddr_in p = v4(0x7f000000 + i, 4001);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(create(&t, SA(p), sizeof(p), 20 + i / 1000));
+	}
+	/* The busy ones are the least recently used, and never the idle one. */
+	CU_ASSERT_EQUAL(dg_session_lru_idle(&t)->peer.in.sin_port, htons(4001));
+	unsigned expired = 0;
+	struct dg_session *s;
+	while ((s = dg_session_expired(&t, 1000, 100))) {
+		CU_ASSERT_EQUAL(s->active, 0);
+		CU_ASSERT_EQUAL(s->peer.in.sin_port, htons(4001));
+		dg_session_free(&t, s, NULL);
+		expired++;
+	}
+	CU_ASSERT_EQUAL(expired, IDLE);
+	CU_ASSERT_PTR_NULL(dg_session_lru_idle(&t));
+	/* Every busy session that completes is evictable, oldest completion first. */
+	struct sockaddr_in first = v4(0x7f000000 + 7, 4000), second = v4(0x7f000000 + 3, 4000);
+	struct dg_session *a = find(&t, SA(first));
+	struct dg_session *b = find(&t, SA(second));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	dg_session_req_done(&t, a, 2000);
+	dg_session_req_done(&t, b, 2001);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), a);
+	CU_ASSERT_PTR_NULL(dg_session_expired(&t, 2099, 100));
+	CU_ASSERT_PTR_EQUAL(dg_session_expired(&t, 2100, 100), a);
+	CU_ASSERT_EQUAL(t.count, BUSY);
 	dg_sessions_release(&t);
 }
 
@@ -232,6 +303,7 @@ static const struct dg_test session_tests[] = {
 	{ "create and lookup", test_create_lookup },
 	{ "the key includes the local address", test_key_includes_local },
 	{ "lru and expiry", test_lru_and_expiry },
+	{ "busy sessions off the idle list", test_busy_sessions_off_the_idle_list },
 	{ "queue order and drop policies", test_queue_order_and_policies },
 	{ "request handles", test_request_handles },
 	{ NULL, NULL },
