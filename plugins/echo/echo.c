@@ -36,11 +36,15 @@ struct echo {
 	bool silent;
 	unsigned delay_ms;
 	unsigned repeat;
-	struct delayed *delayed; /* replies waiting for their timer */
+	/* Replies waiting for their timer, by request handle: on_timeout
+	 * finds one in O(1), however many wait. Open addressing, linear
+	 * probing, at most half full; NULL is an empty slot. */
+	struct delayed **by_req;
+	size_t mask; /* slots - 1 (slots a power of two), or 0 with no table */
+	size_t n;
 };
 
 struct delayed {
-	struct delayed *prev, *next;
 	struct echo *e;
 	struct dg_timer *timer;
 	dg_req_t req;
@@ -56,12 +60,14 @@ static void echo_fini(void *state)
 	if (!e)
 		return;
 	/* The host cancelled our timers before fini; free what they carried. */
-	while (e->delayed) {
-		struct delayed *d = e->delayed;
-		e->delayed = d->next;
-		json_decref(d->json);
-		free(d);
+	for (size_t i = 0; e->by_req && i <= e->mask; i++) {
+		struct delayed *d = e->by_req[i];
+		if (d) {
+			json_decref(d->json);
+			free(d);
+		}
 	}
+	free(e->by_req);
 	free(e->prefix);
 	free(e->wrap);
 	free(e);
@@ -171,14 +177,76 @@ static int send_echo(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
 	return DG_OK;
 }
 
-static void delayed_unlink(struct echo *e, struct delayed *d)
+/* Handles are the host's values, not chosen by peers: a fixed mix is
+ * enough to spread them. */
+static size_t slot_of(const struct echo *e, dg_req_t h)
 {
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		e->delayed = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return (size_t)h & e->mask;
+}
+
+static struct delayed **delayed_find(struct echo *e, dg_req_t h)
+{
+	if (!e->by_req)
+		return NULL;
+	for (size_t i = slot_of(e, h);; i = (i + 1) & e->mask) {
+		if (!e->by_req[i])
+			return NULL;
+		if (e->by_req[i]->req == h)
+			return &e->by_req[i];
+	}
+}
+
+static void put(struct echo *e, struct delayed *d)
+{
+	size_t i = slot_of(e, d->req);
+
+	while (e->by_req[i])
+		i = (i + 1) & e->mask;
+	e->by_req[i] = d;
+}
+
+/* Double the table (or make the first one) when it would be over half full. */
+static int delayed_reserve(struct echo *e)
+{
+	size_t slots = e->by_req ? e->mask + 1 : 0;
+
+	if ((e->n + 1) * 2 <= slots)
+		return DG_OK;
+	size_t n = slots ? slots * 2 : 64;
+	struct delayed **old = e->by_req;
+	e->by_req = calloc(n, sizeof(*e->by_req));
+	if (!e->by_req) {
+		e->by_req = old;
+		return DG_ENOMEM;
+	}
+	e->mask = n - 1;
+	for (size_t i = 0; i < slots; i++)
+		if (old[i])
+			put(e, old[i]);
+	free(old);
+	return DG_OK;
+}
+
+/* Remove the entry at *pp, then move up the entries of its probe run that
+ * hashed at or before the hole (no tombstones: lookups stay short). */
+static void delayed_unlink(struct echo *e, struct delayed **pp)
+{
+	size_t hole = (size_t)(pp - e->by_req);
+
+	e->by_req[hole] = NULL;
+	e->n--;
+	for (size_t i = (hole + 1) & e->mask; e->by_req[i]; i = (i + 1) & e->mask) {
+		size_t home = slot_of(e, e->by_req[i]->req);
+		/* Movable when home is not cyclically within (hole, i]. */
+		if (((i - home) & e->mask) >= ((i - hole) & e->mask)) {
+			e->by_req[hole] = e->by_req[i];
+			e->by_req[i] = NULL;
+			hole = i;
+		}
+	}
 }
 
 static void delayed_fire(void *arg)
@@ -187,7 +255,9 @@ static void delayed_fire(void *arg)
 	struct echo *e = d->e;
 	struct dg_packet pkt = { .data = d->data, .len = d->len, .json = d->json };
 
-	delayed_unlink(e, d);
+	struct delayed **pp = delayed_find(e, d->req);
+	if (pp)
+		delayed_unlink(e, pp);
 	/* DG_ESTALE here means the server gave up on the request: nothing to do. */
 	if (send_echo(e, d->req, &pkt) != DG_ESTALE)
 		e->host->complete(d->req);
@@ -197,8 +267,9 @@ static void delayed_fire(void *arg)
 
 static int echo_later(struct echo *e, const struct dg_request *req)
 {
+	if (delayed_reserve(e))
+		return DG_ENOMEM;
 	struct delayed *d = malloc(sizeof(*d) + req->packet.len);
-
 	if (!d)
 		return DG_ENOMEM;
 	d->e = e;
@@ -213,11 +284,8 @@ static int echo_later(struct echo *e, const struct dg_request *req)
 		free(d);
 		return DG_ERROR;
 	}
-	d->prev = NULL;
-	d->next = e->delayed;
-	if (d->next)
-		d->next->prev = d;
-	e->delayed = d;
+	put(e, d);
+	e->n++;
 	return DG_PENDING;
 }
 
@@ -253,14 +321,14 @@ static void echo_on_timeout(void *state, dg_req_t req)
 {
 	struct echo *e = state;
 
-	for (struct delayed *d = e->delayed; d; d = d->next) {
-		if (d->req != req)
-			continue;
+	struct delayed **pp = delayed_find(e, req);
+
+	if (pp) {
+		struct delayed *d = *pp;
 		e->host->timer_cancel(d->timer);
-		delayed_unlink(e, d);
+		delayed_unlink(e, pp);
 		json_decref(d->json);
 		free(d);
-		break;
 	}
 	if (e->error_reply) {
 		json_t *j = json_pack("{ss}", "error", "timeout");
