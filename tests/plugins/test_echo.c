@@ -1,0 +1,203 @@
+/* The echo plugin against a fake host: deferred replies and timeouts, each
+ * found by its request handle. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "loader.h"
+#include "testutil.h"
+
+enum { N = 64000 };
+
+/* A timer of the fake host, remembering the request it was started for. */
+struct fake_timer {
+	void (*cb)(void *arg);
+	void *arg;
+	dg_req_t req;
+	bool live;
+};
+
+static struct {
+	struct fake_timer *timers; /* by request number */
+	dg_req_t current;          /* the request being handled */
+	unsigned replies, wrong_replies, completes, cancels, wrong_cancels;
+} fake;
+
+static unsigned number_of(dg_req_t h)
+{
+	return (unsigned)(h & 0xffffffffu) - 1;
+}
+
+/* Handles as the server makes them: a generation over an index + 1. */
+static dg_req_t handle_of(unsigned i)
+{
+	return ((dg_req_t)(7 + i % 5) << 32) | (i + 1);
+}
+
+DG_PRINTF(3, 4)
+static void fake_log(struct dg_instance *self, int level, const char *fmt, ...)
+{
+	va_list ap;
+	(void)self, (void)level;
+
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static int fake_reply(dg_req_t req, const struct dg_packet *pkt)
+{
+	char want[16];
+
+	snprintf(want, sizeof(want), "%u", number_of(req));
+	fake.replies++;
+	if (pkt->len != strlen(want) || memcmp(pkt->data, want, pkt->len))
+		fake.wrong_replies++;
+	return DG_OK;
+}
+
+static int fake_complete(dg_req_t req)
+{
+	(void)req;
+	fake.completes++;
+	return DG_OK;
+}
+
+static struct dg_timer *fake_timer_start(struct dg_instance *self, unsigned ms,
+                                         void (*cb)(void *arg), void *arg)
+{
+	struct fake_timer *t = &fake.timers[number_of(fake.current)];
+	(void)self, (void)ms;
+
+	t->cb = cb;
+	t->arg = arg;
+	t->req = fake.current;
+	t->live = true;
+	return (struct dg_timer *)t;
+}
+
+static void fake_timer_cancel(struct dg_timer *timer)
+{
+	struct fake_timer *t = (struct fake_timer *)timer;
+
+	fake.cancels++;
+	if (!t->live || t->req != fake.current)
+		fake.wrong_cancels++;
+	t->live = false;
+}
+
+static const struct dg_host fake_host = {
+	.size = sizeof(struct dg_host),
+	.abi_major = DG_PLUGIN_ABI_MAJOR,
+	.abi_minor = DG_PLUGIN_ABI_MINOR,
+	.log = fake_log,
+	.reply = fake_reply,
+	.complete = fake_complete,
+	.timer_start = fake_timer_start,
+	.timer_cancel = fake_timer_cancel,
+};
+
+static double cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* 64,000 delayed replies; every eighth fires, then the rest time out,
+ * oldest first. Each timeout must cancel its own request's timer, and
+ * cost O(1): the old list scan took seconds of CPU here (issue 9), this
+ * takes milliseconds; the bound leaves a wide margin for slow builds. */
+static void test_timeouts_by_handle(void)
+{
+	struct dg_loader ld = { 0 };
+	const struct dg_plugin *p;
+	char path[4096], err[512], text[16];
+	void *state = NULL;
+
+	snprintf(path, sizeof(path), "%s/plugins/.libs/echo.so", dg_test_builddir());
+	CU_ASSERT_EQUAL_FATAL(dg_loader_load(&ld, path, &p, err, sizeof(err)), 0);
+	json_t *config = json_pack("{si}", "delay_ms", 1000);
+	CU_ASSERT_EQUAL_FATAL(p->init((struct dg_instance *)&fake, &fake_host, config, &state), DG_OK);
+	json_decref(config);
+	fake.timers = calloc(N, sizeof(*fake.timers));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fake.timers);
+
+	for (unsigned i = 0; i < N; i++) {
+		struct dg_request rq = { .handle = handle_of(i), .frames = 1 };
+		snprintf(text, sizeof(text), "%u", i);
+		rq.packet.data = (const unsigned char *)text;
+		rq.packet.len = strlen(text);
+		fake.current = rq.handle;
+		CU_ASSERT_EQUAL(p->on_packet(state, &rq), DG_PENDING);
+	}
+	for (unsigned i = 0; i < N; i += 8) {
+		fake.timers[i].live = false;
+		fake.timers[i].cb(fake.timers[i].arg);
+	}
+	CU_ASSERT_EQUAL(fake.replies, N / 8);
+	CU_ASSERT_EQUAL(fake.completes, N / 8);
+
+	double t0 = cpu_ms();
+	for (unsigned i = 0; i < N; i++) {
+		fake.current = handle_of(i);
+		p->on_timeout(state, fake.current);
+	}
+	double spent = cpu_ms() - t0;
+	printf("\n  %u timeouts: %.1f ms of CPU\n", N, spent);
+	CU_ASSERT(spent < 500);
+	CU_ASSERT_EQUAL(fake.cancels, N - N / 8);
+	CU_ASSERT_EQUAL(fake.wrong_cancels, 0);
+	CU_ASSERT_EQUAL(fake.wrong_replies, 0);
+	/* A handle the plugin never saw, or no longer holds. */
+	fake.current = handle_of(N + 5);
+	p->on_timeout(state, fake.current);
+	p->on_timeout(state, handle_of(3));
+	CU_ASSERT_EQUAL(fake.cancels, N - N / 8);
+	p->fini(state);
+	free(fake.timers);
+	dg_loader_release(&ld);
+}
+
+/* fini frees what still waits (ASan checks), in any order of arrival. */
+static void test_fini_with_pending(void)
+{
+	struct dg_loader ld = { 0 };
+	const struct dg_plugin *p;
+	char path[4096], err[512];
+	void *state = NULL;
+
+	snprintf(path, sizeof(path), "%s/plugins/.libs/echo.so", dg_test_builddir());
+	CU_ASSERT_EQUAL_FATAL(dg_loader_load(&ld, path, &p, err, sizeof(err)), 0);
+	json_t *config = json_pack("{si}", "delay_ms", 5);
+	CU_ASSERT_EQUAL_FATAL(p->init((struct dg_instance *)&fake, &fake_host, config, &state), DG_OK);
+	json_decref(config);
+	fake.timers = calloc(1000, sizeof(*fake.timers));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fake.timers);
+	for (unsigned i = 0; i < 1000; i++) {
+		struct dg_request rq = { .handle = handle_of(999 - i), .frames = 1 };
+		rq.packet.data = (const unsigned char *)"x";
+		rq.packet.len = 1;
+		fake.current = rq.handle;
+		CU_ASSERT_EQUAL(p->on_packet(state, &rq), DG_PENDING);
+	}
+	p->fini(state);
+	free(fake.timers);
+	dg_loader_release(&ld);
+}
+
+static const struct dg_test echo_tests[] = {
+	{ "timeouts found by handle", test_timeouts_by_handle },
+	{ "fini with replies pending", test_fini_with_pending },
+	{ NULL, NULL },
+};
+
+DG_TEST_MAIN("echo", echo_tests)
