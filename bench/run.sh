@@ -6,8 +6,11 @@
 # them alike; the table shows medians of REPS runs and the ratios
 # dgramd / reference. Ratios, not absolute rates, carry between machines.
 #
-#   bench/run.sh                 run everything (about 3 minutes), print the table
+#   bench/run.sh                 run everything (about 4 minutes), print the table
 #   bench/run.sh --write         ... and write it to bench/RESULTS.md
+# Scenarios: raw, rawacl (raw echo again with a 100-CIDR ACL and a per-source
+# rate limit, bench/configs/raw-echo-acl.json: the cost of the checks), json,
+# lpjson, ingest, w256.
 # Knobs: DUR (5) REPS (3) PORT (9100) SERVER_CPU (0) CLIENT_CPU (1) SCENARIOS
 #        OUT (build/bench-out) SHARED (../shared/bench)
 set -u
@@ -20,7 +23,7 @@ PORT=${PORT:-9100}
 SCPU=${SERVER_CPU:-0}
 CCPU=${CLIENT_CPU:-1}
 OUT=${OUT:-$top/build/bench-out}
-SCENARIOS=${SCENARIOS:-"raw json lpjson ingest w256"}
+SCENARIOS=${SCENARIOS:-"raw rawacl json lpjson ingest w256"}
 WRITE=0
 [ "${1:-}" = --write ] && WRITE=1
 
@@ -98,7 +101,13 @@ measure() {
 	stop_server
 	local rx
 	case $name in
-	dgramd*) rx=$(sed -n 's/.*stats listener=bench rx=\([0-9]*\).*/\1/p' "$OUT/srv.err" | tail -1) ;;
+	dgramd*) rx=$(sed -n 's/.*stats listener=bench rx=\([0-9]*\).*/\1/p' "$OUT/srv.err" | tail -1)
+		# the ACL / rate-limit run must drop nothing, or it measures less work
+		local d
+		for d in acl rate_limited; do
+			d=$(sed -n "s/.*stats listener=bench .* drop_$d=\([0-9]*\).*/\1/p" "$OUT/srv.err" | tail -1)
+			[ "${d:-0}" = 0 ] || say "$scen $name rep $rep: $d datagrams dropped by the ACL or rate limit"
+		done ;;
 	*) rx=$(sed -n 's/.*received=\([0-9]*\).*/\1/p' "$OUT/srv.out" | tail -1) ;;
 	esac
 	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$name" "$rep" "${cli:-null}" "$((t1 - t0))" "${rx:-0}" >> "$RAW"
@@ -113,10 +122,19 @@ SEQ64=(--expect-reply --seq --window 64 --size 64)
 JSON16=(--expect-reply --window 16 --payload "$SHARED/payload.json")
 LP16=(--expect-reply --window 16 --payload "$OUT/lp4.bin")
 for rep in $(seq "$REPS"); do
-	if want raw; then
+	if want raw || want rawacl; then
+		# rawacl: the same raw echo with a 100-CIDR ACL and a per-source
+		# rate limit that drops nothing (row dgramd-acl); the two dgramd
+		# runs swap places every other repetition.
 		measure raw ref_echo_mmsg "" "$rep" "${SEQ64[@]}"
+		if want rawacl && [ $((rep % 2)) = 0 ]; then
+			measure raw dgramd-acl raw-echo-acl.json "$rep" "${SEQ64[@]}"
+		fi
 		measure raw dgramd raw-echo.json "$rep" "${SEQ64[@]}"
-		measure raw ref_echo_libevent "" "$rep" "${SEQ64[@]}"
+		if want rawacl && [ $((rep % 2)) = 1 ]; then
+			measure raw dgramd-acl raw-echo-acl.json "$rep" "${SEQ64[@]}"
+		fi
+		want raw && measure raw ref_echo_libevent "" "$rep" "${SEQ64[@]}"
 	fi
 	if want json; then
 		measure json ref_echo_mmsg "" "$rep" "${JSON16[@]}"
@@ -169,7 +187,7 @@ for scen in ['raw', 'json', 'lpjson', 'ingest', 'w256']:
         runs = rows[(scen, s)]
         rate = med('rate', runs) if scen != 'ingest' else None
         ratio = ''
-        if d and s != 'dgramd':
+        if d and not s.startswith('dgramd'):
             if scen == 'ingest':
                 a, b = med('cpu_us', d), med('cpu_us', runs)
                 ratio = f'CPU {a / b:.2f}x' if a and b else ''
@@ -180,8 +198,20 @@ for scen in ['raw', 'json', 'lpjson', 'ingest', 'w256']:
         out.append(f'| {desc[scen]} | {s} | {fmt(rate)} | {lost if scen != "ingest" else "-"} | '
                    f'{fmt(med("p50_us", runs), 1)} | {fmt(med("p99_us", runs), 1)} | '
                    f'{fmt(med("cpu_us", runs), 2)} | {ratio} |')
+# The hot-path checks: raw echo against ref_echo_mmsg with and without them.
+acl_note = ''
+ref, plain, acl = (rows.get(('raw', s)) for s in ('ref_echo_mmsg', 'dgramd', 'dgramd-acl'))
+if ref and plain and acl and med('rate', ref):
+    a, b = med('rate', plain) / med('rate', ref), med('rate', acl) / med('rate', ref)
+    acl_note = (f'**Access control and rate limit on the hot path** (row dgramd-acl: '
+                f'`bench/configs/raw-echo-acl.json`, a 100-CIDR ACL and a per-source rate limit '
+                f'that drops nothing): raw echo / ref_echo_mmsg = **{a:.3f}** without them, '
+                f'**{b:.3f}** with them, a change of {b - a:+.3f} (the limit is -0.03); server CPU '
+                f'{fmt(med("cpu_us", plain), 2)} vs {fmt(med("cpu_us", acl), 2)} µs per datagram.')
 table = '\n'.join(out)
 print(table)
+if acl_note:
+    print('\n' + acl_note)
 if write:
     cpu = subprocess.run(['sh', '-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                          capture_output=True, text=True).stdout.strip()
@@ -201,7 +231,9 @@ ingest row the ratio is server CPU per datagram (lower is better), dgramd / ref.
 
 {table}
 
-Reproduce: `bench/run.sh` (about {int(dur) * int(reps) * 10 // 60 + 1} minutes; `--write` updates this file).
+{acl_note}
+
+Reproduce: `bench/run.sh` (about {int(dur) * int(reps) * 12 // 60 + 1} minutes; `--write` updates this file).
 ''')
         analysis = os.path.join(os.path.dirname(dest), 'analysis.md')
         if os.path.exists(analysis):
