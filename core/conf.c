@@ -399,6 +399,23 @@ static int set_rate_limit(struct ctx *c, json_t *v, void *obj, const struct dire
 	return rc;
 }
 
+/* A listener name goes into every log and stats line about it: letters,
+ * digits, '_', '.', '-' only, so it can forge neither a line nor a
+ * key=value pair. */
+static int set_name(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+	size_t len = s ? json_string_length(v) : 0;
+	char shown[64];
+
+	if (s && len <= DG_LISTENER_NAME_MAX && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789_.-") == len && len > 0)
+		return set_string(c, v, obj, d);
+	return fail(c, "expected 1 to %d letters, digits, '_', '.' or '-'%s%s%s",
+	            DG_LISTENER_NAME_MAX, s ? ", got '" : "",
+	            s ? dg_log_escape(s, len, shown, sizeof(shown)) : "", s ? "'" : "");
+}
+
 #define L(field) offsetof(struct dg_listener_conf, field)
 static const struct directive amplification_directives[] = {
 	{ "factor", set_uint, L(amp_factor), 0, 1000000, false },
@@ -412,7 +429,7 @@ static int set_amplification(struct ctx *c, json_t *v, void *obj, const struct d
 }
 
 static const struct directive listener_directives[] = {
-	{ "name", set_string, L(name), 0, 0, true },
+	{ "name", set_name, L(name), 0, 0, true },
 	{ "bind", set_binds, 0, 0, 0, true },
 	{ "codec", set_codec, 0, 0, 0, false },
 	{ "handler", set_handler, 0, 0, 0, true },
@@ -437,18 +454,55 @@ static const struct directive listener_directives[] = {
 };
 #undef L
 
-static bool same_addr(const struct dg_addr *a, const struct dg_addr *b)
+static bool is_any(const struct dg_addr *a)
 {
-	return a->len == b->len && !memcmp(&a->ss, &b->ss, a->len) &&
-	       /* port 0 asks the kernel for a fresh port each time */
-	       ((const struct sockaddr_in *)&a->ss)->sin_port != 0;
+	if (a->ss.ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+	return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
 }
 
-/* Names unique, no address bound twice. */
+/* Would binding both fail (or, with SO_REUSEPORT, silently share the
+ * datagrams)? The same family and port, and the same address or one of
+ * them the wildcard. Port 0 asks the kernel for a fresh port each time.
+ * The port sits at the same offset in sockaddr_in and sockaddr_in6. */
+static bool addr_clash(const struct dg_addr *a, const struct dg_addr *b)
+{
+	in_port_t pa = ((const struct sockaddr_in *)&a->ss)->sin_port;
+
+	if (a->ss.ss_family != b->ss.ss_family || pa == 0 ||
+	    pa != ((const struct sockaddr_in *)&b->ss)->sin_port)
+		return false;
+	return is_any(a) || is_any(b) || (a->len == b->len && !memcmp(&a->ss, &b->ss, a->len));
+}
+
+static int bind_clash(struct ctx *c, const struct dg_listener_conf *l, unsigned a,
+                      const struct dg_addr *other, const char *where)
+{
+	const struct dg_addr *mine = &l->binds[a];
+	char buf[64], obuf[64];
+	bool same = mine->len == other->len && !memcmp(&mine->ss, &other->ss, mine->len);
+
+	path_push_key(c, "bind");
+	if (l->n_binds > 1)
+		path_push_index(c, a);
+	dg_addr_format((const struct sockaddr *)&other->ss, obuf, sizeof(obuf));
+	return fail(c, "'%s' is already bound by %s%s%s%s",
+	            dg_addr_format((const struct sockaddr *)&mine->ss, buf, sizeof(buf)), where,
+	            same ? "" : " (as '", same ? "" : obuf, same ? "" : "')");
+}
+
+/* Names unique, no address bound twice (in one listener or across them). */
 static int check_listener(struct ctx *c, struct dg_config *cfg, unsigned idx)
 {
 	struct dg_listener_conf *l = &cfg->listeners[idx];
+	char where[64];
 
+	for (unsigned a = 0; a < l->n_binds; a++)
+		for (unsigned b = 0; b < a; b++)
+			if (addr_clash(&l->binds[a], &l->binds[b])) {
+				snprintf(where, sizeof(where), "bind[%u] of this listener", b);
+				return bind_clash(c, l, a, &l->binds[b], where);
+			}
 	for (unsigned i = 0; i < idx; i++) {
 		const struct dg_listener_conf *o = &cfg->listeners[i];
 		if (!strcmp(o->name, l->name)) {
@@ -457,11 +511,9 @@ static int check_listener(struct ctx *c, struct dg_config *cfg, unsigned idx)
 		}
 		for (unsigned a = 0; a < l->n_binds; a++)
 			for (unsigned b = 0; b < o->n_binds; b++)
-				if (same_addr(&l->binds[a], &o->binds[b])) {
-					char buf[64];
-					path_push_key(c, "bind");
-					return fail(c, "'%s' is already bound by listeners[%u]",
-					            dg_addr_format((struct sockaddr *)&l->binds[a].ss, buf, sizeof(buf)), i);
+				if (addr_clash(&l->binds[a], &o->binds[b])) {
+					snprintf(where, sizeof(where), "listeners[%u]", i);
+					return bind_clash(c, l, a, &o->binds[b], where);
 				}
 	}
 	dg_acl_build(&l->acl);
@@ -586,7 +638,7 @@ static const struct directive top_directives[] = {
 	{ "codec_modules", set_done, 0, 0, 0, false },
 	{ "log", set_log, 0, 0, 0, false },
 	{ "plugin_dir", set_string, C(plugin_dir), 0, 0, false },
-	{ "max_pending", set_uint, C(max_pending), 1, 1 << 24, false },
+	{ "max_pending", set_uint, C(max_pending), 1, (1 << 24) - 1, false }, /* DG_REQTAB_MAX */
 	{ "shutdown_timeout_ms", set_uint, C(shutdown_timeout_ms), 0, 3600000, false },
 	{ "memory_budget", set_size, C(memory_budget), 1 << 20, 1ll << 40, false },
 	{ NULL, NULL, 0, 0, 0, false },

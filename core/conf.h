@@ -19,8 +19,10 @@ struct dg_addr {
 	socklen_t len;
 };
 
+#define DG_LISTENER_NAME_MAX 64
+
 struct dg_listener_conf {
-	char *name;
+	char *name;           /* [A-Za-z0-9_.-], 1 to DG_LISTENER_NAME_MAX */
 	struct dg_addr *binds;
 	unsigned n_binds;
 	json_t *codec;        /* codec spec (reference held) */

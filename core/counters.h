@@ -53,6 +53,7 @@ struct dg_counters {
 	uint64_t sessions_idle;  /* closed after session_idle_ms */
 	uint64_t sessions_evicted; /* closed to make room (max_peers) */
 	uint64_t queued;         /* datagrams that waited in a peer queue */
+	uint64_t stale_calls;    /* reply/complete with a dead request handle */
 };
 
 extern const char *const dg_drop_names[DG_DROP__COUNT];

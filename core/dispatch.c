@@ -4,8 +4,11 @@
  * struct dg_host. */
 #include "config.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server.h"
 
@@ -226,16 +229,19 @@ static void log_parse_error(struct dg_listener *l, const struct sockaddr *peer, 
                             const struct dg_parse_error *pe)
 {
 	unsigned long sup;
-	char p[64];
+	char p[64], why[256];
 
 	if (!dg_ratelimit_allow(&l->rl_parse, l->srv->now, &sup))
 		return;
 	if (sup)
 		dg_log(DG_LOG_WARN, "listener '%s': %lu more undecodable datagrams were not logged",
 		       l->conf->name, sup);
+	/* The reason may quote the datagram (jansson's "near '...'"). */
 	dg_log(DG_LOG_WARN, "listener '%s': cannot decode datagram from %s (%zu bytes, codec %s): "
 	       "%s at byte %zu (frame %u)", l->conf->name, dg_addr_format(peer, p, sizeof(p)), len,
-	       dg_codec_name(l->codec), pe->reason, pe->offset, pe->frame);
+	       dg_codec_name(l->codec),
+	       pe->reason ? dg_log_escape(pe->reason, strlen(pe->reason), why, sizeof(why)) : "?",
+	       pe->offset, pe->frame);
 }
 
 static bool new_request(struct dg_server *srv, struct dg_sock *s, struct dg_session *sess,
@@ -245,6 +251,7 @@ static bool new_request(struct dg_server *srv, struct dg_sock *s, struct dg_sess
 		return false;
 	struct dg_req *r = REQ(srv, *idx);
 	r->l = s->l;
+	r->tag = (uint8_t)(s->l - srv->listeners); /* at most 256 listeners (conf.c) */
 	r->s = s;
 	r->sess = sess;
 	r->frames = frames;
@@ -599,18 +606,79 @@ void dg_dispatch_abort_all(struct dg_server *srv)
 	}
 }
 
-/* ---- host functions ---------------------------------------------------- */
+/* ---- host functions ----------------------------------------------------
+ * A plugin's mistakes (a dead handle, a NULL, its state where the instance
+ * belongs) cost an error code, a counter and a rate-limited line, never the
+ * server. */
+
+static struct dg_ratelimit rl_misuse = DG_RATELIMIT_INIT(5, 10);
+
+DG_PRINTF(1, 2)
+static void log_misuse(const char *fmt, ...)
+{
+	unsigned long sup;
+	char msg[512];
+	va_list ap;
+
+	if (!dg_ratelimit_allow(&rl_misuse, time(NULL), &sup))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (sup)
+		dg_log(DG_LOG_WARN, "%lu more plugin API misuses were not logged", sup);
+	dg_log(DG_LOG_WARN, "%s", msg);
+}
+
+/* self from a plugin: the instance init() was given, or NULL. */
+static struct dg_listener *instance_listener(struct dg_instance *self, const char *fn)
+{
+	if (self && self->magic == DG_INSTANCE_MAGIC)
+		return self->l;
+	log_misuse("a plugin called host->%s with %s instead of the struct dg_instance * from init() "
+	           "(keep that pointer in your state)", fn, self ? "something" : "NULL");
+	return NULL;
+}
+
+/* A call with a handle that is dead (or never was): counted as stale_calls
+ * on the listener the handle names, logged at a limited rate with the
+ * listener and plugin. */
+static int stale_call(struct dg_server *srv, dg_req_t h, const char *what)
+{
+	unsigned tag = dg_reqtab_handle_tag(h);
+	struct dg_listener *l = srv && tag < srv->n_listeners ? &srv->listeners[tag] : NULL;
+	unsigned long sup;
+
+	if (!l) {
+		log_misuse("a plugin %s a request handle no listener made (%#llx)", what,
+		           (unsigned long long)h);
+		return DG_ESTALE;
+	}
+	l->c->stale_calls++;
+	if (!dg_ratelimit_allow(&l->rl_stale, srv->now, &sup))
+		return DG_ESTALE;
+	if (sup)
+		dg_log(DG_LOG_WARN, "listener '%s': plugin '%s': %lu more calls with dead request "
+		       "handles were not logged (see stale_calls)", l->conf->name, l->plugin->name, sup);
+	dg_log(DG_LOG_WARN, "listener '%s': plugin '%s' %s (handle %#llx)", l->conf->name,
+	       l->plugin->name, what, (unsigned long long)h);
+	return DG_ESTALE;
+}
 
 static int host_reply(dg_req_t h, const struct dg_packet *pkt)
 {
+	struct dg_server *srv = dg_srv;
 	uint32_t idx;
 
-	if (!dg_srv || !dg_reqtab_lookup(&dg_srv->rt, h, &idx)) {
-		dg_log(DG_LOG_WARN, "plugin replied to a completed request (handle %#llx)",
-		       (unsigned long long)h);
-		return DG_ESTALE;
+	if (!srv || !dg_reqtab_lookup(&srv->rt, h, &idx))
+		return stale_call(srv, h, "replied to a completed request");
+	if (!pkt) {
+		struct dg_listener *l = REQ(srv, idx)->l;
+		log_misuse("listener '%s': plugin '%s' replied with a NULL packet", l->conf->name,
+		           l->plugin->name);
+		return DG_EINVAL;
 	}
-	return dg_tx_reply(dg_srv, idx, pkt);
+	return dg_tx_reply(srv, idx, pkt);
 }
 
 static int host_complete(dg_req_t h)
@@ -619,11 +687,8 @@ static int host_complete(dg_req_t h)
 	uint32_t idx;
 	struct dg_req *r = srv ? dg_reqtab_lookup(&srv->rt, h, &idx) : NULL;
 
-	if (!r || (!r->pending && !r->in_call)) {
-		dg_log(DG_LOG_WARN, "plugin completed a request twice or too late (handle %#llx)",
-		       (unsigned long long)h);
-		return DG_ESTALE;
-	}
+	if (!r || (!r->pending && !r->in_call))
+		return stale_call(srv, h, "completed a request twice or too late");
 	r->gen++; /* the handle is dead from here on */
 	if (r->in_call) {
 		r->done_in_call = true;
@@ -636,21 +701,23 @@ static int host_complete(dg_req_t h)
 DG_PRINTF(3, 4)
 static void host_log(struct dg_instance *self, int level, const char *fmt, ...)
 {
+	struct dg_listener *l = instance_listener(self, "log");
 	char msg[1024];
 	va_list ap;
 
-	if (!dg_log_enabled(level))
+	if (!l || !fmt || !dg_log_enabled(level))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	dg_log(level, "listener '%s': plugin '%s': %s", self->l->conf->name,
-	       self->l->plugin->name, msg);
+	dg_log(level, "listener '%s': plugin '%s': %s", l->conf->name, l->plugin->name, msg);
 }
 
 static struct event_base *host_event_base(struct dg_instance *self)
 {
-	return self->l->srv->base;
+	struct dg_listener *l = instance_listener(self, "event_base");
+
+	return l ? l->srv->base : NULL;
 }
 
 static void timer_unlink(struct dg_timer *t)
@@ -680,10 +747,17 @@ static void timer_fire(evutil_socket_t fd, short what, void *arg)
 static struct dg_timer *host_timer_start(struct dg_instance *self, unsigned ms,
                                          void (*cb)(void *arg), void *arg)
 {
-	struct dg_listener *l = self->l;
-	struct dg_timer *t = calloc(1, sizeof(*t));
+	struct dg_listener *l = instance_listener(self, "timer_start");
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
+	if (!l)
+		return NULL;
+	if (!cb) {
+		log_misuse("listener '%s': plugin '%s' started a timer without a callback",
+		           l->conf->name, l->plugin->name);
+		return NULL;
+	}
+	struct dg_timer *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
 	t->ev = evtimer_new(l->srv->base, timer_fire, t);
@@ -717,6 +791,12 @@ void dg_timers_cancel_all(struct dg_listener *l)
 
 static const char *host_peer_format(const struct dg_peer *peer, char *buf, size_t len)
 {
+	if (!buf || !len)
+		return buf;
+	if (!peer || !peer->addr) {
+		snprintf(buf, len, "(no peer)");
+		return buf;
+	}
 	return dg_addr_format(peer->addr, buf, len);
 }
 
@@ -739,7 +819,7 @@ static int host_addr_parse(const char *text, struct sockaddr_storage *ss, sockle
 {
 	struct dg_addr a;
 
-	if (!dg_addr_parse(text, &a))
+	if (!text || !ss || !len || !dg_addr_parse(text, &a))
 		return DG_EINVAL;
 	*ss = a.ss;
 	*len = a.len;

@@ -1,13 +1,36 @@
+/* Logging to stderr that can neither kill nor block the server: SIGPIPE is
+ * ignored, the log is written without waiting (a pipe or terminal is
+ * reopened non-blocking, a socket is sent to with MSG_DONTWAIT), and a line
+ * the reader cannot take now is dropped and counted. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
+enum log_mode {
+	LOG_PLAIN,  /* a regular file (or unknown): write(2) never waits on a reader */
+	LOG_NONBLOCK, /* our own non-blocking description of a pipe or terminal */
+	LOG_SOCKET, /* send(MSG_DONTWAIT) */
+};
+
 static int log_level = DG_LOG_INFO;
 static const char *log_prefix = "";
+static int log_fd = STDERR_FILENO;
+static enum log_mode log_mode = LOG_PLAIN;
+static unsigned long log_dropped;     /* lines lost since start */
+static unsigned long log_unreported;  /* lines lost since the last one that was written */
+static unsigned log_patience_ms;      /* see dg_log_set_patience() */
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -34,28 +57,145 @@ int dg_log_level_parse(const char *name)
 	return -1;
 }
 
-void dg_vlog(int level, const char *fmt, va_list ap)
+int dg_log_init(void)
+{
+	struct stat st;
+
+	/* A reader that goes away must cost log lines, not the process. */
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		return DG_ERROR;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return DG_OK; /* no stderr: writes fail and are counted */
+	if (S_ISSOCK(st.st_mode)) {
+		log_mode = LOG_SOCKET;
+		return DG_OK;
+	}
+	if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode))
+		return DG_OK;
+	/* Linux: opening /proc/self/fd/2 of a pipe or a terminal gives a new
+	 * open file description, so O_NONBLOCK stays ours and never reaches
+	 * the shell or supervisor that shares the original one. */
+	int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd >= 0) {
+		log_fd = fd;
+		log_mode = LOG_NONBLOCK;
+		return DG_OK;
+	}
+	/* No /proc (or a FIFO without a reader): make stderr itself
+	 * non-blocking rather than risk stalling the event loop. */
+	int fl = fcntl(STDERR_FILENO, F_GETFL);
+	if (fl >= 0 && fcntl(STDERR_FILENO, F_SETFL, fl | O_NONBLOCK) == 0)
+		log_mode = LOG_NONBLOCK;
+	return DG_OK;
+}
+
+void dg_log_set_patience(unsigned ms)
+{
+	log_patience_ms = ms;
+}
+
+unsigned long dg_log_dropped(void)
+{
+	return log_dropped;
+}
+
+static ssize_t put(const char *buf, size_t len)
+{
+	if (log_mode == LOG_SOCKET)
+		return send(log_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	return write(log_fd, buf, len);
+}
+
+/* One line, one write (lines stay under PIPE_BUF, so a pipe takes all or
+ * nothing). Without patience a full pipe drops the line at once. */
+static bool write_line(const char *buf, size_t len)
+{
+	struct timespec start, now;
+	bool started = false;
+
+	for (;;) {
+		ssize_t n = put(buf, len);
+		if (n == (ssize_t)len)
+			return true;
+		if (n >= 0)
+			return false; /* a stream socket took part of it: the rest is lost */
+		if (errno == EINTR)
+			continue;
+		if ((errno != EAGAIN && errno != EWOULDBLOCK) || !log_patience_ms)
+			return false;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (!started) {
+			start = now;
+			started = true;
+		}
+		long waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited >= (long)log_patience_ms)
+			return false;
+		struct pollfd p = { .fd = log_fd, .events = POLLOUT };
+		if (poll(&p, 1, (int)(log_patience_ms - (unsigned long)waited)) < 0 && errno != EINTR)
+			return false;
+	}
+}
+
+static int format_line(char *out, size_t cap, int level, const char *msg, bool cut)
 {
 	struct timeval tv;
 	struct tm tm;
 	char ts[32];
 
-	if (level > log_level)
-		return;
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+	return snprintf(out, cap, "%s.%03ld dgramd[%s]: %s%s%s\n", ts, (long)tv.tv_usec / 1000,
+	                level_names[level], log_prefix, msg, cut ? "..." : "");
+}
+
+/* Last line of defence, whatever the origin of a message: a control byte
+ * (a newline would start a forged line) becomes '?'. Text from the network
+ * is escaped readably by its caller with dg_log_escape(). */
+static void defuse(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
+static void emit(int level, const char *fmt, va_list ap)
+{
+	char msg[2048], line[2200];
+
 	if (level < 0)
 		level = 0;
 	if (level > DG_LOG_DEBUG)
 		level = DG_LOG_DEBUG;
-	gettimeofday(&tv, NULL);
-	localtime_r(&tv.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
-	/* One fprintf per line: stderr is unbuffered, so a line is one write. */
-	char line[2048];
-	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (n < 0)
 		return;
-	fprintf(stderr, "%s.%03ld dgramd[%s]: %s%s%s\n", ts, (long)tv.tv_usec / 1000,
-	        level_names[level], log_prefix, line, (size_t)n >= sizeof(line) ? "..." : "");
+	defuse(msg);
+	if (log_unreported) {
+		char note[128];
+		snprintf(note, sizeof(note), "log: %lu lines were dropped (the log reader was too slow "
+		         "or gone)", log_unreported);
+		int m = format_line(line, sizeof(line), DG_LOG_WARN, note, false);
+		if (m > 0 && write_line(line, (size_t)m))
+			log_unreported = 0;
+	}
+	n = format_line(line, sizeof(line), level, msg, (size_t)n >= sizeof(msg));
+	if (n <= 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = (int)sizeof(line) - 1;
+	if (!write_line(line, (size_t)n)) {
+		log_dropped++;
+		log_unreported++;
+	}
+}
+
+void dg_vlog(int level, const char *fmt, va_list ap)
+{
+	if (level > log_level)
+		return;
+	emit(level, fmt, ap);
 }
 
 void dg_log(int level, const char *fmt, ...)
@@ -65,6 +205,48 @@ void dg_log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	dg_vlog(level, fmt, ap);
 	va_end(ap);
+}
+
+void dg_log_always(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	emit(level, fmt, ap);
+	va_end(ap);
+}
+
+const char *dg_log_escape(const void *text, size_t len, char *buf, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = text;
+	size_t o = 0;
+
+	if (!cap)
+		return buf;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = s[i];
+		bool plain = ch >= 0x20 && ch < 0x7f && ch != '\\';
+		size_t need = plain ? 1 : 4;
+		if (o + need + (i + 1 < len ? 3 : 0) >= cap) {
+			/* Keep room for "..." to show the cut. */
+			if (o + 3 < cap) {
+				memcpy(buf + o, "...", 3);
+				o += 3;
+			}
+			break;
+		}
+		if (plain) {
+			buf[o++] = (char)ch;
+		} else {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[ch >> 4];
+			buf[o++] = hex[ch & 15];
+		}
+	}
+	buf[o] = '\0';
+	return buf;
 }
 
 bool dg_ratelimit_allow(struct dg_ratelimit *rl, time_t now, unsigned long *suppressed)

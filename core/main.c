@@ -34,11 +34,13 @@ static void usage(FILE *f)
 	        "  -h, --help             show this help and exit\n"
 	        "  -V, --version          show the version and exit\n"
 	        "\n"
-	        "Runs in the foreground and logs to stderr. SIGINT or SIGTERM: stop reading, let\n"
-	        "pending requests finish (shutdown_timeout_ms), send queued replies, print the\n"
-	        "counters of every listener and exit 0. With \"workers\": N > 1 in the config, a\n"
-	        "master process supervises N worker processes (SO_REUSEPORT), restarts one that\n"
-	        "dies and forwards signals. SIGHUP is logged; reload is not implemented yet.\n"
+	        "Runs in the foreground and logs to stderr, never waiting for the log reader: a\n"
+	        "line it cannot take at once is dropped and counted (log_dropped). SIGINT or\n"
+	        "SIGTERM: stop reading, let pending requests finish (shutdown_timeout_ms), send\n"
+	        "queued replies, log the counters of every listener (at every log level) and\n"
+	        "exit 0. With \"workers\": N > 1 in the config, a master process supervises N\n"
+	        "worker processes (SO_REUSEPORT), restarts one that dies and forwards signals.\n"
+	        "SIGHUP is logged; reload is not implemented yet.\n"
 	        "Exit status: 0 ok, 1 config or runtime error, 2 usage error.\n"
 	        "Environment: DGRAMD_NO_MMSG=1 uses recvmsg/sendmsg instead of recvmmsg/sendmmsg.\n");
 }
@@ -63,6 +65,11 @@ int main(int argc, char **argv)
 	/* Before any jansson value exists: decoded packets are measured
 	 * against memory_budget. */
 	dg_membudget_install();
+
+	if (dg_log_init() || dg_server_block_signals()) {
+		fprintf(stderr, "dgramd: cannot set up signals\n");
+		return EXIT_FAILURE;
+	}
 	while ((opt = getopt_long(argc, argv, "c:tP:l:r:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': conf_path = optarg; break;
@@ -110,6 +117,8 @@ int main(int argc, char **argv)
 		printf("dgramd: the configuration file %s syntax is ok and its plugins load\n", conf_path);
 	else if (rc == DG_OK && !master) {
 		rc = dg_server_run(&srv, ready_file);
+		dg_server_finish(&srv);
+		dg_log_set_patience(DG_LOG_EXIT_PATIENCE_MS);
 		dg_server_log_stats(&srv);
 	}
 	dg_server_release(&srv);

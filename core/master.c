@@ -6,7 +6,8 @@
  * so a restarted worker keeps counting where its predecessor stopped).
  *
  * No libevent here: after fork() a child would share the master's epoll
- * instance. Signals are blocked and taken with sigtimedwait(). */
+ * instance. Signals are blocked (from the start of main()) and taken with
+ * sigtimedwait(); a worker keeps them blocked until its handlers are in. */
 #include "config.h"
 
 #include <errno.h>
@@ -43,6 +44,7 @@ struct master {
 	int ready_pipe[2];
 	bool stopping;
 	sigset_t sigs;
+	pid_t pid; /* the master's */
 };
 
 static double since(const struct timespec *t)
@@ -58,9 +60,18 @@ static void worker_main(struct master *m, unsigned i)
 	struct dg_server srv;
 	static char stats_label[32];
 
-	/* Stop with the master, even if it is killed outright. */
+	/* Stop with the master, even if it is killed outright (a SIGTERM
+	 * that comes early waits, blocked, for the loop's handler). */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	sigprocmask(SIG_UNBLOCK, &m->sigs, NULL);
+	if (getppid() != m->pid)
+		_exit(1); /* the master died before prctl */
+	/* SIGINT, SIGTERM and SIGHUP stay blocked, as they were across
+	 * fork(), until dg_server_run() has installed their handlers: a
+	 * signal forwarded to a starting worker must not kill it. */
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_UNBLOCK, &chld, NULL);
 	close(m->ready_pipe[0]);
 	dg_log_set_prefix(m->w[i].prefix);
 	snprintf(stats_label, sizeof(stats_label), "worker=%u ", i + 1);
@@ -75,6 +86,8 @@ static void worker_main(struct master *m, unsigned i)
 		if (m->ready_pipe[1] >= 0)
 			close(m->ready_pipe[1]);
 		rc = dg_server_run(&srv, NULL);
+		dg_server_finish(&srv);
+		dg_log_set_patience(DG_LOG_EXIT_PATIENCE_MS);
 		dg_server_log_stats(&srv);
 	}
 	dg_server_release(&srv);
@@ -260,7 +273,10 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 	sigaddset(&m.sigs, SIGTERM);
 	sigaddset(&m.sigs, SIGINT);
 	sigaddset(&m.sigs, SIGHUP);
+	/* main() blocked INT, TERM and HUP already (dg_server_block_signals);
+	 * the workers inherit the mask across fork(). */
 	sigprocmask(SIG_BLOCK, &m.sigs, NULL);
+	m.pid = getpid();
 	m.shm_size = (size_t)m.n * cfg->n_listeners * sizeof(struct dg_counters);
 	m.shm = mmap(NULL, m.shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	m.w = calloc(m.n, sizeof(*m.w));
@@ -283,6 +299,7 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 		forward(&m, SIGTERM);
 	}
 	loop(&m);
+	dg_log_set_patience(DG_LOG_EXIT_PATIENCE_MS);
 	log_totals(&m);
 out:
 	if (m.ready_pipe[0] >= 0)

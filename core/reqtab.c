@@ -14,8 +14,9 @@ static void link_free(struct dg_req *r, uint32_t from, uint32_t to)
 int dg_reqtab_init(struct dg_reqtab *t, uint32_t initial, uint32_t max)
 {
 	memset(t, 0, sizeof(*t));
-	t->max = max;
-	t->n = initial < max ? initial : max;
+	t->max = max < DG_REQTAB_MAX ? max : DG_REQTAB_MAX;
+	initial = initial < t->max ? initial : t->max;
+	t->n = initial;
 	t->reqs = calloc(t->n, sizeof(*t->reqs));
 	if (!t->reqs)
 		return DG_ENOMEM;
@@ -56,7 +57,7 @@ bool dg_reqtab_alloc(struct dg_reqtab *t, uint32_t *idx)
 	uint32_t gen = r->gen + 1;
 	t->free_head = r->next;
 	/* Field by field, not memset: this runs once per datagram. The
-	 * caller sets l, s, sess, frames and serial. */
+	 * caller sets l, s, sess, frames, serial and tag. */
 	r->gen = gen ? gen : 1;
 	r->next = r->dl_prev = r->dl_next = 0;
 	r->active = true;
@@ -83,12 +84,12 @@ void dg_reqtab_free(struct dg_reqtab *t, uint32_t idx)
 
 struct dg_req *dg_reqtab_lookup(struct dg_reqtab *t, dg_req_t h, uint32_t *idx)
 {
-	uint32_t i = (uint32_t)(h & 0xffffffffu);
+	uint32_t i = (uint32_t)(h & ((1u << DG_REQTAB_TAG_SHIFT) - 1));
 
 	if (i == 0 || i > t->n)
 		return NULL;
 	struct dg_req *r = &t->reqs[i - 1];
-	if (!r->active || r->gen != (uint32_t)(h >> 32))
+	if (!r->active || r->gen != (uint32_t)(h >> 32) || r->tag != dg_reqtab_handle_tag(h))
 		return NULL;
 	*idx = i - 1;
 	return r;

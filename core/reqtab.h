@@ -13,11 +13,17 @@ struct dg_listener;
 struct dg_sock;
 struct dg_session;
 
-/* A request: one datagram whose frames go to the handler one at a time.
- * Handle = (gen << 32) | (index + 1); gen changes whenever a frame
- * completes, so a stale handle never matches. */
+/* Handle = (gen << 32) | (tag << 24) | (index + 1); gen changes whenever a
+ * frame completes, so a stale handle never matches. The tag (the listener's
+ * index) outlives the request: a call with a dead handle can still be
+ * charged to the right listener. */
+#define DG_REQTAB_MAX ((1u << 24) - 1) /* slots: index + 1 fits 24 bits */
+#define DG_REQTAB_TAG_SHIFT 24
+
+/* A request: one datagram whose frames go to the handler one at a time. */
 struct dg_req {
 	uint32_t gen;
+	uint8_t tag;                /* set by the caller of dg_reqtab_alloc */
 	uint32_t next;              /* free list / ready list: index + 1, 0 = end */
 	uint32_t dl_prev, dl_next;  /* the listener's deadline list: index + 1 */
 	bool active;
@@ -47,7 +53,8 @@ struct dg_reqtab {
 	uint32_t used;
 };
 
-/* Start with min(initial, max) slots. DG_OK or DG_ENOMEM. */
+/* Start with min(initial, max) slots; max is capped at DG_REQTAB_MAX.
+ * DG_OK or DG_ENOMEM. */
 int dg_reqtab_init(struct dg_reqtab *t, uint32_t initial, uint32_t max);
 void dg_reqtab_release(struct dg_reqtab *t);
 
@@ -60,7 +67,14 @@ void dg_reqtab_free(struct dg_reqtab *t, uint32_t idx);
 
 static inline dg_req_t dg_reqtab_handle(const struct dg_reqtab *t, uint32_t idx)
 {
-	return ((uint64_t)t->reqs[idx].gen << 32) | (idx + 1);
+	return ((uint64_t)t->reqs[idx].gen << 32) |
+	       ((uint64_t)t->reqs[idx].tag << DG_REQTAB_TAG_SHIFT) | (idx + 1);
+}
+
+/* The tag a handle was made with, live or dead. */
+static inline unsigned dg_reqtab_handle_tag(dg_req_t h)
+{
+	return (unsigned)(h >> DG_REQTAB_TAG_SHIFT) & 0xffu;
 }
 
 /* The active request a handle names, or NULL if it is stale or invalid. */

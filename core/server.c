@@ -205,6 +205,7 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 	char err[512], path[4096];
 
 	l->c = shared ? shared : &l->own_c;
+	l->inst.magic = DG_INSTANCE_MAGIC;
 	l->inst.l = l;
 	l->srv = srv;
 	l->conf = lc;
@@ -212,6 +213,7 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 	l->rl_handler = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
 	l->rl_tx = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
 	l->rl_rx = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
+	l->rl_stale = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
 	if (dg_codec_new(lc->codec, &l->codec, err, sizeof(err))) {
 		dg_log(DG_LOG_ERROR, "%s: listener '%s': codec%s", srv->cfg->path, lc->name, err);
 		return DG_ERROR;
@@ -379,16 +381,39 @@ static int write_ready_file(const struct dg_server *srv, const char *path)
 	return DG_OK;
 }
 
+static const int stop_sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+
+static void stop_sigset(sigset_t *set)
+{
+	sigemptyset(set);
+	for (int i = 0; i < 3; i++)
+		sigaddset(set, stop_sigs[i]);
+}
+
+int dg_server_block_signals(void)
+{
+	sigset_t set;
+
+	stop_sigset(&set);
+	return sigprocmask(SIG_BLOCK, &set, NULL) ? DG_ERROR : DG_OK;
+}
+
 int dg_server_run(struct dg_server *srv, const char *ready_file)
 {
-	const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+	sigset_t set;
 
 	for (int i = 0; i < 3; i++) {
-		srv->ev_sig[i] = evsignal_new(srv->base, sigs[i], on_signal, srv);
+		srv->ev_sig[i] = evsignal_new(srv->base, stop_sigs[i], on_signal, srv);
 		if (!srv->ev_sig[i] || evsignal_add(srv->ev_sig[i], NULL)) {
 			dg_log(DG_LOG_ERROR, "cannot install the signal handlers");
 			return DG_ERROR;
 		}
+	}
+	/* Handlers in: what arrived while blocked is delivered now. */
+	stop_sigset(&set);
+	if (sigprocmask(SIG_UNBLOCK, &set, NULL)) {
+		dg_log(DG_LOG_ERROR, "cannot unblock signals: %s", strerror(errno));
+		return DG_ERROR;
 	}
 	if (ready_file && write_ready_file(srv, ready_file))
 		return DG_ERROR;
@@ -421,10 +446,11 @@ void dg_counters_log(const char *label, const struct dg_counters *c)
 	for (int d = 0; d < DG_TXDROP__COUNT; d++)
 		n += snprintf(txdrops + n, sizeof(txdrops) - (size_t)n, " tx_drop_%s=%llu",
 		              dg_txdrop_names[d], (unsigned long long)c->tx_drop[d]);
-	dg_log(DG_LOG_INFO, "stats %s rx=%llu rx_bytes=%llu rx_kernel_drops=%llu handled=%llu "
+	/* At every log.level: the counters are the account of the run. */
+	dg_log_always(DG_LOG_INFO, "stats %s rx=%llu rx_bytes=%llu rx_kernel_drops=%llu handled=%llu "
 	       "decode_errors=%llu%s packets=%llu handler_errors=%llu timeouts=%llu "
 	       "queued=%llu sessions=%llu sessions_idle=%llu sessions_evicted=%llu "
-	       "tx=%llu tx_bytes=%llu tx_queued=%llu%s", label,
+	       "tx=%llu tx_bytes=%llu tx_queued=%llu%s stale_calls=%llu log_dropped=%lu", label,
 	       (unsigned long long)c->rx, (unsigned long long)c->rx_bytes,
 	       (unsigned long long)c->rx_kernel_drops,
 	       (unsigned long long)c->handled, (unsigned long long)c->decode_errors, drops,
@@ -432,7 +458,8 @@ void dg_counters_log(const char *label, const struct dg_counters *c)
 	       (unsigned long long)c->timeouts, (unsigned long long)c->queued,
 	       (unsigned long long)c->sessions, (unsigned long long)c->sessions_idle,
 	       (unsigned long long)c->sessions_evicted, (unsigned long long)c->tx,
-	       (unsigned long long)c->tx_bytes, (unsigned long long)c->tx_queued, txdrops);
+	       (unsigned long long)c->tx_bytes, (unsigned long long)c->tx_queued, txdrops,
+	       (unsigned long long)c->stale_calls, dg_log_dropped());
 }
 
 void dg_server_log_stats(const struct dg_server *srv)
@@ -446,7 +473,7 @@ void dg_server_log_stats(const struct dg_server *srv)
 	}
 }
 
-void dg_server_release(struct dg_server *srv)
+void dg_server_finish(struct dg_server *srv)
 {
 	if (srv->rt.reqs)
 		dg_dispatch_abort_all(srv);
@@ -455,11 +482,20 @@ void dg_server_release(struct dg_server *srv)
 		dg_timers_cancel_all(l);
 		if (l->inited)
 			dg_listener_sessions_close(l, DG_CLOSE_SHUTDOWN);
+		for (unsigned b = 0; b < l->n_socks; b++)
+			dg_tx_queue_free(&l->socks[b]);
+	}
+}
+
+void dg_server_release(struct dg_server *srv)
+{
+	dg_server_finish(srv);
+	for (unsigned i = 0; i < srv->n_listeners; i++) {
+		struct dg_listener *l = &srv->listeners[i];
 		if (l->inited && l->plugin->fini)
 			l->plugin->fini(l->state);
 		for (unsigned b = 0; b < l->n_socks; b++) {
 			struct dg_sock *s = &l->socks[b];
-			dg_tx_queue_free(s);
 			if (s->ev_read)
 				event_free(s->ev_read);
 			if (s->ev_write)

@@ -28,7 +28,11 @@
 
 struct dg_listener;
 
+/* What init() gets as self. The magic lets host functions tell it from a
+ * plugin's own state passed by mistake (DG_EINVAL / NULL, not a crash). */
+#define DG_INSTANCE_MAGIC 0x64674931u /* "dgI1" */
 struct dg_instance {
+	uint32_t magic;
 	struct dg_listener *l;
 };
 
@@ -82,7 +86,7 @@ struct dg_listener {
 	uint32_t dl_head, dl_tail; /* pending requests by deadline: index + 1 */
 	struct dg_counters *c;     /* &own_c, or this worker's slot in shared memory */
 	struct dg_counters own_c;
-	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx;
+	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx, rl_stale;
 	struct dg_throttle throttle; /* rate_limit */
 };
 
@@ -146,10 +150,20 @@ extern const struct dg_host dg_host_table;
  * master's shared memory), kept across worker restarts. */
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
                    bool check_only, struct dg_counters *counters);
+/* Block SIGINT, SIGTERM and SIGHUP (first thing in main(), inherited by
+ * workers): until dg_server_run() has installed its handlers and unblocks
+ * them, a signal waits rather than killing a starting process. */
+int dg_server_block_signals(void);
 int dg_server_run(struct dg_server *srv, const char *ready_file);
+/* After the loop: abandon what is still in flight (pending requests,
+ * queued datagrams and replies, timers, sessions: counted as shutdown
+ * drops), so that the stats logged next add up. Idempotent;
+ * dg_server_release() calls it too. */
+void dg_server_finish(struct dg_server *srv);
 void dg_server_release(struct dg_server *srv);
 void dg_server_log_stats(const struct dg_server *srv);
-/* The stats line of one listener's counters (label: "listener=NAME"). */
+/* The stats line of one listener's counters (label: "listener=NAME"),
+ * logged at every log level, with the process's log_dropped figure. */
 void dg_counters_log(const char *label, const struct dg_counters *c);
 void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c);
 /* Stop the loop when stopping and nothing is left in flight. */

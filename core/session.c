@@ -310,7 +310,7 @@ static struct dg_qitem *take(struct dg_sessions *t, struct dg_session *s)
 	if (!s->q_head)
 		s->q_tail = NULL;
 	s->q_len--;
-	t->q_bytes -= it->len;
+	t->q_bytes -= it->len + DG_QITEM_OVERHEAD;
 	return it;
 }
 
@@ -342,7 +342,7 @@ unsigned dg_session_enqueue(struct dg_sessions *t, struct dg_session *s, struct 
 	unsigned dropped = 0;
 
 	*queued = false;
-	while (s->q_len >= limit || t->q_bytes + len > byte_cap) {
+	while (s->q_len >= limit || t->q_bytes + len + DG_QITEM_OVERHEAD > byte_cap) {
 		if (policy == DG_DROP_NEWEST || !s->q_head)
 			return dropped + 1;
 		free(dg_session_dequeue(t, s));
@@ -361,7 +361,7 @@ unsigned dg_session_enqueue(struct dg_sessions *t, struct dg_session *s, struct 
 		s->q_head = it;
 	s->q_tail = it;
 	s->q_len++;
-	t->q_bytes += len;
+	t->q_bytes += len + DG_QITEM_OVERHEAD;
 	relist(t, s);
 	*queued = true;
 	return dropped;

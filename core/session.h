@@ -45,6 +45,10 @@ struct dg_qitem {
 	unsigned char data[];
 };
 
+/* What a queued datagram costs against queue_bytes besides its own bytes:
+ * its entry, so that empty datagrams are bounded by bytes too. */
+#define DG_QITEM_OVERHEAD sizeof(struct dg_qitem)
+
 struct dg_session;
 
 /* A doubly linked list of sessions, oldest first. */
@@ -92,7 +96,7 @@ struct dg_sessions {
 	uint64_t now_ms;              /* the latest time the table was given */
 	uint64_t seed[2];            /* hash key, random per table */
 	struct dg_session *last;     /* the last session found: bursts skip the hash */
-	size_t q_bytes;              /* bytes queued in all sessions */
+	size_t q_bytes;              /* queued in all sessions: len + DG_QITEM_OVERHEAD each */
 };
 
 /* DG_OK or DG_ENOMEM. max: the most sessions at once. */
@@ -152,7 +156,8 @@ struct dg_session *dg_session_any(struct dg_sessions *t);
 void dg_session_free(struct dg_sessions *t, struct dg_session *s, unsigned *dropped);
 
 /* Queue a copy of a datagram. limit: most datagrams in this session's
- * queue; byte_cap: most bytes queued in the whole table. When either is
+ * queue; byte_cap: most bytes queued in the whole table, each datagram
+ * counting len + DG_QITEM_OVERHEAD. When either is
  * reached the policy decides: DG_DROP_NEWEST drops this datagram,
  * DG_DROP_OLDEST drops the session's oldest ones to make room (if that is
  * not enough, this one too). Returns how many datagrams were dropped, old

@@ -122,12 +122,14 @@ static bool read_ready(struct dg_daemon *d)
 	return d->n_addr > 0;
 }
 
-bool dg_daemon_start(struct dg_daemon *d, const char *config_text, const char *const *args)
+bool dg_daemon_spawn(struct dg_daemon *d, const char *config_text, const char *const *args,
+                     int stderr_fd)
 {
 	static unsigned seq;
 	char conf[4096], bin[4096], plugins[4096], name[64];
 	const char *argv[32];
 	unsigned n = 0;
+	int ex[2];
 
 	memset(d, 0, sizeof(*d));
 	snprintf(name, sizeof(name), "daemon%u.json", ++seq);
@@ -147,17 +149,37 @@ bool dg_daemon_start(struct dg_daemon *d, const char *config_text, const char *c
 		argv[n++] = *args;
 	argv[n] = NULL;
 
-	d->pid = fork();
-	if (d->pid < 0)
+	/* A close-on-exec pipe: EOF once exec succeeded (or the child died). */
+	if (pipe2(ex, O_CLOEXEC) < 0)
 		return false;
+	d->pid = fork();
+	if (d->pid < 0) {
+		close(ex[0]);
+		close(ex[1]);
+		return false;
+	}
 	if (d->pid == 0) {
-		int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int fd = stderr_fd >= 0 ? stderr_fd : open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd < 0 || dup2(fd, 2) < 0)
 			_exit(127);
+		/* As a shell would start it: the test ignores SIGPIPE, dgramd
+		 * must not inherit that. */
+		signal(SIGPIPE, SIG_DFL);
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
-	double deadline = now_s() + 10;
+	close(ex[1]);
+	char c;
+	while (read(ex[0], &c, 1) < 0 && errno == EINTR)
+		;
+	close(ex[0]);
+	return true;
+}
+
+bool dg_daemon_wait_ready(struct dg_daemon *d, unsigned timeout_ms)
+{
+	double deadline = now_s() + timeout_ms / 1000.0;
+
 	while (now_s() < deadline) {
 		if (read_ready(d))
 			return true;
@@ -168,6 +190,15 @@ bool dg_daemon_start(struct dg_daemon *d, const char *config_text, const char *c
 		}
 		usleep(10000);
 	}
+	return false;
+}
+
+bool dg_daemon_start(struct dg_daemon *d, const char *config_text, const char *const *args)
+{
+	if (!dg_daemon_spawn(d, config_text, args, -1))
+		return false;
+	if (dg_daemon_wait_ready(d, 10000))
+		return true;
 	dg_daemon_stop(d);
 	return false;
 }

@@ -63,6 +63,14 @@ struct dg_daemon {
  * terminated, may be NULL); wait up to 10 s for its ready file. */
 bool dg_daemon_start(struct dg_daemon *d, const char *config_text, const char *const *args);
 
+/* The two halves of dg_daemon_start. spawn: fork and exec dgramd, its
+ * stderr on stderr_fd (-1: the file d->log); returns once dgramd runs (its
+ * exec succeeded). wait_ready: up to timeout_ms for the ready file; false
+ * if it exited or the time ran out (it is left running: stop it). */
+bool dg_daemon_spawn(struct dg_daemon *d, const char *config_text, const char *const *args,
+                     int stderr_fd);
+bool dg_daemon_wait_ready(struct dg_daemon *d, unsigned timeout_ms);
+
 /* dg_daemon_start with the environment variable name set to value for the
  * daemon only (the test's own environment is restored). */
 bool dg_daemon_start_env(struct dg_daemon *d, const char *config_text, const char *name,

@@ -31,48 +31,98 @@
  * already completed (or timed out, or whose listener shut down) returns
  * DG_ESTALE and touches nothing.
  *
+ * Keep the instance (self) and the host table in your own state, as the
+ * example does; host functions that take an instance check it (anything
+ * else, your state for one, gets NULL or DG_EINVAL and a rate-limited log
+ * line, not a crash).
+ *
  * A deferred-reply handler, complete (timer-based; a real one would start
  * I/O on host->event_base() instead):
  *
  *     #include <dgramd/plugin.h>
  *     #include <stdlib.h>
  *
- *     struct later { const struct dg_host *host; dg_req_t req; };
- *     static const struct dg_host *H;
+ *     struct later;
  *
- *     static void fire(void *arg)
+ *     struct later_state {                        // the plugin's own: *state
+ *             struct dg_instance *self;           // for host calls that take it
+ *             const struct dg_host *host;
+ *             struct later *waiting;              // freed at fini if never fired
+ *     };
+ *
+ *     struct later {                              // one deferred request
+ *             struct later *prev, *next;
+ *             struct later_state *st;
+ *             dg_req_t req;
+ *     };
+ *
+ *     static void fire(void *arg)                 // runs on the event loop
  *     {
  *             struct later *l = arg;
+ *             const struct dg_host *host = l->st->host;
  *             struct dg_packet pong = { .data = "pong", .len = 4 };
- *             l->host->reply(l->req, &pong);  // DG_ESTALE if it timed out
- *             l->host->complete(l->req);
+ *
+ *             host->reply(l->req, &pong);         // DG_ESTALE if it is too late
+ *             host->complete(l->req);
+ *             if (l->prev)
+ *                     l->prev->next = l->next;
+ *             else
+ *                     l->st->waiting = l->next;
+ *             if (l->next)
+ *                     l->next->prev = l->prev;
  *             free(l);
  *     }
  *
  *     static int init(struct dg_instance *self, const struct dg_host *host,
  *                     const struct json_t *config, void **state)
  *     {
- *             (void)config; H = host; *state = self;
+ *             struct later_state *st = calloc(1, sizeof(*st));
+ *
+ *             (void)config;
+ *             if (!st)
+ *                     return DG_ENOMEM;
+ *             st->self = self;
+ *             st->host = host;
+ *             *state = st;
  *             return DG_OK;
+ *     }
+ *
+ *     static void fini(void *state)               // pending timers are cancelled
+ *     {
+ *             struct later_state *st = state;
+ *
+ *             while (st->waiting) {
+ *                     struct later *l = st->waiting;
+ *                     st->waiting = l->next;
+ *                     free(l);
+ *             }
+ *             free(st);
  *     }
  *
  *     static int on_packet(void *state, const struct dg_request *req)
  *     {
- *             struct later *l = malloc(sizeof(*l));
+ *             struct later_state *st = state;
+ *             struct later *l = calloc(1, sizeof(*l));
+ *
  *             if (!l)
- *                     return DG_ENOMEM;  // costs this request only
- *             l->host = H;
- *             l->req = req->handle;      // the handle outlives the call
- *             if (!H->timer_start(state, 100, fire, l)) {
+ *                     return DG_ENOMEM;           // costs this request only
+ *             l->st = st;
+ *             l->req = req->handle;               // a value: keep it past the call
+ *             // The instance (st->self), never state: the host checks it.
+ *             if (!st->host->timer_start(st->self, 100, fire, l)) {
  *                     free(l);
  *                     return DG_ERROR;
  *             }
+ *             l->next = st->waiting;
+ *             if (l->next)
+ *                     l->next->prev = l;
+ *             st->waiting = l;
  *             return DG_PENDING;
  *     }
  *
  *     DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
  *             DG_PLUGIN_HEADER, .name = "later", .version = "1.0",
- *             .init = init, .on_packet = on_packet,
+ *             .init = init, .fini = fini, .on_packet = on_packet,
  *     };
  */
 #ifndef DGRAMD_PLUGIN_H
@@ -177,16 +227,17 @@ struct dg_host {
 	 * peer. pkt is only read during the call. Replies to the frames of one
 	 * datagram made during one event-loop turn are coalesced into as few
 	 * datagrams as the framing allows. Returns DG_OK, DG_ESTALE (request
-	 * complete), DG_E2BIG (does not fit max_datagram, or the request
-	 * already made max_replies_per_request replies; counted, nothing
-	 * sent), DG_EAGAIN (the peer is not validated and the reply is over
-	 * its amplification credit: counted as tx_drop_amplification, nothing
-	 * sent; the credit grows with the peer's next datagrams), DG_EINVAL
-	 * (packet of the wrong form for the codec). */
+	 * complete; counted as stale_calls), DG_E2BIG (does not fit
+	 * max_datagram, or the request already made max_replies_per_request
+	 * replies; counted, nothing sent), DG_EAGAIN (the peer is not
+	 * validated and the reply is over its amplification credit: counted
+	 * as tx_drop_amplification, nothing sent; the credit grows with the
+	 * peer's next datagrams), DG_EINVAL (pkt NULL, or a packet of the
+	 * wrong form for the codec). */
 	int (*reply)(dg_req_t req, const struct dg_packet *pkt);
 
 	/* Complete a request that on_packet() left DG_PENDING. DG_OK or
-	 * DG_ESTALE. After this the handle is dead. */
+	 * DG_ESTALE (counted as stale_calls). After this the handle is dead. */
 	int (*complete)(dg_req_t req);
 
 	/* The worker's event base, for the plugin's own libevent I/O. Owned by

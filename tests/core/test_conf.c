@@ -25,8 +25,8 @@ static const struct {
 	{ LISTENER(", \"codec\": \"length-prefixed\""), NULL },
 	{ LISTENER(", \"codec\": {\"framing\": \"length-prefixed\", \"width\": 4, \"payload\": \"json\"}"), NULL },
 	{ WITH_BIND("[\"127.0.0.1:0\", \"[::1]:0\"]"), NULL },
-	{ "{\"log\": {\"level\": \"debug\"}, \"listeners\": [{\"name\": \"http://x#y//z\", "
-	  "\"bind\": \"0.0.0.0:53\", \"handler\": {\"plugin\": \"./p.so\", \"config\": {\"k\": \"#\"}}}]}", NULL },
+	{ "{\"log\": {\"level\": \"debug\"}, \"listeners\": [{\"name\": \"dns-1.main_v4\", "
+	  "\"bind\": \"0.0.0.0:53\", \"handler\": {\"plugin\": \"./p.so\", \"config\": {\"k\": \"http://x#y//z\"}}}]}", NULL },
 	/* syntax errors name line and column */
 	{ "{\n  \"listeners\": [\n    {\"name\": \"a\",,}\n  ]\n}", "t.json: line 3, column" },
 	{ "", "t.json: line 1, column 0" },
@@ -64,6 +64,27 @@ static const struct {
 	  "{\"name\": \"a\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\"}]}", "listeners[1].name: listener name 'a' is already used by listeners[0]" },
 	{ "{\"listeners\": [{\"name\": \"a\", \"bind\": \"127.0.0.1:99\", \"handler\": \"echo\"},"
 	  "{\"name\": \"b\", \"bind\": \"127.0.0.1:99\", \"handler\": \"echo\"}]}", "listeners[1].bind: '127.0.0.1:99' is already bound by listeners[0]" },
+	/* the same address twice in one listener, or a wildcard over another's port */
+	{ WITH_BIND("[\"127.0.0.1:99\", \"[::1]:99\", \"127.0.0.1:99\"]"),
+	  "listeners[0].bind[2]: '127.0.0.1:99' is already bound by bind[0] of this listener" },
+	{ WITH_BIND("[\"[::1]:99\", \"[::]:99\"]"),
+	  "listeners[0].bind[1]: '[::]:99' is already bound by bind[0] of this listener (as '[::1]:99')" },
+	{ WITH_BIND("[\"127.0.0.1:0\", \"127.0.0.1:0\", \"0.0.0.0:0\"]"), NULL }, /* port 0: fresh ports */
+	{ WITH_BIND("[\"127.0.0.1:99\", \"127.0.0.2:99\", \"[::]:99\"]"), NULL },
+	{ "{\"listeners\": [{\"name\": \"a\", \"bind\": \"0.0.0.0:98\", \"handler\": \"echo\"},"
+	  "{\"name\": \"b\", \"bind\": [\"127.0.0.1:97\", \"127.0.0.9:98\"], \"handler\": \"echo\"}]}",
+	  "listeners[1].bind[1]: '127.0.0.9:98' is already bound by listeners[0] (as '0.0.0.0:98')" },
+	/* listener names cannot forge log or stats lines */
+	{ "{\"listeners\": [{\"name\": \"a\\nb\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\"}]}",
+	  "listeners[0].name: expected 1 to 64 letters, digits, '_', '.' or '-', got 'a\\x0ab'" },
+	{ "{\"listeners\": [{\"name\": \"t rx=5\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\"}]}",
+	  "listeners[0].name: expected 1 to 64 letters" },
+	{ "{\"listeners\": [{\"name\": \"\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\"}]}",
+	  "listeners[0].name: expected 1 to 64 letters" },
+	{ "{\"listeners\": [{\"name\": \"x_______________________________________________________________1\", "
+	  "\"bind\": \"127.0.0.1:0\", \"handler\": \"echo\"}]}", "listeners[0].name: expected 1 to 64 letters" },
+	{ "{\"listeners\": [{\"name\": 7, \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\"}]}",
+	  "listeners[0].name: expected 1 to 64 letters, digits, '_', '.' or '-'" },
 	{ WITH_HANDLER("{\"plugin\": \"\"}"), "listeners[0].handler.plugin: expected a non-empty string" },
 	{ WITH_HANDLER("{\"plugin\": \"echo\", \"config\": []}"), "listeners[0].handler.config: expected an object" },
 };

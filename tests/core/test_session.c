@@ -228,7 +228,7 @@ static void test_queue_order_and_policies(void)
 	CU_ASSERT_EQUAL(dropped, 2);
 	CU_ASSERT_FALSE(queued);
 	CU_ASSERT_EQUAL(s->q_len, 3);
-	CU_ASSERT_EQUAL(t.q_bytes, 6);
+	CU_ASSERT_EQUAL(t.q_bytes, 3 * (2 + DG_QITEM_OVERHEAD));
 	const char *expect_newest[] = { "d1", "d2", "d3" };
 	for (int i = 0; i < 3; i++) {
 		struct dg_qitem *it = dg_session_dequeue(&t, s);
@@ -250,17 +250,26 @@ static void test_queue_order_and_policies(void)
 		CU_ASSERT_EQUAL(memcmp(it->data, expect_oldest[i], 2), 0);
 		free(it);
 	}
-	/* The byte cap of the whole table. */
-	CU_ASSERT_EQUAL(dg_session_enqueue(&t, s, NULL, (const unsigned char *)"abcdef", 6, 10, 8,
+	/* The byte cap of the whole table: bytes plus an entry each. */
+	size_t cap = 8 + 2 * DG_QITEM_OVERHEAD;
+	CU_ASSERT_EQUAL(dg_session_enqueue(&t, s, NULL, (const unsigned char *)"abcdef", 6, 10, cap,
 	                                   DG_DROP_NEWEST, &queued), 0);
-	CU_ASSERT_EQUAL(dg_session_enqueue(&t, s, NULL, (const unsigned char *)"xyz", 3, 10, 8,
+	CU_ASSERT_EQUAL(dg_session_enqueue(&t, s, NULL, (const unsigned char *)"xyz", 3, 10, cap,
 	                                   DG_DROP_NEWEST, &queued), 1);
-	CU_ASSERT_EQUAL(dg_session_enqueue(&t, s, NULL, (const unsigned char *)"xy", 2, 10, 8,
+	CU_ASSERT_EQUAL(dg_session_enqueue(&t, s, NULL, (const unsigned char *)"xy", 2, 10, cap,
 	                                   DG_DROP_NEWEST, &queued), 0);
+	/* Empty datagrams are bounded by bytes too (their entries). */
+	unsigned empties = 0;
+	for (int i = 0; i < 100; i++) {
+		dg_session_enqueue(&t, s, NULL, (const unsigned char *)"", 0, 1000, cap + 3 * DG_QITEM_OVERHEAD,
+		                   DG_DROP_NEWEST, &queued);
+		empties += queued;
+	}
+	CU_ASSERT_EQUAL(empties, 3);
 	/* Freeing a session counts what was still queued. */
 	dropped = 0;
 	dg_session_free(&t, s, &dropped);
-	CU_ASSERT_EQUAL(dropped, 2);
+	CU_ASSERT_EQUAL(dropped, 5);
 	CU_ASSERT_EQUAL(t.q_bytes, 0);
 	dg_sessions_release(&t);
 }
