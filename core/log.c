@@ -160,6 +160,7 @@ static void defuse(char *s)
 			*s = '?';
 }
 
+DG_PRINTF(2, 0)
 static void emit(int level, const char *fmt, va_list ap)
 {
 	char msg[2048], line[2200];
@@ -216,27 +217,28 @@ void dg_log_always(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
+static bool printable(unsigned char ch)
+{
+	return ch >= 0x20 && ch < 0x7f && ch != '\\';
+}
+
 const char *dg_log_escape(const void *text, size_t len, char *buf, size_t cap)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = text;
-	size_t o = 0;
+	size_t o = 0, need = 0;
 
 	if (!cap)
 		return buf;
+	for (size_t i = 0; i < len; i++)
+		need += printable(s[i]) ? 1 : 4;
+	/* What does not fit is cut whole-escape, with room kept for "...". */
+	size_t room = need < cap ? cap - 1 : (cap > 3 ? cap - 4 : 0);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char ch = s[i];
-		bool plain = ch >= 0x20 && ch < 0x7f && ch != '\\';
-		size_t need = plain ? 1 : 4;
-		if (o + need + (i + 1 < len ? 3 : 0) >= cap) {
-			/* Keep room for "..." to show the cut. */
-			if (o + 3 < cap) {
-				memcpy(buf + o, "...", 3);
-				o += 3;
-			}
+		if (o + (printable(ch) ? 1 : 4) > room)
 			break;
-		}
-		if (plain) {
+		if (printable(ch)) {
 			buf[o++] = (char)ch;
 		} else {
 			buf[o++] = '\\';
@@ -244,6 +246,10 @@ const char *dg_log_escape(const void *text, size_t len, char *buf, size_t cap)
 			buf[o++] = hex[ch >> 4];
 			buf[o++] = hex[ch & 15];
 		}
+	}
+	if (need >= cap && cap > 3) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
 	}
 	buf[o] = '\0';
 	return buf;
