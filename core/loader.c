@@ -154,28 +154,30 @@ int dg_loader_load_codec(struct dg_loader *ld, const char *path, char *err, size
 		return DG_EINVAL;
 	const struct dg_codec_module *m = dlsym(dl, DG_CODEC_SYMBOL);
 	size_t symsize = m ? symbol_size(m) : 0;
+	/* Allocated before the layers are registered: once they are, the
+	 * module is recorded, so that dg_loader_release() forgets them. */
+	struct dg_codec_dl *c = calloc(1, sizeof(*c));
+	int rc = DG_EINVAL;
 	if (!m)
 		refuse_as("codec module", err, errlen, path, "no symbol '%s': not a dgramd codec module",
 		          DG_CODEC_SYMBOL);
 	else if (symsize && symsize < sizeof(*m))
 		refuse_as("codec module", err, errlen, path, "symbol '%s' is %zu bytes, expected %zu",
 		          DG_CODEC_SYMBOL, symsize, sizeof(*m));
-	else if (dg_codec_register(m, msg, sizeof(msg)))
+	else if (!c) {
+		refuse_as("codec module", err, errlen, path, "out of memory");
+		rc = DG_ENOMEM;
+	} else if (dg_codec_register(m, msg, sizeof(msg)))
 		refuse_as("codec module", err, errlen, path, "%s", msg);
 	else {
-		struct dg_codec_dl *c = calloc(1, sizeof(*c));
-		if (c) {
-			c->dl = dl;
-			c->next = ld->codecs;
-			ld->codecs = c;
-			return DG_OK;
-		}
-		/* The layers are registered: they must stay loaded. */
-		refuse_as("codec module", err, errlen, path, "out of memory");
-		return DG_ENOMEM;
+		c->dl = dl;
+		c->next = ld->codecs;
+		ld->codecs = c;
+		return DG_OK;
 	}
+	free(c);
 	dlclose(dl);
-	return DG_EINVAL;
+	return rc;
 }
 
 void dg_loader_release(struct dg_loader *ld)
