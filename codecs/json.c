@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "codec-internal.h"
+#include "jsonload.h"
 
 struct jp {
 	bool objects_only;
@@ -96,9 +97,10 @@ static int json_decode(void *state, const unsigned char *frame, size_t len,
 		snprintf(msg, sizeof(msg), "nesting deeper than max_depth %u", jp->max_depth);
 		return fail(jp, perr, bad, msg);
 	}
-	json_t *v = json_loadb((const char *)frame, len, jp->flags, &je);
+	bool oom;
+	json_t *v = dg_json_load((const char *)frame, len, jp->flags, &je, &oom);
 	if (!v)
-		return fail(jp, perr, je.position < 0 ? 0 : (size_t)je.position, je.text);
+		return fail(jp, perr, oom || je.position < 0 ? 0 : (size_t)je.position, je.text);
 	if (jp->objects_only && !json_is_object(v)) {
 		json_decref(v);
 		return fail(jp, perr, 0, "top-level value is not an object (objects_only)");

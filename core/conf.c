@@ -15,6 +15,7 @@
 #include <dgramd/codec.h>
 
 #include "conf.h"
+#include "jsonload.h"
 #include "log.h"
 
 struct ctx {
@@ -694,7 +695,12 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 		snprintf(err, errlen, "%s: out of memory", name);
 		goto out_free;
 	}
-	json_t *root = json_loadb(copy, len, JSON_REJECT_DUPLICATES, &je);
+	bool oom;
+	json_t *root = dg_json_load(copy, len, JSON_REJECT_DUPLICATES, &je, &oom);
+	if (!root && oom) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		goto out_free;
+	}
 	if (!root) {
 		snprintf(err, errlen, "%s: line %d, column %d: %s", name, je.line, je.column, je.text);
 		rc = DG_EINVAL;
