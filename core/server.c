@@ -230,7 +230,11 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 		return DG_ERROR;
 	}
 	l->inited = true;
-	return dg_listener_sessions_init(l);
+	if (dg_listener_sessions_init(l)) {
+		dg_log(DG_LOG_ERROR, "listener '%s': out of memory for its session table", lc->name);
+		return DG_ENOMEM;
+	}
+	return DG_OK;
 }
 
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
@@ -279,8 +283,10 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 	for (unsigned i = 0; i < srv->n_listeners; i++) {
 		struct dg_listener *l = &srv->listeners[i];
 		l->socks = calloc(l->conf->n_binds, sizeof(*l->socks));
-		if (!l->socks)
+		if (!l->socks) {
+			dg_log(DG_LOG_ERROR, "listener '%s': out of memory for its sockets", l->conf->name);
 			return DG_ENOMEM;
+		}
 		if (dg_throttle_init(&l->throttle, &l->conf->rate_limit, srv->now_ms)) {
 			dg_log(DG_LOG_ERROR, "listener '%s': out of memory for the rate_limit table "
 			       "(%zu bytes)", l->conf->name, dg_throttle_table_bytes(&l->conf->rate_limit));
