@@ -4,8 +4,11 @@
 #                   run dgramd on conf/dgramd.json (JSON echo on 127.0.0.1:5300)
 #   ./dev.sh test   same setup, then every test: the plain build and an
 #                   AddressSanitizer + UndefinedBehaviorSanitizer build; ends
-#                   with the line "N passed, N failed"
+#                   with the line "N passed, N failed, N skipped"
 #   ./dev.sh build  setup and build only
+#   ./dev.sh deb    build the Debian packages (dpkg-buildpackage -b) from the
+#                   release tarball, unpack them into a scratch root and run
+#                   the packaged daemon and client there (CI runs this)
 # Environment: JOBS (parallel make jobs, default: CPUs), DG_SKIP_ASAN=1 (test
 # the plain build only), FUZZ_SECONDS (per fuzz harness, default 5).
 set -euo pipefail
@@ -14,7 +17,7 @@ top=$(pwd)
 
 # Debian packages needed to build and test (one per dependency, see README).
 DEPS=(gcc clang libclang-rt-dev make autoconf automake libtool pkg-config
-      libevent-dev libjansson-dev libcunit1-dev valgrind python3)
+      libevent-dev libjansson-dev libcunit1-dev valgrind python3 groff-base)
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 say() { printf 'dev.sh: %s\n' "$*" >&2; }
@@ -55,7 +58,7 @@ build() {
 # Sum the results of every test program in DIR: CUnit programs print
 # "DG-RESULT passed=N failed=M"; any other test counts as one by its .trs.
 count_results() {
-	local dir=$1 p=0 f=0 log trs
+	local dir=$1 p=0 f=0 s=0 log trs
 	while IFS= read -r trs; do
 		log=${trs%.trs}.log
 		if grep -q '^DG-RESULT ' "$log" 2>/dev/null; then
@@ -65,12 +68,13 @@ count_results() {
 		elif grep -q ':test-result: PASS\|:test-result: XFAIL' "$trs"; then
 			p=$((p + 1))
 		elif grep -q ':test-result: SKIP' "$trs"; then
-			:
+			s=$((s + 1))
+			say "SKIPPED: ${trs%.trs} ($(grep -m1 -i 'skip' "$log" 2>/dev/null | cut -c1-120))"
 		else
 			f=$((f + 1))
 		fi
 	done < <(find "$dir/tests" -name '*.trs' 2>/dev/null | sort)
-	echo "$p $f"
+	echo "$p $f $s"
 }
 
 run_checks() {
@@ -82,9 +86,9 @@ run_checks() {
 		say "FAILED: ${log%.trs}.log"
 		sed 's/^/    /' "${log%.trs}.log" | grep -v '^    .*\.\.\.passed$' | tail -40 >&2
 	done
-	read -r p f < <(count_results "$dir")
-	say "$dir: $p passed, $f failed"
-	TOTAL_P=$((TOTAL_P + p)); TOTAL_F=$((TOTAL_F + f))
+	read -r p f s < <(count_results "$dir")
+	say "$dir: $p passed, $f failed, $s skipped"
+	TOTAL_P=$((TOTAL_P + p)); TOTAL_F=$((TOTAL_F + f)); TOTAL_S=$((TOTAL_S + s))
 	[ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || TOTAL_F=$((TOTAL_F + 1))
 }
 
@@ -99,19 +103,25 @@ run)
 	;;
 test)
 	ensure_deps
-	TOTAL_P=0 TOTAL_F=0
+	TOTAL_P=0 TOTAL_F=0 TOTAL_S=0
 	run_checks build
 	export FUZZ_SECONDS=${FUZZ_SECONDS:-5}
 	[ "${DG_SKIP_ASAN:-0}" = 1 ] || run_checks build-asan --enable-sanitizers --enable-fuzzing CC=clang
-	echo "$TOTAL_P passed, $TOTAL_F failed"
+	echo "$TOTAL_P passed, $TOTAL_F failed, $TOTAL_S skipped"
 	[ "$TOTAL_F" -eq 0 ]
 	;;
 build)
 	ensure_deps
 	build build
 	;;
+deb)
+	DEPS+=(dpkg-dev debhelper)
+	ensure_deps
+	build build
+	exec bash tests/install/deb.sh "$top/build"
+	;;
 *)
-	sed -n '2,14s/^# \{0,1\}//p' "$0"
+	sed -n '2,17s/^# \{0,1\}//p' "$0"
 	[ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2
 	;;
 esac
