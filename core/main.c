@@ -1,10 +1,12 @@
 /* dgramd: command line, config check, run. */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "master.h"
 #include "server.h"
@@ -31,8 +33,9 @@ static void usage(FILE *f)
 	        "  -l, --log-level LEVEL  error, warn, info or debug (overrides log.level)\n"
 	        "  -r, --ready-file FILE  once every socket is bound, write one line per socket,\n"
 	        "                         \"LISTENER ADDRESS:PORT\", to FILE (for port 0 binds)\n"
+	        "  -p, --pidfile FILE     write the process id to FILE once bound; removed at exit\n"
 	        "  -h, --help             show this help and exit\n"
-	        "  -V, --version          show the version and exit\n"
+	        "  -V, --version          show the version and the plugin and codec ABI versions\n"
 	        "\n"
 	        "Runs in the foreground and logs to stderr, never waiting for the log reader: a\n"
 	        "line it cannot take at once is dropped and counted (log_dropped). SIGINT or\n"
@@ -41,8 +44,45 @@ static void usage(FILE *f)
 	        "exit 0. With \"workers\": N > 1 in the config, a master process supervises N\n"
 	        "worker processes (SO_REUSEPORT), restarts one that dies and forwards signals.\n"
 	        "SIGHUP is logged; reload is not implemented yet.\n"
+	        "Under systemd (Type=notify) it reports READY=1 once serving and STOPPING=1 on\n"
+	        "SIGTERM to $NOTIFY_SOCKET.\n"
 	        "Exit status: 0 ok, 1 config or runtime error, 2 usage error.\n"
 	        "Environment: DGRAMD_NO_MMSG=1 uses recvmsg/sendmsg instead of recvmmsg/sendmmsg.\n");
+}
+
+/* Written once the sockets are bound (atomically, via a temporary file),
+ * removed at exit if it still names this process. */
+static int pidfile_write(const char *path)
+{
+	char tmp[4096];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	bool ok = false;
+
+	f = fopen(tmp, "w");
+	if (f) {
+		ok = fprintf(f, "%ld\n", (long)getpid()) > 0;
+		ok = fclose(f) == 0 && ok;
+	}
+	if (!ok || rename(tmp, path)) {
+		dg_log(DG_LOG_ERROR, "cannot write pidfile '%s': %s", path, strerror(errno));
+		unlink(tmp);
+		return DG_ERROR;
+	}
+	return DG_OK;
+}
+
+static void pidfile_remove(const char *path)
+{
+	char buf[32] = "";
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return;
+	if (fgets(buf, sizeof(buf), f) && strtol(buf, NULL, 10) == (long)getpid())
+		unlink(path);
+	fclose(f);
 }
 
 int main(int argc, char **argv)
@@ -53,12 +93,13 @@ int main(int argc, char **argv)
 		{ "plugin-dir", required_argument, NULL, 'P' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "ready-file", required_argument, NULL, 'r' },
+		{ "pidfile", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *conf_path = DG_DEFAULT_CONFIG, *plugin_dir = DG_PLUGIN_DIR;
-	const char *ready_file = NULL;
+	const char *ready_file = NULL, *pidfile = NULL;
 	int level = -1, opt;
 	bool check_only = false;
 
@@ -70,12 +111,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dgramd: cannot set up signals\n");
 		return EXIT_FAILURE;
 	}
-	while ((opt = getopt_long(argc, argv, "c:tP:l:r:hV", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:tP:l:r:p:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': conf_path = optarg; break;
 		case 't': check_only = true; break;
 		case 'P': plugin_dir = optarg; break;
 		case 'r': ready_file = optarg; break;
+		case 'p': pidfile = optarg; break;
 		case 'l':
 			level = dg_log_level_parse(optarg);
 			if (level < 0) {
@@ -84,8 +126,9 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("dgramd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
-		                 DG_PLUGIN_ABI_MAJOR, DG_PLUGIN_ABI_MINOR); return 0;
+		case 'V': printf("dgramd %s (plugin ABI %d.%d, codec ABI %d.%d)\n", PACKAGE_VERSION,
+		                 DG_PLUGIN_ABI_MAJOR, DG_PLUGIN_ABI_MINOR,
+		                 DG_CODEC_ABI_MAJOR, DG_CODEC_ABI_MINOR); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
@@ -113,6 +156,11 @@ int main(int argc, char **argv)
 	 * their config) before any worker binds, then runs no plugin code. */
 	bool master = cfg->workers > 1;
 	int rc = dg_server_init(&srv, cfg, plugin_dir, check_only || master, NULL);
+	bool wrote_pid = false;
+	if (rc == DG_OK && !check_only && pidfile) {
+		rc = pidfile_write(pidfile);
+		wrote_pid = rc == DG_OK;
+	}
 	if (rc == DG_OK && check_only)
 		printf("dgramd: the configuration file %s syntax is ok and its plugins load\n", conf_path);
 	else if (rc == DG_OK && !master) {
@@ -124,6 +172,8 @@ int main(int argc, char **argv)
 	dg_server_release(&srv);
 	if (rc == DG_OK && master && !check_only)
 		rc = dg_master_run(cfg, plugin_dir, ready_file);
+	if (wrote_pid)
+		pidfile_remove(pidfile);
 	dg_config_free(cfg);
 	return rc == DG_OK ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "master.h"
+#include "notify.h"
 #include "server.h"
 
 struct worker {
@@ -72,6 +73,7 @@ static void worker_main(struct master *m, unsigned i)
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_UNBLOCK, &chld, NULL);
+	unsetenv("NOTIFY_SOCKET"); /* the master speaks for the service */
 	close(m->ready_pipe[0]);
 	dg_log_set_prefix(m->w[i].prefix);
 	snprintf(stats_label, sizeof(stats_label), "worker=%u ", i + 1);
@@ -248,9 +250,11 @@ static void loop(struct master *m)
 		if (sig == SIGCHLD) {
 			reap(m);
 		} else if (sig == SIGTERM || sig == SIGINT) {
-			if (!m->stopping)
+			if (!m->stopping) {
 				dg_log(DG_LOG_INFO, "signal %s: stopping %u workers", sig == SIGINT ? "INT" : "TERM",
 				       alive(m));
+				dg_notify("STOPPING=1");
+			}
 			m->stopping = true;
 			forward(m, sig);
 		} else if (sig == SIGHUP) {
@@ -292,8 +296,10 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 			break;
 		}
 	}
-	if (!m.stopping && wait_ready(&m) == DG_OK && (!ready_file || !write_ready(&m, ready_file)))
+	if (!m.stopping && wait_ready(&m) == DG_OK && (!ready_file || !write_ready(&m, ready_file))) {
 		rc = DG_OK;
+		dg_notify("READY=1\nSTATUS=serving");
+	}
 	if (rc != DG_OK) {
 		m.stopping = true;
 		forward(&m, SIGTERM);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "notify.h"
 #include "server.h"
 
 const char *const dg_drop_names[DG_DROP__COUNT] = {
@@ -351,6 +352,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	dg_log(DG_LOG_INFO, "signal %s: stopping (%u requests pending)",
 	       sig == SIGINT ? "INT" : "TERM", srv->pending);
+	dg_notify("STOPPING=1");
 	srv->stopping = true;
 	for (unsigned i = 0; i < srv->n_listeners; i++)
 		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
@@ -423,6 +425,7 @@ int dg_server_run(struct dg_server *srv, const char *ready_file)
 	}
 	if (ready_file && write_ready_file(srv, ready_file))
 		return DG_ERROR;
+	dg_notify("READY=1\nSTATUS=serving");
 	if (event_base_dispatch(srv->base) < 0) {
 		dg_log(DG_LOG_ERROR, "event loop failed");
 		return DG_ERROR;

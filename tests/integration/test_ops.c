@@ -1,0 +1,138 @@
+/* Operations: systemd's notify protocol (a fake $NOTIFY_SOCKET), the
+ * pidfile, --version. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static const char *const conf_single =
+	"{ \"listeners\": [ { \"name\": \"e\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\" } ] }";
+static const char *const conf_workers =
+	"{ \"workers\": 2, \"listeners\": [ { \"name\": \"e\", \"bind\": \"127.0.0.1:%u\", "
+	"\"handler\": \"echo\" } ] }";
+
+/* A fake systemd: an AF_UNIX datagram socket in the test's tmpdir. */
+static int notify_socket(char *path, size_t len)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	snprintf(path, len, "%s/notify.%d", dg_test_tmpdir(), (int)getpid());
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -1;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		return -1;
+	return fd;
+}
+
+/* The next notification, or "" after timeout_ms. */
+static void next_msg(int fd, char *buf, size_t len, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	buf[0] = '\0';
+	if (poll(&p, 1, timeout_ms) == 1) {
+		ssize_t n = recv(fd, buf, len - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+	}
+}
+
+static void check_notify(const char *conf)
+{
+	char path[200], msg[256];
+	struct dg_daemon d;
+	int fd = notify_socket(path, sizeof(path));
+
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(dg_daemon_start_env(&d, conf, "NOTIFY_SOCKET", path));
+	next_msg(fd, msg, sizeof(msg), 10000);
+	CU_ASSERT(strstr(msg, "READY=1") != NULL);
+	CU_ASSERT_EQUAL(kill(d.pid, SIGTERM), 0);
+	next_msg(fd, msg, sizeof(msg), 10000);
+	CU_ASSERT(strstr(msg, "STOPPING=1") != NULL);
+	dg_daemon_stop_checked(&d, "e");
+	/* Exactly one READY and one STOPPING: workers never speak for the
+	 * service. */
+	next_msg(fd, msg, sizeof(msg), 0);
+	CU_ASSERT_STRING_EQUAL(msg, "");
+	close(fd);
+	unlink(path);
+}
+
+static void test_notify_single(void)
+{
+	check_notify(conf_single);
+}
+
+static unsigned free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+		return 0;
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void test_notify_workers(void)
+{
+	char conf[512];
+
+	/* Workers cannot use port 0 (each would get its own). */
+	snprintf(conf, sizeof(conf), conf_workers, free_port());
+	check_notify(conf);
+}
+
+static void test_pidfile(void)
+{
+	char pidfile[300], buf[32] = "";
+	struct dg_daemon d;
+	FILE *f;
+
+	snprintf(pidfile, sizeof(pidfile), "%s/dgramd.pid", dg_test_tmpdir());
+	const char *args[] = { "-p", pidfile, NULL };
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf_single, args));
+	f = fopen(pidfile, "r");
+	CU_ASSERT_FATAL(f != NULL);
+	CU_ASSERT(fgets(buf, sizeof(buf), f) != NULL);
+	fclose(f);
+	CU_ASSERT_EQUAL(strtol(buf, NULL, 10), (long)d.pid);
+	dg_daemon_stop_checked(&d, "e");
+	CU_ASSERT(access(pidfile, F_OK) != 0); /* removed at exit */
+}
+
+static void test_version(void)
+{
+	char bin[4096], out[512], err[512];
+
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	const char *argv[] = { bin, "--version", NULL };
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 0);
+	CU_ASSERT(strstr(out, "plugin ABI 1.") != NULL);
+	CU_ASSERT(strstr(out, "codec ABI 1.") != NULL);
+}
+
+static const struct dg_test tests[] = {
+	{ "notify READY and STOPPING, one worker", test_notify_single },
+	{ "notify READY and STOPPING, two workers", test_notify_workers },
+	{ "pidfile written once bound, removed at exit", test_pidfile },
+	{ "--version shows both ABI versions", test_version },
+	{ NULL, NULL },
+};
+
+DG_TEST_MAIN("ops", tests)
