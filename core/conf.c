@@ -579,6 +579,7 @@ static int load_codec_modules(struct ctx *c, json_t *root, struct dg_config *cfg
 	size_t saved = path_push_key(c, "codec_modules");
 	if (!json_is_array(mods))
 		return fail(c, "expected an array of module names or paths");
+	cfg->codec_module_names = json_incref(mods);
 	for (size_t i = 0; i < json_array_size(mods); i++) {
 		json_t *m = json_array_get(mods, i);
 		size_t at = path_push_index(c, i);
@@ -789,6 +790,7 @@ void dg_config_free(struct dg_config *cfg)
 	}
 	free(cfg->listeners);
 	dg_loader_release(&cfg->codec_modules);
+	json_decref(cfg->codec_module_names);
 	free(cfg->plugin_dir);
 	free(cfg->path);
 	free(cfg->dir);
@@ -921,4 +923,154 @@ void dg_config_warn_unprotected(const struct dg_config *cfg)
 		       "any host can make it answer any address it claims to be (see \"Safety on an open network\" in the README)",
 		       l->name, dg_addr_format((const struct sockaddr *)&open->ss, a, sizeof(a)), what);
 	}
+/* ---- the effective config (dgramd -T) ---------------------------------
+ * Every directive's value read back from the structs, defaults included,
+ * through a getter found by the directive's setter: a new directive needs a
+ * getter here, or dg_config_dump names it and fails (tests run -T). */
+
+static json_t *dump_table(const void *obj, const struct directive *table, char *err, size_t errlen);
+
+static json_t *get_uint(const void *obj, const struct directive *d)
+{
+	return json_integer(*(const unsigned *)((const char *)obj + d->off));
+}
+
+static json_t *get_int(const void *obj, const struct directive *d)
+{
+	return json_integer(*(const int *)((const char *)obj + d->off));
+}
+
+static json_t *get_bool(const void *obj, const struct directive *d)
+{
+	return json_boolean(*(const bool *)((const char *)obj + d->off));
+}
+
+static json_t *get_string(const void *obj, const struct directive *d)
+{
+	const char *s = *(char *const *)((const char *)obj + d->off);
+	return s ? json_string(s) : json_null();
+}
+
+static json_t *get_level(const void *obj, const struct directive *d)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+	int lvl = *(const int *)((const char *)obj + d->off);
+	return json_string(names[lvl >= 0 && lvl <= 3 ? lvl : 2]);
+}
+
+static json_t *get_ordering(const void *obj, const struct directive *d)
+{
+	return json_string(*(const bool *)((const char *)obj + d->off) ? "peer" : "none");
+}
+
+static json_t *get_drop_policy(const void *obj, const struct directive *d)
+{
+	return json_string(*(const unsigned *)((const char *)obj + d->off) ? "drop-oldest"
+	                                                                  : "drop-newest");
+}
+
+static json_t *get_binds(const void *obj, const struct directive *d)
+{
+	const struct dg_listener_conf *l = obj;
+	json_t *a = json_array();
+	char buf[64];
+	(void)d;
+
+	for (unsigned i = 0; a && i < l->n_binds; i++)
+		if (json_array_append_new(a, json_string(dg_addr_format(
+		        (const struct sockaddr *)&l->binds[i].ss, buf, sizeof(buf))))) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+static json_t *get_codec(const void *obj, const struct directive *d)
+{
+	const struct dg_listener_conf *l = obj;
+	(void)d;
+	return json_deep_copy(l->codec);
+}
+
+static json_t *get_handler(const void *obj, const struct directive *d)
+{
+	const struct dg_listener_conf *l = obj;
+	(void)d;
+	if (l->plugin_config)
+		return json_pack("{s:s, s:O}", "plugin", l->plugin, "config", l->plugin_config);
+	return json_pack("{s:s, s:{}}", "plugin", l->plugin, "config");
+}
+
+static json_t *get_log(const void *obj, const struct directive *d)
+{
+	(void)d;
+	return dump_table(obj, log_directives, NULL, 0);
+}
+
+static json_t *get_listeners(const void *obj, const struct directive *d)
+{
+	const struct dg_config *cfg = obj;
+	json_t *a = json_array();
+	(void)d;
+
+	for (unsigned i = 0; a && i < cfg->n_listeners; i++)
+		if (json_array_append_new(a, dump_table(&cfg->listeners[i], listener_directives, NULL, 0))) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+static json_t *get_codec_modules(const void *obj, const struct directive *d)
+{
+	const struct dg_config *cfg = obj;
+	(void)d;
+	return cfg->codec_module_names ? json_deep_copy(cfg->codec_module_names) : json_array();
+}
+
+static const struct getter {
+	int (*set)(struct ctx *c, json_t *v, void *obj, const struct directive *d);
+	json_t *(*get)(const void *obj, const struct directive *d);
+} getters[] = {
+	{ set_uint, get_uint }, { set_int, get_int }, { set_bool, get_bool },
+	{ set_string, get_string }, { set_level, get_level }, { set_ordering, get_ordering },
+	{ set_drop_policy, get_drop_policy }, { set_binds, get_binds }, { set_codec, get_codec },
+	{ set_handler, get_handler }, { set_log, get_log }, { set_listeners, get_listeners },
+	{ set_workers, get_uint }, { set_done, get_codec_modules },
+	{ NULL, NULL },
+};
+
+static json_t *dump_table(const void *obj, const struct directive *table, char *err, size_t errlen)
+{
+	json_t *o = json_object();
+
+	for (const struct directive *d = table; o && d->key; d++) {
+		const struct getter *g = getters;
+		while (g->set && g->set != d->set)
+			g++;
+		if (!g->set) {
+			if (err)
+				snprintf(err, errlen, "cannot show key '%s': no getter in core/conf.c", d->key);
+			json_decref(o);
+			return NULL;
+		}
+		json_t *v = g->get(obj, d);
+		if (json_is_null(v)) { /* unset and no default (plugin_dir) */
+			json_decref(v);
+			continue;
+		}
+		if (!v || json_object_set_new(o, d->key, v)) {
+			if (err)
+				snprintf(err, errlen, "cannot show key '%s': out of memory", d->key);
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+json_t *dg_config_dump(const struct dg_config *cfg, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "out of memory");
+	return dump_table(cfg, top_directives, err, errlen);
 }

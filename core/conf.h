@@ -58,6 +58,7 @@ struct dg_config {
 	struct dg_listener_conf *listeners;
 	unsigned n_listeners;
 	struct dg_loader codec_modules; /* loaded from "codec_modules" */
+	json_t *codec_module_names;     /* "codec_modules" as given (reference held) */
 };
 
 /* Defaults, documented in conf/dgramd.json and the README. */
@@ -89,6 +90,10 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
                     const char *plugin_dir, struct dg_config **out, char *err, size_t errlen);
 
 void dg_config_free(struct dg_config *cfg);
+
+/* The effective config: every key with its value, defaults filled in (what
+ * dgramd -T prints). A new reference, or NULL with the reason in err. */
+json_t *dg_config_dump(const struct dg_config *cfg, char *err, size_t errlen);
 
 /* Blank out # and // comments outside strings, in place, keeping every
  * newline so that line and column numbers stay true. */

@@ -28,6 +28,8 @@ static void usage(FILE *f)
 	        "\n"
 	        "  -c, --config FILE      config file (default " DG_DEFAULT_CONFIG ")\n"
 	        "  -t, --test             check the config, load and initialise its plugins, exit\n"
+	        "  -T, --dump             check as -t, then print the effective config (every\n"
+	        "                         default filled in) as JSON and exit\n"
 	        "  -P, --plugin-dir DIR   where handler names are looked up as DIR/NAME.so\n"
 	        "                         (default " DG_PLUGIN_DIR "; the config's plugin_dir wins)\n"
 	        "  -l, --log-level LEVEL  error, warn, info or debug (overrides log.level)\n"
@@ -85,11 +87,26 @@ static void pidfile_remove(const char *path)
 	fclose(f);
 }
 
+static int print_config(const struct dg_config *cfg)
+{
+	char err[256];
+	json_t *j = dg_config_dump(cfg, err, sizeof(err));
+
+	if (!j) {
+		dg_log(DG_LOG_ERROR, "%s: %s", cfg->path, err);
+		return DG_ERROR;
+	}
+	int rc = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) || putchar('\n') == EOF;
+	json_decref(j);
+	return rc ? DG_ERROR : DG_OK;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "test", no_argument, NULL, 't' },
+		{ "dump", no_argument, NULL, 'T' },
 		{ "plugin-dir", required_argument, NULL, 'P' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "ready-file", required_argument, NULL, 'r' },
@@ -101,7 +118,7 @@ int main(int argc, char **argv)
 	const char *conf_path = DG_DEFAULT_CONFIG, *plugin_dir = DG_PLUGIN_DIR;
 	const char *ready_file = NULL, *pidfile = NULL;
 	int level = -1, opt;
-	bool check_only = false;
+	bool check_only = false, dump = false;
 
 	/* Before any jansson value exists: decoded packets are measured
 	 * against memory_budget. */
@@ -111,10 +128,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dgramd: cannot set up signals\n");
 		return EXIT_FAILURE;
 	}
-	while ((opt = getopt_long(argc, argv, "c:tP:l:r:p:hV", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:tTP:l:r:p:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': conf_path = optarg; break;
 		case 't': check_only = true; break;
+		case 'T': check_only = dump = true; break;
 		case 'P': plugin_dir = optarg; break;
 		case 'r': ready_file = optarg; break;
 		case 'p': pidfile = optarg; break;
@@ -161,7 +179,9 @@ int main(int argc, char **argv)
 		rc = pidfile_write(pidfile);
 		wrote_pid = rc == DG_OK;
 	}
-	if (rc == DG_OK && check_only)
+	if (rc == DG_OK && dump)
+		rc = print_config(cfg);
+	else if (rc == DG_OK && check_only)
 		printf("dgramd: the configuration file %s syntax is ok and its plugins load\n", conf_path);
 	else if (rc == DG_OK && !master) {
 		rc = dg_server_run(&srv, ready_file);

@@ -32,7 +32,9 @@ done
 ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 plugdir=$root/usr/lib/$ma/dgramd
 conf=$root/etc/dgramd/dgramd.json
-dpkg-deb -c "$tmp"/dgramd_*.deb | grep -q 'usr/lib/.*/dgramd/echo.so' || fail "echo.so not in dgramd"
+contents=$(dpkg-deb -c "$tmp"/dgramd_*.deb)
+grep -q 'usr/lib/.*/dgramd/echo.so' <<<"$contents" || fail "echo.so not in dgramd"
+grep -q 'lib/systemd/system/dgramd.service' <<<"$contents" || fail "no systemd unit in dgramd"
 [ -f "$conf" ] || fail "no default config in the dgramd package"
 export LD_LIBRARY_PATH=$root/usr/lib/$ma   # the scratch root is not in ld.so's cache
 

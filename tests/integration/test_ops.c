@@ -14,6 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "testutil.h"
 
 static const char *const conf_single =
@@ -127,7 +129,35 @@ static void test_version(void)
 	CU_ASSERT(strstr(out, "codec ABI 1.") != NULL);
 }
 
+/* -T prints every key with its default, and what it prints is a config
+ * that -t accepts. */
+static void test_dump(void)
+{
+	char bin[4096], pdir[4096], conf[4096], again[4096], *out = malloc(65536), err[4096];
+
+	snprintf(conf, sizeof(conf), "%s", dg_test_write("dump.json", conf_single));
+
+	CU_ASSERT_FATAL(out != NULL);
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(pdir, sizeof(pdir), "%s/plugins/.libs", dg_test_builddir());
+	const char *argv[] = { bin, "-T", "-c", conf, "-P", pdir, NULL };
+	CU_ASSERT_EQUAL_FATAL(dg_run(argv, NULL, out, 65536, err, sizeof(err), 20000), 0);
+	json_error_t je;
+	json_t *j = json_loads(out, 0, &je);
+	CU_ASSERT_FATAL(j != NULL);
+	json_t *l0 = json_array_get(json_object_get(j, "listeners"), 0);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(l0, "max_peers")), 65536);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(l0, "ordering")), "peer");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "shutdown_timeout_ms")), 5000);
+	json_decref(j);
+	snprintf(again, sizeof(again), "%s", dg_test_write("dump-again.json", out));
+	const char *argv2[] = { bin, "-t", "-c", again, "-P", pdir, NULL };
+	CU_ASSERT_EQUAL(dg_run(argv2, NULL, out, 65536, err, sizeof(err), 20000), 0);
+	free(out);
+}
+
 static const struct dg_test tests[] = {
+	{ "-T prints the effective config, which -t accepts", test_dump },
 	{ "notify READY and STOPPING, one worker", test_notify_single },
 	{ "notify READY and STOPPING, two workers", test_notify_workers },
 	{ "pidfile written once bound, removed at exit", test_pidfile },
