@@ -16,6 +16,7 @@
 
 #include "conf.h"
 #include "jsonload.h"
+#include "privs.h"
 #include "log.h"
 
 struct ctx {
@@ -633,6 +634,25 @@ static int check_workers(struct ctx *c, struct dg_config *cfg)
 	return DG_OK;
 }
 
+/* The user and group must exist now: a typo is a config error, not a
+ * failure after binding. */
+static int check_user(struct ctx *c, struct dg_config *cfg)
+{
+	char err[300];
+	uid_t uid;
+	gid_t gid;
+
+	if (cfg->group && !cfg->user) {
+		path_push_key(c, "group");
+		return fail(c, "needs \"user\" too");
+	}
+	if (cfg->user && dg_privs_lookup(cfg->user, cfg->group, &uid, &gid, err, sizeof(err))) {
+		path_push_key(c, strstr(err, "group") ? "group" : "user");
+		return fail(c, "%s", err);
+	}
+	return DG_OK;
+}
+
 #define C(field) offsetof(struct dg_config, field)
 static const struct directive top_directives[] = {
 	{ "workers", set_workers, C(workers), 1, 1024, false },
@@ -643,6 +663,8 @@ static const struct directive top_directives[] = {
 	{ "max_pending", set_uint, C(max_pending), 1, (1 << 24) - 1, false }, /* DG_REQTAB_MAX */
 	{ "shutdown_timeout_ms", set_uint, C(shutdown_timeout_ms), 0, 3600000, false },
 	{ "memory_budget", set_size, C(memory_budget), 1 << 20, 1ll << 40, false },
+	{ "user", set_string, C(user), 0, 0, false },
+	{ "group", set_string, C(group), 0, 0, false },
 	{ NULL, NULL, 0, 0, 0, false },
 };
 #undef C
@@ -713,6 +735,8 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 		rc = apply(&c, root, cfg, top_directives);
 	if (!rc)
 		rc = check_workers(&c, cfg);
+	if (!rc)
+		rc = check_user(&c, cfg);
 	json_decref(root);
 	if (rc)
 		goto out_free;
@@ -792,6 +816,8 @@ void dg_config_free(struct dg_config *cfg)
 	dg_loader_release(&cfg->codec_modules);
 	json_decref(cfg->codec_module_names);
 	free(cfg->plugin_dir);
+	free(cfg->user);
+	free(cfg->group);
 	free(cfg->path);
 	free(cfg->dir);
 	free(cfg);

@@ -55,6 +55,7 @@ struct dg_config {
 	unsigned workers;     /* worker processes; 1: no master process */
 	unsigned shutdown_timeout_ms;
 	size_t memory_budget; /* bytes: requests in progress and queued datagrams, per worker */
+	char *user, *group;   /* drop to these once bound (NULL: stay) */
 	struct dg_listener_conf *listeners;
 	unsigned n_listeners;
 	struct dg_loader codec_modules; /* loaded from "codec_modules" */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "notify.h"
+#include "privs.h"
 #include "server.h"
 
 const char *const dg_drop_names[DG_DROP__COUNT] = {
@@ -425,6 +426,13 @@ int dg_server_run(struct dg_server *srv, const char *ready_file)
 	}
 	if (ready_file && write_ready_file(srv, ready_file))
 		return DG_ERROR;
+	/* Sockets bound, plugins initialised, ready file written: root is
+	 * not needed any more. */
+	if (srv->cfg->user && dg_privs_drop(srv->cfg->user, srv->cfg->group))
+		return DG_ERROR;
+	if (!srv->cfg->user && geteuid() == 0)
+		dg_log(DG_LOG_WARN, "running as root: set \"user\" (and \"group\") in %s to drop "
+		       "privileges once the sockets are bound", srv->cfg->path);
 	dg_notify("READY=1\nSTATUS=serving");
 	if (event_base_dispatch(srv->base) < 0) {
 		dg_log(DG_LOG_ERROR, "event loop failed");
