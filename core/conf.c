@@ -634,6 +634,29 @@ static int check_workers(struct ctx *c, struct dg_config *cfg)
 	return DG_OK;
 }
 
+/* "metrics": {"bind": "127.0.0.1:9101"}: a TCP address for /metrics. */
+static int set_metrics_bind(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	struct dg_config *cfg = obj;
+	(void)d;
+
+	if (!json_is_string(v) || !dg_addr_parse(json_string_value(v), &cfg->metrics_bind))
+		return fail(c, "expected a numeric \"a.b.c.d:port\" or \"[ipv6]:port\"");
+	cfg->metrics = true;
+	return DG_OK;
+}
+
+static const struct directive metrics_directives[] = {
+	{ "bind", set_metrics_bind, 0, 0, 0, true },
+	{ NULL, NULL, 0, 0, 0, false },
+};
+
+static int set_metrics(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	(void)d;
+	return apply(c, v, obj, metrics_directives);
+}
+
 /* The user and group must exist now: a typo is a config error, not a
  * failure after binding. */
 static int check_user(struct ctx *c, struct dg_config *cfg)
@@ -665,6 +688,7 @@ static const struct directive top_directives[] = {
 	{ "memory_budget", set_size, C(memory_budget), 1 << 20, 1ll << 40, false },
 	{ "user", set_string, C(user), 0, 0, false },
 	{ "group", set_string, C(group), 0, 0, false },
+	{ "metrics", set_metrics, 0, 0, 0, false },
 	{ NULL, NULL, 0, 0, 0, false },
 };
 #undef C
@@ -954,49 +978,62 @@ void dg_config_warn_unprotected(const struct dg_config *cfg)
  * through a getter found by the directive's setter: a new directive needs a
  * getter here, or dg_config_dump names it and fails (tests run -T). */
 
-static json_t *dump_table(const void *obj, const struct directive *table, char *err, size_t errlen);
+struct dump {
+	char *err;
+	size_t errlen;
+};
 
-static json_t *get_uint(const void *obj, const struct directive *d)
+static json_t *dump_table(const void *obj, const struct directive *table, struct dump *dp);
+
+static json_t *get_uint(const void *obj, const struct directive *d, struct dump *dp)
 {
+	(void)dp;
 	return json_integer(*(const unsigned *)((const char *)obj + d->off));
 }
 
-static json_t *get_int(const void *obj, const struct directive *d)
+static json_t *get_int(const void *obj, const struct directive *d, struct dump *dp)
 {
+	(void)dp;
 	return json_integer(*(const int *)((const char *)obj + d->off));
 }
 
-static json_t *get_bool(const void *obj, const struct directive *d)
+static json_t *get_bool(const void *obj, const struct directive *d, struct dump *dp)
 {
+	(void)dp;
 	return json_boolean(*(const bool *)((const char *)obj + d->off));
 }
 
-static json_t *get_string(const void *obj, const struct directive *d)
+static json_t *get_string(const void *obj, const struct directive *d, struct dump *dp)
 {
+	(void)dp;
 	const char *s = *(char *const *)((const char *)obj + d->off);
 	return s ? json_string(s) : json_null();
 }
 
-static json_t *get_level(const void *obj, const struct directive *d)
+static json_t *get_level(const void *obj, const struct directive *d, struct dump *dp)
 {
+	(void)dp;
 	static const char *const names[] = { "error", "warn", "info", "debug" };
 	int lvl = *(const int *)((const char *)obj + d->off);
 	return json_string(names[lvl >= 0 && lvl <= 3 ? lvl : 2]);
 }
 
-static json_t *get_ordering(const void *obj, const struct directive *d)
+static json_t *get_ordering(const void *obj, const struct directive *d, struct dump *dp)
 {
+	(void)dp;
 	return json_string(*(const bool *)((const char *)obj + d->off) ? "peer" : "none");
 }
 
-static json_t *get_drop_policy(const void *obj, const struct directive *d)
+static json_t *get_drop_policy(const void *obj, const struct directive *d, struct dump *dp)
 {
+	(void)dp;
 	return json_string(*(const unsigned *)((const char *)obj + d->off) ? "drop-oldest"
 	                                                                  : "drop-newest");
 }
 
-static json_t *get_binds(const void *obj, const struct directive *d)
+static json_t *get_binds(const void *obj, const struct directive *d, struct dump *dp)
 {
+	(void)dp;
 	const struct dg_listener_conf *l = obj;
 	json_t *a = json_array();
 	char buf[64];
@@ -1011,15 +1048,29 @@ static json_t *get_binds(const void *obj, const struct directive *d)
 	return a;
 }
 
-static json_t *get_codec(const void *obj, const struct directive *d)
+static json_t *get_metrics(const void *obj, const struct directive *d, struct dump *dp)
 {
+	const struct dg_config *cfg = obj;
+	char buf[64];
+	(void)d, (void)dp;
+
+	if (!cfg->metrics)
+		return json_null();
+	return json_pack("{s:s}", "bind",
+	                 dg_addr_format((const struct sockaddr *)&cfg->metrics_bind.ss, buf, sizeof(buf)));
+}
+
+static json_t *get_codec(const void *obj, const struct directive *d, struct dump *dp)
+{
+	(void)dp;
 	const struct dg_listener_conf *l = obj;
 	(void)d;
 	return json_deep_copy(l->codec);
 }
 
-static json_t *get_handler(const void *obj, const struct directive *d)
+static json_t *get_handler(const void *obj, const struct directive *d, struct dump *dp)
 {
+	(void)dp;
 	const struct dg_listener_conf *l = obj;
 	(void)d;
 	if (l->plugin_config)
@@ -1027,46 +1078,49 @@ static json_t *get_handler(const void *obj, const struct directive *d)
 	return json_pack("{s:s, s:{}}", "plugin", l->plugin, "config");
 }
 
-static json_t *get_log(const void *obj, const struct directive *d)
+static json_t *get_listeners(const void *obj, const struct directive *d, struct dump *dp)
 {
-	(void)d;
-	return dump_table(obj, log_directives, NULL, 0);
-}
-
-static json_t *get_listeners(const void *obj, const struct directive *d)
-{
+	(void)dp;
 	const struct dg_config *cfg = obj;
 	json_t *a = json_array();
 	(void)d;
 
 	for (unsigned i = 0; a && i < cfg->n_listeners; i++)
-		if (json_array_append_new(a, dump_table(&cfg->listeners[i], listener_directives, NULL, 0))) {
+		if (json_array_append_new(a, dump_table(&cfg->listeners[i], listener_directives, dp))) {
 			json_decref(a);
 			return NULL;
 		}
 	return a;
 }
 
-static json_t *get_codec_modules(const void *obj, const struct directive *d)
+static json_t *get_codec_modules(const void *obj, const struct directive *d, struct dump *dp)
 {
+	(void)dp;
 	const struct dg_config *cfg = obj;
 	(void)d;
 	return cfg->codec_module_names ? json_deep_copy(cfg->codec_module_names) : json_array();
 }
 
+/* A setter's getter; an object of directives applied to the same struct
+ * (set_log and the like) names its table in sub instead. */
 static const struct getter {
 	int (*set)(struct ctx *c, json_t *v, void *obj, const struct directive *d);
-	json_t *(*get)(const void *obj, const struct directive *d);
+	json_t *(*get)(const void *obj, const struct directive *d, struct dump *dp);
+	const struct directive *sub;
 } getters[] = {
-	{ set_uint, get_uint }, { set_int, get_int }, { set_bool, get_bool },
-	{ set_string, get_string }, { set_level, get_level }, { set_ordering, get_ordering },
-	{ set_drop_policy, get_drop_policy }, { set_binds, get_binds }, { set_codec, get_codec },
-	{ set_handler, get_handler }, { set_log, get_log }, { set_listeners, get_listeners },
-	{ set_workers, get_uint }, { set_done, get_codec_modules },
-	{ NULL, NULL },
+	{ set_uint, get_uint, NULL }, { set_int, get_int, NULL }, { set_bool, get_bool, NULL },
+	{ set_string, get_string, NULL }, { set_level, get_level, NULL },
+	{ set_ordering, get_ordering, NULL }, { set_drop_policy, get_drop_policy, NULL },
+	{ set_binds, get_binds, NULL }, { set_codec, get_codec, NULL },
+	{ set_handler, get_handler, NULL }, { set_listeners, get_listeners, NULL },
+	{ set_workers, get_uint, NULL }, { set_done, get_codec_modules, NULL },
+	{ set_metrics, get_metrics, NULL },
+	{ set_log, NULL, log_directives },
+	{ set_amplification, NULL, amplification_directives },
+	{ NULL, NULL, NULL },
 };
 
-static json_t *dump_table(const void *obj, const struct directive *table, char *err, size_t errlen)
+static json_t *dump_table(const void *obj, const struct directive *table, struct dump *dp)
 {
 	json_t *o = json_object();
 
@@ -1075,21 +1129,18 @@ static json_t *dump_table(const void *obj, const struct directive *table, char *
 		while (g->set && g->set != d->set)
 			g++;
 		if (!g->set) {
-			if (err)
-				snprintf(err, errlen, "cannot show key '%s': no getter in core/conf.c", d->key);
+			snprintf(dp->err, dp->errlen, "cannot show key '%s': no getter in core/conf.c", d->key);
 			json_decref(o);
 			return NULL;
 		}
-		json_t *v = g->get(obj, d);
+		json_t *v = g->sub ? dump_table(obj, g->sub, dp) : g->get(obj, d, dp);
 		if (json_is_null(v)) { /* unset and no default (plugin_dir) */
 			json_decref(v);
 			continue;
 		}
 		if (!v || json_object_set_new(o, d->key, v)) {
-			if (err)
-				snprintf(err, errlen, "cannot show key '%s': out of memory", d->key);
 			json_decref(o);
-			return NULL;
+			return NULL; /* dp->err says why */
 		}
 	}
 	return o;
@@ -1097,6 +1148,8 @@ static json_t *dump_table(const void *obj, const struct directive *table, char *
 
 json_t *dg_config_dump(const struct dg_config *cfg, char *err, size_t errlen)
 {
+	struct dump dp = { err, errlen };
+
 	snprintf(err, errlen, "out of memory");
-	return dump_table(cfg, top_directives, err, errlen);
+	return dump_table(cfg, top_directives, &dp);
 }

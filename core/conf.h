@@ -56,6 +56,8 @@ struct dg_config {
 	unsigned shutdown_timeout_ms;
 	size_t memory_budget; /* bytes: requests in progress and queued datagrams, per worker */
 	char *user, *group;   /* drop to these once bound (NULL: stay) */
+	bool metrics;         /* "metrics": {"bind": ...} given */
+	struct dg_addr metrics_bind;
 	struct dg_listener_conf *listeners;
 	unsigned n_listeners;
 	struct dg_loader codec_modules; /* loaded from "codec_modules" */

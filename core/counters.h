@@ -9,6 +9,7 @@
 #ifndef DG_COUNTERS_H
 #define DG_COUNTERS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum dg_drop {
@@ -56,7 +57,24 @@ struct dg_counters {
 	uint64_t stale_calls;    /* reply/complete with a dead request handle */
 };
 
+/* The scalar fields by name (drops and tx drops are by reason, below),
+ * for the stats line, /metrics and /stats; ends with a NULL name. A new
+ * field gets a row here. */
+struct dg_counter_field {
+	const char *name;
+	size_t off;       /* offsetof(struct dg_counters, field): a uint64_t */
+	const char *help; /* one line, no period */
+};
+extern const struct dg_counter_field dg_counter_fields[];
+
 extern const char *const dg_drop_names[DG_DROP__COUNT];
 extern const char *const dg_txdrop_names[DG_TXDROP__COUNT];
+
+/* sum += c, field by field. */
+void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c);
+
+/* The stats line of one set of counters (label: "listener=NAME"), logged
+ * at every log level, with the process's log_dropped figure. */
+void dg_counters_log(const char *label, const struct dg_counters *c);
 
 #endif

@@ -24,6 +24,7 @@
 
 #include "master.h"
 #include "notify.h"
+#include "privs.h"
 #include "server.h"
 
 struct worker {
@@ -43,6 +44,9 @@ struct master {
 	struct dg_counters *shm; /* n * n_listeners, shared with the workers */
 	size_t shm_size;
 	int ready_pipe[2];
+	int metrics_fd;      /* metrics.bind, listening; -1 without */
+	pid_t metrics_pid;   /* the process serving it */
+	struct timespec metrics_started;
 	bool stopping;
 	sigset_t sigs;
 	pid_t pid; /* the master's */
@@ -75,6 +79,8 @@ static void worker_main(struct master *m, unsigned i)
 	sigprocmask(SIG_UNBLOCK, &chld, NULL);
 	unsetenv("NOTIFY_SOCKET"); /* the master speaks for the service */
 	close(m->ready_pipe[0]);
+	if (m->metrics_fd >= 0)
+		close(m->metrics_fd); /* the metrics process serves it */
 	dg_log_set_prefix(m->w[i].prefix);
 	snprintf(stats_label, sizeof(stats_label), "worker=%u ", i + 1);
 	int rc = dg_server_init(&srv, m->cfg, m->plugin_dir, false,
@@ -94,6 +100,80 @@ static void worker_main(struct master *m, unsigned i)
 	}
 	dg_server_release(&srv);
 	_exit(rc == DG_OK ? 0 : 1);
+}
+
+static const struct dg_counters *shm_counters(void *arg, unsigned w, unsigned l)
+{
+	const struct master *m = arg;
+	return &m->shm[(size_t)w * m->cfg->n_listeners + l];
+}
+
+static void metrics_stop(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig, (void)what;
+	event_base_loopbreak(arg);
+}
+
+/* In the child: serve /metrics and /stats from the workers' shared
+ * counters on an event loop of its own (the master has none: after fork a
+ * child would share its epoll instance). Runs no plugin code. */
+static void metrics_main(struct master *m)
+{
+	struct dg_metrics_src src = {
+		.n_workers = m->n, .n_listeners = m->cfg->n_listeners, .cfg = m->cfg,
+		.counters = shm_counters, .arg = m,
+	};
+	struct event_base *base;
+	struct event *ev[2] = { NULL, NULL };
+	struct dg_metrics *mx = NULL;
+	int rc = 1;
+
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	unsetenv("NOTIFY_SOCKET");
+	if (m->ready_pipe[0] >= 0)
+		close(m->ready_pipe[0]);
+	if (m->ready_pipe[1] >= 0)
+		close(m->ready_pipe[1]);
+	dg_log_set_prefix("metrics: ");
+	base = event_base_new();
+	if (base) {
+		ev[0] = evsignal_new(base, SIGTERM, metrics_stop, base);
+		ev[1] = evsignal_new(base, SIGINT, metrics_stop, base);
+	}
+	/* Handlers first, then unblock what the master blocked. */
+	if (!ev[0] || !ev[1] || evsignal_add(ev[0], NULL) || evsignal_add(ev[1], NULL)) {
+		dg_log(DG_LOG_ERROR, "cannot set up the metrics process");
+		goto out;
+	}
+	sigprocmask(SIG_UNBLOCK, &m->sigs, NULL);
+	mx = dg_metrics_new(base, m->metrics_fd, &src);
+	m->metrics_fd = -1;
+	if (!mx || (m->cfg->user && dg_privs_drop(m->cfg->user, m->cfg->group)))
+		goto out;
+	rc = event_base_dispatch(base) < 0;
+out:
+	dg_metrics_free(mx);
+	for (int i = 0; i < 2; i++)
+		if (ev[i])
+			event_free(ev[i]);
+	if (base)
+		event_base_free(base);
+	_exit(rc);
+}
+
+static int spawn_metrics(struct master *m)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		dg_log(DG_LOG_ERROR, "cannot fork the metrics process: %s", strerror(errno));
+		return DG_ERROR;
+	}
+	if (pid == 0)
+		metrics_main(m);
+	m->metrics_pid = pid;
+	clock_gettime(CLOCK_MONOTONIC, &m->metrics_started);
+	return DG_OK;
 }
 
 static int spawn(struct master *m, unsigned i)
@@ -134,6 +214,13 @@ static void reap(struct master *m)
 	char what[96];
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == m->metrics_pid) {
+			m->metrics_pid = 0;
+			describe(status, what, sizeof(what));
+			if (!m->stopping)
+				dg_log(DG_LOG_ERROR, "metrics process (pid %d) %s; restarting it", (int)pid, what);
+			continue;
+		}
 		for (unsigned i = 0; i < m->n; i++) {
 			struct worker *w = &m->w[i];
 			if (w->pid != pid)
@@ -163,6 +250,9 @@ static void reap(struct master *m)
 
 static void restart_due(struct master *m)
 {
+	/* Restarted at most once a second. */
+	if (m->metrics_fd >= 0 && !m->metrics_pid && since(&m->metrics_started) >= 1.0)
+		spawn_metrics(m);
 	for (unsigned i = 0; i < m->n; i++)
 		if (m->w[i].waiting && since(&m->w[i].restart_at) >= 0)
 			spawn(m, i);
@@ -221,6 +311,8 @@ static int write_ready(const struct master *m, const char *path)
 			fprintf(f, "%s %s\n", m->cfg->listeners[i].name,
 			        dg_addr_format((const struct sockaddr *)&m->cfg->listeners[i].binds[b].ss,
 			                       a, sizeof(a)));
+	if (m->metrics_fd >= 0)
+		fprintf(f, "@metrics %s\n", dg_metrics_addr(m->metrics_fd, a, sizeof(a)));
 	if (fclose(f) || rename(tmp, path)) {
 		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", path, strerror(errno));
 		return DG_ERROR;
@@ -269,7 +361,8 @@ static void loop(struct master *m)
 int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *ready_file)
 {
 	struct master m = { .cfg = cfg, .plugin_dir = plugin_dir, .n = cfg->workers,
-	                    .ready_pipe = { -1, -1 } };
+	                    .ready_pipe = { -1, -1 }, .metrics_fd = -1 };
+	char err[300];
 	int rc = DG_ERROR;
 
 	sigemptyset(&m.sigs);
@@ -288,6 +381,14 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 		dg_log(DG_LOG_ERROR, "cannot set up the workers: %s", strerror(errno));
 		goto out;
 	}
+	if (cfg->metrics) {
+		/* Bound here, so that a bad address fails the start. */
+		m.metrics_fd = dg_metrics_listen(&cfg->metrics_bind, err, sizeof(err));
+		if (m.metrics_fd < 0) {
+			dg_log(DG_LOG_ERROR, "%s: %s", cfg->path, err);
+			goto out;
+		}
+	}
 	dg_log(DG_LOG_INFO, "master (pid %d) starting %u workers", (int)getpid(), m.n);
 	for (unsigned i = 0; i < m.n; i++) {
 		snprintf(m.w[i].prefix, sizeof(m.w[i].prefix), "worker %u: ", i + 1);
@@ -296,6 +397,8 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 			break;
 		}
 	}
+	if (!m.stopping && m.metrics_fd >= 0 && spawn_metrics(&m))
+		m.stopping = true;
 	if (!m.stopping && wait_ready(&m) == DG_OK && (!ready_file || !write_ready(&m, ready_file))) {
 		rc = DG_OK;
 		dg_notify("READY=1\nSTATUS=serving");
@@ -305,9 +408,15 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 		forward(&m, SIGTERM);
 	}
 	loop(&m);
+	if (m.metrics_pid > 0) {
+		kill(m.metrics_pid, SIGTERM);
+		waitpid(m.metrics_pid, NULL, 0);
+	}
 	dg_log_set_patience(DG_LOG_EXIT_PATIENCE_MS);
 	log_totals(&m);
 out:
+	if (m.metrics_fd >= 0)
+		close(m.metrics_fd);
 	if (m.ready_pipe[0] >= 0)
 		close(m.ready_pipe[0]);
 	if (m.ready_pipe[1] >= 0)

@@ -14,11 +14,6 @@
 #include "privs.h"
 #include "server.h"
 
-const char *const dg_drop_names[DG_DROP__COUNT] = {
-	"too_large", "truncated", "plugin", "busy", "peers_full", "peer_queue", "shutdown",
-	"memory", "acl", "rate_limited",
-};
-
 void dg_server_clock(struct dg_server *srv)
 {
 	struct timespec ts;
@@ -28,9 +23,6 @@ void dg_server_clock(struct dg_server *srv)
 	srv->now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	srv->now = ts.tv_sec;
 }
-const char *const dg_txdrop_names[DG_TXDROP__COUNT] = {
-	"queue_full", "send_error", "too_big", "shutdown", "amplification", "too_many",
-};
 
 static void on_post(evutil_socket_t fd, short what, void *arg)
 {
@@ -239,6 +231,37 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 	return DG_OK;
 }
 
+static const struct dg_counters *own_counters(void *arg, unsigned w, unsigned l)
+{
+	const struct dg_server *srv = arg;
+	(void)w;
+	return srv->listeners[l].c;
+}
+
+/* Without workers the metrics are served from this loop. (With workers a
+ * process of the master's serves them: see master.c.) */
+static int metrics_start(struct dg_server *srv)
+{
+	struct dg_metrics_src src = {
+		.n_workers = 1, .n_listeners = srv->n_listeners, .cfg = srv->cfg,
+		.counters = own_counters, .arg = srv,
+	};
+	char err[300], a[64];
+
+	if (!srv->cfg->metrics)
+		return DG_OK;
+	int fd = dg_metrics_listen(&srv->cfg->metrics_bind, err, sizeof(err));
+	if (fd < 0) {
+		dg_log(DG_LOG_ERROR, "%s: %s", srv->cfg->path, err);
+		return DG_ERROR;
+	}
+	srv->metrics = dg_metrics_new(srv->base, fd, &src);
+	if (!srv->metrics)
+		return DG_ERROR;
+	dg_log(DG_LOG_INFO, "metrics on http://%s/metrics and /stats", dg_metrics_addr(fd, a, sizeof(a)));
+	return DG_OK;
+}
+
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
                    bool check_only, struct dg_counters *counters)
 {
@@ -301,7 +324,7 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 				return DG_ERROR;
 		}
 	}
-	return DG_OK;
+	return metrics_start(srv);
 }
 
 static bool drained(const struct dg_server *srv)
@@ -382,6 +405,9 @@ static int write_ready_file(const struct dg_server *srv, const char *path)
 			fprintf(f, "%s %s\n", srv->listeners[i].conf->name,
 			        dg_addr_format((const struct sockaddr *)&srv->listeners[i].socks[b].bound.ss,
 			                       a, sizeof(a)));
+	/* '@' cannot start a listener name. */
+	if (srv->metrics)
+		fprintf(f, "@metrics %s\n", dg_metrics_addr(dg_metrics_fd(srv->metrics), a, sizeof(a)));
 	if (fclose(f) != 0 || rename(tmp, path) != 0) {
 		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", path, strerror(errno));
 		unlink(tmp);
@@ -441,44 +467,6 @@ int dg_server_run(struct dg_server *srv, const char *ready_file)
 	return DG_OK;
 }
 
-void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c)
-{
-	/* The struct is all uint64_t counters. */
-	uint64_t *d = (uint64_t *)sum;
-	const uint64_t *v = (const uint64_t *)c;
-
-	for (size_t i = 0; i < sizeof(*c) / sizeof(uint64_t); i++)
-		d[i] += v[i];
-}
-
-void dg_counters_log(const char *label, const struct dg_counters *c)
-{
-	char drops[512], txdrops[512];
-	int n = 0;
-
-	for (int d = 0; d < DG_DROP__COUNT; d++)
-		n += snprintf(drops + n, sizeof(drops) - (size_t)n, " drop_%s=%llu",
-		              dg_drop_names[d], (unsigned long long)c->drop[d]);
-	n = 0;
-	for (int d = 0; d < DG_TXDROP__COUNT; d++)
-		n += snprintf(txdrops + n, sizeof(txdrops) - (size_t)n, " tx_drop_%s=%llu",
-		              dg_txdrop_names[d], (unsigned long long)c->tx_drop[d]);
-	/* At every log.level: the counters are the account of the run. */
-	dg_log_always(DG_LOG_INFO, "stats %s rx=%llu rx_bytes=%llu rx_kernel_drops=%llu handled=%llu "
-	       "decode_errors=%llu%s packets=%llu handler_errors=%llu timeouts=%llu "
-	       "queued=%llu sessions=%llu sessions_idle=%llu sessions_evicted=%llu "
-	       "tx=%llu tx_bytes=%llu tx_queued=%llu%s stale_calls=%llu log_dropped=%lu", label,
-	       (unsigned long long)c->rx, (unsigned long long)c->rx_bytes,
-	       (unsigned long long)c->rx_kernel_drops,
-	       (unsigned long long)c->handled, (unsigned long long)c->decode_errors, drops,
-	       (unsigned long long)c->packets, (unsigned long long)c->handler_errors,
-	       (unsigned long long)c->timeouts, (unsigned long long)c->queued,
-	       (unsigned long long)c->sessions, (unsigned long long)c->sessions_idle,
-	       (unsigned long long)c->sessions_evicted, (unsigned long long)c->tx,
-	       (unsigned long long)c->tx_bytes, (unsigned long long)c->tx_queued, txdrops,
-	       (unsigned long long)c->stale_calls, dg_log_dropped());
-}
-
 void dg_server_log_stats(const struct dg_server *srv)
 {
 	char label[300];
@@ -535,6 +523,7 @@ void dg_server_release(struct dg_server *srv)
 	}
 	if (srv->ev_deadline)
 		event_free(srv->ev_deadline);
+	dg_metrics_free(srv->metrics);
 	if (srv->ev_post)
 		event_free(srv->ev_post);
 	if (srv->base)

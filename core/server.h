@@ -17,6 +17,7 @@
 #include "loader.h"
 #include "log.h"
 #include "membudget.h"
+#include "metrics.h"
 #include "reqtab.h"
 #include "session.h"
 #include "throttle.h"
@@ -139,6 +140,7 @@ struct dg_server {
 	const char *stats_label; /* "worker=N " in a worker, else "" */
 	struct event *ev_sig[3];
 	struct event *ev_deadline;
+	struct dg_metrics *metrics; /* metrics.bind without workers */
 	bool stopping;
 };
 
@@ -162,10 +164,6 @@ int dg_server_run(struct dg_server *srv, const char *ready_file);
 void dg_server_finish(struct dg_server *srv);
 void dg_server_release(struct dg_server *srv);
 void dg_server_log_stats(const struct dg_server *srv);
-/* The stats line of one listener's counters (label: "listener=NAME"),
- * logged at every log level, with the process's log_dropped figure. */
-void dg_counters_log(const char *label, const struct dg_counters *c);
-void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c);
 /* Stop the loop when stopping and nothing is left in flight. */
 void dg_server_check_drained(struct dg_server *srv);
 

@@ -115,6 +115,11 @@ static bool read_ready(struct dg_daemon *d)
 		sp[strcspn(sp, "\n")] = '\0';
 		if (!dg_addr_parse(sp + 1, &a))
 			continue;
+		if (!strncmp(line, "@metrics ", 9)) {
+			d->metrics = a.ss;
+			d->metricslen = a.len;
+			continue;
+		}
 		d->addr[d->n_addr] = a.ss;
 		d->addrlen[d->n_addr++] = a.len;
 	}
@@ -418,4 +423,49 @@ bool dg_daemon_start_env(struct dg_daemon *d, const char *config_text, const cha
 		unsetenv(name);
 	free(saved);
 	return started;
+}
+
+int dg_http_get(const struct dg_daemon *d, const char *path, char *buf, size_t len)
+{
+	char req[512], *all = malloc(1 << 20);
+	size_t n = 0;
+	int status = -1;
+	int fd = d->metricslen ? socket(d->metrics.ss_family, SOCK_STREAM, 0) : -1;
+	struct timeval tv = { .tv_sec = 10 };
+
+	if (!all || fd < 0)
+		goto out;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (const struct sockaddr *)&d->metrics, d->metricslen) < 0)
+		goto out;
+	int rl = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: dgramd\r\n\r\n", path);
+	if (write(fd, req, (size_t)rl) != rl)
+		goto out;
+	for (ssize_t r; n < (1 << 20) - 1 && (r = read(fd, all + n, (1 << 20) - 1 - n)) > 0;)
+		n += (size_t)r;
+	all[n] = '\0';
+	char *body = strstr(all, "\r\n\r\n");
+	if (sscanf(all, "HTTP/1.%*d %d", &status) != 1 || !body)
+		goto out;
+	snprintf(buf, len, "%s", body + 4);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(all);
+	return status;
+}
+
+unsigned dg_free_udp_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	unsigned port = 0;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, len) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
 }

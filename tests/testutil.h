@@ -57,7 +57,13 @@ struct dg_daemon {
 	struct sockaddr_storage addr[8]; /* bound addresses, in ready-file order */
 	socklen_t addrlen[8];
 	unsigned n_addr;
+	struct sockaddr_storage metrics; /* the "@metrics" line, if any (TCP) */
+	socklen_t metricslen;
 };
+
+/* GET path from the daemon's metrics address over HTTP/1.0; the body (after
+ * the headers) into buf. Returns the HTTP status, or -1. */
+int dg_http_get(const struct dg_daemon *d, const char *path, char *buf, size_t len);
 
 /* Start dgramd on config text (written to a file) with extra args (NULL-
  * terminated, may be NULL); wait up to 10 s for its ready file. */
@@ -91,6 +97,10 @@ char *dg_daemon_log(const struct dg_daemon *d);
 
 /* Counter `key` from the "stats listener=NAME" line of the log; -1 if absent. */
 long long dg_daemon_stat(const struct dg_daemon *d, const char *listener, const char *key);
+
+/* A UDP port on 127.0.0.1 that was free a moment ago (for configs that
+ * cannot use port 0: workers), or 0. */
+unsigned dg_free_udp_port(void);
 
 /* A UDP client socket for the family of addr, with a receive timeout. */
 int dg_udp_client(const struct sockaddr_storage *addr, unsigned timeout_ms);

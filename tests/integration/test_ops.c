@@ -78,25 +78,12 @@ static void test_notify_single(void)
 	check_notify(conf_single);
 }
 
-static unsigned free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) < 0)
-		return 0;
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 static void test_notify_workers(void)
 {
 	char conf[512];
 
 	/* Workers cannot use port 0 (each would get its own). */
-	snprintf(conf, sizeof(conf), conf_workers, free_port());
+	snprintf(conf, sizeof(conf), conf_workers, dg_free_udp_port());
 	check_notify(conf);
 }
 

@@ -179,19 +179,6 @@ static void test_no_mmsg(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 100);
 }
 
-static unsigned free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-
-	bind(fd, (struct sockaddr *)&a, len);
-	getsockname(fd, (struct sockaddr *)&a, &len);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-
 static pid_t worker_pid(struct dg_daemon *d, unsigned n)
 {
 	char *log = dg_daemon_log(d), needle[64];
@@ -216,7 +203,7 @@ static void test_worker_crash(void)
 	char buf[16];
 
 	snprintf(conf, sizeof(conf), "{\"workers\": 2, \"listeners\": [{\"name\": \"t\", "
-	         "\"bind\": \"127.0.0.1:%u\", \"codec\": \"raw\", \"handler\": \"echo\"}]}", free_port());
+	         "\"bind\": \"127.0.0.1:%u\", \"codec\": \"raw\", \"handler\": \"echo\"}]}", dg_free_udp_port());
 	/* Under ASan the sanitizer would catch the SEGV itself and exit(1):
 	 * let the signal through, as in a plain build. */
 	const char *asan = getenv("ASAN_OPTIONS");

@@ -1,0 +1,213 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "log.h"
+#include "metrics.h"
+
+struct dg_metrics {
+	int fd;
+	struct evhttp *http;
+	struct dg_metrics_src src;
+};
+
+int dg_metrics_listen(const struct dg_addr *addr, char *err, size_t errlen)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
+	char a[64];
+	int one = 1;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	dg_addr_format(sa, a, sizeof(a));
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, sa, addr->len) < 0 || listen(fd, 64) < 0) {
+		snprintf(err, errlen, "cannot listen on '%s' (metrics.bind): %s", a, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+const char *dg_metrics_addr(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return snprintf(buf, len, "?"), buf;
+	return dg_addr_format((struct sockaddr *)&ss, buf, len);
+}
+
+int dg_metrics_fd(const struct dg_metrics *m)
+{
+	return m->fd;
+}
+
+static int sum(const struct dg_metrics_src *s, unsigned l, struct dg_counters *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned w = 0; w < s->n_workers; w++) {
+		const struct dg_counters *c = s->counters(s->arg, w, l);
+		if (c)
+			dg_counters_add(out, c);
+	}
+	return 0;
+}
+
+/* One metric family: HELP, TYPE, then a sample per listener and worker. */
+static int prom_family(const struct dg_metrics_src *s, struct evbuffer *out,
+                       const struct dg_counter_field *f, int reason)
+{
+	const char *name = f ? f->name : reason >= 0 ? "drops" : "tx_drops";
+	const char *help = f ? f->help : reason >= 0
+	        ? "Datagrams dropped, by reason (rx = handled + decode_errors + drops)"
+	        : "Replies dropped, by reason";
+	int rc = evbuffer_add_printf(out, "# HELP dgramd_%s_total %s.\n# TYPE dgramd_%s_total counter\n",
+	                             name, help, name) < 0;
+	unsigned nr = f ? 1 : reason >= 0 ? DG_DROP__COUNT : DG_TXDROP__COUNT;
+
+	for (unsigned l = 0; l < s->n_listeners; l++)
+		for (unsigned w = 0; w < s->n_workers; w++) {
+			const struct dg_counters *c = s->counters(s->arg, w, l);
+			for (unsigned r = 0; c && r < nr; r++) {
+				uint64_t v = f ? *(const uint64_t *)((const char *)c + f->off)
+				               : reason >= 0 ? c->drop[r] : c->tx_drop[r];
+				rc |= evbuffer_add_printf(out, "dgramd_%s_total{listener=\"%s\",worker=\"%u\"%s%s%s} %llu\n",
+				        name, s->cfg->listeners[l].name, w + 1, f ? "" : ",reason=\"",
+				        f ? "" : reason >= 0 ? dg_drop_names[r] : dg_txdrop_names[r], f ? "" : "\"",
+				        (unsigned long long)v) < 0;
+			}
+		}
+	return rc ? -1 : 0;
+}
+
+int dg_metrics_prometheus(const struct dg_metrics_src *s, struct evbuffer *out)
+{
+	int rc = 0;
+
+	for (const struct dg_counter_field *f = dg_counter_fields; f->name; f++)
+		rc |= prom_family(s, out, f, 0);
+	rc |= prom_family(s, out, NULL, 0);
+	rc |= prom_family(s, out, NULL, -1);
+	return rc ? -1 : 0;
+}
+
+static json_t *counters_json(const struct dg_counters *c)
+{
+	json_t *o = json_object(), *d = json_object(), *t = json_object();
+	int rc = !o || !d || !t;
+
+	for (const struct dg_counter_field *f = dg_counter_fields; !rc && f->name; f++)
+		rc |= json_object_set_new(o, f->name,
+		        json_integer((json_int_t)*(const uint64_t *)((const char *)c + f->off)));
+	for (unsigned r = 0; !rc && r < DG_DROP__COUNT; r++)
+		rc |= json_object_set_new(d, dg_drop_names[r], json_integer((json_int_t)c->drop[r]));
+	for (unsigned r = 0; !rc && r < DG_TXDROP__COUNT; r++)
+		rc |= json_object_set_new(t, dg_txdrop_names[r], json_integer((json_int_t)c->tx_drop[r]));
+	if (!rc && !json_object_set_new(o, "drops", d) && !json_object_set_new(o, "tx_drops", t))
+		return o;
+	json_decref(o);
+	return NULL;
+}
+
+int dg_metrics_json(const struct dg_metrics_src *s, struct evbuffer *out)
+{
+	json_t *root = json_object(), *ls = json_object();
+	int rc = !root || !ls || json_object_set_new(root, "listeners", ls);
+
+	for (unsigned l = 0; !rc && l < s->n_listeners; l++) {
+		struct dg_counters total;
+		json_t *workers = json_array(), *one;
+		sum(s, l, &total);
+		one = json_pack("{s:o, s:o}", "total", counters_json(&total), "workers", workers);
+		rc = !one || json_object_set_new(ls, s->cfg->listeners[l].name, one);
+		for (unsigned w = 0; !rc && w < s->n_workers; w++) {
+			const struct dg_counters *c = s->counters(s->arg, w, l);
+			rc = json_array_append_new(workers, c ? counters_json(c) : json_null());
+		}
+	}
+	char *text = rc ? NULL : json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (!text)
+		return -1;
+	rc = evbuffer_add_printf(out, "%s\n", text) < 0;
+	free(text);
+	return rc ? -1 : 0;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct dg_metrics *m = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	struct evbuffer *out = evbuffer_new();
+	int rc = -1;
+	const char *type = NULL;
+
+	if (!out) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+		evhttp_send_error(req, 405, "Method Not Allowed");
+		evbuffer_free(out);
+		return;
+	}
+	if (path && !strcmp(path, "/metrics")) {
+		rc = dg_metrics_prometheus(&m->src, out);
+		type = "text/plain; version=0.0.4; charset=utf-8";
+	} else if (path && !strcmp(path, "/stats")) {
+		rc = dg_metrics_json(&m->src, out);
+		type = "application/json";
+	} else {
+		evhttp_send_error(req, HTTP_NOTFOUND, "Try /metrics or /stats");
+		evbuffer_free(out);
+		return;
+	}
+	if (rc) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+	} else {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+		evhttp_send_reply(req, HTTP_OK, "OK", out);
+	}
+	evbuffer_free(out);
+}
+
+struct dg_metrics *dg_metrics_new(struct event_base *base, int fd, const struct dg_metrics_src *src)
+{
+	struct dg_metrics *m = calloc(1, sizeof(*m));
+
+	if (!m || !(m->http = evhttp_new(base)) || !evhttp_accept_socket_with_handle(m->http, fd)) {
+		dg_log(DG_LOG_ERROR, "cannot serve metrics: out of memory");
+		if (m && m->http)
+			evhttp_free(m->http);
+		close(fd); /* not taken over */
+		free(m);
+		return NULL;
+	}
+	m->src = *src;
+	m->fd = fd;
+	/* Scrapes are small; a slow or stuck client must not hold memory. */
+	evhttp_set_timeout(m->http, 10);
+	evhttp_set_max_headers_size(m->http, 8192);
+	evhttp_set_max_body_size(m->http, 0);
+	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_gencb(m->http, on_request, m);
+	return m;
+}
+
+void dg_metrics_free(struct dg_metrics *m)
+{
+	if (!m)
+		return;
+	evhttp_free(m->http);
+	free(m);
+}

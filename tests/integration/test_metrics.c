@@ -1,0 +1,125 @@
+/* Live metrics: /metrics (Prometheus text) and /stats (JSON) scraped while
+ * traffic flows, and equal to the exit stats once it stops; with one
+ * process and with workers (served by the master's metrics process from
+ * the workers' shared counters). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "testutil.h"
+
+#define BODY (1 << 20)
+
+/* The sum over workers of dgramd_NAME_total{listener="e",...} in text. */
+static long long prom_sum(const char *text, const char *name)
+{
+	char prefix[128];
+	long long sum = -1;
+
+	snprintf(prefix, sizeof(prefix), "dgramd_%s_total{listener=\"e\"", name);
+	for (const char *p = text; (p = strstr(p, prefix)); p++) {
+		const char *sp = strchr(p, ' ');
+		if (!sp || (p != text && p[-1] != '\n'))
+			continue;
+		sum = (sum < 0 ? 0 : sum) + strtoll(sp + 1, NULL, 10);
+	}
+	return sum;
+}
+
+static long long stats_total(const char *json, const char *key)
+{
+	json_error_t je;
+	json_t *j = json_loads(json, 0, &je);
+	json_t *v = json_object_get(json_object_get(json_object_get(json_object_get(j, "listeners"), "e"),
+	                                            "total"), key);
+	long long r = json_is_integer(v) ? json_integer_value(v) : -1;
+	json_decref(j);
+	return r;
+}
+
+static void ask_n(const struct dg_daemon *d, unsigned n)
+{
+	char buf[64];
+	int fd = dg_udp_client(&d->addr[0], 5000);
+
+	CU_ASSERT_FATAL(fd >= 0);
+	for (unsigned i = 0; i < n; i++)
+		CU_ASSERT_EQUAL(dg_udp_ask(fd, &d->addr[0], d->addrlen[0], "[1]", 3, buf, sizeof(buf)), 3);
+	close(fd);
+}
+
+static void check(const char *conf)
+{
+	struct dg_daemon d;
+	char *text = malloc(BODY), *json = malloc(BODY);
+	static const char *const keys[] = { "rx", "rx_bytes", "handled", "packets", "tx", "tx_bytes", NULL };
+
+	CU_ASSERT_FATAL(text && json);
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	CU_ASSERT_FATAL(d.metricslen > 0);
+	ask_n(&d, 200);
+	/* While traffic flows: what is answered is counted. */
+	CU_ASSERT_EQUAL(dg_http_get(&d, "/metrics", text, BODY), 200);
+	CU_ASSERT(prom_sum(text, "rx") >= 200);
+	CU_ASSERT(strstr(text, "# TYPE dgramd_rx_total counter") != NULL);
+	CU_ASSERT(strstr(text, "dgramd_drops_total{listener=\"e\",worker=\"1\",reason=\"too_large\"} 0") != NULL);
+	ask_n(&d, 300);
+	CU_ASSERT_EQUAL(dg_http_get(&d, "/metrics", text, BODY), 200);
+	CU_ASSERT_EQUAL(dg_http_get(&d, "/stats", json, BODY), 200);
+	CU_ASSERT_EQUAL(dg_http_get(&d, "/nothing", json + BODY / 2, BODY / 2), 404);
+	dg_daemon_stop_checked(&d, "e");
+	/* Once traffic stopped, the scrape equals the exit stats. */
+	for (unsigned i = 0; keys[i]; i++) {
+		long long exit_v = dg_daemon_stat(&d, "e", keys[i]);
+		CU_ASSERT(exit_v >= 500);
+		CU_ASSERT_EQUAL(prom_sum(text, keys[i]), exit_v);
+		CU_ASSERT_EQUAL(stats_total(json, keys[i]), exit_v);
+		if (prom_sum(text, keys[i]) != exit_v || stats_total(json, keys[i]) != exit_v)
+			printf("  %s: metrics %lld, stats %lld, exit %lld\n", keys[i],
+			       prom_sum(text, keys[i]), stats_total(json, keys[i]), exit_v);
+	}
+	free(text);
+	free(json);
+}
+
+static void test_single(void)
+{
+	check("{ \"metrics\": { \"bind\": \"127.0.0.1:0\" }, \"listeners\": [ { \"name\": \"e\", "
+	      "\"bind\": \"127.0.0.1:0\", \"codec\": \"json\", \"handler\": \"echo\" } ] }");
+}
+
+static void test_workers(void)
+{
+	char conf[512];
+
+	snprintf(conf, sizeof(conf), "{ \"workers\": 2, \"metrics\": { \"bind\": \"127.0.0.1:0\" }, "
+	         "\"listeners\": [ { \"name\": \"e\", \"bind\": \"127.0.0.1:%u\", \"codec\": \"json\", "
+	         "\"handler\": \"echo\" } ] }", dg_free_udp_port());
+	check(conf);
+}
+
+static void test_bad_bind(void)
+{
+	struct dg_daemon d;
+	/* 192.0.2.1 (TEST-NET-1) is not an address of this machine: bind fails,
+	 * and the start with it. */
+	CU_ASSERT_FALSE(dg_daemon_start(&d, "{ \"metrics\": { \"bind\": \"192.0.2.1:0\" }, \"listeners\": "
+	                "[ { \"name\": \"e\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\" } ] }", NULL));
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT(log && strstr(log, "cannot listen on '192.0.2.1:0' (metrics.bind)"));
+	free(log);
+}
+
+static const struct dg_test tests[] = {
+	{ "one process: scrape during traffic, equal to exit stats", test_single },
+	{ "two workers: summed from shared memory, equal to exit stats", test_workers },
+	{ "an address that cannot be bound fails the start", test_bad_bind },
+	{ NULL, NULL },
+};
+
+DG_TEST_MAIN("metrics", tests)
