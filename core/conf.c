@@ -997,6 +997,12 @@ static json_t *get_int(const void *obj, const struct directive *d, struct dump *
 	return json_integer(*(const int *)((const char *)obj + d->off));
 }
 
+static json_t *get_size(const void *obj, const struct directive *d, struct dump *dp)
+{
+	(void)dp;
+	return json_integer((json_int_t)*(const size_t *)((const char *)obj + d->off));
+}
+
 static json_t *get_bool(const void *obj, const struct directive *d, struct dump *dp)
 {
 	(void)dp;
@@ -1109,6 +1115,7 @@ static const struct getter {
 	const struct directive *sub;
 } getters[] = {
 	{ set_uint, get_uint, NULL }, { set_int, get_int, NULL }, { set_bool, get_bool, NULL },
+	{ set_size, get_size, NULL },
 	{ set_string, get_string, NULL }, { set_level, get_level, NULL },
 	{ set_ordering, get_ordering, NULL }, { set_drop_policy, get_drop_policy, NULL },
 	{ set_binds, get_binds, NULL }, { set_codec, get_codec, NULL },
