@@ -40,11 +40,11 @@ const struct dg_counter_field dg_counter_fields[] = {
 
 void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c)
 {
-	/* The struct is all uint64_t counters. */
+	/* Up to the plugins' metrics the struct is all uint64_t counters. */
 	uint64_t *d = (uint64_t *)sum;
 	const uint64_t *v = (const uint64_t *)c;
 
-	for (size_t i = 0; i < sizeof(*c) / sizeof(uint64_t); i++)
+	for (size_t i = 0; i < offsetof(struct dg_counters, plugin) / sizeof(uint64_t); i++)
 		d[i] += v[i];
 }
 

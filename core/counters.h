@@ -36,6 +36,18 @@ enum dg_tx_drop {
 	DG_TXDROP__COUNT
 };
 
+/* A counter or gauge a plugin publishes (host->metric_new), kept beside
+ * the listener's counters so that it is in shared memory with workers and
+ * survives a worker restart (metric_new finds it again by name). */
+#define DG_PLUGIN_METRICS_MAX 32
+struct dg_plugin_metric {
+	char name[48];  /* [a-z0-9_]; "" while the slot is free */
+	char help[96];
+	int64_t value;
+	uint32_t kind;  /* enum dg_metric_kind */
+	uint32_t pad;
+};
+
 struct dg_counters {
 	uint64_t rx;            /* datagrams received */
 	uint64_t rx_bytes;
@@ -55,6 +67,8 @@ struct dg_counters {
 	uint64_t sessions_evicted; /* closed to make room (max_peers) */
 	uint64_t queued;         /* datagrams that waited in a peer queue */
 	uint64_t stale_calls;    /* reply/complete with a dead request handle */
+	/* Not a counter: dg_counters_add stops here. */
+	struct dg_plugin_metric plugin[DG_PLUGIN_METRICS_MAX];
 };
 
 /* The scalar fields by name (drops and tx drops are by reason, below),

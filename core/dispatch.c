@@ -849,4 +849,7 @@ const struct dg_host dg_host_table = {
 	.session_set = host_session_set,
 	.addr_parse = host_addr_parse,
 	.peer_validate = host_peer_validate,
+	.metric_new = dg_host_metric_new,
+	.metric_add = dg_host_metric_add,
+	.metric_set = dg_host_metric_set,
 };

@@ -51,15 +51,29 @@ int dg_metrics_fd(const struct dg_metrics *m)
 	return m->fd;
 }
 
-static int sum(const struct dg_metrics_src *s, unsigned l, struct dg_counters *out)
+/* The workers' counters of listener l added up; plugin metrics by name. */
+static void sum(const struct dg_metrics_src *s, unsigned l, struct dg_counters *out)
 {
 	memset(out, 0, sizeof(*out));
 	for (unsigned w = 0; w < s->n_workers; w++) {
 		const struct dg_counters *c = s->counters(s->arg, w, l);
-		if (c)
-			dg_counters_add(out, c);
+		if (!c)
+			continue;
+		dg_counters_add(out, c);
+		for (unsigned i = 0; i < DG_PLUGIN_METRICS_MAX; i++) {
+			const struct dg_plugin_metric *pm = &c->plugin[i];
+			unsigned j = 0;
+			while (j < DG_PLUGIN_METRICS_MAX && out->plugin[j].name[0] &&
+			       strcmp(out->plugin[j].name, pm->name))
+				j++;
+			if (!pm->name[0] || j == DG_PLUGIN_METRICS_MAX)
+				continue;
+			if (!out->plugin[j].name[0])
+				out->plugin[j] = *pm;
+			else
+				out->plugin[j].value += pm->value;
+		}
 	}
-	return 0;
 }
 
 /* One metric family: HELP, TYPE, then a sample per listener and worker. */
@@ -89,6 +103,80 @@ static int prom_family(const struct dg_metrics_src *s, struct evbuffer *out,
 	return rc ? -1 : 0;
 }
 
+/* A plugin's part of its metrics' names: the handler's file name without
+ * directory and ".so", in [a-z0-9_]. */
+static void plugin_prefix(const struct dg_metrics_src *s, unsigned l, char *buf, size_t len)
+{
+	const char *p = s->cfg->listeners[l].plugin, *slash = strrchr(p, '/');
+	size_t n = 0;
+
+	for (p = slash ? slash + 1 : p; *p && strcmp(p, ".so") && n + 1 < len; p++)
+		buf[n++] = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ? *p
+		           : (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : '_';
+	buf[n] = '\0';
+}
+
+static bool seen_before(const struct dg_metrics_src *s, unsigned l0, unsigned w0, unsigned i0,
+                        const char *prefix, const struct dg_plugin_metric *pm)
+{
+	char other[64];
+
+	for (unsigned l = 0; l <= l0; l++) {
+		plugin_prefix(s, l, other, sizeof(other));
+		if (strcmp(other, prefix))
+			continue;
+		for (unsigned w = 0; w < s->n_workers && (l < l0 || w <= w0); w++) {
+			const struct dg_counters *c = s->counters(s->arg, w, l);
+			for (unsigned i = 0; c && i < DG_PLUGIN_METRICS_MAX; i++) {
+				if (l == l0 && w == w0 && i >= i0)
+					break;
+				if (!strcmp(c->plugin[i].name, pm->name))
+					return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* Plugins' metrics: a family per (plugin, name), first seen first, with a
+ * sample for every listener and worker that has it. */
+static int prom_plugins(const struct dg_metrics_src *s, struct evbuffer *out)
+{
+	char prefix[64], other[64];
+	int rc = 0;
+
+	for (unsigned l = 0; l < s->n_listeners; l++) {
+		plugin_prefix(s, l, prefix, sizeof(prefix));
+		for (unsigned w = 0; w < s->n_workers; w++) {
+			const struct dg_counters *c = s->counters(s->arg, w, l);
+			for (unsigned i = 0; c && i < DG_PLUGIN_METRICS_MAX; i++) {
+				const struct dg_plugin_metric *pm = &c->plugin[i];
+				if (!pm->name[0] || seen_before(s, l, w, i, prefix, pm))
+					continue;
+				bool counter = pm->kind == DG_METRIC_COUNTER;
+				const char *sfx = counter ? "_total" : "";
+				rc |= evbuffer_add_printf(out, "# HELP dgramd_plugin_%s_%s%s %s\n"
+				        "# TYPE dgramd_plugin_%s_%s%s %s\n", prefix, pm->name, sfx,
+				        pm->help[0] ? pm->help : "Published by the plugin.", prefix, pm->name, sfx,
+				        counter ? "counter" : "gauge") < 0;
+				for (unsigned l2 = l; l2 < s->n_listeners; l2++) {
+					plugin_prefix(s, l2, other, sizeof(other));
+					for (unsigned w2 = 0; !strcmp(other, prefix) && w2 < s->n_workers; w2++) {
+						const struct dg_counters *c2 = s->counters(s->arg, w2, l2);
+						for (unsigned j = 0; c2 && j < DG_PLUGIN_METRICS_MAX; j++)
+							if (!strcmp(c2->plugin[j].name, pm->name))
+								rc |= evbuffer_add_printf(out, "dgramd_plugin_%s_%s%s{listener=\"%s\","
+								        "worker=\"%u\"} %lld\n", prefix, pm->name, sfx,
+								        s->cfg->listeners[l2].name, w2 + 1,
+								        (long long)c2->plugin[j].value) < 0;
+					}
+				}
+			}
+		}
+	}
+	return rc ? -1 : 0;
+}
+
 int dg_metrics_prometheus(const struct dg_metrics_src *s, struct evbuffer *out)
 {
 	int rc = 0;
@@ -97,13 +185,17 @@ int dg_metrics_prometheus(const struct dg_metrics_src *s, struct evbuffer *out)
 		rc |= prom_family(s, out, f, 0);
 	rc |= prom_family(s, out, NULL, 0);
 	rc |= prom_family(s, out, NULL, -1);
+	rc |= prom_plugins(s, out);
 	return rc ? -1 : 0;
 }
 
+/* The counters of c as an object; plugin metrics under "plugin". */
 static json_t *counters_json(const struct dg_counters *c)
 {
-	json_t *o = json_object(), *d = json_object(), *t = json_object();
-	int rc = !o || !d || !t;
+	json_t *o = json_object(), *d = json_object(), *t = json_object(), *p = json_object();
+	/* set_new takes the reference even when it fails: d, t and p go with o. */
+	int rc = !o || json_object_set_new(o, "drops", d) || json_object_set_new(o, "tx_drops", t) ||
+	         json_object_set_new(o, "plugin", p) || !d || !t || !p;
 
 	for (const struct dg_counter_field *f = dg_counter_fields; !rc && f->name; f++)
 		rc |= json_object_set_new(o, f->name,
@@ -112,10 +204,18 @@ static json_t *counters_json(const struct dg_counters *c)
 		rc |= json_object_set_new(d, dg_drop_names[r], json_integer((json_int_t)c->drop[r]));
 	for (unsigned r = 0; !rc && r < DG_TXDROP__COUNT; r++)
 		rc |= json_object_set_new(t, dg_txdrop_names[r], json_integer((json_int_t)c->tx_drop[r]));
-	if (!rc && !json_object_set_new(o, "drops", d) && !json_object_set_new(o, "tx_drops", t))
+	for (unsigned i = 0; !rc && i < DG_PLUGIN_METRICS_MAX; i++)
+		if (c->plugin[i].name[0])
+			rc |= json_object_set_new(p, c->plugin[i].name, json_integer((json_int_t)c->plugin[i].value));
+	if (!rc)
 		return o;
 	json_decref(o);
 	return NULL;
+}
+
+static int to_evbuffer(const char *buf, size_t size, void *data)
+{
+	return evbuffer_add(data, buf, size);
 }
 
 int dg_metrics_json(const struct dg_metrics_src *s, struct evbuffer *out)
@@ -134,12 +234,11 @@ int dg_metrics_json(const struct dg_metrics_src *s, struct evbuffer *out)
 			rc = json_array_append_new(workers, c ? counters_json(c) : json_null());
 		}
 	}
-	char *text = rc ? NULL : json_dumps(root, JSON_COMPACT);
+	/* Straight into the reply: json_dumps' string would come from
+	 * jansson's allocator (the daemon's counting one), not malloc. */
+	rc = rc || json_dump_callback(root, to_evbuffer, out, JSON_COMPACT) ||
+	     evbuffer_add(out, "\n", 1);
 	json_decref(root);
-	if (!text)
-		return -1;
-	rc = evbuffer_add_printf(out, "%s\n", text) < 0;
-	free(text);
 	return rc ? -1 : 0;
 }
 

@@ -182,6 +182,12 @@ int dg_listener_sessions_init(struct dg_listener *l);
 void dg_listener_sessions_close(struct dg_listener *l, int reason);
 void dg_timers_cancel_all(struct dg_listener *l);
 
+/* pmetrics.c: host functions for plugin metrics */
+struct dg_metric *dg_host_metric_new(struct dg_instance *self, const char *name, const char *help,
+                                     int kind);
+void dg_host_metric_add(struct dg_metric *metric, int64_t delta);
+void dg_host_metric_set(struct dg_metric *metric, int64_t value);
+
 /* tx.c */
 /* A reply: DG_OK, DG_E2BIG (over max_datagram or max_replies_per_request),
  * DG_EAGAIN (over the amplification credit), DG_EINVAL; drops counted. */

@@ -15,8 +15,8 @@
  * .abi_minor to the oldest minor it supports (instead of DG_PLUGIN_HEADER's)
  * and tests DG_HOST_HAS(host, field) before calling a newer host function.
  *
- * History: 1.0 the first; 1.1 appended host->peer_validate and the local
- * address to struct dg_peer.
+ * History: 1.0 the first; 1.1 appended host->peer_validate, the local
+ * address to struct dg_peer, and host->metric_new/metric_add/metric_set.
  *
  * Threading: every callback runs on the worker's event loop thread, the one
  * that owns host->event_base(). Host functions may only be called from that
@@ -176,6 +176,7 @@ typedef uint64_t dg_req_t;
 struct dg_instance; /* this plugin instance; lives from init() to fini() */
 struct dg_session;  /* per-peer session; see on_session_close() */
 struct dg_timer;    /* a one-shot timer started with host->timer_start() */
+struct dg_metric;   /* a plugin's counter or gauge (host->metric_new) */
 
 /* The peer a datagram came from. Borrowed, with everything it points to,
  * for the duration of a call: copy what you keep. Fields are appended
@@ -276,7 +277,32 @@ struct dg_host {
 	 * amplification factor, for the rest of its session (a new session
 	 * starts unvalidated). DG_OK, or DG_EINVAL if session is NULL. */
 	int (*peer_validate)(struct dg_session *session);
+
+	/* Publish a counter or gauge of this instance (enum dg_metric_kind):
+	 * served at /metrics as dgramd_plugin_PLUGIN_NAME (counters with
+	 * _total) labelled by listener and worker, and at /stats. name is
+	 * [a-z0-9_], 1 to 47 characters; help one line (both copied). The
+	 * handle stays valid until fini(); calling metric_new again with the
+	 * same name returns the same metric (a restarted worker's counters
+	 * go on from where its predecessor stopped). NULL if name is invalid,
+	 * used with another kind, or the listener already has
+	 * DG_METRICS_MAX plugin metrics. */
+	struct dg_metric *(*metric_new)(struct dg_instance *self, const char *name,
+	                                const char *help, int kind);
+
+	/* Counters: add delta (negative deltas are ignored); gauges: add
+	 * delta. O(1), no system call: fine per packet. NULL: no-op. */
+	void (*metric_add)(struct dg_metric *metric, int64_t delta);
+
+	/* Gauges: set the value. NULL: no-op. */
+	void (*metric_set)(struct dg_metric *metric, int64_t value);
 };
+
+enum dg_metric_kind {
+	DG_METRIC_COUNTER = 0, /* only grows */
+	DG_METRIC_GAUGE = 1,   /* goes up and down */
+};
+#define DG_METRICS_MAX 32 /* plugin metrics per listener */
 
 /* Does the running host offer this struct dg_host member? A plugin that
  * declares an older .abi_minor checks this before calling a newer one:

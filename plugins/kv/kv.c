@@ -55,6 +55,7 @@ struct kv {
 	size_t max_keys, max_key_len, max_value_bytes, max_bytes;
 	bool cookie;
 	uint64_t key[2]; /* cookie key */
+	struct dg_metric *m_keys, *m_bytes, *m_refused; /* in /metrics; NULL on old hosts */
 };
 
 /* What one entry costs beyond its key and value text: jansson's hash pair
@@ -65,6 +66,15 @@ struct kv {
 static size_t entry_bytes(size_t key_len, size_t value_len)
 {
 	return key_len + value_len + KV_ENTRY_OVERHEAD;
+}
+
+/* The store's size in /metrics (gauges). */
+static void kv_publish(struct kv *kv)
+{
+	if (!kv->m_keys)
+		return;
+	kv->host->metric_set(kv->m_keys, (int64_t)json_object_size(kv->store));
+	kv->host->metric_set(kv->m_bytes, (int64_t)kv->bytes);
 }
 
 static int kv_option(struct kv *kv, const json_t *config, const char *key, size_t *out,
@@ -135,6 +145,15 @@ static int kv_init(struct dg_instance *self, const struct dg_host *host,
 	    kv_option(kv, config, "max_bytes", &kv->max_bytes, 16 << 20, (size_t)1 << 40)) {
 		kv_fini(kv);
 		return DG_EINVAL;
+	}
+	if (DG_HOST_HAS(host, metric_new)) {
+		kv->m_keys = host->metric_new(self, "keys", "Keys in the store", DG_METRIC_GAUGE);
+		kv->m_bytes = host->metric_new(self, "bytes", "Bytes charged to the store (max_bytes)",
+		                               DG_METRIC_GAUGE);
+		kv->m_refused = host->metric_new(self, "refused", "Sets refused: store full (max_bytes)",
+		                                 DG_METRIC_COUNTER);
+		host->metric_set(kv->m_keys, 0);
+		host->metric_set(kv->m_bytes, 0);
 	}
 	*state = kv;
 	return DG_OK;
@@ -285,11 +304,14 @@ static json_t *kv_set(struct kv *kv, const char *key, json_t *value)
 	if (kv->bytes - freed + cost > kv->max_bytes) {
 		json_decref(text);
 		kv->refused++;
+		if (kv->m_refused)
+			kv->host->metric_add(kv->m_refused, 1);
 		return fail("store full (max_bytes)");
 	}
 	if (json_object_set_new(kv->store, key, text))
 		return NULL;
 	kv->bytes = kv->bytes - freed + cost;
+	kv_publish(kv);
 	return json_pack("{sb}", "ok", 1);
 }
 
@@ -312,6 +334,7 @@ static json_t *kv_del(struct kv *kv, const char *key)
 	if (deleted) {
 		kv->bytes -= entry_bytes(strlen(key), json_string_length(text));
 		json_object_del(kv->store, key);
+		kv_publish(kv);
 	}
 	return json_pack("{sbsb}", "ok", 1, "deleted", deleted);
 }

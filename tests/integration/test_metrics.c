@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "server.h"
 #include "testutil.h"
 
 #define BODY (1 << 20)
@@ -115,7 +116,67 @@ static void test_bad_bind(void)
 	free(log);
 }
 
+/* A plugin's gauges in /metrics and /stats: kv publishes its store. */
+static void test_plugin_metrics(void)
+{
+	struct dg_daemon d;
+	char *text = malloc(BODY), *json = malloc(BODY), buf[256], req[128];
+
+	CU_ASSERT_FATAL(text && json);
+	CU_ASSERT_FATAL(dg_daemon_start(&d, "{ \"metrics\": { \"bind\": \"127.0.0.1:0\" }, \"listeners\": "
+	                "[ { \"name\": \"e\", \"bind\": \"127.0.0.1:0\", \"handler\": \"kv\" } ] }", NULL));
+	int fd = dg_udp_client(&d.addr[0], 5000);
+	for (int i = 0; i < 3; i++) {
+		int n = snprintf(req, sizeof(req), "{\"op\":\"set\",\"key\":\"k%d\",\"value\":%d}", i, i);
+		CU_ASSERT(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], req, (size_t)n, buf, sizeof(buf)) > 0);
+	}
+	close(fd);
+	CU_ASSERT_EQUAL(dg_http_get(&d, "/metrics", text, BODY), 200);
+	CU_ASSERT(strstr(text, "# TYPE dgramd_plugin_kv_keys gauge\n") != NULL);
+	CU_ASSERT(strstr(text, "\ndgramd_plugin_kv_keys{listener=\"e\",worker=\"1\"} 3\n") != NULL);
+	CU_ASSERT(strstr(text, "\ndgramd_plugin_kv_refused_total{listener=\"e\",worker=\"1\"} 0\n") != NULL);
+	CU_ASSERT_EQUAL(dg_http_get(&d, "/stats", json, BODY), 200);
+	CU_ASSERT(strstr(json, "\"keys\":3") != NULL);
+	dg_daemon_stop_checked(&d, "e");
+	free(text);
+	free(json);
+}
+
+/* metric_new: names checked, one metric per name, bounded per listener. */
+static void test_metric_new(void)
+{
+	struct dg_listener *l = calloc(1, sizeof(*l));
+	struct dg_counters *c = calloc(1, sizeof(*c));
+	char name[16];
+
+	CU_ASSERT_FATAL(l && c);
+	l->c = c;
+	l->inst.l = l;
+	struct dg_instance *self = &l->inst;
+	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "Bad-Name", "", DG_METRIC_GAUGE));
+	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "", "", DG_METRIC_GAUGE));
+	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "ok", "", 7));
+	struct dg_metric *a = dg_host_metric_new(self, "a", "help\nwith a newline", DG_METRIC_COUNTER);
+	CU_ASSERT_PTR_NOT_NULL(a);
+	CU_ASSERT_PTR_EQUAL(dg_host_metric_new(self, "a", "", DG_METRIC_COUNTER), a);
+	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "a", "", DG_METRIC_GAUGE));
+	CU_ASSERT_PTR_NULL(strchr(c->plugin[0].help, '\n'));
+	dg_host_metric_add(a, 5);
+	dg_host_metric_add(a, -3); /* counters only grow */
+	dg_host_metric_set(a, 100); /* not a gauge */
+	CU_ASSERT_EQUAL(c->plugin[0].value, 5);
+	for (int i = 1; i < DG_PLUGIN_METRICS_MAX; i++) {
+		snprintf(name, sizeof(name), "m%d", i);
+		CU_ASSERT_PTR_NOT_NULL(dg_host_metric_new(self, name, "", DG_METRIC_GAUGE));
+	}
+	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "one_too_many", "", DG_METRIC_GAUGE));
+	free(c);
+	free(l);
+}
+
 static const struct dg_test tests[] = {
+	{ "a plugin's metrics: kv's gauges in /metrics and /stats", test_plugin_metrics },
+	{ "metric_new checks names, kinds and the limit", test_metric_new },
 	{ "one process: scrape during traffic, equal to exit stats", test_single },
 	{ "two workers: summed from shared memory, equal to exit stats", test_workers },
 	{ "an address that cannot be bound fails the start", test_bad_bind },
