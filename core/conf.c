@@ -332,6 +332,12 @@ static int set_cidrs(struct ctx *c, json_t *v, void *obj, const struct directive
 			return fail(c, "out of memory");
 		path_pop(c, saved);
 	}
+	/* The lists as written, for -T (the set keeps merged ranges). */
+	struct dg_listener_conf *l = obj;
+	json_t **spec = d->off == offsetof(struct dg_listener_conf, acl.allow) ? &l->allow_spec
+	                                                                       : &l->deny_spec;
+	json_decref(*spec);
+	*spec = json_incref(v);
 	return DG_OK;
 }
 
@@ -834,6 +840,8 @@ void dg_config_free(struct dg_config *cfg)
 		free(l->plugin);
 		json_decref(l->codec);
 		json_decref(l->plugin_config);
+		json_decref(l->allow_spec);
+		json_decref(l->deny_spec);
 		dg_acl_release(&l->acl);
 	}
 	free(cfg->listeners);
@@ -973,6 +981,8 @@ void dg_config_warn_unprotected(const struct dg_config *cfg)
 		       "any host can make it answer any address it claims to be (see \"Safety on an open network\" in the README)",
 		       l->name, dg_addr_format((const struct sockaddr *)&open->ss, a, sizeof(a)), what);
 	}
+}
+
 /* ---- the effective config (dgramd -T) ---------------------------------
  * Every directive's value read back from the structs, defaults included,
  * through a getter found by the directive's setter: a new directive needs a
@@ -1066,6 +1076,47 @@ static json_t *get_metrics(const void *obj, const struct directive *d, struct du
 	                 dg_addr_format((const struct sockaddr *)&cfg->metrics_bind.ss, buf, sizeof(buf)));
 }
 
+static json_t *get_cidrs(const void *obj, const struct directive *d, struct dump *dp)
+{
+	const struct dg_listener_conf *l = obj;
+	json_t *spec = d->off == offsetof(struct dg_listener_conf, acl.allow) ? l->allow_spec
+	                                                                     : l->deny_spec;
+	(void)dp;
+	return spec ? json_deep_copy(spec) : json_null();
+}
+
+static json_t *get_rate(const void *obj, const struct directive *d, struct dump *dp)
+{
+	(void)dp;
+	return json_real((double)*(const uint64_t *)((const char *)obj + d->off) / 1000.0);
+}
+
+/* A rate limit part (per_source, total) only if it is on. */
+static json_t *get_limit(const void *obj, const struct directive *d, struct dump *dp,
+                         const struct dg_limit_conf *lc, const struct directive *table)
+{
+	(void)d;
+	return lc->rate_u ? dump_table(obj, table, dp) : json_null();
+}
+
+static json_t *get_per_source(const void *obj, const struct directive *d, struct dump *dp)
+{
+	const struct dg_throttle_conf *t = obj;
+	return get_limit(obj, d, dp, &t->per_source, per_source_directives);
+}
+
+static json_t *get_total(const void *obj, const struct directive *d, struct dump *dp)
+{
+	const struct dg_throttle_conf *t = obj;
+	return get_limit(obj, d, dp, &t->total, total_directives);
+}
+
+static json_t *get_rate_limit(const void *obj, const struct directive *d, struct dump *dp)
+{
+	const struct dg_throttle_conf *t = (const void *)((const char *)obj + d->off);
+	return dg_throttle_conf_active(t) ? dump_table(t, rate_limit_directives, dp) : json_null();
+}
+
 static json_t *get_codec(const void *obj, const struct directive *d, struct dump *dp)
 {
 	(void)dp;
@@ -1121,7 +1172,10 @@ static const struct getter {
 	{ set_binds, get_binds, NULL }, { set_codec, get_codec, NULL },
 	{ set_handler, get_handler, NULL }, { set_listeners, get_listeners, NULL },
 	{ set_workers, get_uint, NULL }, { set_done, get_codec_modules, NULL },
-	{ set_metrics, get_metrics, NULL },
+	{ set_metrics, get_metrics, NULL }, { set_cidrs, get_cidrs, NULL },
+	{ set_rate, get_rate, NULL }, { set_pow2, get_uint, NULL },
+	{ set_per_source, get_per_source, NULL }, { set_total, get_total, NULL },
+	{ set_rate_limit, get_rate_limit, NULL },
 	{ set_log, NULL, log_directives },
 	{ set_amplification, NULL, amplification_directives },
 	{ NULL, NULL, NULL },

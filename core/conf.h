@@ -28,6 +28,7 @@ struct dg_listener_conf {
 	json_t *codec;        /* codec spec (reference held) */
 	char *plugin;         /* handler.plugin: a name or a path */
 	json_t *plugin_config; /* handler.config or NULL (reference held) */
+	json_t *allow_spec, *deny_spec; /* "allow", "deny" as given, for -T (references held) */
 	unsigned max_datagram; /* bytes; larger datagrams are dropped */
 	unsigned send_queue;   /* replies queued when the socket is full */
 	int rcvbuf, sndbuf;    /* 0: kernel default */
