@@ -153,6 +153,20 @@ static void test_dump(void)
 	           "\"total\": { \"rate\": 1000, \"burst\": 100 } } } ] }");
 }
 
+/* An unknown user is a config error with its key path, before any bind. */
+static void test_unknown_user(void)
+{
+	char bin[4096], conf[4096], out[512], err[4096];
+
+	snprintf(conf, sizeof(conf), "%s", dg_test_write("user.json",
+	         "{ \"user\": \"no-such-user-dg\", \"listeners\": [ { \"name\": \"e\", "
+	         "\"bind\": \"127.0.0.1:0\", \"handler\": \"echo\" } ] }"));
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	const char *argv[] = { bin, "-t", "-c", conf, NULL };
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 20000), 1);
+	CU_ASSERT(strstr(err, "user.json: user: no such user 'no-such-user-dg'") != NULL);
+}
+
 static const struct dg_test tests[] = {
 	{ "unknown user is a config error", test_unknown_user },
 	{ "-T prints the effective config, which -t accepts", test_dump },
