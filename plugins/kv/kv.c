@@ -146,7 +146,7 @@ static int kv_init(struct dg_instance *self, const struct dg_host *host,
 		kv_fini(kv);
 		return DG_EINVAL;
 	}
-	if (DG_HOST_HAS(host, metric_new)) {
+	if (DG_HOST_HAS(host, metric_new) && host->metric_new) {
 		kv->m_keys = host->metric_new(self, "keys", "Keys in the store", DG_METRIC_GAUGE);
 		kv->m_bytes = host->metric_new(self, "bytes", "Bytes charged to the store (max_bytes)",
 		                               DG_METRIC_GAUGE);
