@@ -1167,7 +1167,7 @@ static const struct getter {
 } getters[] = {
 	{ set_uint, get_uint, NULL }, { set_int, get_int, NULL }, { set_bool, get_bool, NULL },
 	{ set_size, get_size, NULL },
-	{ set_string, get_string, NULL }, { set_level, get_level, NULL },
+	{ set_string, get_string, NULL }, { set_name, get_string, NULL }, { set_level, get_level, NULL },
 	{ set_ordering, get_ordering, NULL }, { set_drop_policy, get_drop_policy, NULL },
 	{ set_binds, get_binds, NULL }, { set_codec, get_codec, NULL },
 	{ set_handler, get_handler, NULL }, { set_listeners, get_listeners, NULL },
