@@ -226,8 +226,25 @@ static int set_drop_policy(struct ctx *c, json_t *v, void *obj, const struct dir
 	return set_choice(c, v, obj, d, choices);
 }
 
+/* "stderr", "syslog" or an absolute file path. */
+static int set_log_target(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	const char *t = json_is_string(v) ? json_string_value(v) : "";
+	char **dst = (char **)((char *)obj + d->off);
+
+	if (strcmp(t, "stderr") && strcmp(t, "syslog") && t[0] != '/')
+		return fail(c, "expected \"stderr\", \"syslog\" or an absolute file path");
+	free(*dst);
+	*dst = strcmp(t, "stderr") ? strdup(t) : NULL;
+	if (strcmp(t, "stderr") && !*dst)
+		return fail(c, "out of memory");
+	return DG_OK;
+}
+
 static const struct directive log_directives[] = {
 	{ "level", set_level, offsetof(struct dg_config, log_level), 0, 0, false },
+	{ "target", set_log_target, offsetof(struct dg_config, log_target), 0, 0, false },
+	{ "syslog_socket", set_string, offsetof(struct dg_config, log_syslog_socket), 0, 0, false },
 	{ NULL, NULL, 0, 0, 0, false },
 };
 
@@ -850,6 +867,8 @@ void dg_config_free(struct dg_config *cfg)
 	free(cfg->plugin_dir);
 	free(cfg->user);
 	free(cfg->group);
+	free(cfg->log_target);
+	free(cfg->log_syslog_socket);
 	free(cfg->path);
 	free(cfg->dir);
 	free(cfg);
@@ -1117,6 +1136,13 @@ static json_t *get_rate_limit(const void *obj, const struct directive *d, struct
 	return dg_throttle_conf_active(t) ? dump_table(t, rate_limit_directives, dp) : json_null();
 }
 
+static json_t *get_log_target(const void *obj, const struct directive *d, struct dump *dp)
+{
+	const struct dg_config *cfg = obj;
+	(void)d, (void)dp;
+	return json_string(cfg->log_target ? cfg->log_target : "stderr");
+}
+
 static json_t *get_codec(const void *obj, const struct directive *d, struct dump *dp)
 {
 	(void)dp;
@@ -1172,7 +1198,7 @@ static const struct getter {
 	{ set_binds, get_binds, NULL }, { set_codec, get_codec, NULL },
 	{ set_handler, get_handler, NULL }, { set_listeners, get_listeners, NULL },
 	{ set_workers, get_uint, NULL }, { set_done, get_codec_modules, NULL },
-	{ set_metrics, get_metrics, NULL }, { set_cidrs, get_cidrs, NULL },
+	{ set_metrics, get_metrics, NULL }, { set_log_target, get_log_target, NULL }, { set_cidrs, get_cidrs, NULL },
 	{ set_rate, get_rate, NULL }, { set_pow2, get_uint, NULL },
 	{ set_per_source, get_per_source, NULL }, { set_total, get_total, NULL },
 	{ set_rate_limit, get_rate_limit, NULL },

@@ -51,6 +51,8 @@ struct dg_config {
 	char *path;           /* the file it was read from */
 	char *dir;            /* its directory, for relative plugin paths */
 	int log_level;
+	char *log_target;     /* "syslog" or a file path; NULL: stderr */
+	char *log_syslog_socket; /* NULL: /dev/log */
 	char *plugin_dir;     /* NULL: the built-in default */
 	unsigned max_pending; /* requests in progress at once, per worker */
 	unsigned workers;     /* worker processes; 1: no master process */

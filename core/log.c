@@ -1,7 +1,8 @@
-/* Logging to stderr that can neither kill nor block the server: SIGPIPE is
- * ignored, the log is written without waiting (a pipe or terminal is
- * reopened non-blocking, a socket is sent to with MSG_DONTWAIT), and a line
- * the reader cannot take now is dropped and counted. */
+/* Logging that can neither kill nor block the server: SIGPIPE is ignored,
+ * the log is written without waiting (a pipe or terminal on stderr is
+ * reopened non-blocking, a socket or the syslog socket is sent to with
+ * MSG_DONTWAIT, a file is appended to), and a line the reader cannot take
+ * now is dropped and counted. */
 #include "config.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@ enum log_mode {
 	LOG_PLAIN,  /* a regular file (or unknown): write(2) never waits on a reader */
 	LOG_NONBLOCK, /* our own non-blocking description of a pipe or terminal */
 	LOG_SOCKET, /* send(MSG_DONTWAIT) */
+	LOG_SYSLOG, /* a datagram to the syslog socket, MSG_DONTWAIT, "<PRI>..." lines */
 };
 
 static int log_level = DG_LOG_INFO;
@@ -31,6 +34,7 @@ static enum log_mode log_mode = LOG_PLAIN;
 static unsigned long log_dropped;     /* lines lost since start */
 static unsigned long log_unreported;  /* lines lost since the last one that was written */
 static unsigned log_patience_ms;      /* see dg_log_set_patience() */
+static char log_path[4096];           /* log.target: a file, or the syslog socket */
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -89,6 +93,74 @@ int dg_log_init(void)
 	return DG_OK;
 }
 
+/* The file or syslog socket of log_path into a new fd (not yet in use). */
+static int open_target(enum log_mode mode, int *fd)
+{
+	if (mode == LOG_PLAIN) {
+		*fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+		return *fd < 0 ? -1 : 0;
+	}
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	if (strlen(log_path) >= sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(sun.sun_path, log_path, strlen(log_path) + 1);
+	*fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (*fd < 0)
+		return -1;
+	if (connect(*fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+		close(*fd);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+int dg_log_open(const char *target, const char *syslog_socket, char *err, size_t errlen)
+{
+	enum log_mode mode;
+	int fd;
+
+	if (!target || !strcmp(target, "stderr"))
+		return DG_OK;
+	mode = strcmp(target, "syslog") ? LOG_PLAIN : LOG_SYSLOG;
+	snprintf(log_path, sizeof(log_path), "%s", mode == LOG_SYSLOG ? syslog_socket : target);
+	if (open_target(mode, &fd)) {
+		snprintf(err, errlen, "cannot open the log %s '%s': %s",
+		         mode == LOG_SYSLOG ? "socket" : "file", log_path, strerror(errno));
+		log_path[0] = '\0';
+		return DG_ERROR;
+	}
+	if (log_fd != STDERR_FILENO)
+		close(log_fd);
+	log_fd = fd;
+	log_mode = mode;
+	return DG_OK;
+}
+
+int dg_log_reopen(void)
+{
+	int fd;
+
+	if (!log_path[0])
+		return DG_OK; /* stderr: nothing to reopen */
+	if (open_target(log_mode, &fd)) {
+		int e = errno;
+		dg_log(DG_LOG_ERROR, "cannot reopen the log '%s' (still writing to the old one): %s",
+		       log_path, strerror(e));
+		return DG_ERROR;
+	}
+	/* dup2 keeps the descriptor number: nothing else needs to know. */
+	if (dup2(fd, log_fd) < 0) {
+		close(fd);
+		return DG_ERROR;
+	}
+	close(fd);
+	return DG_OK;
+}
+
 void dg_log_set_patience(unsigned ms)
 {
 	log_patience_ms = ms;
@@ -101,6 +173,13 @@ unsigned long dg_log_dropped(void)
 
 static ssize_t put(const char *buf, size_t len)
 {
+	if (log_mode == LOG_SYSLOG) {
+		ssize_t n = send(log_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		/* syslogd restarted: its socket is new; connect again, once. */
+		if (n < 0 && (errno == ECONNREFUSED || errno == ENOTCONN) && dg_log_reopen() == DG_OK)
+			n = send(log_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		return n;
+	}
 	if (log_mode == LOG_SOCKET)
 		return send(log_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	return write(log_fd, buf, len);
@@ -110,7 +189,7 @@ static ssize_t put(const char *buf, size_t len)
  * nothing). Without patience a full pipe drops the line at once. */
 static bool write_line(const char *buf, size_t len)
 {
-	struct timespec start, now;
+	struct timespec start = { 0, 0 }, now;
 	bool started = false;
 
 	for (;;) {
@@ -139,12 +218,19 @@ static bool write_line(const char *buf, size_t len)
 
 static int format_line(char *out, size_t cap, int level, const char *msg, bool cut)
 {
+	/* syslog(3)'s local form: facility daemon (3), severity by level. */
+	static const int severity[] = { 3, 4, 6, 7 };
 	struct timeval tv;
 	struct tm tm;
 	char ts[32];
 
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
+	if (log_mode == LOG_SYSLOG) {
+		strftime(ts, sizeof(ts), "%b %e %H:%M:%S", &tm);
+		return snprintf(out, cap, "<%d>%s dgramd[%ld]: %s%s%s", 3 * 8 + severity[level], ts,
+		                (long)getpid(), log_prefix, msg, cut ? "..." : "");
+	}
 	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
 	return snprintf(out, cap, "%s.%03ld dgramd[%s]: %s%s%s\n", ts, (long)tv.tv_usec / 1000,
 	                level_names[level], log_prefix, msg, cut ? "..." : "");

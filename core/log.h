@@ -22,6 +22,17 @@ int dg_log_init(void);
  * (in total per line) before it is dropped: for the last lines at exit,
  * when no datagram is waiting for the loop. 0 (the default): never wait. */
 void dg_log_set_patience(unsigned ms);
+
+/* log.target: "stderr" (or NULL: nothing changes), "syslog" (datagrams to
+ * syslog_socket, facility daemon, never waiting), or a file path (appended,
+ * created 0640). DG_OK, or DG_ERROR with "cannot open the log ..." in err;
+ * the log stays where it was. */
+int dg_log_open(const char *target, const char *syslog_socket, char *err, size_t errlen);
+
+/* Open the file (or connect to the syslog socket) again, on the same
+ * descriptor: SIGUSR1, after logrotate moved the file. DG_OK, or DG_ERROR
+ * (logged) and the old one stays in use. */
+int dg_log_reopen(void);
 #define DG_LOG_EXIT_PATIENCE_MS 2000
 
 /* Lines dropped so far because the log could not take them. */

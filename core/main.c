@@ -46,6 +46,7 @@ static void usage(FILE *f)
 	        "exit 0. With \"workers\": N > 1 in the config, a master process supervises N\n"
 	        "worker processes (SO_REUSEPORT), restarts one that dies and forwards signals.\n"
 	        "SIGHUP is logged; reload is not implemented yet.\n"
+	        "SIGUSR1 reopens the log file (log.target).\n"
 	        "Under systemd (Type=notify) it reports READY=1 once serving and STOPPING=1 on\n"
 	        "SIGTERM to $NOTIFY_SOCKET.\n"
 	        "Exit status: 0 ok, 1 config or runtime error, 2 usage error.\n"
@@ -167,6 +168,14 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	dg_log_set_level(level >= 0 ? level : cfg->log_level);
+	/* -t reports to the terminal; a server writes where log.target says. */
+	if (!check_only && dg_log_open(cfg->log_target, cfg->log_syslog_socket ? cfg->log_syslog_socket
+	                                                                       : "/dev/log",
+	                               err, sizeof(err))) {
+		dg_log(DG_LOG_ERROR, "%s: log.target: %s", conf_path, err);
+		dg_config_free(cfg);
+		return EXIT_FAILURE;
+	}
 	dg_config_warn_unprotected(cfg);
 
 	struct dg_server srv;

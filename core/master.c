@@ -110,8 +110,11 @@ static const struct dg_counters *shm_counters(void *arg, unsigned w, unsigned l)
 
 static void metrics_stop(evutil_socket_t sig, short what, void *arg)
 {
-	(void)sig, (void)what;
-	event_base_loopbreak(arg);
+	(void)what;
+	if (sig == SIGUSR1)
+		dg_log_reopen();
+	else
+		event_base_loopbreak(arg);
 }
 
 /* In the child: serve /metrics and /stats from the workers' shared
@@ -124,7 +127,7 @@ static void metrics_main(struct master *m)
 		.counters = shm_counters, .arg = m,
 	};
 	struct event_base *base;
-	struct event *ev[2] = { NULL, NULL };
+	struct event *ev[3] = { NULL, NULL, NULL };
 	struct dg_metrics *mx = NULL;
 	int rc = 1;
 
@@ -139,9 +142,11 @@ static void metrics_main(struct master *m)
 	if (base) {
 		ev[0] = evsignal_new(base, SIGTERM, metrics_stop, base);
 		ev[1] = evsignal_new(base, SIGINT, metrics_stop, base);
+		ev[2] = evsignal_new(base, SIGUSR1, metrics_stop, base);
 	}
 	/* Handlers first, then unblock what the master blocked. */
-	if (!ev[0] || !ev[1] || evsignal_add(ev[0], NULL) || evsignal_add(ev[1], NULL)) {
+	if (!ev[0] || !ev[1] || !ev[2] || evsignal_add(ev[0], NULL) || evsignal_add(ev[1], NULL) ||
+	    evsignal_add(ev[2], NULL)) {
 		dg_log(DG_LOG_ERROR, "cannot set up the metrics process");
 		goto out;
 	}
@@ -153,7 +158,7 @@ static void metrics_main(struct master *m)
 	rc = event_base_dispatch(base) < 0;
 out:
 	dg_metrics_free(mx);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (ev[i])
 			event_free(ev[i]);
 	if (base)
@@ -351,6 +356,12 @@ static void loop(struct master *m)
 			forward(m, sig);
 		} else if (sig == SIGHUP) {
 			forward(m, SIGHUP);
+		} else if (sig == SIGUSR1) {
+			if (dg_log_reopen() == DG_OK)
+				dg_log(DG_LOG_INFO, "signal USR1: log reopened");
+			forward(m, SIGUSR1);
+			if (m->metrics_pid > 0)
+				kill(m->metrics_pid, SIGUSR1);
 		}
 		reap(m); /* SIGCHLD may have coalesced */
 		if (!m->stopping)
@@ -370,6 +381,7 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 	sigaddset(&m.sigs, SIGTERM);
 	sigaddset(&m.sigs, SIGINT);
 	sigaddset(&m.sigs, SIGHUP);
+	sigaddset(&m.sigs, SIGUSR1);
 	/* main() blocked INT, TERM and HUP already (dg_server_block_signals);
 	 * the workers inherit the mask across fork(). */
 	sigprocmask(SIG_BLOCK, &m.sigs, NULL);

@@ -358,6 +358,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct dg_server *srv = arg;
 
+	if (sig == SIGUSR1) {
+		if (dg_log_reopen() == DG_OK)
+			dg_log(DG_LOG_INFO, "signal USR1: log reopened");
+		return;
+	}
 	if (sig == SIGHUP) {
 		dg_log(DG_LOG_WARN, "signal HUP: configuration reload is not implemented yet; "
 		       "restart dgramd to apply a new config (still serving the old one)");
@@ -416,12 +421,12 @@ static int write_ready_file(const struct dg_server *srv, const char *path)
 	return DG_OK;
 }
 
-static const int stop_sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+static const int stop_sigs[DG_SERVER_NSIGS] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1 };
 
 static void stop_sigset(sigset_t *set)
 {
 	sigemptyset(set);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < DG_SERVER_NSIGS; i++)
 		sigaddset(set, stop_sigs[i]);
 }
 
@@ -437,7 +442,7 @@ int dg_server_run(struct dg_server *srv, const char *ready_file)
 {
 	sigset_t set;
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < DG_SERVER_NSIGS; i++) {
 		srv->ev_sig[i] = evsignal_new(srv->base, stop_sigs[i], on_signal, srv);
 		if (!srv->ev_sig[i] || evsignal_add(srv->ev_sig[i], NULL)) {
 			dg_log(DG_LOG_ERROR, "cannot install the signal handlers");
@@ -513,13 +518,13 @@ void dg_server_release(struct dg_server *srv)
 		dg_codec_free(l->codec);
 	}
 	free(srv->listeners);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < DG_SERVER_NSIGS; i++) {
 		if (!srv->ev_sig[i])
 			continue;
 		/* Freeing the event restores SIG_DFL; a second signal during
 		 * this bounded teardown must not cut it short. */
 		event_free(srv->ev_sig[i]);
-		signal(i == 0 ? SIGINT : i == 1 ? SIGTERM : SIGHUP, SIG_IGN);
+		signal(stop_sigs[i], SIG_IGN);
 	}
 	if (srv->ev_deadline)
 		event_free(srv->ev_deadline);

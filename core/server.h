@@ -138,7 +138,8 @@ struct dg_server {
 	struct event *ev_post; /* run after callbacks: continuations, tx flush */
 
 	const char *stats_label; /* "worker=N " in a worker, else "" */
-	struct event *ev_sig[3];
+#define DG_SERVER_NSIGS 4 /* INT, TERM, HUP, USR1 */
+	struct event *ev_sig[DG_SERVER_NSIGS];
 	struct event *ev_deadline;
 	struct dg_metrics *metrics; /* metrics.bind without workers */
 	bool stopping;
@@ -152,7 +153,7 @@ extern const struct dg_host dg_host_table;
  * master's shared memory), kept across worker restarts. */
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
                    bool check_only, struct dg_counters *counters);
-/* Block SIGINT, SIGTERM and SIGHUP (first thing in main(), inherited by
+/* Block SIGINT, SIGTERM, SIGHUP and SIGUSR1 (first thing in main(), inherited by
  * workers): until dg_server_run() has installed its handlers and unblocks
  * them, a signal waits rather than killing a starting process. */
 int dg_server_block_signals(void);
