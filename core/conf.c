@@ -465,6 +465,7 @@ static const struct directive listener_directives[] = {
 	{ "reuseport", set_bool, L(reuseport), 0, 0, false },
 	{ "ordering", set_ordering, L(ordering), 0, 0, false },
 	{ "peer_queue", set_uint, L(peer_queue), 0, 65536, false },
+	{ "peer_concurrency", set_uint, L(peer_concurrency), 1, 65536, false },
 	{ "drop_policy", set_drop_policy, L(drop_policy), 0, 0, false },
 	{ "queue_bytes", set_uint, L(queue_bytes), 0, 1u << 30, false },
 	{ "max_peers", set_uint, L(max_peers), 1, 1 << 24, false },
@@ -566,6 +567,7 @@ static int set_listeners(struct ctx *c, json_t *v, void *obj, const struct direc
 		l->send_queue = DG_DEFAULT_SEND_QUEUE;
 		l->ordering = true;
 		l->peer_queue = DG_DEFAULT_PEER_QUEUE;
+		l->peer_concurrency = DG_DEFAULT_PEER_CONCURRENCY;
 		l->queue_bytes = DG_DEFAULT_QUEUE_BYTES;
 		l->max_peers = DG_DEFAULT_MAX_PEERS;
 		l->session_idle_ms = DG_DEFAULT_IDLE_MS;

@@ -35,6 +35,7 @@ struct dg_listener_conf {
 	bool reuseport;
 	bool ordering;         /* "ordering": "peer" (true) or "none" */
 	unsigned peer_queue;   /* datagrams waiting per busy peer */
+	unsigned peer_concurrency; /* requests of one peer in progress at once (ordering "peer") */
 	unsigned drop_policy;  /* enum dg_drop_policy */
 	unsigned queue_bytes;  /* bytes waiting in all peer queues */
 	unsigned max_peers;
@@ -74,6 +75,7 @@ struct dg_config {
 #define DG_DEFAULT_SHUTDOWN_MS 5000
 #define DG_DEFAULT_MEMORY_BUDGET ((size_t)64 << 20)
 #define DG_DEFAULT_PEER_QUEUE 16
+#define DG_DEFAULT_PEER_CONCURRENCY 1
 #define DG_DEFAULT_QUEUE_BYTES (16u << 20)
 #define DG_DEFAULT_MAX_PEERS 65536
 #define DG_DEFAULT_IDLE_MS 60000

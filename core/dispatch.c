@@ -220,6 +220,14 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 
 /* ---- one datagram ------------------------------------------------------ */
 
+/* How many requests of one peer may be in progress before its next
+ * datagrams wait in its queue: peer_concurrency, or no limit with
+ * "ordering": "none" (active is bounded by max_pending). */
+static uint32_t peer_limit(const struct dg_listener *l)
+{
+	return l->conf->ordering ? l->conf->peer_concurrency : UINT32_MAX;
+}
+
 static void drop(struct dg_listener *l, enum dg_drop why)
 {
 	l->c->drop[why]++;
@@ -419,9 +427,9 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 	if (!sess)
 		return drop(l, DG_DROP_PEERS_FULL);
 	dg_tx_credit(l, sess, len);
-	/* Per-peer order: while the peer has a request in progress (or older
-	 * datagrams waiting), this one waits too, undecoded. */
-	if (l->conf->ordering && (sess->active || sess->q_len)) {
+	/* Per-peer order: while the peer has peer_concurrency requests in
+	 * progress (or older datagrams waiting), this one waits too, undecoded. */
+	if (sess->active >= peer_limit(l) || sess->q_len) {
 		uint32_t before = sess->q_len;
 		size_t qbytes = l->sessions.q_bytes;
 		bool queued;
@@ -445,7 +453,7 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
  * a list of the listeners that have some. */
 static void session_done(struct dg_server *srv, struct dg_listener *l, struct dg_session *sess)
 {
-	if (sess->active || !sess->q_len || sess->ready)
+	if (sess->active >= peer_limit(l) || !sess->q_len || sess->ready)
 		return;
 	dg_session_ready_push(&l->sessions, sess);
 	if (!l->on_ready) {
@@ -460,10 +468,13 @@ static void session_done(struct dg_server *srv, struct dg_listener *l, struct dg
 	dg_server_post(srv);
 }
 
-/* A session's queued datagrams, in arrival order, until one goes pending. */
-static void run_session(struct dg_server *srv, struct dg_session *sess)
+/* A session's queued datagrams, in arrival order, until peer_concurrency
+ * requests are in progress. */
+static void run_session(struct dg_server *srv, struct dg_listener *l, struct dg_session *sess)
 {
-	while (!sess->active && sess->q_len) {
+	uint32_t limit = peer_limit(l);
+
+	while (sess->active < limit && sess->q_len) {
 		struct dg_sock *s = sess->q_head->s;
 		size_t qbytes = s->l->sessions.q_bytes;
 		struct dg_qitem *it = dg_session_dequeue(&s->l->sessions, sess);
@@ -498,7 +509,7 @@ void dg_dispatch_run_ready(struct dg_server *srv)
 			srv->lready_tail = NULL;
 		l->on_ready = false;
 		while ((sess = dg_session_ready_pop(&l->sessions)))
-			run_session(srv, sess);
+			run_session(srv, l, sess);
 	}
 }
 

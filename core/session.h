@@ -1,8 +1,10 @@
 /* Per-peer sessions of one listener: a keyed hash table (the key is the
  * peer address, chosen by whoever sends, and the local address it sent to:
  * on a wildcard bind one peer may talk to several), two lists, and each
- * session's bounded queue of datagrams waiting while the peer has a request
- * in progress. Nothing here logs or touches sockets.
+ * session's bounded queue of datagrams waiting while the peer has as many
+ * requests in progress as it may (the listener's peer_concurrency, which
+ * the caller applies: this file only counts `active`). Nothing here logs
+ * or touches sockets.
  *
  * Every session is on exactly one list. A session is busy while it has a
  * request in progress or datagrams queued (or waits on the ready list to
@@ -128,7 +130,8 @@ void dg_session_req_start(struct dg_sessions *t, struct dg_session *s);
  * queued, s becomes idle, at the most recently used end. */
 void dg_session_req_done(struct dg_sessions *t, struct dg_session *s, uint64_t now_ms);
 
-/* s has datagrams queued and no request in progress: it joins the end of
+/* s has datagrams queued and room for another request (fewer in progress
+ * than the caller's limit): it joins the end of
  * the ready list (if not on it already), whose sessions the caller runs
  * after the current callback. While on it, s is busy. A session on the
  * ready list is only freed at shutdown, with the table. */

@@ -136,7 +136,8 @@ struct dg_aclient_opts {
 	 *
 	 * NULL: arrival order. A reply goes to the oldest request in flight on
 	 * the client's socket. That is right only for a server that answers
-	 * each request once and in order (dgramd with "ordering": "peer"). It
+	 * each request once and in order (dgramd with "ordering": "peer" and
+	 * "peer_concurrency": 1, the defaults; above 1, use ids). It
 	 * never takes a timed-out request's answer for another's: a timeout
 	 * moves the client to a fresh socket (a new source port) for the
 	 * requests that follow, and the old socket is closed with whatever

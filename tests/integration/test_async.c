@@ -83,6 +83,62 @@ static void test_ordering(void)
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions"), 2);
 }
 
+/* (1b) peer_concurrency 4: of 8 datagrams sent at once by one peer, 4 are
+ * in progress at once and the rest wait in its queue (as many as
+ * peer_queue holds); each completion starts the oldest waiting one. So the
+ * first 4 replies are c1..c4 (in any order), the next ones c5.. */
+static void concurrency(unsigned peer_queue)
+{
+	const unsigned delay = 300, sent = 8, limit = 4;
+	unsigned waited = peer_queue < sent - limit ? peer_queue : sent - limit;
+	unsigned seen = 0, got = 0;
+	struct dg_daemon d;
+	char extra[128], buf[16];
+
+	snprintf(extra, sizeof(extra), ", \"peer_concurrency\": %u, \"peer_queue\": %u", limit,
+	         peer_queue);
+	CU_ASSERT_FATAL(dg_daemon_start(&d, listener("\"raw\"",
+	        "{\"plugin\": \"echo\", \"config\": {\"delay_ms\": 300}}", extra), NULL));
+	int fd = dg_udp_client(&d.addr[0], 5000);
+	double t0 = dg_now_ms();
+	for (unsigned i = 1; i <= sent; i++) {
+		snprintf(buf, sizeof(buf), "c%u", i);
+		send_to(fd, &d, buf);
+	}
+	for (; got < limit + waited; got++) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n != 2 || buf[0] != 'c' || buf[1] < '1' || buf[1] > '0' + (int)sent)
+			break;
+		unsigned k = (unsigned)(buf[1] - '0');
+		/* c1..c4 before any later one; each reply once. */
+		CU_ASSERT(got < limit ? k <= limit : k > limit && k <= limit + waited);
+		CU_ASSERT_FALSE(seen & (1u << k));
+		seen |= (1u << k);
+	}
+	double took = dg_now_ms() - t0;
+	fprintf(stderr, "peer_concurrency %u, peer_queue %u: %u replies in %.0f ms (delay %u ms)\n",
+	        limit, peer_queue, got, took, delay);
+	CU_ASSERT_EQUAL(got, limit + waited);
+	CU_ASSERT(took >= 2 * delay - 50); /* c5.. started when one of c1..c4 completed */
+	close(fd);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "queued"), waited);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "drop_peer_queue"), sent - limit - waited);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "handled"), limit + waited);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "tx"), limit + waited);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions"), 1);
+}
+
+static void test_concurrency(void)
+{
+	concurrency(16);
+}
+
+static void test_concurrency_queue_full(void)
+{
+	concurrency(2);
+}
+
 /* (2) Queue overflow: exact drops, for both policies. */
 static void overflow(const char *policy, const char *const *expect)
 {
@@ -236,6 +292,77 @@ static void test_relay(void)
 	CU_ASSERT_EQUAL(stat_of(&up, "up", "tx"), 1000);
 }
 
+/* conf/examples/relay.json as shipped, bound to port 0 and relaying to
+ * up. */
+static char *relay_example(const struct sockaddr_storage *up)
+{
+	static char text[8192];
+	char path[4096], to[96], host[64];
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)up;
+	static const struct {
+		const char *from, *to;
+	} subst[] = { { "\"127.0.0.1:5302\"", "\"127.0.0.1:0\"" }, { "\"127.0.0.1:5300\"", NULL } };
+
+	inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+	snprintf(to, sizeof(to), "\"%s:%u\"", host, ntohs(s4->sin_port));
+	snprintf(path, sizeof(path), "%s/conf/examples/relay.json", dg_test_srcdir());
+	FILE *f = fopen(path, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	for (size_t i = 0; i < sizeof(subst) / sizeof(subst[0]); i++) {
+		const char *with = subst[i].to ? subst[i].to : to;
+		char *p = strstr(text, subst[i].from);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+		size_t from = strlen(subst[i].from), len = strlen(with);
+		CU_ASSERT_FATAL(n - from + len < sizeof(text));
+		memmove(p + len, p + from, strlen(p + from) + 1);
+		memcpy(p, with, len);
+		n = n - from + len;
+	}
+	return text;
+}
+
+/* A pipelined client through the shipped relay example: 100 requests sent
+ * at once, before any answer, all answered (at the defaults, one in
+ * progress and 16 queued, most of them were dropped). */
+static void test_relay_pipelined(void)
+{
+	enum { N = 100 };
+	struct dg_daemon up, r;
+	unsigned char seen[N] = { 0 };
+	unsigned got = 0;
+	char buf[64];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&up, "{\"listeners\": [{\"name\": \"up\", \"bind\": "
+	        LOCAL ", \"codec\": \"json\", \"handler\": \"echo\"}]}", NULL));
+	CU_ASSERT_FATAL(dg_daemon_start(&r, relay_example(&up.addr[0]), NULL));
+	int fd = dg_udp_client(&r.addr[0], 5000);
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(buf, sizeof(buf), "{\"n\":%u}", i);
+		send_to(fd, &r, buf);
+	}
+	for (; got < N; got++) {
+		unsigned k;
+		ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (n <= 0)
+			break;
+		buf[n] = '\0';
+		CU_ASSERT_FATAL(sscanf(buf, "{\"n\":%u}", &k) == 1 && k < N);
+		CU_ASSERT_EQUAL(seen[k]++, 0);
+	}
+	fprintf(stderr, "pipelined relay: %u of %d answered\n", got, N);
+	CU_ASSERT_EQUAL(got, N);
+	close(fd);
+	dg_daemon_stop_checked(&r, "relay");
+	dg_daemon_stop_checked(&up, "up");
+	CU_ASSERT_EQUAL(stat_of(&r, "relay", "handled"), N);
+	CU_ASSERT_EQUAL(stat_of(&r, "relay", "tx"), N);
+	CU_ASSERT_EQUAL(stat_of(&r, "relay", "drop_peer_queue"), 0);
+	CU_ASSERT_EQUAL(stat_of(&up, "up", "tx"), N);
+}
+
 /* Relay to a closed port: ICMP port unreachable, answered as an error;
  * to a black hole: answered with a timeout error. */
 static void test_relay_dead_upstream(void)
@@ -354,10 +481,13 @@ static void test_readme_example(void)
 
 static const struct dg_test async_tests[] = {
 	{ "per-peer ordering", test_ordering },
+	{ "peer_concurrency 4", test_concurrency },
+	{ "peer_concurrency 4, peer queue full", test_concurrency_queue_full },
 	{ "queue overflow, drop-newest", test_overflow_newest },
 	{ "queue overflow, drop-oldest", test_overflow_oldest },
 	{ "handler deadline", test_deadline },
 	{ "relay to a second dgramd", test_relay },
+	{ "relay example, a pipelined client", test_relay_pipelined },
 	{ "relay to a dead upstream", test_relay_dead_upstream },
 	{ "kv", test_kv },
 	{ "session expiry and eviction", test_sessions },
