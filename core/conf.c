@@ -469,6 +469,7 @@ static const struct directive listener_directives[] = {
 	{ "drop_policy", set_drop_policy, L(drop_policy), 0, 0, false },
 	{ "queue_bytes", set_uint, L(queue_bytes), 0, 1u << 30, false },
 	{ "max_peers", set_uint, L(max_peers), 1, 1 << 24, false },
+	{ "max_unvalidated_peers", set_uint, L(max_unvalidated_peers), 1, 1 << 24, false },
 	{ "session_idle_ms", set_uint, L(session_idle_ms), 10, 86400000, false },
 	{ "handler_timeout_ms", set_uint, L(handler_timeout_ms), 0, 3600000, false },
 	{ "amplification", set_amplification, 0, 0, 0, false },
@@ -543,6 +544,12 @@ static int check_listener(struct ctx *c, struct dg_config *cfg, unsigned idx)
 				}
 	}
 	dg_acl_build(&l->acl);
+	if (!l->max_unvalidated_peers)
+		l->max_unvalidated_peers = l->max_peers;
+	if (l->max_unvalidated_peers > l->max_peers) {
+		path_push_key(c, "max_unvalidated_peers");
+		return fail(c, "%u is more than max_peers (%u)", l->max_unvalidated_peers, l->max_peers);
+	}
 	if (!l->codec)
 		l->codec = json_string("json");
 	return l->codec ? DG_OK : fail(c, "out of memory");

@@ -39,6 +39,7 @@ struct dg_listener_conf {
 	unsigned drop_policy;  /* enum dg_drop_policy */
 	unsigned queue_bytes;  /* bytes waiting in all peer queues */
 	unsigned max_peers;
+	unsigned max_unvalidated_peers; /* sessions of peers not validated; 0: max_peers */
 	unsigned session_idle_ms;
 	unsigned handler_timeout_ms; /* 0: none */
 	unsigned amp_factor;   /* amplification.factor: reply bytes per byte received

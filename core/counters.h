@@ -17,7 +17,7 @@ enum dg_drop {
 	DG_DROP_TRUNCATED, /* MSG_TRUNC without a length (non-Linux) */
 	DG_DROP_PLUGIN,    /* the plugin's accept() said no */
 	DG_DROP_BUSY,      /* max_pending requests already in progress */
-	DG_DROP_PEERS_FULL, /* max_peers sessions, none idle to evict */
+	DG_DROP_PEERS_FULL, /* max_peers or max_unvalidated_peers sessions, none idle to evict */
 	DG_DROP_PEER_QUEUE, /* the peer's queue was full (either drop_policy) */
 	DG_DROP_SHUTDOWN,  /* still queued when the shutdown deadline passed */
 	DG_DROP_MEMORY,    /* memory_budget used up by requests in progress and queues */

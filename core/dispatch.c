@@ -387,17 +387,26 @@ static struct dg_session *session_for(struct dg_listener *l, const struct sockad
 		dg_session_touch(t, sess, l->srv->now_ms);
 		return sess;
 	}
-	if (t->count >= t->max) {
-		/* Busy sessions are not on the idle list: this is O(1). */
-		struct dg_session *victim = dg_session_lru_idle(t);
+	/* A new peer is unvalidated: at max_unvalidated_peers it may only
+	 * take an unvalidated peer's place; at max_peers an unvalidated one's
+	 * first. So validated peers keep max_peers - max_unvalidated_peers
+	 * places that no flood of new (spoofable) sources can take. Busy
+	 * sessions are on neither idle list: this is O(1). */
+	if (t->unvalidated >= l->conf->max_unvalidated_peers || t->count >= t->max) {
+		struct dg_session *victim = t->unvalidated >= l->conf->max_unvalidated_peers ?
+		        dg_session_lru_unvalidated(t) : dg_session_lru_idle(t);
 		if (!victim)
 			return NULL;
 		l->c->sessions_evicted++;
 		close_session(l, victim, DG_CLOSE_EVICTED);
 	}
 	sess = dg_session_create(t, peer, peerlen, local, locallen, l->srv->now_ms);
-	if (sess)
-		l->c->sessions++;
+	if (!sess)
+		return NULL;
+	/* For host_peer_validate, which gets the session alone (the config
+	 * allows at most 256 listeners). */
+	sess->owner = (uint8_t)(l - l->srv->listeners);
+	l->c->sessions++;
 	return sess;
 }
 
@@ -839,9 +848,9 @@ static int host_addr_parse(const char *text, struct sockaddr_storage *ss, sockle
 
 static int host_peer_validate(struct dg_session *sess)
 {
-	if (!sess)
+	if (!sess || !dg_srv)
 		return DG_EINVAL;
-	sess->validated = true;
+	dg_session_validate(&dg_srv->listeners[sess->owner].sessions, sess);
 	return DG_OK;
 }
 

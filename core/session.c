@@ -155,7 +155,9 @@ static bool idle(const struct dg_session *s)
 /* The one place that says which list a session belongs on. */
 static enum dg_session_list_id list_for(const struct dg_session *s)
 {
-	return idle(s) ? DG_SESSIONS_IDLE : DG_SESSIONS_BUSY;
+	if (!idle(s))
+		return DG_SESSIONS_BUSY;
+	return s->validated ? DG_SESSIONS_IDLE : DG_SESSIONS_UNVALIDATED;
 }
 
 /* After active, q_len or ready changed: move s to the list its state
@@ -220,6 +222,7 @@ struct dg_session *dg_session_create(struct dg_sessions *t, const struct sockadd
 		t->now_ms = now_ms;
 	list_append(t, s, list_for(s));
 	t->count++;
+	t->unvalidated++;
 	maybe_grow(t);
 	return s;
 }
@@ -281,12 +284,31 @@ struct dg_session *dg_session_ready_pop(struct dg_sessions *t)
 
 struct dg_session *dg_session_lru_idle(struct dg_sessions *t)
 {
-	return t->lists[DG_SESSIONS_IDLE].head;
+	struct dg_session *s = t->lists[DG_SESSIONS_UNVALIDATED].head;
+
+	return s ? s : t->lists[DG_SESSIONS_IDLE].head;
+}
+
+struct dg_session *dg_session_lru_unvalidated(struct dg_sessions *t)
+{
+	return t->lists[DG_SESSIONS_UNVALIDATED].head;
+}
+
+void dg_session_validate(struct dg_sessions *t, struct dg_session *s)
+{
+	if (s->validated)
+		return;
+	s->validated = true;
+	t->unvalidated--;
+	relist(t, s);
 }
 
 struct dg_session *dg_session_expired(struct dg_sessions *t, uint64_t now_ms, uint64_t idle_ms)
 {
-	struct dg_session *s = t->lists[DG_SESSIONS_IDLE].head;
+	struct dg_session *v = t->lists[DG_SESSIONS_IDLE].head;
+	struct dg_session *u = t->lists[DG_SESSIONS_UNVALIDATED].head;
+	/* Each list is in last_ms order: the older head is the oldest. */
+	struct dg_session *s = !v || (u && u->last_ms < v->last_ms) ? u : v;
 
 	return s && s->last_ms + idle_ms <= now_ms ? s : NULL;
 }
@@ -325,6 +347,7 @@ void dg_session_free(struct dg_sessions *t, struct dg_session *s, unsigned *drop
 	if (t->last == s)
 		t->last = NULL;
 	list_unlink(t, s);
+	t->unvalidated -= !s->validated;
 	while (s->q_head) {
 		struct dg_qitem *it = take(t, s);
 		if (dropped)

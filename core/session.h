@@ -1,6 +1,6 @@
 /* Per-peer sessions of one listener: a keyed hash table (the key is the
  * peer address, chosen by whoever sends, and the local address it sent to:
- * on a wildcard bind one peer may talk to several), two lists, and each
+ * on a wildcard bind one peer may talk to several), three lists, and each
  * session's bounded queue of datagrams waiting while the peer has as many
  * requests in progress as it may (the listener's peer_concurrency, which
  * the caller applies: this file only counts `active`). Nothing here logs
@@ -9,19 +9,22 @@
  * Every session is on exactly one list. A session is busy while it has a
  * request in progress or datagrams queued (or waits on the ready list to
  * run them), and then it is on the busy list (unordered).
- * Otherwise it is idle, and on the idle list in the order it was last
- * used: a datagram, or becoming idle (its last request completed with
- * nothing queued, or its queue drained). So the least recently used
- * idle session is always the head of the idle list: idle expiry and
- * eviction take it in O(1) and never walk past busy sessions. Only this
- * file moves sessions between the lists: callers report each change with
- * dg_session_touch, dg_session_req_start, dg_session_req_done,
- * dg_session_enqueue, dg_session_dequeue, dg_session_ready_push and
- * dg_session_ready_pop, and never write `active`, `q_len` or `ready`.
+ * Otherwise it is idle, and on one of two idle lists, by whether its peer
+ * was validated (the plugin called host->peer_validate), each in the order
+ * its sessions were last used: a datagram, or becoming idle (its last
+ * request completed with nothing queued, or its queue drained). So the
+ * least recently used idle sessions are the heads of the idle lists: idle
+ * expiry and eviction take them in O(1) and never walk past busy sessions,
+ * and eviction can prefer unvalidated peers (spoofed sources cost nothing
+ * to make) to validated ones. Only this file moves sessions between the
+ * lists: callers report each change with dg_session_touch,
+ * dg_session_req_start, dg_session_req_done, dg_session_enqueue,
+ * dg_session_dequeue, dg_session_ready_push, dg_session_ready_pop and
+ * dg_session_validate, and never write `active`, `q_len`, `ready` or
+ * `validated`.
  *
- * Which list an idle session goes on is decided in one place (list_for in
- * session.c): a second idle list (say, for peers not yet validated, with
- * its own cap) is one more enum dg_session_list_id and one test there. */
+ * Which list a session goes on is decided in one place (list_for in
+ * session.c). */
 #ifndef DG_SESSION_H
 #define DG_SESSION_H
 
@@ -61,7 +64,8 @@ struct dg_session_list {
 /* The lists of a table (struct dg_sessions.lists), by index. */
 enum dg_session_list_id {
 	DG_SESSIONS_BUSY = 0, /* requests in progress or datagrams queued */
-	DG_SESSIONS_IDLE = 1, /* least recently used first */
+	DG_SESSIONS_IDLE = 1, /* validated peers, least recently used first */
+	DG_SESSIONS_UNVALIDATED = 2, /* idle, not validated, least recently used first */
 	DG_SESSIONS__LISTS
 };
 
@@ -76,6 +80,7 @@ struct dg_session {
 	bool ready;                          /* on the table's ready list */
 	uint8_t list;                        /* enum dg_session_list_id */
 	bool validated;                      /* the plugin said the peer owns its address */
+	uint8_t owner;                       /* the caller's tag (dispatch: listener index) */
 	uint32_t active;                     /* requests in progress */
 	uint32_t q_len;
 	uint32_t amp_credit;                 /* reply bytes it may still get unvalidated */
@@ -92,6 +97,7 @@ struct dg_sessions {
 	uint32_t mask;  /* buckets - 1, a power of two minus one */
 	uint32_t count;
 	uint32_t max;
+	uint32_t unvalidated;        /* sessions of peers not validated (busy or idle) */
 	struct dg_session_list lists[DG_SESSIONS__LISTS];
 	struct dg_session *ready_head;  /* sessions with queued datagrams to run */
 	struct dg_session *ready_tail;
@@ -141,12 +147,20 @@ void dg_session_ready_push(struct dg_sessions *t, struct dg_session *s);
  * has nothing queued and no request), or NULL if the list is empty. */
 struct dg_session *dg_session_ready_pop(struct dg_sessions *t);
 
-/* The least recently used idle session (no request in progress, nothing
- * queued), or NULL if every session is busy. O(1). */
+/* The idle session (no request in progress, nothing queued) to evict
+ * first: the least recently used unvalidated one, else the least recently
+ * used validated one; NULL if every session is busy. O(1). */
 struct dg_session *dg_session_lru_idle(struct dg_sessions *t);
 
-/* The least recently used idle session if it was last used at or before
- * now_ms - idle_ms, else NULL. O(1). */
+/* The least recently used idle unvalidated session, or NULL. O(1). */
+struct dg_session *dg_session_lru_unvalidated(struct dg_sessions *t);
+
+/* The plugin validated s's peer (sessions start unvalidated): it leaves
+ * the unvalidated count, and its idle list. */
+void dg_session_validate(struct dg_sessions *t, struct dg_session *s);
+
+/* The least recently used idle session, validated or not, if it was last
+ * used at or before now_ms - idle_ms, else NULL. O(1). */
 struct dg_session *dg_session_expired(struct dg_sessions *t, uint64_t now_ms, uint64_t idle_ms);
 
 /* Some session, idle or busy, or NULL when the table is empty (to close

@@ -308,6 +308,49 @@ static void test_request_handles(void)
 	dg_reqtab_release(&t);
 }
 
+/* Validated and unvalidated peers on their own idle lists: eviction takes
+ * an unvalidated one first, expiry the oldest of either. */
+static void test_unvalidated_list(void)
+{
+	struct dg_sessions t;
+	struct dg_session *s[4];
+
+	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, 16), 0);
+	for (uint32_t i = 0; i < 3; i++) {
+		struct sockaddr_in p = v4(0x7f000001 + i, 1000);
+		s[i] = create(&t, SA(p), sizeof(p), 100 + 10 * i);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(s[i]);
+	}
+	CU_ASSERT_EQUAL(t.unvalidated, 3);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[0]);
+	dg_session_validate(&t, s[0]);
+	dg_session_validate(&t, s[0]); /* twice: counted once */
+	CU_ASSERT_EQUAL(t.unvalidated, 2);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_unvalidated(&t), s[1]);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[1]); /* unvalidated first */
+	dg_session_validate(&t, s[1]);
+	dg_session_validate(&t, s[2]);
+	CU_ASSERT_EQUAL(t.unvalidated, 0);
+	CU_ASSERT_PTR_NULL(dg_session_lru_unvalidated(&t));
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[0]); /* validated, LRU */
+	/* Validated at 120 (the table's latest time): s[0] now counts as used
+	 * then; a newer unvalidated s[3] (130) expires after it. */
+	struct sockaddr_in p = v4(0x7f000009, 1000);
+	s[3] = create(&t, SA(p), sizeof(p), 130);
+	CU_ASSERT_EQUAL(t.unvalidated, 1);
+	CU_ASSERT_PTR_EQUAL(dg_session_lru_idle(&t), s[3]);
+	CU_ASSERT_PTR_NULL(dg_session_expired(&t, 169, 50));
+	CU_ASSERT_PTR_EQUAL(dg_session_expired(&t, 170, 50), s[0]);
+	dg_session_free(&t, s[0], NULL);
+	dg_session_free(&t, s[1], NULL);
+	dg_session_free(&t, s[2], NULL);
+	CU_ASSERT_PTR_EQUAL(dg_session_expired(&t, 180, 50), s[3]);
+	dg_session_free(&t, s[3], NULL);
+	CU_ASSERT_EQUAL(t.unvalidated, 0);
+	CU_ASSERT_EQUAL(t.count, 0);
+	dg_sessions_release(&t);
+}
+
 static const struct dg_test session_tests[] = {
 	{ "create and lookup", test_create_lookup },
 	{ "the key includes the local address", test_key_includes_local },
@@ -315,6 +358,7 @@ static const struct dg_test session_tests[] = {
 	{ "busy sessions off the idle list", test_busy_sessions_off_the_idle_list },
 	{ "queue order and drop policies", test_queue_order_and_policies },
 	{ "request handles", test_request_handles },
+	{ "unvalidated peers on their own list", test_unvalidated_list },
 	{ NULL, NULL },
 };
 

@@ -337,6 +337,68 @@ static void test_kv_cookie(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "kv", "handler_errors"), 0);
 }
 
+/* Ask kv for "big" from fd, with the cookie if one is given; the reply's
+ * length (value replies are long, cookie replies short). */
+static ssize_t kv_get(struct dg_daemon *d, int fd, const char *cookie, char *buf, size_t cap)
+{
+	char req[256];
+	int n = snprintf(req, sizeof(req), "{\"op\":\"get\",\"key\":\"big\"%s%s%s}",
+	                 cookie ? ",\"cookie\":\"" : "", cookie ? cookie : "", cookie ? "\"" : "");
+
+	return dg_udp_ask(fd, &d->addr[0], d->addrlen[0], req, (size_t)n, buf, cap);
+}
+
+/* max_peers 10, max_unvalidated_peers 5: three validated peers, then 50
+ * new sources (a spoofed flood, say). The newcomers only ever take each
+ * other's places: the validated sessions survive (they are still
+ * validated: the whole value comes back without a cookie). */
+static void test_unvalidated_cap(void)
+{
+	static const char conf[] =
+		"{ \"listeners\": [{ \"name\": \"kv\", \"bind\": \"127.0.0.1:0\", \"codec\": \"json\",\n"
+		"  \"max_peers\": 10, \"max_unvalidated_peers\": 5, \"handler\": \"kv\" }] }\n";
+	struct dg_daemon d;
+	char set[2100], buf[4096], cookie[17], ip[32];
+	int v[3];
+	unsigned answered = 0;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	int s = client_from("127.0.0.3", 2000);
+	CU_ASSERT_FATAL(s >= 0);
+	int n = snprintf(set, sizeof(set), "{\"op\":\"set\",\"key\":\"big\",\"value\":\"%02000d\"}", 7);
+	CU_ASSERT_EQUAL(dg_udp_ask(s, &d.addr[0], d.addrlen[0], set, (size_t)n, buf, sizeof(buf)), 11);
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(ip, sizeof(ip), "127.0.2.%u", i + 1);
+		v[i] = client_from(ip, 2000);
+		CU_ASSERT_FATAL(v[i] >= 0);
+		ssize_t got = kv_get(&d, v[i], NULL, buf, sizeof(buf) - 1);
+		CU_ASSERT_FATAL(got > 0 && got < 100);
+		buf[got] = '\0';
+		CU_ASSERT_FATAL(sscanf(buf, "{\"ok\":false,\"error\":\"cookie\",\"cookie\":\"%16[0-9a-f]\"}", cookie) == 1);
+		CU_ASSERT_EQUAL(kv_get(&d, v[i], cookie, buf, sizeof(buf)), 2022);
+	}
+	/* 50 sources, one get each: answered with a cookie (small). */
+	for (unsigned i = 1; i <= 50; i++) {
+		snprintf(ip, sizeof(ip), "127.0.3.%u", i);
+		int f = client_from(ip, 2000);
+		CU_ASSERT_FATAL(f >= 0);
+		answered += kv_get(&d, f, NULL, buf, sizeof(buf)) == 57;
+		close(f);
+	}
+	CU_ASSERT_EQUAL(answered, 50);
+	for (unsigned i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(kv_get(&d, v[i], NULL, buf, sizeof(buf)), 2022);
+		close(v[i]);
+	}
+	close(s);
+	dg_daemon_stop_checked(&d, "kv");
+	/* s, v[0..2] and 50 newcomers; s and 4 newcomers fill the 5
+	 * unvalidated places, each later newcomer evicts one of them. */
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "kv", "sessions"), 54);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "kv", "sessions_evicted"), 46);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "kv", "drop_peers_full"), 0);
+}
+
 /* A plugin built against the ABI 1.0 header (tests/fixtures/abi10.c)
  * loads into this 1.1 host and answers. */
 static void test_abi10_plugin(void)
@@ -383,6 +445,8 @@ static void test_config_errors(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "listeners[0].amplification.factor: expected an integer"));
 	CU_ASSERT_EQUAL(run_check(", \"max_replies_per_request\": 0", out, sizeof(out)), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "listeners[0].max_replies_per_request: expected an integer"));
+	CU_ASSERT_EQUAL(run_check(", \"max_peers\": 10, \"max_unvalidated_peers\": 11", out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "listeners[0].max_unvalidated_peers: 11 is more than max_peers (10)"));
 	CU_ASSERT_EQUAL(run_check(", \"amplification\": {\"factor\": 0}, "
 	                          "\"max_replies_per_request\": 1", out, sizeof(out)), 0);
 }
@@ -396,6 +460,7 @@ static const struct dg_test tests[] = {
 	{ "max_replies_per_request", test_max_replies },
 	{ "max_replies_per_request default 64", test_max_replies_default },
 	{ "kv cookie validates a peer", test_kv_cookie },
+	{ "max_unvalidated_peers keeps validated peers", test_unvalidated_cap },
 	{ "plugin built for ABI 1.0", test_abi10_plugin },
 	{ "config errors", test_config_errors },
 	{ NULL, NULL },
