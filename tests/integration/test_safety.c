@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,7 +286,7 @@ static long rss_kib(pid_t pid)
 /* Send one datagram from each of n addresses 127.1.0.1 + first.. through one
  * socket (IP_PKTINFO picks the source), then read the n echoes: a closed
  * loop, so nothing is lost in a socket buffer. Returns the echoes read. */
-static unsigned spoof(int fd, const struct dg_daemon *d, uint32_t first, unsigned n)
+static unsigned spoof(int fd, const struct dg_daemon *d, uint32_t first, unsigned n, const char *payload)
 {
 	char buf[64];
 	unsigned got = 0;
@@ -295,7 +296,7 @@ static unsigned spoof(int fd, const struct dg_daemon *d, uint32_t first, unsigne
 			char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
 			struct cmsghdr align;
 		} cm = { 0 };
-		struct iovec iov = { .iov_base = "spoof", .iov_len = 5 };
+		struct iovec iov = { .iov_base = (void *)payload, .iov_len = strlen(payload) };
 		struct msghdr mh = {
 			.msg_name = (void *)&d->addr[0], .msg_namelen = d->addrlen[0],
 			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf),
@@ -306,7 +307,7 @@ static unsigned spoof(int fd, const struct dg_daemon *d, uint32_t first, unsigne
 		c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
 		struct in_pktinfo pi = { .ipi_spec_dst.s_addr = htonl(0x7f010001 + first + i) };
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-		if (sendmsg(fd, &mh, 0) != 5)
+		if (sendmsg(fd, &mh, 0) != (ssize_t)strlen(payload))
 			break;
 	}
 	while (got < n && recv(fd, buf, sizeof(buf), 0) > 0)
@@ -343,10 +344,10 @@ static void test_spoofed_flood(void)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
 	/* rounds of 100: well within both sides' default socket buffers */
 	for (unsigned i = 0; i < 2000; i += 100)
-		echoed += spoof(fd, &d, i, 100);
+		echoed += spoof(fd, &d, i, 100, "spoof");
 	long before = rss_kib(d.pid);
 	for (unsigned i = 2000; i < 50000; i += 100)
-		echoed += spoof(fd, &d, i, 100);
+		echoed += spoof(fd, &d, i, 100, "spoof");
 	long after = rss_kib(d.pid);
 	send_n(over, &d, 0, 3); /* still over */
 	CU_ASSERT(wait_read(&d, 0));
@@ -364,6 +365,108 @@ static void test_spoofed_flood(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "drop_rate_limited"), 5);
 	close(over);
 	close(fd);
+}
+
+/* Every control on at once, under a hostile mix: valid peers, undecodable
+ * datagrams, a source over its rate, denied sources, 2,000 spoofed
+ * sources, and a burst into a small receive buffer while the daemon is
+ * stopped (the kernel drops what does not fit its buffer). Every datagram sent is accounted
+ * for: rx + rx_kernel_drops = sent, and rx = handled + decode_errors +
+ * drops (stop_checked); each control's counter is exact where the traffic
+ * makes it so. */
+static void send_payload(int fd, const struct dg_daemon *d, const char *p, unsigned n, unsigned *sent)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (sendto(fd, p, strlen(p), 0, (const struct sockaddr *)&d->addr[0], d->addrlen[0]) ==
+		    (ssize_t)strlen(p))
+			(*sent)++;
+}
+
+static void test_hostile_all_controls(void)
+{
+	struct dg_daemon d;
+	unsigned sent = 0;
+	char src[32], buf[256];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, "{\"listeners\": [{\"name\": \"h\", \"bind\": \"127.0.0.1:0\", "
+	        "\"codec\": \"json\", \"handler\": {\"plugin\": \"echo\", \"config\": {\"error_reply\": true}}, "
+	        "\"max_peers\": 256, "
+	        "\"allow\": [\"127.0.0.0/8\"], \"deny\": [\"127.0.9.0/24\"], "
+	        "\"rate_limit\": {\"per_source\": {" SLOW ", \"burst\": 5, \"table_size\": 1024}, "
+	        "\"total\": {\"rate\": 100000, \"burst\": 100000}}, "
+	        "\"amplification\": {\"factor\": 3}}]}", NULL));
+	/* valid: 20 peers, 3 each, answered */
+	int valid[20];
+	for (unsigned i = 0; i < 20; i++) {
+		snprintf(src, sizeof(src), "127.0.1.%u", i + 1);
+		valid[i] = sock_from(src);
+		send_payload(valid[i], &d, "{\"a\":1}", 3, &sent);
+	}
+	/* undecodable: 10 peers, 3 each; the error replies outgrow what they sent */
+	for (unsigned i = 0; i < 10; i++) {
+		snprintf(src, sizeof(src), "127.0.2.%u", i + 1);
+		int fd = sock_from(src);
+		send_payload(fd, &d, "{b", 3, &sent);
+		close(fd);
+	}
+	/* one source far over its rate */
+	int over = sock_from("127.0.3.1");
+	send_payload(over, &d, "{\"o\":1}", 50, &sent);
+	/* denied */
+	for (unsigned i = 0; i < 5; i++) {
+		snprintf(src, sizeof(src), "127.0.9.%u", i + 1);
+		int fd = sock_from(src);
+		send_payload(fd, &d, "{\"x\":1}", 3, &sent);
+		close(fd);
+	}
+	CU_ASSERT(wait_read(&d, 0));
+	/* spoofed: 2,000 sources, one datagram each, through one socket */
+	struct sockaddr_in any = { .sin_family = AF_INET };
+	int sp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct timeval tv = { .tv_sec = 5 };
+	int big = 1 << 20;
+	CU_ASSERT_FATAL(sp >= 0 && bind(sp, (struct sockaddr *)&any, sizeof(any)) == 0);
+	setsockopt(sp, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(sp, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	for (unsigned i = 0; i < 2000; i += 100) {
+		unsigned got = spoof(sp, &d, i, 100, "{\"s\":1}");
+		CU_ASSERT_EQUAL(got, 100);
+		sent += 100;
+	}
+	/* a burst that overflows the receive buffer while the daemon is stopped */
+	CU_ASSERT_EQUAL(kill(d.pid, SIGSTOP), 0);
+	int burst = sock_from("127.0.4.1");
+	send_payload(burst, &d, "{\"burst\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}", 5000, &sent);
+	CU_ASSERT_EQUAL(kill(d.pid, SIGCONT), 0);
+	CU_ASSERT(wait_read(&d, 0));
+	/* still serving: a new peer is answered */
+	int probe = sock_from("127.0.5.1");
+	setsockopt(probe, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	send_payload(probe, &d, "[1]", 1, &sent);
+	CU_ASSERT_EQUAL(recv(probe, buf, sizeof(buf), 0), 3);
+	dg_daemon_stop_checked(&d, "h");
+	long long rx = dg_daemon_stat(&d, "h", "rx"), kd = dg_daemon_stat(&d, "h", "rx_kernel_drops");
+	fprintf(stderr, "hostile, every control on: sent %u, rx %lld, kernel drops %lld, acl %lld, "
+	        "rate limited %lld, decode errors %lld, tx_drop_amplification %lld\n", sent, rx, kd,
+	        dg_daemon_stat(&d, "h", "drop_acl"), dg_daemon_stat(&d, "h", "drop_rate_limited"),
+	        dg_daemon_stat(&d, "h", "decode_errors"), dg_daemon_stat(&d, "h", "tx_drop_amplification"));
+	CU_ASSERT_EQUAL(rx + kd, (long long)sent);
+	CU_ASSERT(kd > 0);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "h", "drop_acl"), 15);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "h", "decode_errors"), 30);
+	/* 45 of the source over its rate, and what of the burst got through
+	 * the kernel past its 5 tokens */
+	CU_ASSERT(dg_daemon_stat(&d, "h", "drop_rate_limited") >= 45);
+	CU_ASSERT(dg_daemon_stat(&d, "h", "tx_drop_amplification") > 0);
+	for (unsigned i = 0; i < 20; i++) {
+		CU_ASSERT_EQUAL(replies(valid[i]), 3);
+		close(valid[i]);
+	}
+	CU_ASSERT_EQUAL(replies(over), 5);
+	close(over);
+	close(burst);
+	close(probe);
+	close(sp);
 }
 
 #define NO_AMP ", \"amplification\": {\"factor\": 0}"
@@ -407,6 +510,7 @@ static const struct dg_test tests[] = {
 	{ "rate limit per source", test_per_source },
 	{ "rate limit total", test_total },
 	{ "spoofed flood: table and memory bounded", test_spoofed_flood },
+	{ "hostile mix with every control on: every datagram accounted for", test_hostile_all_controls },
 	{ "start-up warning", test_startup_warning },
 	{ NULL, NULL },
 };
