@@ -644,25 +644,13 @@ static int set_workers(struct ctx *c, json_t *v, void *obj, const struct directi
 	return DG_OK;
 }
 
-/* Workers share ports through SO_REUSEPORT; port 0 would give each worker a
- * port of its own. */
+/* Workers share ports through SO_REUSEPORT (the master binds a socket per
+ * worker; with port 0, the others bind the port the first one got). */
 static int check_workers(struct ctx *c, struct dg_config *cfg)
 {
-	if (cfg->workers <= 1)
-		return DG_OK;
-	for (unsigned i = 0; i < cfg->n_listeners; i++) {
-		struct dg_listener_conf *l = &cfg->listeners[i];
-		l->reuseport = true;
-		for (unsigned b = 0; b < l->n_binds; b++) {
-			if (((struct sockaddr_in *)&l->binds[b].ss)->sin_port == 0) {
-				path_push_key(c, "listeners");
-				path_push_index(c, i);
-				path_push_key(c, "bind");
-				return fail(c, "port 0 cannot be used with workers > 1 (each worker would "
-				            "get a port of its own): name a port");
-			}
-		}
-	}
+	(void)c;
+	for (unsigned i = 0; i < cfg->n_listeners; i++)
+		cfg->listeners[i].reuseport = true;
 	return DG_OK;
 }
 

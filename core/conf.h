@@ -57,7 +57,7 @@ struct dg_config {
 	char *log_syslog_socket; /* NULL: /dev/log */
 	char *plugin_dir;     /* NULL: the built-in default */
 	unsigned max_pending; /* requests in progress at once, per worker */
-	unsigned workers;     /* worker processes; 1: no master process */
+	unsigned workers;     /* worker processes (under one master) */
 	unsigned shutdown_timeout_ms;
 	size_t memory_budget; /* bytes: requests in progress and queued datagrams, per worker */
 	char *user, *group;   /* drop to these once bound (NULL: stay) */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "loader.h"
+#include "log.h"
 
 /* The descriptor up to and including on_packet: what ABI 1.0 requires. */
 #define DG_PLUGIN_MIN_SIZE (offsetof(struct dg_plugin, on_packet) + sizeof(void *))
@@ -178,6 +179,25 @@ int dg_loader_load_codec(struct dg_loader *ld, const char *path, char *err, size
 	free(c);
 	dlclose(dl);
 	return rc;
+}
+
+void dg_loader_register_codecs(const struct dg_loader *ld)
+{
+	char msg[300];
+	unsigned n = 0;
+
+	dg_codec_registry_reset();
+	for (const struct dg_codec_dl *c = ld->codecs; c; c = c->next)
+		n++;
+	/* The list is newest first; register in load order. */
+	while (n--) {
+		const struct dg_codec_dl *c = ld->codecs;
+		for (unsigned i = 0; i < n; i++)
+			c = c->next;
+		const struct dg_codec_module *m = dlsym(c->dl, DG_CODEC_SYMBOL);
+		if (m && dg_codec_register(m, msg, sizeof(msg)))
+			dg_log(DG_LOG_ERROR, "codec module: %s", msg);
+	}
 }
 
 void dg_loader_release(struct dg_loader *ld)

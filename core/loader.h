@@ -42,6 +42,11 @@ int dg_loader_load(struct dg_loader *ld, const char *path, const struct dg_plugi
  * Errors as for dg_loader_load ("codec module 'PATH': ..."). */
 int dg_loader_load_codec(struct dg_loader *ld, const char *path, char *err, size_t errlen);
 
+/* Make the codec registry hold exactly ld's codec layers again (after
+ * another config's were registered or released: the registry is
+ * process-wide). */
+void dg_loader_register_codecs(const struct dg_loader *ld);
+
 /* dlclose everything; registered codec layers are forgotten. */
 void dg_loader_release(struct dg_loader *ld);
 

@@ -43,12 +43,15 @@ static void usage(FILE *f)
 	        "line it cannot take at once is dropped and counted (log_dropped). SIGINT or\n"
 	        "SIGTERM: stop reading, let pending requests finish (shutdown_timeout_ms), send\n"
 	        "queued replies, log the counters of every listener (at every log level) and\n"
-	        "exit 0. With \"workers\": N > 1 in the config, a master process supervises N\n"
-	        "worker processes (SO_REUSEPORT), restarts one that dies and forwards signals.\n"
-	        "SIGHUP is logged; reload is not implemented yet.\n"
+	        "exit 0. A master process binds the sockets and supervises \"workers\" worker\n"
+	        "processes (SO_REUSEPORT), restarting one that dies.\n"
+	        "SIGHUP to the master: reload. The config is re-read and checked as -t does; if bad,\n"
+	        "the error is logged and the old config keeps serving; if good, new workers start\n"
+	        "on the same sockets and the old ones stop reading, finish their requests\n"
+	        "(shutdown_timeout_ms) and exit. No datagram waiting in a socket is lost.\n"
 	        "SIGUSR1 reopens the log file (log.target).\n"
-	        "Under systemd (Type=notify) it reports READY=1 once serving and STOPPING=1 on\n"
-	        "SIGTERM to $NOTIFY_SOCKET.\n"
+	        "Under systemd (Type=notify) it reports READY=1 once serving, RELOADING=1 and\n"
+	        "READY=1 around a reload, and STOPPING=1 on SIGTERM to $NOTIFY_SOCKET.\n"
 	        "Exit status: 0 ok, 1 config or runtime error, 2 usage error.\n"
 	        "Environment: DGRAMD_NO_MMSG=1 uses recvmsg/sendmsg instead of recvmmsg/sendmmsg.\n");
 }
@@ -179,10 +182,10 @@ int main(int argc, char **argv)
 	dg_config_warn_unprotected(cfg);
 
 	struct dg_server srv;
-	/* With workers, the master checks everything (plugins load and accept
-	 * their config) before any worker binds, then runs no plugin code. */
-	bool master = cfg->workers > 1;
-	int rc = dg_server_init(&srv, cfg, plugin_dir, check_only || master, NULL);
+	/* The master checks everything (plugins load and accept their
+	 * config) before anything binds, then runs no plugin code. */
+	int rc = dg_server_init(&srv, cfg, plugin_dir, true, NULL, NULL);
+	dg_server_release(&srv);
 	bool wrote_pid = false;
 	if (rc == DG_OK && !check_only && pidfile) {
 		rc = pidfile_write(pidfile);
@@ -192,15 +195,8 @@ int main(int argc, char **argv)
 		rc = print_config(cfg);
 	else if (rc == DG_OK && check_only)
 		printf("dgramd: the configuration file %s syntax is ok and its plugins load\n", conf_path);
-	else if (rc == DG_OK && !master) {
-		rc = dg_server_run(&srv, ready_file);
-		dg_server_finish(&srv);
-		dg_log_set_patience(DG_LOG_EXIT_PATIENCE_MS);
-		dg_server_log_stats(&srv);
-	}
-	dg_server_release(&srv);
-	if (rc == DG_OK && master && !check_only)
-		rc = dg_master_run(cfg, plugin_dir, ready_file);
+	else if (rc == DG_OK)
+		rc = dg_master_run(cfg, plugin_dir, ready_file, level);
 	if (wrote_pid)
 		pidfile_remove(pidfile);
 	dg_config_free(cfg);

@@ -1,9 +1,17 @@
-/* The master process for workers > 1. It binds nothing and runs no plugin
- * code after the start-up check: it forks the workers (each binds its own
- * SO_REUSEPORT sockets and runs its own event loop), restarts a worker that
- * dies, forwards SIGTERM/SIGINT/SIGHUP, and exits when every worker is gone,
- * logging the counters of all workers added up (they live in shared memory,
- * so a restarted worker keeps counting where its predecessor stopped).
+/* The master process. It checks the config, binds every listener socket
+ * (one SO_REUSEPORT socket per address per worker slot) and forks a
+ * generation of workers that inherit them; it restarts a worker that dies,
+ * forwards SIGTERM/SIGINT, and exits when every worker is gone, logging the
+ * counters of all workers added up (they live in shared memory, so a
+ * restarted worker keeps counting where its predecessor stopped).
+ *
+ * SIGHUP reloads (the nginx model): the new config is checked as -t does;
+ * if good, a new generation is forked on the same sockets (kept by address
+ * and slot; new addresses bound, removed ones closed once unused), and once
+ * it is ready the old generation is sent SIGTERM: it stops reading, finishes
+ * its requests within shutdown_timeout_ms and exits. No socket is closed
+ * while a generation may still read it, so datagrams waiting in a socket
+ * buffer are read by the new generation.
  *
  * No libevent here: after fork() a child would share the master's epoll
  * instance. Signals are blocked (from the start of main()) and taken with
@@ -11,6 +19,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,20 +43,37 @@ struct worker {
 	struct timespec started;
 	struct timespec restart_at; /* after a quick death: restart later */
 	bool waiting;
-	char prefix[32];
+	char prefix[48];
+};
+
+/* One config and the workers serving it. */
+struct gen {
+	unsigned id;
+	struct dg_config *cfg;    /* owned unless it is the one main() loaded */
+	bool owns_cfg;
+	unsigned n;               /* workers */
+	unsigned n_binds;         /* binds of all listeners */
+	int *fds;                 /* n * n_binds: slot i's socket for bind k */
+	struct dg_addr *bound;    /* n_binds: real addresses (ports of port 0) */
+	struct worker *w;
+	struct dg_counters *shm;  /* n * n_listeners, shared with the workers */
+	size_t shm_size;
+	int ready_pipe[2];
+	struct gen *next;         /* older generations, still finishing */
 };
 
 struct master {
-	struct dg_config *cfg;
 	const char *plugin_dir;
-	unsigned n;
-	struct worker *w;
-	struct dg_counters *shm; /* n * n_listeners, shared with the workers */
-	size_t shm_size;
-	int ready_pipe[2];
-	int metrics_fd;      /* metrics.bind, listening; -1 without */
-	pid_t metrics_pid;   /* the process serving it */
+	const char *ready_file;
+	int log_level;            /* -1, or the command line's */
+	struct gen *cur;
+	struct gen *old;          /* retiring generations, newest first */
+	struct dg_counters *base; /* per listener of cur: exited generations' counts */
+	unsigned last_id;
+	int metrics_fd;           /* metrics.bind, listening; -1 without */
+	pid_t metrics_pid;        /* the process serving it */
 	struct timespec metrics_started;
+	struct dg_counters *mx_view; /* in the metrics process: what it serves */
 	bool stopping;
 	sigset_t sigs;
 	pid_t pid; /* the master's */
@@ -59,8 +86,31 @@ static double since(const struct timespec *t)
 	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
-/* In the child: become worker i and never return. */
-static void worker_main(struct master *m, unsigned i)
+static void close_fds(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] >= 0) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
+}
+
+/* In the child: keep only slot i's sockets of generation g. */
+static void child_close_others(struct master *m, struct gen *g, unsigned i)
+{
+	for (struct gen *o = m->old; o; o = o->next)
+		close_fds(o->fds, (size_t)o->n * o->n_binds);
+	if (m->cur != g)
+		close_fds(m->cur->fds, (size_t)m->cur->n * m->cur->n_binds);
+	for (unsigned s = 0; s < g->n; s++)
+		if (s != i)
+			close_fds(&g->fds[(size_t)s * g->n_binds], g->n_binds);
+	if (g->ready_pipe[0] >= 0)
+		close(g->ready_pipe[0]);
+}
+
+/* In the child: become worker i of generation g and never return. */
+static void worker_main(struct master *m, struct gen *g, unsigned i)
 {
 	struct dg_server srv;
 	static char stats_label[32];
@@ -78,21 +128,22 @@ static void worker_main(struct master *m, unsigned i)
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_UNBLOCK, &chld, NULL);
 	unsetenv("NOTIFY_SOCKET"); /* the master speaks for the service */
-	close(m->ready_pipe[0]);
 	if (m->metrics_fd >= 0)
 		close(m->metrics_fd); /* the metrics process serves it */
-	dg_log_set_prefix(m->w[i].prefix);
+	child_close_others(m, g, i);
+	dg_log_set_prefix(g->w[i].prefix);
 	snprintf(stats_label, sizeof(stats_label), "worker=%u ", i + 1);
-	int rc = dg_server_init(&srv, m->cfg, m->plugin_dir, false,
-	                        &m->shm[(size_t)i * m->cfg->n_listeners]);
+	int rc = dg_server_init(&srv, g->cfg, m->plugin_dir, false,
+	                        &g->shm[(size_t)i * g->cfg->n_listeners],
+	                        &g->fds[(size_t)i * g->n_binds]);
 	srv.stats_label = stats_label;
 	if (rc == DG_OK) {
-		/* Only the first generation reports; restarted workers find
-		 * the pipe closed (-1). */
-		if (m->ready_pipe[1] >= 0 && write(m->ready_pipe[1], "r", 1) != 1)
+		/* Only the first start of a generation reports; restarted
+		 * workers find the pipe closed (-1). */
+		if (g->ready_pipe[1] >= 0 && write(g->ready_pipe[1], "r", 1) != 1)
 			dg_log(DG_LOG_WARN, "cannot tell the master it is ready: %s", strerror(errno));
-		if (m->ready_pipe[1] >= 0)
-			close(m->ready_pipe[1]);
+		if (g->ready_pipe[1] >= 0)
+			close(g->ready_pipe[1]);
 		rc = dg_server_run(&srv, NULL);  /* drops privileges once bound */
 		dg_server_finish(&srv);
 		dg_log_set_patience(DG_LOG_EXIT_PATIENCE_MS);
@@ -102,10 +153,17 @@ static void worker_main(struct master *m, unsigned i)
 	_exit(rc == DG_OK ? 0 : 1);
 }
 
+/* The current generation's counters; worker 1's also carry what exited
+ * generations counted (base), so sums continue across reloads. */
 static const struct dg_counters *shm_counters(void *arg, unsigned w, unsigned l)
 {
 	const struct master *m = arg;
-	return &m->shm[(size_t)w * m->cfg->n_listeners + l];
+	size_t at = (size_t)w * m->cur->cfg->n_listeners + l;
+
+	m->mx_view[at] = m->cur->shm[at];
+	if (w == 0)
+		dg_counters_add(&m->mx_view[at], &m->base[l]);
+	return &m->mx_view[at];
 }
 
 static void metrics_stop(evutil_socket_t sig, short what, void *arg)
@@ -123,7 +181,7 @@ static void metrics_stop(evutil_socket_t sig, short what, void *arg)
 static void metrics_main(struct master *m)
 {
 	struct dg_metrics_src src = {
-		.n_workers = m->n, .n_listeners = m->cfg->n_listeners, .cfg = m->cfg,
+		.n_workers = m->cur->n, .n_listeners = m->cur->cfg->n_listeners, .cfg = m->cur->cfg,
 		.counters = shm_counters, .arg = m,
 	};
 	struct event_base *base;
@@ -133,10 +191,9 @@ static void metrics_main(struct master *m)
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	unsetenv("NOTIFY_SOCKET");
-	if (m->ready_pipe[0] >= 0)
-		close(m->ready_pipe[0]);
-	if (m->ready_pipe[1] >= 0)
-		close(m->ready_pipe[1]);
+	for (struct gen *o = m->old; o; o = o->next)
+		close_fds(o->fds, (size_t)o->n * o->n_binds);
+	close_fds(m->cur->fds, (size_t)m->cur->n * m->cur->n_binds);
 	dg_log_set_prefix("metrics: ");
 	base = event_base_new();
 	if (base) {
@@ -151,13 +208,15 @@ static void metrics_main(struct master *m)
 		goto out;
 	}
 	sigprocmask(SIG_UNBLOCK, &m->sigs, NULL);
-	mx = dg_metrics_new(base, m->metrics_fd, &src);
+	m->mx_view = calloc((size_t)m->cur->n * m->cur->cfg->n_listeners + 1, sizeof(*m->mx_view));
+	mx = m->mx_view ? dg_metrics_new(base, m->metrics_fd, &src) : NULL;
 	m->metrics_fd = -1;
-	if (!mx || (m->cfg->user && dg_privs_drop(m->cfg->user, m->cfg->group)))
+	if (!mx || (m->cur->cfg->user && dg_privs_drop(m->cur->cfg->user, m->cur->cfg->group)))
 		goto out;
 	rc = event_base_dispatch(base) < 0;
 out:
 	dg_metrics_free(mx);
+	free(m->mx_view);
 	for (int i = 0; i < 3; i++)
 		if (ev[i])
 			event_free(ev[i]);
@@ -181,9 +240,21 @@ static int spawn_metrics(struct master *m)
 	return DG_OK;
 }
 
-static int spawn(struct master *m, unsigned i)
+/* After a reload or a generation's exit: a metrics process with the new
+ * layout and totals (the old one is told to stop; reap ignores it). */
+static void metrics_restart(struct master *m)
 {
-	struct worker *w = &m->w[i];
+	if (m->metrics_fd < 0)
+		return;
+	if (m->metrics_pid > 0)
+		kill(m->metrics_pid, SIGTERM);
+	m->metrics_pid = 0;
+	spawn_metrics(m);
+}
+
+static int spawn(struct master *m, struct gen *g, unsigned i)
+{
+	struct worker *w = &g->w[i];
 
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -191,11 +262,11 @@ static int spawn(struct master *m, unsigned i)
 		return DG_ERROR;
 	}
 	if (pid == 0)
-		worker_main(m, i);
+		worker_main(m, g, i);
 	w->pid = pid;
 	w->waiting = false;
 	clock_gettime(CLOCK_MONOTONIC, &w->started);
-	dg_log(DG_LOG_INFO, "worker %u started (pid %d)", i + 1, (int)pid);
+	dg_log(DG_LOG_INFO, "worker %u started (pid %d, generation %u)", i + 1, (int)pid, g->id);
 	return DG_OK;
 }
 
@@ -209,48 +280,251 @@ static void describe(int status, char *buf, size_t len)
 		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
 }
 
-/* A worker died: restart it unless stopping; one that dies within a second
- * of starting waits longer each time (up to 5 s) so a crash at start does
- * not turn into a fork loop. */
+static unsigned gen_alive(const struct gen *g)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < g->n; i++)
+		n += g->w[i].pid > 0;
+	return n;
+}
+
+static unsigned alive(const struct master *m)
+{
+	unsigned n = m->cur ? gen_alive(m->cur) : 0;
+	for (const struct gen *o = m->old; o; o = o->next)
+		n += gen_alive(o);
+	return n;
+}
+
+static void gen_signal(struct gen *g, int sig)
+{
+	for (unsigned i = 0; i < g->n; i++)
+		if (g->w[i].pid > 0)
+			kill(g->w[i].pid, sig);
+}
+
+static void forward(struct master *m, int sig)
+{
+	if (m->cur)
+		gen_signal(m->cur, sig);
+	for (struct gen *o = m->old; o; o = o->next)
+		gen_signal(o, sig);
+}
+
+static unsigned addr_port(const struct dg_addr *a)
+{
+	if (a->ss.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+	return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+}
+
+static int listener_index(const struct dg_config *cfg, const char *name)
+{
+	for (unsigned l = 0; l < cfg->n_listeners; l++)
+		if (!strcmp(cfg->listeners[l].name, name))
+			return (int)l;
+	return -1;
+}
+
+/* Add an exited generation's counters to the current listeners of the
+ * same name (a removed listener's counts go with it). */
+static void gen_fold(struct master *m, const struct gen *g)
+{
+	if (!m->base || !g->shm)
+		return;
+	for (unsigned l = 0; l < g->cfg->n_listeners; l++) {
+		int to = listener_index(m->cur->cfg, g->cfg->listeners[l].name);
+		if (to < 0)
+			continue;
+		for (unsigned i = 0; i < g->n; i++)
+			dg_counters_add(&m->base[to], &g->shm[(size_t)i * g->cfg->n_listeners + l]);
+	}
+}
+
+static void gen_free(struct master *m, struct gen *g)
+{
+	if (!g)
+		return;
+	if (g->fds)
+		close_fds(g->fds, (size_t)g->n * g->n_binds);
+	for (int i = 0; i < 2; i++)
+		if (g->ready_pipe[i] >= 0)
+			close(g->ready_pipe[i]);
+	if (g->shm && g->shm != MAP_FAILED)
+		munmap(g->shm, g->shm_size);
+	if (g->owns_cfg) {
+		dg_config_free(g->cfg);
+		/* That forgot every codec layer: the current config's are
+		 * needed to restart its workers. */
+		if (m->cur && m->cur != g)
+			dg_loader_register_codecs(&m->cur->cfg->codec_modules);
+	}
+	free(g->fds);
+	free(g->bound);
+	free(g->w);
+	free(g);
+}
+
+/* The socket for bind k of listener lc in slot i: a duplicate of prev's
+ * socket for the same configured address and slot (for port 0, of the
+ * same listener too), else a new one (a
+ * slot past the first binds the port the first one got). */
+static int gen_sock(struct gen *g, const struct gen *prev, const struct dg_listener_conf *lc,
+                    const struct dg_addr *addr, unsigned k, unsigned i)
+{
+	int *fd = &g->fds[(size_t)i * g->n_binds + k];
+
+	for (unsigned pk = 0, l = 0; prev && l < prev->cfg->n_listeners; l++) {
+		const struct dg_listener_conf *pl = &prev->cfg->listeners[l];
+		for (unsigned b = 0; b < pl->n_binds; b++, pk++) {
+			/* Port 0: the same listener's only (the port it got). */
+			if (i >= prev->n || pl->binds[b].len != addr->len ||
+			    memcmp(&pl->binds[b].ss, &addr->ss, addr->len) ||
+			    (addr_port(addr) == 0 && strcmp(pl->name, lc->name)))
+				continue;
+			*fd = fcntl(prev->fds[(size_t)i * prev->n_binds + pk], F_DUPFD_CLOEXEC, 0);
+			if (*fd < 0) {
+				dg_log(DG_LOG_ERROR, "listener '%s': cannot keep its socket: %s", lc->name,
+				       strerror(errno));
+				return DG_ERROR;
+			}
+			g->bound[k] = prev->bound[pk];
+			dg_server_sockopts(lc, *fd, &g->bound[k]);
+			return DG_OK;
+		}
+	}
+	struct dg_addr got;
+	/* At start nothing of ours holds the port yet: refuse a port in use,
+	 * as a bind without SO_REUSEPORT would. */
+	*fd = dg_server_bind(lc, i ? &g->bound[k] : addr, !prev && !i, &got);
+	if (*fd < 0)
+		return DG_ERROR;
+	if (!i)
+		g->bound[k] = got;
+	return DG_OK;
+}
+
+/* A generation for cfg, its sockets bound or kept from prev (may be NULL),
+ * its shared counters zeroed; no worker yet. NULL after logging why. */
+static struct gen *gen_new(struct master *m, struct dg_config *cfg, bool owns_cfg,
+                           const struct gen *prev)
+{
+	struct gen *g = calloc(1, sizeof(*g));
+
+	if (!g) {
+		dg_log(DG_LOG_ERROR, "out of memory");
+		return NULL;
+	}
+	g->id = ++m->last_id;
+	g->cfg = cfg;
+	g->owns_cfg = owns_cfg;
+	g->n = cfg->workers;
+	g->ready_pipe[0] = g->ready_pipe[1] = -1;
+	for (unsigned l = 0; l < cfg->n_listeners; l++)
+		g->n_binds += cfg->listeners[l].n_binds;
+	g->fds = malloc((size_t)g->n * g->n_binds * sizeof(*g->fds) + 1);
+	g->bound = calloc(g->n_binds + 1, sizeof(*g->bound));
+	g->w = calloc(g->n, sizeof(*g->w));
+	g->shm_size = (size_t)g->n * cfg->n_listeners * sizeof(struct dg_counters);
+	g->shm = mmap(NULL, g->shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (!g->fds || !g->bound || !g->w || g->shm == MAP_FAILED || pipe2(g->ready_pipe, O_CLOEXEC)) {
+		dg_log(DG_LOG_ERROR, "cannot set up the workers: %s", strerror(errno));
+		goto fail;
+	}
+	for (size_t i = 0; i < (size_t)g->n * g->n_binds; i++)
+		g->fds[i] = -1;
+	for (unsigned i = 0; i < g->n; i++) {
+		snprintf(g->w[i].prefix, sizeof(g->w[i].prefix), "worker %u: ", i + 1);
+		for (unsigned l = 0, k = 0; l < cfg->n_listeners; l++)
+			for (unsigned b = 0; b < cfg->listeners[l].n_binds; b++, k++)
+				if (gen_sock(g, prev, &cfg->listeners[l], &cfg->listeners[l].binds[b], k, i))
+					goto fail;
+	}
+	return g;
+fail:
+	g->owns_cfg = false; /* the caller's still */
+	gen_free(m, g);
+	return NULL;
+}
+
+/* A worker died: restart it unless stopping or its generation is retiring;
+ * one that dies within a second of starting waits longer each time (up to
+ * 5 s) so a crash at start does not turn into a fork loop. */
+static void reap_one(struct master *m, struct gen *g, unsigned i, int status)
+{
+	struct worker *w = &g->w[i];
+	pid_t pid = w->pid;
+	char what[96];
+
+	w->pid = 0;
+	describe(status, what, sizeof(what));
+	if (m->stopping || g != m->cur) {
+		dg_log(status == 0 ? DG_LOG_INFO : DG_LOG_WARN, "worker %u (pid %d, generation %u) %s",
+		       i + 1, (int)pid, g->id, what);
+		return;
+	}
+	double lived = since(&w->started);
+	unsigned delay_ms = lived < 1.0 ? 100u << (w->restarts < 6 ? w->restarts : 6) : 0;
+	if (delay_ms > 5000)
+		delay_ms = 5000;
+	w->restarts = lived < 1.0 ? w->restarts + 1 : 0;
+	dg_log(DG_LOG_ERROR, "worker %u (pid %d) %s after %.1f s; restarting it%s",
+	       i + 1, (int)pid, what, lived, delay_ms ? " after a delay" : "");
+	clock_gettime(CLOCK_MONOTONIC, &w->restart_at);
+	w->restart_at.tv_sec += delay_ms / 1000;
+	w->restart_at.tv_nsec += (long)(delay_ms % 1000) * 1000000;
+	w->waiting = true;
+}
+
+static bool reap_in(struct master *m, struct gen *g, pid_t pid, int status)
+{
+	for (unsigned i = 0; g && i < g->n; i++)
+		if (g->w[i].pid == pid) {
+			reap_one(m, g, i, status);
+			return true;
+		}
+	return false;
+}
+
+/* Free the retiring generations whose workers have all exited. */
+static void retire_done(struct master *m)
+{
+	for (struct gen **p = &m->old; *p;) {
+		struct gen *g = *p;
+		if (gen_alive(g)) {
+			p = &g->next;
+			continue;
+		}
+		*p = g->next;
+		dg_log(DG_LOG_INFO, "reload: generation %u has exited", g->id);
+		gen_fold(m, g);
+		gen_free(m, g);
+		if (!m->stopping)
+			metrics_restart(m); /* with the new totals */
+	}
+}
+
 static void reap(struct master *m)
 {
 	int status;
 	pid_t pid;
-	char what[96];
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if (pid == m->metrics_pid) {
+			char what[96];
 			m->metrics_pid = 0;
 			describe(status, what, sizeof(what));
 			if (!m->stopping)
 				dg_log(DG_LOG_ERROR, "metrics process (pid %d) %s; restarting it", (int)pid, what);
 			continue;
 		}
-		for (unsigned i = 0; i < m->n; i++) {
-			struct worker *w = &m->w[i];
-			if (w->pid != pid)
-				continue;
-			w->pid = 0;
-			describe(status, what, sizeof(what));
-			if (m->stopping) {
-				dg_log(status == 0 ? DG_LOG_INFO : DG_LOG_WARN, "worker %u (pid %d) %s",
-				       i + 1, (int)pid, what);
+		if (reap_in(m, m->cur, pid, status))
+			continue;
+		for (struct gen *o = m->old; o; o = o->next)
+			if (reap_in(m, o, pid, status))
 				break;
-			}
-			double lived = since(&w->started);
-			unsigned delay_ms = lived < 1.0 ? 100u << (w->restarts < 6 ? w->restarts : 6) : 0;
-			if (delay_ms > 5000)
-				delay_ms = 5000;
-			w->restarts = lived < 1.0 ? w->restarts + 1 : 0;
-			dg_log(DG_LOG_ERROR, "worker %u (pid %d) %s after %.1f s; restarting it%s",
-			       i + 1, (int)pid, what, lived, delay_ms ? " after a delay" : "");
-			clock_gettime(CLOCK_MONOTONIC, &w->restart_at);
-			w->restart_at.tv_sec += delay_ms / 1000;
-			w->restart_at.tv_nsec += (long)(delay_ms % 1000) * 1000000;
-			w->waiting = true;
-			break;
-		}
 	}
+	retire_done(m);
 }
 
 static void restart_due(struct master *m)
@@ -258,89 +532,168 @@ static void restart_due(struct master *m)
 	/* Restarted at most once a second. */
 	if (m->metrics_fd >= 0 && !m->metrics_pid && since(&m->metrics_started) >= 1.0)
 		spawn_metrics(m);
-	for (unsigned i = 0; i < m->n; i++)
-		if (m->w[i].waiting && since(&m->w[i].restart_at) >= 0)
-			spawn(m, i);
+	for (unsigned i = 0; i < m->cur->n; i++)
+		if (m->cur->w[i].waiting && since(&m->cur->w[i].restart_at) >= 0)
+			spawn(m, m->cur, i);
 }
 
-static void forward(struct master *m, int sig)
-{
-	for (unsigned i = 0; i < m->n; i++)
-		if (m->w[i].pid > 0)
-			kill(m->w[i].pid, sig);
-}
-
-static unsigned alive(const struct master *m)
-{
-	unsigned n = 0;
-	for (unsigned i = 0; i < m->n; i++)
-		n += m->w[i].pid > 0;
-	return n;
-}
-
-/* Wait (up to 30 s) until every worker has bound its sockets. A worker
- * that fails exits and closes its end of the pipe: EOF before n bytes. */
-static int wait_ready(struct master *m)
+/* Wait (up to 30 s) until every worker of g is ready. A worker that fails
+ * exits and closes its end of the pipe: EOF before n bytes. */
+static int wait_ready(struct gen *g)
 {
 	unsigned ready = 0;
 	char c;
 
-	close(m->ready_pipe[1]);
-	m->ready_pipe[1] = -1;
-	while (ready < m->n) {
-		struct pollfd p = { .fd = m->ready_pipe[0], .events = POLLIN };
+	close(g->ready_pipe[1]);
+	g->ready_pipe[1] = -1;
+	while (ready < g->n) {
+		struct pollfd p = { .fd = g->ready_pipe[0], .events = POLLIN };
 		int r = poll(&p, 1, 30000);
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r == 1 && read(m->ready_pipe[0], &c, 1) == 1) {
+		if (r == 1 && read(g->ready_pipe[0], &c, 1) == 1) {
 			ready++;
 			continue;
 		}
-		dg_log(DG_LOG_ERROR, "%u of %u workers failed to start%s", m->n - ready, m->n,
+		dg_log(DG_LOG_ERROR, "%u of %u workers failed to start%s", g->n - ready, g->n,
 		       r == 0 ? " within 30 s" : "");
 		return DG_ERROR;
 	}
+	close(g->ready_pipe[0]);
+	g->ready_pipe[0] = -1;
 	return DG_OK;
 }
 
-static int write_ready(const struct master *m, const char *path)
+/* Fork every worker of g and wait until all are ready. */
+static int gen_start(struct master *m, struct gen *g)
 {
+	for (unsigned i = 0; i < g->n; i++)
+		if (spawn(m, g, i))
+			return DG_ERROR;
+	return wait_ready(g);
+}
+
+/* A generation that failed to start: stop and wait for its workers. */
+static void gen_abort(struct gen *g)
+{
+	gen_signal(g, SIGKILL);
+	for (unsigned i = 0; i < g->n; i++)
+		if (g->w[i].pid > 0) {
+			waitpid(g->w[i].pid, NULL, 0);
+			g->w[i].pid = 0;
+		}
+}
+
+static int write_ready(const struct master *m)
+{
+	const struct gen *g = m->cur;
 	char tmp[4096], a[64];
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (!m->ready_file)
+		return DG_OK;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", m->ready_file);
 	FILE *f = fopen(tmp, "w");
-	if (!f)
+	if (!f) {
+		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", tmp, strerror(errno));
 		return DG_ERROR;
-	for (unsigned i = 0; i < m->cfg->n_listeners; i++)
-		for (unsigned b = 0; b < m->cfg->listeners[i].n_binds; b++)
-			fprintf(f, "%s %s\n", m->cfg->listeners[i].name,
-			        dg_addr_format((const struct sockaddr *)&m->cfg->listeners[i].binds[b].ss,
-			                       a, sizeof(a)));
+	}
+	for (unsigned i = 0, k = 0; i < g->cfg->n_listeners; i++)
+		for (unsigned b = 0; b < g->cfg->listeners[i].n_binds; b++, k++)
+			fprintf(f, "%s %s\n", g->cfg->listeners[i].name,
+			        dg_addr_format((const struct sockaddr *)&g->bound[k].ss, a, sizeof(a)));
 	if (m->metrics_fd >= 0)
 		fprintf(f, "@metrics %s\n", dg_metrics_addr(m->metrics_fd, a, sizeof(a)));
-	if (fclose(f) || rename(tmp, path)) {
-		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", path, strerror(errno));
+	if (fclose(f) || rename(tmp, m->ready_file)) {
+		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", m->ready_file, strerror(errno));
+		unlink(tmp);
 		return DG_ERROR;
 	}
 	return DG_OK;
 }
 
-static void log_totals(const struct master *m)
+/* Check a config as -t does: plugins loaded and initialised, then
+ * released. The log says why not. */
+static int check(struct master *m, struct dg_config *cfg)
 {
-	char label[300];
+	struct dg_server srv;
+	int rc = dg_server_init(&srv, cfg, m->plugin_dir, true, NULL, NULL);
 
-	for (unsigned l = 0; l < m->cfg->n_listeners; l++) {
-		struct dg_counters sum = { 0 };
-		for (unsigned i = 0; i < m->n; i++)
-			dg_counters_add(&sum, &m->shm[(size_t)i * m->cfg->n_listeners + l]);
-		snprintf(label, sizeof(label), "listener=%s", m->cfg->listeners[l].name);
-		dg_counters_log(label, &sum);
+	dg_server_release(&srv);
+	return rc;
+}
+
+/* base, re-indexed by the listeners of next (by name; new ones at 0). */
+static int rebase(struct master *m, const struct dg_config *next)
+{
+	struct dg_counters *nb = calloc(next->n_listeners + 1, sizeof(*nb));
+
+	if (!nb) {
+		dg_log(DG_LOG_ERROR, "out of memory");
+		return DG_ERROR;
 	}
+	for (unsigned l = 0; l < next->n_listeners; l++) {
+		int from = listener_index(m->cur->cfg, next->listeners[l].name);
+		if (from >= 0)
+			nb[l] = m->base[from];
+	}
+	free(m->base);
+	m->base = nb;
+	return DG_OK;
+}
+
+static void reload(struct master *m)
+{
+	struct gen *cur = m->cur, *g = NULL;
+	struct dg_config *cfg = NULL;
+	char err[1024];
+
+	dg_log(DG_LOG_INFO, "signal HUP: reloading %s", cur->cfg->path);
+	dg_notify("RELOADING=1\nSTATUS=reloading");
+	/* The codec registry is process-wide: the new config registers its
+	 * own codec modules; on failure the current ones come back. */
+	dg_codec_registry_reset();
+	if (dg_config_load(cur->cfg->path, m->plugin_dir, &cfg, err, sizeof(err))) {
+		dg_log(DG_LOG_ERROR, "reload: %s", err);
+		goto fail;
+	}
+	if (check(m, cfg)) {
+		dg_log(DG_LOG_ERROR, "reload: %s has errors (see above)", cfg->path);
+		goto fail;
+	}
+	g = gen_new(m, cfg, true, cur);
+	if (!g)
+		goto fail;
+	if (gen_start(m, g) || rebase(m, cfg)) {
+		gen_abort(g);
+		goto fail;
+	}
+	m->cur = g;
+	cur->next = m->old;
+	m->old = cur;
+	/* The new generation reads the same sockets: the old one may stop. */
+	gen_signal(cur, SIGTERM);
+	write_ready(m);
+	dg_log_set_level(m->log_level >= 0 ? m->log_level : cfg->log_level);
+	metrics_restart(m);
+	dg_log(DG_LOG_INFO, "reload: generation %u serving (%u workers, %u listeners); "
+	       "generation %u finishing", g->id, g->n, cfg->n_listeners, cur->id);
+	dg_notify("READY=1\nSTATUS=serving");
+	retire_done(m);
+	return;
+fail:
+	if (g)
+		gen_free(m, g); /* frees cfg */
+	else
+		dg_config_free(cfg);
+	dg_loader_register_codecs(&cur->cfg->codec_modules);
+	dg_log(DG_LOG_ERROR, "reload: failed; generation %u keeps serving the old configuration",
+	       cur->id);
+	dg_notify("READY=1\nSTATUS=serving (the last reload failed)");
 }
 
 static void loop(struct master *m)
 {
-	while (alive(m) || (!m->stopping && m->n)) {
+	while (alive(m) || (!m->stopping && m->cur->n)) {
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000000 };
 		siginfo_t si;
 		int sig = sigtimedwait(&m->sigs, &si, &ts);
@@ -354,8 +707,8 @@ static void loop(struct master *m)
 			}
 			m->stopping = true;
 			forward(m, sig);
-		} else if (sig == SIGHUP) {
-			forward(m, SIGHUP);
+		} else if (sig == SIGHUP && !m->stopping) {
+			reload(m);
 		} else if (sig == SIGUSR1) {
 			if (dg_log_reopen() == DG_OK)
 				dg_log(DG_LOG_INFO, "signal USR1: log reopened");
@@ -369,10 +722,21 @@ static void loop(struct master *m)
 	}
 }
 
-int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *ready_file)
+static void log_totals(const struct master *m)
 {
-	struct master m = { .cfg = cfg, .plugin_dir = plugin_dir, .n = cfg->workers,
-	                    .ready_pipe = { -1, -1 }, .metrics_fd = -1 };
+	char label[300];
+
+	for (unsigned l = 0; l < m->cur->cfg->n_listeners; l++) {
+		snprintf(label, sizeof(label), "listener=%s", m->cur->cfg->listeners[l].name);
+		dg_counters_log(label, &m->base[l]);
+	}
+}
+
+int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *ready_file,
+                  int log_level)
+{
+	struct master m = { .plugin_dir = plugin_dir, .ready_file = ready_file,
+	                    .log_level = log_level, .metrics_fd = -1 };
 	char err[300];
 	int rc = DG_ERROR;
 
@@ -386,11 +750,9 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 	 * the workers inherit the mask across fork(). */
 	sigprocmask(SIG_BLOCK, &m.sigs, NULL);
 	m.pid = getpid();
-	m.shm_size = (size_t)m.n * cfg->n_listeners * sizeof(struct dg_counters);
-	m.shm = mmap(NULL, m.shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	m.w = calloc(m.n, sizeof(*m.w));
-	if (m.shm == MAP_FAILED || !m.w || pipe(m.ready_pipe)) {
-		dg_log(DG_LOG_ERROR, "cannot set up the workers: %s", strerror(errno));
+	m.base = calloc(cfg->n_listeners + 1, sizeof(*m.base));
+	if (!m.base) {
+		dg_log(DG_LOG_ERROR, "out of memory");
 		goto out;
 	}
 	if (cfg->metrics) {
@@ -401,17 +763,12 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 			goto out;
 		}
 	}
-	dg_log(DG_LOG_INFO, "master (pid %d) starting %u workers", (int)getpid(), m.n);
-	for (unsigned i = 0; i < m.n; i++) {
-		snprintf(m.w[i].prefix, sizeof(m.w[i].prefix), "worker %u: ", i + 1);
-		if (spawn(&m, i)) {
-			m.stopping = true;
-			break;
-		}
-	}
-	if (!m.stopping && m.metrics_fd >= 0 && spawn_metrics(&m))
-		m.stopping = true;
-	if (!m.stopping && wait_ready(&m) == DG_OK && (!ready_file || !write_ready(&m, ready_file))) {
+	m.cur = gen_new(&m, cfg, false, NULL);
+	if (!m.cur)
+		goto out;
+	dg_log(DG_LOG_INFO, "master (pid %d) starting %u workers", (int)getpid(), m.cur->n);
+	if (gen_start(&m, m.cur) == DG_OK && (m.metrics_fd < 0 || spawn_metrics(&m) == DG_OK) &&
+	    write_ready(&m) == DG_OK) {
 		rc = DG_OK;
 		dg_notify("READY=1\nSTATUS=serving");
 	}
@@ -424,17 +781,13 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 		kill(m.metrics_pid, SIGTERM);
 		waitpid(m.metrics_pid, NULL, 0);
 	}
+	gen_fold(&m, m.cur);
 	dg_log_set_patience(DG_LOG_EXIT_PATIENCE_MS);
 	log_totals(&m);
 out:
+	gen_free(&m, m.cur);
+	free(m.base);
 	if (m.metrics_fd >= 0)
 		close(m.metrics_fd);
-	if (m.ready_pipe[0] >= 0)
-		close(m.ready_pipe[0]);
-	if (m.ready_pipe[1] >= 0)
-		close(m.ready_pipe[1]);
-	if (m.shm != MAP_FAILED && m.shm)
-		munmap(m.shm, m.shm_size);
-	free(m.w);
 	return rc;
 }

@@ -1,13 +1,18 @@
-/* workers > 1: a master process supervising worker processes. */
+/* The master process: binds the sockets, supervises generations of worker
+ * processes, reloads on SIGHUP. */
 #ifndef DG_MASTER_H
 #define DG_MASTER_H
 
 #include "conf.h"
 
-/* Fork cfg->workers workers and supervise them until SIGTERM/SIGINT and
- * every worker has exited. The config must have passed dg_server_init's
- * check already. ready_file (may be NULL) is written once all are bound.
+/* Bind cfg's sockets, fork cfg->workers workers on them and supervise them
+ * until SIGTERM/SIGINT and every worker has exited; SIGHUP reloads cfg->path.
+ * The config must have passed dg_server_init's check already; it stays the
+ * caller's (configs loaded on reload are the master's). ready_file (may be
+ * NULL) is written once all are ready, and again after each reload.
+ * log_level: -1, or the level that wins over log.level of reloaded configs.
  * DG_OK, or DG_ERROR if the workers could not be started. */
-int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *ready_file);
+int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *ready_file,
+                  int log_level);
 
 #endif

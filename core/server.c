@@ -133,51 +133,108 @@ static bool is_wildcard(const struct sockaddr *sa)
 	return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
 }
 
-static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_addr *addr)
+/* Socket options that may change on a reload of an adopted socket. */
+void dg_server_sockopts(const struct dg_listener_conf *lc, int fd, const struct dg_addr *addr)
+{
+	struct dg_listener l = { .conf = lc };
+	struct dg_sock s = { .fd = fd, .bound = *addr };
+
+	set_bufsize(&l, &s, SO_RCVBUF, lc->rcvbuf, "rcvbuf");
+	set_bufsize(&l, &s, SO_SNDBUF, lc->sndbuf, "sndbuf");
+}
+
+/* SO_REUSEPORT would let this bind share a port another process of the
+ * same user holds: try a plain socket first, as a bind without it would. */
+static int bind_probe(const struct dg_listener_conf *lc, const struct sockaddr *sa, socklen_t len,
+                      const char *a)
+{
+	int one = 1;
+	int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return DG_OK; /* the real socket() will say why */
+	if (sa->sa_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	int rc = bind(fd, sa, len) < 0 && errno == EADDRINUSE ? DG_ERROR : DG_OK;
+	if (rc)
+		dg_log(DG_LOG_ERROR, "listener '%s': cannot bind '%s': %s", lc->name, a,
+		       strerror(EADDRINUSE));
+	close(fd);
+	return rc;
+}
+
+int dg_server_bind(const struct dg_listener_conf *lc, const struct dg_addr *addr,
+                   bool exclusive, struct dg_addr *bound)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
 	const char *opt;
 	int one = 1;
 	char a[64];
 
-	s->l = l;
-	s->bound = *addr;
 	dg_addr_format(sa, a, sizeof(a));
-	s->fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->fd < 0) {
+	if (exclusive && bind_probe(lc, sa, addr->len, a))
+		return -1;
+	int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
 		dg_log(DG_LOG_ERROR, "listener '%s': cannot create a socket for '%s': %s",
-		       l->conf->name, a, strerror(errno));
-		return DG_ERROR;
+		       lc->name, a, strerror(errno));
+		return -1;
 	}
+	/* SO_REUSEPORT always: a reload may add workers, each with a socket
+	 * of its own on the same port, while the old ones still serve. */
 	if ((sa->sa_family == AF_INET6 &&
-	     setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-	    (l->conf->reuseport &&
-	     setsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)) {
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
 		dg_log(DG_LOG_ERROR, "listener '%s': cannot set socket options on '%s': %s",
-		       l->conf->name, a, strerror(errno));
-		return DG_ERROR;
+		       lc->name, a, strerror(errno));
+		goto out_close;
 	}
 	/* Only a wildcard bind needs each datagram's destination: a specific
 	 * one has a single local address and pays nothing. */
-	s->pktinfo = is_wildcard(sa);
-	if (dg_io_want_cmsg(s->fd, sa->sa_family, s->pktinfo, &opt) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot set %s on '%s': %s", l->conf->name, opt, a,
+	if (dg_io_want_cmsg(fd, sa->sa_family, is_wildcard(sa), &opt) < 0) {
+		dg_log(DG_LOG_ERROR, "listener '%s': cannot set %s on '%s': %s", lc->name, opt, a,
 		       strerror(errno));
-		return DG_ERROR;
+		goto out_close;
 	}
-	set_bufsize(l, s, SO_RCVBUF, l->conf->rcvbuf, "rcvbuf");
-	set_bufsize(l, s, SO_SNDBUF, l->conf->sndbuf, "sndbuf");
-	if (bind(s->fd, sa, addr->len) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot bind '%s': %s", l->conf->name, a,
+	dg_server_sockopts(lc, fd, addr);
+	if (bind(fd, sa, addr->len) < 0) {
+		dg_log(DG_LOG_ERROR, "listener '%s': cannot bind '%s': %s", lc->name, a,
 		       strerror(errno));
-		return DG_ERROR;
+		goto out_close;
 	}
-	s->bound.len = sizeof(s->bound.ss);
-	if (getsockname(s->fd, (struct sockaddr *)&s->bound.ss, &s->bound.len) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': getsockname on '%s': %s", l->conf->name, a,
+	bound->len = sizeof(bound->ss);
+	if (getsockname(fd, (struct sockaddr *)&bound->ss, &bound->len) < 0) {
+		dg_log(DG_LOG_ERROR, "listener '%s': getsockname on '%s': %s", lc->name, a,
 		       strerror(errno));
-		return DG_ERROR;
+		goto out_close;
 	}
+	return fd;
+
+out_close:
+	close(fd);
+	return -1;
+}
+
+/* fd: a bound socket to adopt (from the master), or -1 to bind here. */
+static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_addr *addr, int fd)
+{
+	char a[64];
+
+	s->l = l;
+	s->fd = fd >= 0 ? fd : dg_server_bind(l->conf, addr, true, &s->bound);
+	if (s->fd < 0)
+		return DG_ERROR;
+	if (fd >= 0) {
+		s->bound.len = sizeof(s->bound.ss);
+		if (getsockname(s->fd, (struct sockaddr *)&s->bound.ss, &s->bound.len) < 0) {
+			dg_log(DG_LOG_ERROR, "listener '%s': getsockname on '%s': %s", l->conf->name,
+			       dg_addr_format((const struct sockaddr *)&addr->ss, a, sizeof(a)),
+			       strerror(errno));
+			return DG_ERROR;
+		}
+	}
+	s->pktinfo = is_wildcard((const struct sockaddr *)&addr->ss);
+	dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a));
 	s->ev_read = event_new(l->srv->base, s->fd, EV_READ | EV_PERSIST, on_readable, s);
 	s->ev_write = event_new(l->srv->base, s->fd, EV_WRITE | EV_PERSIST, dg_tx_on_writable, s);
 	if (!s->ev_read || !s->ev_write || event_add(s->ev_read, NULL)) {
@@ -186,8 +243,8 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 		return DG_ERROR;
 	}
 	dg_log(DG_LOG_INFO, "listener '%s': listening on %s (codec %s, handler %s %s)",
-	       l->conf->name, dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a)),
-	       dg_codec_name(l->codec), l->plugin->name, l->plugin->version ? l->plugin->version : "");
+	       l->conf->name, a, dg_codec_name(l->codec), l->plugin->name,
+	       l->plugin->version ? l->plugin->version : "");
 	return DG_OK;
 }
 
@@ -238,8 +295,8 @@ static const struct dg_counters *own_counters(void *arg, unsigned w, unsigned l)
 	return srv->listeners[l].c;
 }
 
-/* Without workers the metrics are served from this loop. (With workers a
- * process of the master's serves them: see master.c.) */
+/* A server run on its own (not a master's worker) serves its metrics from
+ * this loop. (Under the master a process of its own serves them: master.c.) */
 static int metrics_start(struct dg_server *srv)
 {
 	struct dg_metrics_src src = {
@@ -263,7 +320,7 @@ static int metrics_start(struct dg_server *srv)
 }
 
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
-                   bool check_only, struct dg_counters *counters)
+                   bool check_only, struct dg_counters *counters, int *fds)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
@@ -305,7 +362,7 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 		srv->rx_msgs[i].msg_hdr.msg_name = &srv->rx_addr[i];
 		srv->rx_msgs[i].msg_hdr.msg_control = srv->rx_cmsg[i].buf;
 	}
-	for (unsigned i = 0; i < srv->n_listeners; i++) {
+	for (unsigned i = 0, k = 0; i < srv->n_listeners; i++) {
 		struct dg_listener *l = &srv->listeners[i];
 		l->socks = calloc(l->conf->n_binds, sizeof(*l->socks));
 		if (!l->socks) {
@@ -317,14 +374,19 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 			       "(%zu bytes)", l->conf->name, dg_throttle_table_bytes(&l->conf->rate_limit));
 			return DG_ENOMEM;
 		}
-		for (unsigned b = 0; b < l->conf->n_binds; b++) {
+		for (unsigned b = 0; b < l->conf->n_binds; b++, k++) {
 			l->socks[b].fd = -1;
 			l->n_socks++;
-			if (sock_open(l, &l->socks[b], &l->conf->binds[b]))
+			int fd = fds ? fds[k] : -1;
+			if (fds)
+				fds[k] = -1; /* the socket's now */
+			if (sock_open(l, &l->socks[b], &l->conf->binds[b], fd))
 				return DG_ERROR;
 		}
 	}
-	return metrics_start(srv);
+	/* A worker (counters in the master's shared memory): the master's
+	 * metrics process serves them. */
+	return counters ? DG_OK : metrics_start(srv);
 }
 
 static bool drained(const struct dg_server *srv)
@@ -364,8 +426,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	if (sig == SIGHUP) {
-		dg_log(DG_LOG_WARN, "signal HUP: configuration reload is not implemented yet; "
-		       "restart dgramd to apply a new config (still serving the old one)");
+		dg_log(DG_LOG_WARN, "signal HUP: ignored by a worker; send it to the master (pid %d) "
+		       "to reload the configuration", (int)getppid());
 		return;
 	}
 	struct timeval tv = {

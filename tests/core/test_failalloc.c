@@ -527,7 +527,7 @@ static bool run_daemon(void)
 		return false;
 	}
 	dg_log_set_level(DG_LOG_WARN);
-	rc = dg_server_init(&srv, cfg, plugin_dir, false, counters);
+	rc = dg_server_init(&srv, cfg, plugin_dir, false, counters, NULL);
 	if (rc == DG_OK) {
 		dg_failalloc_pause();
 		for (unsigned i = 0; i < 3; i++) {

@@ -38,8 +38,19 @@ static void check_drop(const char *conf)
 	int fd = dg_udp_client(&d.addr[0], 5000);
 	CU_ASSERT(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "{\"a\":1}", 7, buf, sizeof(buf)) == 7);
 	close(fd);
-	CU_ASSERT_EQUAL(status_field(d.pid, "Uid"), (long)pw->pw_uid);
-	CU_ASSERT_EQUAL(status_field(d.pid, "Gid"), (long)pw->pw_gid);
+	/* The worker drops; the master keeps root to bind on reload. */
+	char path[64];
+	long worker = -1;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)d.pid, (int)d.pid);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%ld", &worker) != 1)
+			worker = -1;
+		fclose(f);
+	}
+	CU_ASSERT_FATAL(worker > 0);
+	CU_ASSERT_EQUAL(status_field((pid_t)worker, "Uid"), (long)pw->pw_uid);
+	CU_ASSERT_EQUAL(status_field((pid_t)worker, "Gid"), (long)pw->pw_gid);
 	char *log = dg_daemon_log(&d);
 	CU_ASSERT(log && strstr(log, "running as user 'nobody'"));
 	free(log);

@@ -1,0 +1,314 @@
+/* Integration: reload on SIGHUP. A bad config keeps the old one serving; a
+ * good one changes plugin configs, codecs and limits, adds and removes
+ * listeners (workers: 1 and 2); a closed-loop client loses nothing while
+ * the daemon reloads ten times. Every wait is for a log line, a ready file
+ * or an answer, with a deadline. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "testutil.h"
+
+/* Wait up to 15 s until the log has at least n lines containing needle. */
+static bool wait_log(const struct dg_daemon *d, const char *needle, unsigned n)
+{
+	double deadline = dg_now_ms() + 15000;
+
+	do {
+		char *log = dg_daemon_log(d);
+		unsigned have = log ? dg_count_lines(log, needle) : 0;
+		free(log);
+		if (have >= n)
+			return true;
+		poll(NULL, 0, 10);
+	} while (dg_now_ms() < deadline);
+	fprintf(stderr, "no %u lines with '%s' in the log\n", n, needle);
+	return false;
+}
+
+/* The address of listener name in the ready file; false if absent. */
+static bool ready_addr(const struct dg_daemon *d, const char *name, struct sockaddr_storage *ss,
+                       socklen_t *len)
+{
+	FILE *f = fopen(d->ready, "r");
+	char line[512];
+	size_t nl = strlen(name);
+	bool found = false;
+
+	while (f && !found && fgets(line, sizeof(line), f)) {
+		struct dg_addr a;
+		line[strcspn(line, "\n")] = '\0';
+		if (strncmp(line, name, nl) || line[nl] != ' ' || !dg_addr_parse(line + nl + 1, &a))
+			continue;
+		*ss = a.ss;
+		*len = a.len;
+		found = true;
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* Ask listener name one question; the answer, or "" after timeout_ms. */
+static const char *ask(const struct dg_daemon *d, const char *name, const char *req,
+                       unsigned timeout_ms)
+{
+	static char buf[2048];
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	buf[0] = '\0';
+	if (!ready_addr(d, name, &ss, &len))
+		return "(not in the ready file)";
+	int fd = dg_udp_client(&ss, timeout_ms);
+	ssize_t n = dg_udp_ask(fd, &ss, len, req, strlen(req), buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	close(fd);
+	return buf;
+}
+
+static void write_conf(const char *path, const char *text)
+{
+	char tmp[4200];
+
+	/* Atomically, as an operator's editor or config tool would. */
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fputs(text, f);
+	CU_ASSERT_FATAL(fclose(f) == 0 && rename(tmp, path) == 0);
+}
+
+static bool start(struct dg_daemon *d, char *path, size_t len, const char *name, const char *text)
+{
+	snprintf(path, len, "%s", dg_test_write(name, text));
+	const char *args[] = { "-c", path, NULL }; /* the last -c wins */
+	return dg_daemon_start(d, text, args);
+}
+
+/* A bad config is logged with its file and key path, and the old one keeps
+ * serving: a dgramd key first, then a plugin's. */
+static void test_bad_config(void)
+{
+	struct dg_daemon d;
+	char path[4096];
+
+	CU_ASSERT_FATAL(start(&d, path, sizeof(path), "bad.json", "{\"listeners\": [{\"name\": \"e\", "
+	        "\"bind\": \"127.0.0.1:0\", \"codec\": \"json\", \"handler\": {\"plugin\": \"echo\", "
+	        "\"config\": {\"wrap\": \"a\"}}}]}"));
+	CU_ASSERT_STRING_EQUAL(ask(&d, "e", "{\"x\":1}", 5000), "{\"a\":{\"x\":1}}");
+
+	write_conf(path, "{\"listeners\": [{\"name\": \"e\", \"bind\": \"127.0.0.1:0\", "
+	           "\"max_datagram\": -5, \"handler\": \"echo\"}]}");
+	kill(d.pid, SIGHUP);
+	CU_ASSERT(wait_log(&d, "reload: failed; generation 1 keeps serving", 1));
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "bad.json: listeners[0].max_datagram:"));
+	free(log);
+	CU_ASSERT_STRING_EQUAL(ask(&d, "e", "{\"x\":2}", 5000), "{\"a\":{\"x\":2}}");
+
+	write_conf(path, "{\"listeners\": [{\"name\": \"e\", \"bind\": \"127.0.0.1:0\", "
+	           "\"handler\": {\"plugin\": \"echo\", \"config\": {\"prefixx\": \"b\"}}}]}");
+	kill(d.pid, SIGHUP);
+	CU_ASSERT(wait_log(&d, "reload: failed; generation 1 keeps serving", 2));
+	log = dg_daemon_log(&d);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "config.prefixx: unknown key"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "bad.json: listener 'e': plugin 'echo' refused its config"));
+	free(log);
+	CU_ASSERT_STRING_EQUAL(ask(&d, "e", "{\"x\":3}", 5000), "{\"a\":{\"x\":3}}");
+	dg_daemon_stop_checked(&d, "e");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "e", "handled"), 3);
+}
+
+/* Listener e's plugin config changes, c's codec (json to raw), m's limit
+ * (max_datagram 64 to 8); f is added, g removed. */
+static void good_config(unsigned workers)
+{
+	struct dg_daemon d;
+	char path[4096], text[2048], name[32];
+
+	snprintf(name, sizeof(name), "good%u.json", workers);
+	snprintf(text, sizeof(text), "{\"workers\": %u, \"listeners\": ["
+	         "{\"name\": \"e\", \"bind\": \"127.0.0.1:0\", \"codec\": \"json\", \"handler\": \"echo\"},"
+	         "{\"name\": \"c\", \"bind\": \"127.0.0.1:0\", \"codec\": \"json\", \"handler\": \"echo\"},"
+	         "{\"name\": \"m\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\", \"max_datagram\": 64, \"handler\": \"echo\"},"
+	         "{\"name\": \"g\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\", \"handler\": \"echo\"}]}", workers);
+	CU_ASSERT_FATAL(start(&d, path, sizeof(path), name, text));
+	CU_ASSERT_STRING_EQUAL(ask(&d, "e", "{\"x\":1}", 5000), "{\"x\":1}");
+	CU_ASSERT_STRING_EQUAL(ask(&d, "c", "not json", 300), "");
+	CU_ASSERT_STRING_EQUAL(ask(&d, "m", "0123456789", 5000), "0123456789");
+	CU_ASSERT_STRING_EQUAL(ask(&d, "g", "g", 5000), "g");
+	struct sockaddr_storage g_addr, e_before, e_after, other;
+	socklen_t g_len, e_len, o_len;
+	CU_ASSERT_FATAL(ready_addr(&d, "g", &g_addr, &g_len));
+	CU_ASSERT_FATAL(ready_addr(&d, "e", &e_before, &e_len));
+
+	snprintf(text, sizeof(text), "{\"workers\": %u, \"listeners\": ["
+	         "{\"name\": \"e\", \"bind\": \"127.0.0.1:0\", \"codec\": \"json\", "
+	         "\"handler\": {\"plugin\": \"echo\", \"config\": {\"wrap\": \"r\"}}},"
+	         "{\"name\": \"c\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\", \"handler\": \"echo\"},"
+	         "{\"name\": \"m\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\", \"max_datagram\": 8, \"handler\": \"echo\"},"
+	         "{\"name\": \"f\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\", \"handler\": \"echo\"}]}", workers);
+	write_conf(path, text);
+	kill(d.pid, SIGHUP);
+	CU_ASSERT_FATAL(wait_log(&d, "reload: generation 2 serving", 1));
+	/* Until generation 1 has seen its SIGTERM, it may read a datagram
+	 * too (with the old config); after this line only 2 reads. */
+	CU_ASSERT_FATAL(wait_log(&d, "reload: generation 1 has exited", 1));
+	/* The ready file is rewritten before that line is logged. */
+	CU_ASSERT(ready_addr(&d, "f", &other, &o_len) && !ready_addr(&d, "g", &other, &o_len));
+	CU_ASSERT(ready_addr(&d, "e", &e_after, &e_len) && !memcmp(&e_before, &e_after, e_len));
+	CU_ASSERT_STRING_EQUAL(ask(&d, "e", "{\"x\":2}", 5000), "{\"r\":{\"x\":2}}");
+	CU_ASSERT_STRING_EQUAL(ask(&d, "c", "not json", 5000), "not json");
+	CU_ASSERT_STRING_EQUAL(ask(&d, "m", "0123456789", 300), "");
+	CU_ASSERT_STRING_EQUAL(ask(&d, "m", "01234567", 5000), "01234567");
+	CU_ASSERT_STRING_EQUAL(ask(&d, "f", "f", 5000), "f");
+	/* g's sockets were closed once generation 1 was gone. */
+	int fd = dg_udp_client(&g_addr, 300);
+	char buf[64];
+	CU_ASSERT(dg_udp_ask(fd, &g_addr, g_len, "g", 1, buf, sizeof(buf)) < 0);
+	close(fd);
+	dg_daemon_stop_checked(&d, "e");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "e", "handled"), 2); /* counts continue */
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "m", "drop_too_large"), 1);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "c", "decode_errors"), 1);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "f", "handled"), 1);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "g", "rx"), -1);
+}
+
+static void test_good_config_1(void)
+{
+	good_config(1);
+}
+
+static void test_good_config_2(void)
+{
+	good_config(2);
+}
+
+enum { WINDOW = 64, RELOADS = 10, MIN_REQUESTS = 20000, MAX_REQUESTS = 2000000 };
+
+struct loadgen {
+	int fd;
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	unsigned sent, answered, dups, bad;
+	unsigned char *seen; /* one byte per request id */
+};
+
+static void send_one(struct loadgen *g)
+{
+	char req[48];
+	int n = snprintf(req, sizeof(req), "{\"id\":%u}", g->sent);
+
+	if (sendto(g->fd, req, (size_t)n, 0, (struct sockaddr *)&g->to, g->tolen) == n)
+		g->sent++;
+}
+
+/* Read every reply waiting; each must name an id sent and not yet answered. */
+static void read_replies(struct loadgen *g)
+{
+	char buf[128];
+	ssize_t n;
+
+	while ((n = recv(g->fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) > 0) {
+		buf[n] = '\0';
+		unsigned long id = strncmp(buf, "{\"id\":", 6) ? ~0ul : strtoul(buf + 6, NULL, 10);
+		if (id >= g->sent) {
+			g->bad++;
+		} else if (g->seen[id]++) {
+			g->dups++;
+		} else {
+			g->answered++;
+		}
+	}
+}
+
+/* A closed-loop client (WINDOW requests in flight, unique ids, nothing
+ * resent) while the daemon reloads RELOADS times, each after the previous
+ * one is done: every request gets exactly one reply. */
+static void no_loss(unsigned workers)
+{
+	struct dg_daemon d;
+	struct loadgen g = { .seen = calloc(MAX_REQUESTS, 1) };
+	char path[4096], text[512], name[32], line[64];
+	unsigned reloads = 0, polls = 0;
+	bool hup = false;
+
+	snprintf(name, sizeof(name), "loss%u.json", workers);
+	snprintf(text, sizeof(text), "{\"workers\": %u, \"listeners\": [{\"name\": \"e\", "
+	         "\"bind\": \"127.0.0.1:0\", \"codec\": \"json\", \"handler\": \"echo\"}]}", workers);
+	CU_ASSERT_FATAL(g.seen != NULL);
+	CU_ASSERT_FATAL(start(&d, path, sizeof(path), name, text));
+	CU_ASSERT_FATAL(ready_addr(&d, "e", &g.to, &g.tolen));
+	g.fd = dg_udp_client(&g.to, 1000);
+	int big = 1 << 20;
+	setsockopt(g.fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	double deadline = dg_now_ms() + 60000;
+	while (dg_now_ms() < deadline) {
+		bool more = g.sent < MAX_REQUESTS && (reloads < RELOADS || hup || g.sent < MIN_REQUESTS);
+		while (more && g.sent - g.answered - g.dups < WINDOW && g.sent < MAX_REQUESTS)
+			send_one(&g);
+		if (!more && g.answered == g.sent)
+			break;
+		struct pollfd p = { .fd = g.fd, .events = POLLIN };
+		if (poll(&p, 1, 100) > 0)
+			read_replies(&g);
+		/* One reload at a time, every 2000 answers, each once the
+		 * last one has logged that it is done. */
+		if (reloads < RELOADS && !hup && g.answered >= 2000u * (reloads + 1)) {
+			kill(d.pid, SIGHUP);
+			hup = true;
+		} else if (hup && (++polls % 64 == 0 || p.revents == 0)) {
+			snprintf(line, sizeof(line), "reload: generation %u serving", reloads + 2);
+			char *log = dg_daemon_log(&d);
+			if (log && strstr(log, line)) {
+				reloads++;
+				hup = false;
+			}
+			free(log);
+		}
+	}
+	fprintf(stderr, "workers %u: %u reloads, %u sent, %u answered, %u duplicates, %u bad\n",
+	        workers, reloads, g.sent, g.answered, g.dups, g.bad);
+	CU_ASSERT_EQUAL(reloads, RELOADS);
+	CU_ASSERT(g.sent >= MIN_REQUESTS);
+	CU_ASSERT_EQUAL(g.answered, g.sent);
+	CU_ASSERT_EQUAL(g.dups, 0);
+	CU_ASSERT_EQUAL(g.bad, 0);
+	close(g.fd);
+	dg_daemon_stop_checked(&d, "e");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "e", "rx"), g.sent);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "e", "handled"), g.sent);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "e", "tx"), g.sent);
+	free(g.seen);
+}
+
+static void test_no_loss_1(void)
+{
+	no_loss(1);
+}
+
+static void test_no_loss_2(void)
+{
+	no_loss(2);
+}
+
+static const struct dg_test tests[] = {
+	{ "bad config keeps the old one", test_bad_config },
+	{ "good config, workers: 1", test_good_config_1 },
+	{ "good config, workers: 2", test_good_config_2 },
+	{ "no loss over 10 reloads, workers: 1", test_no_loss_1 },
+	{ "no loss over 10 reloads, workers: 2", test_no_loss_2 },
+	{ NULL, NULL },
+};
+
+DG_TEST_MAIN("reload", tests)
