@@ -98,6 +98,9 @@ char *dg_daemon_log(const struct dg_daemon *d);
 /* Counter `key` from the "stats listener=NAME" line of the log; -1 if absent. */
 long long dg_daemon_stat(const struct dg_daemon *d, const char *listener, const char *key);
 
+/* Can a UDP socket bind [::1] here (IPv6 tests skip their IPv6 part if not)? */
+bool dg_have_ipv6(void);
+
 /* A UDP port on 127.0.0.1 that was free a moment ago (for configs that
  * cannot use port 0: workers), or 0. */
 unsigned dg_free_udp_port(void);

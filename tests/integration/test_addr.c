@@ -177,22 +177,11 @@ static void test_wildcard_deferred_reply(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 1);
 }
 
-static bool have_ipv6(void)
-{
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	int fd = socket(AF_INET6, SOCK_DGRAM, 0);
-	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
 static void wildcard_v6(const char *const env[4])
 {
 	struct dg_daemon d;
 
-	if (!have_ipv6()) {
+	if (!dg_have_ipv6()) {
 		fprintf(stderr, "::1 is not available here: IPv6 case not run\n");
 		CU_PASS("no IPv6 loopback");
 		return;

@@ -56,23 +56,12 @@ static void test_json_echo(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 2);
 }
 
-static bool have_ipv6(void)
-{
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	int fd = socket(AF_INET6, SOCK_DGRAM, 0);
-	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
 static void test_ipv6_and_two_binds(void)
 {
 	struct dg_daemon d;
 	char buf[64];
 
-	if (!have_ipv6()) {
+	if (!dg_have_ipv6()) {
 		fprintf(stderr, "::1 is not available here: IPv6 case not run\n");
 		CU_PASS("no IPv6 loopback");
 		return;

@@ -167,24 +167,13 @@ static void test_acl_v4(void)
 	free(log);
 }
 
-static bool have_ipv6(void)
-{
-	int fd = socket(AF_INET6, SOCK_DGRAM, 0);
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
 /* One listener on 127.0.0.1 and ::1 that allows only ::1, one that denies
  * only ::1 (and its IPv4-mapped twin's rule covers nothing else). */
 static void test_acl_v6(void)
 {
 	struct dg_daemon d;
 
-	if (!have_ipv6()) {
+	if (!dg_have_ipv6()) {
 		fprintf(stderr, "no IPv6 loopback: test skipped\n");
 		return;
 	}
