@@ -22,9 +22,17 @@ PLUGINS=$(dirname "$DGRAMD")/plugins/.libs
 mkdir -p "$OUT"
 [ "$DGRAMD" != build/dgramd ] || ./dev.sh build || exit 1
 rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+# The worker under master $1: it holds sessions and requests, not the master.
+worker() {
+	local c
+	for c in $(cat "/proc/$1/task/$1/children"); do
+		[ "$(cat "/proc/$c/comm" 2>/dev/null)" = dgramd-worker ] && { echo "$c"; return; }
+	done
+	echo "bench/mem.sh: no worker under pid $1" >&2; exit 1
+}
 
 flood() {
-	local budget_key="" pid idle peak after
+	local budget_key="" master pid idle peak after
 	[ "$BUDGET" = none ] || budget_key="\"memory_budget\": $BUDGET,"
 	cat > "$OUT/flood.json" <<EOC
 {"log": {"level": "info"}, $budget_key "shutdown_timeout_ms": 0,
@@ -34,9 +42,10 @@ flood() {
 EOC
 	rm -f "$OUT/flood.ready"
 	"$DGRAMD" -c "$OUT/flood.json" -P "$PLUGINS" -r "$OUT/flood.ready" 2>"$OUT/flood.log" &
-	pid=$!
-	trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+	master=$!
+	trap 'kill $master 2>/dev/null; wait $master 2>/dev/null' EXIT
 	for _ in $(seq 100); do [ -f "$OUT/flood.ready" ] && break; sleep 0.05; done
+	pid=$(worker $master)
 	idle=$(rss $pid VmRSS)
 	python3 - "$FLOOD" "$PORT" <<'EOP'
 import socket, sys, time
@@ -59,8 +68,8 @@ EOP
 	done
 	peak=$(rss $pid VmHWM)
 	[ "$peak" -ge "$after" ] || peak=$after # VmHWM is updated lazily
-	kill -TERM $pid
-	wait $pid
+	kill -TERM $master
+	wait $master
 	trap - EXIT
 	stat() { grep "stats listener=flood " "$OUT/flood.log" | grep -o " $1=[0-9]*" | cut -d= -f2; }
 	echo "flood: $FLOOD datagrams of 60001 bytes (5.4 MB decoded each), memory_budget ${BUDGET}"
@@ -83,10 +92,11 @@ cat > "$OUT/mem.json" <<EOC
 EOC
 rm -f "$OUT/mem.ready"
 "$DGRAMD" -c "$OUT/mem.json" -P "$PLUGINS" -r "$OUT/mem.ready" 2>"$OUT/mem.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+master=$!
+trap 'kill $master 2>/dev/null; wait $master 2>/dev/null' EXIT
 for _ in $(seq 100); do [ -f "$OUT/mem.ready" ] && break; sleep 0.05; done
 sleep 0.5
+pid=$(worker $master)
 idle=$(rss $pid VmRSS)
 python3 - "$N" "$PORT" <<'EOP'
 import socket, sys, time
@@ -101,8 +111,8 @@ for i in range(n):
 EOP
 sleep 1
 full=$(rss $pid VmRSS)
-kill -TERM $pid
-wait $pid
+kill -TERM $master
+wait $master
 trap - EXIT
 sessions=$(sed -n 's/.*stats listener=mem .* sessions=\([0-9]*\) .*/\1/p' "$OUT/mem.log")
 echo "RSS idle: ${idle} KiB"

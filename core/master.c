@@ -120,6 +120,7 @@ static void worker_main(struct master *m, struct gen *g, unsigned i)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != m->pid)
 		_exit(1); /* the master died before prctl */
+	prctl(PR_SET_NAME, "dgramd-worker"); /* ps, top, pgrep: which is which */
 	/* SIGINT, SIGTERM and SIGHUP stay blocked, as they were across
 	 * fork(), until dg_server_run() has installed their handlers: a
 	 * signal forwarded to a starting worker must not kill it. */
@@ -190,6 +191,7 @@ static void metrics_main(struct master *m)
 	int rc = 1;
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	prctl(PR_SET_NAME, "dgramd-metrics");
 	unsetenv("NOTIFY_SOCKET");
 	for (struct gen *o = m->old; o; o = o->next)
 		close_fds(o->fds, (size_t)o->n * o->n_binds);

@@ -1,6 +1,8 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -230,6 +232,106 @@ int dg_daemon_stop(struct dg_daemon *d)
 	waitpid(d->pid, &st, 0);
 	d->pid = 0;
 	return 128 + SIGKILL;
+}
+
+/* The state letter and parent of process pid from /proc (0 if gone). */
+static char proc_state(pid_t pid, pid_t *ppid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ppid ...": comm may hold spaces and parentheses */
+	char *p = strrchr(buf, ')');
+	char st;
+	int pp;
+	if (!p || sscanf(p + 1, " %c %d", &st, &pp) != 2)
+		return 0;
+	if (ppid)
+		*ppid = pp;
+	return st;
+}
+
+/* The daemon's children (up to max), from /proc. */
+static unsigned daemon_children(const struct dg_daemon *d, pid_t *out, unsigned max)
+{
+	unsigned n = 0;
+	DIR *dir = opendir("/proc");
+	struct dirent *e;
+
+	if (!dir)
+		return 0;
+	while ((e = readdir(dir)) && n < max) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		pid_t pp = 0;
+		if (*end || pid <= 0)
+			continue;
+		if (proc_state((pid_t)pid, &pp) && pp == d->pid)
+			out[n++] = (pid_t)pid;
+	}
+	closedir(dir);
+	return n;
+}
+
+/* Signal pid and wait until /proc shows it stopped (stop) or running. */
+static bool signal_and_wait(pid_t pid, bool stop)
+{
+	if (kill(pid, stop ? SIGSTOP : SIGCONT) != 0)
+		return false;
+	double deadline = now_s() + 10;
+	while (now_s() < deadline) {
+		char st = proc_state(pid, NULL);
+		if (st == 0)
+			return false;
+		if ((st == 'T') == stop)
+			return true;
+		sched_yield();
+	}
+	return false;
+}
+
+pid_t dg_daemon_worker(const struct dg_daemon *d)
+{
+	pid_t kids[64];
+	unsigned n = daemon_children(d, kids, 64);
+
+	for (unsigned i = 0; i < n; i++) {
+		char path[64], comm[32] = "";
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)kids[i]);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		bool is = fgets(comm, sizeof(comm), f) && !strcmp(comm, "dgramd-worker\n");
+		fclose(f);
+		if (is)
+			return kids[i];
+	}
+	return 0;
+}
+
+bool dg_daemon_pause(struct dg_daemon *d)
+{
+	pid_t kids[64];
+	bool ok = signal_and_wait(d->pid, true); /* first: it starts no one meanwhile */
+	unsigned n = daemon_children(d, kids, 64);
+	for (unsigned i = 0; i < n; i++)
+		ok = signal_and_wait(kids[i], true) && ok;
+	return ok && n > 0;
+}
+
+bool dg_daemon_resume(struct dg_daemon *d)
+{
+	pid_t kids[64];
+	unsigned n = daemon_children(d, kids, 64);
+	bool ok = true;
+	for (unsigned i = 0; i < n; i++)
+		ok = signal_and_wait(kids[i], false) && ok;
+	return signal_and_wait(d->pid, false) && ok;
 }
 
 char *dg_daemon_log(const struct dg_daemon *d)

@@ -92,6 +92,18 @@ int dg_daemon_stop(struct dg_daemon *d);
  * check fails. */
 void dg_daemon_stop_checked(struct dg_daemon *d, const char *listener);
 
+/* Stop (SIGSTOP) the daemon's master and every process it started (the
+ * workers, which read the sockets, and the metrics process), and return
+ * once each is stopped, so datagrams sent meanwhile queue in the kernel;
+ * resume (SIGCONT) them all. False if a process could not be stopped or
+ * resumed within 10 s. */
+bool dg_daemon_pause(struct dg_daemon *d);
+bool dg_daemon_resume(struct dg_daemon *d);
+
+/* The pid of a worker of the daemon (a child named "dgramd-worker"), 0 if
+ * none is found. With several workers, any one of them. */
+pid_t dg_daemon_worker(const struct dg_daemon *d);
+
 /* Read the daemon's log into a malloc'd string (caller frees). */
 char *dg_daemon_log(const struct dg_daemon *d);
 

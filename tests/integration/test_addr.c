@@ -235,7 +235,6 @@ static void kernel_drops(const char *const env[4], const char *bind)
 {
 	char conf[512];
 	struct dg_daemon d;
-	int st;
 
 	snprintf(conf, sizeof(conf), "{\"listeners\": [{\"name\": \"t\", \"bind\": \"%s\", "
 	         "\"codec\": \"raw\", \"rcvbuf\": 4096, \"handler\": \"echo\"}]}", bind);
@@ -247,13 +246,11 @@ static void kernel_drops(const char *const env[4], const char *bind)
 	int fd = dg_udp_client(&to, 3000);
 	int big = 1 << 20;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
-	CU_ASSERT_EQUAL_FATAL(kill(d.pid, SIGSTOP), 0);
-	CU_ASSERT_EQUAL_FATAL(waitpid(d.pid, &st, WUNTRACED), d.pid);
-	CU_ASSERT(WIFSTOPPED(st));
+	CU_ASSERT(dg_daemon_pause(&d));
 	unsigned flood = 300;
 	for (unsigned i = 0; i < flood; i++)
 		sendto(fd, "flood-datagram-flood-datagram", 29, 0, (struct sockaddr *)&to, len_of(&to));
-	CU_ASSERT_EQUAL(kill(d.pid, SIGCONT), 0);
+	CU_ASSERT(dg_daemon_resume(&d));
 	unsigned sent = flood + probe(fd, &d);
 	close(fd);
 	dg_daemon_stop_checked(&d, "t");

@@ -32,7 +32,7 @@ static void test_mixed_batch(void)
 	        "\"codec\": \"json\", \"max_datagram\": 100, \"handler\": \"echo\"}]}", NULL));
 	for (int i = 0; i < 3; i++)
 		fd[i] = dg_udp_client(&d.addr[0], 2000);
-	kill(d.pid, SIGSTOP);
+	CU_ASSERT(dg_daemon_pause(&d));
 	for (int round = 0; round < 5; round++) {
 		for (int i = 0; i < 3; i++) {
 			snprintf(buf, sizeof(buf), "{\"peer\":%d,\"n\":%d}", i, round);
@@ -41,7 +41,7 @@ static void test_mixed_batch(void)
 		sendto(fd[0], "{bad", 4, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
 		sendto(fd[1], big, sizeof(big), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
 	}
-	kill(d.pid, SIGCONT);
+	CU_ASSERT(dg_daemon_resume(&d));
 	for (int i = 0; i < 3; i++) {
 		for (int round = 0; round < 5; round++) {
 			char want[64];
@@ -72,7 +72,7 @@ static void test_coalescing_per_request(void)
 
 	CU_ASSERT_FATAL(dg_daemon_start(&d, "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", "
 	        "\"codec\": {\"framing\": \"length-prefixed\", \"width\": 1}, \"handler\": \"echo\"}]}", NULL));
-	kill(d.pid, SIGSTOP);
+	CU_ASSERT(dg_daemon_pause(&d));
 	for (int i = 0; i < 16; i++) {
 		fd[i] = dg_udp_client(&d.addr[0], 2000);
 		unsigned char dg[16];
@@ -83,7 +83,7 @@ static void test_coalescing_per_request(void)
 		}
 		sendto(fd[i], dg, 12, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
 	}
-	kill(d.pid, SIGCONT);
+	CU_ASSERT(dg_daemon_resume(&d));
 	for (int i = 0; i < 16; i++) {
 		ssize_t n = recv(fd[i], buf, sizeof(buf), 0);
 		CU_ASSERT_EQUAL(n, 12);
@@ -152,10 +152,10 @@ static void test_send_eagain(void)
 	struct dg_daemon d;
 
 	CU_ASSERT_FATAL(dg_daemon_start_env(&d, RAW_ECHO, "DGRAMD_FAULT_SEND", "2"));
-	kill(d.pid, SIGSTOP); /* 200 requests in one go: replies leave in batches */
+	CU_ASSERT(dg_daemon_pause(&d)); /* 200 requests in one go: replies leave in batches */
 	int fd = big_client(&d);
 	send_numbers(fd, &d, 200);
-	kill(d.pid, SIGCONT);
+	CU_ASSERT(dg_daemon_resume(&d));
 	unsigned ok = recv_numbers(fd, 200);
 	close(fd);
 	CU_ASSERT_EQUAL(ok, 200);
