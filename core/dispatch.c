@@ -854,8 +854,11 @@ static int host_peer_validate(struct dg_session *sess)
 	return DG_OK;
 }
 
+/* The members from request_reply on are declared in the header but not
+ * implemented yet: the size offered stops before them, so DG_HOST_HAS()
+ * says no. Each one moves this cut when it lands. */
 const struct dg_host dg_host_table = {
-	.size = sizeof(struct dg_host),
+	.size = offsetof(struct dg_host, request_reply),
 	.abi_major = DG_PLUGIN_ABI_MAJOR,
 	.abi_minor = DG_PLUGIN_ABI_MINOR,
 	.log = host_log,

@@ -37,7 +37,8 @@ enum dg_rc {
 	DG_ETIMEDOUT = -7, /* no answer in time (client) */
 	DG_EPARSE = -8,    /* a datagram could not be decoded (client) */
 	DG_ENET = -9,      /* a network error: resolve, send, ICMP (client) */
-	DG_ECANCELED = -10, /* the request was cancelled (client shut down) */
+	DG_ECANCELED = -10, /* the request was cancelled (client shut down, server stopping) */
+	DG_EBUSY = -11,     /* already in use (a second await on one session) */
 };
 
 /* One decoded packet.

@@ -16,7 +16,17 @@
  * and tests DG_HOST_HAS(host, field) before calling a newer host function.
  *
  * History: 1.0 the first; 1.1 appended host->peer_validate, the local
- * address to struct dg_peer, and host->metric_new/metric_add/metric_set.
+ * address to struct dg_peer, host->metric_new/metric_add/metric_set, and
+ * the context-carrying request API: dg_request.self, per-request data,
+ * conversations (host->request_await), push (host->session_send),
+ * declarative options (dg_plugin.options) and dg_plugin.on_expire.
+ *
+ * Context. Every 1.1 host function reaches its server from its arguments:
+ * the instance (struct dg_instance *, also in dg_request.self) or the
+ * session. The 1.0 functions reply() and complete(), which take a bare
+ * handle, keep working; new code uses request_reply() and
+ * request_complete(), which also work when several servers share a process
+ * (the <dgramd/testing.h> harness).
  *
  * Threading: every callback runs on the worker's event loop thread, the one
  * that owns host->event_base(). Host functions may only be called from that
@@ -177,6 +187,7 @@ struct dg_instance; /* this plugin instance; lives from init() to fini() */
 struct dg_session;  /* per-peer session; see on_session_close() */
 struct dg_timer;    /* a one-shot timer started with host->timer_start() */
 struct dg_metric;   /* a plugin's counter or gauge (host->metric_new) */
+struct dg_request;
 
 /* The peer a datagram came from. Borrowed, with everything it points to,
  * for the duration of a call: copy what you keep. Fields are appended
@@ -205,7 +216,25 @@ struct dg_request {
 	struct dg_session *session; /* the peer's; valid until on_session_close() */
 	unsigned frame;             /* index of this frame in its datagram */
 	unsigned frames;            /* frames in the datagram */
+
+	/* ABI 1.1: the instance the request was delivered to (the self of
+	 * init()); the first argument of the 1.1 host functions. */
+	struct dg_instance *self;
 };
+
+/* A conversation step (host->request_await). Called once per await, on the
+ * event loop, never from inside request_await() itself:
+ *  - status DG_OK: the peer's next packet arrived. next is borrowed for
+ *    the call (next->handle == req, next->packet the decoded packet, the
+ *    frame fields those of its datagram); it counts as handled.
+ *  - status DG_ETIMEDOUT: timeout_ms passed with nothing from the peer;
+ *    next is NULL.
+ *  - status DG_ECANCELED: the session is closing or the server stopping;
+ *    next is NULL, and the host completes the request after the call.
+ * With DG_OK or DG_ETIMEDOUT the request is still in progress: the callback
+ * may reply, await again, complete it, or leave it pending (then
+ * handler_timeout_ms runs again from the end of the call). */
+typedef void (*dg_await_fn)(void *arg, dg_req_t req, const struct dg_request *next, int status);
 
 /* Why a session ends (on_session_close). */
 enum dg_session_close {
@@ -296,6 +325,84 @@ struct dg_host {
 
 	/* Gauges: set the value. NULL: no-op. */
 	void (*metric_set)(struct dg_metric *metric, int64_t value);
+
+	/* ABI 1.1, requests with their instance. Every function below checks
+	 * self (DG_EINVAL and a rate-limited log line for anything else) and
+	 * the handle (DG_ESTALE, counted as stale_calls, once the request has
+	 * completed or timed out). */
+
+	/* As reply() and complete(), reaching the server through self. */
+	int (*request_reply)(struct dg_instance *self, dg_req_t req, const struct dg_packet *pkt);
+	int (*request_complete)(struct dg_instance *self, dg_req_t req);
+
+	/* The request's data slot: data is the plugin's, and free_fn(data)
+	 * (may be NULL) is called once, by the host, when the request ends
+	 * however it ends (completed, timed out, abandoned at shutdown) or
+	 * when the slot is set again. request_data() returns it (NULL if
+	 * unset or the request is gone); on_expire() receives it. */
+	int (*request_set_data)(struct dg_instance *self, dg_req_t req, void *data,
+	                        void (*free_fn)(void *data));
+	void *(*request_data)(struct dg_instance *self, dg_req_t req);
+
+	/* Conversations: wait for the same peer's next packet, at most
+	 * timeout_ms (1 .. 3600000, independent of handler_timeout_ms, which
+	 * is suspended while the request waits), then call cb(arg, ...) (see
+	 * dg_await_fn). Any number of steps. The peer's next packet goes to
+	 * the waiting request instead of on_packet(): one await per session
+	 * at a time (DG_EBUSY otherwise). Packets of the peer that arrived
+	 * while the request was pending and not waiting stayed in the peer's
+	 * queue (peer_queue bounds it) and are delivered, in order, to the
+	 * next await. max_replies_per_request counts per step. DG_OK,
+	 * DG_ESTALE, DG_EBUSY, DG_EINVAL (cb NULL, timeout out of range). */
+	int (*request_await)(struct dg_instance *self, dg_req_t req, unsigned timeout_ms,
+	                     dg_await_fn cb, void *arg);
+
+	/* Push: encode pkt with the listener's codec and send it to the
+	 * session's peer, outside any request, as long as the session lives
+	 * (until on_session_close()). Counted in tx and tx_push; goes through
+	 * the amplification guard. pkt is only read during the call. DG_OK,
+	 * DG_EAGAIN (over the amplification credit), DG_E2BIG, DG_EINVAL. */
+	int (*session_send)(struct dg_instance *self, struct dg_session *session,
+	                    const struct dg_packet *pkt);
+
+	/* The plugin's options (dg_plugin.options), validated and filled in by
+	 * the host: a struct of dg_plugin.options_size bytes, owned by the
+	 * host, valid from init() to fini(). NULL if the plugin declares no
+	 * options. */
+	const void *(*options)(struct dg_instance *self);
+};
+
+/* Declarative options (dg_plugin.options), as nginx directives are: the host
+ * checks the handler's "config" object against the table before init()
+ * (unknown keys, types, ranges; errors name the key path, and dgramd -t
+ * reports them), fills in a struct of options_size bytes with defaults and
+ * given values, and -T prints it. init() still gets the raw config. */
+enum dg_option_type {
+	DG_OPT_BOOL = 1,   /* bool */
+	DG_OPT_INT = 2,    /* int64_t, in [min, max] unless both are 0 */
+	DG_OPT_STRING = 3, /* const char *, host-owned; length in [min, max] unless both 0 */
+	DG_OPT_ENUM = 4,   /* int: index of the value in choices ("a|b|c") */
+	DG_OPT_ADDR = 5,   /* struct dg_option_addr: "a.b.c.d:port" or "[v6]:port" */
+	DG_OPT_JSON = 6,   /* const struct json_t *, borrowed until fini(); any JSON,
+	                      the plugin checks it in init() */
+};
+
+struct dg_option_addr {
+	struct sockaddr_storage addr;
+	socklen_t len;
+};
+
+#define DG_OPT_REQUIRED 1u /* no default: the key must be given */
+
+struct dg_option {
+	const char *name;    /* the key; NULL ends the table */
+	int type;            /* enum dg_option_type */
+	size_t offset;       /* offsetof(your options struct, field) */
+	const char *def;     /* default as JSON text ("100", "true", "\"x\""); NULL: zero */
+	int64_t min, max;    /* DG_OPT_INT: value range; DG_OPT_STRING: length */
+	const char *choices; /* DG_OPT_ENUM: "first|second|..." */
+	unsigned flags;      /* DG_OPT_REQUIRED */
+	const char *help;    /* one line, for -T and the docs */
 };
 
 enum dg_metric_kind {
@@ -359,6 +466,14 @@ struct dg_plugin {
 	                const struct dg_parse_error *err);
 	void (*on_timeout)(void *state, dg_req_t req);
 	void (*on_session_close)(void *state, struct dg_session *session, int reason);
+
+	/* ---- ABI 1.1 ---- */
+	const struct dg_option *options; /* static table, NULL-name terminated; may be NULL */
+	size_t options_size;             /* sizeof the struct it fills */
+	/* on_expire(): optional; called instead of on_timeout() when set: as
+	 * on_timeout(), with the request's data slot (host->request_set_data)
+	 * handed back. The slot's free_fn still runs after the call. */
+	void (*on_expire)(void *state, dg_req_t req, void *data);
 };
 
 /* Fills the fixed header fields of a struct dg_plugin initializer. */
