@@ -10,9 +10,15 @@
 #   bench/run.sh --write         ... and write it to bench/RESULTS.md
 # Scenarios: raw, rawacl (raw echo again with a 100-CIDR ACL and a per-source
 # rate limit, bench/configs/raw-echo-acl.json: the cost of the checks), json,
-# lpjson, ingest, w256.
+# lpjson, ingest, w256, allocs (heap allocations per datagram, counted by
+# bench/allocount.c). With json or lpjson, every repetition also runs
+# bench/jansson_limit.c on the server's CPU: jansson's own load + dump of
+# payload.json, which with the reference's CPU per datagram makes the
+# jansson-bound limit (issue 14). Server CPU is the server process and its
+# children (dgramd's master, worker and metrics process).
 # Knobs: DUR (5) REPS (3) PORT (9100) SERVER_CPU (0) CLIENT_CPU (1) SCENARIOS
-#        OUT (build/bench-out) SHARED (../shared/bench)
+#        OUT (build/bench-out) SHARED (../shared/bench) JL_SECONDS (2)
+#        ALLOC_N1 (2000) ALLOC_N2 (6000)
 set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -23,7 +29,10 @@ PORT=${PORT:-9100}
 SCPU=${SERVER_CPU:-0}
 CCPU=${CLIENT_CPU:-1}
 OUT=${OUT:-$top/build/bench-out}
-SCENARIOS=${SCENARIOS:-"raw rawacl json lpjson ingest w256"}
+SCENARIOS=${SCENARIOS:-"raw rawacl json lpjson ingest w256 allocs"}
+JL_SECONDS=${JL_SECONDS:-2}
+ALLOC_N1=${ALLOC_N1:-2000}
+ALLOC_N2=${ALLOC_N2:-6000}
 WRITE=0
 [ "${1:-}" = --write ] && WRITE=1
 
@@ -40,6 +49,15 @@ for p in udpload ref_echo_mmsg ref_echo_libevent; do
 		cc -O2 -g -std=gnu11 -pthread -o "$tools/$p" "$SHARED/$p.c" $extra || exit 1
 	fi
 done
+# Ours: jansson's own cost per datagram, and the allocation counter.
+if [ ! -x "$tools/jansson_limit" ] || [ bench/jansson_limit.c -nt "$tools/jansson_limit" ]; then
+	# shellcheck disable=SC2046
+	cc -O2 -g -std=gnu11 -o "$tools/jansson_limit" bench/jansson_limit.c \
+		$(pkg-config --cflags --libs jansson) || exit 1
+fi
+if [ ! -f "$tools/allocount.so" ] || [ bench/allocount.c -nt "$tools/allocount.so" ]; then
+	cc -O2 -shared -fPIC -o "$tools/allocount.so" bench/allocount.c || exit 1
+fi
 
 # A length-prefixed datagram of 4 JSON frames (payload.json each).
 python3 - "$SHARED/payload.json" "$OUT/lp4.bin" <<'EOF'
@@ -60,8 +78,10 @@ stop_server() {
 trap 'stop_server; exit 130' INT TERM
 trap stop_server EXIT
 
-cpu_ticks() { # utime + stime of a pid, in clock ticks
-	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+cpu_ticks() { # utime + stime of a pid and its children (dgramd's workers), in clock ticks
+	# After "(comm) ": $2 is the parent pid, $12 + $13 utime + stime.
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$1" '{ pid = $1; sub(/^.*\) /, "");
+		if (pid == p || $2 == p) t += $12 + $13 } END { print t + 0 }'
 }
 
 # start_server NAME CONFIG-or-ARGS: sets SPID, waits until it listens
@@ -117,7 +137,8 @@ measure() {
 
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
-say "DUR=$DUR REPS=$REPS server cpu $SCPU, client cpu $CCPU, load $(cut -d' ' -f1-3 /proc/loadavg)"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+say "DUR=$DUR REPS=$REPS server cpu $SCPU, client cpu $CCPU, load $LOAD_START"
 SEQ64=(--expect-reply --seq --window 64 --size 64)
 JSON16=(--expect-reply --window 16 --payload "$SHARED/payload.json")
 LP16=(--expect-reply --window 16 --payload "$OUT/lp4.bin")
@@ -135,6 +156,13 @@ for rep in $(seq "$REPS"); do
 			measure raw dgramd-acl raw-echo-acl.json "$rep" "${SEQ64[@]}"
 		fi
 		want raw && measure raw ref_echo_libevent "" "$rep" "${SEQ64[@]}"
+	fi
+	if want json || want lpjson; then
+		# jansson alone on the server's CPU: load + dump of payload.json
+		jl=$(taskset -c "$SCPU" "$tools/jansson_limit" "$SHARED/payload.json" "$JL_SECONDS" |
+			sed -n 's/.*us_per_dgram=\([0-9.]*\).*/\1/p')
+		printf 'jansson\tjansson_limit\t%s\t{"us":%s}\t0\t0\n' "$rep" "${jl:-null}" >> "$RAW"
+		say "jansson jansson_limit     rep $rep: ${jl:-?} us per load+dump"
 	fi
 	if want json; then
 		measure json ref_echo_mmsg "" "$rep" "${JSON16[@]}"
@@ -154,9 +182,43 @@ for rep in $(seq "$REPS"); do
 	fi
 done
 
-python3 - "$RAW" "$WRITE" "$top/bench/RESULTS.md" "$DUR" "$REPS" <<'EOF'
+# Heap allocations per datagram (bench/allocount.c in every dgramd
+# process): two runs of ALLOC_N1 and ALLOC_N2 requests, so startup cancels.
+ALLOCS=$OUT/allocs.tsv
+: > "$ALLOCS"
+alloc_run() { # alloc_run CONFIG COUNT UDPLOAD-ARGS...: prints "rx mallocs"
+	local conf=$1 count=$2 d
+	shift 2
+	d=$(mktemp -d)
+	sed "s/@PORT@/$PORT/" "bench/configs/$conf" > "$d/conf.json"
+	ALLOCOUNT_DIR=$d LD_PRELOAD=$tools/allocount.so taskset -c "$SCPU" build/dgramd \
+		-c "$d/conf.json" -P build/plugins/.libs -l info -r "$d/ready" 2>"$d/err" &
+	SPID=$!
+	for _ in $(seq 100); do [ -f "$d/ready" ] && break; sleep 0.05; done
+	taskset -c "$CCPU" "$tools/udpload" --target "127.0.0.1:$PORT" --count "$count" \
+		--duration 60 "$@" >/dev/null 2>&1
+	stop_server
+	echo "$(sed -n 's/.*stats listener=bench rx=\([0-9]*\).*/\1/p' "$d/err" | tail -1)" \
+		"$(cat "$d"/[0-9]* 2>/dev/null | awk '{ a += $1 } END { print a + 0 }')"
+	rm -rf "$d"
+}
+if want allocs; then
+	for a in "raw raw-echo.json SEQ64" "json json-echo.json JSON16" "lpjson lp-json-echo.json LP16"; do
+		read -r scen conf args <<< "$a"
+		declare -n argv=$args
+		r1=$(alloc_run "$conf" "$ALLOC_N1" "${argv[@]}")
+		r2=$(alloc_run "$conf" "$ALLOC_N2" "${argv[@]}")
+		unset -n argv
+		printf '%s\t%s\t%s\n' "$scen" "$r1" "$r2" >> "$ALLOCS"
+		say "allocs  $scen: $r1 / $r2 (rx mallocs)"
+	done
+fi
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+python3 - "$RAW" "$WRITE" "$top/bench/RESULTS.md" "$DUR" "$REPS" "$ALLOCS" "$LOAD_START" "$LOAD_END" <<'EOF'
 import json, os, platform, statistics, subprocess, sys, time
 raw, write, dest, dur, reps = sys.argv[1], sys.argv[2] == '1', sys.argv[3], sys.argv[4], sys.argv[5]
+allocs, load_start, load_end = sys.argv[6], sys.argv[7], sys.argv[8]
 tck = os.sysconf('SC_CLK_TCK')
 rows = {}
 for line in open(raw):
@@ -208,8 +270,60 @@ if ref and plain and acl and med('rate', ref):
                 f'that drops nothing): raw echo / ref_echo_mmsg = **{a:.3f}** without them, '
                 f'**{b:.3f}** with them, a change of {b - a:+.3f} (the limit is -0.03); server CPU '
                 f'{fmt(med("cpu_us", plain), 2)} vs {fmt(med("cpu_us", acl), 2)} µs per datagram.')
+# Issue 14's goals, each a ratio from this run.
+def ratio(a, b):
+    return a / b if a is not None and b else None
+goals = ['| goal (issue 14) | this run | ratio | goal | met |', '|---|---|--:|--:|---|']
+def goal(name, how, r, lim, le):
+    met = '-' if r is None else ('yes' if (r <= lim if le else r >= lim) else '**no**')
+    goals.append(f'| {name} | {how} | {fmt(r, 3)} | {"≤" if le else "≥"} {lim} | {met} |')
+def cpu(scen, server):
+    return med('cpu_us', rows.get((scen, server), []))
+def rate(scen, server):
+    return med('rate', rows.get((scen, server), []))
+jl = med('us', rows.get(('jansson', 'jansson_limit'), []))
+if rate('raw', 'dgramd'):
+    goal('raw echo replies/s vs ref_echo_mmsg', f'{fmt(rate("raw", "dgramd"))} vs '
+         f'{fmt(rate("raw", "ref_echo_mmsg"))} /s', ratio(rate('raw', 'dgramd'),
+         rate('raw', 'ref_echo_mmsg')), 0.92, False)
+if cpu('json', 'dgramd') and jl:
+    lim = cpu('json', 'ref_echo_mmsg') + jl
+    goal('JSON echo server CPU per datagram vs the jansson-bound limit',
+         f'{fmt(cpu("json", "dgramd"), 2)} µs vs {fmt(cpu("json", "ref_echo_mmsg"), 2)} (ref) + '
+         f'{fmt(jl, 2)} (jansson) = {fmt(lim, 2)} µs', ratio(cpu('json', 'dgramd'), lim), 1.15, True)
+if cpu('lpjson', 'dgramd') and jl:
+    lim = cpu('lpjson', 'ref_echo_mmsg') / 4 + jl
+    goal('length-prefixed JSON server CPU per frame vs the limit',
+         f'{fmt(cpu("lpjson", "dgramd") / 4, 2)} µs vs {fmt(cpu("lpjson", "ref_echo_mmsg") / 4, 2)} '
+         f'(ref / 4) + {fmt(jl, 2)} (jansson) = {fmt(lim, 2)} µs',
+         ratio(cpu('lpjson', 'dgramd') / 4, lim), 1.15, True)
+if cpu('ingest', 'dgramd'):
+    goal('ingest server CPU per datagram vs ref_echo_mmsg --count-only',
+         f'{fmt(cpu("ingest", "dgramd"), 2)} vs {fmt(cpu("ingest", "ref_echo_mmsg"), 2)} µs',
+         ratio(cpu('ingest', 'dgramd'), cpu('ingest', 'ref_echo_mmsg')), 1.2, True)
+if jl:
+    js = rows[('jansson', 'jansson_limit')]
+    goals.append('')
+    goals.append(f'jansson alone (`bench/jansson_limit`, load + dump of payload.json): '
+                 f'{fmt(jl, 2)} µs median of {", ".join(fmt(r.get("us"), 2) for r in js)}.')
+alloc_lines = []
+if os.path.exists(allocs):
+    for line in open(allocs):
+        f = line.split()
+        if len(f) != 5 or int(f[3]) == int(f[1]):
+            continue
+        per = (int(f[4]) - int(f[2])) / (int(f[3]) - int(f[1]))
+        alloc_lines.append(f'{f[0]} {per:.1f}')
+if alloc_lines:
+    goals.append('')
+    goals.append('Heap allocations (malloc, calloc, realloc) per datagram, every dgramd process, '
+                 '`bench/allocount.c`: ' + ', '.join(alloc_lines) + '.')
+goals.append('')
+goals.append(f'Load average (1, 5, 15 min) at the start: {load_start}; at the end: {load_end}.')
 table = '\n'.join(out)
+goal_table = '\n'.join(goals)
 print(table)
+print('\n' + goal_table)
 if acl_note:
     print('\n' + acl_note)
 if write:
@@ -218,7 +332,7 @@ if write:
     with open(dest, 'w') as f:
         f.write(f'''# dgramd benchmark results
 
-Measured {time.strftime("%Y-%m-%d")} with `bench/run.sh --write` (DUR={dur} s per run, REPS={reps},
+Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} with `bench/run.sh --write` (DUR={dur} s per run, REPS={reps},
 medians shown) on {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, a shared VM:
 server pinned to CPU 0, udpload pinned to CPU 1. Every run starts a fresh server; servers
 alternate within each repetition.
@@ -230,6 +344,8 @@ tens of percent from run to run on a shared VM, but dgramd and the references mo
 ingest row the ratio is server CPU per datagram (lower is better), dgramd / ref.
 
 {table}
+
+{goal_table}
 
 {acl_note}
 
