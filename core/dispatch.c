@@ -1,18 +1,14 @@
 /* The path of one datagram: size checks, accept(), the peer's session and
  * queue, framing, payload decode, the request table, the handler call,
- * completion and deadlines; and the host functions plugins reach through
- * struct dg_host. */
+ * completion and deadlines. The host functions plugins call are in host.c. */
 #include "config.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "server.h"
-
-struct dg_server *dg_srv;
 
 #define REQ(srv, idx) (&(srv)->rt.reqs[(idx)])
 
@@ -108,7 +104,7 @@ static void make_ready(struct dg_server *srv, uint32_t idx)
 
 /* A pending frame is done (complete(), a timeout): the frames after it run
  * from the post event, never inside the plugin's own call. */
-static void finish_pending(struct dg_server *srv, uint32_t idx)
+void dg_dispatch_finish_pending(struct dg_server *srv, uint32_t idx)
 {
 	struct dg_req *r = REQ(srv, idx);
 
@@ -557,7 +553,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		if (!r->done_in_call)
 			r->gen++; /* the plugin's handle dies here */
 		r->done_in_call = false;
-		finish_pending(srv, idx);
+		dg_dispatch_finish_pending(srv, idx);
 	}
 }
 
@@ -625,254 +621,3 @@ void dg_dispatch_abort_all(struct dg_server *srv)
 		req_free(srv, i);
 	}
 }
-
-/* ---- host functions ----------------------------------------------------
- * A plugin's mistakes (a dead handle, a NULL, its state where the instance
- * belongs) cost an error code, a counter and a rate-limited line, never the
- * server. */
-
-static struct dg_ratelimit rl_misuse = DG_RATELIMIT_INIT(5, 10);
-
-DG_PRINTF(1, 2)
-static void log_misuse(const char *fmt, ...)
-{
-	unsigned long sup;
-	char msg[512];
-	va_list ap;
-
-	if (!dg_ratelimit_allow(&rl_misuse, time(NULL), &sup))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (sup)
-		dg_log(DG_LOG_WARN, "%lu more plugin API misuses were not logged", sup);
-	dg_log(DG_LOG_WARN, "%s", msg);
-}
-
-/* self from a plugin: the instance init() was given, or NULL. */
-static struct dg_listener *instance_listener(struct dg_instance *self, const char *fn)
-{
-	if (self && self->magic == DG_INSTANCE_MAGIC)
-		return self->l;
-	log_misuse("a plugin called host->%s with %s instead of the struct dg_instance * from init() "
-	           "(keep that pointer in your state)", fn, self ? "something" : "NULL");
-	return NULL;
-}
-
-/* A call with a handle that is dead (or never was): counted as stale_calls
- * on the listener the handle names, logged at a limited rate with the
- * listener and plugin. */
-static int stale_call(struct dg_server *srv, dg_req_t h, const char *what)
-{
-	unsigned tag = dg_reqtab_handle_tag(h);
-	struct dg_listener *l = srv && tag < srv->n_listeners ? &srv->listeners[tag] : NULL;
-	unsigned long sup;
-
-	if (!l) {
-		log_misuse("a plugin %s a request handle no listener made (%#llx)", what,
-		           (unsigned long long)h);
-		return DG_ESTALE;
-	}
-	l->c->stale_calls++;
-	if (!dg_ratelimit_allow(&l->rl_stale, srv->now, &sup))
-		return DG_ESTALE;
-	if (sup)
-		dg_log(DG_LOG_WARN, "listener '%s': plugin '%s': %lu more calls with dead request "
-		       "handles were not logged (see stale_calls)", l->conf->name, l->plugin->name, sup);
-	dg_log(DG_LOG_WARN, "listener '%s': plugin '%s' %s (handle %#llx)", l->conf->name,
-	       l->plugin->name, what, (unsigned long long)h);
-	return DG_ESTALE;
-}
-
-static int host_reply(dg_req_t h, const struct dg_packet *pkt)
-{
-	struct dg_server *srv = dg_srv;
-	uint32_t idx;
-
-	if (!srv || !dg_reqtab_lookup(&srv->rt, h, &idx))
-		return stale_call(srv, h, "replied to a completed request");
-	if (!pkt) {
-		struct dg_listener *l = REQ(srv, idx)->l;
-		log_misuse("listener '%s': plugin '%s' replied with a NULL packet", l->conf->name,
-		           l->plugin->name);
-		return DG_EINVAL;
-	}
-	return dg_tx_reply(srv, idx, pkt);
-}
-
-static int host_complete(dg_req_t h)
-{
-	struct dg_server *srv = dg_srv;
-	uint32_t idx;
-	struct dg_req *r = srv ? dg_reqtab_lookup(&srv->rt, h, &idx) : NULL;
-
-	if (!r || (!r->pending && !r->in_call))
-		return stale_call(srv, h, "completed a request twice or too late");
-	r->gen++; /* the handle is dead from here on */
-	if (r->in_call) {
-		r->done_in_call = true;
-		return DG_OK;
-	}
-	finish_pending(srv, idx);
-	return DG_OK;
-}
-
-DG_PRINTF(3, 4)
-static void host_log(struct dg_instance *self, int level, const char *fmt, ...)
-{
-	struct dg_listener *l = instance_listener(self, "log");
-	char msg[1024];
-	va_list ap;
-
-	if (!l || !fmt || !dg_log_enabled(level))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	dg_log(level, "listener '%s': plugin '%s': %s", l->conf->name, l->plugin->name, msg);
-}
-
-static struct event_base *host_event_base(struct dg_instance *self)
-{
-	struct dg_listener *l = instance_listener(self, "event_base");
-
-	return l ? l->srv->base : NULL;
-}
-
-static void timer_unlink(struct dg_timer *t)
-{
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		t->l->timers = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-	event_free(t->ev);
-	free(t);
-}
-
-static void timer_fire(evutil_socket_t fd, short what, void *arg)
-{
-	struct dg_timer *t = arg;
-	void (*cb)(void *) = t->cb;
-	void *cbarg = t->arg;
-	(void)fd, (void)what;
-
-	dg_server_clock(t->l->srv);
-	timer_unlink(t);
-	cb(cbarg);
-}
-
-static struct dg_timer *host_timer_start(struct dg_instance *self, unsigned ms,
-                                         void (*cb)(void *arg), void *arg)
-{
-	struct dg_listener *l = instance_listener(self, "timer_start");
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-
-	if (!l)
-		return NULL;
-	if (!cb) {
-		log_misuse("listener '%s': plugin '%s' started a timer without a callback",
-		           l->conf->name, l->plugin->name);
-		return NULL;
-	}
-	struct dg_timer *t = calloc(1, sizeof(*t));
-	if (!t)
-		return NULL;
-	t->ev = evtimer_new(l->srv->base, timer_fire, t);
-	if (!t->ev || evtimer_add(t->ev, &tv)) {
-		if (t->ev)
-			event_free(t->ev);
-		free(t);
-		return NULL;
-	}
-	t->l = l;
-	t->cb = cb;
-	t->arg = arg;
-	t->next = l->timers;
-	if (t->next)
-		t->next->prev = t;
-	l->timers = t;
-	return t;
-}
-
-static void host_timer_cancel(struct dg_timer *t)
-{
-	if (t)
-		timer_unlink(t);
-}
-
-void dg_timers_cancel_all(struct dg_listener *l)
-{
-	while (l->timers)
-		timer_unlink(l->timers);
-}
-
-static const char *host_peer_format(const struct dg_peer *peer, char *buf, size_t len)
-{
-	if (!buf || !len)
-		return buf;
-	if (!peer || !peer->addr) {
-		snprintf(buf, len, "(no peer)");
-		return buf;
-	}
-	return dg_addr_format(peer->addr, buf, len);
-}
-
-static void *host_session_get(struct dg_session *sess)
-{
-	return sess ? sess->data : NULL;
-}
-
-static void host_session_set(struct dg_session *sess, void *data, void (*free_fn)(void *))
-{
-	if (!sess)
-		return;
-	if (sess->data_free && sess->data != data)
-		sess->data_free(sess->data);
-	sess->data = data;
-	sess->data_free = free_fn;
-}
-
-static int host_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len)
-{
-	struct dg_addr a;
-
-	if (!text || !ss || !len || !dg_addr_parse(text, &a))
-		return DG_EINVAL;
-	*ss = a.ss;
-	*len = a.len;
-	return DG_OK;
-}
-
-static int host_peer_validate(struct dg_session *sess)
-{
-	if (!sess || !dg_srv)
-		return DG_EINVAL;
-	dg_session_validate(&dg_srv->listeners[sess->owner].sessions, sess);
-	return DG_OK;
-}
-
-/* The members from request_reply on are declared in the header but not
- * implemented yet: the size offered stops before them, so DG_HOST_HAS()
- * says no. Each one moves this cut when it lands. */
-const struct dg_host dg_host_table = {
-	.size = offsetof(struct dg_host, request_reply),
-	.abi_major = DG_PLUGIN_ABI_MAJOR,
-	.abi_minor = DG_PLUGIN_ABI_MINOR,
-	.log = host_log,
-	.reply = host_reply,
-	.complete = host_complete,
-	.event_base = host_event_base,
-	.timer_start = host_timer_start,
-	.timer_cancel = host_timer_cancel,
-	.peer_format = host_peer_format,
-	.session_get = host_session_get,
-	.session_set = host_session_set,
-	.addr_parse = host_addr_parse,
-	.peer_validate = host_peer_validate,
-	.metric_new = dg_host_metric_new,
-	.metric_add = dg_host_metric_add,
-	.metric_set = dg_host_metric_set,
-};

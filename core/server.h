@@ -192,8 +192,12 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
                  const struct sockaddr *local, socklen_t locallen);
 void dg_dispatch_run_ready(struct dg_server *srv);
 void dg_dispatch_abort_all(struct dg_server *srv);
+/* A pending request's frame is done (complete(), a timeout). */
+void dg_dispatch_finish_pending(struct dg_server *srv, uint32_t idx);
 int dg_listener_sessions_init(struct dg_listener *l);
 void dg_listener_sessions_close(struct dg_listener *l, int reason);
+
+/* host.c */
 void dg_timers_cancel_all(struct dg_listener *l);
 
 /* pmetrics.c: host functions for plugin metrics */
