@@ -76,7 +76,7 @@ static void path_pop(struct ctx *c, size_t saved)
 }
 
 /* Small edit distance, to suggest the key a typo meant. */
-static unsigned distance(const char *a, const char *b)
+unsigned dg_edit_distance(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);
 	unsigned row[64];
@@ -117,7 +117,7 @@ static int apply(struct ctx *c, json_t *obj, void *target, const struct directiv
 		if (!d->key) {
 			const struct directive *near = NULL;
 			for (d = table; d->key; d++)
-				if (distance(key, d->key) <= 2)
+				if (dg_edit_distance(key, d->key) <= 2)
 					near = d;
 			if (near)
 				return fail(c, "unknown key (did you mean '%s'?)", near->key);
@@ -854,6 +854,7 @@ void dg_config_free(struct dg_config *cfg)
 		free(l->plugin);
 		json_decref(l->codec);
 		json_decref(l->plugin_config);
+		json_decref(l->plugin_shown);
 		json_decref(l->allow_spec);
 		json_decref(l->deny_spec);
 		dg_acl_release(&l->acl);
@@ -1153,8 +1154,9 @@ static json_t *get_handler(const void *obj, const struct directive *d, struct du
 	(void)dp;
 	const struct dg_listener_conf *l = obj;
 	(void)d;
-	if (l->plugin_config)
-		return json_pack("{s:s, s:O}", "plugin", l->plugin, "config", l->plugin_config);
+	if (l->plugin_shown || l->plugin_config)
+		return json_pack("{s:s, s:O}", "plugin", l->plugin, "config",
+		                 l->plugin_shown ? l->plugin_shown : l->plugin_config);
 	return json_pack("{s:s, s:{}}", "plugin", l->plugin, "config");
 }
 

@@ -28,6 +28,9 @@ struct dg_listener_conf {
 	json_t *codec;        /* codec spec (reference held) */
 	char *plugin;         /* handler.plugin: a name or a path */
 	json_t *plugin_config; /* handler.config or NULL (reference held) */
+	json_t *plugin_shown;  /* handler.config for -T: every option the plugin declares,
+	                        * defaults filled in; set by the check (dg_server_init with
+	                        * check_only) while the plugin is loaded; NULL: as given */
 	json_t *allow_spec, *deny_spec; /* "allow", "deny" as given, for -T (references held) */
 	unsigned max_datagram; /* bytes; larger datagrams are dropped */
 	unsigned send_queue;   /* replies queued when the socket is full */
@@ -112,6 +115,10 @@ void dg_config_strip_comments(char *text, size_t len);
  * loopback with nothing against spoofed or abusive traffic (no ACL, no
  * rate limit, no amplification guard). */
 void dg_config_warn_unprotected(const struct dg_config *cfg);
+
+/* Edit distance between two short strings (99 for 63 bytes or more): a
+ * key within 2 of a known one gets a "did you mean". */
+unsigned dg_edit_distance(const char *a, const char *b);
 
 /* Parse "host:port" as above into *addr; false if it is not one. */
 bool dg_addr_parse(const char *text, struct dg_addr *addr);

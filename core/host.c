@@ -243,6 +243,14 @@ static int host_peer_validate(struct dg_session *sess)
 	return DG_OK;
 }
 
+/* The plugin's declared options, filled in before init() (server.c). */
+static const void *host_options(struct dg_instance *self)
+{
+	struct dg_listener *l = instance_listener(self, "options");
+
+	return l ? dg_options_data(l->options) : NULL;
+}
+
 /* The members from request_reply on are declared in the header but not
  * implemented yet: the size offered stops before them, so DG_HOST_HAS()
  * says no. Each one moves this cut when it lands. */
@@ -264,4 +272,5 @@ const struct dg_host dg_host_table = {
 	.metric_new = dg_host_metric_new,
 	.metric_add = dg_host_metric_add,
 	.metric_set = dg_host_metric_set,
+	.options = host_options,
 };

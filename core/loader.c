@@ -1,6 +1,7 @@
 /* Plugins are checked field by field before the first call: the exported
  * symbol's size (from the ELF symbol table), magic, ABI major and minor,
- * the descriptor's own size, name and required callbacks. */
+ * the descriptor's own size, name, required callbacks and (ABI 1.1) the
+ * option table. */
 #include "config.h"
 
 #include <dlfcn.h>
@@ -14,6 +15,7 @@
 
 #include "loader.h"
 #include "log.h"
+#include "options.h"
 
 /* The descriptor up to and including on_packet: what ABI 1.0 requires. */
 #define DG_PLUGIN_MIN_SIZE (offsetof(struct dg_plugin, on_packet) + sizeof(void *))
@@ -101,6 +103,14 @@ static int check(const struct dg_plugin *p, size_t symsize, const char *path,
 		return refuse(err, errlen, path, "descriptor has no name");
 	if (!p->on_packet)
 		return refuse(err, errlen, path, "descriptor has no on_packet callback");
+	size_t osize;
+	const struct dg_option *table = dg_plugin_options(p, &osize);
+	char msg[512];
+	int rc = table ? dg_options_check(table, osize, msg, sizeof(msg)) : DG_OK;
+	if (rc) {
+		refuse(err, errlen, path, "%s", msg);
+		return rc;
+	}
 	return DG_OK;
 }
 

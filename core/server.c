@@ -248,6 +248,44 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 	return DG_OK;
 }
 
+/* The plugin's declared options, checked against its config and filled in
+ * (host->options) before init(). */
+static int listener_options(struct dg_server *srv, struct dg_listener *l,
+                            const struct dg_listener_conf *lc)
+{
+	char where[512], err[1024];
+	size_t size;
+	const struct dg_option *table = dg_plugin_options(l->plugin, &size);
+
+	if (!table)
+		return DG_OK;
+	snprintf(where, sizeof(where), "%s: listeners[%u].handler.config", srv->cfg->path,
+	         (unsigned)(l - srv->listeners));
+	if (dg_options_new(table, size, lc->plugin_config, where, &l->options, err, sizeof(err))) {
+		dg_log(DG_LOG_ERROR, "%s", err);
+		return DG_ERROR;
+	}
+	return DG_OK;
+}
+
+/* -T shows what the plugin got: every declared option, defaults filled in. */
+static int listener_show_options(struct dg_listener *l, struct dg_listener_conf *lc)
+{
+	size_t size;
+	const struct dg_option *table = dg_plugin_options(l->plugin, &size);
+
+	if (!table || !l->options)
+		return DG_OK;
+	json_t *shown = dg_options_dump(table, l->options);
+	if (!shown) {
+		dg_log(DG_LOG_ERROR, "listener '%s': out of memory", lc->name);
+		return DG_ENOMEM;
+	}
+	json_decref(lc->plugin_shown);
+	lc->plugin_shown = shown;
+	return DG_OK;
+}
+
 /* Codec, plugin and plugin init for one listener: no socket yet. */
 static int listener_init(struct dg_server *srv, struct dg_listener *l,
                          const struct dg_listener_conf *lc, const char *plugin_dir,
@@ -274,6 +312,8 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 		dg_log(DG_LOG_ERROR, "%s: listener '%s': %s", srv->cfg->path, lc->name, err);
 		return DG_ERROR;
 	}
+	if (listener_options(srv, l, lc))
+		return DG_ERROR;
 	if (l->plugin->init &&
 	    l->plugin->init(&l->inst, &dg_host_table, lc->plugin_config, &l->state) != DG_OK) {
 		dg_log(DG_LOG_ERROR, "%s: listener '%s': plugin '%s' refused its config "
@@ -344,6 +384,8 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 		                  cfg->plugin_dir ? cfg->plugin_dir : plugin_dir,
 		                  counters ? &counters[i] : NULL))
 			return DG_ERROR;
+		if (check_only && listener_show_options(&srv->listeners[i], &cfg->listeners[i]))
+			return DG_ENOMEM;
 		if (cfg->listeners[i].max_datagram > srv->bufsize)
 			srv->bufsize = cfg->listeners[i].max_datagram;
 	}
@@ -566,6 +608,7 @@ void dg_server_release(struct dg_server *srv)
 		struct dg_listener *l = &srv->listeners[i];
 		if (l->inited && l->plugin->fini)
 			l->plugin->fini(l->state);
+		dg_options_free(l->options);
 		for (unsigned b = 0; b < l->n_socks; b++) {
 			struct dg_sock *s = &l->socks[b];
 			if (s->ev_read)

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "membudget.h"
 #include "metrics.h"
+#include "options.h"
 #include "reqtab.h"
 #include "session.h"
 #include "throttle.h"
@@ -74,6 +75,7 @@ struct dg_listener {
 	const struct dg_listener_conf *conf;
 	struct dg_codec *codec;
 	const struct dg_plugin *plugin;
+	struct dg_options *options; /* the plugin's, filled before init(); NULL: no table */
 	void *state;
 	bool inited;
 	struct dg_sock *socks;

@@ -1,6 +1,6 @@
 /* echo: replies with the decoded packet, re-encoded by the listener's codec.
  *
- * config (all optional):
+ * config (all optional; declared in echo_options, checked by the host):
  *   "prefix": "text"     bytes packets: reply with text + packet
  *   "wrap": "key"        JSON packets: reply with {"key": packet}
  *   "error_reply": true  undecodable datagrams get {"error": reason,
@@ -14,9 +14,11 @@
  * A reply the amplification guard refuses (DG_EAGAIN) is counted by the
  * server (tx_drop_amplification) and is not a handler error.
  */
-#define _POSIX_C_SOURCE 200809L /* strdup; plugins build without config.h */
+#define _POSIX_C_SOURCE 200809L /* plugins build without config.h */
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +28,37 @@
 
 struct delayed;
 
+/* The config, filled in by the host (host->options). */
+struct echo_opts {
+	const char *prefix, *wrap; /* NULL: not given */
+	bool error_reply, reply;
+	int64_t delay_ms, repeat;
+};
+
+#define O(field) offsetof(struct echo_opts, field)
+static const struct dg_option echo_options[] = {
+	{ .name = "prefix", .type = DG_OPT_STRING, .offset = O(prefix),
+	  .help = "bytes packets: reply with this text + the packet" },
+	{ .name = "wrap", .type = DG_OPT_STRING, .offset = O(wrap),
+	  .help = "JSON packets: reply with {\"wrap\": packet}" },
+	{ .name = "error_reply", .type = DG_OPT_BOOL, .offset = O(error_reply), .def = "false",
+	  .help = "answer undecodable datagrams and timeouts with {\"error\": ...}" },
+	{ .name = "delay_ms", .type = DG_OPT_INT, .offset = O(delay_ms), .def = "0",
+	  .min = 0, .max = 3600000, .help = "reply this many ms later, from a timer" },
+	{ .name = "reply", .type = DG_OPT_BOOL, .offset = O(reply), .def = "true",
+	  .help = "false: reply to nothing (a sink)" },
+	{ .name = "repeat", .type = DG_OPT_INT, .offset = O(repeat), .def = "1",
+	  .min = 1, .max = 65536, .help = "replies to each packet" },
+	{ .name = NULL },
+};
+#undef O
+
 struct echo {
 	const struct dg_host *host;
 	struct dg_instance *self;
-	char *prefix;
+	const char *prefix;        /* the host's copies, valid until fini */
 	size_t prefix_len;
-	char *wrap;
+	const char *wrap;
 	bool error_reply;
 	bool silent;
 	unsigned delay_ms;
@@ -68,68 +95,32 @@ static void echo_fini(void *state)
 		}
 	}
 	free(e->by_req);
-	free(e->prefix);
-	free(e->wrap);
 	free(e);
-}
-
-static int echo_configure(struct echo *e, const json_t *config)
-{
-	const struct dg_host *host = e->host;
-	struct dg_instance *self = e->self;
-	const char *key;
-	json_t *v;
-
-	json_object_foreach((json_t *)config, key, v) {
-		if (!strcmp(key, "prefix") && json_is_string(v)) {
-			e->prefix_len = json_string_length(v);
-			e->prefix = malloc(e->prefix_len + 1);
-			if (!e->prefix)
-				return DG_ENOMEM;
-			memcpy(e->prefix, json_string_value(v), e->prefix_len + 1);
-		} else if (!strcmp(key, "wrap") && json_is_string(v)) {
-			e->wrap = strdup(json_string_value(v));
-			if (!e->wrap)
-				return DG_ENOMEM;
-		} else if (!strcmp(key, "error_reply") && json_is_boolean(v)) {
-			e->error_reply = json_is_true(v);
-		} else if (!strcmp(key, "reply") && json_is_boolean(v)) {
-			e->silent = !json_is_true(v);
-		} else if (!strcmp(key, "delay_ms") && json_is_integer(v) &&
-		           json_integer_value(v) >= 0 && json_integer_value(v) <= 3600000) {
-			e->delay_ms = (unsigned)json_integer_value(v);
-		} else if (!strcmp(key, "repeat") && json_is_integer(v) &&
-		           json_integer_value(v) >= 1 && json_integer_value(v) <= 65536) {
-			e->repeat = (unsigned)json_integer_value(v);
-		} else {
-			host->log(self, DG_LOG_ERROR, "config.%s: %s", key,
-			          !strcmp(key, "prefix") || !strcmp(key, "wrap") ? "expected a string" :
-			          !strcmp(key, "error_reply") || !strcmp(key, "reply") ? "expected true or false" :
-			          !strcmp(key, "delay_ms") ? "expected an integer from 0 to 3600000" :
-			          !strcmp(key, "repeat") ? "expected an integer from 1 to 65536" :
-			          "unknown key (known: prefix, wrap, error_reply, delay_ms, reply, repeat)");
-			return DG_EINVAL;
-		}
-	}
-	return DG_OK;
 }
 
 static int echo_init(struct dg_instance *self, const struct dg_host *host,
                      const json_t *config, void **state)
 {
-	struct echo *e = calloc(1, sizeof(*e));
+	const struct echo_opts *o = host->options ? host->options(self) : NULL;
+	struct echo *e;
+	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!e)
+	if (!o) {
+		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
+		return DG_EINVAL;
+	}
+	if (!(e = calloc(1, sizeof(*e))))
 		return DG_ENOMEM;
 	e->host = host;
 	e->self = self;
-	e->repeat = 1;
-	int rc = echo_configure(e, config);
-	if (rc) {
-		echo_fini(e);
-		return rc;
-	}
+	e->prefix = o->prefix;
+	e->prefix_len = o->prefix ? strlen(o->prefix) : 0;
+	e->wrap = o->wrap;
+	e->error_reply = o->error_reply;
+	e->silent = !o->reply;
+	e->delay_ms = (unsigned)o->delay_ms;
+	e->repeat = (unsigned)o->repeat;
 	*state = e;
 	return DG_OK;
 }
@@ -348,4 +339,6 @@ DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	.on_packet = echo_on_packet,
 	.on_error = echo_on_error,
 	.on_timeout = echo_on_timeout,
+	.options = echo_options,
+	.options_size = sizeof(struct echo_opts),
 };

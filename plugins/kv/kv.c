@@ -8,10 +8,10 @@
  * Anything else gets {"ok": false, "error": "..."}; a datagram that does not
  * decode gets {"ok": false, "error": "bad request: REASON", "offset": N}.
  *
- * config: "max_keys" (100000), "max_key_len" (256), "max_value_bytes"
- * (4096, compact JSON size of a value), "max_bytes" (16 MiB: the whole
- * store, each entry counted as key + value + KV_ENTRY_OVERHEAD), "cookie"
- * (true).
+ * config (kv_options, checked by the host): "max_keys" (100000),
+ * "max_key_len" (256), "max_value_bytes" (4096, compact JSON size of a
+ * value), "max_bytes" (16 MiB: the whole store, each entry counted as key +
+ * value + KV_ENTRY_OVERHEAD), "cookie" (true).
  *
  * Values are kept as their compact JSON text, not as a jansson tree: a tree
  * can take a hundred times its text (`[{},{},...]`: ~250 bytes per `{}`),
@@ -58,6 +58,28 @@ struct kv {
 	struct dg_metric *m_keys, *m_bytes, *m_refused; /* in /metrics; NULL on old hosts */
 };
 
+/* The config, filled in by the host (host->options). */
+struct kv_opts {
+	int64_t max_keys, max_key_len, max_value_bytes, max_bytes;
+	bool cookie;
+};
+
+#define O(field) offsetof(struct kv_opts, field)
+static const struct dg_option kv_options[] = {
+	{ .name = "max_keys", .type = DG_OPT_INT, .offset = O(max_keys), .def = "100000",
+	  .min = 1, .max = 100000000, .help = "keys in the store" },
+	{ .name = "max_key_len", .type = DG_OPT_INT, .offset = O(max_key_len), .def = "256",
+	  .min = 1, .max = 65536, .help = "bytes of a key" },
+	{ .name = "max_value_bytes", .type = DG_OPT_INT, .offset = O(max_value_bytes), .def = "4096",
+	  .min = 1, .max = 1 << 20, .help = "bytes of a value's compact JSON text" },
+	{ .name = "max_bytes", .type = DG_OPT_INT, .offset = O(max_bytes), .def = "16777216",
+	  .min = 1, .max = (int64_t)1 << 40, .help = "bytes of the whole store (keys, values, overhead)" },
+	{ .name = "cookie", .type = DG_OPT_BOOL, .offset = O(cookie), .def = "true",
+	  .help = "validate peers with cookies when the amplification guard refuses a reply" },
+	{ .name = NULL },
+};
+#undef O
+
 /* What one entry costs beyond its key and value text: jansson's hash pair
  * and bucket, the string value's struct, malloc's headers (measured with
  * the daemon's counting allocator: tests/plugins/test_kv.c). */
@@ -77,22 +99,6 @@ static void kv_publish(struct kv *kv)
 	kv->host->metric_set(kv->m_bytes, (int64_t)kv->bytes);
 }
 
-static int kv_option(struct kv *kv, const json_t *config, const char *key, size_t *out,
-                     size_t def, size_t max)
-{
-	json_t *v = config ? json_object_get(config, key) : NULL;
-
-	*out = def;
-	if (!v)
-		return DG_OK;
-	if (!json_is_integer(v) || json_integer_value(v) < 1 || (size_t)json_integer_value(v) > max) {
-		kv->host->log(kv->self, DG_LOG_ERROR, "config.%s: expected an integer from 1 to %zu", key, max);
-		return DG_EINVAL;
-	}
-	*out = (size_t)json_integer_value(v);
-	return DG_OK;
-}
-
 static void kv_fini(void *state)
 {
 	struct kv *kv = state;
@@ -109,42 +115,32 @@ static void kv_fini(void *state)
 static int kv_init(struct dg_instance *self, const struct dg_host *host,
                    const json_t *config, void **state)
 {
-	struct kv *kv = calloc(1, sizeof(*kv));
-	const char *key;
-	json_t *v;
+	const struct kv_opts *o = host->options ? host->options(self) : NULL;
+	struct kv *kv;
+	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!kv)
+	if (!o) {
+		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
+		return DG_EINVAL;
+	}
+	if (!(kv = calloc(1, sizeof(*kv))))
 		return DG_ENOMEM;
 	kv->host = host;
 	kv->self = self;
-	json_object_foreach((json_t *)config, key, v) {
-		if (!strcmp(key, "cookie") && !json_is_boolean(v)) {
-			host->log(self, DG_LOG_ERROR, "config.cookie: expected true or false");
-			kv_fini(kv);
-			return DG_EINVAL;
-		}
-		if (strcmp(key, "max_keys") && strcmp(key, "max_key_len") &&
-		    strcmp(key, "max_value_bytes") && strcmp(key, "max_bytes") && strcmp(key, "cookie")) {
-			host->log(self, DG_LOG_ERROR, "config.%s: unknown key (known: max_keys, max_key_len, "
-			          "max_value_bytes, max_bytes, cookie)", key);
-			kv_fini(kv);
-			return DG_EINVAL;
-		}
-	}
-	kv->cookie = !json_is_false(json_object_get(config, "cookie"));
+	kv->max_keys = (size_t)o->max_keys;
+	kv->max_key_len = (size_t)o->max_key_len;
+	kv->max_value_bytes = (size_t)o->max_value_bytes;
+	kv->max_bytes = (size_t)o->max_bytes;
+	kv->cookie = o->cookie;
 	if (kv->cookie && getrandom(kv->key, sizeof(kv->key), 0) != sizeof(kv->key)) {
 		host->log(self, DG_LOG_ERROR, "cannot get random bytes for the cookie key");
 		kv_fini(kv);
 		return DG_ERROR;
 	}
-	kv->store = json_object();
-	if (!kv->store || kv_option(kv, config, "max_keys", &kv->max_keys, 100000, 100000000) ||
-	    kv_option(kv, config, "max_key_len", &kv->max_key_len, 256, 65536) ||
-	    kv_option(kv, config, "max_value_bytes", &kv->max_value_bytes, 4096, 1 << 20) ||
-	    kv_option(kv, config, "max_bytes", &kv->max_bytes, 16 << 20, (size_t)1 << 40)) {
+	if (!(kv->store = json_object())) {
 		kv_fini(kv);
-		return DG_EINVAL;
+		return DG_ENOMEM;
 	}
 	if (DG_HOST_HAS(host, metric_new) && host->metric_new) {
 		kv->m_keys = host->metric_new(self, "keys", "Keys in the store", DG_METRIC_GAUGE);
@@ -393,4 +389,6 @@ DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	.fini = kv_fini,
 	.on_packet = kv_on_packet,
 	.on_error = kv_on_error,
+	.options = kv_options,
+	.options_size = sizeof(struct kv_opts),
 };

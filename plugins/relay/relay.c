@@ -2,7 +2,7 @@
  * original peer with the upstream's answer: a handler that waits for
  * another service without blocking the loop.
  *
- * config:
+ * config (relay_options, checked by the host):
  *   "upstream": "a.b.c.d:port" or "[ipv6]:port" (required)
  *   "timeout_ms": how long to wait for the upstream (1000); keep it below
  *                 the listener's handler_timeout_ms
@@ -445,67 +445,25 @@ static void relay_fini(void *state)
 	free(r);
 }
 
-/* The integer keys: name, where, bounds. */
-static const struct {
-	const char *key;
-	size_t offset;
-	long long min, max;
-} int_keys[] = {
-	{ "timeout_ms", offsetof(struct relay, timeout_ms), 1, 3600000 },
-	{ "max_inflight", offsetof(struct relay, max_inflight), 1, 65536 },
-	{ "linger_ms", offsetof(struct relay, linger_ms), 0, 3600000 },
+/* The config, filled in by the host (host->options). */
+struct relay_opts {
+	struct dg_option_addr upstream;
+	int64_t timeout_ms, max_inflight, linger_ms;
 };
 
-static int configure_int(struct relay *r, const char *key, const json_t *v, bool *known)
-{
-	for (size_t i = 0; i < sizeof(int_keys) / sizeof(int_keys[0]); i++) {
-		if (strcmp(key, int_keys[i].key))
-			continue;
-		*known = true;
-		if (!json_is_integer(v) || json_integer_value(v) < int_keys[i].min ||
-		    json_integer_value(v) > int_keys[i].max) {
-			r->host->log(r->self, DG_LOG_ERROR, "config.%s: expected an integer from %lld to %lld",
-			             key, int_keys[i].min, int_keys[i].max);
-			return DG_EINVAL;
-		}
-		*(unsigned *)((char *)r + int_keys[i].offset) = (unsigned)json_integer_value(v);
-		return DG_OK;
-	}
-	*known = false;
-	return DG_OK;
-}
-
-static int relay_configure(struct relay *r, const json_t *config)
-{
-	const char *key;
-	json_t *v;
-
-	r->timeout_ms = 1000;
-	r->max_inflight = 256;
-	r->linger_ms = 5000;
-	json_object_foreach((json_t *)config, key, v) {
-		bool known;
-		if (!strcmp(key, "upstream")) {
-			if (!json_is_string(v) ||
-			    r->host->addr_parse(json_string_value(v), &r->up, &r->uplen) != DG_OK) {
-				r->host->log(r->self, DG_LOG_ERROR, "config.upstream: expected a numeric "
-				             "\"a.b.c.d:port\" or \"[ipv6]:port\"");
-				return DG_EINVAL;
-			}
-		} else if (configure_int(r, key, v, &known) != DG_OK) {
-			return DG_EINVAL;
-		} else if (!known) {
-			r->host->log(r->self, DG_LOG_ERROR, "config.%s: unknown key (known: upstream, "
-			             "timeout_ms, max_inflight, linger_ms)", key);
-			return DG_EINVAL;
-		}
-	}
-	if (!r->uplen) {
-		r->host->log(r->self, DG_LOG_ERROR, "config.upstream: missing (required)");
-		return DG_EINVAL;
-	}
-	return DG_OK;
-}
+#define O(field) offsetof(struct relay_opts, field)
+static const struct dg_option relay_options[] = {
+	{ .name = "upstream", .type = DG_OPT_ADDR, .offset = O(upstream), .flags = DG_OPT_REQUIRED,
+	  .help = "the UDP server requests are forwarded to" },
+	{ .name = "timeout_ms", .type = DG_OPT_INT, .offset = O(timeout_ms), .def = "1000",
+	  .min = 1, .max = 3600000, .help = "how long to wait for the upstream's answer" },
+	{ .name = "max_inflight", .type = DG_OPT_INT, .offset = O(max_inflight), .def = "256",
+	  .min = 1, .max = 65536, .help = "requests at the upstream at once (as many more wait)" },
+	{ .name = "linger_ms", .type = DG_OPT_INT, .offset = O(linger_ms), .def = "5000",
+	  .min = 0, .max = 3600000, .help = "how long a finished request's socket stays bound" },
+	{ .name = NULL },
+};
+#undef O
 
 /* Tables sized from max_inflight, all allocated once at init. */
 static int relay_alloc(struct relay *r)
@@ -529,16 +487,27 @@ static int relay_alloc(struct relay *r)
 static int relay_init(struct dg_instance *self, const struct dg_host *host,
                       const json_t *config, void **state)
 {
-	struct relay *r = calloc(1, sizeof(*r));
+	const struct relay_opts *o = host->options ? host->options(self) : NULL;
+	struct relay *r;
 	int rc;
+	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!r)
+	if (!o) {
+		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
+		return DG_EINVAL;
+	}
+	if (!(r = calloc(1, sizeof(*r))))
 		return DG_ENOMEM;
 	r->host = host;
 	r->self = self;
 	r->base = host->event_base(self);
-	if ((rc = relay_configure(r, config)) || (rc = relay_alloc(r))) {
+	r->up = o->upstream.addr;
+	r->uplen = o->upstream.len;
+	r->timeout_ms = (unsigned)o->timeout_ms;
+	r->max_inflight = (unsigned)o->max_inflight;
+	r->linger_ms = (unsigned)o->linger_ms;
+	if ((rc = relay_alloc(r))) {
 		relay_fini(r);
 		return rc;
 	}
@@ -554,4 +523,6 @@ DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	.fini = relay_fini,
 	.on_packet = relay_on_packet,
 	.on_timeout = relay_on_timeout,
+	.options = relay_options,
+	.options_size = sizeof(struct relay_opts),
 };

@@ -30,6 +30,7 @@ static const struct {
 	{ "tiny_symbol", "symbol 'dgramd_plugin' is 8 bytes, too small for a plugin header" },
 	{ "no_symbol", "no symbol 'dgramd_plugin': not a dgramd plugin" },
 	{ "no_on_packet", "descriptor has no on_packet callback" },
+	{ "bad_options", "option 'delay_ms': default '-5': must be 0 .. 600000 (got -5)" },
 };
 
 static void test_fixtures(void)

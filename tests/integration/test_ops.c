@@ -153,6 +153,104 @@ static void test_dump(void)
 	           "\"total\": { \"rate\": 1000, \"burst\": 100 } } } ] }");
 }
 
+/* -T shows each handler's config with every option its plugin declares,
+ * defaults filled in; a plugin built for ABI 1.0 (no table) shows its
+ * config as given. */
+static void test_dump_plugin_options(void)
+{
+	char bin[4096], pdir[4096], conf[4096], text[4096], *out = malloc(65536), err[4096];
+
+	CU_ASSERT_FATAL(out != NULL);
+	snprintf(text, sizeof(text),
+	         "{ \"listeners\": [ { \"name\": \"e\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\" },\n"
+	         "  { \"name\": \"k\", \"bind\": \"127.0.0.1:0\", \"handler\": { \"plugin\": \"kv\", "
+	         "\"config\": { \"max_keys\": 5 } } },\n"
+	         "  { \"name\": \"r\", \"bind\": \"127.0.0.1:0\", \"handler\": { \"plugin\": \"relay\", "
+	         "\"config\": { \"upstream\": \"[::1]:53\" } } },\n"
+	         "  { \"name\": \"o\", \"bind\": \"127.0.0.1:0\", \"handler\": { \"plugin\": "
+	         "\"%s/tests/fixtures/.libs/abi10.so\", \"config\": { \"own\": [1] } } } ] }",
+	         dg_test_builddir());
+	snprintf(conf, sizeof(conf), "%s", dg_test_write("dump-opts.json", text));
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(pdir, sizeof(pdir), "%s/plugins/.libs", dg_test_builddir());
+	const char *argv[] = { bin, "-T", "-c", conf, "-P", pdir, NULL };
+	CU_ASSERT_EQUAL_FATAL(dg_run(argv, NULL, out, 65536, err, sizeof(err), 20000), 0);
+	json_t *j = json_loads(out, 0, NULL), *l = json_object_get(j, "listeners");
+	CU_ASSERT_FATAL(json_array_size(l) == 4);
+	static const char *const want[] = {
+		/* unset strings (echo's prefix, wrap) are left out */
+		"{\"error_reply\":false,\"delay_ms\":0,\"reply\":true,\"repeat\":1}",
+		("{\"max_keys\":5,\"max_key_len\":256,\"max_value_bytes\":4096,\"max_bytes\":16777216,"
+		 "\"cookie\":true}"),
+		"{\"upstream\":\"[::1]:53\",\"timeout_ms\":1000,\"max_inflight\":256,\"linger_ms\":5000}",
+		"{\"own\":[1]}",
+	};
+	for (size_t i = 0; i < 4; i++) {
+		json_t *c = json_object_get(json_object_get(json_array_get(l, i), "handler"), "config");
+		char *got = json_dumps(c, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (!got || strcmp(got, want[i]))
+			fprintf(stderr, "listener %zu: expected %s\n  got %s\n", i, want[i], got ? got : "(none)");
+		CU_ASSERT(got && !strcmp(got, want[i]));
+		free(got);
+	}
+	json_decref(j);
+	/* What -T prints, -t accepts. */
+	snprintf(conf, sizeof(conf), "%s", dg_test_write("dump-opts-again.json", out));
+	const char *argv2[] = { bin, "-t", "-c", conf, "-P", pdir, NULL };
+	CU_ASSERT_EQUAL(dg_run(argv2, NULL, out, 65536, err, sizeof(err), 20000), 0);
+	free(out);
+}
+
+/* A bad option of a shipped plugin, in the second listener: dgramd -t names
+ * the file and the full key path, and exits 1. */
+static const struct {
+	const char *handler;
+	const char *error;
+} bad_options[] = {
+	{ "{\"plugin\": \"echo\", \"config\": {\"delay_ms\": -5}}",
+	  "listeners[1].handler.config.delay_ms: must be 0 .. 3600000 (got -5)" },
+	{ "{\"plugin\": \"echo\", \"config\": {\"repeat\": 0}}",
+	  "listeners[1].handler.config.repeat: must be 1 .. 65536 (got 0)" },
+	{ "{\"plugin\": \"echo\", \"config\": {\"wrap\": true}}",
+	  "listeners[1].handler.config.wrap: expected a string, got true" },
+	{ "{\"plugin\": \"echo\", \"config\": {\"prefx\": \"a\"}}",
+	  "listeners[1].handler.config.prefx: unknown key (did you mean 'prefix'?)" },
+	{ "{\"plugin\": \"kv\", \"config\": {\"max_bytes\": 0}}",
+	  "listeners[1].handler.config.max_bytes: must be 1 .. 1099511627776 (got 0)" },
+	{ "{\"plugin\": \"kv\", \"config\": {\"cookie\": \"yes\"}}",
+	  "listeners[1].handler.config.cookie: expected true or false, got a string" },
+	{ "{\"plugin\": \"kv\", \"config\": {\"store\": 1}}",
+	  "listeners[1].handler.config.store: unknown key (known: max_keys, max_key_len, "
+	  "max_value_bytes, max_bytes, cookie)" },
+	{ "\"relay\"", "listeners[1].handler.config.upstream: missing (required)" },
+	{ "{\"plugin\": \"relay\", \"config\": {\"upstream\": \"example.org:53\"}}",
+	  "listeners[1].handler.config.upstream: expected a numeric \"a.b.c.d:port\" or \"[ipv6]:port\" "
+	  "(got \"example.org:53\")" },
+	{ "{\"plugin\": \"relay\", \"config\": {\"upstream\": \"127.0.0.1:53\", \"timeout_ms\": 0}}",
+	  "listeners[1].handler.config.timeout_ms: must be 1 .. 3600000 (got 0)" },
+};
+
+static void test_bad_plugin_options(void)
+{
+	char bin[4096], pdir[4096], conf[4096], text[4096], out[4096], err[4096], want[5200];
+
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(pdir, sizeof(pdir), "%s/plugins/.libs", dg_test_builddir());
+	for (size_t i = 0; i < sizeof(bad_options) / sizeof(bad_options[0]); i++) {
+		snprintf(text, sizeof(text),
+		         "{ \"listeners\": [ { \"name\": \"a\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\" },\n"
+		         "  { \"name\": \"b\", \"bind\": \"127.0.0.1:0\", \"handler\": %s } ] }",
+		         bad_options[i].handler);
+		snprintf(conf, sizeof(conf), "%s", dg_test_write("badopt.json", text));
+		snprintf(want, sizeof(want), "%s: %s\n", conf, bad_options[i].error);
+		const char *argv[] = { bin, "-t", "-c", conf, "-P", pdir, NULL };
+		CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 20000), 1);
+		if (!strstr(err, want))
+			fprintf(stderr, "expected: %s  got: %s\n", want, err);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+	}
+}
+
 /* An unknown user is a config error with its key path, before any bind. */
 static void test_unknown_user(void)
 {
@@ -170,6 +268,8 @@ static void test_unknown_user(void)
 static const struct dg_test tests[] = {
 	{ "unknown user is a config error", test_unknown_user },
 	{ "-T prints the effective config, which -t accepts", test_dump },
+	{ "-T fills in every plugin option", test_dump_plugin_options },
+	{ "-t names a bad plugin option by its key path", test_bad_plugin_options },
 	{ "notify READY and STOPPING, one worker", test_notify_single },
 	{ "notify READY and STOPPING, two workers", test_notify_workers },
 	{ "pidfile written once bound, removed at exit", test_pidfile },

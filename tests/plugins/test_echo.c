@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "loader.h"
+#include "options.h"
 #include "testutil.h"
 
 enum { N = 64000 };
@@ -93,6 +94,29 @@ static void fake_timer_cancel(struct dg_timer *timer)
 	t->live = false;
 }
 
+/* The plugin's options, checked and filled in as the daemon does before
+ * init(). */
+static struct dg_options *fake_opts;
+
+static const void *fake_options(struct dg_instance *self)
+{
+	(void)self;
+	return dg_options_data(fake_opts);
+}
+
+static int options_fill(const struct dg_plugin *p, const json_t *config)
+{
+	char err[512];
+	size_t size;
+	const struct dg_option *table = dg_plugin_options(p, &size);
+	int rc = table ? dg_options_new(table, size, config, "config", &fake_opts, err, sizeof(err))
+	               : DG_EINVAL;
+
+	if (rc)
+		fprintf(stderr, "%s\n", table ? err : "echo declares no options");
+	return rc;
+}
+
 static const struct dg_host fake_host = {
 	.size = sizeof(struct dg_host),
 	.abi_major = DG_PLUGIN_ABI_MAJOR,
@@ -102,6 +126,7 @@ static const struct dg_host fake_host = {
 	.complete = fake_complete,
 	.timer_start = fake_timer_start,
 	.timer_cancel = fake_timer_cancel,
+	.options = fake_options,
 };
 
 static double cpu_ms(void)
@@ -126,6 +151,7 @@ static void test_timeouts_by_handle(void)
 	snprintf(path, sizeof(path), "%s/plugins/.libs/echo.so", dg_test_builddir());
 	CU_ASSERT_EQUAL_FATAL(dg_loader_load(&ld, path, &p, err, sizeof(err)), 0);
 	json_t *config = json_pack("{si}", "delay_ms", 1000);
+	CU_ASSERT_EQUAL_FATAL(options_fill(p, config), DG_OK);
 	CU_ASSERT_EQUAL_FATAL(p->init((struct dg_instance *)&fake, &fake_host, config, &state), DG_OK);
 	json_decref(config);
 	fake.timers = calloc(N, sizeof(*fake.timers));
@@ -163,6 +189,8 @@ static void test_timeouts_by_handle(void)
 	p->on_timeout(state, handle_of(3));
 	CU_ASSERT_EQUAL(fake.cancels, N - N / 8);
 	p->fini(state);
+	dg_options_free(fake_opts);
+	fake_opts = NULL;
 	free(fake.timers);
 	dg_loader_release(&ld);
 }
@@ -178,6 +206,7 @@ static void test_fini_with_pending(void)
 	snprintf(path, sizeof(path), "%s/plugins/.libs/echo.so", dg_test_builddir());
 	CU_ASSERT_EQUAL_FATAL(dg_loader_load(&ld, path, &p, err, sizeof(err)), 0);
 	json_t *config = json_pack("{si}", "delay_ms", 5);
+	CU_ASSERT_EQUAL_FATAL(options_fill(p, config), DG_OK);
 	CU_ASSERT_EQUAL_FATAL(p->init((struct dg_instance *)&fake, &fake_host, config, &state), DG_OK);
 	json_decref(config);
 	fake.timers = calloc(1000, sizeof(*fake.timers));
@@ -190,6 +219,8 @@ static void test_fini_with_pending(void)
 		CU_ASSERT_EQUAL(p->on_packet(state, &rq), DG_PENDING);
 	}
 	p->fini(state);
+	dg_options_free(fake_opts);
+	fake_opts = NULL;
 	free(fake.timers);
 	dg_loader_release(&ld);
 }

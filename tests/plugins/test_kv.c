@@ -11,6 +11,7 @@
 
 #include "loader.h"
 #include "membudget.h"
+#include "options.h"
 #include "testutil.h"
 
 static json_t *last_reply; /* the plugin's last reply (a reference) */
@@ -28,12 +29,22 @@ static int host_reply(dg_req_t req, const struct dg_packet *pkt)
 	return DG_OK;
 }
 
+/* kv's options, checked and filled in as the daemon does before init(). */
+static struct dg_options *opts;
+
+static const void *host_options(struct dg_instance *self)
+{
+	(void)self;
+	return dg_options_data(opts);
+}
+
 static const struct dg_host host = {
 	.size = sizeof(struct dg_host),
 	.abi_major = DG_PLUGIN_ABI_MAJOR,
 	.abi_minor = DG_PLUGIN_ABI_MINOR,
 	.log = host_log,
 	.reply = host_reply,
+	.options = host_options,
 };
 
 struct kv_fixture {
@@ -54,15 +65,23 @@ static bool kv_start(struct kv_fixture *f, const char *config)
 		return false;
 	}
 	json_t *conf = json_loads(config, 0, NULL);
-	int rc = f->p->init((struct dg_instance *)(void *)self, &host, conf, &f->state);
+	size_t size;
+	const struct dg_option *table = dg_plugin_options(f->p, &size);
+	int rc = table ? dg_options_new(table, size, conf, "config", &opts, err, sizeof(err)) : DG_EINVAL;
+	if (rc)
+		fprintf(stderr, "%s\n", table ? err : "kv declares no options");
+	else
+		rc = f->p->init((struct dg_instance *)(void *)self, &host, conf, &f->state);
 	json_decref(conf);
 	return rc == DG_OK;
 }
 
 static void kv_stop(struct kv_fixture *f)
 {
-	if (f->p && f->p->fini)
+	if (f->p && f->p->fini && f->state)
 		f->p->fini(f->state);
+	dg_options_free(opts);
+	opts = NULL;
 	dg_loader_release(&f->ld);
 	json_decref(last_reply);
 	last_reply = NULL;

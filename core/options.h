@@ -1,0 +1,55 @@
+/* Declarative plugin options (dg_plugin.options, ABI 1.1), as nginx
+ * directives are: the table is checked when the plugin loads, a handler's
+ * "config" object is checked against it before init(), and the struct the
+ * plugin reads through host->options() is filled with defaults and given
+ * values. Stand-alone: jansson, the plugin header and the address parser. */
+#ifndef DG_OPTIONS_H
+#define DG_OPTIONS_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+#include <dgramd/plugin.h>
+
+#define DG_OPTIONS_MAX 256            /* entries in one table */
+#define DG_OPTIONS_SIZE_MAX (1u << 20) /* options_size */
+
+/* The filled struct, with the string copies it points to and a reference to
+ * the config (DG_OPT_JSON values point into it). Opaque. */
+struct dg_options;
+
+/* The plugin's option table (and its options_size into *size), or NULL when
+ * it declares none or its descriptor's size field says it was built before
+ * dg_plugin.options existed (ABI 1.0). p is the plugin's own descriptor or
+ * the loader's copy; only p->size bytes of it are read. */
+const struct dg_option *dg_plugin_options(const struct dg_plugin *p, size_t *size);
+
+/* Check a table before anything uses it: names unique and non-empty, known
+ * types and flags, each field inside size, aligned for its type and
+ * overlapping no other, ranges and choices sane, every default valid JSON of
+ * the option's type and within its limits. DG_OK, or DG_EINVAL / DG_ENOMEM
+ * with "option 'NAME': problem" in err. */
+int dg_options_check(const struct dg_option *table, size_t size, char *err, size_t errlen);
+
+/* Check config (an object; NULL is {}) against a table that passed
+ * dg_options_check() and fill a new struct of size bytes: unknown keys (with
+ * a "did you mean"), JSON types, ranges, lengths, choices, addresses,
+ * required keys. Messages are "WHERE.KEY: problem", where is the config's
+ * file and key path ("dgramd.json: listeners[1].handler.config"). DG_OK with
+ * *out owned by the caller (dg_options_free), or DG_EINVAL / DG_ENOMEM with
+ * *out NULL and err filled. config is referenced, not copied. */
+int dg_options_new(const struct dg_option *table, size_t size, const json_t *config,
+                   const char *where, struct dg_options **out, char *err, size_t errlen);
+
+/* The struct: options_size bytes, max-aligned. Borrowed until free. */
+const void *dg_options_data(const struct dg_options *o);
+
+/* Every option of table with its value in o, in table order, as the config
+ * would spell it (unset strings, addresses and JSON are left out): what -T
+ * prints. A new object, or NULL if out of memory. */
+json_t *dg_options_dump(const struct dg_option *table, const struct dg_options *o);
+
+/* Free o, its copies and its reference to the config. NULL: no-op. */
+void dg_options_free(struct dg_options *o);
+
+#endif
