@@ -8,6 +8,7 @@
 #ifndef DG_MEMBUDGET_H
 #define DG_MEMBUDGET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct dg_membudget {
@@ -15,6 +16,11 @@ struct dg_membudget {
 	size_t held;   /* requests in progress */
 	size_t queued; /* peer queues, all listeners (as the queues count them) */
 };
+
+/* Bytes of freed small blocks the allocator keeps for reuse while a server
+ * runs, at most (none under AddressSanitizer). Not part of the budget: a
+ * fixed overhead, like the receive buffers. */
+#define DG_MEMBUDGET_CACHE (512u * 1024)
 
 /* Route jansson's allocations in this process through the counting
  * allocator. Call once, first thing in the daemon's main(), before any
@@ -27,6 +33,18 @@ void dg_membudget_install(void);
  * (each block rounded to 16 bytes, with its size word and our header);
  * 0 if the allocator is not installed. */
 size_t dg_membudget_json_live(void);
+
+/* Bytes of freed blocks kept for reuse now (not in json_live). */
+size_t dg_membudget_cached(void);
+
+/* Keep at most bytes of freed blocks (frees what is over now). 0, the
+ * default: every block goes back to malloc at once. */
+void dg_membudget_set_cache(size_t bytes);
+
+/* A server starts (true: keep up to DG_MEMBUDGET_CACHE) or is released
+ * (false: the cache is emptied, so a process that exits has freed every
+ * block, as valgrind checks). */
+void dg_membudget_serving(bool on);
 
 /* Bytes that fit under the budget now (0 when it is used up). */
 static inline size_t dg_membudget_room(const struct dg_membudget *m)

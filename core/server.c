@@ -391,6 +391,7 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 	}
 	if (check_only)
 		return DG_OK;
+	dg_membudget_serving(true);
 	srv->rx_buf = malloc(DG_RX_BATCH * srv->bufsize);
 	srv->tx_buf = malloc(DG_TX_BATCH * srv->bufsize);
 	if (!srv->rx_buf || !srv->tx_buf) {
@@ -642,6 +643,7 @@ void dg_server_release(struct dg_server *srv)
 	dg_reqtab_release(&srv->rt);
 	free(srv->rx_buf);
 	free(srv->tx_buf);
+	dg_membudget_serving(false);
 	dg_srv = NULL;
 	memset(srv, 0, sizeof(*srv));
 }

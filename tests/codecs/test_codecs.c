@@ -56,6 +56,8 @@ static const struct vector vectors[] = {
 	{ JD3, "[[[[1]]]]", 0, -1, 3, "max_depth 3" },
 	{ JD3, "[\"[[[[[[\"]", 0, 1, 0, NULL },  /* brackets in strings do not nest */
 	{ JD3, "[\"\\\"[[[[\"]", 0, 1, 0, NULL }, /* nor after an escaped quote */
+	{ JD3, "[[1],[2],{\"a\":[3]},[[4]]]", 0, 1, 0, NULL }, /* 7 brackets, depth 3 */
+	{ JD3, "[[1],[2],[[[3]]]]", 0, -1, 11, "max_depth 3" }, /* the 4th level, not bracket */
 	{ JOBJ, "{}", 0, 1, 0, NULL },
 	{ JOBJ, "[]", 0, -1, 0, "objects_only" },
 	{ JOBJ, "\"s\"", 0, -1, 0, "objects_only" },
