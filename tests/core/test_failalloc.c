@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,13 +474,25 @@ static void capture_end(char *buf, size_t len)
 }
 
 /* The replies a client socket holds now (loopback delivers at send). */
-static unsigned collect(int fd, unsigned listener, unsigned *bad)
+/* The replies on fd: at least `want` (the listener's tx) if they come
+ * within 5 s, then whatever else is already there. A reply counted as
+ * sent can still be in the kernel's loopback backlog when sendmmsg has
+ * returned (softirq work deferred on a busy machine): wait for it rather
+ * than take the socket's queue as it is at this instant. */
+static unsigned collect(int fd, unsigned listener, unsigned *bad, uint64_t want)
 {
 	unsigned char buf[2048];
 	unsigned n = 0, next = 0;
 	ssize_t len;
 
-	while ((len = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) >= 0) {
+	for (;;) {
+		if (n < want) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+			if (poll(&p, 1, 5000) <= 0)
+				break;
+		}
+		if ((len = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) < 0)
+			break;
 		n++;
 		if (listener == 0) { /* in order, a subsequence of the valid ones */
 			while (next < 4 && ((size_t)len != strlen(expected_replies[next]) ||
@@ -580,7 +593,7 @@ static bool run_daemon(void)
 		CHECK(c->rx == c->handled + c->decode_errors + drops);
 		tx_queued += c->tx_queued;
 		tx += c->tx;
-		replies += collect(fds[i], i, &bad);
+		replies += collect(fds[i], i, &bad, c->tx);
 		close(fds[i]);
 	}
 	CHECK(bad == 0);
