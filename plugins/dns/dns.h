@@ -1,0 +1,129 @@
+/* dns: internal interface of the authoritative DNS plugin (not installed).
+ *
+ * zone.c loads the zones of the plugin's config into a read-only database
+ * (dns_db): one hash table of owner names, every record pre-encoded in wire
+ * form. wire.c parses a query and writes the answer into a caller's buffer,
+ * with no allocation. dns.c is the plugin glue. The fuzz harness and the
+ * unit tests link zone.c and wire.c directly.
+ */
+#ifndef DG_PLUGIN_DNS_H
+#define DG_PLUGIN_DNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_t;
+
+#define DNS_NAME_MAX 255  /* wire form, with the root label */
+#define DNS_HEADER 12
+#define DNS_CHAIN_MAX 8   /* CNAMEs followed in one answer */
+#define DNS_UDP_MIN 512   /* RFC 1035 payload, and the EDNS floor */
+
+enum dns_rcode {
+	DNS_NOERROR = 0,
+	DNS_FORMERR = 1,
+	DNS_SERVFAIL = 2,
+	DNS_NXDOMAIN = 3,
+	DNS_NOTIMP = 4,
+	DNS_REFUSED = 5,
+	DNS_BADVERS = 16, /* extended: OPT TTL high byte 1, header rcode 0 */
+};
+
+enum dns_type {
+	DNS_T_A = 1,
+	DNS_T_NS = 2,
+	DNS_T_CNAME = 5,
+	DNS_T_SOA = 6,
+	DNS_T_MX = 15,
+	DNS_T_TXT = 16,
+	DNS_T_AAAA = 28,
+	DNS_T_OPT = 41,
+	DNS_T_DS = 43,
+	DNS_T_IXFR = 251,
+	DNS_T_AXFR = 252,
+	DNS_T_ANY = 255,
+};
+
+/* The record types a zone may hold, as indexes into dns_node.set. */
+enum dns_kind { DNS_K_A, DNS_K_AAAA, DNS_K_CNAME, DNS_K_MX, DNS_K_TXT, DNS_K_NS, DNS_K_SOA, DNS_K_COUNT };
+
+struct dns_node;
+
+/* One record: its rdata in wire form (names uncompressed, lowercase as
+ * written in the config). target: for CNAME, MX and NS, the node of the
+ * name it points to when that name exists in the same zone (else NULL). */
+struct dns_rr {
+	uint8_t *rdata;
+	uint16_t rdlen;
+	bool in_zone; /* the name it points to is under the zone's origin */
+	struct dns_node *target;
+};
+
+struct dns_rrset {
+	uint16_t type; /* enum dns_type */
+	uint32_t ttl;
+	unsigned n, cap;
+	struct dns_rr *rr;
+};
+
+struct dns_zone;
+
+/* An owner name, or an empty non-terminal (a name with no records of its
+ * own but with names below it: NODATA, not NXDOMAIN). cut: the closest
+ * delegation (NS below the apex) at or above this name, or NULL. */
+struct dns_node {
+	uint8_t name[DNS_NAME_MAX]; /* wire form, lowercase */
+	uint8_t len;
+	uint64_t hash;
+	struct dns_zone *zone;
+	struct dns_node *cut;
+	struct dns_rrset *set[DNS_K_COUNT];
+};
+
+struct dns_zone {
+	struct dns_node *apex;
+	uint32_t neg_ttl; /* RFC 2308: min(SOA TTL, SOA minimum) */
+};
+
+/* The zones of one plugin instance. Read-only after dns_db_load(). */
+struct dns_db {
+	struct dns_node **slot; /* open addressing, linear probing, <= half full */
+	size_t mask;
+	size_t nodes;
+	struct dns_zone *zones;
+	size_t nzones;
+};
+
+/* Load and check the "zones" array of a config. On error write
+ * "zones[i].records[j].data: what is wrong" into err and return a negative
+ * dg_rc (the db is then empty; dns_db_free is still safe). */
+int dns_db_load(struct dns_db *db, const struct json_t *zones, char *err, size_t errlen);
+void dns_db_free(struct dns_db *db);
+
+/* The node of a wire-form lowercase name, or NULL. */
+struct dns_node *dns_db_find(const struct dns_db *db, const uint8_t *name, size_t len);
+uint64_t dns_name_hash(const uint8_t *name, size_t len);
+int dns_kind_of(uint16_t type); /* enum dns_kind, or -1 */
+
+/* What one answer did, for the plugin's counters. */
+struct dns_result {
+	int rcode;      /* enum dns_rcode of the reply; -1: no reply (dropped) */
+	bool truncated; /* TC=1 */
+	bool edns;
+	size_t qend; /* where the question ends in the reply */
+};
+
+/* Answer the query q (qlen bytes) into out (room for DNS_UDP_MIN bytes at
+ * least, max_payload at most; the reply never exceeds what the query's
+ * EDNS payload size allows, bounded by max_payload). Returns the reply's
+ * length; 0: no reply (a response, or shorter than a header). Never
+ * allocates; reads q only within qlen. */
+size_t dns_answer(const struct dns_db *db, const uint8_t *q, size_t qlen, uint8_t *out,
+                  size_t max_payload, struct dns_result *res);
+
+/* Rewrite the reply out (len bytes, as dns_answer made it with res) into
+ * its truncated form: header, question and OPT, TC=1; the new length. */
+size_t dns_truncate(uint8_t *out, size_t len, const struct dns_result *res);
+
+#endif /* DG_PLUGIN_DNS_H */
