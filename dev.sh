@@ -17,7 +17,8 @@ top=$(pwd)
 
 # Debian packages needed to build and test (one per dependency, see README).
 DEPS=(gcc clang libclang-rt-dev make autoconf automake libtool pkg-config
-      libevent-dev libjansson-dev libcunit1-dev valgrind python3 groff-base prometheus)
+      libevent-dev libjansson-dev libcunit1-dev valgrind python3 groff-base prometheus
+      bind9-dnsutils knot-dnsutils nsd dnsperf)
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 say() { printf 'dev.sh: %s\n' "$*" >&2; }
@@ -33,6 +34,13 @@ ensure_deps() {
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq >/dev/null
 		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+		# nsd's package starts a system nsd on port 53; the tests run their
+		# own on a loopback port and never need it: stop it if it was ours.
+		if [[ " ${missing[*]} " == *" nsd "* ]] && command -v systemctl >/dev/null &&
+		   systemctl is-enabled nsd.service >/dev/null 2>&1; then
+			say "stopping and disabling the system nsd.service the nsd package started"
+			systemctl disable --now nsd.service >/dev/null 2>&1 || true
+		fi
 	else
 		say "missing Debian packages: ${missing[*]}"
 		say "install them with: sudo apt-get install ${missing[*]}"

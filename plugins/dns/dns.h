@@ -111,7 +111,8 @@ struct dns_result {
 	int rcode;      /* enum dns_rcode of the reply; -1: no reply (dropped) */
 	bool truncated; /* TC=1 */
 	bool edns;
-	size_t qend; /* where the question ends in the reply */
+	size_t qend;   /* where the question ends in the reply */
+	size_t optlen; /* bytes of the OPT record that ends it (edns) */
 };
 
 /* Answer the query q (qlen bytes) into out (room for DNS_UDP_MIN bytes at

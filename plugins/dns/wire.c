@@ -12,6 +12,8 @@
 #include "dns.h"
 
 #define OPT_LEN 11   /* root name, type, class, TTL, rdlength 0 */
+#define EDE_LEN 6    /* an Extended DNS Error option with its info code */
+#define EDE_NOT_AUTHORITATIVE 20 /* RFC 8914 */
 #define COMP_MAX 64  /* names remembered for compression per reply */
 #define EXTRA_MAX 32 /* names whose addresses go in the additional section */
 
@@ -43,6 +45,7 @@ struct writer {
 	unsigned ncomp;
 	const struct dns_node *extra[EXTRA_MAX];
 	unsigned nextra;
+	const struct dns_rrset *answer; /* the data the answer ends with */
 };
 
 enum { AN, NS, AR };
@@ -275,6 +278,8 @@ static void extra_put(struct writer *w)
 		for (unsigned i = 0; i < w->nextra; i++) {
 			const struct dns_node *t = w->extra[i];
 			const struct dns_rrset *set = t->set[kinds[k]];
+			if (set == w->answer)
+				continue; /* already in the answer */
 			if (set && !set_put(w, AR, t->name, t->len, set, set->ttl))
 				return;
 		}
@@ -309,6 +314,7 @@ static int data_put(struct writer *w, const struct query *q, const struct dns_no
 		if (set) {
 			if (!set_put(w, AN, oname, olen, set, set->ttl))
 				return -1;
+			w->answer = set;
 			const struct dns_node *apex = n->zone->apex;
 			const struct dns_rrset *ns = apex->set[DNS_K_NS];
 			if (ns && set != ns && !set_put(w, NS, apex->name, apex->len, ns, ns->ttl))
@@ -371,7 +377,9 @@ static void header_put(uint8_t *out, const struct query *q, int rcode, bool aa, 
 	out[3] = (uint8_t)(q->cdflag | (rcode & 0xF));
 }
 
-static void opt_put(uint8_t *p, const struct query *q, unsigned payload, int rcode)
+/* The OPT record; a REFUSED carries the Extended DNS Error "Not
+ * Authoritative" (RFC 8914), as NSD's does. Returns its length. */
+static size_t opt_put(uint8_t *p, const struct query *q, unsigned payload, int rcode)
 {
 	p[0] = 0;
 	put16(p + 1, DNS_T_OPT);
@@ -380,7 +388,15 @@ static void opt_put(uint8_t *p, const struct query *q, unsigned payload, int rco
 	p[6] = 0;
 	p[7] = q->dobit ? 0x80 : 0;
 	p[8] = 0;
-	put16(p + 9, 0);
+	if (rcode != DNS_REFUSED) {
+		put16(p + 9, 0);
+		return OPT_LEN;
+	}
+	put16(p + 9, EDE_LEN);
+	put16(p + 11, 15); /* option code: EDE */
+	put16(p + 13, 2);
+	put16(p + 15, EDE_NOT_AUTHORITATIVE);
+	return OPT_LEN + EDE_LEN;
 }
 
 /* A reply without question: FORMERR, NOTIMP. */
@@ -418,6 +434,7 @@ size_t dns_answer(const struct dns_db *db, const uint8_t *m, size_t len, uint8_t
 	w.p = out;
 	w.cap = limit - (q.edns ? OPT_LEN : 0);
 	w.ncomp = w.nextra = 0;
+	w.answer = NULL;
 	memset(w.count, 0, sizeof(w.count));
 	/* Header and question as asked (its case kept: RFC 1034 4.1, 0x20). */
 	memcpy(out, m, q.qend);
@@ -434,8 +451,9 @@ size_t dns_answer(const struct dns_db *db, const uint8_t *m, size_t len, uint8_t
 		rc = DNS_NOERROR;
 	}
 	if (q.edns) {
-		opt_put(out + w.len, &q, (unsigned)max_payload, rc);
-		w.len += OPT_LEN;
+		/* A REFUSED has no sections: its EDE fits where they would be. */
+		res->optlen = opt_put(out + w.len, &q, (unsigned)max_payload, rc);
+		w.len += res->optlen;
 		w.count[AR]++;
 	}
 	header_put(out, &q, rc, aa, tc);
@@ -454,10 +472,10 @@ size_t dns_truncate(uint8_t *out, size_t len, const struct dns_result *res)
 	if (res->qend <= DNS_HEADER) /* FORMERR, NOTIMP: a header alone */
 		return len;
 	if (res->edns)
-		memmove(out + res->qend, out + len - OPT_LEN, OPT_LEN);
+		memmove(out + res->qend, out + len - res->optlen, res->optlen);
 	out[2] |= 0x02;
 	put16(out + 6, 0);
 	put16(out + 8, 0);
 	put16(out + 10, res->edns ? 1 : 0);
-	return res->qend + (res->edns ? OPT_LEN : 0);
+	return res->qend + (res->edns ? res->optlen : 0);
 }

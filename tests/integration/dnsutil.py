@@ -1,0 +1,181 @@
+"""Shared by the dns plugin's integration tests: start dgramd with the dns
+plugin on a loopback port (port 0, read back from the ready file), start NSD
+on the same zones, ask with dig, and skip (exit 77) when a tool is missing."""
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("DG_BUILDDIR", ".")
+SRC = os.environ.get("DG_SRCDIR", ".")
+ZONES = os.path.join(SRC, "tests/fixtures/dns/zones.json")
+
+
+def need(*tools):
+    for t in tools:
+        if not shutil.which(t) and not os.path.exists("/usr/sbin/" + t):
+            print("SKIP: %s is not installed (apt-get install bind9-dnsutils knot-dnsutils nsd dnsperf)" % t)
+            sys.exit(77)
+
+
+def zones():
+    with open(ZONES) as f:
+        return json.load(f)
+
+
+def wait_answer(port, deadline_s=10.0):
+    """Poll with a query until the server answers (bounded)."""
+    q = struct.pack(">HHHHHH", 0x1234, 0, 1, 0, 0, 0) + b"\x07example\x03com\x00\x00\x06\x00\x01"
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.2)
+        try:
+            s.sendto(q, ("127.0.0.1", port))
+            if s.recv(4096)[:2] == q[:2]:
+                return True
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return False
+
+
+class Dgramd:
+    """dgramd serving the zones (plus extra listener settings) on 127.0.0.1:0."""
+
+    def __init__(self, config=None, listener=None, workers=1, text=None):
+        self.tmp = tempfile.mkdtemp(prefix="dgdns")
+        lst = {"name": "dns", "bind": "127.0.0.1:0", "codec": "raw", "max_datagram": 1232,
+               "handler": {"plugin": "dns", "config": config or zones()}}
+        lst.update(listener or {"amplification": {"factor": 0}})
+        conf = os.path.join(self.tmp, "c.json")
+        with open(conf, "w") as f:
+            if text:
+                f.write(text)  # a whole config as given
+            else:
+                json.dump({"workers": workers, "listeners": [lst]}, f)
+        ready = os.path.join(self.tmp, "ready")
+        self.log = open(os.path.join(self.tmp, "log"), "w+")
+        self.proc = subprocess.Popen([os.path.join(BUILD, "dgramd"), "-c", conf, "-P",
+                                      os.path.join(BUILD, "plugins/.libs"), "-r", ready],
+                                     stdout=self.log, stderr=self.log)
+        end = time.monotonic() + 20
+        while not (os.path.exists(ready) and os.path.getsize(ready)):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.log.seek(0)
+                raise RuntimeError("dgramd did not start: " + self.log.read())
+            time.sleep(0.01)  # polling for the ready file
+        with open(ready) as f:
+            self.port = int(f.read().split()[1].rsplit(":", 1)[1])
+
+    def logtext(self):
+        self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def zonefile(zone):
+    """An RFC 1035 master file of one zone of the plugin's config."""
+    soa = zone["soa"]
+    out = ["$ORIGIN %s" % (zone["origin"].rstrip(".") + "."), "$TTL %d" % zone.get("ttl", 3600)]
+    out.append("@ %d IN SOA %s %s %d %d %d %d %d" % (
+        soa.get("ttl", zone.get("ttl", 3600)), soa["mname"], soa["rname"], soa["serial"],
+        soa["refresh"], soa["retry"], soa["expire"], soa["minimum"]))
+    for r in zone["records"]:
+        d = r["data"]
+        if r["type"] == "MX":
+            d = "%d %s" % (d["preference"], d["exchange"])
+        elif r["type"] == "TXT":
+            parts = d if isinstance(d, list) else [d]
+            d = " ".join('"%s"' % p.replace("\\", "\\\\").replace('"', '\\"') for p in parts)
+        out.append("%s %s IN %s %s" % (r["name"], r.get("ttl", ""), r["type"], d))
+    return "\n".join(out) + "\n"
+
+
+class Nsd:
+    """NSD in the foreground on a free loopback port, with its own config in
+    a temporary directory (retrying on a port clash: nsd cannot bind 0)."""
+
+    def __init__(self, data):
+        self.tmp = tempfile.mkdtemp(prefix="dgnsd")
+        os.chmod(self.tmp, 0o755)
+        for attempt in range(5):
+            self.port = free_udp_port()
+            if self._start(data):
+                return
+        raise RuntimeError("nsd did not start: " + self.logtext())
+
+    def _start(self, data):
+        t = self.tmp
+        zones = ""
+        for i, z in enumerate(data["zones"]):
+            with open(os.path.join(t, "z%d.zone" % i), "w") as f:
+                f.write(zonefile(z))
+            zones += "zone:\n  name: %s\n  zonefile: %s/z%d.zone\n" % (z["origin"], t, i)
+        with open(os.path.join(t, "nsd.conf"), "w") as f:
+            f.write("""server:
+  ip-address: 127.0.0.1@%d
+  do-ip6: no
+  username: ""
+  chroot: ""
+  database: ""
+  zonesdir: "%s"
+  zonelistfile: "%s/zone.list"
+  xfrdfile: "%s/xfrd.state"
+  xfrdir: "%s"
+  pidfile: "%s/nsd.pid"
+  logfile: "%s/nsd.log"
+  server-count: 1
+  verbosity: 1
+remote-control:
+  control-enable: no
+%s""" % (self.port, t, t, t, t, t, t, zones))
+        self.log = open(os.path.join(t, "out.log"), "w+")
+        self.proc = subprocess.Popen(["nsd", "-d", "-c", os.path.join(t, "nsd.conf")],
+                                     stdout=self.log, stderr=self.log)
+        if wait_answer(self.port):
+            return True
+        self.proc.kill()
+        self.proc.wait()
+        return False
+
+    def logtext(self):
+        text = ""
+        for n in ("out.log", "nsd.log"):
+            try:
+                with open(os.path.join(self.tmp, n)) as f:
+                    text += f.read()
+            except OSError:
+                pass
+        return text
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def dig(port, *args, tool="dig"):
+    limits = ["+time=2", "+tries=1"] if tool == "dig" else ["+timeout=2", "+retry=0"]
+    cmd = [tool, "@127.0.0.1", "-p", str(port), "+norec"] + limits + list(args)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    return r.stdout + r.stderr
