@@ -105,7 +105,9 @@ def zonefile(zone):
 
 class Nsd:
     """NSD in the foreground on a free loopback port, with its own config in
-    a temporary directory (retrying on a port clash: nsd cannot bind 0)."""
+    a temporary directory (retrying on a port clash: nsd cannot bind 0).
+    One server process (server-count 1, as nsd -N 1); response rate
+    limiting off (Debian's NSD limits a source to 200 answers a second)."""
 
     def __init__(self, data):
         self.tmp = tempfile.mkdtemp(prefix="dgnsd")
@@ -138,6 +140,7 @@ class Nsd:
   logfile: "%s/nsd.log"
   server-count: 1
   verbosity: 1
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 %s""" % (self.port, t, t, t, t, t, t, zones))
