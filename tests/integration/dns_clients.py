@@ -171,6 +171,23 @@ def guarded():
         d.stop()
 
 
+def small_datagram():
+    """A listener max_datagram below max_payload bounds the reply too: an
+    answer over it (the host refuses it, DG_E2BIG) goes out truncated."""
+    d = dnsutil.Dgramd(listener={"amplification": {"factor": 0}, "max_datagram": 200})
+    try:
+        out = dnsutil.dig(d.port, "txt.example.com", "TXT", "+ignore", "+bufsize=1232")
+        flags = re.search(r"flags:[a-z ]*", out)
+        check("max_datagram 200: a %d-byte reply fits whole" % size(out),
+              flags and " tc" not in flags.group(0) and count(out, "ANSWER") == 1 and size(out) <= 200, out)
+        out = dnsutil.dig(d.port, "example.com", "MX", "+ignore", "+bufsize=1232")
+        flags = re.search(r"flags:[a-z ]*", out)
+        check("max_datagram 200: the 234-byte MX answer is sent truncated (%d bytes)" % size(out),
+              flags and " tc" in flags.group(0) and count(out, "ANSWER") == 0 and 0 < size(out) <= 200, out)
+    finally:
+        d.stop()
+
+
 def zone_config():
     return dnsutil.zones()
 
@@ -298,6 +315,7 @@ def main():
     larger_payload(zone)
     shipped()
     guarded()
+    small_datagram()
     print("DG-RESULT passed=%d failed=%d" % (passed, failed))
     return 1 if failed else 0
 
