@@ -397,8 +397,11 @@ static int gen_sock(struct gen *g, const struct gen *prev, const struct dg_liste
 	}
 	struct dg_addr got;
 	/* At start nothing of ours holds the port yet: refuse a port in use,
-	 * as a bind without SO_REUSEPORT would. */
-	*fd = dg_server_bind(lc, i ? &g->bound[k] : addr, !prev && !i, &got);
+	 * as a bind without SO_REUSEPORT would. Port 0 (a new one: an old
+	 * generation's was kept above) is always bound so, else its search
+	 * could pick a port another process shares through SO_REUSEPORT. */
+	*fd = dg_server_bind(lc, i ? &g->bound[k] : addr, (!prev || addr_port(addr) == 0) && !i,
+	                     &got);
 	if (*fd < 0)
 		return DG_ERROR;
 	if (!i)

@@ -143,26 +143,6 @@ void dg_server_sockopts(const struct dg_listener_conf *lc, int fd, const struct 
 	set_bufsize(&l, &s, SO_SNDBUF, lc->sndbuf, "sndbuf");
 }
 
-/* SO_REUSEPORT would let this bind share a port another process of the
- * same user holds: try a plain socket first, as a bind without it would. */
-static int bind_probe(const struct dg_listener_conf *lc, const struct sockaddr *sa, socklen_t len,
-                      const char *a)
-{
-	int one = 1;
-	int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return DG_OK; /* the real socket() will say why */
-	if (sa->sa_family == AF_INET6)
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	int rc = bind(fd, sa, len) < 0 && errno == EADDRINUSE ? DG_ERROR : DG_OK;
-	if (rc)
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot bind '%s': %s", lc->name, a,
-		       strerror(EADDRINUSE));
-	close(fd);
-	return rc;
-}
-
 int dg_server_bind(const struct dg_listener_conf *lc, const struct dg_addr *addr,
                    bool exclusive, struct dg_addr *bound)
 {
@@ -172,19 +152,23 @@ int dg_server_bind(const struct dg_listener_conf *lc, const struct dg_addr *addr
 	char a[64];
 
 	dg_addr_format(sa, a, sizeof(a));
-	if (exclusive && bind_probe(lc, sa, addr->len, a))
-		return -1;
 	int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		dg_log(DG_LOG_ERROR, "listener '%s': cannot create a socket for '%s': %s",
 		       lc->name, a, strerror(errno));
 		return -1;
 	}
-	/* SO_REUSEPORT always: a reload may add workers, each with a socket
-	 * of its own on the same port, while the old ones still serve. */
+	/* SO_REUSEPORT on every socket: a reload may add workers, each with a
+	 * socket of its own on the same port, while the old ones still serve.
+	 * But the first socket of an address (exclusive) binds without it and
+	 * takes it on after the bind: a socket with SO_REUSEPORT may share a
+	 * port that another process of the same user holds with it, and its
+	 * port-0 search even picks such ports (then a datagram for us can go
+	 * to the other process). Bound plainly, it gets EADDRINUSE, or a port
+	 * nobody holds; later sockets bind to that port and join its group. */
 	if ((sa->sa_family == AF_INET6 &&
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+	    (!exclusive && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)) {
 		dg_log(DG_LOG_ERROR, "listener '%s': cannot set socket options on '%s': %s",
 		       lc->name, a, strerror(errno));
 		goto out_close;
@@ -200,6 +184,11 @@ int dg_server_bind(const struct dg_listener_conf *lc, const struct dg_addr *addr
 	if (bind(fd, sa, addr->len) < 0) {
 		dg_log(DG_LOG_ERROR, "listener '%s': cannot bind '%s': %s", lc->name, a,
 		       strerror(errno));
+		goto out_close;
+	}
+	if (exclusive && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+		dg_log(DG_LOG_ERROR, "listener '%s': cannot set SO_REUSEPORT on '%s': %s", lc->name,
+		       a, strerror(errno));
 		goto out_close;
 	}
 	bound->len = sizeof(bound->ss);

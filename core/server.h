@@ -160,7 +160,9 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
                    bool check_only, struct dg_counters *counters, int *fds);
 /* A non-blocking socket bound to addr with the listener's options
  * (SO_REUSEPORT, pktinfo on a wildcard, rcvbuf, sndbuf); the real address
- * into *bound. exclusive: fail with EADDRINUSE if anyone holds the address
+ * into *bound. exclusive: the first socket of its address: bound without
+ * SO_REUSEPORT (which is set after the bind), so it fails with EADDRINUSE
+ * if anyone holds the address, and port 0 gets a port nobody holds
  * (SO_REUSEPORT alone would share it with another process of this user).
  * The fd (close-on-exec), or -1 after logging why. */
 int dg_server_bind(const struct dg_listener_conf *lc, const struct dg_addr *addr,
