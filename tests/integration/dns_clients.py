@@ -188,6 +188,31 @@ def small_datagram():
         d.stop()
 
 
+def config_errors():
+    """dgramd -t names the key path of a bad dns config: the host checks
+    the declared options, the plugin its zones."""
+    import json
+    import subprocess
+    import tempfile
+    cases = [
+        ({"max_payload": 100, "zones": []}, "listeners[0].handler.config.max_payload"),
+        ({"max_payload": 1232}, "handler.config.zones"),
+        ({"zones": [{"origin": "example.com", "soa": dnsutil.zones()["zones"][0]["soa"],
+                     "records": [{"name": "www", "type": "A", "data": "not an address"}]}]},
+         "config.zones[0].records[0].data: expected an IPv4 address"),
+    ]
+    for cfg, want in cases:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump({"listeners": [{"name": "dns", "bind": "127.0.0.1:0", "codec": "raw",
+                                      "handler": {"plugin": "dns", "config": cfg}}]}, f)
+        r = subprocess.run([os.path.join(dnsutil.BUILD, "dgramd"), "-t", "-c", f.name, "-P",
+                            os.path.join(dnsutil.BUILD, "plugins/.libs")],
+                           capture_output=True, text=True, timeout=30)
+        os.unlink(f.name)
+        check("dgramd -t: %s" % want, r.returncode == 1 and want in r.stdout + r.stderr,
+              r.stdout + r.stderr)
+
+
 def zone_config():
     return dnsutil.zones()
 
@@ -316,6 +341,7 @@ def main():
     shipped()
     guarded()
     small_datagram()
+    config_errors()
     print("DG-RESULT passed=%d failed=%d" % (passed, failed))
     return 1 if failed else 0
 
