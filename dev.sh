@@ -18,7 +18,8 @@ top=$(pwd)
 # Debian packages needed to build and test (one per dependency, see README).
 DEPS=(gcc clang libclang-rt-dev make autoconf automake libtool pkg-config
       libevent-dev libjansson-dev libcunit1-dev valgrind python3 groff-base prometheus
-      bind9-dnsutils knot-dnsutils nsd dnsperf)
+      bind9-dnsutils knot-dnsutils nsd dnsperf
+      bsdutils)
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 say() { printf 'dev.sh: %s\n' "$*" >&2; }

@@ -1,0 +1,686 @@
+/* The syslog plugin in the real daemon: util-linux logger sends RFC 3164
+ * and RFC 5424 (structured data, non-ASCII text, oversized messages) over
+ * UDP, and each message must be the expected JSON line in the file (read
+ * back with jansson). Also: a flood at a stated rate loses nothing, an
+ * unpaced burst is accounted for by the counters, hostile messages stay
+ * one valid line each, write errors are counted, SIGUSR1 reopens the file.
+ * Built twice: test_syslog_logger (-DDG_SYSLOG_LOGGER) runs the logger
+ * tests, and is skipped (exit 77) when logger is not installed (Debian
+ * bsdutils); test_syslog runs the rest. */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <jansson.h>
+
+#include "testutil.h"
+
+#define BODY (1 << 20)
+#define LOGGER "/usr/bin/logger"
+
+#ifdef DG_SYSLOG_LOGGER
+static bool have_logger(void)
+{
+	if (access(LOGGER, X_OK) == 0)
+		return true;
+	printf("SKIP: %s is not installed (apt-get install bsdutils)\n", LOGGER);
+	return false;
+}
+#endif
+
+static char path_buf[4096];
+
+/* A fresh output file's path under the test's temporary directory. */
+static const char *out_path(const char *name)
+{
+	snprintf(path_buf, sizeof(path_buf), "%s/%s", dg_test_tmpdir(), name);
+	unlink(path_buf);
+	return path_buf;
+}
+
+/* Start dgramd with one raw listener "s" writing to file; listener_extra
+ * and plugin_extra are JSON members (each with a trailing comma, or ""). */
+static bool start(struct dg_daemon *d, const char *file, const char *listener_extra,
+                  const char *plugin_extra)
+{
+	char conf[8192];
+
+	snprintf(conf, sizeof(conf),
+	         "{ \"metrics\": { \"bind\": \"127.0.0.1:0\" }, \"listeners\": [ { \"name\": \"s\", "
+	         "\"bind\": \"127.0.0.1:0\", \"codec\": \"raw\", %s \"handler\": { \"plugin\": "
+	         "\"syslog\", \"config\": { %s \"file\": \"%s\" } } } ] }",
+	         listener_extra, plugin_extra, file);
+	return dg_daemon_start(d, conf, NULL);
+}
+
+
+/* The file's content (malloc'd, NUL-terminated; *len its size). */
+static char *slurp(const char *file, size_t *len)
+{
+	FILE *f = fopen(file, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	for (;;) {
+		if (cap - n < 65536) {
+			char *nb = realloc(buf, cap = cap * 2 + 65536 + 1);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		size_t r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+static size_t lines_in(const char *file)
+{
+	size_t len, k = 0;
+	char *s = slurp(file, &len);
+
+	for (size_t i = 0; s && i < len; i++)
+		k += s[i] == '\n';
+	free(s);
+	return k;
+}
+
+/* Poll (bounded) until the file holds at least n lines; the count. */
+static size_t wait_lines(const char *file, size_t n, unsigned timeout_ms)
+{
+	double deadline = dg_now_ms() + timeout_ms;
+	size_t k;
+
+	while ((k = lines_in(file)) < n && dg_now_ms() < deadline)
+		usleep(5000);
+	return k;
+}
+
+/* Line i (from 0) of the file, decoded; every line must be one valid JSON
+ * object (no duplicate keys). NULL if not. */
+static json_t *line_at(const char *file, size_t i)
+{
+	size_t len;
+	char *s = slurp(file, &len), *p = s;
+	json_t *j = NULL;
+
+	for (size_t k = 0; p && k < i; k++) {
+		p = memchr(p, '\n', len - (size_t)(p - s));
+		p = p ? p + 1 : NULL;
+	}
+	char *e = p ? memchr(p, '\n', len - (size_t)(p - s)) : NULL;
+	if (e) {
+		json_error_t je;
+		j = json_loadb(p, (size_t)(e - p), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+		if (!j)
+			printf("\n  line %zu is not JSON: %s", i, je.text);
+	}
+	free(s);
+	return j;
+}
+
+static const char *str(json_t *j, const char *k)
+{
+	json_t *v = json_object_get(j, k);
+	return json_is_string(v) ? json_string_value(v) : json_is_null(v) ? "(null)" : "(absent)";
+}
+
+static inline long long num(json_t *j, const char *k)
+{
+	json_t *v = json_object_get(j, k);
+	return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+/* A counter of listener "s" from /stats: the core's (rx, ...) or, with
+ * plugin set, the syslog plugin's. -1 if absent. */
+static long long stat_of(const struct dg_daemon *d, const char *key, bool plugin)
+{
+	char *body = malloc(BODY);
+	long long v = -1;
+
+	if (body && dg_http_get(d, "/stats", body, BODY) == 200) {
+		json_t *j = json_loads(body, 0, NULL);
+		json_t *t = json_object_get(json_object_get(json_object_get(j, "listeners"), "s"), "total");
+		json_t *x = json_object_get(plugin ? json_object_get(t, "plugin") : t, key);
+		v = json_is_integer(x) ? json_integer_value(x) : -1;
+		json_decref(j);
+	}
+	free(body);
+	return v;
+}
+
+#ifdef DG_SYSLOG_LOGGER
+static unsigned short port_of(const struct dg_daemon *d)
+{
+	return ntohs(((const struct sockaddr_in *)&d->addr[0])->sin_port);
+}
+
+static int logger(const struct dg_daemon *d, const char *const *opts, const char *msg)
+{
+	const char *argv[32];
+	char port[16], out[4096], err[4096];
+	int n = 0;
+
+	snprintf(port, sizeof(port), "%u", port_of(d));
+	argv[n++] = LOGGER;
+	argv[n++] = "-d";
+	argv[n++] = "-n";
+	argv[n++] = "127.0.0.1";
+	argv[n++] = "-P";
+	argv[n++] = port;
+	for (; *opts && n < 28; opts++)
+		argv[n++] = *opts;
+	argv[n++] = "--";
+	argv[n++] = msg;
+	argv[n] = NULL;
+	int rc = dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000);
+	if (rc != 0)
+		printf("\n  logger: exit %d: %s", rc, err);
+	return rc;
+}
+
+static void test_logger_3164(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("3164.jsonl");
+
+	CU_ASSERT_FATAL(start(&d, file, "", "\"flush_ms\": 10,"));
+	CU_ASSERT_EQUAL(logger(&d, (const char *[]){ "--rfc3164", "-t", "mytag", "-i", "-p",
+	                                             "local3.err", NULL }, "h\xc3\xa9llo w\xc3\xb6rld \xe6\x97\xa5\xe6\x9c\xac"), 0);
+	CU_ASSERT_EQUAL(logger(&d, (const char *[]){ "--rfc3164", "-p", "auth.notice", NULL },
+	                       "second \"quoted\" message"), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_lines(file, 2, 10000), 2);
+	json_t *j = line_at(file, 0);
+	CU_ASSERT_STRING_EQUAL(str(j, "format"), "rfc3164");
+	CU_ASSERT_EQUAL(num(j, "facility"), 19);
+	CU_ASSERT_EQUAL(num(j, "severity"), 3);
+	CU_ASSERT_STRING_EQUAL(str(j, "app"), "mytag");
+	CU_ASSERT(atoi(str(j, "procid")) > 0); /* logger's pid */
+	CU_ASSERT_STRING_EQUAL(str(j, "msg"), "h\xc3\xa9llo w\xc3\xb6rld \xe6\x97\xa5\xe6\x9c\xac");
+	CU_ASSERT_EQUAL(strlen(str(j, "timestamp")), 15); /* "Nov 23 13:42:14" */
+	CU_ASSERT(strcmp(str(j, "hostname"), "(null)") && strcmp(str(j, "hostname"), "(absent)"));
+	CU_ASSERT_EQUAL(strncmp(str(j, "peer"), "127.0.0.1:", 10), 0);
+	CU_ASSERT_EQUAL(strlen(str(j, "received")), 27);
+	json_decref(j);
+	j = line_at(file, 1);
+	CU_ASSERT_EQUAL(num(j, "facility"), 4);
+	CU_ASSERT_EQUAL(num(j, "severity"), 5);
+	CU_ASSERT_STRING_EQUAL(str(j, "msg"), "second \"quoted\" message");
+	json_decref(j);
+	CU_ASSERT_EQUAL(stat_of(&d, "written", true), 2);
+	CU_ASSERT_EQUAL(stat_of(&d, "parse_errors", true), 0);
+	dg_daemon_stop_checked(&d, "s");
+}
+
+static void test_logger_5424(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("5424.jsonl");
+	const char *text = "Gr\xc3\xbc\xc3\x9f" "e \xe6\x97\xa5\xe6\x9c\xac tab\there";
+
+	CU_ASSERT_FATAL(start(&d, file, "", "\"flush_ms\": 10,"));
+	CU_ASSERT_EQUAL(logger(&d, (const char *[]){ "--rfc5424", "-t", "app1", "--msgid", "ID7",
+	                                             "--sd-id", "ex@32473", "--sd-param", "a=\"1\"",
+	                                             "--sd-param", "b=\"x\\\"y\\]\"", "-p", "local7.debug",
+	                                             NULL }, text), 0);
+	CU_ASSERT_EQUAL(logger(&d, (const char *[]){ "--rfc5424=notq,nohost", NULL }, "plain"), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_lines(file, 2, 10000), 2);
+	json_t *j = line_at(file, 0);
+	CU_ASSERT_STRING_EQUAL(str(j, "format"), "rfc5424");
+	CU_ASSERT_EQUAL(num(j, "version"), 1);
+	CU_ASSERT_EQUAL(num(j, "facility"), 23);
+	CU_ASSERT_EQUAL(num(j, "severity"), 7);
+	CU_ASSERT_STRING_EQUAL(str(j, "app"), "app1");
+	CU_ASSERT_STRING_EQUAL(str(j, "msgid"), "ID7");
+	CU_ASSERT_STRING_EQUAL(str(j, "msg"), text);
+	CU_ASSERT_EQUAL(strncmp(str(j, "timestamp"), "20", 2), 0);
+	json_t *sd = json_object_get(j, "sd");
+	CU_ASSERT_STRING_EQUAL(str(json_object_get(sd, "ex@32473"), "a"), "1");
+	CU_ASSERT_STRING_EQUAL(str(json_object_get(sd, "ex@32473"), "b"), "x\"y]");
+	CU_ASSERT_PTR_NOT_NULL(json_object_get(json_object_get(sd, "timeQuality"), "tzKnown"));
+	json_decref(j);
+	j = line_at(file, 1);
+	CU_ASSERT_STRING_EQUAL(str(j, "hostname"), "(null)");
+	CU_ASSERT(json_is_null(json_object_get(j, "sd")));
+	CU_ASSERT_STRING_EQUAL(str(j, "msg"), "plain");
+	json_decref(j);
+	dg_daemon_stop_checked(&d, "s");
+}
+
+/* logger --size: a 10,000-byte message is written whole, a 50,000-byte one
+ * cut at max_msg_bytes (20,000) and marked, a datagram past the listener's
+ * max_datagram (60,000) dropped by the server and counted there. */
+static void test_logger_oversized(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("big.jsonl");
+	char *big = malloc(62001);
+
+	CU_ASSERT_FATAL(big != NULL);
+	CU_ASSERT_FATAL(start(&d, file, "\"max_datagram\": 60000,", "\"flush_ms\": 10, \"max_msg_bytes\": 20000,"));
+	const char *opts[] = { "--rfc5424", "--size", "65000", NULL };
+	for (size_t i = 0; i < 62000; i++)
+		big[i] = (char)('a' + i % 26);
+	big[10000] = '\0';
+	CU_ASSERT_EQUAL(logger(&d, opts, big), 0);
+	big[10000] = 'a' + 10000 % 26;
+	big[50000] = '\0';
+	CU_ASSERT_EQUAL(logger(&d, opts, big), 0);
+	big[50000] = 'a' + 50000 % 26;
+	big[62000] = '\0';
+	CU_ASSERT_EQUAL(logger(&d, opts, big), 0);
+	CU_ASSERT_EQUAL(logger(&d, opts, "last"), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_lines(file, 3, 10000), 3);
+	json_t *j = line_at(file, 0);
+	CU_ASSERT_EQUAL(strlen(str(j, "msg")), 10000);
+	CU_ASSERT_PTR_NULL(json_object_get(j, "truncated"));
+	json_decref(j);
+	j = line_at(file, 1);
+	CU_ASSERT_EQUAL(strlen(str(j, "msg")), 20000);
+	CU_ASSERT_EQUAL(strncmp(str(j, "msg"), big, 20000), 0);
+	CU_ASSERT_EQUAL(num(j, "truncated"), 50000);
+	json_decref(j);
+	j = line_at(file, 2);
+	CU_ASSERT_STRING_EQUAL(str(j, "msg"), "last");
+	json_decref(j);
+	CU_ASSERT_EQUAL(stat_of(&d, "truncated", true), 1);
+	CU_ASSERT_EQUAL(stat_of(&d, "written", true), 3);
+	dg_daemon_stop_checked(&d, "s");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "s", "drop_too_large"), 1);
+	CU_ASSERT_EQUAL(lines_in(file), 3);
+	free(big);
+}
+
+#else /* !DG_SYSLOG_LOGGER */
+
+static int sender(const struct dg_daemon *d)
+{
+	int fd = dg_udp_client(&d->addr[0], 1000);
+	int big = 4 << 20;
+
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+	return fd;
+}
+
+/* One message numbered i; its length. */
+static size_t numbered(char *buf, size_t len, unsigned i)
+{
+	return (size_t)snprintf(buf, len, "<134>1 2026-11-23T13:42:14.000001Z host app %u - "
+	                        "[seq@1 n=\"%u\"] message number %u", i, i, i);
+}
+
+/* Poll /stats until the daemon has read or seen dropped all `sent`
+ * datagrams: rx + rx_kernel_drops == sent. The kernel's drop count comes
+ * with the next datagram read, so a probe is sent (and counted) while
+ * waiting. The number of probes sent. */
+static unsigned settle(const struct dg_daemon *d, int fd, unsigned sent)
+{
+	char buf[256];
+	unsigned probes = 0;
+	double deadline = dg_now_ms() + 20000;
+
+	while (dg_now_ms() < deadline) {
+		long long rx = stat_of(d, "rx", false), kd = stat_of(d, "rx_kernel_drops", false);
+		if (rx >= 0 && kd >= 0 && (unsigned long long)(rx + kd) == sent + probes)
+			break;
+		size_t n = numbered(buf, sizeof(buf), 1000000 + probes);
+		if (send(fd, buf, n, 0) == (ssize_t)n)
+			probes++;
+		usleep(20000);
+	}
+	return probes;
+}
+
+/* Check every line is one valid JSON object of a message; the count. */
+static size_t check_all_lines(const char *file)
+{
+	size_t len, k = 0, bad = 0;
+	char *s = slurp(file, &len), *p = s;
+
+	while (p && p < s + len) {
+		char *e = memchr(p, '\n', len - (size_t)(p - s));
+		if (!e)
+			break;
+		json_t *j = json_loadb(p, (size_t)(e - p), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+		bad += !json_is_object(j);
+		json_decref(j);
+		k++;
+		p = e + 1;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT_EQUAL(p, s + len); /* no partial line */
+	free(s);
+	return k;
+}
+
+#define RATE_N 20000
+#define RATE_PER_S 20000
+
+/* RATE_N messages at RATE_PER_S per second (paced by the clock, in batches
+ * of 100): every one is a line in the file, and the counters agree. */
+static void test_rate(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("rate.jsonl");
+	char buf[256];
+	unsigned sent = 0, failed = 0;
+
+	CU_ASSERT_FATAL(start(&d, file, "\"rcvbuf\": 8388608,", "\"flush_ms\": 50, \"fsync_ms\": 200,"));
+	int fd = sender(&d);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&d.addr[0], d.addrlen[0]) == 0);
+	double t0 = dg_now_ms();
+	for (unsigned i = 0; i < RATE_N; i++) {
+		if (i % 100 == 0) { /* pacing, not waiting for anything */
+			double due = t0 + i * 1000.0 / RATE_PER_S, now = dg_now_ms();
+			if (due > now)
+				usleep((useconds_t)((due - now) * 1000));
+		}
+		size_t n = numbered(buf, sizeof(buf), i);
+		if (send(fd, buf, n, 0) == (ssize_t)n)
+			sent++;
+		else
+			failed++;
+	}
+	double secs = (dg_now_ms() - t0) / 1000;
+	unsigned probes = settle(&d, fd, sent);
+	printf("\n  rate: %u messages in %.2f s (%.0f/s), %u send errors, %u probes; ", sent, secs,
+	       sent / secs, failed, probes);
+	size_t lines = wait_lines(file, sent + probes, 20000);
+	long long kd = stat_of(&d, "rx_kernel_drops", false), rx = stat_of(&d, "rx", false);
+	printf("rx %lld, rx_kernel_drops %lld, lines %zu", rx, kd, lines);
+	CU_ASSERT_EQUAL(failed, 0);
+	CU_ASSERT_EQUAL(kd, 0);
+	CU_ASSERT_EQUAL(lines, sent + probes);
+	CU_ASSERT_EQUAL(stat_of(&d, "written", true), (long long)lines);
+	CU_ASSERT_EQUAL(stat_of(&d, "dropped", true), 0);
+	CU_ASSERT_EQUAL(check_all_lines(file), lines);
+	/* In order, each once. */
+	json_t *j = line_at(file, RATE_N - 1);
+	CU_ASSERT_STRING_EQUAL(str(j, "procid"), "19999");
+	json_decref(j);
+	close(fd);
+	dg_daemon_stop_checked(&d, "s");
+}
+
+/* As fast as the sender can (a small socket buffer, so the kernel may
+ * drop): whatever is not in the file is in rx_kernel_drops. */
+static void test_burst_accounted(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("burst.jsonl");
+	char buf[256];
+	unsigned sent = 0;
+
+	CU_ASSERT_FATAL(start(&d, file, "\"rcvbuf\": 65536,", ""));
+	int fd = sender(&d);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&d.addr[0], d.addrlen[0]) == 0);
+	double t0 = dg_now_ms();
+	for (unsigned i = 0; i < RATE_N; i++) {
+		size_t n = numbered(buf, sizeof(buf), i);
+		sent += send(fd, buf, n, 0) == (ssize_t)n;
+	}
+	double secs = (dg_now_ms() - t0) / 1000;
+	unsigned probes = settle(&d, fd, sent);
+	long long kd = stat_of(&d, "rx_kernel_drops", false), rx = stat_of(&d, "rx", false);
+	size_t lines = wait_lines(file, (size_t)rx, 20000);
+	printf("\n  burst: %u messages in %.3f s (%.0f/s): rx %lld, rx_kernel_drops %lld, lines %zu",
+	       sent + probes, secs, sent / secs, rx, kd, lines);
+	CU_ASSERT_EQUAL((long long)lines + kd, (long long)(sent + probes));
+	CU_ASSERT_EQUAL((long long)lines, rx);
+	CU_ASSERT_EQUAL(stat_of(&d, "written", true), (long long)lines);
+	CU_ASSERT_EQUAL(check_all_lines(file), lines);
+	close(fd);
+	dg_daemon_stop_checked(&d, "s");
+}
+
+/* Hostile datagrams: each becomes one valid JSON line carrying its bytes. */
+static void test_hostile(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("hostile.jsonl");
+	static const struct {
+		const char *d;
+		size_t len;
+		bool parses;
+	} msgs[] = {
+#define M(s, p) { s, sizeof(s) - 1, p }
+		M("<13>1 - h a - - - line1\nline2\n{\"forged\":true}\n", true),
+		M("<13>Oct 11 22:14:15 h t: \"}\",\"x\":\"\\", true),
+		M("<13>1 - h a - - - nul\0inside\0", true),
+		M("<13>1 - h a - - - \x01\x02\x1b[31m\x7f", true),
+		M("<13>1 - h a - - - bad utf8 \xff\xc3\x28\xed\xa0\x80", true),
+		M("<13>1 - h a - - [x k=\"\n\\\"\xff\"] sd", true),
+		M("\xff\xfe\n\n\0", false),
+		M("<999>1 - - - - - -", false),
+		M("<13>1 - h\x7f a - - - m", false),
+#undef M
+	};
+	size_t n_msgs = sizeof(msgs) / sizeof(msgs[0]), sent = 0, bad = 0;
+
+	CU_ASSERT_FATAL(start(&d, file, "", "\"flush_ms\": 10,"));
+	int fd = sender(&d);
+	CU_ASSERT_FATAL(fd >= 0);
+	for (size_t i = 0; i < n_msgs; i++, sent++) {
+		CU_ASSERT(sendto(fd, msgs[i].d, msgs[i].len, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]) ==
+		          (ssize_t)msgs[i].len);
+		bad += !msgs[i].parses;
+	}
+	/* A huge SD: 200 parameters (past the bound of 128: written raw). */
+	char *huge = malloc(60000);
+	size_t n = (size_t)snprintf(huge, 60000, "<13>1 - h a - - [big@1");
+	for (unsigned i = 0; i < 200; i++)
+		n += (size_t)snprintf(huge + n, 60000 - n, " p%u=\"%s\\\"\\]\"", i, "\n\xff");
+	n += (size_t)snprintf(huge + n, 60000 - n, "] tail");
+	CU_ASSERT(sendto(fd, huge, n, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]) == (ssize_t)n);
+	sent++, bad++;
+	CU_ASSERT_EQUAL_FATAL(wait_lines(file, sent, 10000), sent);
+	CU_ASSERT_EQUAL(check_all_lines(file), sent);
+	for (size_t i = 0; i < n_msgs; i++) {
+		json_t *j = line_at(file, i);
+		json_t *text = json_object_get(j, msgs[i].parses ? "msg" : "raw");
+		CU_ASSERT(json_is_string(text));
+		if (!msgs[i].parses)
+			CU_ASSERT(json_is_string(json_object_get(j, "error")));
+		json_decref(j);
+	}
+	json_t *j = line_at(file, 1);
+	CU_ASSERT_STRING_EQUAL(str(j, "msg"), "\"}\",\"x\":\"\\");
+	json_decref(j);
+	j = line_at(file, 0);
+	CU_ASSERT_STRING_EQUAL(str(j, "msg"), "line1\nline2\n{\"forged\":true}\n");
+	json_decref(j);
+	j = line_at(file, n_msgs);
+	CU_ASSERT_STRING_EQUAL(str(j, "error"), "more than 128 SD-PARAMs");
+	/* Whole, each \xff as U+FFFD (3 bytes). */
+	CU_ASSERT_EQUAL(json_string_length(json_object_get(j, "raw")), n + 200 * 2);
+	json_decref(j);
+	CU_ASSERT_EQUAL(stat_of(&d, "parse_errors", true), (long long)bad);
+	free(huge);
+	close(fd);
+	dg_daemon_stop_checked(&d, "s");
+}
+
+/* /dev/full: every write fails with ENOSPC. Counted, logged once (rate-
+ * limited), the lines kept to retry and counted as dropped at shutdown. */
+static void test_write_errors(void)
+{
+	struct dg_daemon d;
+	char buf[256];
+
+	CU_ASSERT_FATAL(start(&d, "/dev/full", "", "\"flush_ms\": 10,"));
+	int fd = sender(&d);
+	CU_ASSERT_FATAL(fd >= 0);
+	for (unsigned i = 0; i < 5; i++) {
+		size_t n = numbered(buf, sizeof(buf), i);
+		CU_ASSERT(sendto(fd, buf, n, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]) == (ssize_t)n);
+	}
+	double deadline = dg_now_ms() + 10000;
+	while ((stat_of(&d, "write_errors", true) < 3 || stat_of(&d, "rx", false) < 5) &&
+	       dg_now_ms() < deadline)
+		usleep(10000);
+	CU_ASSERT(stat_of(&d, "write_errors", true) >= 3); /* retried: each flush fails again */
+	CU_ASSERT_EQUAL(stat_of(&d, "written", true), 0);
+	close(fd);
+	dg_daemon_stop_checked(&d, "s");
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT_EQUAL(dg_count_lines(log, "cannot write '/dev/full': No space left on device"), 1);
+	CU_ASSERT_EQUAL(dg_count_lines(log, "'/dev/full': 5 lines lost at shutdown"), 1);
+	free(log);
+}
+
+/* logrotate: the file is moved; lines go on to the moved file until
+ * SIGUSR1, then to a new file at the configured path. */
+static void test_reopen(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("rot.jsonl");
+	char moved[4200], buf[256];
+
+	snprintf(moved, sizeof(moved), "%s.1", file);
+	unlink(moved);
+	CU_ASSERT_FATAL(start(&d, file, "", "\"flush_ms\": 10,"));
+	int fd = sender(&d);
+	CU_ASSERT_FATAL(fd >= 0);
+	unsigned i = 0;
+	for (; i < 3; i++)
+		sendto(fd, buf, numbered(buf, sizeof(buf), i), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
+	CU_ASSERT_EQUAL_FATAL(wait_lines(file, 3, 10000), 3);
+	CU_ASSERT_FATAL(rename(file, moved) == 0);
+	for (; i < 5; i++)
+		sendto(fd, buf, numbered(buf, sizeof(buf), i), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
+	CU_ASSERT_EQUAL(wait_lines(moved, 5, 10000), 5);
+	CU_ASSERT_EQUAL(kill(d.pid, SIGUSR1), 0);
+	double deadline = dg_now_ms() + 10000;
+	char *log = NULL;
+	while (dg_now_ms() < deadline) {
+		free(log);
+		log = dg_daemon_log(&d);
+		if (dg_count_lines(log, "signal USR1: reopened"))
+			break;
+		usleep(10000);
+	}
+	CU_ASSERT_EQUAL(dg_count_lines(log, "signal USR1: reopened"), 1);
+	free(log);
+	for (; i < 7; i++)
+		sendto(fd, buf, numbered(buf, sizeof(buf), i), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
+	CU_ASSERT_EQUAL(wait_lines(file, 2, 10000), 2);
+	CU_ASSERT_EQUAL(lines_in(moved), 5);
+	json_t *j = line_at(file, 0);
+	CU_ASSERT_STRING_EQUAL(str(j, "procid"), "5");
+	json_decref(j);
+	close(fd);
+	dg_daemon_stop_checked(&d, "s");
+}
+
+/* Lines still buffered at SIGTERM are written by fini (flush_ms long). */
+static void test_flush_at_stop(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("stop.jsonl");
+	char buf[256];
+
+	CU_ASSERT_FATAL(start(&d, file, "", "\"flush_ms\": 60000, \"flush_bytes\": 16777216,"));
+	int fd = sender(&d);
+	CU_ASSERT_FATAL(fd >= 0);
+	for (unsigned i = 0; i < 10; i++)
+		sendto(fd, buf, numbered(buf, sizeof(buf), i), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
+	double deadline = dg_now_ms() + 10000;
+	while (stat_of(&d, "rx", false) < 10 && dg_now_ms() < deadline)
+		usleep(10000);
+	CU_ASSERT_EQUAL(stat_of(&d, "rx", false), 10);
+	CU_ASSERT_EQUAL(lines_in(file), 0); /* buffered: a minute to go */
+	close(fd);
+	dg_daemon_stop_checked(&d, "s");
+	CU_ASSERT_EQUAL(lines_in(file), 10);
+	CU_ASSERT_EQUAL(check_all_lines(file), 10);
+}
+
+/* Config errors name the key; -t reports them. */
+static void test_config_errors(void)
+{
+	static const struct {
+		const char *config, *error;
+	} cases[] = {
+		{ "{}", "config.file: required" },
+		{ "{\"file\": 3}", "config.file: expected a path" },
+		{ "{\"file\": \"/tmp/x\", \"flush_ms\": -1}", "config.flush_ms: expected an integer from 0 to 60000" },
+		{ "{\"file\": \"/tmp/x\", \"fsync\": 1}", "config.fsync: unknown key" },
+		{ "{\"file\": \"/nonexistent/dir/x.jsonl\"}", "config.file: cannot open '/nonexistent/dir/x.jsonl'" },
+	};
+	char conf[1024], bin[4096], plugins[4096], out[8192], err[8192];
+
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(plugins, sizeof(plugins), "%s/plugins/.libs", dg_test_builddir());
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(conf, sizeof(conf), "{\"listeners\": [{\"name\": \"s\", \"bind\": \"127.0.0.1:0\", "
+		         "\"codec\": \"raw\", \"handler\": {\"plugin\": \"syslog\", \"config\": %s}}]}",
+		         cases[i].config);
+		char path[4096]; /* dg_run writes its stdin with dg_test_write too */
+		snprintf(path, sizeof(path), "%s", dg_test_write("bad.json", conf));
+		const char *argv[] = { bin, "-P", plugins, "-t", "-c", path, NULL };
+		CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 1);
+		if (!strstr(err, cases[i].error))
+			printf("\n  %s: %s", cases[i].config, err);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i].error));
+	}
+}
+
+#endif
+
+#ifdef DG_SYSLOG_LOGGER
+/* test_syslog_logger: the same file, the tests that need logger. */
+static const struct dg_test tests[] = {
+	{ "logger --rfc3164: fields, non-ASCII", test_logger_3164 },
+	{ "logger --rfc5424: structured data, msgid, non-ASCII", test_logger_5424 },
+	{ "logger --size: whole, truncated with a marker, too large", test_logger_oversized },
+	{ NULL, NULL },
+};
+#else
+static const struct dg_test tests[] = {
+	{ "20,000 messages at 20,000/s: every one a line", test_rate },
+	{ "unpaced burst: lines + rx_kernel_drops = sent", test_burst_accounted },
+	{ "hostile messages: one valid JSON line each", test_hostile },
+	{ "write errors (/dev/full): counted, logged once, lines accounted", test_write_errors },
+	{ "SIGUSR1 reopens a rotated file", test_reopen },
+	{ "buffered lines written at stop", test_flush_at_stop },
+	{ "config errors name the key", test_config_errors },
+	{ NULL, NULL },
+};
+#endif
+
+int main(void)
+{
+	static const struct dg_suite suites[] = {
+		{ "syslog plugin in the daemon", tests },
+		{ NULL, NULL },
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+#ifdef DG_SYSLOG_LOGGER
+	if (!have_logger())
+		return 77; /* automake: SKIP */
+#endif
+	return dg_test_main(suites);
+}
