@@ -67,6 +67,7 @@ struct sl {
 	bool mid_line;  /* the file ends inside buf's first line */
 	bool unsynced;  /* written since the last fdatasync */
 	bool closing;   /* in fini: start no timer */
+	bool failing;   /* the last write failed: only the retry timer writes */
 	struct dg_timer *flush_timer, *sync_timer;
 	struct event *ev_reopen;
 	struct dg_metric *metric[SL_NMETRICS];
@@ -157,6 +158,7 @@ static void sl_flush(struct sl *s)
 		if (s->opt.fsync_ms && !s->sync_timer && !s->closing)
 			s->sync_timer = s->host->timer_start(s->self, (unsigned)s->opt.fsync_ms, sl_sync, s);
 	}
+	s->failing = err != 0;
 	if (err)
 		sl_write_error(s, err);
 	if (s->len && !s->flush_timer && !s->closing)
@@ -351,7 +353,8 @@ static int sl_take(struct sl *s, const struct dg_request *req)
 	char received[48], peer[80];
 	bool truncated;
 
-	if (s->cap - s->len < dg_syslog_line_max(n))
+	/* While writes fail, the retry timer writes: not every datagram. */
+	if (s->cap - s->len < dg_syslog_line_max(n) && !s->failing)
 		sl_flush(s);
 	if (s->cap - s->len < dg_syslog_line_max(n)) {
 		sl_count(s, SL_DROPPED, 1); /* the file takes nothing: its error is counted */
@@ -368,7 +371,7 @@ static int sl_take(struct sl *s, const struct dg_request *req)
 	s->len += dg_syslog_format(&l, s->buf + s->len, &truncated);
 	if (truncated)
 		sl_count(s, SL_TRUNCATED, 1);
-	if (s->len >= (size_t)s->opt.flush_bytes || !s->opt.flush_ms)
+	if ((s->len >= (size_t)s->opt.flush_bytes || !s->opt.flush_ms) && !s->failing)
 		sl_flush(s);
 	else if (!s->flush_timer)
 		s->flush_timer = s->host->timer_start(s->self, (unsigned)s->opt.flush_ms, sl_flush_timer, s);

@@ -373,6 +373,19 @@ static size_t check_all_lines(const char *file)
 	return k;
 }
 
+static long rmem_max(void)
+{
+	FILE *f = fopen("/proc/sys/net/core/rmem_max", "r");
+	long v = 0;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v;
+}
+
 #define RATE_N 20000
 #define RATE_PER_S 20000
 
@@ -410,8 +423,15 @@ static void test_rate(void)
 	long long kd = stat_of(&d, "rx_kernel_drops", false), rx = stat_of(&d, "rx", false);
 	printf("rx %lld, rx_kernel_drops %lld, lines %zu", rx, kd, lines);
 	CU_ASSERT_EQUAL(failed, 0);
-	CU_ASSERT_EQUAL(kd, 0);
-	CU_ASSERT_EQUAL(lines, sent + probes);
+	CU_ASSERT_EQUAL((long long)lines + kd, (long long)(sent + probes));
+	/* Nothing lost needs the 8 MiB receive buffer, which only a privileged
+	 * dgramd (SO_RCVBUFFORCE) or a large net.core.rmem_max grants. */
+	if (geteuid() == 0 || rmem_max() >= 8388608) {
+		CU_ASSERT_EQUAL(kd, 0);
+		CU_ASSERT_EQUAL(lines, sent + probes);
+	} else {
+		printf("\n  (not root, rmem_max below 8 MiB: losses only accounted for)");
+	}
 	CU_ASSERT_EQUAL(stat_of(&d, "written", true), (long long)lines);
 	CU_ASSERT_EQUAL(stat_of(&d, "dropped", true), 0);
 	CU_ASSERT_EQUAL(check_all_lines(file), lines);
@@ -550,6 +570,32 @@ static void test_write_errors(void)
 	free(log);
 }
 
+/* While the file takes nothing, datagrams do not each try a write (with
+ * flush_bytes 1 each would): only the retry timer does, after flush_ms. */
+static void test_write_errors_no_storm(void)
+{
+	struct dg_daemon d;
+	char buf[256];
+
+	CU_ASSERT_FATAL(start(&d, "/dev/full", "", "\"flush_ms\": 60000, \"flush_bytes\": 1,"));
+	int fd = sender(&d);
+	CU_ASSERT_FATAL(fd >= 0);
+	for (unsigned i = 0; i < 50; i++) {
+		size_t n = numbered(buf, sizeof(buf), i);
+		CU_ASSERT(sendto(fd, buf, n, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]) == (ssize_t)n);
+	}
+	double deadline = dg_now_ms() + 10000;
+	while (stat_of(&d, "rx", false) < 50 && dg_now_ms() < deadline)
+		usleep(10000);
+	CU_ASSERT_EQUAL(stat_of(&d, "rx", false), 50);
+	CU_ASSERT_EQUAL(stat_of(&d, "write_errors", true), 1);
+	close(fd);
+	dg_daemon_stop_checked(&d, "s");
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT_EQUAL(dg_count_lines(log, "'/dev/full': 50 lines lost at shutdown"), 1);
+	free(log);
+}
+
 /* logrotate: the file is moved; lines go on to the moved file until
  * SIGUSR1, then to a new file at the configured path. */
 static void test_reopen(void)
@@ -663,6 +709,7 @@ static const struct dg_test tests[] = {
 	{ "unpaced burst: lines + rx_kernel_drops = sent", test_burst_accounted },
 	{ "hostile messages: one valid JSON line each", test_hostile },
 	{ "write errors (/dev/full): counted, logged once, lines accounted", test_write_errors },
+	{ "write errors: no write per datagram while failing", test_write_errors_no_storm },
 	{ "SIGUSR1 reopens a rotated file", test_reopen },
 	{ "buffered lines written at stop", test_flush_at_stop },
 	{ "config errors name the key", test_config_errors },
