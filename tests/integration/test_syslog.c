@@ -144,11 +144,6 @@ static const char *str(json_t *j, const char *k)
 	return json_is_string(v) ? json_string_value(v) : json_is_null(v) ? "(null)" : "(absent)";
 }
 
-static inline long long num(json_t *j, const char *k)
-{
-	json_t *v = json_object_get(j, k);
-	return json_is_integer(v) ? json_integer_value(v) : -1;
-}
 
 /* A counter of listener "s" from /stats: the core's (rx, ...) or, with
  * plugin set, the syslog plugin's. -1 if absent. */
@@ -169,6 +164,12 @@ static long long stat_of(const struct dg_daemon *d, const char *key, bool plugin
 }
 
 #ifdef DG_SYSLOG_LOGGER
+static long long num(json_t *j, const char *k)
+{
+	json_t *v = json_object_get(j, k);
+	return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
 static unsigned short port_of(const struct dg_daemon *d)
 {
 	return ntohs(((const struct sockaddr_in *)&d->addr[0])->sin_port);
