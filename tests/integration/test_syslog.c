@@ -138,6 +138,19 @@ static json_t *line_at(const char *file, size_t i)
 	return j;
 }
 
+/* wait_lines, and if they do not come, fail and stop the daemon (the
+ * caller returns). */
+static bool expect_lines(struct dg_daemon *d, const char *file, size_t n)
+{
+	size_t k = wait_lines(file, n, 10000);
+
+	CU_ASSERT_EQUAL(k, n);
+	if (k == n)
+		return true;
+	dg_daemon_stop(d);
+	return false;
+}
+
 static const char *str(json_t *j, const char *k)
 {
 	json_t *v = json_object_get(j, k);
@@ -209,7 +222,8 @@ static void test_logger_3164(void)
 	                                             "local3.err", NULL }, "h\xc3\xa9llo w\xc3\xb6rld \xe6\x97\xa5\xe6\x9c\xac"), 0);
 	CU_ASSERT_EQUAL(logger(&d, (const char *[]){ "--rfc3164", "-p", "auth.notice", NULL },
 	                       "second \"quoted\" message"), 0);
-	CU_ASSERT_EQUAL_FATAL(wait_lines(file, 2, 10000), 2);
+	if (!expect_lines(&d, file, 2))
+		return;
 	json_t *j = line_at(file, 0);
 	CU_ASSERT_STRING_EQUAL(str(j, "format"), "rfc3164");
 	CU_ASSERT_EQUAL(num(j, "facility"), 19);
@@ -244,7 +258,8 @@ static void test_logger_5424(void)
 	                                             "--sd-param", "b=\"x\\\"y\\]\"", "-p", "local7.debug",
 	                                             NULL }, text), 0);
 	CU_ASSERT_EQUAL(logger(&d, (const char *[]){ "--rfc5424=notq,nohost", NULL }, "plain"), 0);
-	CU_ASSERT_EQUAL_FATAL(wait_lines(file, 2, 10000), 2);
+	if (!expect_lines(&d, file, 2))
+		return;
 	json_t *j = line_at(file, 0);
 	CU_ASSERT_STRING_EQUAL(str(j, "format"), "rfc5424");
 	CU_ASSERT_EQUAL(num(j, "version"), 1);
@@ -290,7 +305,8 @@ static void test_logger_oversized(void)
 	big[62000] = '\0';
 	CU_ASSERT_EQUAL(logger(&d, opts, big), 0);
 	CU_ASSERT_EQUAL(logger(&d, opts, "last"), 0);
-	CU_ASSERT_EQUAL_FATAL(wait_lines(file, 3, 10000), 3);
+	if (!expect_lines(&d, file, 3))
+		return;
 	json_t *j = line_at(file, 0);
 	CU_ASSERT_EQUAL(strlen(str(j, "msg")), 10000);
 	CU_ASSERT_PTR_NULL(json_object_get(j, "truncated"));
@@ -516,7 +532,8 @@ static void test_hostile(void)
 	n += (size_t)snprintf(huge + n, 60000 - n, "] tail");
 	CU_ASSERT(sendto(fd, huge, n, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]) == (ssize_t)n);
 	sent++, bad++;
-	CU_ASSERT_EQUAL_FATAL(wait_lines(file, sent, 10000), sent);
+	if (!expect_lines(&d, file, sent))
+		return;
 	CU_ASSERT_EQUAL(check_all_lines(file), sent);
 	for (size_t i = 0; i < n_msgs; i++) {
 		json_t *j = line_at(file, i);
@@ -613,8 +630,13 @@ static void test_reopen(void)
 	unsigned i = 0;
 	for (; i < 3; i++)
 		sendto(fd, buf, numbered(buf, sizeof(buf), i), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
-	CU_ASSERT_EQUAL_FATAL(wait_lines(file, 3, 10000), 3);
-	CU_ASSERT_FATAL(rename(file, moved) == 0);
+	if (!expect_lines(&d, file, 3))
+		return;
+	if (rename(file, moved) != 0) {
+		CU_FAIL("rename");
+		dg_daemon_stop(&d);
+		return;
+	}
 	for (; i < 5; i++)
 		sendto(fd, buf, numbered(buf, sizeof(buf), i), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
 	CU_ASSERT_EQUAL(wait_lines(moved, 5, 10000), 5);
