@@ -1,7 +1,7 @@
 /* syslog: receives RFC 5424 and RFC 3164 messages (raw codec, no replies)
  * and appends each as one JSON line to a file.
  *
- * config:
+ * config (declared in sl_options, checked by the host):
  *   "file": "/var/log/dgramd/syslog.jsonl"  required; opened O_APPEND
  *   "flush_bytes": 65536  write the buffer once it holds this much
  *   "flush_ms": 100       ... or this long after its first line (0: write
@@ -18,9 +18,11 @@
  * Several workers, or listeners, may append to one file: each write holds
  * whole lines, and O_APPEND keeps them apart.
  */
-#define _POSIX_C_SOURCE 200809L /* strdup, fdatasync; plugins build without config.h */
+#define _POSIX_C_SOURCE 200809L /* fdatasync, gmtime_r; plugins build without config.h */
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -40,9 +42,27 @@
 #define SL_RETRY_MS 1000      /* after a failed write, with flush_ms 0 */
 #define SL_ERR_LOG_SECS 10    /* at most one write error line per this */
 
+/* The config, checked and filled in by the host (host->options). */
 struct sl_options {
-	long long flush_bytes, flush_ms, fsync_ms, max_msg_bytes;
+	const char *file;
+	int64_t flush_bytes, flush_ms, fsync_ms, max_msg_bytes;
 };
+
+#define O(field) offsetof(struct sl_options, field)
+static const struct dg_option sl_options[] = {
+	{ .name = "file", .type = DG_OPT_STRING, .offset = O(file), .min = 1, .max = 4095,
+	  .flags = DG_OPT_REQUIRED, .help = "the JSON lines file (opened O_APPEND, created 0640)" },
+	{ .name = "flush_bytes", .type = DG_OPT_INT, .offset = O(flush_bytes), .def = "65536",
+	  .min = 1, .max = 16777216, .help = "write the buffer once it holds this many bytes" },
+	{ .name = "flush_ms", .type = DG_OPT_INT, .offset = O(flush_ms), .def = "100", .min = 0,
+	  .max = 60000, .help = "... or this long after its first line (0: each line at once)" },
+	{ .name = "fsync_ms", .type = DG_OPT_INT, .offset = O(fsync_ms), .def = "0", .min = 0,
+	  .max = 3600000, .help = "fdatasync this long after a write (0: never)" },
+	{ .name = "max_msg_bytes", .type = DG_OPT_INT, .offset = O(max_msg_bytes), .def = "0",
+	  .min = 0, .max = 65535, .help = "cut msg (or raw) here, marked \"truncated\" (0: never)" },
+	{ .name = NULL },
+};
+#undef O
 
 enum sl_metric { SL_WRITTEN, SL_PARSE_ERRORS, SL_TRUNCATED, SL_WRITE_ERRORS, SL_DROPPED, SL_NMETRICS };
 
@@ -59,8 +79,8 @@ static const struct {
 struct sl {
 	const struct dg_host *host;
 	struct dg_instance *self;
-	struct sl_options opt;
-	char *path;
+	struct sl_options opt;  /* a copy of the host's */
+	const char *path;       /* opt.file */
 	int fd;
 	char *buf; /* whole lines, but buf[0] may continue a line partly written */
 	size_t len, cap;
@@ -77,18 +97,6 @@ struct sl {
 	char stamp[32];    /* "2026-11-23T13:42:14" */
 	struct dg_syslog_msg msg; /* ~5 KiB: here, not on the stack */
 };
-
-static const struct {
-	const char *name;
-	size_t off;
-	long long min, max, def;
-} sl_int_opts[] = {
-	{ "flush_bytes", offsetof(struct sl_options, flush_bytes), 1, 16777216, 65536 },
-	{ "flush_ms", offsetof(struct sl_options, flush_ms), 0, 60000, 100 },
-	{ "fsync_ms", offsetof(struct sl_options, fsync_ms), 0, 3600000, 0 },
-	{ "max_msg_bytes", offsetof(struct sl_options, max_msg_bytes), 0, SL_MAX_DATAGRAM, 0 },
-};
-#define SL_N_INT_OPTS (sizeof(sl_int_opts) / sizeof(sl_int_opts[0]))
 
 static void sl_count(struct sl *s, enum sl_metric m, int64_t n)
 {
@@ -235,75 +243,30 @@ static void sl_fini(void *state)
 	if (s->ev_reopen)
 		event_free(s->ev_reopen);
 	free(s->buf);
-	free(s->path);
 	free(s);
-}
-
-static int sl_int_option(struct sl *s, const char *key, const json_t *v)
-{
-	for (size_t i = 0; i < SL_N_INT_OPTS; i++) {
-		if (strcmp(key, sl_int_opts[i].name))
-			continue;
-		long long *dst = (long long *)(void *)((char *)&s->opt + sl_int_opts[i].off);
-		if (!json_is_integer(v) || json_integer_value(v) < sl_int_opts[i].min ||
-		    json_integer_value(v) > sl_int_opts[i].max) {
-			s->host->log(s->self, DG_LOG_ERROR, "config.%s: expected an integer from %lld to %lld",
-			             key, sl_int_opts[i].min, sl_int_opts[i].max);
-			return DG_EINVAL;
-		}
-		*dst = json_integer_value(v);
-		return DG_OK;
-	}
-	s->host->log(s->self, DG_LOG_ERROR, "config.%s: unknown key (known: file, flush_bytes, "
-	             "flush_ms, fsync_ms, max_msg_bytes)", key);
-	return DG_EINVAL;
-}
-
-static int sl_configure(struct sl *s, const json_t *config)
-{
-	const char *key;
-	json_t *v;
-
-	for (size_t i = 0; i < SL_N_INT_OPTS; i++)
-		*(long long *)(void *)((char *)&s->opt + sl_int_opts[i].off) = sl_int_opts[i].def;
-	if (!json_is_object(config)) {
-		s->host->log(s->self, DG_LOG_ERROR, "config: expected an object with \"file\"");
-		return DG_EINVAL;
-	}
-	json_object_foreach((json_t *)config, key, v) {
-		if (!strcmp(key, "file")) {
-			if (!json_is_string(v) || !json_string_length(v) ||
-			    strlen(json_string_value(v)) != json_string_length(v)) {
-				s->host->log(s->self, DG_LOG_ERROR, "config.file: expected a path");
-				return DG_EINVAL;
-			}
-			free(s->path);
-			if (!(s->path = strdup(json_string_value(v))))
-				return DG_ENOMEM;
-		} else if (sl_int_option(s, key, v)) {
-			return DG_EINVAL;
-		}
-	}
-	if (!s->path) {
-		s->host->log(s->self, DG_LOG_ERROR, "config.file: required (the JSON lines file)");
-		return DG_EINVAL;
-	}
-	return DG_OK;
 }
 
 static int sl_init(struct dg_instance *self, const struct dg_host *host, const json_t *config,
                    void **state)
 {
-	struct sl *s = calloc(1, sizeof(*s));
+	const struct sl_options *o = host->options ? host->options(self) : NULL;
+	struct sl *s;
 	int rc;
+	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!s)
+	if (!o) {
+		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
+		return DG_EINVAL;
+	}
+	if (!(s = calloc(1, sizeof(*s))))
 		return DG_ENOMEM;
 	s->host = host;
 	s->self = self;
 	s->fd = -1;
-	if ((rc = sl_configure(s, config)) || (rc = sl_open(s)))
+	s->opt = *o;
+	s->path = o->file;
+	if ((rc = sl_open(s)))
 		goto fail;
 	/* Room for flush_bytes and the longest line one datagram can make. */
 	s->cap = (size_t)s->opt.flush_bytes + dg_syslog_line_max(SL_MAX_DATAGRAM);
@@ -399,4 +362,6 @@ DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	.fini = sl_fini,
 	.on_packet = sl_on_packet,
 	.on_error = sl_on_error,
+	.options = sl_options,
+	.options_size = sizeof(struct sl_options),
 };

@@ -686,16 +686,17 @@ static void test_flush_at_stop(void)
 	CU_ASSERT_EQUAL(check_all_lines(file), 10);
 }
 
-/* Config errors name the key; -t reports them. */
+/* Config errors name the key path (the host checks the declared options;
+ * the plugin the file); -t reports them. */
 static void test_config_errors(void)
 {
 	static const struct {
 		const char *config, *error;
 	} cases[] = {
-		{ "{}", "config.file: required" },
-		{ "{\"file\": 3}", "config.file: expected a path" },
-		{ "{\"file\": \"/tmp/x\", \"flush_ms\": -1}", "config.flush_ms: expected an integer from 0 to 60000" },
-		{ "{\"file\": \"/tmp/x\", \"fsync\": 1}", "config.fsync: unknown key" },
+		{ "{}", "listeners[0].handler.config.file: missing (required)" },
+		{ "{\"file\": 3}", "listeners[0].handler.config.file: expected a string" },
+		{ "{\"file\": \"/tmp/x\", \"flush_ms\": -1}", "listeners[0].handler.config.flush_ms: must be 0 .. 60000" },
+		{ "{\"file\": \"/tmp/x\", \"fsync\": 1}", "listeners[0].handler.config.fsync: unknown key" },
 		{ "{\"file\": \"/nonexistent/dir/x.jsonl\"}", "config.file: cannot open '/nonexistent/dir/x.jsonl'" },
 	};
 	char conf[1024], bin[4096], plugins[4096], out[8192], err[8192];
