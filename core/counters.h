@@ -5,7 +5,8 @@
  * and at exit, with the queues empty, rx = handled + decode_errors + drops.
  * rx_kernel_drops stands outside that sum: datagrams the kernel dropped
  * before dgramd could read them (socket buffer full) never reach rx.
- * Replies have their own accounting: tx + sum(tx_drop) = replies made. */
+ * Replies have their own accounting: tx + sum(tx_drop) = replies made
+ * (pushes with host->session_send included; tx_push counts those). */
 #ifndef DG_COUNTERS_H
 #define DG_COUNTERS_H
 
@@ -67,6 +68,7 @@ struct dg_counters {
 	uint64_t sessions_evicted; /* closed to make room (max_peers) */
 	uint64_t queued;         /* datagrams that waited in a peer queue */
 	uint64_t stale_calls;    /* reply/complete with a dead request handle */
+	uint64_t tx_push;        /* pushes accepted (session_send); sent ones are in tx too */
 	/* Not a counter: dg_counters_add stops here. */
 	struct dg_plugin_metric plugin[DG_PLUGIN_METRICS_MAX];
 };

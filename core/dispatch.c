@@ -15,6 +15,18 @@
 static void log_parse_error(struct dg_listener *l, const struct sockaddr *peer, size_t len,
                             const struct dg_parse_error *pe);
 static void session_done(struct dg_server *srv, struct dg_listener *l, struct dg_session *sess);
+static void slot_release(struct dg_server *srv, uint32_t idx);
+static void await_stop(struct dg_server *srv, uint32_t idx);
+static void await_post(struct dg_server *srv, struct dg_await *aw);
+static void inbox_handover(struct dg_server *srv, uint32_t idx);
+
+/* Frames of the last awaited datagram are still to be delivered. */
+static bool inbox_busy(struct dg_server *srv, const struct dg_session *sess)
+{
+	const struct dg_await *aw = srv->rt.reqs[sess->waiter - 1].aw;
+
+	return aw->frame < aw->frames;
+}
 
 /* ---- deadlines: a list per listener in the order requests went pending,
  * which is deadline order since every request of a listener has the same
@@ -84,6 +96,8 @@ static void req_free(struct dg_server *srv, uint32_t idx)
 	srv->mem.held -= r->mem;
 	r->mem = 0;
 	deadline_unlink(srv, idx);
+	slot_release(srv, idx);
+	r = REQ(srv, idx);
 	dg_reqtab_free(&srv->rt, idx);
 	if (sess) {
 		dg_session_req_done(&r->l->sessions, sess, srv->now_ms);
@@ -172,7 +186,7 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 		unsigned f = r->frame;
 		struct dg_request rq = {
 			.handle = dg_reqtab_handle(&srv->rt, idx), .packet = pkts[f], .peer = &peer,
-			.session = r->sess, .frame = f, .frames = r->frames,
+			.session = r->sess, .frame = f, .frames = r->frames, .self = &l->inst,
 		};
 		int v;
 
@@ -203,11 +217,13 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 			}
 			r->pending = true;
 			srv->pending++;
-			deadline_link(srv, idx);
+			if (!r->awaiting) /* else handler_timeout_ms waits for the step */
+				deadline_link(srv, idx);
 			return;
 		}
 		if (!r->done_in_call)
-			r->gen++;
+			dg_dispatch_retire(srv, idx);
+		r = REQ(srv, idx);
 		r->done_in_call = false;
 		r->frame++;
 	}
@@ -355,6 +371,310 @@ static void process(struct dg_sock *s, struct dg_session *sess, unsigned char *b
 	run_frames(srv, idx, srv->pkts, buf, len, NULL);
 }
 
+/* ---- the request's data slot and its handle ------------------------------ */
+
+/* What a request holds for the plugin ends with its handle: the data
+ * slot's free_fn runs (once: the slot is cleared first), a waiting await is
+ * dropped, and frames of an awaited datagram not yet delivered go to
+ * on_packet as a request of their own. May allocate a request: the table
+ * may move. */
+static void slot_release(struct dg_server *srv, uint32_t idx)
+{
+	struct dg_req *r = REQ(srv, idx);
+	void *data = r->data;
+	void (*data_free)(void *) = r->data_free;
+	struct dg_await *aw = r->aw;
+
+	r->data = NULL;
+	r->data_free = NULL;
+	if (r->awaiting)
+		await_stop(srv, idx);
+	if (data_free)
+		data_free(data);
+	if (aw && aw->frame < aw->frames)
+		inbox_handover(srv, idx);
+}
+
+void dg_dispatch_retire(struct dg_server *srv, uint32_t idx)
+{
+	REQ(srv, idx)->gen++;
+	slot_release(srv, idx);
+}
+
+/* ---- conversations (host->request_await) ------------------------------- */
+
+static void await_timeout(evutil_socket_t fd, short what, void *arg);
+
+static struct dg_await *await_new(struct dg_server *srv, uint32_t idx)
+{
+	struct dg_await *aw = calloc(1, sizeof(*aw));
+
+	if (!aw)
+		return NULL;
+	aw->ev = evtimer_new(srv->base, await_timeout, aw);
+	if (!aw->ev) {
+		free(aw);
+		return NULL;
+	}
+	aw->srv = srv;
+	aw->idx = idx;
+	return aw;
+}
+
+static void inbox_free(struct dg_server *srv, struct dg_await *aw)
+{
+	struct dg_listener *l = REQ(srv, aw->idx)->l;
+
+	for (unsigned i = aw->frame; i < aw->frames; i++)
+		dg_codec_release(l->codec, &aw->pkts[i]);
+	free(aw->pkts);
+	free(aw->copy);
+	aw->pkts = NULL;
+	aw->copy = NULL;
+	aw->frame = aw->frames = 0;
+	srv->mem.held -= aw->mem;
+	aw->mem = 0;
+}
+
+/* The request ended with frames of an awaited datagram undelivered: they
+ * go to on_packet, as the frames after a pending one do. */
+static void inbox_handover(struct dg_server *srv, uint32_t idx)
+{
+	struct dg_req *r = REQ(srv, idx);
+	struct dg_await *aw = r->aw;
+	struct dg_sock *s = r->s;
+	struct dg_session *sess = r->sess;
+	uint32_t n;
+
+	if (srv->aborting || !new_request(srv, s, sess, aw->frames, &n)) {
+		if (!srv->aborting)
+			handler_failed(s->l, REQ(srv, idx), DG_EBUSY);
+		inbox_free(srv, aw);
+		return;
+	}
+	r = REQ(srv, n);
+	r->frame = aw->frame;
+	r->rest = aw->pkts;
+	r->copy = aw->copy;
+	r->mem = aw->mem;
+	aw->pkts = NULL;
+	aw->copy = NULL;
+	aw->frame = aw->frames = 0;
+	aw->mem = 0;
+	make_ready(srv, n);
+}
+
+/* The request stops waiting (its step fired, or it ended). */
+static void await_stop(struct dg_server *srv, uint32_t idx)
+{
+	struct dg_req *r = REQ(srv, idx);
+
+	r->awaiting = false;
+	if (r->sess->waiter == idx + 1)
+		r->sess->waiter = 0;
+	evtimer_del(r->aw->ev);
+}
+
+/* One step ends: cb gets the packet (status DG_OK), DG_ETIMEDOUT or
+ * DG_ECANCELED. Afterwards: completed inside the call, or waiting again,
+ * or pending (handler_timeout_ms runs again), or, after DG_ECANCELED,
+ * completed by the host. */
+static void await_fire(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt,
+                       unsigned frame, unsigned frames, int status)
+{
+	struct dg_req *r = REQ(srv, idx);
+	struct dg_listener *l = r->l;
+	struct dg_session *sess = r->sess;
+	dg_await_fn cb = r->aw->cb;
+	void *arg = r->aw->arg;
+	struct dg_peer peer = {
+		.addr = &sess->peer.sa, .addrlen = sess->peerlen, .listener = l->conf->name,
+		.local = &sess->local.sa, .locallen = sess->locallen,
+	};
+	struct dg_request rq = {
+		.handle = dg_reqtab_handle(&srv->rt, idx), .peer = &peer, .session = sess,
+		.frame = frame, .frames = frames, .self = &l->inst,
+	};
+
+	if (pkt)
+		rq.packet = *pkt;
+	await_stop(srv, idx);
+	r->replies = 0; /* max_replies_per_request counts per step */
+	r->in_call = true;
+	cb(arg, rq.handle, pkt ? &rq : NULL, status);
+	r = REQ(srv, idx);
+	r->in_call = false;
+	if (!r->done_in_call && status == DG_ECANCELED)
+		dg_dispatch_retire(srv, idx);
+	else if (!r->done_in_call) {
+		if (!r->awaiting)
+			deadline_link(srv, idx);
+		return;
+	}
+	r = REQ(srv, idx);
+	r->done_in_call = false;
+	dg_dispatch_finish_pending(srv, idx);
+}
+
+static void await_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_await *aw = arg;
+	(void)fd, (void)what;
+
+	dg_server_clock(aw->srv);
+	await_fire(aw->srv, aw->idx, NULL, 0, 0, DG_ETIMEDOUT);
+}
+
+/* The next frame of the awaited datagram, to the waiting request. */
+static void inbox_deliver(struct dg_server *srv, struct dg_await *aw)
+{
+	struct dg_listener *l = REQ(srv, aw->idx)->l;
+	unsigned f = aw->frame++;
+	struct dg_packet pkt = aw->pkts[f];
+
+	await_fire(srv, aw->idx, &pkt, f, aw->frames, DG_OK);
+	dg_codec_release(l->codec, &pkt);
+	aw = REQ(srv, aw->idx)->aw;
+	if (aw->frame == aw->frames && aw->pkts)
+		inbox_free(srv, aw);
+}
+
+/* Deliver from the post event, never inside request_await() itself. */
+static void await_post(struct dg_server *srv, struct dg_await *aw)
+{
+	if (aw->posted)
+		return;
+	aw->posted = true;
+	aw->next = NULL;
+	if (srv->aready_tail)
+		srv->aready_tail->next = aw;
+	else
+		srv->aready_head = aw;
+	srv->aready_tail = aw;
+	dg_server_post(srv);
+}
+
+/* The frames after the first of an awaited datagram wait in the await,
+ * one per step. */
+static int inbox_keep(struct dg_server *srv, struct dg_await *aw, unsigned nf,
+                      const unsigned char *dgram, size_t len, size_t used)
+{
+	aw->copy = malloc(len ? len : 1);
+	aw->pkts = calloc(nf, sizeof(*aw->pkts));
+	if (!aw->copy || !aw->pkts) {
+		free(aw->copy);
+		free(aw->pkts);
+		aw->copy = NULL;
+		aw->pkts = NULL;
+		return DG_ENOMEM;
+	}
+	memcpy(aw->copy, dgram, len);
+	for (unsigned i = 1; i < nf; i++) {
+		aw->pkts[i] = srv->pkts[i];
+		aw->pkts[i].data = aw->copy + ((const unsigned char *)srv->pkts[i].data - dgram);
+	}
+	aw->frame = 1;
+	aw->frames = nf;
+	aw->mem = rest_bytes(nf, len) + used;
+	srv->mem.held += aw->mem;
+	return DG_OK;
+}
+
+/* A datagram of sess while a request waits for it (nothing of the peer's
+ * older is queued): decoded as process() does, its first frame to the
+ * waiting request. */
+static void await_datagram(struct dg_sock *s, struct dg_session *sess, unsigned char *buf,
+                           size_t len)
+{
+	struct dg_listener *l = s->l;
+	struct dg_server *srv = l->srv;
+	struct dg_parse_error pe = { 0 };
+	size_t room = dg_membudget_room(&srv->mem), used;
+	uint32_t idx = sess->waiter - 1;
+	unsigned nf;
+
+	if (!room)
+		return drop(l, DG_DROP_MEMORY);
+	if (dg_codec_split(l->codec, buf, len, srv->frames, &nf, &pe))
+		return parse_failed(s, sess, buf, len, &pe);
+	size_t reserve = nf > 1 ? rest_bytes(nf, len) : 0;
+	if (reserve >= room)
+		return drop(l, DG_DROP_MEMORY);
+	int rc = decode_all(l, buf, nf, room - reserve, &used, &pe);
+	if (rc == DG_ENOMEM)
+		return drop(l, DG_DROP_MEMORY);
+	if (rc)
+		return parse_failed(s, sess, buf, len, &pe);
+	struct dg_await *aw = REQ(srv, idx)->aw;
+	if (nf > 1 && inbox_keep(srv, aw, nf, buf, len, used)) {
+		release_all(l, nf);
+		return drop(l, DG_DROP_MEMORY);
+	}
+	l->c->handled++;
+	l->c->packets += nf;
+	await_fire(srv, idx, &srv->pkts[0], 0, nf, DG_OK);
+	dg_codec_release(l->codec, &srv->pkts[0]);
+	aw = REQ(srv, idx)->aw;
+	if (aw->frame == aw->frames && aw->pkts)
+		inbox_free(srv, aw);
+}
+
+int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, dg_await_fn cb,
+                      void *arg)
+{
+	struct dg_req *r = REQ(srv, idx);
+	struct dg_session *sess = r->sess;
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+
+	if (!r->pending && !r->in_call)
+		return DG_ESTALE; /* done, its next frame waits to run */
+	if (srv->stopping || srv->aborting)
+		return DG_ECANCELED;
+	if (sess->waiter)
+		return DG_EBUSY;
+	if (!r->aw && !(r->aw = await_new(srv, idx)))
+		return DG_ENOMEM;
+	if (evtimer_add(r->aw->ev, &tv))
+		return DG_ENOMEM;
+	r->aw->cb = cb;
+	r->aw->arg = arg;
+	r->awaiting = true;
+	sess->waiter = idx + 1;
+	deadline_unlink(srv, idx); /* handler_timeout_ms is suspended meanwhile */
+	if (r->aw->frame < r->aw->frames)
+		await_post(srv, r->aw);
+	else if (sess->q_len)
+		session_done(srv, r->l, sess);
+	return DG_OK;
+}
+
+/* Awaits with frames of their datagram to deliver (the post event). */
+static void run_awaits(struct dg_server *srv)
+{
+	while (srv->aready_head) {
+		struct dg_await *aw = srv->aready_head;
+		srv->aready_head = aw->next;
+		if (!srv->aready_head)
+			srv->aready_tail = NULL;
+		aw->posted = false;
+		struct dg_req *r = REQ(srv, aw->idx);
+		if (r->active && r->awaiting && aw->frame < aw->frames)
+			inbox_deliver(srv, aw);
+	}
+}
+
+void dg_dispatch_cancel_awaits(struct dg_server *srv)
+{
+	for (uint32_t i = 0; i < srv->rt.n; i++)
+		if (REQ(srv, i)->active && REQ(srv, i)->awaiting)
+			await_fire(srv, i, NULL, 0, 0, DG_ECANCELED);
+}
+
+struct dg_listener *dg_session_listener(const struct dg_session *sess)
+{
+	return (struct dg_listener *)((char *)sess->table - offsetof(struct dg_listener, sessions));
+}
+
 static void close_session(struct dg_listener *l, struct dg_session *sess, int reason)
 {
 	unsigned dropped = 0;
@@ -399,9 +719,6 @@ static struct dg_session *session_for(struct dg_listener *l, const struct sockad
 	sess = dg_session_create(t, peer, peerlen, local, locallen, l->srv->now_ms);
 	if (!sess)
 		return NULL;
-	/* For host_peer_validate, which gets the session alone (the config
-	 * allows at most 256 listeners). */
-	sess->owner = (uint8_t)(l - l->srv->listeners);
 	l->c->sessions++;
 	return sess;
 }
@@ -432,9 +749,14 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 	if (!sess)
 		return drop(l, DG_DROP_PEERS_FULL);
 	dg_tx_credit(l, sess, len);
+	sess->sock = s;
+	/* A conversation waits for this peer: its datagram goes there, unless
+	 * older ones (queued, or frames of the last one) go first. */
+	if (sess->waiter && !sess->q_len && !inbox_busy(l->srv, sess))
+		return await_datagram(s, sess, buf, len);
 	/* Per-peer order: while the peer has peer_concurrency requests in
 	 * progress (or older datagrams waiting), this one waits too, undecoded. */
-	if (sess->active >= peer_limit(l) || sess->q_len) {
+	if (sess->active >= peer_limit(l) || sess->q_len || sess->waiter) {
 		uint32_t before = sess->q_len;
 		size_t qbytes = l->sessions.q_bytes;
 		bool queued;
@@ -458,7 +780,7 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
  * a list of the listeners that have some. */
 static void session_done(struct dg_server *srv, struct dg_listener *l, struct dg_session *sess)
 {
-	if (sess->active >= peer_limit(l) || !sess->q_len || sess->ready)
+	if ((sess->active >= peer_limit(l) && !sess->waiter) || !sess->q_len || sess->ready)
 		return;
 	dg_session_ready_push(&l->sessions, sess);
 	if (!l->on_ready) {
@@ -473,25 +795,30 @@ static void session_done(struct dg_server *srv, struct dg_listener *l, struct dg
 	dg_server_post(srv);
 }
 
-/* A session's queued datagrams, in arrival order, until peer_concurrency
- * requests are in progress. */
+/* A session's queued datagrams, in arrival order: to the request waiting
+ * for them (a conversation), else as new requests until peer_concurrency
+ * are in progress. */
 static void run_session(struct dg_server *srv, struct dg_listener *l, struct dg_session *sess)
 {
 	uint32_t limit = peer_limit(l);
 
-	while (sess->active < limit && sess->q_len) {
+	while (sess->q_len && (sess->waiter ? !inbox_busy(srv, sess) : sess->active < limit)) {
 		struct dg_sock *s = sess->q_head->s;
 		size_t qbytes = s->l->sessions.q_bytes;
 		struct dg_qitem *it = dg_session_dequeue(&s->l->sessions, sess);
 		srv->queued--;
 		srv->mem.queued -= qbytes - s->l->sessions.q_bytes;
-		process(s, sess, it->data, it->len);
+		if (sess->waiter)
+			await_datagram(s, sess, it->data, it->len);
+		else
+			process(s, sess, it->data, it->len);
 		free(it);
 	}
 }
 
 void dg_dispatch_run_ready(struct dg_server *srv)
 {
+	run_awaits(srv);
 	while (srv->ready_head) {
 		uint32_t idx = srv->ready_head - 1;
 		struct dg_req *r = REQ(srv, idx);
@@ -516,6 +843,28 @@ void dg_dispatch_run_ready(struct dg_server *srv)
 		while ((sess = dg_session_ready_pop(&l->sessions)))
 			run_session(srv, l, sess);
 	}
+}
+
+/* The plugin's on_expire() (with the data slot) or on_timeout(); then
+ * the handle dies (the slot's free_fn runs) and the frame is done. */
+static void expire(struct dg_server *srv, uint32_t idx)
+{
+	struct dg_req *r = REQ(srv, idx);
+	struct dg_listener *l = r->l;
+	dg_req_t h = dg_reqtab_handle(&srv->rt, idx);
+
+	r->in_call = true;
+	if (l->plugin->on_expire) /* zero past a 1.0 descriptor (loader.c copies it) */
+		l->plugin->on_expire(l->state, h, r->data);
+	else if (l->plugin->on_timeout)
+		l->plugin->on_timeout(l->state, h);
+	r = REQ(srv, idx);
+	r->in_call = false;
+	if (!r->done_in_call)
+		dg_dispatch_retire(srv, idx); /* the plugin's handle dies here */
+	r = REQ(srv, idx);
+	r->done_in_call = false;
+	dg_dispatch_finish_pending(srv, idx);
 }
 
 /* Timeouts handled per callback before the loop gets a turn. */
@@ -544,16 +893,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		}
 		deadline_unlink(srv, idx);
 		l->c->timeouts++;
-		if (l->plugin->on_timeout) {
-			r->in_call = true;
-			l->plugin->on_timeout(l->state, dg_reqtab_handle(&srv->rt, idx));
-			r = REQ(srv, idx);
-			r->in_call = false;
-		}
-		if (!r->done_in_call)
-			r->gen++; /* the plugin's handle dies here */
-		r->done_in_call = false;
-		dg_dispatch_finish_pending(srv, idx);
+		expire(srv, idx);
 	}
 }
 
@@ -608,8 +948,12 @@ void dg_listener_sessions_close(struct dg_listener *l, int reason)
 /* Shutdown: every request still in flight is abandoned without a reply. */
 void dg_dispatch_abort_all(struct dg_server *srv)
 {
+	/* Steps still waiting get DG_ECANCELED first (the plugin is there). */
+	dg_dispatch_cancel_awaits(srv);
+	srv->aborting = true;
 	srv->ready_head = srv->ready_tail = 0;
 	srv->lready_head = srv->lready_tail = NULL;
+	srv->aready_head = srv->aready_tail = NULL;
 	for (uint32_t i = 0; i < srv->rt.n; i++) {
 		struct dg_req *r = REQ(srv, i);
 		if (!r->active)
@@ -619,5 +963,13 @@ void dg_dispatch_abort_all(struct dg_server *srv)
 		/* On the ready list (never run now), so req_free queues no more work. */
 		dg_session_ready_push(&r->l->sessions, r->sess);
 		req_free(srv, i);
+	}
+	for (uint32_t i = 0; i < srv->rt.n; i++) {
+		struct dg_await *aw = REQ(srv, i)->aw;
+		if (!aw)
+			continue;
+		event_free(aw->ev);
+		free(aw);
+		REQ(srv, i)->aw = NULL;
 	}
 }

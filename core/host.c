@@ -1,6 +1,10 @@
 /* The host functions plugins reach through struct dg_host (the table at
- * the end of this file): logging, replies and completion, timers, sessions
- * and addresses. They call into dispatch and tx, never the other way. */
+ * the end of this file): logging, replies and completion, per-request data,
+ * conversations, push, timers, sessions and addresses. Each finds its
+ * server from its arguments: the instance, the session, or (the 1.0 calls
+ * that get a bare handle) the server id in the handle, through the registry
+ * of live servers below. They call into dispatch and tx, never the other
+ * way. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -11,9 +15,39 @@
 
 #include "server.h"
 
-struct dg_server *dg_srv;
-
 #define REQ(srv, idx) (&(srv)->rt.reqs[(idx)])
+
+/* ---- the servers alive in this process ----------------------------------
+ * A daemon process has one; the <dgramd/testing.h> harness may run several.
+ * Indexed by the id every request handle carries: O(1) per call. */
+
+#define DG_SERVERS_MAX 256
+static struct dg_server *servers[DG_SERVERS_MAX];
+
+int dg_host_register(struct dg_server *srv)
+{
+	for (unsigned i = 0; i < DG_SERVERS_MAX; i++) {
+		if (servers[i])
+			continue;
+		servers[i] = srv;
+		srv->id = (uint8_t)i;
+		return DG_OK;
+	}
+	dg_log(DG_LOG_ERROR, "cannot start a server: %d are running in this process already",
+	       DG_SERVERS_MAX);
+	return DG_ERROR;
+}
+
+void dg_host_unregister(struct dg_server *srv)
+{
+	if (servers[srv->id] == srv)
+		servers[srv->id] = NULL;
+}
+
+static struct dg_server *handle_server(dg_req_t h)
+{
+	return servers[dg_reqtab_handle_id(h)];
+}
 
 /* ---- host functions ----------------------------------------------------
  * A plugin's mistakes (a dead handle, a NULL, its state where the instance
@@ -74,9 +108,8 @@ static int stale_call(struct dg_server *srv, dg_req_t h, const char *what)
 	return DG_ESTALE;
 }
 
-static int host_reply(dg_req_t h, const struct dg_packet *pkt)
+static int req_reply(struct dg_server *srv, dg_req_t h, const struct dg_packet *pkt)
 {
-	struct dg_server *srv = dg_srv;
 	uint32_t idx;
 
 	if (!srv || !dg_reqtab_lookup(&srv->rt, h, &idx))
@@ -90,21 +123,144 @@ static int host_reply(dg_req_t h, const struct dg_packet *pkt)
 	return dg_tx_reply(srv, idx, pkt);
 }
 
-static int host_complete(dg_req_t h)
+static int req_complete(struct dg_server *srv, dg_req_t h)
 {
-	struct dg_server *srv = dg_srv;
 	uint32_t idx;
 	struct dg_req *r = srv ? dg_reqtab_lookup(&srv->rt, h, &idx) : NULL;
 
 	if (!r || (!r->pending && !r->in_call))
 		return stale_call(srv, h, "completed a request twice or too late");
-	r->gen++; /* the handle is dead from here on */
+	dg_dispatch_retire(srv, idx); /* the handle is dead from here on */
+	r = REQ(srv, idx);
 	if (r->in_call) {
 		r->done_in_call = true;
 		return DG_OK;
 	}
 	dg_dispatch_finish_pending(srv, idx);
 	return DG_OK;
+}
+
+/* ABI 1.0: a bare handle; the server is the one its id names. */
+static int host_reply(dg_req_t h, const struct dg_packet *pkt)
+{
+	return req_reply(handle_server(h), h, pkt);
+}
+
+static int host_complete(dg_req_t h)
+{
+	return req_complete(handle_server(h), h);
+}
+
+/* The server of self, if h was made by self's listener: else NULL after a
+ * misuse line (*rc DG_EINVAL) or a stale call (*rc DG_ESTALE). */
+static struct dg_server *self_request(struct dg_instance *self, dg_req_t h, const char *fn,
+                                      uint32_t *idx, int *rc)
+{
+	struct dg_listener *l = instance_listener(self, fn);
+
+	*rc = DG_EINVAL;
+	if (!l)
+		return NULL;
+	if (!dg_reqtab_lookup(&l->srv->rt, h, idx)) {
+		*rc = stale_call(l->srv, h, "used a request handle that is complete");
+		return NULL;
+	}
+	if (REQ(l->srv, *idx)->l != l) {
+		log_misuse("listener '%s': plugin '%s' called host->%s with another listener's "
+		           "request", l->conf->name, l->plugin->name, fn);
+		return NULL;
+	}
+	return l->srv;
+}
+
+static int host_request_reply(struct dg_instance *self, dg_req_t h, const struct dg_packet *pkt)
+{
+	struct dg_listener *l = instance_listener(self, "request_reply");
+
+	if (!l)
+		return DG_EINVAL;
+	if (dg_reqtab_handle_id(h) != l->srv->id)
+		return stale_call(l->srv, h, "replied with a request handle of another server");
+	return req_reply(l->srv, h, pkt);
+}
+
+static int host_request_complete(struct dg_instance *self, dg_req_t h)
+{
+	struct dg_listener *l = instance_listener(self, "request_complete");
+
+	if (!l)
+		return DG_EINVAL;
+	if (dg_reqtab_handle_id(h) != l->srv->id)
+		return stale_call(l->srv, h, "completed a request handle of another server");
+	return req_complete(l->srv, h);
+}
+
+static int host_request_set_data(struct dg_instance *self, dg_req_t h, void *data,
+                                 void (*free_fn)(void *data))
+{
+	uint32_t idx;
+	int rc;
+	struct dg_server *srv = self_request(self, h, "request_set_data", &idx, &rc);
+
+	if (!srv)
+		return rc;
+	struct dg_req *r = REQ(srv, idx);
+	void *old = r->data;
+	void (*old_free)(void *) = r->data_free;
+	r->data = data;
+	r->data_free = free_fn;
+	if (old_free && old != data)
+		old_free(old);
+	return DG_OK;
+}
+
+static void *host_request_data(struct dg_instance *self, dg_req_t h)
+{
+	uint32_t idx;
+	int rc;
+	struct dg_server *srv = self_request(self, h, "request_data", &idx, &rc);
+
+	return srv ? REQ(srv, idx)->data : NULL;
+}
+
+#define DG_AWAIT_MAX_MS 3600000u
+
+static int host_request_await(struct dg_instance *self, dg_req_t h, unsigned timeout_ms,
+                              dg_await_fn cb, void *arg)
+{
+	uint32_t idx;
+	int rc;
+	struct dg_server *srv = self_request(self, h, "request_await", &idx, &rc);
+
+	if (!srv)
+		return rc;
+	if (!cb || !timeout_ms || timeout_ms > DG_AWAIT_MAX_MS) {
+		struct dg_listener *l = REQ(srv, idx)->l;
+		log_misuse("listener '%s': plugin '%s' called host->request_await with %s",
+		           l->conf->name, l->plugin->name,
+		           cb ? "a timeout out of 1 .. 3600000 ms" : "no callback");
+		return DG_EINVAL;
+	}
+	rc = dg_dispatch_await(srv, idx, timeout_ms, cb, arg);
+	if (rc == DG_ESTALE)
+		return stale_call(srv, h, "awaited with a request that is complete");
+	return rc;
+}
+
+static int host_session_send(struct dg_instance *self, struct dg_session *sess,
+                             const struct dg_packet *pkt)
+{
+	struct dg_listener *l = instance_listener(self, "session_send");
+
+	if (!l)
+		return DG_EINVAL;
+	if (!sess || !pkt || dg_session_listener(sess) != l) {
+		log_misuse("listener '%s': plugin '%s' called host->session_send with %s",
+		           l->conf->name, l->plugin->name,
+		           !pkt ? "a NULL packet" : "a session not of its listener");
+		return DG_EINVAL;
+	}
+	return dg_tx_push(l, sess, pkt);
 }
 
 DG_PRINTF(3, 4)
@@ -237,9 +393,9 @@ static int host_addr_parse(const char *text, struct sockaddr_storage *ss, sockle
 
 static int host_peer_validate(struct dg_session *sess)
 {
-	if (!sess || !dg_srv)
+	if (!sess)
 		return DG_EINVAL;
-	dg_session_validate(&dg_srv->listeners[sess->owner].sessions, sess);
+	dg_session_validate(&dg_session_listener(sess)->sessions, sess);
 	return DG_OK;
 }
 
@@ -251,11 +407,10 @@ static const void *host_options(struct dg_instance *self)
 	return l ? dg_options_data(l->options) : NULL;
 }
 
-/* The members from request_reply on are declared in the header but not
- * implemented yet: the size offered stops before them, so DG_HOST_HAS()
- * says no. Each one moves this cut when it lands. */
+/* Every member of ABI 1.1 is implemented: the size offered is the whole
+ * struct (DG_HOST_HAS() says yes to each). */
 const struct dg_host dg_host_table = {
-	.size = offsetof(struct dg_host, request_reply),
+	.size = sizeof(struct dg_host),
 	.abi_major = DG_PLUGIN_ABI_MAJOR,
 	.abi_minor = DG_PLUGIN_ABI_MINOR,
 	.log = host_log,
@@ -272,5 +427,11 @@ const struct dg_host dg_host_table = {
 	.metric_new = dg_host_metric_new,
 	.metric_add = dg_host_metric_add,
 	.metric_set = dg_host_metric_set,
+	.request_reply = host_request_reply,
+	.request_complete = host_request_complete,
+	.request_set_data = host_request_set_data,
+	.request_data = host_request_data,
+	.request_await = host_request_await,
+	.session_send = host_session_send,
 	.options = host_options,
 };

@@ -62,6 +62,9 @@ bool dg_reqtab_alloc(struct dg_reqtab *t, uint32_t *idx)
 	r->next = r->dl_prev = r->dl_next = 0;
 	r->active = true;
 	r->in_call = r->done_in_call = r->pending = r->on_deadline = r->parse_error = false;
+	r->awaiting = false;
+	r->data = NULL;
+	r->data_free = NULL;
 	r->frame = 0;
 	r->rest = NULL;
 	r->copy = NULL;
@@ -89,7 +92,8 @@ struct dg_req *dg_reqtab_lookup(struct dg_reqtab *t, dg_req_t h, uint32_t *idx)
 	if (i == 0 || i > t->n)
 		return NULL;
 	struct dg_req *r = &t->reqs[i - 1];
-	if (!r->active || r->gen != (uint32_t)(h >> 32) || r->tag != dg_reqtab_handle_tag(h))
+	if (!r->active || (r->gen & DG_REQTAB_GEN_MASK) != ((uint32_t)(h >> 32) & DG_REQTAB_GEN_MASK) ||
+	    r->tag != dg_reqtab_handle_tag(h) || t->id != dg_reqtab_handle_id(h))
 		return NULL;
 	*idx = i - 1;
 	return r;

@@ -12,13 +12,19 @@
 struct dg_listener;
 struct dg_sock;
 struct dg_session;
+struct dg_await;
 
-/* Handle = (gen << 32) | (tag << 24) | (index + 1); gen changes whenever a
- * frame completes, so a stale handle never matches. The tag (the listener's
- * index) outlives the request: a call with a dead handle can still be
- * charged to the right listener. */
+/* Handle = (table id << 56) | (gen mod 2^24 << 32) | (tag << 24) |
+ * (index + 1); gen changes whenever a frame completes, so a stale handle
+ * never matches (until the same slot has been reused 2^24 times). The tag
+ * (the listener's index) outlives the request: a call with a dead handle
+ * can still be charged to the right listener. The table id names the
+ * server (one table each) among those alive in the process, so that the
+ * 1.0 host calls that take a bare handle find it. */
 #define DG_REQTAB_MAX ((1u << 24) - 1) /* slots: index + 1 fits 24 bits */
 #define DG_REQTAB_TAG_SHIFT 24
+#define DG_REQTAB_GEN_MASK 0xffffffu
+#define DG_REQTAB_ID_SHIFT 56
 
 /* A request: one datagram whose frames go to the handler one at a time. */
 struct dg_req {
@@ -32,6 +38,7 @@ struct dg_req {
 	bool pending;      /* waiting for complete() */
 	bool on_deadline;  /* linked in the deadline list */
 	bool parse_error;  /* delivered to on_error rather than on_packet */
+	bool awaiting;     /* a conversation step: waiting for the peer (host->request_await) */
 	uint64_t deadline_ms;
 	struct dg_listener *l;
 	struct dg_sock *s;
@@ -43,6 +50,10 @@ struct dg_req {
 	unsigned tx_slot;        /* reply coalescing: the slot it last wrote, if still its own */
 	unsigned replies;        /* reply calls for the current frame (max_replies_per_request) */
 	size_t mem;              /* bytes charged to the memory budget until it is freed */
+	void *data;              /* the plugin's slot (host->request_set_data) */
+	void (*data_free)(void *data);
+	struct dg_await *aw;     /* the caller's (dispatch): made at the slot's first await,
+	                            kept across reuse, freed with the table by the caller */
 };
 
 struct dg_reqtab {
@@ -51,6 +62,7 @@ struct dg_reqtab {
 	uint32_t max;       /* most slots ever */
 	uint32_t free_head; /* index + 1 */
 	uint32_t used;
+	uint8_t id;         /* the caller's: in every handle (DG_REQTAB_ID_SHIFT) */
 };
 
 /* Start with min(initial, max) slots; max is capped at DG_REQTAB_MAX.
@@ -67,7 +79,8 @@ void dg_reqtab_free(struct dg_reqtab *t, uint32_t idx);
 
 static inline dg_req_t dg_reqtab_handle(const struct dg_reqtab *t, uint32_t idx)
 {
-	return ((uint64_t)t->reqs[idx].gen << 32) |
+	return ((uint64_t)t->id << DG_REQTAB_ID_SHIFT) |
+	       ((uint64_t)(t->reqs[idx].gen & DG_REQTAB_GEN_MASK) << 32) |
 	       ((uint64_t)t->reqs[idx].tag << DG_REQTAB_TAG_SHIFT) | (idx + 1);
 }
 
@@ -75,6 +88,12 @@ static inline dg_req_t dg_reqtab_handle(const struct dg_reqtab *t, uint32_t idx)
 static inline unsigned dg_reqtab_handle_tag(dg_req_t h)
 {
 	return (unsigned)(h >> DG_REQTAB_TAG_SHIFT) & 0xffu;
+}
+
+/* The table id a handle was made with. */
+static inline unsigned dg_reqtab_handle_id(dg_req_t h)
+{
+	return (unsigned)(h >> DG_REQTAB_ID_SHIFT);
 }
 
 /* The active request a handle names, or NULL if it is stale or invalid. */

@@ -354,7 +354,6 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
 	srv->mem.budget = cfg->memory_budget;
-	dg_srv = srv;
 	srv->base = event_base_new();
 	if (!srv->base) {
 		dg_log(DG_LOG_ERROR, "cannot create the event loop");
@@ -367,6 +366,9 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 		dg_log(DG_LOG_ERROR, "out of memory");
 		return DG_ENOMEM;
 	}
+	if (dg_host_register(srv))
+		return DG_ERROR;
+	srv->rt.id = srv->id;
 	for (unsigned i = 0; i < cfg->n_listeners; i++) {
 		srv->n_listeners++;
 		if (listener_init(srv, &srv->listeners[i], &cfg->listeners[i],
@@ -480,6 +482,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	for (unsigned i = 0; i < srv->n_listeners; i++)
 		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
 			event_del(srv->listeners[i].socks[b].ev_read);
+	/* Conversations waiting for a peer would hold the shutdown to their
+	 * step timeout: they end now (DG_ECANCELED). */
+	dg_dispatch_cancel_awaits(srv);
 	if (drained(srv)) {
 		event_base_loopbreak(srv->base);
 		return;
@@ -633,6 +638,6 @@ void dg_server_release(struct dg_server *srv)
 	free(srv->rx_buf);
 	free(srv->tx_buf);
 	dg_membudget_serving(false);
-	dg_srv = NULL;
+	dg_host_unregister(srv);
 	memset(srv, 0, sizeof(*srv));
 }

@@ -1,6 +1,8 @@
 /* The worker: one event base, its listeners and sockets, the request table
- * and the batched receive and send paths. One per process; `dg_srv` is the
- * only mutable global (host functions given to plugins reach it). */
+ * and the batched receive and send paths. Host functions reach their server
+ * from their arguments (the instance, the session); the 1.0 calls that get a
+ * bare request handle find it by the server id in the handle, in a small
+ * registry of the servers alive in the process (host.c). */
 #ifndef DG_SERVER_H
 #define DG_SERVER_H
 
@@ -93,6 +95,25 @@ struct dg_listener {
 	struct dg_throttle throttle; /* rate_limit */
 };
 
+/* A conversation step (host->request_await) of one request slot: made at
+ * the slot's first await and kept across its reuse (no allocation per
+ * step), freed with the server. */
+struct dg_await {
+	struct dg_server *srv;
+	uint32_t idx;            /* its request slot */
+	struct event *ev;        /* the step's timeout */
+	dg_await_fn cb;
+	void *arg;
+	struct dg_await *next;   /* the server's list of awaits with frames to deliver */
+	bool posted;             /* on that list */
+	/* The frames after the first of a datagram of several, delivered one
+	 * per step; what is left when the request ends goes to on_packet. */
+	struct dg_packet *pkts;  /* by frame index */
+	unsigned char *copy;     /* the datagram bytes pkts[] borrow */
+	unsigned frame, frames;
+	size_t mem;              /* charged to the memory budget while held */
+};
+
 struct dg_txslot {
 	struct dg_sock *s;
 	struct sockaddr_storage to;
@@ -126,6 +147,7 @@ struct dg_server {
 	struct dg_reqtab rt;
 	uint32_t ready_head, ready_tail; /* completed frames with frames left: index + 1 */
 	struct dg_listener *lready_head, *lready_tail; /* listeners with sessions to run */
+	struct dg_await *aready_head, *aready_tail; /* awaits with frames to deliver */
 	unsigned pending;
 	unsigned long queued; /* datagrams in peer queues, all listeners */
 	struct dg_membudget mem; /* bytes of requests in progress and queues */
@@ -145,9 +167,10 @@ struct dg_server {
 	struct event *ev_deadline;
 	struct dg_metrics *metrics; /* metrics.bind without workers */
 	bool stopping;
+	bool aborting;  /* dg_dispatch_abort_all: no new awaits */
+	uint8_t id;     /* its place in host.c's registry (in every request handle) */
 };
 
-extern struct dg_server *dg_srv;
 extern const struct dg_host dg_host_table;
 
 /* server.c */
@@ -198,11 +221,27 @@ void dg_dispatch_run_ready(struct dg_server *srv);
 void dg_dispatch_abort_all(struct dg_server *srv);
 /* A pending request's frame is done (complete(), a timeout). */
 void dg_dispatch_finish_pending(struct dg_server *srv, uint32_t idx);
+/* The request's handle dies (the frame is done): its data slot is freed
+ * (free_fn called) and a waiting await cancelled without its callback. */
+void dg_dispatch_retire(struct dg_server *srv, uint32_t idx);
+/* host->request_await for an active request: DG_OK, DG_ESTALE (not in
+ * progress), DG_EBUSY, DG_ECANCELED (stopping), DG_ENOMEM. */
+int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, dg_await_fn cb,
+                      void *arg);
+/* Stopping: every waiting conversation step gets DG_ECANCELED and its
+ * request is completed. */
+void dg_dispatch_cancel_awaits(struct dg_server *srv);
+/* The listener a session belongs to. */
+struct dg_listener *dg_session_listener(const struct dg_session *sess);
 int dg_listener_sessions_init(struct dg_listener *l);
 void dg_listener_sessions_close(struct dg_listener *l, int reason);
 
 /* host.c */
 void dg_timers_cancel_all(struct dg_listener *l);
+/* Enter srv in the registry of live servers (srv->id) at init, leave it at
+ * release. DG_OK, or DG_ERROR if 256 servers are alive already. */
+int dg_host_register(struct dg_server *srv);
+void dg_host_unregister(struct dg_server *srv);
 
 /* pmetrics.c: host functions for plugin metrics */
 struct dg_metric *dg_host_metric_new(struct dg_instance *self, const char *name, const char *help,
@@ -216,6 +255,9 @@ void dg_host_metric_set(struct dg_metric *metric, int64_t value);
 int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt);
 /* A datagram of len bytes arrived for sess: amplification credit. */
 void dg_tx_credit(const struct dg_listener *l, struct dg_session *sess, size_t len);
+/* A push to sess's peer outside any request (host->session_send): DG_OK,
+ * DG_EAGAIN (amplification), DG_E2BIG, DG_EINVAL; counted. */
+int dg_tx_push(struct dg_listener *l, struct dg_session *sess, const struct dg_packet *pkt);
 void dg_tx_flush(struct dg_server *srv);
 void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg);
 void dg_tx_queue_free(struct dg_sock *s);

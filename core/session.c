@@ -215,6 +215,7 @@ struct dg_session *dg_session_create(struct dg_sessions *t, const struct sockadd
 	memcpy(&s->local, local, locallen);
 	s->locallen = locallen;
 	s->last_ms = now_ms;
+	s->table = t;
 	uint32_t h = hash(t, sa, local) & t->mask;
 	s->hnext = t->buckets[h];
 	t->buckets[h] = s;

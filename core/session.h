@@ -80,7 +80,11 @@ struct dg_session {
 	bool ready;                          /* on the table's ready list */
 	uint8_t list;                        /* enum dg_session_list_id */
 	bool validated;                      /* the plugin said the peer owns its address */
-	uint8_t owner;                       /* the caller's tag (dispatch: listener index) */
+	struct dg_sessions *table;           /* the table it is in (host functions given only
+	                                        the session reach their listener through it) */
+	struct dg_sock *sock;                /* the caller's: the socket of its last datagram */
+	uint32_t waiter;                     /* the caller's: the request waiting for its next
+	                                        datagram (host->request_await), index + 1 */
 	uint32_t active;                     /* requests in progress */
 	uint32_t q_len;
 	uint32_t amp_credit;                 /* reply bytes it may still get unvalidated */

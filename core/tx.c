@@ -62,6 +62,9 @@ static int append(struct dg_listener *l, struct dg_session *sess, const struct d
 	return DG_OK;
 }
 
+static int slot_open(struct dg_listener *l, struct dg_sock *s, struct dg_session *sess,
+                     const struct dg_packet *pkt, uint64_t owner);
+
 int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt)
 {
 	struct dg_req *r = &srv->rt.reqs[idx];
@@ -81,6 +84,20 @@ int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt
 		if (rc != DG_E2BIG)
 			return rc;
 	}
+	rc = slot_open(l, r->s, r->sess, pkt, r->serial);
+	if (rc == DG_OK)
+		r->tx_slot = srv->tx_n - 1;
+	return rc;
+}
+
+/* A datagram of its own in the batch for pkt, to sess's peer through s;
+ * owner: the request serial that may coalesce into it (0: none). */
+static int slot_open(struct dg_listener *l, struct dg_sock *s, struct dg_session *sess,
+                     const struct dg_packet *pkt, uint64_t owner)
+{
+	struct dg_server *srv = l->srv;
+	int rc;
+
 	if (srv->tx_n == DG_TX_BATCH)
 		dg_tx_flush(srv);
 	struct dg_txslot *t = &srv->tx[srv->tx_n];
@@ -88,26 +105,36 @@ int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt
 	t->out.cap = l->conf->max_datagram;
 	t->out.used = 0;
 	t->out.frames = 0;
-	rc = append(l, r->sess, pkt, &t->out);
+	rc = append(l, sess, pkt, &t->out);
 	if (rc == DG_E2BIG) {
 		l->c->tx_drop[DG_TXDROP_TOO_BIG]++;
-		tx_log(l, &r->sess->peer.sa, "does not fit max_datagram", 0);
+		tx_log(l, &sess->peer.sa, "does not fit max_datagram", 0);
 		return rc;
 	}
 	if (rc)
 		return rc;
-	t->s = r->s;
-	memcpy(&t->to, &r->sess->peer, r->sess->peerlen);
-	t->tolen = r->sess->peerlen;
+	t->s = s;
+	memcpy(&t->to, &sess->peer, sess->peerlen);
+	t->tolen = sess->peerlen;
 	/* Copied, not pointed to: the session may close before the flush. */
-	t->fromlen = r->s->pktinfo ? r->sess->locallen : 0;
+	t->fromlen = s->pktinfo ? sess->locallen : 0;
 	if (t->fromlen)
-		memcpy(&t->from, &r->sess->local, t->fromlen);
-	t->owner = r->serial;
-	r->tx_slot = srv->tx_n++;
-	if (srv->tx_n == 1)
+		memcpy(&t->from, &sess->local, t->fromlen);
+	t->owner = owner;
+	if (++srv->tx_n == 1)
 		dg_server_post(srv);
 	return DG_OK;
+}
+
+/* A push leaves from the socket the peer last sent to, in a datagram of
+ * its own (serial 0 is no request's, so nothing coalesces into it). */
+int dg_tx_push(struct dg_listener *l, struct dg_session *sess, const struct dg_packet *pkt)
+{
+	int rc = slot_open(l, sess->sock, sess, pkt, 0);
+
+	if (rc == DG_OK)
+		l->c->tx_push++;
+	return rc;
 }
 
 static void enqueue(struct dg_sock *s, const struct dg_txslot *t)

@@ -233,7 +233,9 @@ struct dg_request {
  *    next is NULL, and the host completes the request after the call.
  * With DG_OK or DG_ETIMEDOUT the request is still in progress: the callback
  * may reply, await again, complete it, or leave it pending (then
- * handler_timeout_ms runs again from the end of the call). */
+ * handler_timeout_ms runs again from the end of the call). A request that
+ * completes (or returns DG_DONE from on_packet, or times out) while an await
+ * is set drops the await: cb is not called. */
 typedef void (*dg_await_fn)(void *arg, dg_req_t req, const struct dg_request *next, int status);
 
 /* Why a session ends (on_session_close). */
@@ -352,8 +354,12 @@ struct dg_host {
 	 * at a time (DG_EBUSY otherwise). Packets of the peer that arrived
 	 * while the request was pending and not waiting stayed in the peer's
 	 * queue (peer_queue bounds it) and are delivered, in order, to the
-	 * next await. max_replies_per_request counts per step. DG_OK,
-	 * DG_ESTALE, DG_EBUSY, DG_EINVAL (cb NULL, timeout out of range). */
+	 * next await; frames of one datagram go to successive steps in order,
+	 * and those left when the request ends go to on_packet. The frames
+	 * after the request's own (of its own datagram) run after it, as for
+	 * any pending request. max_replies_per_request counts per step.
+	 * DG_OK, DG_ESTALE, DG_EBUSY, DG_EINVAL (cb NULL, timeout out of
+	 * range), DG_ECANCELED (the server is stopping), DG_ENOMEM. */
 	int (*request_await)(struct dg_instance *self, dg_req_t req, unsigned timeout_ms,
 	                     dg_await_fn cb, void *arg);
 
