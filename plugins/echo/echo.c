@@ -63,14 +63,11 @@ struct echo {
 	bool silent;
 	unsigned delay_ms;
 	unsigned repeat;
-	/* Replies waiting for their timer, by request handle: on_timeout
-	 * finds one in O(1), however many wait. Open addressing, linear
-	 * probing, at most half full; NULL is an empty slot. */
-	struct delayed **by_req;
-	size_t mask; /* slots - 1 (slots a power of two), or 0 with no table */
-	size_t n;
 };
 
+/* A reply waiting for its timer: the request's data slot holds it, so the
+ * host hands it back on timeout (on_expire) and frees it (delayed_free)
+ * however the request ends. */
 struct delayed {
 	struct echo *e;
 	struct dg_timer *timer;
@@ -86,15 +83,7 @@ static void echo_fini(void *state)
 
 	if (!e)
 		return;
-	/* The host cancelled our timers before fini; free what they carried. */
-	for (size_t i = 0; e->by_req && i <= e->mask; i++) {
-		struct delayed *d = e->by_req[i];
-		if (d) {
-			json_decref(d->json);
-			free(d);
-		}
-	}
-	free(e->by_req);
+	/* Delayed replies were freed with their requests (delayed_free). */
 	free(e);
 }
 
@@ -168,76 +157,15 @@ static int send_echo(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
 	return DG_OK;
 }
 
-/* Handles are the host's values, not chosen by peers: a fixed mix is
- * enough to spread them. */
-static size_t slot_of(const struct echo *e, dg_req_t h)
+/* The request's data slot is freed (completed, timed out, abandoned). */
+static void delayed_free(void *data)
 {
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	return (size_t)h & e->mask;
-}
+	struct delayed *d = data;
 
-static struct delayed **delayed_find(struct echo *e, dg_req_t h)
-{
-	if (!e->by_req)
-		return NULL;
-	for (size_t i = slot_of(e, h);; i = (i + 1) & e->mask) {
-		if (!e->by_req[i])
-			return NULL;
-		if (e->by_req[i]->req == h)
-			return &e->by_req[i];
-	}
-}
-
-static void put(struct echo *e, struct delayed *d)
-{
-	size_t i = slot_of(e, d->req);
-
-	while (e->by_req[i])
-		i = (i + 1) & e->mask;
-	e->by_req[i] = d;
-}
-
-/* Double the table (or make the first one) when it would be over half full. */
-static int delayed_reserve(struct echo *e)
-{
-	size_t slots = e->by_req ? e->mask + 1 : 0;
-
-	if ((e->n + 1) * 2 <= slots)
-		return DG_OK;
-	size_t n = slots ? slots * 2 : 64;
-	struct delayed **old = e->by_req;
-	e->by_req = calloc(n, sizeof(*e->by_req));
-	if (!e->by_req) {
-		e->by_req = old;
-		return DG_ENOMEM;
-	}
-	e->mask = n - 1;
-	for (size_t i = 0; i < slots; i++)
-		if (old[i])
-			put(e, old[i]);
-	free(old);
-	return DG_OK;
-}
-
-/* Remove the entry at *pp, then move up the entries of its probe run that
- * hashed at or before the hole (no tombstones: lookups stay short). */
-static void delayed_unlink(struct echo *e, struct delayed **pp)
-{
-	size_t hole = (size_t)(pp - e->by_req);
-
-	e->by_req[hole] = NULL;
-	e->n--;
-	for (size_t i = (hole + 1) & e->mask; e->by_req[i]; i = (i + 1) & e->mask) {
-		size_t home = slot_of(e, e->by_req[i]->req);
-		/* Movable when home is not cyclically within (hole, i]. */
-		if (((i - home) & e->mask) >= ((i - hole) & e->mask)) {
-			e->by_req[hole] = e->by_req[i];
-			e->by_req[i] = NULL;
-			hole = i;
-		}
-	}
+	if (d->timer)
+		d->e->host->timer_cancel(d->timer);
+	json_decref(d->json);
+	free(d);
 }
 
 static void delayed_fire(void *arg)
@@ -246,20 +174,15 @@ static void delayed_fire(void *arg)
 	struct echo *e = d->e;
 	struct dg_packet pkt = { .data = d->data, .len = d->len, .json = d->json };
 
-	struct delayed **pp = delayed_find(e, d->req);
-	if (pp)
-		delayed_unlink(e, pp);
-	/* DG_ESTALE here means the server gave up on the request: nothing to do. */
+	d->timer = NULL; /* dead once it fired */
+	/* Completing frees d (delayed_free). DG_ESTALE cannot happen: a request
+	 * that ends otherwise cancels this timer first. */
 	if (send_echo(e, d->req, &pkt) != DG_ESTALE)
-		e->host->complete(d->req);
-	json_decref(d->json);
-	free(d);
+		e->host->request_complete(e->self, d->req);
 }
 
 static int echo_later(struct echo *e, const struct dg_request *req)
 {
-	if (delayed_reserve(e))
-		return DG_ENOMEM;
 	struct delayed *d = malloc(sizeof(*d) + req->packet.len);
 	if (!d)
 		return DG_ENOMEM;
@@ -275,8 +198,7 @@ static int echo_later(struct echo *e, const struct dg_request *req)
 		free(d);
 		return DG_ERROR;
 	}
-	put(e, d);
-	e->n++;
+	e->host->request_set_data(e->self, req->handle, d, delayed_free);
 	return DG_PENDING;
 }
 
@@ -307,20 +229,13 @@ static int echo_on_error(void *state, const struct dg_request *req, const struct
 	return rc < 0 && rc != DG_EAGAIN ? rc : DG_DONE;
 }
 
-/* The server gives up on a delayed reply: drop ours, maybe say why. */
-static void echo_on_timeout(void *state, dg_req_t req)
+/* The server gives up on a delayed reply (the host frees it after this
+ * call, with its timer): maybe say why. */
+static void echo_on_expire(void *state, dg_req_t req, void *data)
 {
 	struct echo *e = state;
 
-	struct delayed **pp = delayed_find(e, req);
-
-	if (pp) {
-		struct delayed *d = *pp;
-		e->host->timer_cancel(d->timer);
-		delayed_unlink(e, pp);
-		json_decref(d->json);
-		free(d);
-	}
+	(void)data;
 	if (e->error_reply) {
 		json_t *j = json_pack("{ss}", "error", "timeout");
 		struct dg_packet out = { .json = j };
@@ -338,7 +253,7 @@ DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	.fini = echo_fini,
 	.on_packet = echo_on_packet,
 	.on_error = echo_on_error,
-	.on_timeout = echo_on_timeout,
+	.on_expire = echo_on_expire,
 	.options = echo_options,
 	.options_size = sizeof(struct echo_opts),
 };

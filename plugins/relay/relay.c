@@ -29,8 +29,10 @@
  * Errors are JSON replies {"error": "upstream timeout" | "upstream
  * refused" | ...}: for a bytes payload the same text is sent.
  *
- * Every request in progress is found from its handle in O(1) (a hash), so
- * on_timeout costs the same with one or 65536 requests in progress. */
+ * Each request in progress keeps its slot or its place in the FIFO in its
+ * data slot (host->request_set_data): the host hands it back and frees it
+ * (entry_end) however the request ends, answered, refused, timed out or
+ * abandoned, so nothing is searched for by handle. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
@@ -49,12 +51,12 @@
 
 struct relay;
 
-/* What the hash finds from a request handle: a slot or a waiting request. */
+/* A request's data slot: its upstream slot or its place in the FIFO. */
 struct entry {
-	dg_req_t req;             /* 0: not in the hash */
-	struct entry *hnext;
-	struct entry **hpprev;
+	dg_req_t req;
+	struct relay *r;
 	bool waiting;
+	bool taken;               /* waiting: already off the FIFO */
 };
 
 /* A request at the upstream, on a socket of its own. */
@@ -89,8 +91,6 @@ struct relay {
 	struct slot *free;
 	struct waiting *w_head, *w_tail;
 	unsigned w_len;
-	struct entry **buckets;   /* hash by handle; 2^hash_bits buckets */
-	unsigned hash_bits;
 	/* Sockets of finished requests, oldest first (a ring of max_inflight). */
 	int *linger_fd;
 	long long *linger_until;  /* ms, monotonic */
@@ -101,6 +101,7 @@ struct relay {
 };
 
 static void on_answer(evutil_socket_t fd, short what, void *arg);
+static void entry_end(void *data);
 static void on_slot_timeout(evutil_socket_t fd, short what, void *arg);
 
 static long long now_ms(void)
@@ -124,41 +125,6 @@ static void warn_limited(struct relay *r, const char *what, int err)
 	             strerror(err), r->warn_dropped);
 	r->last_warn_ms = now;
 	r->warn_dropped = 0;
-}
-
-/* ---- handle -> entry, O(1) -------------------------------------------- */
-
-static struct entry **bucket(struct relay *r, dg_req_t req)
-{
-	return &r->buckets[(req * 0x9E3779B97F4A7C15ull) >> (64 - r->hash_bits)];
-}
-
-static void hash_add(struct relay *r, struct entry *e, dg_req_t req)
-{
-	struct entry **b = bucket(r, req);
-
-	e->req = req;
-	e->hnext = *b;
-	e->hpprev = b;
-	if (*b)
-		(*b)->hpprev = &e->hnext;
-	*b = e;
-}
-
-static void hash_del(struct entry *e)
-{
-	*e->hpprev = e->hnext;
-	if (e->hnext)
-		e->hnext->hpprev = e->hpprev;
-	e->req = 0;
-}
-
-static struct entry *hash_find(struct relay *r, dg_req_t req)
-{
-	for (struct entry *e = *bucket(r, req); e; e = e->hnext)
-		if (e->req == req)
-			return e;
-	return NULL;
 }
 
 /* ---- lingering sockets -------------------------------------------------- */
@@ -261,7 +227,7 @@ static bool slot_start(struct relay *r, struct slot *s, dg_req_t req, const void
 		s->fd = -1;
 		return false;
 	}
-	hash_add(r, &s->e, req);
+	s->e.req = req;
 	event_add(s->ev_timeout, &tv);
 	return true;
 }
@@ -277,21 +243,23 @@ static struct waiting *waiting_take(struct relay *r, struct waiting *w)
 	else
 		r->w_tail = w->prev;
 	r->w_len--;
-	hash_del(&w->e);
+	w->e.taken = true;
 	return w;
 }
 
 /* The slot has no request any more: hand it to the waiting requests in
- * order (a loop, not recursion: each may fail at once), or free it. */
+ * order (a loop, not recursion: each may fail at once), or free it. A
+ * request that moves from the FIFO to the slot gets the slot as its data
+ * (which frees its FIFO entry). */
 static void slot_give(struct relay *r, struct slot *s)
 {
 	while (r->w_head) {
 		dg_req_t req = r->w_head->e.req;
 		struct waiting *w = waiting_take(r, r->w_head);
-		bool started = slot_start(r, s, req, w->data, w->len);
-		free(w);
-		if (started)
+		if (slot_start(r, s, req, w->data, w->len)) {
+			r->host->request_set_data(r->self, req, &s->e, entry_end);
 			return;
+		}
 	}
 	s->next_free = r->free;
 	r->free = s;
@@ -304,10 +272,26 @@ static void slot_finish(struct slot *s)
 
 	event_del(s->ev_timeout);
 	event_del(s->ev_read);
-	hash_del(&s->e);
+	s->e.req = 0;
 	linger_push(r, s->fd);
 	s->fd = -1;
 	slot_give(r, s);
+}
+
+/* A request ended, however (the data slot's free_fn): its slot moves on,
+ * or its FIFO entry goes. */
+static void entry_end(void *data)
+{
+	struct entry *e = data;
+
+	if (!e->waiting) {
+		slot_finish((struct slot *)e);
+		return;
+	}
+	struct waiting *w = (struct waiting *)e;
+	if (!w->e.taken)
+		waiting_take(e->r, w);
+	free(w);
 }
 
 static void on_answer(evutil_socket_t fd, short what, void *arg)
@@ -321,6 +305,7 @@ static void on_answer(evutil_socket_t fd, short what, void *arg)
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	dg_req_t req = s->e.req;
+	/* Completing runs entry_end: the slot finishes there. */
 	if (n < 0) {
 		error_reply(r, req, errno == ECONNREFUSED ? "upstream refused" : "upstream receive failed");
 	} else {
@@ -328,7 +313,6 @@ static void on_answer(evutil_socket_t fd, short what, void *arg)
 		r->host->reply(req, &out);
 		r->host->complete(req);
 	}
-	slot_finish(s);
 }
 
 static void on_slot_timeout(evutil_socket_t fd, short what, void *arg)
@@ -336,8 +320,7 @@ static void on_slot_timeout(evutil_socket_t fd, short what, void *arg)
 	struct slot *s = arg;
 	(void)fd, (void)what;
 
-	error_reply(s->r, s->e.req, "upstream timeout");
-	slot_finish(s);
+	error_reply(s->r, s->e.req, "upstream timeout"); /* entry_end finishes the slot */
 }
 
 static struct slot *take_slot(struct relay *r)
@@ -352,6 +335,7 @@ static struct slot *take_slot(struct relay *r)
 		return NULL;
 	s = &r->slots[r->n_slots];
 	s->r = r;
+	s->e.r = r;
 	s->fd = -1;
 	s->ev_timeout = evtimer_new(r->base, on_slot_timeout, s);
 	s->ev_read = event_new(r->base, -1, 0, on_answer, s);
@@ -373,7 +357,9 @@ static int relay_on_packet(void *state, const struct dg_request *req)
 	struct slot *s = take_slot(r);
 
 	if (s) {
-		if (!slot_start(r, s, req->handle, req->packet.data, req->packet.len))
+		if (slot_start(r, s, req->handle, req->packet.data, req->packet.len))
+			r->host->request_set_data(r->self, req->handle, &s->e, entry_end);
+		else
 			slot_give(r, s);
 		return DG_PENDING;
 	}
@@ -389,6 +375,9 @@ static int relay_on_packet(void *state, const struct dg_request *req)
 	if (!w)
 		return DG_ENOMEM;
 	w->e.waiting = true;
+	w->e.taken = false;
+	w->e.r = r;
+	w->e.req = req->handle;
 	w->len = req->packet.len;
 	memcpy(w->data, req->packet.data, req->packet.len);
 	w->next = NULL;
@@ -399,22 +388,8 @@ static int relay_on_packet(void *state, const struct dg_request *req)
 		r->w_head = w;
 	r->w_tail = w;
 	r->w_len++;
-	hash_add(r, &w->e, req->handle);
+	r->host->request_set_data(r->self, req->handle, &w->e, entry_end);
 	return DG_PENDING;
-}
-
-/* The server gave up on a request (handler_timeout_ms): forget it. */
-static void relay_on_timeout(void *state, dg_req_t req)
-{
-	struct relay *r = state;
-	struct entry *e = hash_find(r, req);
-
-	if (!e)
-		return;
-	if (e->waiting)
-		free(waiting_take(r, (struct waiting *)e));
-	else
-		slot_finish((struct slot *)e);
 }
 
 static void relay_fini(void *state)
@@ -440,7 +415,6 @@ static void relay_fini(void *state)
 		event_free(r->ev_linger);
 	free(r->linger_fd);
 	free(r->linger_until);
-	free(r->buckets);
 	free(r->slots);
 	free(r);
 }
@@ -468,16 +442,11 @@ static const struct dg_option relay_options[] = {
 /* Tables sized from max_inflight, all allocated once at init. */
 static int relay_alloc(struct relay *r)
 {
-	/* Slots and waiting requests: up to 2 * max_inflight handles; two
-	 * buckets per handle keeps the chains short. */
-	for (r->hash_bits = 2; (1u << r->hash_bits) < 4 * r->max_inflight; r->hash_bits++)
-		;
 	r->slots = calloc(r->max_inflight, sizeof(*r->slots));
-	r->buckets = calloc((size_t)1 << r->hash_bits, sizeof(*r->buckets));
 	r->linger_fd = calloc(r->max_inflight, sizeof(*r->linger_fd));
 	r->linger_until = calloc(r->max_inflight, sizeof(*r->linger_until));
 	r->ev_linger = evtimer_new(r->base, on_linger, r);
-	if (!r->slots || !r->buckets || !r->linger_fd || !r->linger_until || !r->ev_linger) {
+	if (!r->slots || !r->linger_fd || !r->linger_until || !r->ev_linger) {
 		r->host->log(r->self, DG_LOG_ERROR, "out of memory for max_inflight %u", r->max_inflight);
 		return DG_ENOMEM;
 	}
@@ -522,7 +491,6 @@ DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	.init = relay_init,
 	.fini = relay_fini,
 	.on_packet = relay_on_packet,
-	.on_timeout = relay_on_timeout,
 	.options = relay_options,
 	.options_size = sizeof(struct relay_opts),
 };
