@@ -1,0 +1,725 @@
+/* tftp: a read-only TFTP server (RFC 1350, octet mode) with options
+ * (RFC 2347 OACK, 2348 blksize, 2349 timeout and tsize), on a listener with
+ * codec "raw".
+ *
+ * One transfer is one request that converses (host->request_await): the
+ * read request (RRQ) starts it; each DATA block (or the OACK) is sent and
+ * the request waits for the same peer's next packet with the transfer's
+ * timeout. The ACK of the block sends the next one; on a timeout the block
+ * is sent again, at most "retries" times, then the transfer is abandoned.
+ * Duplicate and old ACKs are ignored and the wait goes on for what remains
+ * of the timeout: a block is never resent because of a duplicate ACK (the
+ * Sorcerer's Apprentice bug, RFC 1123 4.2.3.1). The ACK of the last block
+ * (shorter than blksize) completes the request. The client's TID is its
+ * source port, so each transfer is its own session; the server's TID is
+ * the listener's port.
+ *
+ * Memory per transfer: the struct and one block buffer (blksize + 4
+ * bytes), and one open file, read block by block; max_transfers bounds how
+ * many exist at once. The request's data slot owns them: the host frees
+ * them however the request ends.
+ *
+ * Confinement: a name with a ".." component, an absolute name or a control
+ * character is refused before any lookup (ERROR 2). The lookup is relative
+ * to the root directory's descriptor, with openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_MAGICLINKS) by default ("symlinks": "beneath": a symbolic link
+ * is followed only while it stays beneath root), or one component at a time
+ * with O_NOFOLLOW ("symlinks": "refuse", and where openat2 is missing: no
+ * symbolic link is followed at all). Only regular files are served (opened
+ * O_NONBLOCK, so a FIFO never blocks the loop, then checked with fstat).
+ *
+ * Write requests get ERROR 2; netascii and mail mode ERROR 0 (only octet is
+ * served: a netascii client would get wrong line ends otherwise). Malformed
+ * packets get ERROR 4, packets of no transfer ERROR 5, ERROR packets are
+ * never answered.
+ *
+ * Amplification: an RRQ without options gets DATA 1 at once (516 bytes for
+ * ~20), which the listener's amplification guard refuses below a factor of
+ * about 516 / the RRQ's size: then the client gets a short ERROR 0 asking
+ * for options. An RRQ with options gets an OACK (smaller than the RRQ), and
+ * its ACK 0 marks the peer validated (host->peer_validate) before the first
+ * DATA; without options the ACK of DATA 1 does. README "Replies larger than
+ * requests" says what this proves and what it does not. */
+#define _GNU_SOURCE /* O_PATH, syscall; plugins build without config.h */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#if defined(__has_include)
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#define TFTP_HAVE_OPENAT2 1
+#endif
+#endif
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <dgramd/plugin.h>
+
+#include "proto.h"
+
+enum tftp_symlinks { TFTP_SYMLINKS_BENEATH = 0, TFTP_SYMLINKS_REFUSE = 1 };
+
+struct tftp_options {
+	const char *root;
+	int64_t max_blksize;
+	int64_t timeout_ms;
+	int64_t retries;
+	int64_t max_transfers;
+	int symlinks; /* enum tftp_symlinks */
+};
+
+#define OPT(field) offsetof(struct tftp_options, field)
+static const struct dg_option tftp_option_table[] = {
+	{ "root", DG_OPT_STRING, OPT(root), NULL, 1, PATH_MAX - 1, NULL, DG_OPT_REQUIRED,
+	  "the directory served, read-only" },
+	{ "max_blksize", DG_OPT_INT, OPT(max_blksize), "1468", TFTP_BLKSIZE_DEFAULT,
+	  TFTP_BLKSIZE_MAX, NULL, 0,
+	  "largest blksize granted (RFC 2348); at most the listener's max_datagram - 4" },
+	{ "timeout_ms", DG_OPT_INT, OPT(timeout_ms), "1000", 10, 255000, NULL, 0,
+	  "wait for an ACK before sending again (a client's timeout option wins)" },
+	{ "retries", DG_OPT_INT, OPT(retries), "5", 0, 100, NULL, 0,
+	  "times one packet is sent again before the transfer is abandoned" },
+	{ "max_transfers", DG_OPT_INT, OPT(max_transfers), "256", 1, 65536, NULL, 0,
+	  "transfers at once, each with an open file and a block buffer" },
+	{ "symlinks", DG_OPT_ENUM, OPT(symlinks), "\"beneath\"", 0, 0, "beneath|refuse", 0,
+	  "beneath: follow symbolic links that stay inside root; refuse: follow none" },
+	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL },
+};
+#undef OPT
+
+/* Plugin metrics, by index; names and help in metric_defs. */
+enum {
+	M_TRANSFERS, M_COMPLETED, M_ABANDONED, M_RETRANSMITS, M_ERRORS, M_BYTES, M_ACTIVE, M__COUNT
+};
+
+static const struct {
+	const char *name, *help;
+	int kind;
+} metric_defs[M__COUNT] = {
+	[M_TRANSFERS] = { "transfers", "Read requests that started a transfer", DG_METRIC_COUNTER },
+	[M_COMPLETED] = { "completed", "Transfers whose last block was acknowledged", DG_METRIC_COUNTER },
+	[M_ABANDONED] = { "abandoned", "Transfers ended after retries timeouts", DG_METRIC_COUNTER },
+	[M_RETRANSMITS] = { "retransmits", "Packets sent again after a timeout", DG_METRIC_COUNTER },
+	[M_ERRORS] = { "errors", "ERROR packets sent", DG_METRIC_COUNTER },
+	[M_BYTES] = { "bytes", "File bytes acknowledged by clients", DG_METRIC_COUNTER },
+	[M_ACTIVE] = { "active", "Transfers in progress", DG_METRIC_GAUGE },
+};
+
+struct tftp {
+	const struct dg_host *host;
+	struct dg_instance *self;
+	struct event_base *base;
+	struct tftp_options opt;     /* strings owned: root (strdup) */
+	int rootfd;                  /* O_PATH directory, -1 while root is missing */
+	bool beneath;                /* openat2 in use */
+	bool warned_e2big;
+	unsigned active;             /* transfers in progress */
+	struct dg_metric *m[M__COUNT];
+};
+
+/* One transfer: the request's data slot (xfer_free). */
+struct xfer {
+	struct tftp *t;
+	dg_req_t req;
+	struct dg_session *session;
+	int fd;
+	uint16_t block;      /* of the packet in pkt: DATA's number, 0 for an OACK */
+	bool last;           /* pkt is the last DATA block */
+	bool validated;
+	unsigned blksize;
+	unsigned timeout_ms;
+	unsigned tries;      /* sends of pkt after the first */
+	uint64_t deadline;   /* ms (event loop clock) when the wait for pkt's ACK ends */
+	size_t len;          /* bytes of pkt to send */
+	unsigned char pkt[]; /* TFTP_HEADER + blksize */
+};
+
+static void metric_add(struct tftp *t, int m, int64_t v)
+{
+	if (t->m[m])
+		t->host->metric_add(t->m[m], v);
+}
+
+static uint64_t now_ms(const struct tftp *t)
+{
+	struct timeval tv;
+
+	if (event_base_gettimeofday_cached(t->base, &tv) < 0)
+		return 0;
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* ---- options, until the host validates them (dg_plugin.options) ---- */
+
+/* Fill o from the defaults of the table and config, checked as the host
+ * would (unknown keys, types, ranges). Strings point into config. */
+static int options_parse(struct tftp *t, const json_t *config, struct tftp_options *o)
+{
+	const struct dg_option *d;
+	const char *key;
+	json_t *v;
+
+	memset(o, 0, sizeof(*o));
+	for (d = tftp_option_table; d->name; d++)
+		if (d->type == DG_OPT_INT)
+			*(int64_t *)((char *)o + d->offset) = strtoll(d->def, NULL, 10);
+	if (config && !json_is_object(config)) {
+		t->host->log(t->self, DG_LOG_ERROR, "config: expected an object");
+		return DG_EINVAL;
+	}
+	json_object_foreach((json_t *)config, key, v) {
+		for (d = tftp_option_table; d->name && strcmp(d->name, key); d++)
+			;
+		char *at = (char *)o + d->offset;
+		if (!d->name) {
+			t->host->log(t->self, DG_LOG_ERROR, "config.%s: unknown key (known: root, "
+			             "max_blksize, timeout_ms, retries, max_transfers, symlinks)", key);
+			return DG_EINVAL;
+		}
+		if (d->type == DG_OPT_INT && json_is_integer(v) && json_integer_value(v) >= d->min &&
+		    json_integer_value(v) <= d->max) {
+			*(int64_t *)at = json_integer_value(v);
+		} else if (d->type == DG_OPT_STRING && json_is_string(v) &&
+		           (int64_t)json_string_length(v) >= d->min &&
+		           (int64_t)json_string_length(v) <= d->max &&
+		           strlen(json_string_value(v)) == json_string_length(v)) {
+			*(const char **)at = json_string_value(v);
+		} else if (d->type == DG_OPT_ENUM && json_is_string(v) &&
+		           (!strcmp(json_string_value(v), "beneath") ||
+		            !strcmp(json_string_value(v), "refuse"))) {
+			*(int *)at = strcmp(json_string_value(v), "beneath") ? TFTP_SYMLINKS_REFUSE :
+			                                                       TFTP_SYMLINKS_BENEATH;
+		} else {
+			t->host->log(t->self, DG_LOG_ERROR, "config.%s: expected %s", key,
+			             d->type == DG_OPT_ENUM ? "\"beneath\" or \"refuse\"" :
+			             d->type == DG_OPT_STRING ? "a path" : "an integer in range");
+			return DG_EINVAL;
+		}
+	}
+	if (!o->root) {
+		t->host->log(t->self, DG_LOG_ERROR, "config.root: required");
+		return DG_EINVAL;
+	}
+	return DG_OK;
+}
+
+/* ---- the file system ---- */
+
+/* Open root as a directory handle; a missing root is not fatal (see init). */
+static int root_open(struct tftp *t)
+{
+	if (t->rootfd >= 0)
+		return 0;
+	t->rootfd = open(t->opt.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return t->rootfd < 0 ? -errno : 0;
+}
+
+#ifdef TFTP_HAVE_OPENAT2
+static int open_beneath(int rootfd, const char *file)
+{
+	struct open_how how = {
+		.flags = O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+
+	return (int)syscall(SYS_openat2, rootfd, file, &how, sizeof(how));
+}
+#endif
+
+/* One component at a time, never following a symbolic link: O_NOFOLLOW
+ * on the last, O_PATH | O_DIRECTORY | O_NOFOLLOW on the others (a link
+ * there fails with ENOTDIR, told apart from a file by fstatat). */
+static int open_refusing_links(int rootfd, const char *file)
+{
+	char comp[NAME_MAX + 1];
+	int dir = rootfd, fd, err;
+
+	for (const char *p = file;;) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+		struct stat st;
+
+		if (n > NAME_MAX) {
+			fd = -1;
+			err = ENAMETOOLONG;
+			break;
+		}
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		if (!slash) {
+			fd = openat(dir, n ? comp : ".", O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC |
+			            O_NOFOLLOW);
+			err = errno;
+			break;
+		}
+		p = slash + 1;
+		if (n == 0 || !strcmp(comp, "."))
+			continue;
+		fd = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		err = errno;
+		if (fd < 0 && err == ENOTDIR && !fstatat(dir, comp, &st, AT_SYMLINK_NOFOLLOW) &&
+		    S_ISLNK(st.st_mode))
+			err = ELOOP;
+		if (fd < 0)
+			break;
+		if (dir != rootfd)
+			close(dir);
+		dir = fd;
+	}
+	if (dir != rootfd)
+		close(dir);
+	errno = err;
+	return fd;
+}
+
+/* The TFTP error for a failed lookup (errno). */
+static void open_error(int err, unsigned *code, const char **msg)
+{
+	static const struct {
+		int err;
+		unsigned code;
+		const char *msg;
+	} map[] = {
+		{ ENOENT, TFTP_ENOTFOUND, "file not found" },
+		{ ENOTDIR, TFTP_ENOTFOUND, "file not found" },
+		{ ENAMETOOLONG, TFTP_ENOTFOUND, "file not found" },
+		{ EXDEV, TFTP_EACCESS, "path leads out of root" },
+		{ ELOOP, TFTP_EACCESS, "symbolic link refused" },
+		{ EACCES, TFTP_EACCESS, "access violation" },
+		{ EPERM, TFTP_EACCESS, "access violation" },
+		{ EMFILE, TFTP_EUNDEF, "server busy" },
+		{ ENFILE, TFTP_EUNDEF, "server busy" },
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (map[i].err == err) {
+			*code = map[i].code;
+			*msg = map[i].msg;
+			return;
+		}
+	}
+	*code = TFTP_EUNDEF;
+	*msg = "cannot open file";
+}
+
+/* Open file beneath root for reading: a regular file only. Returns the
+ * descriptor, or -1 with the TFTP error in *code and *msg. */
+static int file_open(struct tftp *t, const char *file, off_t *size, unsigned *code,
+                     const char **msg)
+{
+	struct stat st;
+	int fd, err;
+
+	if ((err = -root_open(t))) {
+		*code = TFTP_EUNDEF;
+		*msg = "root directory unavailable";
+		return -1;
+	}
+#ifdef TFTP_HAVE_OPENAT2
+	if (t->beneath)
+		fd = open_beneath(t->rootfd, file);
+	else
+#endif
+		fd = open_refusing_links(t->rootfd, file);
+	if (fd < 0) {
+		open_error(errno, code, msg);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		*code = TFTP_EACCESS;
+		*msg = "not a regular file";
+		return -1;
+	}
+	*size = st.st_size;
+	return fd;
+}
+
+/* ---- transfers ---- */
+
+static void xfer_free(void *data)
+{
+	struct xfer *x = data;
+	struct tftp *t = x->t;
+
+	close(x->fd);
+	t->active--;
+	if (t->m[M_ACTIVE])
+		t->host->metric_set(t->m[M_ACTIVE], t->active);
+	free(x);
+}
+
+/* Send a one-off ERROR on req (not a transfer's packet). */
+static void send_error(struct tftp *t, dg_req_t req, unsigned code, const char *msg)
+{
+	unsigned char buf[TFTP_HEADER + 64];
+	struct dg_packet out = { .data = buf };
+
+	out.len = tftp_build_error(buf, sizeof(buf), code, msg);
+	if (out.len && t->host->request_reply(t->self, req, &out) == DG_OK)
+		metric_add(t, M_ERRORS, 1);
+}
+
+/* Read the next block (x->block + 1) into pkt. */
+static int read_block(struct xfer *x)
+{
+	size_t got = 0;
+
+	while (got < x->blksize) {
+		ssize_t n = read(x->fd, x->pkt + TFTP_HEADER + got, x->blksize - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	x->block++;
+	x->pkt[0] = 0;
+	x->pkt[1] = TFTP_DATA;
+	x->pkt[2] = (unsigned char)(x->block >> 8);
+	x->pkt[3] = (unsigned char)x->block;
+	x->len = TFTP_HEADER + got;
+	x->last = got < x->blksize;
+	return 0;
+}
+
+/* Send pkt and wait for its ACK: the whole timeout when it is sent (first
+ * or again), what remains of it after an ignored packet. The guard refusing
+ * a send (DG_EAGAIN) costs that try only, except the transfer's first
+ * (xfer_send returns -2: see tftp_start). */
+static int xfer_send(struct xfer *x, bool first);
+static int xfer_wait(struct xfer *x);
+
+static void xfer_finish(struct xfer *x, int metric)
+{
+	struct tftp *t = x->t;
+
+	metric_add(t, metric, 1);
+	t->host->request_complete(t->self, x->req); /* frees x (xfer_free) */
+}
+
+/* The peer answered x's packet with this ACK. */
+static void xfer_acked(struct xfer *x)
+{
+	struct tftp *t = x->t;
+
+	if (!x->validated) {
+		/* It received what was sent to its address (see the top). */
+		if (DG_HOST_HAS(t->host, peer_validate))
+			t->host->peer_validate(x->session);
+		x->validated = true;
+	}
+	if (x->block)
+		metric_add(t, M_BYTES, (int64_t)(x->len - TFTP_HEADER));
+	if (x->block && x->last) {
+		xfer_finish(x, M_COMPLETED);
+		return;
+	}
+	if (read_block(x) < 0) {
+		send_error(t, x->req, TFTP_EUNDEF, "read error");
+		t->host->request_complete(t->self, x->req);
+		return;
+	}
+	x->tries = 0;
+	if (xfer_send(x, false) < 0)
+		t->host->request_complete(t->self, x->req);
+}
+
+/* The peer's next packet while x waits for an ACK. */
+static void xfer_packet(struct xfer *x, const struct dg_packet *pkt)
+{
+	struct tftp *t = x->t;
+	struct tftp_msg m;
+	const char *why = NULL;
+	int rc = pkt->json ? TFTP_EBADOP : tftp_parse(pkt->data, pkt->len, &m, &why);
+
+	if (rc) {
+		send_error(t, x->req, (unsigned)rc, why ? why : "not a TFTP packet");
+		t->host->request_complete(t->self, x->req);
+		return;
+	}
+	switch (m.opcode) {
+	case TFTP_ACK:
+		if (m.block == x->block) {
+			xfer_acked(x);
+			return;
+		}
+		break; /* an old or duplicate ACK: never a resend */
+	case TFTP_RRQ:
+		break; /* the RRQ again: its answer is on its way, or will be resent */
+	case TFTP_ERROR:
+		t->host->request_complete(t->self, x->req); /* the client gave up */
+		return;
+	default:
+		send_error(t, x->req, TFTP_EBADOP, "unexpected packet in a read transfer");
+		t->host->request_complete(t->self, x->req);
+		return;
+	}
+	if (xfer_wait(x) < 0)
+		t->host->request_complete(t->self, x->req);
+}
+
+static void xfer_step(void *arg, dg_req_t req, const struct dg_request *next, int status)
+{
+	struct xfer *x = arg;
+	struct tftp *t = x->t;
+
+	(void)req;
+	if (status == DG_OK && next) {
+		xfer_packet(x, &next->packet);
+	} else if (status == DG_ETIMEDOUT) {
+		if (x->tries >= t->opt.retries) {
+			xfer_finish(x, M_ABANDONED);
+			return;
+		}
+		x->tries++;
+		metric_add(t, M_RETRANSMITS, 1);
+		if (xfer_send(x, false) < 0)
+			t->host->request_complete(t->self, x->req);
+	}
+	/* DG_ECANCELED: the host completes the request and frees x. */
+}
+
+static int xfer_wait(struct xfer *x)
+{
+	struct tftp *t = x->t;
+	uint64_t now = now_ms(t);
+	uint64_t left = x->deadline > now ? x->deadline - now : 1;
+
+	if (left > x->timeout_ms) /* the clock went back */
+		left = x->timeout_ms;
+	return t->host->request_await(t->self, x->req, (unsigned)left, xfer_step, x) ? -1 : 0;
+}
+
+static int xfer_send(struct xfer *x, bool first)
+{
+	struct tftp *t = x->t;
+	struct dg_packet out = { .data = x->pkt, .len = x->len };
+	int rc = t->host->request_reply(t->self, x->req, &out);
+
+	if (rc == DG_E2BIG && !t->warned_e2big) {
+		t->warned_e2big = true;
+		t->host->log(t->self, DG_LOG_WARN, "a %zu-byte packet does not fit the listener's "
+		             "max_datagram: lower config.max_blksize", x->len);
+	}
+	if (rc == DG_E2BIG || rc == DG_ESTALE || rc == DG_EINVAL)
+		return -1;
+	if (rc == DG_EAGAIN && first)
+		return -2; /* the guard refused a first send: see tftp_start */
+	x->deadline = now_ms(t) + x->timeout_ms;
+	return xfer_wait(x);
+}
+
+/* What blksize, timeout and tsize the OACK grants (RFC 2347: only what the
+ * client asked for, blksize at most max_blksize, tsize the file's size).
+ * Returns whether there is anything to acknowledge. */
+static bool negotiate(const struct tftp *t, const struct tftp_msg *rq, off_t size,
+                      struct tftp_msg *oack)
+{
+	memset(oack, 0, sizeof(*oack));
+	oack->opts = rq->opts;
+	oack->blksize = rq->blksize < t->opt.max_blksize ? rq->blksize : (unsigned)t->opt.max_blksize;
+	oack->timeout = rq->timeout;
+	oack->tsize = (uint64_t)size;
+	/* curl (7.88) fails a transfer whose OACK says tsize 0; RFC 2347 lets
+	 * the server leave any option out. */
+	if (size == 0)
+		oack->opts &= ~(unsigned)TFTP_OPT_TSIZE;
+	return oack->opts != 0;
+}
+
+static int tftp_start(struct tftp *t, const struct dg_request *req, const struct tftp_msg *rq)
+{
+	const char *msg;
+	unsigned code;
+	off_t size;
+	struct tftp_msg oack;
+
+	if (rq->mode != TFTP_MODE_OCTET) {
+		send_error(t, req->handle, TFTP_EUNDEF, "only octet mode is served");
+		return DG_DONE;
+	}
+	if ((msg = tftp_path_refusal(rq->file, rq->file_len))) {
+		send_error(t, req->handle, TFTP_EACCESS, msg);
+		return DG_DONE;
+	}
+	if (t->active >= t->opt.max_transfers) {
+		send_error(t, req->handle, TFTP_EUNDEF, "server busy");
+		return DG_DONE;
+	}
+	int fd = file_open(t, rq->file, &size, &code, &msg);
+	if (fd < 0) {
+		send_error(t, req->handle, code, msg);
+		return DG_DONE;
+	}
+	bool options = negotiate(t, rq, size, &oack);
+	unsigned blksize = oack.opts & TFTP_OPT_BLKSIZE ? oack.blksize : TFTP_BLKSIZE_DEFAULT;
+	/* The block, or the OACK (at most ~50 bytes) when blksize is tiny. */
+	struct xfer *x = malloc(sizeof(*x) + TFTP_HEADER + (blksize > 64 ? blksize : 64));
+	if (!x) {
+		close(fd);
+		return DG_ENOMEM;
+	}
+	*x = (struct xfer){ .t = t, .req = req->handle, .session = req->session, .fd = fd,
+	                    .blksize = blksize, .timeout_ms = (unsigned)t->opt.timeout_ms };
+	if (oack.opts & TFTP_OPT_TIMEOUT)
+		x->timeout_ms = oack.timeout * 1000u;
+	if (t->host->request_set_data(t->self, req->handle, x, xfer_free)) {
+		close(fd);
+		free(x);
+		return DG_ERROR;
+	}
+	t->active++; /* from here xfer_free counts it down */
+	if (t->m[M_ACTIVE])
+		t->host->metric_set(t->m[M_ACTIVE], t->active);
+	metric_add(t, M_TRANSFERS, 1);
+	if (options)
+		x->len = tftp_build_oack(x->pkt, TFTP_HEADER + (blksize > 64 ? blksize : 64), &oack);
+	else if (read_block(x) < 0) {
+		send_error(t, req->handle, TFTP_EUNDEF, "read error");
+		return DG_DONE;
+	}
+	int rc = xfer_send(x, true);
+	if (rc == -2) {
+		/* Over the amplification credit of an unvalidated peer: a short
+		 * answer it can act on (see README "Amplification"). */
+		send_error(t, req->handle, TFTP_EUNDEF, "not validated: ask with options");
+		return DG_DONE;
+	}
+	return rc < 0 ? DG_DONE : DG_PENDING;
+}
+
+static int tftp_on_packet(void *state, const struct dg_request *req)
+{
+	struct tftp *t = state;
+	struct tftp_msg m;
+	const char *why = NULL;
+
+	if (req->packet.json)
+		return DG_EINVAL; /* the listener's codec must be "raw" */
+	int rc = tftp_parse(req->packet.data, req->packet.len, &m, &why);
+	if (rc) {
+		send_error(t, req->handle, (unsigned)rc, why);
+		return DG_DONE;
+	}
+	switch (m.opcode) {
+	case TFTP_RRQ:
+		return tftp_start(t, req, &m);
+	case TFTP_WRQ:
+		send_error(t, req->handle, TFTP_EACCESS, "write requests are refused");
+		return DG_DONE;
+	case TFTP_ERROR:
+		return DG_DONE; /* never answered (RFC 1350) */
+	case TFTP_OACK:
+		send_error(t, req->handle, TFTP_EBADOP, "OACK to a server");
+		return DG_DONE;
+	default: /* DATA, ACK of no transfer in progress */
+		send_error(t, req->handle, TFTP_EBADID, "unknown transfer ID");
+		return DG_DONE;
+	}
+}
+
+/* ---- life cycle ---- */
+
+static void tftp_fini(void *state)
+{
+	struct tftp *t = state;
+
+	if (!t)
+		return;
+	if (t->rootfd >= 0)
+		close(t->rootfd);
+	free((char *)t->opt.root);
+	free(t);
+}
+
+/* openat2 where the kernel has it (Linux 5.6); else links are refused. */
+static void choose_lookup(struct tftp *t)
+{
+	t->beneath = false;
+	if (t->opt.symlinks != TFTP_SYMLINKS_BENEATH)
+		return;
+#ifdef TFTP_HAVE_OPENAT2
+	struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_BENEATH };
+	int fd = (int)syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof(how));
+	if (fd >= 0 || errno != ENOSYS) {
+		if (fd >= 0)
+			close(fd);
+		t->beneath = true;
+		return;
+	}
+#endif
+	t->host->log(t->self, DG_LOG_WARN, "config.symlinks: openat2 is not available: "
+	             "no symbolic link is followed (as with \"refuse\")");
+}
+
+static int tftp_init(struct dg_instance *self, const struct dg_host *host,
+                     const json_t *config, void **state)
+{
+	struct tftp *t = calloc(1, sizeof(*t));
+	struct tftp_options o;
+
+	*state = NULL;
+	if (!DG_HOST_HAS(host, request_await)) {
+		host->log(self, DG_LOG_ERROR, "needs a host with conversations (plugin ABI 1.1 "
+		          "request_await); this one offers %u bytes of host table", host->size);
+		free(t);
+		return DG_EINVAL;
+	}
+	if (!t)
+		return DG_ENOMEM;
+	t->host = host;
+	t->self = self;
+	t->rootfd = -1;
+	t->base = host->event_base(self);
+	int rc = options_parse(t, config, &o);
+	if (rc)
+		goto out_free;
+	t->opt = o;
+	t->opt.root = strdup(o.root);
+	if (!t->opt.root) {
+		rc = DG_ENOMEM;
+		goto out_free;
+	}
+	int err = -root_open(t);
+	if (err == ENOENT) {
+		/* Checked configs (dgramd -t) need not have their directory yet. */
+		host->log(self, DG_LOG_WARN, "config.root: '%s' does not exist (yet): read "
+		          "requests get an error until it does", t->opt.root);
+	} else if (err) {
+		host->log(self, DG_LOG_ERROR, "config.root: cannot open '%s': %s", t->opt.root,
+		          strerror(err));
+		rc = DG_EINVAL;
+		goto out_free;
+	}
+	choose_lookup(t);
+	for (int i = 0; i < M__COUNT && DG_HOST_HAS(host, metric_new); i++)
+		t->m[i] = host->metric_new(self, metric_defs[i].name, metric_defs[i].help,
+		                           metric_defs[i].kind);
+	*state = t;
+	return DG_OK;
+out_free:
+	tftp_fini(t);
+	return rc;
+}
+
+DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
+	DG_PLUGIN_HEADER,
+	.name = "tftp",
+	.version = "1.0",
+	.init = tftp_init,
+	.fini = tftp_fini,
+	.on_packet = tftp_on_packet,
+};

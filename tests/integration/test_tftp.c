@@ -1,0 +1,523 @@
+/* The tftp plugin packet by packet, from a scripted UDP client, on the
+ * shipped conf/examples/tftp.json (bound to port 0, root the fixture's) with
+ * short timeouts: a whole transfer, a lost DATA, duplicate and old ACKs (no
+ * Sorcerer's Apprentice resend, and they do not postpone the resend either),
+ * a client that stops ACKing (retries, then the transfer, its file and its
+ * session are released), option negotiation, errors (missing file, path
+ * escapes, symbolic links out of root, write requests, bad packets), the
+ * amplification guard and max_transfers. Real clients: test_tftp_clients. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tftp_fixture.h"
+
+#define TIMEOUT_MS 200
+#define RETRIES 2
+
+/* Short timeouts, so lost packets cost little time. */
+static const char *const fast[] = {
+	"\"timeout_ms\": 1000", "\"timeout_ms\": 200",
+	"\"retries\": 5", "\"retries\": 2",
+	"\"session_idle_ms\": 5000", "\"session_idle_ms\": 300",
+	NULL,
+};
+
+static unsigned char file_bytes[TFTP_BIG_SIZE];
+
+/* The first len bytes of a root file (static buffer). */
+static const unsigned char *contents(const char *name, size_t *len)
+{
+	FILE *f = fopen(tftp_root_path(name), "rb");
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	*len = fread(file_bytes, 1, sizeof(file_bytes), f);
+	fclose(f);
+	return file_bytes;
+}
+
+/* Expect DATA block with bytes [off, off + n) of the file. */
+static void expect_data(const unsigned char *pkt, ssize_t got, unsigned block,
+                        const unsigned char *file, size_t off, size_t n)
+{
+	CU_ASSERT_EQUAL_FATAL(got, (ssize_t)(4 + n));
+	CU_ASSERT_EQUAL(tftp_op(pkt), 3);
+	CU_ASSERT_EQUAL(tftp_num(pkt), block);
+	CU_ASSERT(n == 0 || !memcmp(pkt + 4, file + off, n));
+}
+
+static void rrq(int fd, const struct dg_daemon *d, const char *file, const char *const *opts)
+{
+	unsigned char req[512];
+
+	tftp_send(fd, d, req, tftp_rrq(req, sizeof(req), 1, file, "octet", opts));
+}
+
+/* A whole transfer of f1100 (512 + 512 + 76) with no option. */
+static void test_transfer(void)
+{
+	struct dg_daemon d;
+	unsigned char pkt[2048];
+	size_t len;
+	const unsigned char *file = contents("f1100", &len);
+
+	tftp_start(&d, fast);
+	int fd = tftp_socket(NULL);
+	rrq(fd, &d, "f1100", NULL);
+	for (unsigned b = 1; b <= 3; b++) {
+		ssize_t n = tftp_recv(fd, pkt, sizeof(pkt), 2000);
+		expect_data(pkt, n, b, file, (b - 1) * 512, b < 3 ? 512 : 76);
+		tftp_ack(fd, &d, (uint16_t)b);
+	}
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_completed_total", 1, 5000));
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_active", 0, 5000));
+	CU_ASSERT_EQUAL(tftp_metric(&d, "dgramd_plugin_tftp_bytes_total"), 1100);
+	CU_ASSERT_EQUAL(tftp_metric(&d, "dgramd_plugin_tftp_retransmits_total"), 0);
+	/* Nothing after the last ACK. */
+	CU_ASSERT_EQUAL(tftp_recv(fd, pkt, sizeof(pkt), 2 * TIMEOUT_MS), -1);
+	close(fd);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+/* DATA 1 lost: the client sends its RRQ again (as tftp-hpa does), which is
+ * ignored (its answer is resent by the timeout, never because of a
+ * duplicate) but adds to the peer's amplification credit, so the resend
+ * is allowed. Then DATA 2 lost: sent again after the timeout. */
+static void test_lost_data(void)
+{
+	struct dg_daemon d;
+	unsigned char pkt[2048];
+	size_t len;
+	const unsigned char *file = contents("f1100", &len);
+
+	tftp_start(&d, fast);
+	int fd = tftp_socket(NULL);
+	rrq(fd, &d, "f1100", NULL);
+	double t0 = dg_now_ms();
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 512);
+	rrq(fd, &d, "f1100", NULL);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 5000), 1, file, 0, 512);
+	CU_ASSERT(dg_now_ms() - t0 >= TIMEOUT_MS - 10);
+	tftp_ack(fd, &d, 1);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 2, file, 512, 512);
+	t0 = dg_now_ms();
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 5000), 2, file, 512, 512);
+	CU_ASSERT(dg_now_ms() - t0 >= TIMEOUT_MS - 10);
+	tftp_ack(fd, &d, 2);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 3, file, 1024, 76);
+	tftp_ack(fd, &d, 3);
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_completed_total", 1, 5000));
+	CU_ASSERT_EQUAL(tftp_metric(&d, "dgramd_plugin_tftp_retransmits_total"), 2);
+	close(fd);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+/* A duplicate ACK (and an old one) never makes the server send again: DATA
+ * 2 comes a second time only when its own timeout runs out, counted from
+ * when it was first sent, not from the duplicate. (The Sorcerer's
+ * Apprentice bug would answer the duplicate with DATA 2 at once.) */
+static void test_duplicate_ack(void)
+{
+	struct dg_daemon d;
+	unsigned char pkt[2048];
+	size_t len;
+	const unsigned char *file = contents("f1100", &len);
+
+	tftp_start(&d, fast);
+	int fd = tftp_socket(NULL);
+	rrq(fd, &d, "f1100", NULL);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 512);
+	tftp_ack(fd, &d, 1);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 2, file, 512, 512);
+	double t0 = dg_now_ms();
+	tftp_ack(fd, &d, 1); /* duplicate */
+	tftp_ack(fd, &d, 0); /* old */
+	tftp_ack(fd, &d, 7); /* from nowhere */
+	/* The only DATA 2 that comes is the timeout's resend. */
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 5000), 2, file, 512, 512);
+	CU_ASSERT(dg_now_ms() - t0 >= TIMEOUT_MS - 20);
+	tftp_ack(fd, &d, 2);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 3, file, 1024, 76);
+	tftp_ack(fd, &d, 3);
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_completed_total", 1, 5000));
+	CU_ASSERT_EQUAL(tftp_metric(&d, "dgramd_plugin_tftp_retransmits_total"), 1);
+	CU_ASSERT_EQUAL(tftp_recv(fd, pkt, sizeof(pkt), 2 * TIMEOUT_MS), -1);
+	close(fd);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+/* A client that repeats its old ACK more often than the server's timeout
+ * (as clients do when their DATA is lost) still gets the resend: each
+ * duplicate waits only for what is left of the timeout. */
+static void test_duplicates_do_not_postpone(void)
+{
+	struct dg_daemon d;
+	unsigned char pkt[2048];
+	size_t len;
+	const unsigned char *file = contents("f1100", &len);
+	ssize_t n = -1;
+
+	tftp_start(&d, fast);
+	int fd = tftp_socket(NULL);
+	rrq(fd, &d, "f1100", NULL);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 512);
+	double t0 = dg_now_ms();
+	/* DATA 1 "lost" to the client: ACK 0 every 50 ms (4 per timeout). */
+	for (int i = 0; i < 40 && n < 0; i++) {
+		tftp_ack(fd, &d, 0);
+		n = tftp_recv(fd, pkt, sizeof(pkt), TIMEOUT_MS / 4);
+	}
+	expect_data(pkt, n, 1, file, 0, 512);
+	CU_ASSERT(dg_now_ms() - t0 < 3 * TIMEOUT_MS + 500);
+	close(fd);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+/* A client that stops ACKing: the block is sent 1 + retries times, then the
+ * transfer ends; its file is closed, the gauge is back to 0 and the session
+ * closes after session_idle_ms like any idle one. Before the peer's first
+ * ACK (not validated) the amplification guard lets only DATA 1 out: the
+ * resends are counted as tx_drops{reason="amplification"}, and a spoofed
+ * source gets one block. */
+static void test_client_stops_acking(void)
+{
+	static const char *const amp = "dgramd_tx_drops_total{reason=\"amplification\"}";
+	struct dg_daemon d;
+	unsigned char pkt[2048];
+	size_t len;
+	const unsigned char *file = contents("big", &len);
+
+	tftp_start(&d, fast);
+	int fds = tftp_worker_fds(&d);
+	long long idle = tftp_metric(&d, "dgramd_sessions_idle_total");
+	CU_ASSERT(fds > 0 && idle >= 0);
+	for (int round = 0; round < 4; round++) {
+		bool validate = round > 0;
+		int fd = tftp_socket(NULL);
+		rrq(fd, &d, "big", NULL);
+		expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 512);
+		if (validate)
+			tftp_ack(fd, &d, 1);
+		unsigned copies = 0;
+		ssize_t n;
+		while ((n = tftp_recv(fd, pkt, sizeof(pkt), 4 * TIMEOUT_MS)) > 0) {
+			expect_data(pkt, n, 2, file, 512, 512);
+			copies++;
+		}
+		CU_ASSERT_EQUAL(copies, validate ? 1 + RETRIES : 0);
+		close(fd);
+	}
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_abandoned_total", 4, 5000));
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_active", 0, 5000));
+	CU_ASSERT_EQUAL(tftp_metric(&d, "dgramd_plugin_tftp_retransmits_total"), 4 * RETRIES);
+	CU_ASSERT_EQUAL(tftp_metric(&d, amp), RETRIES);
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_sessions_idle_total", idle + 4, 5000));
+	CU_ASSERT_EQUAL(tftp_worker_fds(&d), fds); /* the files are closed */
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+struct refusal {
+	int opcode;
+	const char *file, *mode;
+	unsigned code; /* ERROR code expected */
+};
+
+/* Each from its own port (a session of its own). */
+static void expect_error(const struct dg_daemon *d, const struct refusal *r)
+{
+	unsigned char req[512], pkt[2048];
+	int fd = tftp_socket(NULL);
+
+	tftp_send(fd, d, req, tftp_rrq(req, sizeof(req), r->opcode, r->file, r->mode, NULL));
+	ssize_t n = tftp_recv(fd, pkt, sizeof(pkt), 2000);
+	CU_ASSERT_FATAL(n >= 5);
+	if (tftp_op(pkt) != 5 || tftp_num(pkt) != r->code || pkt[n - 1] != '\0')
+		fprintf(stderr, "%s: op %u code %u, expected ERROR %u\n", r->file, tftp_op(pkt),
+		        tftp_num(pkt), r->code);
+	CU_ASSERT_EQUAL(tftp_op(pkt), 5);
+	CU_ASSERT_EQUAL(tftp_num(pkt), r->code);
+	CU_ASSERT_EQUAL(pkt[n - 1], '\0');
+	close(fd);
+}
+
+static const struct refusal refusals[] = {
+	{ 1, "missing", "octet", 1 },
+	{ 1, "sub/missing", "octet", 1 },
+	{ 1, "../outside/secret", "octet", 2 },
+	{ 1, "sub/../../outside/secret", "octet", 2 },
+	{ 1, "sub/../f513", "octet", 2 },       /* any "..", even one that stays inside */
+	{ 1, "..", "octet", 2 },
+	{ 1, "/etc/passwd", "octet", 2 },
+	{ 1, "link_out", "octet", 2 },          /* a relative link leading out */
+	{ 1, "abs_out", "octet", 2 },           /* an absolute one */
+	{ 1, "dir_out/secret", "octet", 2 },    /* through a directory link */
+	{ 1, "fifo", "octet", 2 },              /* not a regular file (and no hang) */
+	{ 1, "secret-dir", "octet", 2 },
+	{ 1, "sub/", "octet", 2 },
+	{ 1, "a\033b", "octet", 2 },
+	{ 2, "upload", "octet", 2 },            /* write requests */
+	{ 2, "f513", "octet", 2 },
+	{ 1, "f513", "netascii", 0 },           /* only octet */
+	{ 1, "f513", "mail", 0 },
+	{ 0, NULL, NULL, 0 },
+};
+
+static void test_refusals(void)
+{
+	struct dg_daemon d;
+
+	tftp_start(&d, fast);
+	for (const struct refusal *r = refusals; r->file; r++)
+		expect_error(&d, r);
+	/* Served afterwards (the FIFO blocked nothing): a link inside root. */
+	size_t len;
+	unsigned char pkt[2048];
+	const unsigned char *file = contents("f513", &len);
+	int fd = tftp_socket(NULL);
+	rrq(fd, &d, "link_in", NULL);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 512);
+	close(fd);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+/* "symlinks": "refuse": no link is followed, not even inside root. */
+static void test_symlinks_refuse(void)
+{
+	static const char *const repl[] = {
+		"\"max_transfers\": 256", "\"max_transfers\": 256, \"symlinks\": \"refuse\"", NULL,
+	};
+	static const struct refusal refused[] = {
+		{ 1, "link_in", "octet", 2 }, { 1, "link_out", "octet", 2 },
+		{ 1, "dir_out/secret", "octet", 2 }, { 1, "abs_out", "octet", 2 },
+		{ 1, "missing", "octet", 1 }, { 1, "fifo", "octet", 2 }, { 0, NULL, NULL, 0 },
+	};
+	struct dg_daemon d;
+	unsigned char pkt[2048];
+	size_t len;
+
+	tftp_start(&d, repl);
+	for (const struct refusal *r = refused; r->file; r++)
+		expect_error(&d, r);
+	const unsigned char *file = contents("sub/g", &len);
+	int fd = tftp_socket(NULL);
+	rrq(fd, &d, "sub/g", NULL);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 100);
+	close(fd);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+/* Packets that are no request: ERROR 4 (malformed), 5 (no transfer), none
+ * for an ERROR. */
+#define P(s) s, sizeof(s) - 1
+static void test_bad_packets(void)
+{
+	static const struct {
+		const char *bytes;
+		size_t len;
+		int code; /* -1: no answer */
+	} cases[] = {
+		{ P("\0\1f513"), 4 },                 /* no NUL */
+		{ P("\0\1f513\0octet"), 4 },         /* mode without NUL */
+		{ P("\0\1\0octet\0"), 4 },            /* empty name */
+		{ P("\0\1f513\0octet\0blksize\0"), 4 }, /* an option without value */
+		{ P("\0\1f513\0octet\0blksize\0" "512\0BlkSize\0" "512\0"), 4 }, /* twice */
+		{ P("\0\11"), 4 },                    /* unknown opcode */
+		{ P("\1"), 4 },
+		{ P("\0\6blksize\0" "8\0"), 4 },     /* OACK to a server */
+		{ P("\0\4\0\1"), 5 },                 /* ACK of no transfer */
+		{ P("\0\3\0\1xyz"), 5 },              /* DATA of no transfer */
+		{ P("\0\5\0\1bye\0"), -1 },           /* ERROR: never answered */
+	};
+	struct dg_daemon d;
+	unsigned char pkt[2048];
+
+	tftp_start(&d, fast);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int fd = tftp_socket(NULL);
+		tftp_send(fd, &d, cases[i].bytes, cases[i].len);
+		ssize_t n = tftp_recv(fd, pkt, sizeof(pkt), cases[i].code < 0 ? 300 : 2000);
+		if (cases[i].code < 0) {
+			CU_ASSERT_EQUAL(n, -1);
+		} else {
+			CU_ASSERT_FATAL(n >= 5);
+			CU_ASSERT_EQUAL(tftp_op(pkt), 5);
+			CU_ASSERT_EQUAL(tftp_num(pkt), (unsigned)cases[i].code);
+			if (tftp_num(pkt) != (unsigned)cases[i].code)
+				fprintf(stderr, "bad packet %zu: code %u\n", i, tftp_num(pkt));
+		}
+		close(fd);
+	}
+	/* A transfer's peer that sends garbage ends its transfer (ERROR 4). */
+	int fd = tftp_socket(NULL);
+	rrq(fd, &d, "big", NULL);
+	CU_ASSERT_EQUAL(tftp_recv(fd, pkt, sizeof(pkt), 2000), 516);
+	tftp_send(fd, &d, "\0\2x\0octet\0", 10);
+	ssize_t n = tftp_recv(fd, pkt, sizeof(pkt), 2000);
+	CU_ASSERT(n >= 5 && tftp_op(pkt) == 5 && tftp_num(pkt) == 4);
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_active", 0, 5000));
+	/* A client's ERROR ends its transfer silently. */
+	close(fd);
+	fd = tftp_socket(NULL);
+	rrq(fd, &d, "big", NULL);
+	CU_ASSERT_EQUAL(tftp_recv(fd, pkt, sizeof(pkt), 2000), 516);
+	tftp_send(fd, &d, "\0\5\0\0stop\0", 9);
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_active", 0, 5000));
+	CU_ASSERT_EQUAL(tftp_recv(fd, pkt, sizeof(pkt), 3 * TIMEOUT_MS), -1);
+	close(fd);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+/* Find option name in an OACK; its value or NULL. */
+static const char *oack_get(const unsigned char *p, ssize_t n, const char *name)
+{
+	for (ssize_t at = 2; at < n;) {
+		const char *k = (const char *)p + at;
+		const char *v = k + strlen(k) + 1;
+		if (!strcmp(k, name))
+			return v;
+		at = (v - (const char *)p) + (ssize_t)strlen(v) + 1;
+	}
+	return NULL;
+}
+
+/* blksize capped at max_blksize, tsize the file's, timeout echoed; ACK 0
+ * starts the data; the transfer uses the granted size. */
+static void test_options(void)
+{
+	static const char *const opts[] = { "blksize", "2000", "tsize", "0", "timeout", "1",
+	                                    "windowsize", "4", NULL };
+	struct dg_daemon d;
+	unsigned char pkt[4096];
+	size_t len;
+	const unsigned char *file = contents("big", &len);
+
+	tftp_start(&d, fast);
+	int fd = tftp_socket(NULL);
+	rrq(fd, &d, "big", opts);
+	ssize_t n = tftp_recv(fd, pkt, sizeof(pkt), 2000);
+	CU_ASSERT_FATAL(n > 2 && pkt[n - 1] == '\0');
+	CU_ASSERT_EQUAL(tftp_op(pkt), 6);
+	char size[32];
+	snprintf(size, sizeof(size), "%u", TFTP_BIG_SIZE);
+	CU_ASSERT_STRING_EQUAL(oack_get(pkt, n, "blksize"), "1468");
+	CU_ASSERT_STRING_EQUAL(oack_get(pkt, n, "tsize"), size);
+	CU_ASSERT_STRING_EQUAL(oack_get(pkt, n, "timeout"), "1");
+	CU_ASSERT_PTR_NULL(oack_get(pkt, n, "windowsize")); /* unknown: left out */
+	tftp_ack(fd, &d, 0);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 1468);
+	tftp_ack(fd, &d, 1);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 2, file, 1468, 1468);
+	tftp_send(fd, &d, "\0\5\0\0done\0", 9);
+	close(fd);
+
+	/* Invalid values are left out: no OACK at all when nothing is left. */
+	static const char *const bad[] = { "blksize", "65465", "timeout", "0", "tsize", "x", NULL };
+	fd = tftp_socket(NULL);
+	rrq(fd, &d, "f513", bad);
+	file = contents("f513", &len);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 512);
+	close(fd);
+
+	/* The smallest blksize, and the timeout option: 1 s, not 200 ms. */
+	static const char *const tiny[] = { "blksize", "8", "timeout", "1", NULL };
+	fd = tftp_socket(NULL);
+	rrq(fd, &d, "f513", tiny);
+	n = tftp_recv(fd, pkt, sizeof(pkt), 2000);
+	CU_ASSERT_EQUAL_FATAL(tftp_op(pkt), 6);
+	CU_ASSERT_STRING_EQUAL(oack_get(pkt, n, "blksize"), "8");
+	tftp_ack(fd, &d, 0);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 8);
+	double t0 = dg_now_ms();
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 5000), 1, file, 0, 8);
+	CU_ASSERT(dg_now_ms() - t0 >= 900);
+	close(fd);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+/* Under the default factor 3 a plain RRQ cannot have its 516-byte DATA 1:
+ * a short ERROR says to ask with options; with options the OACK goes out,
+ * ACK 0 validates the peer and the blocks go out whole. */
+static void test_amplification(void)
+{
+	static const char *const repl[] = {
+		"\"factor\": 52", "\"factor\": 3",
+		"\"timeout_ms\": 1000", "\"timeout_ms\": 200", NULL,
+	};
+	static const char *const opts[] = { "blksize", "512", NULL };
+	struct dg_daemon d;
+	unsigned char pkt[2048];
+	size_t len;
+	const unsigned char *file = contents("f1100", &len);
+
+	tftp_start(&d, repl);
+	int fd = tftp_socket(NULL);
+	rrq(fd, &d, "f1100", NULL);
+	ssize_t n = tftp_recv(fd, pkt, sizeof(pkt), 2000);
+	CU_ASSERT_FATAL(n >= 5);
+	CU_ASSERT_EQUAL(tftp_op(pkt), 5);
+	CU_ASSERT_EQUAL(tftp_num(pkt), 0);
+	CU_ASSERT_STRING_EQUAL((const char *)pkt + 4, "not validated: ask with options");
+	close(fd);
+
+	fd = tftp_socket(NULL);
+	rrq(fd, &d, "f1100", opts);
+	n = tftp_recv(fd, pkt, sizeof(pkt), 2000);
+	CU_ASSERT_EQUAL_FATAL(tftp_op(pkt), 6);
+	tftp_ack(fd, &d, 0);
+	for (unsigned b = 1; b <= 3; b++) {
+		expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), b, file, (b - 1) * 512,
+		            b < 3 ? 512 : 76);
+		tftp_ack(fd, &d, (uint16_t)b);
+	}
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_completed_total", 1, 5000));
+	close(fd);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+/* Past max_transfers: ERROR 0 "server busy", and a place frees when one ends. */
+static void test_max_transfers(void)
+{
+	static const char *const repl[] = {
+		"\"max_transfers\": 256", "\"max_transfers\": 2",
+		"\"timeout_ms\": 1000", "\"timeout_ms\": 200", NULL,
+	};
+	struct dg_daemon d;
+	unsigned char pkt[2048];
+	int fd[3];
+
+	tftp_start(&d, repl);
+	for (int i = 0; i < 3; i++) {
+		fd[i] = tftp_socket(NULL);
+		rrq(fd[i], &d, "big", NULL);
+		ssize_t n = tftp_recv(fd[i], pkt, sizeof(pkt), 2000);
+		CU_ASSERT_EQUAL(n, i < 2 ? 516 : (ssize_t)(4 + sizeof("server busy")));
+		CU_ASSERT_EQUAL(tftp_op(pkt), i < 2 ? 3 : 5);
+	}
+	tftp_send(fd[0], &d, "\0\5\0\0stop\0", 9);
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_active", 1, 5000));
+	rrq(fd[2], &d, "big", NULL);
+	CU_ASSERT_EQUAL(tftp_recv(fd[2], pkt, sizeof(pkt), 2000), 516);
+	for (int i = 0; i < 3; i++)
+		close(fd[i]);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
+static const struct dg_test tests[] = {
+	{ "transfer", test_transfer },
+	{ "lost_data", test_lost_data },
+	{ "duplicate_ack", test_duplicate_ack },
+	{ "duplicates_do_not_postpone", test_duplicates_do_not_postpone },
+	{ "client_stops_acking", test_client_stops_acking },
+	{ "refusals", test_refusals },
+	{ "symlinks_refuse", test_symlinks_refuse },
+	{ "bad_packets", test_bad_packets },
+	{ "options", test_options },
+	{ "amplification", test_amplification },
+	{ "max_transfers", test_max_transfers },
+	{ NULL, NULL },
+};
+
+DG_TEST_MAIN("tftp", tests)
