@@ -62,7 +62,6 @@
 #endif
 
 #include <event2/event.h>
-#include <jansson.h>
 #include <dgramd/plugin.h>
 
 #include "proto.h"
@@ -78,22 +77,25 @@ struct tftp_options {
 	int symlinks; /* enum tftp_symlinks */
 };
 
+/* Checked and filled in by the host before init (host->options). */
 #define OPT(field) offsetof(struct tftp_options, field)
 static const struct dg_option tftp_option_table[] = {
-	{ "root", DG_OPT_STRING, OPT(root), NULL, 1, PATH_MAX - 1, NULL, DG_OPT_REQUIRED,
-	  "the directory served, read-only" },
-	{ "max_blksize", DG_OPT_INT, OPT(max_blksize), "1468", TFTP_BLKSIZE_DEFAULT,
-	  TFTP_BLKSIZE_MAX, NULL, 0,
-	  "largest blksize granted (RFC 2348); at most the listener's max_datagram - 4" },
-	{ "timeout_ms", DG_OPT_INT, OPT(timeout_ms), "1000", 10, 255000, NULL, 0,
-	  "wait for an ACK before sending again (a client's timeout option wins)" },
-	{ "retries", DG_OPT_INT, OPT(retries), "5", 0, 100, NULL, 0,
-	  "times one packet is sent again before the transfer is abandoned" },
-	{ "max_transfers", DG_OPT_INT, OPT(max_transfers), "256", 1, 65536, NULL, 0,
-	  "transfers at once, each with an open file and a block buffer" },
-	{ "symlinks", DG_OPT_ENUM, OPT(symlinks), "\"beneath\"", 0, 0, "beneath|refuse", 0,
-	  "beneath: follow symbolic links that stay inside root; refuse: follow none" },
-	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL },
+	{ .name = "root", .type = DG_OPT_STRING, .offset = OPT(root), .min = 1,
+	  .max = PATH_MAX - 1, .flags = DG_OPT_REQUIRED, .help = "the directory served, read-only" },
+	{ .name = "max_blksize", .type = DG_OPT_INT, .offset = OPT(max_blksize), .def = "1468",
+	  .min = TFTP_BLKSIZE_DEFAULT, .max = TFTP_BLKSIZE_MAX,
+	  .help = "largest blksize granted (RFC 2348); at most the listener's max_datagram - 4" },
+	{ .name = "timeout_ms", .type = DG_OPT_INT, .offset = OPT(timeout_ms), .def = "1000",
+	  .min = 10, .max = 255000,
+	  .help = "wait for an ACK before sending again (a client's timeout option wins)" },
+	{ .name = "retries", .type = DG_OPT_INT, .offset = OPT(retries), .def = "5", .min = 0,
+	  .max = 100, .help = "times one packet is sent again before the transfer is abandoned" },
+	{ .name = "max_transfers", .type = DG_OPT_INT, .offset = OPT(max_transfers), .def = "256",
+	  .min = 1, .max = 65536, .help = "transfers at once, each with an open file and a block buffer" },
+	{ .name = "symlinks", .type = DG_OPT_ENUM, .offset = OPT(symlinks), .def = "\"beneath\"",
+	  .choices = "beneath|refuse",
+	  .help = "beneath: follow symbolic links that stay inside root; refuse: follow none" },
+	{ .name = NULL },
 };
 #undef OPT
 
@@ -119,7 +121,7 @@ struct tftp {
 	const struct dg_host *host;
 	struct dg_instance *self;
 	struct event_base *base;
-	struct tftp_options opt;     /* strings owned: root (strdup) */
+	const struct tftp_options *opt; /* the host's (host->options), until fini */
 	int rootfd;                  /* O_PATH directory, -1 while root is missing */
 	bool beneath;                /* openat2 in use */
 	bool warned_e2big;
@@ -159,60 +161,6 @@ static uint64_t now_ms(const struct tftp *t)
 	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-/* ---- options, until the host validates them (dg_plugin.options) ---- */
-
-/* Fill o from the defaults of the table and config, checked as the host
- * would (unknown keys, types, ranges). Strings point into config. */
-static int options_parse(struct tftp *t, const json_t *config, struct tftp_options *o)
-{
-	const struct dg_option *d;
-	const char *key;
-	json_t *v;
-
-	memset(o, 0, sizeof(*o));
-	for (d = tftp_option_table; d->name; d++)
-		if (d->type == DG_OPT_INT)
-			*(int64_t *)((char *)o + d->offset) = strtoll(d->def, NULL, 10);
-	if (config && !json_is_object(config)) {
-		t->host->log(t->self, DG_LOG_ERROR, "config: expected an object");
-		return DG_EINVAL;
-	}
-	json_object_foreach((json_t *)config, key, v) {
-		for (d = tftp_option_table; d->name && strcmp(d->name, key); d++)
-			;
-		char *at = (char *)o + d->offset;
-		if (!d->name) {
-			t->host->log(t->self, DG_LOG_ERROR, "config.%s: unknown key (known: root, "
-			             "max_blksize, timeout_ms, retries, max_transfers, symlinks)", key);
-			return DG_EINVAL;
-		}
-		if (d->type == DG_OPT_INT && json_is_integer(v) && json_integer_value(v) >= d->min &&
-		    json_integer_value(v) <= d->max) {
-			*(int64_t *)at = json_integer_value(v);
-		} else if (d->type == DG_OPT_STRING && json_is_string(v) &&
-		           (int64_t)json_string_length(v) >= d->min &&
-		           (int64_t)json_string_length(v) <= d->max &&
-		           strlen(json_string_value(v)) == json_string_length(v)) {
-			*(const char **)at = json_string_value(v);
-		} else if (d->type == DG_OPT_ENUM && json_is_string(v) &&
-		           (!strcmp(json_string_value(v), "beneath") ||
-		            !strcmp(json_string_value(v), "refuse"))) {
-			*(int *)at = strcmp(json_string_value(v), "beneath") ? TFTP_SYMLINKS_REFUSE :
-			                                                       TFTP_SYMLINKS_BENEATH;
-		} else {
-			t->host->log(t->self, DG_LOG_ERROR, "config.%s: expected %s", key,
-			             d->type == DG_OPT_ENUM ? "\"beneath\" or \"refuse\"" :
-			             d->type == DG_OPT_STRING ? "a path" : "an integer in range");
-			return DG_EINVAL;
-		}
-	}
-	if (!o->root) {
-		t->host->log(t->self, DG_LOG_ERROR, "config.root: required");
-		return DG_EINVAL;
-	}
-	return DG_OK;
-}
-
 /* ---- the file system ---- */
 
 /* Open root as a directory handle; a missing root is not fatal (see init). */
@@ -220,7 +168,7 @@ static int root_open(struct tftp *t)
 {
 	if (t->rootfd >= 0)
 		return 0;
-	t->rootfd = open(t->opt.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	t->rootfd = open(t->opt->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	return t->rootfd < 0 ? -errno : 0;
 }
 
@@ -480,7 +428,7 @@ static void xfer_step(void *arg, dg_req_t req, const struct dg_request *next, in
 	if (status == DG_OK && next) {
 		xfer_packet(x, &next->packet);
 	} else if (status == DG_ETIMEDOUT) {
-		if (x->tries >= t->opt.retries) {
+		if (x->tries >= t->opt->retries) {
 			xfer_finish(x, M_ABANDONED);
 			return;
 		}
@@ -530,7 +478,7 @@ static bool negotiate(const struct tftp *t, const struct tftp_msg *rq, off_t siz
 {
 	memset(oack, 0, sizeof(*oack));
 	oack->opts = rq->opts;
-	oack->blksize = rq->blksize < t->opt.max_blksize ? rq->blksize : (unsigned)t->opt.max_blksize;
+	oack->blksize = rq->blksize < t->opt->max_blksize ? rq->blksize : (unsigned)t->opt->max_blksize;
 	oack->timeout = rq->timeout;
 	oack->tsize = (uint64_t)size;
 	/* curl (7.88) fails a transfer whose OACK says tsize 0; RFC 2347 lets
@@ -555,7 +503,7 @@ static int tftp_start(struct tftp *t, const struct dg_request *req, const struct
 		send_error(t, req->handle, TFTP_EACCESS, msg);
 		return DG_DONE;
 	}
-	if (t->active >= t->opt.max_transfers) {
+	if (t->active >= t->opt->max_transfers) {
 		send_error(t, req->handle, TFTP_EUNDEF, "server busy");
 		return DG_DONE;
 	}
@@ -573,7 +521,7 @@ static int tftp_start(struct tftp *t, const struct dg_request *req, const struct
 		return DG_ENOMEM;
 	}
 	*x = (struct xfer){ .t = t, .req = req->handle, .session = req->session, .fd = fd,
-	                    .blksize = blksize, .timeout_ms = (unsigned)t->opt.timeout_ms };
+	                    .blksize = blksize, .timeout_ms = (unsigned)t->opt->timeout_ms };
 	if (oack.opts & TFTP_OPT_TIMEOUT)
 		x->timeout_ms = oack.timeout * 1000u;
 	if (t->host->request_set_data(t->self, req->handle, x, xfer_free)) {
@@ -641,7 +589,6 @@ static void tftp_fini(void *state)
 		return;
 	if (t->rootfd >= 0)
 		close(t->rootfd);
-	free((char *)t->opt.root);
 	free(t);
 }
 
@@ -649,7 +596,7 @@ static void tftp_fini(void *state)
 static void choose_lookup(struct tftp *t)
 {
 	t->beneath = false;
-	if (t->opt.symlinks != TFTP_SYMLINKS_BENEATH)
+	if (t->opt->symlinks != TFTP_SYMLINKS_BENEATH)
 		return;
 #ifdef TFTP_HAVE_OPENAT2
 	struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_BENEATH };
@@ -666,46 +613,38 @@ static void choose_lookup(struct tftp *t)
 }
 
 static int tftp_init(struct dg_instance *self, const struct dg_host *host,
-                     const json_t *config, void **state)
+                     const struct json_t *config, void **state)
 {
-	struct tftp *t = calloc(1, sizeof(*t));
-	struct tftp_options o;
+	struct tftp *t;
+	int rc = DG_EINVAL;
 
+	(void)config; /* checked and filled in by the host: host->options */
 	*state = NULL;
-	if (!DG_HOST_HAS(host, request_await)) {
-		host->log(self, DG_LOG_ERROR, "needs a host with conversations (plugin ABI 1.1 "
-		          "request_await); this one offers %u bytes of host table", host->size);
-		free(t);
+	if (!DG_HOST_HAS(host, options) || !host->options(self)) {
+		host->log(self, DG_LOG_ERROR, "needs a host with conversations and declared "
+		          "options (plugin ABI 1.1); this one offers %u bytes of host table",
+		          host->size);
 		return DG_EINVAL;
 	}
-	if (!t)
+	if (!(t = calloc(1, sizeof(*t))))
 		return DG_ENOMEM;
 	t->host = host;
 	t->self = self;
 	t->rootfd = -1;
 	t->base = host->event_base(self);
-	int rc = options_parse(t, config, &o);
-	if (rc)
-		goto out_free;
-	t->opt = o;
-	t->opt.root = strdup(o.root);
-	if (!t->opt.root) {
-		rc = DG_ENOMEM;
-		goto out_free;
-	}
+	t->opt = host->options(self);
 	int err = -root_open(t);
 	if (err == ENOENT) {
 		/* Checked configs (dgramd -t) need not have their directory yet. */
 		host->log(self, DG_LOG_WARN, "config.root: '%s' does not exist (yet): read "
-		          "requests get an error until it does", t->opt.root);
+		          "requests get an error until it does", t->opt->root);
 	} else if (err) {
-		host->log(self, DG_LOG_ERROR, "config.root: cannot open '%s': %s", t->opt.root,
+		host->log(self, DG_LOG_ERROR, "config.root: cannot open '%s': %s", t->opt->root,
 		          strerror(err));
-		rc = DG_EINVAL;
 		goto out_free;
 	}
 	choose_lookup(t);
-	for (int i = 0; i < M__COUNT && DG_HOST_HAS(host, metric_new); i++)
+	for (int i = 0; i < M__COUNT; i++)
 		t->m[i] = host->metric_new(self, metric_defs[i].name, metric_defs[i].help,
 		                           metric_defs[i].kind);
 	*state = t;
@@ -722,4 +661,6 @@ DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	.init = tftp_init,
 	.fini = tftp_fini,
 	.on_packet = tftp_on_packet,
+	.options = tftp_option_table,
+	.options_size = sizeof(struct tftp_options),
 };

@@ -421,6 +421,19 @@ static void test_options(void)
 	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 512);
 	close(fd);
 
+	/* An empty file: tsize left out of the OACK (curl refuses tsize 0). */
+	static const char *const sized[] = { "tsize", "0", "blksize", "512", NULL };
+	fd = tftp_socket(NULL);
+	rrq(fd, &d, "f0", sized);
+	n = tftp_recv(fd, pkt, sizeof(pkt), 2000);
+	CU_ASSERT_EQUAL_FATAL(tftp_op(pkt), 6);
+	CU_ASSERT_STRING_EQUAL(oack_get(pkt, n, "blksize"), "512");
+	CU_ASSERT_PTR_NULL(oack_get(pkt, n, "tsize"));
+	tftp_ack(fd, &d, 0);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 0);
+	tftp_ack(fd, &d, 1);
+	close(fd);
+
 	/* The smallest blksize, and the timeout option: 1 s, not 200 ms. */
 	static const char *const tiny[] = { "blksize", "8", "timeout", "1", NULL };
 	fd = tftp_socket(NULL);
@@ -505,6 +518,48 @@ static void test_max_transfers(void)
 	dg_daemon_stop_checked(&d, "tftp");
 }
 
+/* dgramd -t on the example with repl: the exit status, and want in its
+ * output. */
+static void check_t(const char *const *repl, int want_rc, const char *want)
+{
+	char bin[4096], plugins[4096], conf[4096], out[8192], err[8192];
+
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(plugins, sizeof(plugins), "%s/plugins/.libs", dg_test_builddir());
+	snprintf(conf, sizeof(conf), "%s", dg_test_write("tftp-t.json", tftp_config(repl)));
+	const char *argv[] = { bin, "-P", plugins, "-t", "-c", conf, NULL };
+	int rc = dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000);
+	bool found = strstr(out, want) || strstr(err, want);
+	if (rc != want_rc || !found)
+		fprintf(stderr, "dgramd -t: %d, expected %d and '%s':\n%s%s\n", rc, want_rc, want,
+		        out, err);
+	CU_ASSERT_EQUAL(rc, want_rc);
+	CU_ASSERT(found);
+}
+
+/* Config errors name their key; a missing root is only a warning (the
+ * config can be checked before the directory exists). */
+static void test_config(void)
+{
+	char root[1100], missing[1100], file[1100], with_root[1200];
+
+	snprintf(root, sizeof(root), "\"%s\"", tftp_root());
+	snprintf(missing, sizeof(missing), "\"%s/no-such-dir\"", tftp_root());
+	snprintf(file, sizeof(file), "\"%s/f513\"", tftp_root());
+	snprintf(with_root, sizeof(with_root), "\"root\": %s, ", root);
+	check_t(NULL, 0, "");
+	check_t((const char *const[]){ root, missing, NULL }, 0, "does not exist (yet)");
+	check_t((const char *const[]){ root, file, NULL }, 1, "Not a directory");
+	check_t((const char *const[]){ with_root, "", NULL }, 1, "handler.config.root");
+	check_t((const char *const[]){ "\"max_blksize\": 1468", "\"max_blksize\": 65465", NULL },
+	        1, "handler.config.max_blksize");
+	check_t((const char *const[]){ "\"retries\": 5", "\"retries\": 5, \"retry\": 1", NULL }, 1,
+	        "handler.config.retry");
+	check_t((const char *const[]){ "\"max_transfers\": 256",
+	                               "\"max_transfers\": 256, \"symlinks\": \"follow\"", NULL },
+	        1, "handler.config.symlinks");
+}
+
 static const struct dg_test tests[] = {
 	{ "transfer", test_transfer },
 	{ "lost_data", test_lost_data },
@@ -517,6 +572,7 @@ static const struct dg_test tests[] = {
 	{ "options", test_options },
 	{ "amplification", test_amplification },
 	{ "max_transfers", test_max_transfers },
+	{ "config", test_config },
 	{ NULL, NULL },
 };
 
