@@ -5,8 +5,8 @@
 # file, checked against the original with cmp. Nothing is pinned unless
 # PIN=1 (server on SCPU, client on CCPU, as bench/run.sh does): TFTP is one
 # round trip per block, and on a loaded machine a pinned process waits for
-# its CPU at every hop (5 MiB took 4.9 s pinned, 2.0 s not, at a load of 22
-# on 2 CPUs).
+# its CPU at every hop (5 MiB by a scripted client took 4.9 s with both
+# pinned, 0.4 to 2.0 s with neither, at a load of 22 on 2 CPUs).
 #
 # Two configs: conf/examples/tftp.json as shipped (port and root aside),
 # whose per-source rate limit (10,000 datagrams/s) caps one client at 10,000
@@ -24,14 +24,13 @@ REPS=${REPS:-3}
 PIN=${PIN:-0}
 SCPU=${SCPU:-0}
 CCPU=${CCPU:-1}
-pin() { # CPU COMMAND...
-	local cpu=$1; shift
-	if [ "$PIN" = 1 ]; then taskset -c "$cpu" "$@"; else "$@"; fi
+pin() { # CPU: the taskset prefix, or nothing
+	if [ "$PIN" = 1 ]; then echo "taskset -c $1"; fi
 }
 SIZE=$((5 * 1024 * 1024))
 mkdir -p "$OUT/tftp-root"
 ./dev.sh build >/dev/null || exit 1
-for tool in curl tftp taskset python3; do
+for tool in curl tftp cmp awk; do
 	command -v "$tool" >/dev/null || { echo "tftp bench: needs $tool" >&2; exit 1; }
 done
 
@@ -47,7 +46,7 @@ config() {
 
 start() { # NAME: sets pid and port
 	rm -f "$OUT/tftp.ready"
-	pin "$SCPU" build/dgramd -c "$OUT/tftp-$1.json" -P build/plugins/.libs \
+	$(pin "$SCPU") build/dgramd -c "$OUT/tftp-$1.json" -P build/plugins/.libs \
 		-r "$OUT/tftp.ready" 2>"$OUT/tftp-$1.log" &
 	pid=$!
 	for _ in $(seq 200); do [ -s "$OUT/tftp.ready" ] && break; sleep 0.05; done
@@ -61,9 +60,9 @@ one() {
 	rm -f "$out"
 	t0=$(date +%s.%N)
 	case $1 in
-	curl) pin "$CCPU" curl -sS --max-time 300 --tftp-blksize "$2" -o "$out" \
+	curl) $(pin "$CCPU") curl -sS --max-time 300 --tftp-blksize "$2" -o "$out" \
 		"tftp://127.0.0.1:$port/big" ;;
-	tftp-hpa) pin "$CCPU" tftp -m binary 127.0.0.1 "$port" -c get big "$out" >/dev/null ;;
+	tftp-hpa) $(pin "$CCPU") tftp -m binary 127.0.0.1 "$port" -c get big "$out" >/dev/null ;;
 	esac
 	t1=$(date +%s.%N)
 	cmp -s "$out" "$OUT/tftp-root/big" || { echo fail; return; }

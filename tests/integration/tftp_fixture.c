@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tftp_fixture.h"
@@ -148,9 +149,32 @@ const char *tftp_config(const char *const *repl)
 	return text;
 }
 
+/* The daemon of the running test: a test that stops on a fatal assertion
+ * leaves it running, so the next start (or the exit) stops it. Only a
+ * child not yet reaped is signalled (waitpid says so), never a reused pid. */
+static pid_t live;
+
+static void stop_live(void)
+{
+	int st;
+
+	if (live > 0 && waitpid(live, &st, WNOHANG) == 0) {
+		static struct dg_daemon d;
+		d.pid = live;
+		dg_daemon_stop(&d); /* SIGTERM, then SIGKILL after 10 s */
+	}
+	live = 0;
+}
+
 void tftp_start(struct dg_daemon *d, const char *const *repl)
 {
+	static bool registered;
+
+	stop_live();
+	if (!registered)
+		registered = atexit(stop_live) == 0;
 	bool ok = dg_daemon_start(d, tftp_config(repl), NULL);
+	live = d->pid;
 
 	if (!ok) {
 		char *log = dg_daemon_log(d);
