@@ -30,7 +30,8 @@ static bool inbox_busy(struct dg_server *srv, const struct dg_session *sess)
 
 /* ---- deadlines: a list per listener in the order requests went pending,
  * which is deadline order since every request of a listener has the same
- * timeout. One timer per listener fires for the head. ---------------------- */
+ * timeout. One timer per listener (on the server's heap) fires for the
+ * head. --------------------------------------------------------------------- */
 
 static void deadline_unlink(struct dg_server *srv, uint32_t idx)
 {
@@ -51,11 +52,11 @@ static void deadline_unlink(struct dg_server *srv, uint32_t idx)
 	r->on_deadline = false;
 }
 
+/* The listener's timer is reserved on the heap (sessions_init): arming it
+ * cannot fail. */
 static void deadline_arm(struct dg_listener *l, uint64_t in_ms)
 {
-	struct timeval tv = { .tv_sec = (time_t)(in_ms / 1000), .tv_usec = (suseconds_t)(in_ms % 1000) * 1000 };
-
-	evtimer_add(l->ev_deadline, &tv);
+	(void)dg_tm_arm(&l->srv->timers, &l->deadline, l->srv->now_ms + in_ms);
 }
 
 static void deadline_link(struct dg_server *srv, uint32_t idx)
@@ -63,7 +64,7 @@ static void deadline_link(struct dg_server *srv, uint32_t idx)
 	struct dg_req *r = REQ(srv, idx);
 	struct dg_listener *l = r->l;
 
-	if (!l->conf->handler_timeout_ms || !l->ev_deadline)
+	if (!l->conf->handler_timeout_ms || !l->deadline.cb)
 		return;
 	r->deadline_ms = srv->now_ms + l->conf->handler_timeout_ms;
 	r->on_deadline = true;
@@ -74,7 +75,7 @@ static void deadline_link(struct dg_server *srv, uint32_t idx)
 	else
 		l->dl_head = idx + 1;
 	l->dl_tail = idx + 1;
-	if (!evtimer_pending(l->ev_deadline, NULL))
+	if (!dg_tm_armed(&l->deadline))
 		deadline_arm(l, l->conf->handler_timeout_ms);
 }
 
@@ -870,14 +871,13 @@ static void expire(struct dg_server *srv, uint32_t idx)
 /* Timeouts handled per callback before the loop gets a turn. */
 #define DG_DEADLINE_BATCH 1024
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
+static void on_deadline(struct dg_tm *tm, void *arg)
 {
 	struct dg_listener *l = arg;
 	struct dg_server *srv = l->srv;
 	unsigned n = 0;
-	(void)fd, (void)what;
+	(void)tm;
 
-	dg_server_clock(srv);
 	while (l->dl_head) {
 		uint32_t idx = l->dl_head - 1;
 		struct dg_req *r = REQ(srv, idx);
@@ -887,7 +887,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		}
 		if (n++ == DG_DEADLINE_BATCH) {
 			/* Many at once: the rest after the loop has polled the
-			 * sockets, so datagrams are not kept waiting meanwhile. */
+			 * sockets (the heap runs a timer armed now on its next
+			 * run), so datagrams are not kept waiting meanwhile. */
 			deadline_arm(l, 0);
 			break;
 		}
@@ -897,16 +898,23 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* The sweep's period: a quarter of session_idle_ms, at most a second. */
+static uint64_t sweep_tick(const struct dg_listener *l)
+{
+	unsigned idle = l->conf->session_idle_ms;
+
+	return idle / 4 < 1 ? 1 : idle / 4 < 1000 ? idle / 4 : 1000;
+}
+
 /* Idle sessions, oldest first; a bounded number per tick keeps the loop
  * responsive when many expire at once. */
-static void on_sweep(evutil_socket_t fd, short what, void *arg)
+static void on_sweep(struct dg_tm *tm, void *arg)
 {
 	struct dg_listener *l = arg;
 	struct dg_session *sess;
 	unsigned n = 0;
-	(void)fd, (void)what;
 
-	dg_server_clock(l->srv);
+	(void)dg_tm_arm(&l->srv->timers, tm, l->srv->now_ms + sweep_tick(l)); /* reserved */
 	while (n++ < 10000 &&
 	       (sess = dg_session_expired(&l->sessions, l->srv->now_ms, l->conf->session_idle_ms))) {
 		l->c->sessions_idle++;
@@ -916,17 +924,14 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 
 int dg_listener_sessions_init(struct dg_listener *l)
 {
-	unsigned idle = l->conf->session_idle_ms;
-	unsigned tick = idle / 4 < 1000 ? idle / 4 : 1000;
-	struct timeval tv = { .tv_sec = tick / 1000, .tv_usec = (tick % 1000) * 1000 };
-
 	if (dg_sessions_init(&l->sessions, l->conf->max_peers))
 		return DG_ENOMEM;
-	l->ev_sweep = event_new(l->srv->base, -1, EV_PERSIST, on_sweep, l);
-	l->ev_deadline = evtimer_new(l->srv->base, on_deadline, l);
-	if (!l->ev_sweep || !l->ev_deadline || event_add(l->ev_sweep, &tv))
+	/* Places kept for both timers: arming them later cannot fail. */
+	dg_tm_init(&l->sweep, on_sweep, l);
+	dg_tm_init(&l->deadline, on_deadline, l);
+	if (dg_tm_reserve(&l->srv->timers, &l->sweep) || dg_tm_reserve(&l->srv->timers, &l->deadline))
 		return DG_ENOMEM;
-	return DG_OK;
+	return dg_tm_arm(&l->srv->timers, &l->sweep, l->srv->now_ms + sweep_tick(l));
 }
 
 /* Shutdown: every session closes (the plugin is told), queued datagrams
@@ -938,11 +943,9 @@ void dg_listener_sessions_close(struct dg_listener *l, int reason)
 	while ((sess = dg_session_any(&l->sessions)))
 		close_session(l, sess, reason);
 	dg_sessions_release(&l->sessions);
-	if (l->ev_sweep)
-		event_free(l->ev_sweep);
-	if (l->ev_deadline)
-		event_free(l->ev_deadline);
-	l->ev_sweep = l->ev_deadline = NULL;
+	dg_tm_unreserve(&l->srv->timers, &l->sweep);
+	dg_tm_unreserve(&l->srv->timers, &l->deadline);
+	l->sweep.cb = l->deadline.cb = NULL;
 }
 
 /* Shutdown: every request still in flight is abandoned without a reply. */

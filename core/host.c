@@ -293,18 +293,17 @@ static void timer_unlink(struct dg_timer *t)
 		t->l->timers = t->next;
 	if (t->next)
 		t->next->prev = t->prev;
-	event_free(t->ev);
+	dg_tm_cancel(&t->l->srv->timers, &t->tm);
 	free(t);
 }
 
-static void timer_fire(evutil_socket_t fd, short what, void *arg)
+static void timer_fire(struct dg_tm *tm, void *arg)
 {
 	struct dg_timer *t = arg;
 	void (*cb)(void *) = t->cb;
 	void *cbarg = t->arg;
-	(void)fd, (void)what;
+	(void)tm;
 
-	dg_server_clock(t->l->srv);
 	timer_unlink(t);
 	cb(cbarg);
 }
@@ -313,7 +312,6 @@ static struct dg_timer *host_timer_start(struct dg_instance *self, unsigned ms,
                                          void (*cb)(void *arg), void *arg)
 {
 	struct dg_listener *l = instance_listener(self, "timer_start");
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
 	if (!l)
 		return NULL;
@@ -325,10 +323,10 @@ static struct dg_timer *host_timer_start(struct dg_instance *self, unsigned ms,
 	struct dg_timer *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
-	t->ev = evtimer_new(l->srv->base, timer_fire, t);
-	if (!t->ev || evtimer_add(t->ev, &tv)) {
-		if (t->ev)
-			event_free(t->ev);
+	/* From the plugin's own callbacks too: the cached clock may be old. */
+	dg_server_clock(l->srv);
+	dg_tm_init(&t->tm, timer_fire, t);
+	if (dg_tm_arm(&l->srv->timers, &t->tm, l->srv->now_ms + ms)) {
 		free(t);
 		return NULL;
 	}

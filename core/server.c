@@ -14,14 +14,50 @@
 #include "privs.h"
 #include "server.h"
 
-void dg_server_clock(struct dg_server *srv)
+uint64_t dg_server_clock_monotonic(void *arg)
 {
 	struct timespec ts;
+	(void)arg;
 
 	/* A vDSO clock: no system call. Rate limits only need seconds. */
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	srv->now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	srv->now = ts.tv_sec;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void dg_server_clock(struct dg_server *srv)
+{
+	uint64_t ms = srv->clock(srv->clock_arg);
+
+	if (ms > srv->now_ms)
+		srv->now_ms = ms;
+	srv->now = (time_t)(srv->now_ms / 1000);
+}
+
+/* The heap's earliest due time moved: one libevent timer, re-armed. The
+ * delay is taken from the cached clock, as the due time was. */
+static void timers_wake(void *arg, uint64_t due_ms)
+{
+	struct dg_server *srv = arg;
+	uint64_t in = due_ms > srv->now_ms ? due_ms - srv->now_ms : 0;
+	struct timeval tv = { .tv_sec = (time_t)(in / 1000), .tv_usec = (suseconds_t)(in % 1000) * 1000 };
+
+	if (srv->ev_timers)
+		evtimer_add(srv->ev_timers, &tv);
+}
+
+static void on_timers(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_server *srv = arg;
+	(void)fd, (void)what;
+
+	dg_server_clock(srv);
+	/* libevent fired at or after the time asked for; the coarse clock
+	 * may not show it yet (it lags by up to a tick). */
+	if (srv->timers.wake_ms != UINT64_MAX && srv->now_ms < srv->timers.wake_ms) {
+		srv->now_ms = srv->timers.wake_ms;
+		srv->now = (time_t)(srv->now_ms / 1000);
+	}
+	dg_tmheap_run(&srv->timers, srv->now_ms);
 }
 
 static void on_post(evutil_socket_t fd, short what, void *arg)
@@ -29,6 +65,8 @@ static void on_post(evutil_socket_t fd, short what, void *arg)
 	struct dg_server *srv = arg;
 	(void)fd, (void)what;
 
+	/* After a plugin's own callback, say: deadlines start from now. */
+	dg_server_clock(srv);
 	dg_dispatch_run_ready(srv);
 	dg_tx_flush(srv);
 	dg_server_check_drained(srv);
@@ -354,14 +392,18 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
 	srv->mem.budget = cfg->memory_budget;
+	srv->clock = dg_server_clock_monotonic;
+	dg_server_clock(srv);
+	dg_tmheap_init(&srv->timers, timers_wake, srv);
 	srv->base = event_base_new();
 	if (!srv->base) {
 		dg_log(DG_LOG_ERROR, "cannot create the event loop");
 		return DG_ERROR;
 	}
 	srv->ev_post = event_new(srv->base, -1, 0, on_post, srv);
+	srv->ev_timers = evtimer_new(srv->base, on_timers, srv);
 	srv->listeners = calloc(cfg->n_listeners, sizeof(*srv->listeners));
-	if (!srv->ev_post || !srv->listeners ||
+	if (!srv->ev_post || !srv->ev_timers || !srv->listeners ||
 	    dg_reqtab_init(&srv->rt, DG_REQS_INITIAL, cfg->max_pending)) {
 		dg_log(DG_LOG_ERROR, "out of memory");
 		return DG_ENOMEM;
@@ -440,10 +482,10 @@ void dg_server_check_drained(struct dg_server *srv)
 		event_base_loopbreak(srv->base);
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
+static void on_shutdown_deadline(struct dg_tm *tm, void *arg)
 {
 	struct dg_server *srv = arg;
-	(void)fd, (void)what;
+	(void)tm;
 
 	dg_log(DG_LOG_WARN, "shutdown: after %u ms, abandoning %u pending requests and %lu queued "
 	       "datagrams", srv->cfg->shutdown_timeout_ms, srv->pending, srv->queued);
@@ -454,6 +496,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct dg_server *srv = arg;
 
+	dg_server_clock(srv);
 	if (sig == SIGUSR1) {
 		if (dg_log_reopen() == DG_OK)
 			dg_log(DG_LOG_INFO, "signal USR1: log reopened");
@@ -464,10 +507,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		       "to reload the configuration", (int)getppid());
 		return;
 	}
-	struct timeval tv = {
-		.tv_sec = srv->cfg->shutdown_timeout_ms / 1000,
-		.tv_usec = (srv->cfg->shutdown_timeout_ms % 1000) * 1000,
-	};
 	(void)what;
 
 	if (srv->stopping) {
@@ -489,8 +528,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(srv->base);
 		return;
 	}
-	srv->ev_deadline = evtimer_new(srv->base, on_deadline, srv);
-	if (!srv->ev_deadline || evtimer_add(srv->ev_deadline, &tv))
+	dg_tm_init(&srv->shutdown, on_shutdown_deadline, srv);
+	if (dg_tm_arm(&srv->timers, &srv->shutdown, srv->now_ms + srv->cfg->shutdown_timeout_ms))
 		event_base_loopbreak(srv->base);
 }
 
@@ -626,8 +665,10 @@ void dg_server_release(struct dg_server *srv)
 		event_free(srv->ev_sig[i]);
 		signal(stop_sigs[i], SIG_IGN);
 	}
-	if (srv->ev_deadline)
-		event_free(srv->ev_deadline);
+	dg_tm_cancel(&srv->timers, &srv->shutdown);
+	dg_tmheap_release(&srv->timers);
+	if (srv->ev_timers)
+		event_free(srv->ev_timers);
 	dg_metrics_free(srv->metrics);
 	if (srv->ev_post)
 		event_free(srv->ev_post);

@@ -24,6 +24,7 @@
 #include "reqtab.h"
 #include "session.h"
 #include "throttle.h"
+#include "timer.h"
 
 #define DG_RX_BATCH 64   /* datagrams per recvmmsg */
 #define DG_RX_BUDGET 1024 /* datagrams per readiness, so no socket starves the rest */
@@ -63,10 +64,11 @@ struct dg_sock {
 	unsigned q_len;
 };
 
+/* A plugin's timer (host->timer_start), on the server's timer heap. */
 struct dg_timer {
 	struct dg_timer *prev, *next;
 	struct dg_listener *l;
-	struct event *ev;
+	struct dg_tm tm;
 	void (*cb)(void *arg);
 	void *arg;
 };
@@ -86,8 +88,8 @@ struct dg_listener {
 	struct dg_sessions sessions;
 	struct dg_listener *ready_next; /* the server's list of listeners with sessions to run */
 	bool on_ready;
-	struct event *ev_sweep;    /* idle session expiry */
-	struct event *ev_deadline; /* handler_timeout_ms */
+	struct dg_tm sweep;        /* idle session expiry, every tick */
+	struct dg_tm deadline;     /* handler_timeout_ms: the oldest pending request's */
 	uint32_t dl_head, dl_tail; /* pending requests by deadline: index + 1 */
 	struct dg_counters *c;     /* &own_c, or this worker's slot in shared memory */
 	struct dg_counters own_c;
@@ -131,8 +133,14 @@ struct dg_server {
 	struct dg_listener *listeners;
 	unsigned n_listeners;
 	size_t bufsize; /* largest max_datagram */
-	time_t now;     /* cached clock (s), for rate limits */
+	time_t now;     /* cached clock (s), for rate limits: now_ms / 1000 */
 	uint64_t now_ms; /* cached monotonic clock (ms), for sessions and deadlines */
+	/* Where now_ms comes from (dg_server_clock): the monotonic clock, or
+	 * the harness's fake one. */
+	uint64_t (*clock)(void *arg);
+	void *clock_arg;
+	struct dg_tmheap timers; /* every timer of the core, on now_ms */
+	struct event *ev_timers; /* drives the heap from the event loop (NULL: the harness does) */
 
 	dg_mmsg rx_msgs[DG_RX_BATCH];
 	struct iovec rx_iov[DG_RX_BATCH];
@@ -164,7 +172,7 @@ struct dg_server {
 	const char *stats_label; /* "worker=N " in a worker, else "" */
 #define DG_SERVER_NSIGS 4 /* INT, TERM, HUP, USR1 */
 	struct event *ev_sig[DG_SERVER_NSIGS];
-	struct event *ev_deadline;
+	struct dg_tm shutdown; /* shutdown_timeout_ms after INT/TERM */
 	struct dg_metrics *metrics; /* metrics.bind without workers */
 	bool stopping;
 	bool aborting;  /* dg_dispatch_abort_all: no new awaits */
@@ -208,8 +216,11 @@ void dg_server_log_stats(const struct dg_server *srv);
 /* Stop the loop when stopping and nothing is left in flight. */
 void dg_server_check_drained(struct dg_server *srv);
 
-/* Refresh the cached clocks (once per batch or timer, not per datagram). */
+/* Refresh the cached clocks from srv->clock (once per batch or timer, not
+ * per datagram); now_ms never goes back. */
 void dg_server_clock(struct dg_server *srv);
+/* The default srv->clock: CLOCK_MONOTONIC_COARSE in ms (a vDSO read). */
+uint64_t dg_server_clock_monotonic(void *arg);
 
 /* dispatch.c */
 /* local: the address the datagram was sent to (the socket's own on a
