@@ -19,7 +19,8 @@ top=$(pwd)
 DEPS=(gcc clang libclang-rt-dev make autoconf automake libtool pkg-config
       libevent-dev libjansson-dev libcunit1-dev valgrind python3 groff-base prometheus
       bind9-dnsutils knot-dnsutils nsd dnsperf
-      bsdutils curl tftp-hpa)
+      bsdutils curl tftp-hpa
+      libhiredis-dev redis-server nginx libnginx-mod-stream)
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 say() { printf 'dev.sh: %s\n' "$*" >&2; }

@@ -1,0 +1,861 @@
+/* redis: JSON operations on a Redis server, shared by every worker and every
+ * dgramd instance that talks to it.
+ *
+ * Requests (JSON objects; an "id" member is echoed back in the reply):
+ *   {"op": "get", "key": K}                  -> {"ok": true, "value": "V"} or
+ *                                               {"ok": true, "value": null}
+ *   {"op": "set", "key": K, "value": V}      -> {"ok": true}
+ *       V a string or an integer; "ttl_ms": N (1 .. 2^53) expires the key
+ *   {"op": "incr", "key": K}                 -> {"ok": true, "value": N}
+ *       "by": N (an integer, default 1): INCRBY, atomic in Redis
+ *   {"op": "del", "key": K}                  -> {"ok": true, "value": 0|1}
+ * Errors are {"ok": false, "error": "..."}: "bad request: ..." (the request
+ * is refused before Redis sees it), "busy" (max_inflight commands are at
+ * Redis already), "redis unavailable" (not connected: answered at once),
+ * "redis connection lost" (the connection dropped with the command on it),
+ * "redis timeout" (no answer within timeout_ms), "timeout" (the listener's
+ * handler_timeout_ms passed first), "redis: MESSAGE" (Redis refused the
+ * command, e.g. incr on a value that is not an integer).
+ *
+ * config:
+ *   "server": "a.b.c.d:port" or "[ipv6]:port" ("127.0.0.1:6379")
+ *   "prefix": prepended to every key ("dgramd:"; up to 256 bytes)
+ *   "max_key": key bytes, without the prefix (256; 1 .. 4096)
+ *   "max_value": value bytes (4096; 1 .. 65000)
+ *   "max_inflight": commands at Redis at once per instance (1024); beyond
+ *                   it requests get "busy" at once
+ *   "timeout_ms": how long a command may wait for Redis (1000); keep it
+ *                 below the listener's handler_timeout_ms
+ *   "reconnect_min_ms", "reconnect_max_ms": reconnection backoff (100, 5000)
+ *
+ * Connection. One connection per instance (per listener per worker),
+ * through hiredis's libevent adapter on the worker's event base: commands
+ * are pipelined on it and every request stays pending (DG_PENDING) until
+ * its reply comes back. When the connection cannot be made or drops, the
+ * commands on it are answered with errors, and the next attempt is made
+ * after reconnect_min_ms, doubling after each failed attempt up to
+ * reconnect_max_ms (a successful connect starts again from the minimum);
+ * meanwhile requests are answered "redis unavailable" without waiting.
+ * Redis answers in order, so the oldest command waiting is the first to
+ * pass timeout_ms: when it does, Redis is stuck or too slow, and the
+ * connection is dropped (its commands answered "redis timeout") and made
+ * again. A request is never left waiting past timeout_ms, nor past the
+ * listener's handler_timeout_ms (on_timeout answers it "timeout").
+ *
+ * Memory: max_inflight command slots are allocated at init; hiredis
+ * allocates each command's buffer and reply. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+#include <jansson.h>
+#include <dgramd/plugin.h>
+
+#define REDIS_MAX_PREFIX 256
+#define REDIS_MAX_KEY 4096
+#define REDIS_MAX_TTL_MS (INT64_C(1) << 53)
+
+struct redis;
+
+/* One command at Redis. Its slot is taken until hiredis calls back, even if
+ * its request ended first (req 0): the connection still owes its reply. */
+struct cmd {
+	struct redis *r;
+	dg_req_t req;              /* 0: nobody waits for the reply any more */
+	json_t *id;                /* the request's "id", echoed; owned */
+	long long deadline_ms;
+	struct cmd *prev, *next;   /* at Redis, oldest first; next: the free list */
+	struct cmd *hnext, **hpprev; /* by req, for on_timeout */
+};
+
+enum redis_state {
+	REDIS_DOWN = 0,       /* waiting for the backoff timer */
+	REDIS_CONNECTING = 1, /* commands queue on the connection */
+	REDIS_UP = 2,
+};
+
+struct redis {
+	const struct dg_host *host;
+	struct dg_instance *self;
+	struct event_base *base;
+	char addr[INET6_ADDRSTRLEN];
+	int port;
+	char prefix[REDIS_MAX_PREFIX + 1];
+	size_t prefix_len;
+	unsigned max_key, max_value, max_inflight, timeout_ms;
+	unsigned reconnect_min_ms, reconnect_max_ms, backoff_ms;
+
+	redisAsyncContext *ac;     /* NULL when down */
+	enum redis_state state;
+	const char *lost;          /* the error for commands answered NULL */
+	struct event *ev_retry, *ev_deadline;
+
+	struct cmd *cmds, *free;   /* max_inflight slots */
+	struct cmd *head, *tail;   /* at Redis */
+	unsigned inflight;
+	struct cmd **buckets;      /* 2^hash_bits */
+	unsigned hash_bits;
+
+	struct dg_metric *m_commands, *m_errors, *m_busy, *m_reconnects, *m_connected, *m_inflight;
+	long long last_warn_ms;
+	unsigned long long warn_dropped;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO on Linux: no syscall */
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Text from Redis or hiredis, printable ASCII only, for the log. */
+static const char *escape(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	for (; s && *s && o + 5 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			buf[o++] = (char)c;
+		else
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+/* Connection trouble: one warning per second at most. */
+static void warn_limited(struct redis *r, const char *what, const char *errstr)
+{
+	long long now = now_ms();
+	char esc[256];
+
+	if (r->last_warn_ms && now - r->last_warn_ms < 1000) {
+		r->warn_dropped++;
+		return;
+	}
+	r->host->log(r->self, DG_LOG_WARN, "redis %s:%d: %s: %s (%llu similar warnings suppressed)",
+	             r->addr, r->port, what, escape(errstr, esc, sizeof(esc)), r->warn_dropped);
+	r->last_warn_ms = now;
+	r->warn_dropped = 0;
+}
+
+static void metric_add(struct redis *r, struct dg_metric *m, int64_t delta)
+{
+	if (m)
+		r->host->metric_add(m, delta);
+}
+
+static void set_state(struct redis *r, enum redis_state s)
+{
+	r->state = s;
+	if (r->m_connected)
+		r->host->metric_set(r->m_connected, s == REDIS_UP);
+}
+
+/* ---- command slots, by handle in O(1) ------------------------------------ */
+
+static struct cmd **bucket(struct redis *r, dg_req_t req)
+{
+	return &r->buckets[(req * 0x9E3779B97F4A7C15ull) >> (64 - r->hash_bits)];
+}
+
+static void hash_add(struct redis *r, struct cmd *c)
+{
+	struct cmd **b = bucket(r, c->req);
+
+	c->hnext = *b;
+	c->hpprev = b;
+	if (*b)
+		(*b)->hpprev = &c->hnext;
+	*b = c;
+}
+
+static void hash_del(struct cmd *c)
+{
+	*c->hpprev = c->hnext;
+	if (c->hnext)
+		c->hnext->hpprev = c->hpprev;
+	c->hpprev = NULL;
+	c->req = 0;
+}
+
+static struct cmd *hash_find(struct redis *r, dg_req_t req)
+{
+	for (struct cmd *c = *bucket(r, req); c; c = c->hnext)
+		if (c->req == req)
+			return c;
+	return NULL;
+}
+
+static struct cmd *cmd_take(struct redis *r)
+{
+	struct cmd *c = r->free;
+
+	if (!c)
+		return NULL;
+	r->free = c->next;
+	c->prev = c->next = NULL;
+	return c;
+}
+
+/* Queue a sent command (the oldest waits longest: the deadline timer only
+ * needs to watch the head). */
+static void cmd_queue(struct redis *r, struct cmd *c)
+{
+	c->deadline_ms = now_ms() + r->timeout_ms;
+	c->prev = r->tail;
+	c->next = NULL;
+	if (r->tail)
+		r->tail->next = c;
+	else
+		r->head = c;
+	r->tail = c;
+	if (r->inflight++ == 0) {
+		struct timeval tv = { .tv_sec = r->timeout_ms / 1000,
+		                      .tv_usec = (r->timeout_ms % 1000) * 1000 };
+		event_add(r->ev_deadline, &tv);
+	}
+	if (r->m_inflight)
+		r->host->metric_set(r->m_inflight, r->inflight);
+}
+
+/* hiredis has called back: the slot is free again. */
+static void cmd_release(struct redis *r, struct cmd *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		r->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		r->tail = c->prev;
+	if (c->hpprev)
+		hash_del(c);
+	json_decref(c->id);
+	c->id = NULL;
+	c->next = r->free;
+	r->free = c;
+	if (--r->inflight == 0)
+		event_del(r->ev_deadline);
+	if (r->m_inflight)
+		r->host->metric_set(r->m_inflight, r->inflight);
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+/* Send reply (consumed) with id (borrowed, may be NULL). A reply the
+ * amplification guard refuses (a large value for a peer that has not been
+ * validated) is replaced by a small error. */
+static void send_json(struct redis *r, dg_req_t req, json_t *reply, json_t *id)
+{
+	struct dg_packet out = { .json = reply };
+
+	if (!reply)
+		return;
+	if (id)
+		json_object_set(reply, "id", id);
+	if (json_is_false(json_object_get(reply, "ok")))
+		metric_add(r, r->m_errors, 1);
+	if (r->host->reply(req, &out) == DG_EAGAIN) {
+		json_decref(reply);
+		reply = json_pack("{sbss}", "ok", 0, "error", "reply over the amplification limit");
+		if (!reply)
+			return;
+		if (id)
+			json_object_set(reply, "id", id);
+		out.json = reply;
+		r->host->reply(req, &out);
+	}
+	json_decref(reply);
+}
+
+static json_t *fail(const char *msg)
+{
+	return json_pack("{sbss}", "ok", 0, "error", msg);
+}
+
+/* Redis's answer as our JSON reply. */
+static json_t *from_redis(const struct redis *r, const redisReply *rep)
+{
+	json_t *v;
+	char msg[256];
+
+	if (!rep)
+		return fail(r->lost);
+	switch (rep->type) {
+	case REDIS_REPLY_STATUS:
+		return json_pack("{sb}", "ok", 1);
+	case REDIS_REPLY_NIL:
+		return json_pack("{sbsn}", "ok", 1, "value");
+	case REDIS_REPLY_INTEGER:
+		return json_pack("{sbsI}", "ok", 1, "value", (json_int_t)rep->integer);
+	case REDIS_REPLY_STRING:
+		v = json_stringn(rep->str, rep->len);
+		if (!v)
+			return fail("value is not UTF-8 text");
+		return json_pack("{sbso}", "ok", 1, "value", v);
+	case REDIS_REPLY_ERROR:
+		snprintf(msg, sizeof(msg), "redis: %.*s", (int)rep->len, rep->str);
+		return fail(msg);
+	default:
+		return fail("unexpected redis reply");
+	}
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct cmd *c = privdata;
+	struct redis *r = c->r;
+	(void)ac;
+
+	if (c->req) {
+		dg_req_t req = c->req;
+		send_json(r, req, from_redis(r, reply), c->id);
+		r->host->complete(req);
+	}
+	cmd_release(r, c);
+}
+
+/* ---- the connection ------------------------------------------------------ */
+
+static void conn_start(struct redis *r);
+
+static void retry_later(struct redis *r)
+{
+	struct timeval tv = { .tv_sec = r->backoff_ms / 1000, .tv_usec = (r->backoff_ms % 1000) * 1000 };
+
+	set_state(r, REDIS_DOWN);
+	event_add(r->ev_retry, &tv);
+	r->backoff_ms = r->backoff_ms > r->reconnect_max_ms / 2 ? r->reconnect_max_ms : r->backoff_ms * 2;
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis *r = arg;
+	(void)fd, (void)what;
+
+	metric_add(r, r->m_reconnects, 1);
+	conn_start(r);
+}
+
+/* hiredis frees the context after these two callbacks; callbacks of a
+ * context we dropped ourselves (no longer r->ac) are ignored. */
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	struct redis *r = ac->data;
+
+	if (ac != r->ac)
+		return;
+	if (status != REDIS_OK) {
+		warn_limited(r, "cannot connect", ac->errstr);
+		r->ac = NULL;
+		r->lost = "redis unavailable"; /* for the commands queued on it */
+		retry_later(r);
+		return;
+	}
+	r->host->log(r->self, DG_LOG_INFO, "connected to redis %s:%d", r->addr, r->port);
+	r->backoff_ms = r->reconnect_min_ms;
+	set_state(r, REDIS_UP);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct redis *r = ac->data;
+	(void)status;
+
+	if (ac != r->ac)
+		return;
+	warn_limited(r, "connection lost", ac->errstr[0] ? ac->errstr : "closed");
+	r->ac = NULL;
+	retry_later(r);
+}
+
+/* Drop the connection ourselves: its commands are answered `why` now. */
+static void conn_drop(struct redis *r, const char *why)
+{
+	redisAsyncContext *ac = r->ac;
+
+	r->ac = NULL;
+	r->lost = why;
+	if (ac)
+		redisAsyncFree(ac); /* calls on_reply(NULL) for each command */
+	r->lost = "redis connection lost";
+}
+
+static void conn_start(struct redis *r)
+{
+	redisAsyncContext *ac = redisAsyncConnect(r->addr, r->port);
+
+	r->lost = "redis connection lost";
+	if (!ac || ac->err) {
+		warn_limited(r, "cannot connect", ac ? ac->errstr : "out of memory");
+		if (ac)
+			redisAsyncFree(ac);
+		retry_later(r);
+		return;
+	}
+	ac->data = r;
+	if (redisLibeventAttach(ac, r->base) != REDIS_OK) {
+		warn_limited(r, "cannot connect", "libevent attach failed");
+		redisAsyncFree(ac);
+		retry_later(r);
+		return;
+	}
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	r->ac = ac;
+	set_state(r, REDIS_CONNECTING);
+}
+
+/* The oldest command at Redis has waited timeout_ms: Redis is stuck or the
+ * network is; start again on a new connection. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis *r = arg;
+	long long now = now_ms();
+	(void)fd, (void)what;
+
+	if (!r->head)
+		return;
+	if (r->head->deadline_ms <= now) {
+		warn_limited(r, "no answer", "timeout_ms passed; reconnecting");
+		conn_drop(r, "redis timeout");
+		retry_later(r);
+		return;
+	}
+	long long wait = r->head->deadline_ms - now;
+	struct timeval tv = { .tv_sec = wait / 1000, .tv_usec = (wait % 1000) * 1000 };
+	event_add(r->ev_deadline, &tv);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+enum { F_VALUE = 1u, F_TTL = 2u, F_BY = 4u };
+
+static const struct redis_op {
+	const char *name;
+	const char *command;
+	unsigned fields;   /* allowed besides op, key and id */
+	unsigned required;
+} redis_ops[] = {
+	{ "get", "GET", 0, 0 },
+	{ "set", "SET", F_VALUE | F_TTL, F_VALUE },
+	{ "incr", "INCRBY", F_BY, 0 },
+	{ "del", "DEL", 0, 0 },
+};
+
+static const struct {
+	const char *name;
+	unsigned flag;
+} redis_fields[] = {
+	{ "op", 0 }, { "key", 0 }, { "id", 0 },
+	{ "value", F_VALUE }, { "ttl_ms", F_TTL }, { "by", F_BY },
+};
+
+/* A command's arguments, built on the stack of on_packet (hiredis copies
+ * them). */
+struct args {
+	const char *argv[5];
+	size_t len[5];
+	int argc;
+	char key[REDIS_MAX_PREFIX + REDIS_MAX_KEY];
+	char num[2][24];
+};
+
+static const struct redis_op *find_op(const json_t *req, const char **err)
+{
+	const char *name = json_string_value(json_object_get(req, "op"));
+
+	if (!name) {
+		*err = "bad request: \"op\" must be get, set, incr or del";
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(redis_ops) / sizeof(redis_ops[0]); i++)
+		if (!strcmp(name, redis_ops[i].name))
+			return &redis_ops[i];
+	*err = "bad request: \"op\" must be get, set, incr or del";
+	return NULL;
+}
+
+/* The members present, as F_* flags; *err if one is unknown. */
+static unsigned present_fields(const json_t *req, const char **err)
+{
+	const char *name;
+	json_t *v;
+	unsigned flags = 0;
+
+	json_object_foreach((json_t *)req, name, v) {
+		size_t i;
+		for (i = 0; i < sizeof(redis_fields) / sizeof(redis_fields[0]); i++)
+			if (!strcmp(name, redis_fields[i].name))
+				break;
+		if (i == sizeof(redis_fields) / sizeof(redis_fields[0])) {
+			*err = "bad request: unknown member (known: op, key, value, ttl_ms, by, id)";
+			return 0;
+		}
+		flags |= redis_fields[i].flag;
+	}
+	return flags;
+}
+
+static const char *arg_key(const struct redis *r, const json_t *req, struct args *a)
+{
+	const json_t *key = json_object_get(req, "key");
+
+	if (!json_is_string(key) || json_string_length(key) == 0)
+		return "bad request: \"key\" must be a non-empty string";
+	if (json_string_length(key) > r->max_key)
+		return "bad request: key too long (max_key)";
+	memcpy(a->key, r->prefix, r->prefix_len);
+	memcpy(a->key + r->prefix_len, json_string_value(key), json_string_length(key));
+	a->argv[1] = a->key;
+	a->len[1] = r->prefix_len + json_string_length(key);
+	a->argc = 2;
+	return NULL;
+}
+
+static void arg_int(struct args *a, unsigned slot, long long v)
+{
+	int n = snprintf(a->num[slot], sizeof(a->num[slot]), "%lld", v);
+
+	a->argv[a->argc] = a->num[slot];
+	a->len[a->argc++] = (size_t)n;
+}
+
+static const char *arg_value(const struct redis *r, const json_t *req, struct args *a)
+{
+	const json_t *v = json_object_get(req, "value");
+	const json_t *ttl = json_object_get(req, "ttl_ms");
+
+	if (json_is_integer(v)) {
+		arg_int(a, 0, json_integer_value(v));
+	} else if (json_is_string(v)) {
+		if (json_string_length(v) > r->max_value)
+			return "bad request: value too long (max_value)";
+		a->argv[a->argc] = json_string_value(v);
+		a->len[a->argc++] = json_string_length(v);
+	} else {
+		return "bad request: \"value\" must be a string or an integer";
+	}
+	if (!ttl)
+		return NULL;
+	if (!json_is_integer(ttl) || json_integer_value(ttl) < 1 ||
+	    json_integer_value(ttl) > REDIS_MAX_TTL_MS)
+		return "bad request: \"ttl_ms\" must be an integer from 1 to 2^53";
+	a->argv[a->argc] = "PX";
+	a->len[a->argc++] = 2;
+	arg_int(a, 1, json_integer_value(ttl));
+	return NULL;
+}
+
+/* Check req and build its command in a; NULL or the error to answer. */
+static const char *build(const struct redis *r, const json_t *req, struct args *a)
+{
+	const char *err = NULL;
+	const struct redis_op *op;
+	unsigned fields;
+
+	if (!json_is_object(req))
+		return "bad request: expected a JSON object";
+	if (!(op = find_op(req, &err)))
+		return err;
+	fields = present_fields(req, &err);
+	if (err)
+		return err;
+	if (fields & ~op->fields)
+		return "bad request: a member that this op does not take";
+	if ((fields & op->required) != op->required)
+		return "bad request: set needs a \"value\"";
+	if ((err = arg_key(r, req, a)))
+		return err;
+	a->argv[0] = op->command;
+	a->len[0] = strlen(op->command);
+	if (op->fields & F_VALUE)
+		return arg_value(r, req, a);
+	if (op->fields & F_BY) {
+		const json_t *by = json_object_get(req, "by");
+		if (by && !json_is_integer(by))
+			return "bad request: \"by\" must be an integer";
+		arg_int(a, 0, by ? json_integer_value(by) : 1);
+	}
+	return NULL;
+}
+
+static int redis_on_packet(void *state, const struct dg_request *req)
+{
+	struct redis *r = state;
+	const json_t *j = req->packet.json;
+	json_t *id = json_is_object(j) ? json_object_get(j, "id") : NULL;
+	struct args a;
+	const char *err = build(r, j, &a);
+	struct cmd *c = NULL;
+
+	if (!err && !r->ac)
+		err = "redis unavailable";
+	if (!err && !(c = cmd_take(r))) {
+		metric_add(r, r->m_busy, 1);
+		err = "busy";
+	}
+	if (err) {
+		send_json(r, req->handle, fail(err), id);
+		return DG_DONE;
+	}
+	if (redisAsyncCommandArgv(r->ac, on_reply, c, a.argc, a.argv, a.len) != REDIS_OK) {
+		c->next = r->free;
+		r->free = c;
+		send_json(r, req->handle, fail("redis unavailable"), id);
+		return DG_DONE;
+	}
+	c->req = req->handle;
+	c->id = json_incref(id);
+	hash_add(r, c);
+	cmd_queue(r, c);
+	metric_add(r, r->m_commands, 1);
+	return DG_PENDING;
+}
+
+/* The listener's handler_timeout_ms passed first: answer now; the slot
+ * stays taken until Redis answers or the connection is dropped. */
+static void redis_on_timeout(void *state, dg_req_t req)
+{
+	struct redis *r = state;
+	struct cmd *c = hash_find(r, req);
+
+	if (!c)
+		return;
+	send_json(r, req, fail("timeout"), c->id);
+	hash_del(c);
+}
+
+static int redis_on_error(void *state, const struct dg_request *req,
+                          const struct dg_parse_error *err)
+{
+	struct redis *r = state;
+	(void)err;
+
+	send_json(r, req->handle, fail("bad request: not JSON"), NULL);
+	return DG_DONE;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static void redis_fini(void *state)
+{
+	struct redis *r = state;
+
+	if (!r)
+		return;
+	/* The server has ended every request: nobody waits for a reply. */
+	for (struct cmd *c = r->head; c; c = c->next)
+		if (c->hpprev)
+			hash_del(c);
+	conn_drop(r, "redis connection lost");
+	if (r->ev_retry)
+		event_free(r->ev_retry);
+	if (r->ev_deadline)
+		event_free(r->ev_deadline);
+	free(r->buckets);
+	free(r->cmds);
+	free(r);
+}
+
+/* The integer keys: name, where, bounds. */
+static const struct {
+	const char *key;
+	size_t offset;
+	long long min, max;
+} int_keys[] = {
+	{ "max_key", offsetof(struct redis, max_key), 1, REDIS_MAX_KEY },
+	{ "max_value", offsetof(struct redis, max_value), 1, 65000 },
+	{ "max_inflight", offsetof(struct redis, max_inflight), 1, 65536 },
+	{ "timeout_ms", offsetof(struct redis, timeout_ms), 1, 3600000 },
+	{ "reconnect_min_ms", offsetof(struct redis, reconnect_min_ms), 1, 600000 },
+	{ "reconnect_max_ms", offsetof(struct redis, reconnect_max_ms), 1, 600000 },
+};
+
+static int configure_int(struct redis *r, const char *key, const json_t *v, bool *known)
+{
+	for (size_t i = 0; i < sizeof(int_keys) / sizeof(int_keys[0]); i++) {
+		if (strcmp(key, int_keys[i].key))
+			continue;
+		*known = true;
+		if (!json_is_integer(v) || json_integer_value(v) < int_keys[i].min ||
+		    json_integer_value(v) > int_keys[i].max) {
+			r->host->log(r->self, DG_LOG_ERROR, "config.%s: expected an integer from %lld to %lld",
+			             key, int_keys[i].min, int_keys[i].max);
+			return DG_EINVAL;
+		}
+		*(unsigned *)((char *)r + int_keys[i].offset) = (unsigned)json_integer_value(v);
+		return DG_OK;
+	}
+	*known = false;
+	return DG_OK;
+}
+
+static int configure_server(struct redis *r, const char *text)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const void *ip;
+
+	if (!text || r->host->addr_parse(text, &ss, &len) != DG_OK) {
+		r->host->log(r->self, DG_LOG_ERROR, "config.server: expected a numeric "
+		             "\"a.b.c.d:port\" or \"[ipv6]:port\"");
+		return DG_EINVAL;
+	}
+	if (ss.ss_family == AF_INET6) {
+		ip = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		r->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	} else {
+		ip = &((struct sockaddr_in *)&ss)->sin_addr;
+		r->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	inet_ntop(ss.ss_family, ip, r->addr, sizeof(r->addr));
+	return DG_OK;
+}
+
+static int configure_prefix(struct redis *r, const json_t *v)
+{
+	if (!json_is_string(v) || json_string_length(v) > REDIS_MAX_PREFIX) {
+		r->host->log(r->self, DG_LOG_ERROR, "config.prefix: expected a string of at most %d bytes",
+		             REDIS_MAX_PREFIX);
+		return DG_EINVAL;
+	}
+	r->prefix_len = json_string_length(v);
+	memcpy(r->prefix, json_string_value(v), r->prefix_len);
+	return DG_OK;
+}
+
+static int redis_configure(struct redis *r, const json_t *config)
+{
+	const char *key;
+	json_t *v;
+
+	configure_server(r, "127.0.0.1:6379");
+	strcpy(r->prefix, "dgramd:");
+	r->prefix_len = strlen(r->prefix);
+	r->max_key = 256;
+	r->max_value = 4096;
+	r->max_inflight = 1024;
+	r->timeout_ms = 1000;
+	r->reconnect_min_ms = 100;
+	r->reconnect_max_ms = 5000;
+	json_object_foreach((json_t *)config, key, v) {
+		bool known;
+		int rc = DG_OK;
+		if (!strcmp(key, "server"))
+			rc = configure_server(r, json_string_value(v));
+		else if (!strcmp(key, "prefix"))
+			rc = configure_prefix(r, v);
+		else if ((rc = configure_int(r, key, v, &known)) == DG_OK && !known) {
+			r->host->log(r->self, DG_LOG_ERROR, "config.%s: unknown key (known: server, prefix, "
+			             "max_key, max_value, max_inflight, timeout_ms, reconnect_min_ms, "
+			             "reconnect_max_ms)", key);
+			rc = DG_EINVAL;
+		}
+		if (rc != DG_OK)
+			return rc;
+	}
+	if (r->reconnect_max_ms < r->reconnect_min_ms) {
+		r->host->log(r->self, DG_LOG_ERROR, "config.reconnect_max_ms: below reconnect_min_ms");
+		return DG_EINVAL;
+	}
+	r->backoff_ms = r->reconnect_min_ms;
+	return DG_OK;
+}
+
+/* Slots, the hash and the timers, all allocated once. */
+static int redis_alloc(struct redis *r)
+{
+	for (r->hash_bits = 2; (1u << r->hash_bits) < 2 * r->max_inflight; r->hash_bits++)
+		;
+	r->cmds = calloc(r->max_inflight, sizeof(*r->cmds));
+	r->buckets = calloc((size_t)1 << r->hash_bits, sizeof(*r->buckets));
+	r->ev_retry = evtimer_new(r->base, on_retry, r);
+	r->ev_deadline = evtimer_new(r->base, on_deadline, r);
+	if (!r->cmds || !r->buckets || !r->ev_retry || !r->ev_deadline) {
+		r->host->log(r->self, DG_LOG_ERROR, "out of memory for max_inflight %u", r->max_inflight);
+		return DG_ENOMEM;
+	}
+	for (unsigned i = r->max_inflight; i-- > 0;) {
+		r->cmds[i].r = r;
+		r->cmds[i].next = r->free;
+		r->free = &r->cmds[i];
+	}
+	return DG_OK;
+}
+
+static const struct {
+	const char *name, *help;
+	int kind;
+	size_t offset;
+} redis_metrics[] = {
+	{ "commands", "Commands sent to Redis", DG_METRIC_COUNTER, offsetof(struct redis, m_commands) },
+	{ "errors", "Error replies (bad requests, busy, Redis down, slow or refusing)",
+	  DG_METRIC_COUNTER, offsetof(struct redis, m_errors) },
+	{ "busy", "Requests refused: max_inflight commands at Redis", DG_METRIC_COUNTER,
+	  offsetof(struct redis, m_busy) },
+	{ "reconnects", "Connection attempts after the first", DG_METRIC_COUNTER,
+	  offsetof(struct redis, m_reconnects) },
+	{ "connected", "1 while connected to Redis", DG_METRIC_GAUGE, offsetof(struct redis, m_connected) },
+	{ "inflight", "Commands at Redis", DG_METRIC_GAUGE, offsetof(struct redis, m_inflight) },
+};
+
+static void redis_publish(struct redis *r)
+{
+	if (!DG_HOST_HAS(r->host, metric_new) || !r->host->metric_new)
+		return;
+	for (size_t i = 0; i < sizeof(redis_metrics) / sizeof(redis_metrics[0]); i++)
+		*(struct dg_metric **)((char *)r + redis_metrics[i].offset) =
+			r->host->metric_new(r->self, redis_metrics[i].name, redis_metrics[i].help,
+			                    redis_metrics[i].kind);
+}
+
+static int redis_init(struct dg_instance *self, const struct dg_host *host,
+                      const json_t *config, void **state)
+{
+	struct redis *r = calloc(1, sizeof(*r));
+	int rc;
+
+	*state = NULL;
+	if (!r)
+		return DG_ENOMEM;
+	r->host = host;
+	r->self = self;
+	r->base = host->event_base(self);
+	if ((rc = redis_configure(r, config)) || (rc = redis_alloc(r))) {
+		redis_fini(r);
+		return rc;
+	}
+	redis_publish(r);
+	conn_start(r);
+	*state = r;
+	return DG_OK;
+}
+
+DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
+	DG_PLUGIN_HEADER,
+	.name = "redis",
+	.version = "1.0",
+	.init = redis_init,
+	.fini = redis_fini,
+	.on_packet = redis_on_packet,
+	.on_error = redis_on_error,
+	.on_timeout = redis_on_timeout,
+};
