@@ -31,7 +31,7 @@
 #define STREAM_MODULE "/usr/lib/nginx/modules/ngx_stream_module.so"
 #define CLIENTS 20
 #define ROUNDS 10
-#define RETRY_MS 1500
+#define RETRY_MS 4000 /* above the shipped proxy_timeout (3 s) */
 
 static struct redis_server rs;
 static char nginx_bin[256];
