@@ -34,6 +34,8 @@ plugdir=$root/usr/lib/$ma/dgramd
 conf=$root/etc/dgramd/dgramd.json
 contents=$(dpkg-deb -c "$tmp"/dgramd_*.deb)
 grep -q 'usr/lib/.*/dgramd/echo.so' <<<"$contents" || fail "echo.so not in dgramd"
+# debian/control build-depends on libhiredis-dev: the redis plugin is built.
+grep -q 'usr/lib/.*/dgramd/redis.so' <<<"$contents" || fail "redis.so not in dgramd"
 grep -q 'lib/systemd/system/dgramd.service' <<<"$contents" || fail "no systemd unit in dgramd"
 [ -f "$conf" ] || fail "no default config in the dgramd package"
 export LD_LIBRARY_PATH=$root/usr/lib/$ma   # the scratch root is not in ld.so's cache
