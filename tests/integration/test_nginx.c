@@ -274,16 +274,39 @@ static void print_upstream_errors(const struct nginx *n)
 		fclose(f);
 }
 
-/* Kill every process of the daemon at once (no graceful stop). */
+/* Is pid gone or a zombie (its sockets closed)? */
+static bool dead(pid_t pid)
+{
+	char path[64], buf[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return true;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+/* Kill every process of the daemon (no graceful stop), and return once
+ * none is left holding its socket: a datagram still queued on a dying
+ * worker's socket would be served by it, or dropped without the ICMP error
+ * that tells nginx at once. */
 static void kill_daemon(struct dg_daemon *d)
 {
 	pid_t w = dg_daemon_worker(d);
+	double deadline = dg_now_ms() + 10000;
 
-	if (w > 0)
-		kill(w, SIGKILL);
+	CU_ASSERT_FATAL(w > 0);
 	kill(d->pid, SIGKILL);
+	kill(w, SIGKILL);
 	waitpid(d->pid, NULL, 0);
 	d->pid = 0;
+	while (!dead(w) && dg_now_ms() < deadline)
+		usleep(1000); /* polling /proc for the worker's end */
+	CU_ASSERT_FATAL(dead(w));
 }
 
 static void test_two_behind_nginx(void)
