@@ -49,15 +49,17 @@ void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c)
 		d[i] += v[i];
 }
 
-void dg_counters_log(const char *label, const struct dg_counters *c)
+const char *dg_counters_format(const struct dg_counters *c, char *line, size_t len)
 {
-	char line[2048];
 	size_t n = 0;
 
+	if (!len)
+		return line;
+	line[0] = '\0';
 	/* snprintf never writes past the end; n may pass it, then the line
 	 * is cut (and the log marks it). */
-#define ADD(...) (n += (size_t)snprintf(line + (n < sizeof(line) ? n : sizeof(line)), \
-	                                 n < sizeof(line) ? sizeof(line) - n : 0, __VA_ARGS__))
+#define ADD(...) (n += (size_t)snprintf(line + (n < len ? n : len), n < len ? len - n : 0, \
+	                                 __VA_ARGS__))
 	for (const struct dg_counter_field *f = dg_counter_fields; f->name; f++) {
 		ADD(" %s=%llu", f->name, (unsigned long long)*(const uint64_t *)((const char *)c + f->off));
 		if (f->off == offsetof(struct dg_counters, decode_errors))
@@ -67,6 +69,14 @@ void dg_counters_log(const char *label, const struct dg_counters *c)
 	for (int d = 0; d < DG_TXDROP__COUNT; d++)
 		ADD(" tx_drop_%s=%llu", dg_txdrop_names[d], (unsigned long long)c->tx_drop[d]);
 #undef ADD
+	return line;
+}
+
+void dg_counters_log(const char *label, const struct dg_counters *c)
+{
+	char line[2048];
+
+	dg_counters_format(c, line, sizeof(line));
 	/* At every log.level: the counters are the account of the run. */
 	dg_log_always(DG_LOG_INFO, "stats %s%s log_dropped=%lu", label, line, dg_log_dropped());
 }

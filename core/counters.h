@@ -89,6 +89,11 @@ extern const char *const dg_txdrop_names[DG_TXDROP__COUNT];
 /* sum += c, field by field. */
 void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c);
 
+/* The counters as the stats line shows them (" rx=N rx_bytes=N ...",
+ * without the label and log_dropped) into buf, always terminated (cut if
+ * len is short). Returns buf. */
+const char *dg_counters_format(const struct dg_counters *c, char *buf, size_t len);
+
 /* The stats line of one set of counters (label: "listener=NAME"), logged
  * at every log level, with the process's log_dropped figure. */
 void dg_counters_log(const char *label, const struct dg_counters *c);

@@ -156,6 +156,33 @@ out_close:
 	return DG_EINVAL;
 }
 
+int dg_loader_adopt(struct dg_loader *ld, const struct dg_plugin *p, const struct dg_plugin **out,
+                    char *err, size_t errlen)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "(linked %s)", p && p->name ? p->name : "plugin");
+	for (struct dg_module *m = ld->mods; m; m = m->next)
+		if (!m->dl && !strcmp(m->path, path)) {
+			*out = &m->desc;
+			return DG_OK;
+		}
+	if (!p)
+		return refuse(err, errlen, path, "no descriptor");
+	if (check(p, 0, path, err, errlen))
+		return DG_EINVAL;
+	struct dg_module *m = calloc(1, sizeof(*m));
+	if (!m || !(m->path = strdup(path))) {
+		free(m);
+		return refuse(err, errlen, path, "out of memory");
+	}
+	memcpy(&m->desc, p, p->size < sizeof(m->desc) ? p->size : sizeof(m->desc));
+	m->next = ld->mods;
+	ld->mods = m;
+	*out = &m->desc;
+	return DG_OK;
+}
+
 int dg_loader_load_codec(struct dg_loader *ld, const char *path, char *err, size_t errlen)
 {
 	char msg[300];
@@ -216,7 +243,8 @@ void dg_loader_release(struct dg_loader *ld)
 
 	for (; m; m = next) {
 		next = m->next;
-		dlclose(m->dl);
+		if (m->dl)
+			dlclose(m->dl);
 		free(m->path);
 		free(m);
 	}

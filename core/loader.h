@@ -38,6 +38,12 @@ void dg_plugin_path(const char *plugin, const char *plugin_dir, const char *conf
 int dg_loader_load(struct dg_loader *ld, const char *path, const struct dg_plugin **out,
                    char *err, size_t errlen);
 
+/* Use a descriptor linked into the program (the test harness) as if it
+ * were loaded from a file: the same checks (the symbol size unknown),
+ * named "(linked NAME)" in errors. Errors as for dg_loader_load. */
+int dg_loader_adopt(struct dg_loader *ld, const struct dg_plugin *p, const struct dg_plugin **out,
+                    char *err, size_t errlen);
+
 /* Load a codec module (exporting DG_CODEC_SYMBOL) and register its layers.
  * Errors as for dg_loader_load ("codec module 'PATH': ..."). */
 int dg_loader_load_codec(struct dg_loader *ld, const char *path, char *err, size_t errlen);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,10 +276,34 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 	return DG_OK;
 }
 
+/* The harness's socket stand-ins: the configured address, no descriptor. */
+static void sock_stub(struct dg_listener *l, struct dg_sock *s, const struct dg_addr *addr)
+{
+	s->l = l;
+	s->fd = -1;
+	s->bound = *addr;
+	s->pktinfo = is_wildcard((const struct sockaddr *)&addr->ss);
+}
+
+/* Log an error of server start; the harness also gets the first one. */
+DG_PRINTF(2, 3)
+static void init_error(const struct dg_server_hooks *hooks, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	dg_log(DG_LOG_ERROR, "%s", msg);
+	if (hooks && hooks->err && hooks->errlen && !hooks->err[0])
+		snprintf(hooks->err, hooks->errlen, "%s", msg);
+}
+
 /* The plugin's declared options, checked against its config and filled in
  * (host->options) before init(). */
 static int listener_options(struct dg_server *srv, struct dg_listener *l,
-                            const struct dg_listener_conf *lc)
+                            const struct dg_listener_conf *lc, const struct dg_server_hooks *hooks)
 {
 	char where[512], err[1024];
 	size_t size;
@@ -289,7 +314,7 @@ static int listener_options(struct dg_server *srv, struct dg_listener *l,
 	snprintf(where, sizeof(where), "%s: listeners[%u].handler.config", srv->cfg->path,
 	         (unsigned)(l - srv->listeners));
 	if (dg_options_new(table, size, lc->plugin_config, where, &l->options, err, sizeof(err))) {
-		dg_log(DG_LOG_ERROR, "%s", err);
+		init_error(hooks, "%s", err);
 		return DG_ERROR;
 	}
 	return DG_OK;
@@ -316,9 +341,10 @@ static int listener_show_options(struct dg_listener *l, struct dg_listener_conf 
 /* Codec, plugin and plugin init for one listener: no socket yet. */
 static int listener_init(struct dg_server *srv, struct dg_listener *l,
                          const struct dg_listener_conf *lc, const char *plugin_dir,
-                         struct dg_counters *shared)
+                         struct dg_counters *shared, const struct dg_server_hooks *hooks)
 {
 	char err[512], path[4096];
+	int rc;
 
 	l->c = shared ? shared : &l->own_c;
 	l->inst.magic = DG_INSTANCE_MAGIC;
@@ -331,25 +357,30 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 	l->rl_rx = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
 	l->rl_stale = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
 	if (dg_codec_new(lc->codec, &l->codec, err, sizeof(err))) {
-		dg_log(DG_LOG_ERROR, "%s: listener '%s': codec%s", srv->cfg->path, lc->name, err);
+		init_error(hooks, "%s: listener '%s': codec%s", srv->cfg->path, lc->name, err);
 		return DG_ERROR;
 	}
-	dg_plugin_path(lc->plugin, plugin_dir, srv->cfg->dir, path, sizeof(path));
-	if (dg_loader_load(&srv->loader, path, &l->plugin, err, sizeof(err))) {
-		dg_log(DG_LOG_ERROR, "%s: listener '%s': %s", srv->cfg->path, lc->name, err);
+	if (hooks && hooks->plugin) {
+		rc = dg_loader_adopt(&srv->loader, hooks->plugin, &l->plugin, err, sizeof(err));
+	} else {
+		dg_plugin_path(lc->plugin, plugin_dir, srv->cfg->dir, path, sizeof(path));
+		rc = dg_loader_load(&srv->loader, path, &l->plugin, err, sizeof(err));
+	}
+	if (rc) {
+		init_error(hooks, "%s: listener '%s': %s", srv->cfg->path, lc->name, err);
 		return DG_ERROR;
 	}
-	if (listener_options(srv, l, lc))
+	if (listener_options(srv, l, lc, hooks))
 		return DG_ERROR;
 	if (l->plugin->init &&
 	    l->plugin->init(&l->inst, &dg_host_table, lc->plugin_config, &l->state) != DG_OK) {
-		dg_log(DG_LOG_ERROR, "%s: listener '%s': plugin '%s' refused its config "
-		       "(listeners[].handler.config)", srv->cfg->path, lc->name, l->plugin->name);
+		init_error(hooks, "%s: listener '%s': plugin '%s' refused its config "
+		           "(listeners[].handler.config)", srv->cfg->path, lc->name, l->plugin->name);
 		return DG_ERROR;
 	}
 	l->inited = true;
 	if (dg_listener_sessions_init(l)) {
-		dg_log(DG_LOG_ERROR, "listener '%s': out of memory for its session table", lc->name);
+		init_error(hooks, "listener '%s': out of memory for its session table", lc->name);
 		return DG_ENOMEM;
 	}
 	return DG_OK;
@@ -386,26 +417,31 @@ static int metrics_start(struct dg_server *srv)
 	return DG_OK;
 }
 
-int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
-                   bool check_only, struct dg_counters *counters, int *fds)
+static int server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
+                       bool check_only, struct dg_counters *counters, int *fds,
+                       const struct dg_server_hooks *hooks)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
 	srv->mem.budget = cfg->memory_budget;
-	srv->clock = dg_server_clock_monotonic;
+	srv->clock = hooks ? hooks->clock : dg_server_clock_monotonic;
+	srv->clock_arg = hooks ? hooks->clock_arg : NULL;
+	srv->send = hooks ? hooks->send : NULL;
+	srv->send_arg = hooks ? hooks->send_arg : NULL;
 	dg_server_clock(srv);
-	dg_tmheap_init(&srv->timers, timers_wake, srv);
+	dg_tmheap_init(&srv->timers, hooks ? NULL : timers_wake, srv);
 	srv->base = event_base_new();
 	if (!srv->base) {
-		dg_log(DG_LOG_ERROR, "cannot create the event loop");
+		init_error(hooks, "cannot create the event loop");
 		return DG_ERROR;
 	}
 	srv->ev_post = event_new(srv->base, -1, 0, on_post, srv);
-	srv->ev_timers = evtimer_new(srv->base, on_timers, srv);
+	if (!hooks)
+		srv->ev_timers = evtimer_new(srv->base, on_timers, srv);
 	srv->listeners = calloc(cfg->n_listeners, sizeof(*srv->listeners));
-	if (!srv->ev_post || !srv->ev_timers || !srv->listeners ||
+	if (!srv->ev_post || (!hooks && !srv->ev_timers) || !srv->listeners ||
 	    dg_reqtab_init(&srv->rt, DG_REQS_INITIAL, cfg->max_pending)) {
-		dg_log(DG_LOG_ERROR, "out of memory");
+		init_error(hooks, "out of memory");
 		return DG_ENOMEM;
 	}
 	if (dg_host_register(srv))
@@ -415,7 +451,7 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 		srv->n_listeners++;
 		if (listener_init(srv, &srv->listeners[i], &cfg->listeners[i],
 		                  cfg->plugin_dir ? cfg->plugin_dir : plugin_dir,
-		                  counters ? &counters[i] : NULL))
+		                  counters ? &counters[i] : NULL, hooks))
 			return DG_ERROR;
 		if (check_only && listener_show_options(&srv->listeners[i], &cfg->listeners[i]))
 			return DG_ENOMEM;
@@ -428,7 +464,7 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 	srv->rx_buf = malloc(DG_RX_BATCH * srv->bufsize);
 	srv->tx_buf = malloc(DG_TX_BATCH * srv->bufsize);
 	if (!srv->rx_buf || !srv->tx_buf) {
-		dg_log(DG_LOG_ERROR, "out of memory for %zu-byte I/O buffers", srv->bufsize);
+		init_error(hooks, "out of memory for %zu-byte I/O buffers", srv->bufsize);
 		return DG_ENOMEM;
 	}
 	for (unsigned i = 0; i < DG_RX_BATCH; i++) {
@@ -442,17 +478,22 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 		struct dg_listener *l = &srv->listeners[i];
 		l->socks = calloc(l->conf->n_binds, sizeof(*l->socks));
 		if (!l->socks) {
-			dg_log(DG_LOG_ERROR, "listener '%s': out of memory for its sockets", l->conf->name);
+			init_error(hooks, "listener '%s': out of memory for its sockets", l->conf->name);
 			return DG_ENOMEM;
 		}
 		if (dg_throttle_init(&l->throttle, &l->conf->rate_limit, srv->now_ms)) {
-			dg_log(DG_LOG_ERROR, "listener '%s': out of memory for the rate_limit table "
-			       "(%zu bytes)", l->conf->name, dg_throttle_table_bytes(&l->conf->rate_limit));
+			init_error(hooks, "listener '%s': out of memory for the rate_limit table "
+			           "(%zu bytes)", l->conf->name,
+			           dg_throttle_table_bytes(&l->conf->rate_limit));
 			return DG_ENOMEM;
 		}
 		for (unsigned b = 0; b < l->conf->n_binds; b++, k++) {
 			l->socks[b].fd = -1;
 			l->n_socks++;
+			if (hooks) {
+				sock_stub(l, &l->socks[b], &l->conf->binds[b]);
+				continue;
+			}
 			int fd = fds ? fds[k] : -1;
 			if (fds)
 				fds[k] = -1; /* the socket's now */
@@ -462,7 +503,19 @@ int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plu
 	}
 	/* A worker (counters in the master's shared memory): the master's
 	 * metrics process serves them. */
-	return counters ? DG_OK : metrics_start(srv);
+	return counters || hooks ? DG_OK : metrics_start(srv);
+}
+
+int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
+                   bool check_only, struct dg_counters *counters, int *fds)
+{
+	return server_init(srv, cfg, plugin_dir, check_only, counters, fds, NULL);
+}
+
+int dg_server_init_hooked(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
+                          const struct dg_server_hooks *hooks)
+{
+	return server_init(srv, cfg, plugin_dir, false, NULL, NULL, hooks);
 }
 
 static bool drained(const struct dg_server *srv)

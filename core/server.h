@@ -173,6 +173,9 @@ struct dg_server {
 #define DG_SERVER_NSIGS 4 /* INT, TERM, HUP, USR1 */
 	struct event *ev_sig[DG_SERVER_NSIGS];
 	struct dg_tm shutdown; /* shutdown_timeout_ms after INT/TERM */
+	/* Where the tx path ends: dg_io_send (NULL), or the harness's sink. */
+	int (*send)(void *arg, struct dg_sock *s, dg_mmsg *m, unsigned n);
+	void *send_arg;
 	struct dg_metrics *metrics; /* metrics.bind without workers */
 	bool stopping;
 	bool aborting;  /* dg_dispatch_abort_all: no new awaits */
@@ -189,6 +192,26 @@ extern const struct dg_host dg_host_table;
  * adopts (the entry becomes -1) and closes it in dg_server_release(). */
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
                    bool check_only, struct dg_counters *counters, int *fds);
+/* The seams of the plugin test harness (testing.c). */
+struct dg_server_hooks {
+	uint64_t (*clock)(void *arg); /* srv->clock, from before any plugin init() */
+	void *clock_arg;
+	/* Instead of sendmmsg: returns how many of m[0..n) it took (a prefix),
+	 * or -1 with errno, as dg_io_send. */
+	int (*send)(void *arg, struct dg_sock *s, dg_mmsg *m, unsigned n);
+	void *send_arg;
+	/* A descriptor linked into the program, for every listener instead of
+	 * handler.plugin (checked as a loaded one is); NULL: load. */
+	const struct dg_plugin *plugin;
+	char *err; /* the first error, as dg_harness_new reports it */
+	size_t errlen;
+};
+/* dg_server_init for the harness: no sockets (each listener gets one
+ * dg_sock per bind with fd -1 and the configured address as its own), no
+ * metrics, no libevent timer (the caller runs srv->timers), and the hooks.
+ * DG_OK or an error (logged and in hooks->err). */
+int dg_server_init_hooked(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
+                          const struct dg_server_hooks *hooks);
 /* A non-blocking socket bound to addr with the listener's options
  * (SO_REUSEPORT, pktinfo on a wildcard, rcvbuf, sndbuf); the real address
  * into *bound. exclusive: the first socket of its address: bound without

@@ -195,7 +195,8 @@ static void send_run(struct dg_server *srv, struct dg_sock *s, unsigned from, un
 			dg_io_tx_srcaddr(&srv->tx_msgs[i].msg_hdr, &srv->tx_cmsg[i], &t->from.sa);
 	}
 	while (from < to) {
-		int n = dg_io_send(s->fd, &srv->tx_msgs[from], to - from);
+		int n = srv->send ? srv->send(srv->send_arg, s, &srv->tx_msgs[from], to - from)
+		                  : dg_io_send(s->fd, &srv->tx_msgs[from], to - from);
 		if (n > 0) {
 			for (unsigned i = from; i < from + (unsigned)n; i++)
 				l->c->tx_bytes += srv->tx[i].out.used;

@@ -1,5 +1,7 @@
-/* The echo plugin against a fake host: deferred replies and timeouts, each
- * handed its own data back (the request's data slot, on_expire). */
+/* The echo plugin: on the harness (<dgramd/testing.h>: the daemon's own
+ * dispatch with a fake clock) for what it answers and when, and against a
+ * fake host for the cost of 64,000 timeouts, each handed its own data
+ * back (the request's data slot, on_expire). */
 #include "config.h"
 
 #include <stdarg.h>
@@ -9,6 +11,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <dgramd/testing.h>
 
 #include "loader.h"
 #include "options.h"
@@ -273,9 +276,177 @@ static void test_fini_with_pending(void)
 	dg_loader_release(&ld);
 }
 
+/* A reply's time and length; UINT64_MAX / SIZE_MAX if there is none. */
+static uint64_t reply_at(const struct dg_harness *h, size_t i)
+{
+	const struct dg_harness_reply *r = dg_harness_reply(h, i);
+
+	return r ? r->at_ms : UINT64_MAX;
+}
+
+static size_t reply_len(const struct dg_harness *h, size_t i)
+{
+	const struct dg_harness_reply *r = dg_harness_reply(h, i);
+
+	return r ? r->len : SIZE_MAX;
+}
+
+/* ---- on the harness ---------------------------------------------------- */
+
+/* A harness on echo.so with the given codec, listener keys and plugin
+ * config. */
+static struct dg_harness *echo_on(const char *codec, const char *keys, const char *config)
+{
+	char text[2048], err[512];
+
+	snprintf(text, sizeof(text), "{\"codec\": %s, %s%s\"handler\": {\"plugin\": "
+	         "\"%s/plugins/.libs/echo.so\", \"config\": %s}}", codec, keys, keys[0] ? ", " : "",
+	         dg_test_builddir(), config);
+	struct dg_harness *h = dg_harness_new(text, NULL, err, sizeof(err));
+	if (!h)
+		fprintf(stderr, "echo harness: %s\n", err);
+	CU_ASSERT_PTR_NOT_NULL(h);
+	return h;
+}
+
+static void test_h_wrap_prefix(void)
+{
+	struct dg_harness *j = echo_on("\"json\"", "", "{\"wrap\": \"echo\"}");
+	struct dg_harness *b = echo_on("\"raw\"", "", "{\"prefix\": \">> \"}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+
+	dg_harness_send_text(j, "127.0.0.1:4000", "{\"n\": 1, \"s\": \"x\"}");
+	DG_TEST_ASSERT_REPLY_TO(j, 0, "127.0.0.1:4000", "{\"echo\":{\"n\":1,\"s\":\"x\"}}");
+	dg_harness_send_text(b, "127.0.0.2:4000", "abc");
+	DG_TEST_ASSERT_REPLY_TO(b, 0, "127.0.0.2:4000", ">> abc");
+	dg_harness_free(j);
+	dg_harness_free(b);
+}
+
+/* error_reply: a datagram that does not decode and a request past
+ * handler_timeout_ms each get an error reply, the latter at exactly the
+ * deadline; the delayed reply never goes out after it. */
+static void test_h_error_reply(void)
+{
+	struct dg_harness *h = echo_on("\"json\"", "\"handler_timeout_ms\": 250",
+	                               "{\"error_reply\": true, \"delay_ms\": 1000}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+
+	dg_harness_send_text(h, "127.0.0.1:4000", "{\"open\": [1, 2, 3, 4, 5, 6, 7, 8, 9]");
+	DG_TEST_ASSERT_REPLIES(h, 1);
+	const struct dg_harness_reply *r = dg_harness_reply(h, 0);
+	CU_ASSERT_TRUE(r && r->len > 10 && !memcmp(r->data, "{\"error\":", 9));
+	DG_TEST_ASSERT_COUNTER(h, "decode_errors", 1);
+	dg_harness_send_text(h, "127.0.0.1:4000", "{\"slow\": true}");
+	dg_harness_advance(h, 249);
+	DG_TEST_ASSERT_REPLIES(h, 1);
+	dg_harness_advance(h, 1);
+	DG_TEST_ASSERT_REPLY(h, 1, "{\"error\":\"timeout\"}");
+	CU_ASSERT_EQUAL(reply_at(h, 1), 250);
+	dg_harness_advance(h, 5000);
+	DG_TEST_ASSERT_REPLIES(h, 2);
+	DG_TEST_ASSERT_COUNTER(h, "timeouts", 1);
+	DG_TEST_ASSERT_COUNTER(h, "stale_calls", 0);
+	dg_harness_free(h);
+}
+
+/* delay_ms: the reply leaves at exactly the delay; meanwhile the peer's
+ * next datagram waits its turn (ordering "peer"). */
+static void test_h_delay(void)
+{
+	struct dg_harness *h = echo_on("\"raw\"", "", "{\"delay_ms\": 40}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+
+	dg_harness_send_text(h, "127.0.0.1:4000", "one");
+	dg_harness_send_text(h, "127.0.0.1:4000", "two");
+	dg_harness_advance(h, 39);
+	DG_TEST_ASSERT_REPLIES(h, 0);
+	dg_harness_advance(h, 100);
+	DG_TEST_ASSERT_REPLIES(h, 2);
+	DG_TEST_ASSERT_REPLY(h, 0, "one");
+	DG_TEST_ASSERT_REPLY(h, 1, "two");
+	CU_ASSERT_EQUAL(reply_at(h, 0), 40);
+	CU_ASSERT_EQUAL(reply_at(h, 1), 80);
+	DG_TEST_ASSERT_COUNTER(h, "queued", 1);
+	dg_harness_free(h);
+}
+
+/* 2,000 delayed requests from 20 peers time out together: each timeout
+ * cancels its own request's timer, so no reply goes out later and no call
+ * is made with a dead handle (a timer left running would reply to it:
+ * stale_calls). */
+static void test_h_timeouts_cancel(void)
+{
+	struct dg_harness *h = echo_on("\"raw\"", "\"handler_timeout_ms\": 300, \"ordering\": \"none\"",
+	                               "{\"delay_ms\": 1000}");
+	char peer[32], text[16];
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+
+	dg_harness_batch_begin(h);
+	for (unsigned i = 0; i < 2000; i++) {
+		snprintf(peer, sizeof(peer), "127.0.0.%u:%u", 1 + i % 20, 4000 + i % 7);
+		snprintf(text, sizeof(text), "%u", i);
+		dg_harness_send_text(h, peer, text);
+	}
+	dg_harness_batch_end(h);
+	CU_ASSERT_EQUAL(dg_harness_pending(h), 2000);
+	dg_harness_advance(h, 300);
+	DG_TEST_ASSERT_COUNTER(h, "timeouts", 2000);
+	CU_ASSERT_EQUAL(dg_harness_pending(h), 0);
+	dg_harness_advance(h, 5000);
+	DG_TEST_ASSERT_REPLIES(h, 0);
+	DG_TEST_ASSERT_COUNTER(h, "stale_calls", 0);
+	dg_harness_free(h);
+}
+
+/* repeat past max_replies_per_request: the extra replies are refused and
+ * counted; with length-prefixed framing the allowed ones share a datagram. */
+static void test_h_repeat(void)
+{
+	struct dg_harness *raw = echo_on("\"raw\"", "\"max_replies_per_request\": 2", "{\"repeat\": 3}");
+	struct dg_harness *lp = echo_on("{\"framing\": \"length-prefixed\", \"width\": 1}",
+	                                "\"max_replies_per_request\": 2", "{\"repeat\": 3}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(raw);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(lp);
+
+	dg_harness_send_text(raw, "127.0.0.1:4000", "hi");
+	DG_TEST_ASSERT_REPLIES(raw, 2);
+	DG_TEST_ASSERT_COUNTER(raw, "tx_drop_too_many", 1);
+	dg_harness_send(lp, "127.0.0.1:4000", "\002hi", 3);
+	DG_TEST_ASSERT_REPLIES(lp, 1);
+	CU_ASSERT_EQUAL(reply_len(lp, 0), 6);
+	CU_ASSERT_TRUE(reply_len(lp, 0) == 6 && !memcmp(dg_harness_reply(lp, 0)->data, "\002hi\002hi", 6));
+	DG_TEST_ASSERT_COUNTER(lp, "tx_drop_too_many", 1);
+	dg_harness_free(raw);
+	dg_harness_free(lp);
+}
+
+static void test_h_silent_and_bad_config(void)
+{
+	struct dg_harness *h = echo_on("\"raw\"", "", "{\"reply\": false}");
+	char text[2048], err[512];
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+
+	dg_harness_send_text(h, "127.0.0.1:4000", "into the void");
+	DG_TEST_ASSERT_REPLIES(h, 0);
+	DG_TEST_ASSERT_COUNTER(h, "handled", 1);
+	dg_harness_free(h);
+	snprintf(text, sizeof(text), "{\"codec\": \"raw\", \"handler\": {\"plugin\": "
+	         "\"%s/plugins/.libs/echo.so\", \"config\": {\"delay_ms\": -1}}}", dg_test_builddir());
+	CU_ASSERT_PTR_NULL(dg_harness_new(text, NULL, err, sizeof(err)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "listeners[0].handler.config.delay_ms"));
+}
+
 static const struct dg_test echo_tests[] = {
-	{ "timeouts found by handle", test_timeouts_by_handle },
-	{ "fini with replies pending", test_fini_with_pending },
+	{ "wrap and prefix", test_h_wrap_prefix },
+	{ "error replies: undecodable, timed out", test_h_error_reply },
+	{ "delay_ms, and the peer's next datagram waits", test_h_delay },
+	{ "2,000 timeouts cancel their timers", test_h_timeouts_cancel },
+	{ "repeat past max_replies_per_request", test_h_repeat },
+	{ "reply false; a bad config refused", test_h_silent_and_bad_config },
+	{ "timeouts found by handle (fake host)", test_timeouts_by_handle },
+	{ "fini with replies pending (fake host)", test_fini_with_pending },
 	{ NULL, NULL },
 };
 
