@@ -165,9 +165,17 @@ static char *config_text(const char *listener, const struct dg_plugin *plugin, c
 		if (json_is_object(hd) && !json_object_get(hd, "plugin"))
 			json_object_set_new(hd, "plugin", json_string(plugin->name));
 	}
-	text = json_dumps(root, JSON_COMPACT);
-	if (!text)
+	/* Not json_dumps(): its buffer comes from jansson's allocator, which
+	 * a test may have replaced (as the daemon does). */
+	size_t n = json_dumpb(root, NULL, 0, JSON_COMPACT);
+	text = n ? malloc(n + 1) : NULL;
+	if (text && json_dumpb(root, text, n, JSON_COMPACT) == n)
+		text[n] = '\0';
+	else {
+		free(text);
+		text = NULL;
 		set_err(err, errlen, "harness config: out of memory");
+	}
 out:
 	json_decref(root);
 	return text;

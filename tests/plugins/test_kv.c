@@ -1,6 +1,7 @@
-/* The kv plugin, loaded as the daemon loads it, against a host table of its
- * own; jansson allocates through the daemon's counting allocator, so the
- * store's real memory is measured, not estimated. */
+/* The kv plugin: on the harness (<dgramd/testing.h>) for its protocol, its
+ * metrics and its cookies under the amplification guard; and loaded
+ * against a host table of its own, where jansson allocates through the
+ * daemon's counting allocator, so the store's real memory is measured. */
 #include "config.h"
 
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <dgramd/testing.h>
 
 #include "loader.h"
 #include "membudget.h"
@@ -199,7 +201,120 @@ static void test_bad_max_bytes(void)
 	kv_stop(&f);
 }
 
+/* ---- on the harness ---------------------------------------------------- */
+
+static struct dg_harness *kv_on(const char *keys, const char *config)
+{
+	char text[2048], err[512];
+
+	snprintf(text, sizeof(text), "{\"codec\": \"json\", %s%s\"handler\": {\"plugin\": "
+	         "\"%s/plugins/.libs/kv.so\", \"config\": %s}}", keys, keys[0] ? ", " : "",
+	         dg_test_builddir(), config);
+	struct dg_harness *h = dg_harness_new(text, NULL, err, sizeof(err));
+	if (!h)
+		fprintf(stderr, "kv harness: %s\n", err);
+	CU_ASSERT_PTR_NOT_NULL(h);
+	return h;
+}
+
+/* Reply i decoded (a new reference), or JSON null if there is none. */
+static json_t *reply_json(const struct dg_harness *h, size_t i)
+{
+	const struct dg_harness_reply *r = dg_harness_reply(h, i);
+	json_t *j = r ? json_loadb((const char *)r->data, r->len, 0, NULL) : NULL;
+
+	return j ? j : json_null();
+}
+
+/* Ask and decode the answer (a new reference). */
+static json_t *ask(struct dg_harness *h, const char *peer, const char *request)
+{
+	size_t n = dg_harness_replies(h);
+
+	dg_harness_send_text(h, peer, request);
+	CU_ASSERT_EQUAL(dg_harness_replies(h), n + 1);
+	return reply_json(h, n);
+}
+
+static void test_h_protocol(void)
+{
+	struct dg_harness *h = kv_on("\"amplification\": {\"factor\": 0}", "{}");
+	json_t *r;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+
+	r = ask(h, "127.0.0.1:4000", "{\"op\": \"set\", \"key\": \"a\", \"value\": [1, {\"b\": 2}], \"id\": 7}");
+	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "id")), 7);
+	json_decref(r);
+	/* Another peer sees the same store. */
+	r = ask(h, "127.0.0.2:4000", "{\"op\": \"get\", \"key\": \"a\"}");
+	json_t *want = json_loads("[1, {\"b\": 2}]", 0, NULL);
+	CU_ASSERT_TRUE(json_equal(json_object_get(r, "value"), want));
+	json_decref(want);
+	json_decref(r);
+	DG_TEST_ASSERT_COUNTER(h, "keys", 1);
+	r = ask(h, "127.0.0.2:4000", "{\"op\": \"del\", \"key\": \"a\"}");
+	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "deleted")));
+	json_decref(r);
+	DG_TEST_ASSERT_COUNTER(h, "keys", 0);
+	r = ask(h, "127.0.0.2:4000", "{\"op\": \"get\", \"key\": \"a\"}");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "error")), "not found");
+	json_decref(r);
+	r = ask(h, "127.0.0.2:4000", "{\"op\": \"get\", \"key\": ");
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(r, "error")), "bad request"));
+	CU_ASSERT_TRUE(json_is_integer(json_object_get(r, "offset")));
+	json_decref(r);
+	DG_TEST_ASSERT_COUNTER(h, "decode_errors", 1);
+	DG_TEST_ASSERT_COUNTER(h, "handled", 4);
+	dg_harness_free(h);
+}
+
+/* A large value asked for by a short get from an unvalidated peer is over
+ * the amplification credit: kv answers with a cookie instead (small), and
+ * the same get with that cookie validates the peer and gets the value; a
+ * request from another address with the same cookie does not. */
+static void test_h_cookie(void)
+{
+	struct dg_harness *h = kv_on("", "{}");
+	char big[2100], req[256];
+	json_t *r;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+
+	memset(big, 'v', sizeof(big));
+	snprintf(big, sizeof(big), "{\"op\": \"set\", \"key\": \"k\", \"value\": \"%2000s\"}", "x");
+	/* The set is long: its own small reply is within credit. */
+	r = ask(h, "127.0.0.1:4000", big);
+	CU_ASSERT_TRUE(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	r = ask(h, "127.0.0.9:4000", "{\"op\": \"get\", \"key\": \"k\"}");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "error")), "cookie");
+	const char *cookie = json_string_value(json_object_get(r, "cookie"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cookie);
+	DG_TEST_ASSERT_COUNTER(h, "tx_drop_amplification", 1);
+	snprintf(req, sizeof(req), "{\"op\": \"get\", \"key\": \"k\", \"cookie\": \"%s\"}", cookie);
+	json_decref(r);
+	r = ask(h, "127.0.0.10:4000", req); /* not the address it was sent to */
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "error")), "cookie");
+	json_decref(r);
+	r = ask(h, "127.0.0.9:4000", req);
+	CU_ASSERT_EQUAL(json_string_length(json_object_get(r, "value")), 2000);
+	json_decref(r);
+	/* Validated for the rest of the session: no cookie needed now. */
+	r = ask(h, "127.0.0.9:4000", "{\"op\": \"get\", \"key\": \"k\"}");
+	CU_ASSERT_EQUAL(json_string_length(json_object_get(r, "value")), 2000);
+	json_decref(r);
+	/* Until the session expires: then the peer starts unvalidated again. */
+	dg_harness_advance(h, 61000);
+	CU_ASSERT_EQUAL(dg_harness_sessions(h), 0);
+	r = ask(h, "127.0.0.9:4000", "{\"op\": \"get\", \"key\": \"k\"}");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "error")), "cookie");
+	json_decref(r);
+	dg_harness_free(h);
+}
+
 static const struct dg_test kv_tests[] = {
+	{ "protocol on the harness: set, get, del, ids, errors", test_h_protocol },
+	{ "cookies under the amplification guard", test_h_cookie },
 	{ "max_value_bytes bounds a value's real memory", test_value_memory },
 	{ "max_bytes bounds the store, refusals get an error reply", test_store_bytes },
 	{ "max_bytes must be positive", test_bad_max_bytes },
