@@ -18,7 +18,13 @@
  *
  * Several harnesses may live in one process (one per test, say). Every
  * function runs on the calling thread, which must be the one that made the
- * harness; one harness is not for two threads at once.
+ * harness; one harness is not for two threads at once. Process-wide, as in
+ * the daemon: the log (stderr, at dgramd's default level) and the codec
+ * registry (so at most one harness at a time may use "codec_modules").
+ * Where the harness differs from the daemon: memory_budget does not count
+ * the decoded packets' jansson memory (dgramd counts it with its own
+ * jansson allocator, which a library cannot install for the test), and
+ * the capture sink never refuses a reply (no send queue, no send errors).
  *
  * A test:
  *

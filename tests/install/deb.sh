@@ -21,7 +21,7 @@ say "dpkg-buildpackage -b -us -uc in $src"
 (cd "$src" && DEB_BUILD_OPTIONS="nocheck parallel=${JOBS:-2}" dpkg-buildpackage -b -us -uc \
 	>"$tmp/build.log" 2>&1) || { tail -40 "$tmp/build.log" >&2; fail "dpkg-buildpackage"; }
 debs=("$tmp"/*.deb)
-for p in dgramd libdgramd1 libdgramd-dev; do
+for p in dgramd libdgramd1 libdgramd-dev libdgramd-testing0; do
 	ls "$tmp/${p}_"*.deb >/dev/null 2>&1 || fail "package $p was not built"
 done
 root=$tmp/root
@@ -70,4 +70,15 @@ printf '%s\n' '#include <dgramd/client.h>' \
 	> "$tmp/c.c"
 cc -o "$tmp/c" "$tmp/c.c" $(pkg-config --cflags --libs dgramd-client) || fail "client build with the -dev package"
 "$tmp/c" || fail "client built against the -dev package"
-echo "deb: ok: ${#debs[@]} packages built, installed into a scratch root, daemon and client ran"
+# The harness (libdgramd-testing0, dgramd-testing.pc) runs that plugin.
+printf '%s\n' '#include <stdio.h>' '#include <CUnit/CUnit.h>' '#include <dgramd/testing.h>' \
+	'int main(int argc, char **argv) { char l[4096], e[512]; (void)argc;' \
+	'snprintf(l, sizeof(l), "{\"codec\": \"raw\", \"handler\": {\"plugin\": \"%s\"}}", argv[1]);' \
+	'struct dg_harness *h = dg_harness_new(l, NULL, e, sizeof(e)); if (!h) { puts(e); return 1; }' \
+	'dg_harness_send_text(h, "127.0.0.1:5000", "x");' \
+	'int ok = dg_harness_counter(h, "handled") == 1; dg_harness_free(h); return !ok; }' \
+	> "$tmp/t.c"
+cc -o "$tmp/t" "$tmp/t.c" $(pkg-config --cflags --libs dgramd dgramd-testing) \
+	|| fail "harness test build with the -dev package"
+"$tmp/t" "$tmp/p.so" || fail "harness test built against the -dev package"
+echo "deb: ok: ${#debs[@]} packages built, installed into a scratch root, daemon, client and harness ran"
