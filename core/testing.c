@@ -47,12 +47,10 @@ static uint64_t fake_clock(void *arg)
 	return h->now_ms;
 }
 
-/* A multi-listener process had dg_srv set to the server being run; until
- * every host function finds its server from its arguments, the harness
- * points it at its own before each call into the core. */
+/* The harness's server (every host function finds its server from its
+ * arguments: no process global to point anywhere). */
 static struct dg_server *enter(struct dg_harness *h)
 {
-	dg_srv = &h->srv;
 	return &h->srv;
 }
 
@@ -228,7 +226,6 @@ void dg_harness_free(struct dg_harness *h)
 	dg_config_free(h->cfg);
 	dg_harness_clear(h);
 	free(h->replies);
-	dg_srv = NULL;
 	free(h);
 }
 
