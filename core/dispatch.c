@@ -404,7 +404,7 @@ void dg_dispatch_retire(struct dg_server *srv, uint32_t idx)
 
 /* ---- conversations (host->request_await) ------------------------------- */
 
-static void await_timeout(evutil_socket_t fd, short what, void *arg);
+static void await_timeout(struct dg_tm *tm, void *arg);
 
 static struct dg_await *await_new(struct dg_server *srv, uint32_t idx)
 {
@@ -412,11 +412,7 @@ static struct dg_await *await_new(struct dg_server *srv, uint32_t idx)
 
 	if (!aw)
 		return NULL;
-	aw->ev = evtimer_new(srv->base, await_timeout, aw);
-	if (!aw->ev) {
-		free(aw);
-		return NULL;
-	}
+	dg_tm_init(&aw->tm, await_timeout, aw);
 	aw->srv = srv;
 	aw->idx = idx;
 	return aw;
@@ -473,7 +469,7 @@ static void await_stop(struct dg_server *srv, uint32_t idx)
 	r->awaiting = false;
 	if (r->sess->waiter == idx + 1)
 		r->sess->waiter = 0;
-	evtimer_del(r->aw->ev);
+	dg_tm_cancel(&srv->timers, &r->aw->tm);
 }
 
 /* One step ends: cb gets the packet (status DG_OK), DG_ETIMEDOUT or
@@ -517,12 +513,11 @@ static void await_fire(struct dg_server *srv, uint32_t idx, const struct dg_pack
 	dg_dispatch_finish_pending(srv, idx);
 }
 
-static void await_timeout(evutil_socket_t fd, short what, void *arg)
+static void await_timeout(struct dg_tm *tm, void *arg)
 {
 	struct dg_await *aw = arg;
-	(void)fd, (void)what;
+	(void)tm;
 
-	dg_server_clock(aw->srv);
 	await_fire(aw->srv, aw->idx, NULL, 0, 0, DG_ETIMEDOUT);
 }
 
@@ -625,8 +620,6 @@ int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, 
 {
 	struct dg_req *r = REQ(srv, idx);
 	struct dg_session *sess = r->sess;
-	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
-
 	if (!r->pending && !r->in_call)
 		return DG_ESTALE; /* done, its next frame waits to run */
 	if (srv->stopping || srv->aborting)
@@ -635,7 +628,9 @@ int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, 
 		return DG_EBUSY;
 	if (!r->aw && !(r->aw = await_new(srv, idx)))
 		return DG_ENOMEM;
-	if (evtimer_add(r->aw->ev, &tv))
+	/* From the plugin's own callbacks too: the cached clock may be old. */
+	dg_server_clock(srv);
+	if (dg_tm_arm(&srv->timers, &r->aw->tm, srv->now_ms + timeout_ms))
 		return DG_ENOMEM;
 	r->aw->cb = cb;
 	r->aw->arg = arg;
@@ -971,7 +966,7 @@ void dg_dispatch_abort_all(struct dg_server *srv)
 		struct dg_await *aw = REQ(srv, i)->aw;
 		if (!aw)
 			continue;
-		event_free(aw->ev);
+		dg_tm_cancel(&srv->timers, &aw->tm);
 		free(aw);
 		REQ(srv, i)->aw = NULL;
 	}

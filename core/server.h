@@ -103,7 +103,7 @@ struct dg_listener {
 struct dg_await {
 	struct dg_server *srv;
 	uint32_t idx;            /* its request slot */
-	struct event *ev;        /* the step's timeout */
+	struct dg_tm tm;         /* the step's timeout, on the server's timer heap */
 	dg_await_fn cb;
 	void *arg;
 	struct dg_await *next;   /* the server's list of awaits with frames to deliver */

@@ -430,6 +430,38 @@ static void test_so_plugin(void)
 	dg_harness_free(h);
 }
 
+/* A conversation's step timeouts run on the fake clock: nothing happens
+ * until the clock reaches the step's timeout, then the plugin's retry, then
+ * its give-up (the convo fixture: "count N T R"). */
+static void test_conversation_clock(void)
+{
+	char conf[4096], err[512];
+
+	snprintf(conf, sizeof(conf), "{\"codec\": \"raw\", \"handler_timeout_ms\": 50, "
+	         "\"handler\": {\"plugin\": \"%s/tests/fixtures/.libs/convo.so\"}}",
+	         dg_test_builddir());
+	struct dg_harness *h = dg_harness_new(conf, NULL, err, sizeof(err));
+	if (!h)
+		fprintf(stderr, "%s\n", err);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	dg_harness_send_text(h, "127.0.0.1:7000", "count 2 1000 1");
+	DG_TEST_ASSERT_REPLY(h, 0, "start");
+	/* handler_timeout_ms (50) is suspended while the request waits */
+	dg_harness_advance(h, 999);
+	CU_ASSERT_EQUAL(dg_harness_replies(h), 1);
+	dg_harness_advance(h, 1);
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 2);
+	DG_TEST_ASSERT_REPLY(h, 1, "timeout:1");
+	dg_harness_send_text(h, "127.0.0.1:7000", "a");
+	DG_TEST_ASSERT_REPLY(h, 2, "got:1:a");
+	dg_harness_advance(h, 2000); /* its one retry was used: give up */
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 4);
+	DG_TEST_ASSERT_REPLY(h, 3, "gave-up");
+	DG_TEST_ASSERT_COUNTER(h, "timeouts", 0);
+	DG_TEST_ASSERT_COUNTER(h, "handled", 2);
+	dg_harness_free(h);
+}
+
 static const struct dg_test tests[] = {
 	{ "replies and their destinations", test_reply_destination },
 	{ "wildcard bind: the local address", test_wildcard_local },
@@ -442,6 +474,7 @@ static const struct dg_test tests[] = {
 	{ "limits, ACL and the stats line", test_limits },
 	{ "config and descriptor errors", test_config_errors },
 	{ "a plugin .so", test_so_plugin },
+	{ "conversation step timeouts on the fake clock", test_conversation_clock },
 	{ NULL, NULL },
 };
 
