@@ -19,6 +19,7 @@
 
 #include "conf.h"
 #include "testutil.h"
+#include "waitfor.h"
 
 static char tmpdir[256];
 
@@ -185,18 +186,13 @@ bool dg_daemon_spawn(struct dg_daemon *d, const char *config_text, const char *c
 
 bool dg_daemon_wait_ready(struct dg_daemon *d, unsigned timeout_ms)
 {
-	double deadline = now_s() + timeout_ms / 1000.0;
-
-	while (now_s() < deadline) {
-		if (read_ready(d))
-			return true;
-		int st;
-		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
-			d->pid = 0;
-			return false;
-		}
-		usleep(10000);
-	}
+	/* The ready file appears by a rename, complete: wait for it (or for
+	 * the daemon's end), woken by inotify. */
+	if (dg_wait_file(d->ready, NULL, 1, d->pid, timeout_ms) == DG_WAIT_OK && read_ready(d))
+		return true;
+	int st;
+	if (waitpid(d->pid, &st, WNOHANG) == d->pid)
+		d->pid = 0;
 	return false;
 }
 
@@ -217,16 +213,12 @@ int dg_daemon_stop(struct dg_daemon *d)
 	if (d->pid <= 0)
 		return -1;
 	kill(d->pid, SIGTERM);
-	double deadline = now_s() + 10;
-	while (now_s() < deadline) {
-		pid_t r = waitpid(d->pid, &st, WNOHANG);
-		if (r == d->pid) {
-			d->pid = 0;
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		}
+	if (dg_wait_gone(d->pid, 10000)) {
+		pid_t r = waitpid(d->pid, &st, 0);
+		d->pid = 0;
 		if (r < 0)
 			return -1;
-		usleep(10000);
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	}
 	kill(d->pid, SIGKILL);
 	waitpid(d->pid, &st, 0);
@@ -439,20 +431,10 @@ int dg_run(const char *const *argv, const char *stdin_text, char *out, size_t ou
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}
-	double deadline = now_s() + timeout_ms / 1000.0;
-	int killed = 0;
-	for (;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid)
-			break;
-		if (r < 0)
-			return -1;
-		if (!killed && now_s() > deadline) {
-			kill(pid, SIGKILL);
-			killed = 1;
-		}
-		usleep(5000);
-	}
+	if (!dg_wait_gone(pid, timeout_ms))
+		kill(pid, SIGKILL);
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
 	slurp(out_path, out, outlen);
 	slurp(err_path, err, errlen);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

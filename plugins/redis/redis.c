@@ -351,6 +351,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 
 	metric_add(r, r->m_reconnects, 1);
+	/* debug only: one line per backoff interval while Redis is down */
+	r->host->log(r->self, DG_LOG_DEBUG, "reconnecting to redis %s:%d", r->addr, r->port);
 	conn_start(r);
 }
 

@@ -45,12 +45,10 @@ export LD_LIBRARY_PATH=$root/usr/lib/$ma   # the scratch root is not in ld.so's 
 sed 's/127\.0\.0\.1:5300/127.0.0.1:0/' "$conf" > "$tmp/dgramd.json"
 "$root/usr/sbin/dgramd" -c "$tmp/dgramd.json" -P "$plugdir" -r "$tmp/ready" 2>"$tmp/log" &
 pid=$!
-for ((i = 0; i < 2000; i++)); do
-	[ -s "$tmp/ready" ] && break
-	kill -0 "$pid" 2>/dev/null || fail "packaged dgramd exited: $(cat "$tmp/log")"
-	sleep 0.01 # polling for the ready file the daemon writes once bound
-done
-[ -s "$tmp/ready" ] || fail "packaged dgramd never got ready"
+# dg-wait (tests/waitfor.c): woken by inotify when the ready file appears,
+# or by the daemon's end; never a sleep.
+"$b/tests/dg-wait" -t 20000 -p "$pid" "$tmp/ready" ||
+	fail "packaged dgramd never got ready: $(cat "$tmp/log")"
 addr=$(awk '{print $2; exit}' "$tmp/ready")
 out=$("$root/usr/bin/dgramc" --timeout 3000 "$addr" '{"packaged":true}') || fail "dgramc to $addr"
 [ "$out" = '{"packaged":true}' ] || fail "reply '$out'"

@@ -27,13 +27,10 @@ done
 sed 's/127\.0\.0\.1:5300/127.0.0.1:0/' "$conf" > "$tmp/dgramd.json"
 "$sbindir/dgramd" -c "$tmp/dgramd.json" -r "$tmp/ready" 2>"$tmp/log" &
 pid=$!
-i=0
-while [ ! -s "$tmp/ready" ]; do
-	kill -0 "$pid" 2>/dev/null || fail "installed dgramd exited: $(cat "$tmp/log")"
-	i=$((i + 1)); [ $i -lt 2000 ] || fail "installed dgramd never got ready"
-	# Waiting for the ready file the daemon writes once bound.
-	sleep 0.01
-done
+# dg-wait (built with the tree, not installed): woken by inotify when the
+# ready file appears, or by the daemon's end.
+"${dgwait:?}" -t 20000 -p "$pid" "$tmp/ready" ||
+	fail "installed dgramd never got ready: $(cat "$tmp/log")"
 addr=$(awk '{print $2; exit}' "$tmp/ready")
 out=$("$bindir/dgramc" --timeout 3000 "$addr" '{"installed":true}') || fail "dgramc to $addr"
 [ "$out" = '{"installed":true}' ] || fail "unexpected reply '$out'"

@@ -26,8 +26,10 @@ if [ "${1:-}" = installed ]; then
 	: "${bindir:?}" "${sbindir:?}" "${libdir:?}"
 	export PKG_CONFIG_PATH="$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 	dgramd="$sbindir/dgramd" dgramc="$bindir/dgramc"
+	dgwait=${dgwait:?}
 else
 	b=${DG_BUILDDIR:?}
+	dgwait="$b/tests/dg-wait"
 	root="$tmp/root"
 	make -s -C "$b" install DESTDIR="$root" >"$tmp/install.log" 2>&1 ||
 		fail "make install DESTDIR=: $(tail -5 "$tmp/install.log")"
@@ -73,13 +75,7 @@ grep -q 'dgramd -t -c upper.json' run.sh && grep -q 'dgramc -c raw 127.0.0.1:540
 sed 's/127\.0\.0\.1:5400/127.0.0.1:0/' upper.json > upper-test.json
 "$dgramd" -c upper-test.json -r ready 2> daemon.log &
 pid=$!
-i=0
-while [ ! -s ready ]; do
-	kill -0 "$pid" 2>/dev/null || fail "dgramd exited: $(cat daemon.log)"
-	i=$((i + 1)); [ $i -lt 2000 ] || fail "dgramd never got ready"
-	# Waiting for the ready file the daemon writes once bound.
-	sleep 0.01
-done
+"$dgwait" -t 20000 -p "$pid" ready || fail "dgramd never got ready: $(cat daemon.log)"
 addr=$(awk '{print $2; exit}' ready)
 out=$("$dgramc" -c raw "$addr" hello) || fail "dgramc -c raw $addr hello"
 [ "$out" = HELLO ] || fail "dgramc printed '$out', not HELLO"

@@ -65,12 +65,13 @@ class Dgramd:
         self.proc = subprocess.Popen([os.path.join(BUILD, "dgramd"), "-c", conf, "-P",
                                       os.path.join(BUILD, "plugins/.libs"), "-r", ready],
                                      stdout=self.log, stderr=self.log)
-        end = time.monotonic() + 20
-        while not (os.path.exists(ready) and os.path.getsize(ready)):
-            if self.proc.poll() is not None or time.monotonic() > end:
-                self.log.seek(0)
-                raise RuntimeError("dgramd did not start: " + self.log.read())
-            time.sleep(0.01)  # polling for the ready file
+        # dg-wait (tests/waitfor.c): woken by inotify when the ready file
+        # appears, or by the daemon's end; never a sleep.
+        waited = subprocess.run([os.path.join(BUILD, "tests/dg-wait"), "-t", "20000",
+                                 "-p", str(self.proc.pid), ready])
+        if waited.returncode != 0:
+            self.log.seek(0)
+            raise RuntimeError("dgramd did not start: " + self.log.read())
         with open(ready) as f:
             self.port = int(f.read().split()[1].rsplit(":", 1)[1])
 

@@ -15,11 +15,8 @@ cat > "$tmp/c.json" <<'EOT'
 EOT
 "$b/dgramd" -c "$tmp/c.json" -P "$b/plugins/.libs" -r "$tmp/ready" 2>"$tmp/log" &
 pid=$!
-for ((i = 0; i < 2000; i++)); do
-	[ -s "$tmp/ready" ] && break
-	kill -0 "$pid" 2>/dev/null || { echo "FAIL: dgramd exited: $(cat "$tmp/log")"; exit 1; }
-	sleep 0.01 # polling for the ready file the daemon writes once bound
-done
+"$b/tests/dg-wait" -t 20000 -p "$pid" "$tmp/ready" ||
+	{ echo "FAIL: dgramd never got ready: $(cat "$tmp/log")"; exit 1; }
 read -r host port < <(awk '$1 == "@metrics" { split($2, a, ":"); print a[1], a[2] }' "$tmp/ready")
 [ -n "${port:-}" ] || { echo "FAIL: no @metrics line in the ready file"; exit 1; }
 exec 3<>"/dev/tcp/$host/$port"

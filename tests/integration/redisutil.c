@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "redisutil.h"
+#include "waitfor.h"
 
 static bool in_path(const char *prog)
 {
@@ -73,6 +75,7 @@ bool redis_server_start(struct redis_server *rs, unsigned port)
 	rs->port = port ? port : redis_free_port();
 	snprintf(rs->log, sizeof(rs->log), "%s/redis-%u.log", dg_test_tmpdir(), rs->port);
 	snprintf(portbuf, sizeof(portbuf), "%u", rs->port);
+	unsigned ready_before = dg_file_count(rs->log, "Ready to accept connections");
 	rs->pid = fork();
 	if (rs->pid < 0)
 		return false;
@@ -87,15 +90,16 @@ bool redis_server_start(struct redis_server *rs, unsigned port)
 		       dg_test_tmpdir(), (char *)NULL);
 		_exit(127);
 	}
-	double deadline = dg_now_ms() + 10000;
-	while (dg_now_ms() < deadline) {
-		if (redis_cmd(rs->port, out, sizeof(out), 1, ping) && !strcmp(out, "+PONG"))
-			return true;
-		if (waitpid(rs->pid, NULL, WNOHANG) == rs->pid) {
-			rs->pid = 0;
-			return false;
-		}
-		usleep(10000); /* polling for the server to answer PING */
+	/* Ready once it logs so (the log is appended to by a restart on the
+	 * same port: one line more than before), woken by inotify; then it
+	 * answers PING. */
+	if (dg_wait_file(rs->log, "Ready to accept connections", ready_before + 1, rs->pid, 10000) ==
+	        DG_WAIT_OK &&
+	    redis_cmd(rs->port, out, sizeof(out), 1, ping) && !strcmp(out, "+PONG"))
+		return true;
+	if (waitpid(rs->pid, NULL, WNOHANG) == rs->pid) {
+		rs->pid = 0;
+		return false;
 	}
 	redis_server_signal(rs, SIGKILL);
 	return false;
@@ -124,26 +128,83 @@ static bool write_all(int fd, const char *p, size_t n)
 	return true;
 }
 
-bool redis_cmd(unsigned port, char *out, size_t len, int argc, const char *const *argv)
+/* A connection to 127.0.0.1:port with argv sent as one command (5 s
+ * receive timeout); the fd, or -1. */
+static int redis_send(unsigned port, int argc, const char *const *argv)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	struct timeval tv = { .tv_sec = 5 };
 	char buf[8192];
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	size_t n = 0;
-	bool ok = false;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	size_t n;
 
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (fd < 0)
-		return false;
+		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
 		goto out_close;
 	n = (size_t)snprintf(buf, sizeof(buf), "*%d\r\n", argc);
 	for (int i = 0; i < argc && n < sizeof(buf); i++)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "$%zu\r\n%s\r\n", strlen(argv[i]), argv[i]);
-	if (n >= sizeof(buf) || !write_all(fd, buf, n))
-		goto out_close;
+	if (n < sizeof(buf) && write_all(fd, buf, n))
+		return fd;
+out_close:
+	close(fd);
+	return -1;
+}
+
+int redis_subscribe(unsigned port, const char *channel)
+{
+	char out[64];
+
+	if (!redis_cmd(port, out, sizeof(out), 4,
+	               (const char *[]){ "CONFIG", "SET", "notify-keyspace-events", "Ex" }) ||
+	    strcmp(out, "+OK"))
+		return -1;
+	int fd = redis_send(port, 2, (const char *[]){ "SUBSCRIBE", channel });
+	/* its confirmation: ["subscribe", channel, 1] */
+	if (fd >= 0 && !redis_await(fd, ":1\r\n", 5000)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+bool redis_await(int fd, const char *text, unsigned timeout_ms)
+{
+	char buf[8192];
+	size_t n = 0;
+	double deadline = dg_now_ms() + timeout_ms;
+
+	for (;;) {
+		double left = deadline - dg_now_ms();
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (left <= 0 || poll(&p, 1, (int)left + 1) <= 0)
+			return false;
+		if (n == sizeof(buf) - 1) { /* keep the tail, where text may start */
+			memmove(buf, buf + n / 2, n - n / 2);
+			n -= n / 2;
+		}
+		ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
+		if (r <= 0)
+			return false;
+		n += (size_t)r;
+		buf[n] = '\0';
+		if (strstr(buf, text))
+			return true;
+	}
+}
+
+bool redis_cmd(unsigned port, char *out, size_t len, int argc, const char *const *argv)
+{
+	char buf[8192];
+	size_t n = 0;
+	bool ok = false;
+	int fd = redis_send(port, argc, argv);
+
+	if (fd < 0)
+		return false;
 	/* Read until the reply is whole: one line, or a bulk header and its line. */
 	n = 0;
 	for (;;) {

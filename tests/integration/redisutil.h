@@ -35,6 +35,14 @@ void redis_server_signal(struct redis_server *rs, int sig);
  * bulk string, its bytes), "$-1" (nil), "-ERR ...". False on an I/O error. */
 bool redis_cmd(unsigned port, char *out, size_t len, int argc, const char *const *argv);
 
+/* A connection subscribed to channel, after turning on the keyspace
+ * events of expired keys (so "__keyevent@0__:expired" carries each key
+ * Redis expires); -1 on an error. */
+int redis_subscribe(unsigned port, const char *channel);
+
+/* Read fd until text has come (true) or timeout_ms passed (false). */
+bool redis_await(int fd, const char *text, unsigned timeout_ms);
+
 /* The integer reply of a command, or LLONG_MIN. */
 long long redis_int(unsigned port, int argc, const char *const *argv);
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "redisutil.h"
+#include "waitfor.h"
 
 #define STREAM_MODULE "/usr/lib/nginx/modules/ngx_stream_module.so"
 #define CLIENTS 20
@@ -274,22 +275,6 @@ static void print_upstream_errors(const struct nginx *n)
 		fclose(f);
 }
 
-/* Is pid gone or a zombie (its sockets closed)? */
-static bool dead(pid_t pid)
-{
-	char path[64], buf[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (!(f = fopen(path, "r")))
-		return true;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *paren = strrchr(buf, ')');
-	return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
-}
-
 /* Kill every process of the daemon (no graceful stop), and return once
  * none is left holding its socket: a datagram still queued on a dying
  * worker's socket would be served by it, or dropped without the ICMP error
@@ -297,16 +282,13 @@ static bool dead(pid_t pid)
 static void kill_daemon(struct dg_daemon *d)
 {
 	pid_t w = dg_daemon_worker(d);
-	double deadline = dg_now_ms() + 10000;
 
 	CU_ASSERT_FATAL(w > 0);
 	kill(d->pid, SIGKILL);
 	kill(w, SIGKILL);
 	waitpid(d->pid, NULL, 0);
 	d->pid = 0;
-	while (!dead(w) && dg_now_ms() < deadline)
-		usleep(1000); /* polling /proc for the worker's end */
-	CU_ASSERT_FATAL(dead(w));
+	CU_ASSERT_FATAL(dg_wait_gone(w, 10000)); /* its pidfd says when it has ended */
 }
 
 static void test_two_behind_nginx(void)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "redisutil.h"
+#include "waitfor.h"
 
 static struct redis_server rs;
 
@@ -23,7 +24,10 @@ static char *conf(unsigned workers, const char *listener_extra, const char *plug
 {
 	static char buf[2048];
 
+	/* debug: the plugin logs each reconnection attempt, which the tests
+	 * wait for */
 	snprintf(buf, sizeof(buf), "{\"workers\": %u, \"shutdown_timeout_ms\": 2000, "
+	         "\"log\": {\"level\": \"debug\"}, "
 	         "\"metrics\": {\"bind\": \"127.0.0.1:0\"}, \"listeners\": [{\"name\": \"r\", "
 	         "\"bind\": \"127.0.0.1:0\", \"codec\": \"json\"%s, \"handler\": {\"plugin\": \"redis\", "
 	         "\"config\": {\"server\": \"127.0.0.1:%u\"%s}}}]}", workers, listener_extra, rs.port,
@@ -31,24 +35,19 @@ static char *conf(unsigned workers, const char *listener_extra, const char *plug
 	return buf;
 }
 
-/* Wait (bounded) until the metric reaches at least want. */
-static bool wait_metric(const struct dg_daemon *d, const char *name, long long want)
+/* Wait until the daemon's log holds text count times (woken by inotify as
+ * it grows): the plugin logs "connected to redis" at each connection and
+ * "reconnecting to redis" at each attempt. */
+static bool wait_log(const struct dg_daemon *d, const char *text, unsigned count)
 {
-	double deadline = dg_now_ms() + 15000;
-
-	while (dg_now_ms() < deadline) {
-		if (redis_metric(d, "r", name) >= want)
-			return true;
-		usleep(10000); /* polling the daemon's /metrics */
-	}
-	return false;
+	return dg_wait_file(d->log, text, count, d->pid, 15000) == DG_WAIT_OK;
 }
 
 static bool start(struct dg_daemon *d, const char *text)
 {
 	if (!dg_daemon_start(d, text, NULL))
 		return false;
-	return wait_metric(d, "connected", 1);
+	return wait_log(d, "connected to redis", 1);
 }
 
 /* Ask and compare the whole reply. */
@@ -155,19 +154,17 @@ static void test_ttl(void)
 	CU_ASSERT(pttl > 50000 && pttl <= 60000);
 	expect(fd, &d, "{\"op\":\"set\",\"key\":\"long\",\"value\":\"w\"}", "{\"ok\":true}");
 	CU_ASSERT_EQUAL(redis_int(rs.port, 2, (const char *[]){ "PTTL", "t2:long" }), -1);
+	/* Redis says when it expires the key (a keyspace event): no waiting on
+	 * the clock. */
+	int events = redis_subscribe(rs.port, "__keyevent@0__:expired");
+	CU_ASSERT_FATAL(events >= 0);
 	expect(fd, &d, "{\"op\":\"set\",\"key\":\"short\",\"value\":\"v\",\"ttl_ms\":50}", "{\"ok\":true}");
 	pttl = redis_int(rs.port, 2, (const char *[]){ "PTTL", "t2:short" });
 	CU_ASSERT(pttl == -2 || (pttl >= 0 && pttl <= 50)); /* -2: already gone */
-	double deadline = dg_now_ms() + 5000;
-	bool gone = false;
-	while (!gone && dg_now_ms() < deadline) {
-		CU_ASSERT_FATAL(redis_ask(fd, &d, "{\"op\":\"get\",\"key\":\"short\"}", buf, sizeof(buf), NULL));
-		gone = !strcmp(buf, "{\"ok\":true,\"value\":null}");
-		if (!gone) {
-			CU_ASSERT_STRING_EQUAL(buf, "{\"ok\":true,\"value\":\"v\"}");
-			usleep(10000); /* polling for Redis to expire the key */
-		}
-	}
+	CU_ASSERT(redis_await(events, "t2:short", 5000));
+	close(events);
+	CU_ASSERT_FATAL(redis_ask(fd, &d, "{\"op\":\"get\",\"key\":\"short\"}", buf, sizeof(buf), NULL));
+	bool gone = !strcmp(buf, "{\"ok\":true,\"value\":null}");
 	CU_ASSERT(gone);
 	close(fd);
 	dg_daemon_stop_checked(&d, "r");
@@ -249,7 +246,7 @@ static void test_two_workers(void)
 	unsigned errors = 0;
 
 	CU_ASSERT_FATAL(start(&d, conf(2, "", ", \"prefix\": \"t3:\"")));
-	CU_ASSERT_FATAL(wait_metric(&d, "connected", 2));
+	CU_ASSERT_FATAL(wait_log(&d, "connected to redis", 2)); /* both workers */
 	double t0 = dg_now_ms();
 	unsigned ok = run_incr(ds, 1, CLIENTS, ROUNDS, "w", &errors);
 	double ms = dg_now_ms() - t0;
@@ -302,17 +299,20 @@ static void ask_while_down(int fd, const struct dg_daemon *d, unsigned n, double
 	}
 }
 
-/* Probe until Redis answers through the plugin again. */
+/* Probe until Redis answers through the plugin again: after each failed
+ * probe, wait for the plugin's next connection (its log line). */
 static bool wait_served(int fd, const struct dg_daemon *d)
 {
 	char buf[512];
 	double deadline = dg_now_ms() + 15000;
 
 	while (dg_now_ms() < deadline) {
+		unsigned seen = dg_file_count(d->log, "connected to redis");
 		if (redis_ask(fd, d, "{\"op\":\"get\",\"key\":\"probe\"}", buf, sizeof(buf), NULL) &&
 		    !strcmp(buf, "{\"ok\":true,\"value\":null}"))
 			return true;
-		usleep(10000); /* polling: the plugin reconnects on its backoff timer */
+		if (!wait_log(d, "connected to redis", seen + 1))
+			return false;
 	}
 	return false;
 }
@@ -330,7 +330,8 @@ static void test_redis_killed(void)
 	expect(fd, &d, "{\"op\":\"incr\",\"key\":\"down\"}", "{\"ok\":true,\"value\":1}");
 	redis_server_signal(&rs, SIGKILL);
 	ask_while_down(fd, &d, 20, &worst);
-	CU_ASSERT(wait_metric(&d, "reconnects", 3)); /* it keeps trying, with backoff */
+	CU_ASSERT(wait_log(&d, "reconnecting to redis", 3)); /* it keeps trying, with backoff */
+	CU_ASSERT(redis_metric(&d, "r", "reconnects") >= 3);
 	ask_while_down(fd, &d, 20, &worst);
 	fprintf(stderr, "redis killed: 40 error replies, the slowest in %.1f ms\n", worst);
 	CU_ASSERT(worst < 1000); /* handler_timeout_ms */
@@ -370,8 +371,8 @@ static void test_redis_slow(void)
 		CU_ASSERT_FATAL(fd[c] >= 0);
 		CU_ASSERT(sendto(fd[c], req, strlen(req), 0, (const struct sockaddr *)&d.addr[0],
 		                 d.addrlen[0]) > 0);
-		if (c == INFLIGHT - 1)
-			CU_ASSERT(wait_metric(&d, "inflight", INFLIGHT)); /* the next ones find no slot */
+		/* one socket, read in order: the first INFLIGHT take the slots,
+		 * the next ones find none */
 	}
 	for (unsigned c = 0; c < INFLIGHT + EXTRA; c++) {
 		ssize_t n = recv(fd[c], buf, sizeof(buf) - 1, 0);

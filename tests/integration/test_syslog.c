@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "testutil.h"
+#include "waitfor.h"
 
 #define BODY (1 << 20)
 #define LOGGER "/usr/bin/logger"
@@ -104,15 +105,13 @@ static size_t lines_in(const char *file)
 	return k;
 }
 
-/* Poll (bounded) until the file holds at least n lines; the count. */
+/* Wait (bounded; woken by inotify as the file grows) until the file holds
+ * at least n lines; the count. */
 static size_t wait_lines(const char *file, size_t n, unsigned timeout_ms)
 {
-	double deadline = dg_now_ms() + timeout_ms;
-	size_t k;
-
-	while ((k = lines_in(file)) < n && dg_now_ms() < deadline)
-		usleep(5000);
-	return k;
+	if (n)
+		(void)dg_wait_file(file, "\n", (unsigned)n, 0, timeout_ms);
+	return lines_in(file);
 }
 
 /* Line i (from 0) of the file, decoded; every line must be one valid JSON
@@ -329,6 +328,20 @@ static void test_logger_oversized(void)
 
 #else /* !DG_SYSLOG_LOGGER */
 
+/* Wait (bounded) until counter key (of the plugin's, or the listener's)
+ * reaches min; the last value read. Each read is a /stats round trip to
+ * the daemon: polling the counter, never sleeping between reads. */
+static long long wait_stat(const struct dg_daemon *d, const char *key, bool plugin, long long min)
+{
+	double deadline = dg_now_ms() + 10000;
+	long long v;
+
+	while ((v = stat_of(d, key, plugin)) < min && dg_now_ms() < deadline)
+		;
+	return v;
+}
+
+
 static int sender(const struct dg_daemon *d)
 {
 	int fd = dg_udp_client(&d->addr[0], 1000);
@@ -346,10 +359,11 @@ static size_t numbered(char *buf, size_t len, unsigned i)
 	                        "[seq@1 n=\"%u\"] message number %u", i, i, i);
 }
 
-/* Poll /stats until the daemon has read or seen dropped all `sent`
- * datagrams: rx + rx_kernel_drops == sent. The kernel's drop count comes
- * with the next datagram read, so a probe is sent (and counted) while
- * waiting. The number of probes sent. */
+/* Wait until the daemon has read or seen dropped all `sent` datagrams:
+ * rx + rx_kernel_drops == sent. The kernel reports drops with the next
+ * datagram read, so a probe is sent (and counted) and the counters polled
+ * (each read a /stats round trip, no sleep) until they account for it too;
+ * another probe only if that one was dropped. The number of probes sent. */
 static unsigned settle(const struct dg_daemon *d, int fd, unsigned sent)
 {
 	char buf[256];
@@ -357,13 +371,18 @@ static unsigned settle(const struct dg_daemon *d, int fd, unsigned sent)
 	double deadline = dg_now_ms() + 20000;
 
 	while (dg_now_ms() < deadline) {
-		long long rx = stat_of(d, "rx", false), kd = stat_of(d, "rx_kernel_drops", false);
-		if (rx >= 0 && kd >= 0 && (unsigned long long)(rx + kd) == sent + probes)
-			break;
 		size_t n = numbered(buf, sizeof(buf), 1000000 + probes);
 		if (send(fd, buf, n, 0) == (ssize_t)n)
 			probes++;
-		usleep(20000);
+		double step = dg_now_ms() + 2000;
+		long long rx, kd;
+		do {
+			rx = stat_of(d, "rx", false);
+			kd = stat_of(d, "rx_kernel_drops", false);
+		} while (rx >= 0 && kd >= 0 && (unsigned long long)(rx + kd) < sent + probes &&
+		         dg_now_ms() < step);
+		if (rx >= 0 && kd >= 0 && (unsigned long long)(rx + kd) == sent + probes)
+			break;
 	}
 	return probes;
 }
@@ -574,10 +593,8 @@ static void test_write_errors(void)
 		size_t n = numbered(buf, sizeof(buf), i);
 		CU_ASSERT(sendto(fd, buf, n, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]) == (ssize_t)n);
 	}
-	double deadline = dg_now_ms() + 10000;
-	while ((stat_of(&d, "write_errors", true) < 3 || stat_of(&d, "rx", false) < 5) &&
-	       dg_now_ms() < deadline)
-		usleep(10000);
+	CU_ASSERT_EQUAL(wait_stat(&d, "rx", false, 5), 5);
+	(void)wait_stat(&d, "write_errors", true, 3);
 	CU_ASSERT(stat_of(&d, "write_errors", true) >= 3); /* retried: each flush fails again */
 	CU_ASSERT_EQUAL(stat_of(&d, "written", true), 0);
 	close(fd);
@@ -602,10 +619,7 @@ static void test_write_errors_no_storm(void)
 		size_t n = numbered(buf, sizeof(buf), i);
 		CU_ASSERT(sendto(fd, buf, n, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]) == (ssize_t)n);
 	}
-	double deadline = dg_now_ms() + 10000;
-	while (stat_of(&d, "rx", false) < 50 && dg_now_ms() < deadline)
-		usleep(10000);
-	CU_ASSERT_EQUAL(stat_of(&d, "rx", false), 50);
+	CU_ASSERT_EQUAL(wait_stat(&d, "rx", false, 50), 50);
 	CU_ASSERT_EQUAL(stat_of(&d, "write_errors", true), 1);
 	close(fd);
 	dg_daemon_stop_checked(&d, "s");
@@ -641,15 +655,8 @@ static void test_reopen(void)
 		sendto(fd, buf, numbered(buf, sizeof(buf), i), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
 	CU_ASSERT_EQUAL(wait_lines(moved, 5, 10000), 5);
 	CU_ASSERT_EQUAL(kill(d.pid, SIGUSR1), 0);
-	double deadline = dg_now_ms() + 10000;
-	char *log = NULL;
-	while (dg_now_ms() < deadline) {
-		free(log);
-		log = dg_daemon_log(&d);
-		if (dg_count_lines(log, "signal USR1: reopened"))
-			break;
-		usleep(10000);
-	}
+	CU_ASSERT_EQUAL(dg_wait_file(d.log, "signal USR1: reopened", 1, d.pid, 10000), DG_WAIT_OK);
+	char *log = dg_daemon_log(&d);
 	CU_ASSERT_EQUAL(dg_count_lines(log, "signal USR1: reopened"), 1);
 	free(log);
 	for (; i < 7; i++)
@@ -675,10 +682,7 @@ static void test_flush_at_stop(void)
 	CU_ASSERT_FATAL(fd >= 0);
 	for (unsigned i = 0; i < 10; i++)
 		sendto(fd, buf, numbered(buf, sizeof(buf), i), 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]);
-	double deadline = dg_now_ms() + 10000;
-	while (stat_of(&d, "rx", false) < 10 && dg_now_ms() < deadline)
-		usleep(10000);
-	CU_ASSERT_EQUAL(stat_of(&d, "rx", false), 10);
+	CU_ASSERT_EQUAL(wait_stat(&d, "rx", false, 10), 10);
 	CU_ASSERT_EQUAL(lines_in(file), 0); /* buffered: a minute to go */
 	close(fd);
 	dg_daemon_stop_checked(&d, "s");
