@@ -338,29 +338,50 @@ static int decode_all(struct dg_listener *l, const unsigned char *buf, unsigned 
  * datagram decodes, that datagram's packets more. (Failing jansson's
  * allocations mid-parse instead is not safe: jansson 2.14's lexer reads
  * past its buffer when one fails.) */
-static void process(struct dg_sock *s, struct dg_session *sess, unsigned char *buf, size_t len)
+/* Split and decode a datagram into srv->pkts within the memory budget:
+ * true with its frames (*nf) and their decoded bytes (*used); false after
+ * counting it dropped (drop_memory) or undecodable (parse_failed). Every
+ * frame is decoded before any is delivered: a handler never sees half of a
+ * datagram that turns out to be broken. */
+static bool decode_datagram(struct dg_sock *s, struct dg_session *sess, unsigned char *buf,
+                            size_t len, unsigned *nf, size_t *used)
 {
 	struct dg_listener *l = s->l;
 	struct dg_server *srv = l->srv;
 	struct dg_parse_error pe = { 0 };
-	size_t room = dg_membudget_room(&srv->mem), used;
+	size_t room = dg_membudget_room(&srv->mem);
+
+	if (!room) {
+		drop(l, DG_DROP_MEMORY);
+		return false;
+	}
+	if (dg_codec_split(l->codec, buf, len, srv->frames, nf, &pe)) {
+		parse_failed(s, sess, buf, len, &pe);
+		return false;
+	}
+	size_t reserve = *nf > 1 ? rest_bytes(*nf, len) : 0;
+	if (reserve >= room) {
+		drop(l, DG_DROP_MEMORY);
+		return false;
+	}
+	int rc = decode_all(l, buf, *nf, room - reserve, used, &pe);
+	if (rc == DG_ENOMEM)
+		drop(l, DG_DROP_MEMORY);
+	else if (rc)
+		parse_failed(s, sess, buf, len, &pe);
+	return rc == DG_OK;
+}
+
+static void process(struct dg_sock *s, struct dg_session *sess, unsigned char *buf, size_t len)
+{
+	struct dg_listener *l = s->l;
+	struct dg_server *srv = l->srv;
+	size_t used;
 	unsigned nf;
 	uint32_t idx;
 
-	if (!room)
-		return drop(l, DG_DROP_MEMORY);
-	if (dg_codec_split(l->codec, buf, len, srv->frames, &nf, &pe))
-		return parse_failed(s, sess, buf, len, &pe);
-	size_t reserve = nf > 1 ? rest_bytes(nf, len) : 0;
-	if (reserve >= room)
-		return drop(l, DG_DROP_MEMORY);
-	/* Every frame is decoded before any is delivered: a handler never sees
-	 * half of a datagram that turns out to be broken. */
-	int rc = decode_all(l, buf, nf, room - reserve, &used, &pe);
-	if (rc == DG_ENOMEM)
-		return drop(l, DG_DROP_MEMORY);
-	if (rc)
-		return parse_failed(s, sess, buf, len, &pe);
+	if (!decode_datagram(s, sess, buf, len, &nf, &used))
+		return;
 	if (!new_request(srv, s, sess, nf, &idx)) {
 		release_all(l, nf);
 		return drop(l, DG_DROP_BUSY);
@@ -584,23 +605,12 @@ static void await_datagram(struct dg_sock *s, struct dg_session *sess, unsigned 
 {
 	struct dg_listener *l = s->l;
 	struct dg_server *srv = l->srv;
-	struct dg_parse_error pe = { 0 };
-	size_t room = dg_membudget_room(&srv->mem), used;
+	size_t used;
 	uint32_t idx = sess->waiter - 1;
 	unsigned nf;
 
-	if (!room)
-		return drop(l, DG_DROP_MEMORY);
-	if (dg_codec_split(l->codec, buf, len, srv->frames, &nf, &pe))
-		return parse_failed(s, sess, buf, len, &pe);
-	size_t reserve = nf > 1 ? rest_bytes(nf, len) : 0;
-	if (reserve >= room)
-		return drop(l, DG_DROP_MEMORY);
-	int rc = decode_all(l, buf, nf, room - reserve, &used, &pe);
-	if (rc == DG_ENOMEM)
-		return drop(l, DG_DROP_MEMORY);
-	if (rc)
-		return parse_failed(s, sess, buf, len, &pe);
+	if (!decode_datagram(s, sess, buf, len, &nf, &used))
+		return;
 	struct dg_await *aw = REQ(srv, idx)->aw;
 	if (nf > 1 && inbox_keep(srv, aw, nf, buf, len, used)) {
 		release_all(l, nf);

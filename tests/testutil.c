@@ -541,9 +541,14 @@ out:
 
 unsigned dg_free_udp_port(void)
 {
+	return dg_free_port(SOCK_DGRAM);
+}
+
+unsigned dg_free_port(int type)
+{
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
 	unsigned port = 0;
 
 	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, len) == 0 &&

@@ -116,6 +116,9 @@ bool dg_have_ipv6(void);
 /* A UDP port on 127.0.0.1 that was free a moment ago (for configs that
  * cannot use port 0: workers), or 0. */
 unsigned dg_free_udp_port(void);
+/* The same for a socket type (SOCK_DGRAM, SOCK_STREAM: a TCP server the
+ * test starts, Redis say). */
+unsigned dg_free_port(int type);
 
 /* A UDP client socket for the family of addr, with a receive timeout. */
 int dg_udp_client(const struct sockaddr_storage *addr, unsigned timeout_ms);

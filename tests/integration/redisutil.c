@@ -51,28 +51,12 @@ const char *redis_missing(void)
 	return NULL;
 }
 
-unsigned redis_free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	unsigned port = 0;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, len) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 bool redis_server_start(struct redis_server *rs, unsigned port)
 {
 	char portbuf[16], out[64];
 	const char *ping[] = { "PING" };
 
-	rs->port = port ? port : redis_free_port();
+	rs->port = port ? port : dg_free_port(SOCK_STREAM);
 	snprintf(rs->log, sizeof(rs->log), "%s/redis-%u.log", dg_test_tmpdir(), rs->port);
 	snprintf(portbuf, sizeof(portbuf), "%u", rs->port);
 	unsigned ready_before = dg_file_count(rs->log, "Ready to accept connections");

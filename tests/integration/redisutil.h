@@ -21,9 +21,6 @@ struct redis_server {
  * not built), or NULL. */
 const char *redis_missing(void);
 
-/* A TCP port on 127.0.0.1 that was free a moment ago, or 0. */
-unsigned redis_free_port(void);
-
 /* Start redis-server on 127.0.0.1:port (no persistence, foreground) and
  * wait up to 10 s until it answers PING. */
 bool redis_server_start(struct redis_server *rs, unsigned port);
