@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
+#include <jansson.h>
 
 #include "conf.h"
 #include "testutil.h"
@@ -507,6 +508,36 @@ bool dg_daemon_start_env(struct dg_daemon *d, const char *config_text, const cha
 		unsetenv(name);
 	free(saved);
 	return started;
+}
+
+long long dg_daemon_live(const struct dg_daemon *d, const char *listener, const char *key)
+{
+	enum { BODY = 1 << 20 };
+	char *body = malloc(BODY);
+	long long v = -1;
+
+	if (body && dg_http_get(d, "/stats", body, BODY) == 200) {
+		json_t *j = json_loads(body, 0, NULL);
+		json_t *t = json_object_get(json_object_get(json_object_get(j, "listeners"), listener),
+		                            "total");
+		bool plugin = !strncmp(key, "plugin.", 7);
+		json_t *x = json_object_get(plugin ? json_object_get(t, "plugin") : t, key + (plugin ? 7 : 0));
+		v = json_is_integer(x) ? json_integer_value(x) : -1;
+		json_decref(j);
+	}
+	free(body);
+	return v;
+}
+
+long long dg_daemon_wait_live(const struct dg_daemon *d, const char *listener, const char *key,
+                              long long min, unsigned timeout_ms)
+{
+	double deadline = now_s() + timeout_ms / 1000.0;
+	long long v;
+
+	while ((v = dg_daemon_live(d, listener, key)) < min && now_s() < deadline)
+		;
+	return v;
 }
 
 int dg_http_get(const struct dg_daemon *d, const char *path, char *buf, size_t len)

@@ -65,6 +65,17 @@ struct dg_daemon {
  * the headers) into buf. Returns the HTTP status, or -1. */
 int dg_http_get(const struct dg_daemon *d, const char *path, char *buf, size_t len);
 
+/* Counter key of listener, live from the daemon's /stats (its config must
+ * set metrics.bind): the total over its workers; "plugin.NAME" for a
+ * plugin's counter. -1 if absent or unreachable. */
+long long dg_daemon_live(const struct dg_daemon *d, const char *listener, const char *key);
+
+/* Wait for a counter: read it again and again (each read a /stats round
+ * trip to the daemon, no sleep) until it reaches min or timeout_ms
+ * passes; the last value read. */
+long long dg_daemon_wait_live(const struct dg_daemon *d, const char *listener, const char *key,
+                              long long min, unsigned timeout_ms);
+
 /* Start dgramd on config text (written to a file) with extra args (NULL-
  * terminated, may be NULL); wait up to 10 s for its ready file. */
 bool dg_daemon_start(struct dg_daemon *d, const char *config_text, const char *const *args);

@@ -53,8 +53,7 @@ static void test_ordering(void)
 		snprintf(buf, sizeof(buf), "a%d", i);
 		send_to(a, &d, buf);
 	}
-	usleep(50000);
-	send_to(b, &d, "b1");
+	send_to(b, &d, "b1"); /* behind a's five in the socket, not behind a2..a5 */
 	double deadline = dg_now_ms() + 5000;
 	while ((n_a < 5 || order_b < 0) && dg_now_ms() < deadline) {
 		struct pollfd p[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
@@ -73,7 +72,7 @@ static void test_ordering(void)
 		CU_ASSERT_EQUAL(got[i][0], 'a');
 		CU_ASSERT_EQUAL(got[i][1], '1' + i);
 	}
-	/* b1 went in at +50 ms while a2..a5 waited: it is answered before a3. */
+	/* b1 is served while a2..a5 wait their turn: answered before a3. */
 	fprintf(stderr, "b1 answered after %d of a's 5 replies\n", order_b);
 	CU_ASSERT(order_b >= 0 && order_b <= 2);
 	close(a);
@@ -444,14 +443,16 @@ static void test_sessions(void)
 	struct dg_daemon d;
 	char buf[16];
 
-	CU_ASSERT_FATAL(dg_daemon_start(&d, listener("\"raw\"", "\"echo\"",
-	        ", \"max_peers\": 2, \"session_idle_ms\": 200"), NULL));
+	CU_ASSERT_FATAL(dg_daemon_start(&d, "{\"shutdown_timeout_ms\": 2000, \"metrics\": {\"bind\": "
+	        "\"127.0.0.1:0\"}, \"listeners\": [{\"name\": \"t\", \"bind\": " LOCAL ", \"codec\": "
+	        "\"raw\", \"handler\": \"echo\", \"max_peers\": 2, \"session_idle_ms\": 200}]}", NULL));
 	int fd[3];
 	for (int i = 0; i < 3; i++) {
 		fd[i] = dg_udp_client(&d.addr[0], 2000);
 		CU_ASSERT_EQUAL(dg_udp_ask(fd[i], &d.addr[0], d.addrlen[0], "x", 1, buf, sizeof(buf)), 1);
 	}
-	usleep(600000); /* the two left expire */
+	/* the two left expire: wait for the counter */
+	CU_ASSERT_EQUAL(dg_daemon_wait_live(&d, "t", "sessions_idle", 2, 10000), 2);
 	for (int i = 0; i < 3; i++)
 		close(fd[i]);
 	dg_daemon_stop_checked(&d, "t");

@@ -222,11 +222,14 @@ static void test_deferred_and_shutdown(void)
 	struct dg_daemon d;
 	char buf[64];
 
-	CU_ASSERT_FATAL(dg_daemon_start(&d, config(LOCAL, "\"raw\"", "{\"delay_ms\": 300}", NULL), NULL));
+	CU_ASSERT_FATAL(dg_daemon_start(&d, "{\"shutdown_timeout_ms\": 3000, \"metrics\": {\"bind\": "
+	        "\"127.0.0.1:0\"}, \"listeners\": [{\"name\": \"t\", \"bind\": " LOCAL ", \"codec\": "
+	        "\"raw\", \"handler\": {\"plugin\": \"echo\", \"config\": {\"delay_ms\": 300}}}]}", NULL));
 	int fd = dg_udp_client(&d.addr[0], 3000);
 	CU_ASSERT_EQUAL(ask(&d, fd, "one", 3, buf, sizeof(buf)), 3);
 	CU_ASSERT_EQUAL(sendto(fd, "two", 3, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]), 3);
-	usleep(100000);
+	/* "two" is read (and pending 300 ms): the counter says so */
+	CU_ASSERT_EQUAL(dg_daemon_wait_live(&d, "t", "rx", 2, 10000), 2);
 	kill(d.pid, SIGTERM); /* "two" is pending: its reply must still come */
 	ssize_t n = recv(fd, buf, sizeof(buf), 0);
 	CU_ASSERT_EQUAL(n, 3);

@@ -159,20 +159,13 @@ static const char *str(json_t *j, const char *k)
 
 /* A counter of listener "s" from /stats: the core's (rx, ...) or, with
  * plugin set, the syslog plugin's. -1 if absent. */
+/* Counter key of listener "s" (the plugin's if plugin), live. */
 static long long stat_of(const struct dg_daemon *d, const char *key, bool plugin)
 {
-	char *body = malloc(BODY);
-	long long v = -1;
+	char k[64];
 
-	if (body && dg_http_get(d, "/stats", body, BODY) == 200) {
-		json_t *j = json_loads(body, 0, NULL);
-		json_t *t = json_object_get(json_object_get(json_object_get(j, "listeners"), "s"), "total");
-		json_t *x = json_object_get(plugin ? json_object_get(t, "plugin") : t, key);
-		v = json_is_integer(x) ? json_integer_value(x) : -1;
-		json_decref(j);
-	}
-	free(body);
-	return v;
+	snprintf(k, sizeof(k), "%s%s", plugin ? "plugin." : "", key);
+	return dg_daemon_live(d, "s", k);
 }
 
 #ifdef DG_SYSLOG_LOGGER
@@ -328,17 +321,13 @@ static void test_logger_oversized(void)
 
 #else /* !DG_SYSLOG_LOGGER */
 
-/* Wait (bounded) until counter key (of the plugin's, or the listener's)
- * reaches min; the last value read. Each read is a /stats round trip to
- * the daemon: polling the counter, never sleeping between reads. */
+/* Wait for counter key (the plugin's if plugin) to reach min. */
 static long long wait_stat(const struct dg_daemon *d, const char *key, bool plugin, long long min)
 {
-	double deadline = dg_now_ms() + 10000;
-	long long v;
+	char k[64];
 
-	while ((v = stat_of(d, key, plugin)) < min && dg_now_ms() < deadline)
-		;
-	return v;
+	snprintf(k, sizeof(k), "%s%s", plugin ? "plugin." : "", key);
+	return dg_daemon_wait_live(d, "s", k, min, 10000);
 }
 
 

@@ -30,7 +30,8 @@ valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	"$build/dgramd" -c "$work/conf.json" -P "$build/plugins/.libs" -r "$work/ready" \
 	2>"$work/vg.log" &
 pid=$!
-for _ in $(seq 200); do [ -f "$work/ready" ] && break; sleep 0.05; done
+# woken by inotify when the ready file appears (or by valgrind's end)
+"$build/tests/dg-wait" -t 60000 -p "$pid" "$work/ready" || :
 addr() { awk -v n="$1" '$1 == n { print $2; exit }' "$work/ready"; }
 fail=0
 if [ -f "$work/ready" ]; then
