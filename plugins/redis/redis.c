@@ -17,16 +17,17 @@
  * handler_timeout_ms passed first), "redis: MESSAGE" (Redis refused the
  * command, e.g. incr on a value that is not an integer).
  *
- * config:
+ * config (redis_options, checked and filled in by the host):
  *   "server": "a.b.c.d:port" or "[ipv6]:port" ("127.0.0.1:6379")
  *   "prefix": prepended to every key ("dgramd:"; up to 256 bytes)
  *   "max_key": key bytes, without the prefix (256; 1 .. 4096)
  *   "max_value": value bytes (4096; 1 .. 65000)
- *   "max_inflight": commands at Redis at once per instance (1024); beyond
- *                   it requests get "busy" at once
- *   "timeout_ms": how long a command may wait for Redis (1000); keep it
- *                 below the listener's handler_timeout_ms
- *   "reconnect_min_ms", "reconnect_max_ms": reconnection backoff (100, 5000)
+ *   "max_inflight": commands at Redis at once per instance (1024;
+ *                   1 .. 65536); beyond it requests get "busy" at once
+ *   "timeout_ms": how long a command may wait for Redis (1000; 1 ..
+ *                 3600000); keep it below the listener's handler_timeout_ms
+ *   "reconnect_min_ms", "reconnect_max_ms": reconnection backoff (100,
+ *                 5000; 1 .. 600000, max not below min)
  *
  * Connection. One connection per instance (per listener per worker),
  * through hiredis's libevent adapter on the worker's event base: commands
@@ -40,16 +41,25 @@
  * pass timeout_ms: when it does, Redis is stuck or too slow, and the
  * connection is dropped (its commands answered "redis timeout") and made
  * again. A request is never left waiting past timeout_ms, nor past the
- * listener's handler_timeout_ms (on_timeout answers it "timeout").
+ * listener's handler_timeout_ms (on_expire answers it "timeout").
+ *
+ * A request and its command. Each command at Redis has a slot, and a
+ * request waiting for one holds its slot in its data slot
+ * (host->request_set_data): on_expire gets it back, and the free function
+ * (cmd_detach) only cuts the slot loose from the request, however the
+ * request ends. The slot itself stays taken until hiredis calls back with
+ * the reply (or with NULL when the connection goes), which always happens,
+ * even for a request that ended long before: so hiredis's callback never
+ * finds freed memory, a late reply goes nowhere, and a slot is never
+ * reused while hiredis still owes it an answer. Nothing is searched for by
+ * handle.
  *
  * Memory: max_inflight command slots are allocated at init; hiredis
  * allocates each command's buffer and reply. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <inttypes.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,15 +80,16 @@
 
 struct redis;
 
-/* One command at Redis. Its slot is taken until hiredis calls back, even if
- * its request ended first (req 0): the connection still owes its reply. */
+/* One command at Redis, and the data slot of the request waiting for it.
+ * The slot is taken until hiredis calls back, even if its request ended
+ * first (req 0, cut loose by cmd_detach): the connection still owes its
+ * reply. */
 struct cmd {
 	struct redis *r;
 	dg_req_t req;              /* 0: nobody waits for the reply any more */
 	json_t *id;                /* the request's "id", echoed; owned */
 	long long deadline_ms;
 	struct cmd *prev, *next;   /* at Redis, oldest first; next: the free list */
-	struct cmd *hnext, **hpprev; /* by req, for on_timeout */
 };
 
 enum redis_state {
@@ -106,8 +117,6 @@ struct redis {
 	struct cmd *cmds, *free;   /* max_inflight slots */
 	struct cmd *head, *tail;   /* at Redis */
 	unsigned inflight;
-	struct cmd **buckets;      /* 2^hash_bits */
-	unsigned hash_bits;
 
 	struct dg_metric *m_commands, *m_errors, *m_busy, *m_reconnects, *m_connected, *m_inflight;
 	long long last_warn_ms;
@@ -167,40 +176,7 @@ static void set_state(struct redis *r, enum redis_state s)
 		r->host->metric_set(r->m_connected, s == REDIS_UP);
 }
 
-/* ---- command slots, by handle in O(1) ------------------------------------ */
-
-static struct cmd **bucket(struct redis *r, dg_req_t req)
-{
-	return &r->buckets[(req * 0x9E3779B97F4A7C15ull) >> (64 - r->hash_bits)];
-}
-
-static void hash_add(struct redis *r, struct cmd *c)
-{
-	struct cmd **b = bucket(r, c->req);
-
-	c->hnext = *b;
-	c->hpprev = b;
-	if (*b)
-		(*b)->hpprev = &c->hnext;
-	*b = c;
-}
-
-static void hash_del(struct cmd *c)
-{
-	*c->hpprev = c->hnext;
-	if (c->hnext)
-		c->hnext->hpprev = c->hpprev;
-	c->hpprev = NULL;
-	c->req = 0;
-}
-
-static struct cmd *hash_find(struct redis *r, dg_req_t req)
-{
-	for (struct cmd *c = *bucket(r, req); c; c = c->hnext)
-		if (c->req == req)
-			return c;
-	return NULL;
-}
+/* ---- command slots ------------------------------------------------------ */
 
 static struct cmd *cmd_take(struct redis *r)
 {
@@ -245,10 +221,9 @@ static void cmd_release(struct redis *r, struct cmd *c)
 		c->next->prev = c->prev;
 	else
 		r->tail = c->prev;
-	if (c->hpprev)
-		hash_del(c);
-	json_decref(c->id);
+	json_decref(c->id); /* NULL unless the request never got its data slot */
 	c->id = NULL;
+	c->req = 0;
 	c->next = r->free;
 	r->free = c;
 	if (--r->inflight == 0)
@@ -272,7 +247,7 @@ static void send_json(struct redis *r, dg_req_t req, json_t *reply, json_t *id)
 		json_object_set(reply, "id", id);
 	if (json_is_false(json_object_get(reply, "ok")))
 		metric_add(r, r->m_errors, 1);
-	if (r->host->reply(req, &out) == DG_EAGAIN) {
+	if (r->host->request_reply(r->self, req, &out) == DG_EAGAIN) {
 		json_decref(reply);
 		reply = json_pack("{sbss}", "ok", 0, "error", "reply over the amplification limit");
 		if (!reply)
@@ -280,7 +255,7 @@ static void send_json(struct redis *r, dg_req_t req, json_t *reply, json_t *id)
 		if (id)
 			json_object_set(reply, "id", id);
 		out.json = reply;
-		r->host->reply(req, &out);
+		r->host->request_reply(r->self, req, &out);
 	}
 	json_decref(reply);
 }
@@ -318,6 +293,20 @@ static json_t *from_redis(const struct redis *r, const redisReply *rep)
 	}
 }
 
+/* The request ended, however (its data slot's free function): the command
+ * stays at Redis, its slot taken until hiredis calls back. */
+static void cmd_detach(void *data)
+{
+	struct cmd *c = data;
+
+	c->req = 0;
+	json_decref(c->id);
+	c->id = NULL;
+}
+
+/* hiredis calls back exactly once per command: with Redis's reply, or NULL
+ * when the connection goes (r->lost says why). The slot is always still
+ * taken here, whether or not its request is still waiting. */
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct cmd *c = privdata;
@@ -327,7 +316,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	if (c->req) {
 		dg_req_t req = c->req;
 		send_json(r, req, from_redis(r, reply), c->id);
-		r->host->complete(req);
+		r->host->request_complete(r->self, req); /* runs cmd_detach */
 	}
 	cmd_release(r, c);
 }
@@ -626,23 +615,23 @@ static int redis_on_packet(void *state, const struct dg_request *req)
 	}
 	c->req = req->handle;
 	c->id = json_incref(id);
-	hash_add(r, c);
 	cmd_queue(r, c);
 	metric_add(r, r->m_commands, 1);
+	/* Cannot fail for the request being delivered; if it did, the reply
+	 * would still come to a generation-checked handle (DG_ESTALE). */
+	r->host->request_set_data(r->self, req->handle, c, cmd_detach);
 	return DG_PENDING;
 }
 
-/* The listener's handler_timeout_ms passed first: answer now; the slot
- * stays taken until Redis answers or the connection is dropped. */
-static void redis_on_timeout(void *state, dg_req_t req)
+/* The listener's handler_timeout_ms passed first: answer now. cmd_detach
+ * runs after the call; the slot stays taken until Redis answers or the
+ * connection is dropped. */
+static void redis_on_expire(void *state, dg_req_t req, void *data)
 {
 	struct redis *r = state;
-	struct cmd *c = hash_find(r, req);
+	const struct cmd *c = data;
 
-	if (!c)
-		return;
-	send_json(r, req, fail("timeout"), c->id);
-	hash_del(c);
+	send_json(r, req, fail("timeout"), c ? c->id : NULL);
 }
 
 static int redis_on_error(void *state, const struct dg_request *req,
@@ -663,135 +652,86 @@ static void redis_fini(void *state)
 
 	if (!r)
 		return;
-	/* The server has ended every request: nobody waits for a reply. */
-	for (struct cmd *c = r->head; c; c = c->next)
-		if (c->hpprev)
-			hash_del(c);
+	/* The server has ended every request (cmd_detach ran for each):
+	 * hiredis calls back with NULL for each command, which frees its slot. */
 	conn_drop(r, "redis connection lost");
 	if (r->ev_retry)
 		event_free(r->ev_retry);
 	if (r->ev_deadline)
 		event_free(r->ev_deadline);
-	free(r->buckets);
 	free(r->cmds);
 	free(r);
 }
 
-/* The integer keys: name, where, bounds. */
-static const struct {
-	const char *key;
-	size_t offset;
-	long long min, max;
-} int_keys[] = {
-	{ "max_key", offsetof(struct redis, max_key), 1, REDIS_MAX_KEY },
-	{ "max_value", offsetof(struct redis, max_value), 1, 65000 },
-	{ "max_inflight", offsetof(struct redis, max_inflight), 1, 65536 },
-	{ "timeout_ms", offsetof(struct redis, timeout_ms), 1, 3600000 },
-	{ "reconnect_min_ms", offsetof(struct redis, reconnect_min_ms), 1, 600000 },
-	{ "reconnect_max_ms", offsetof(struct redis, reconnect_max_ms), 1, 600000 },
+/* The config, filled in by the host (host->options). */
+struct redis_opts {
+	struct dg_option_addr server;
+	const char *prefix;
+	int64_t max_key, max_value, max_inflight, timeout_ms;
+	int64_t reconnect_min_ms, reconnect_max_ms;
 };
 
-static int configure_int(struct redis *r, const char *key, const json_t *v, bool *known)
-{
-	for (size_t i = 0; i < sizeof(int_keys) / sizeof(int_keys[0]); i++) {
-		if (strcmp(key, int_keys[i].key))
-			continue;
-		*known = true;
-		if (!json_is_integer(v) || json_integer_value(v) < int_keys[i].min ||
-		    json_integer_value(v) > int_keys[i].max) {
-			r->host->log(r->self, DG_LOG_ERROR, "config.%s: expected an integer from %lld to %lld",
-			             key, int_keys[i].min, int_keys[i].max);
-			return DG_EINVAL;
-		}
-		*(unsigned *)((char *)r + int_keys[i].offset) = (unsigned)json_integer_value(v);
-		return DG_OK;
-	}
-	*known = false;
-	return DG_OK;
-}
+#define O(field) offsetof(struct redis_opts, field)
+static const struct dg_option redis_options[] = {
+	{ .name = "server", .type = DG_OPT_ADDR, .offset = O(server), .def = "\"127.0.0.1:6379\"",
+	  .help = "the Redis server (numeric address and port)" },
+	{ .name = "prefix", .type = DG_OPT_STRING, .offset = O(prefix), .def = "\"dgramd:\"",
+	  .min = 0, .max = REDIS_MAX_PREFIX, .help = "prepended to every key" },
+	{ .name = "max_key", .type = DG_OPT_INT, .offset = O(max_key), .def = "256",
+	  .min = 1, .max = REDIS_MAX_KEY, .help = "key bytes, without the prefix" },
+	{ .name = "max_value", .type = DG_OPT_INT, .offset = O(max_value), .def = "4096",
+	  .min = 1, .max = 65000, .help = "value bytes" },
+	{ .name = "max_inflight", .type = DG_OPT_INT, .offset = O(max_inflight), .def = "1024",
+	  .min = 1, .max = 65536, .help = "commands at Redis at once (more get \"busy\")" },
+	{ .name = "timeout_ms", .type = DG_OPT_INT, .offset = O(timeout_ms), .def = "1000",
+	  .min = 1, .max = 3600000, .help = "how long a command may wait for Redis's answer" },
+	{ .name = "reconnect_min_ms", .type = DG_OPT_INT, .offset = O(reconnect_min_ms), .def = "100",
+	  .min = 1, .max = 600000, .help = "first reconnection delay (doubles per failed attempt)" },
+	{ .name = "reconnect_max_ms", .type = DG_OPT_INT, .offset = O(reconnect_max_ms), .def = "5000",
+	  .min = 1, .max = 600000, .help = "longest reconnection delay (not below reconnect_min_ms)" },
+	{ .name = NULL },
+};
+#undef O
 
-static int configure_server(struct redis *r, const char *text)
+/* The options into r; what only the plugin can check (two keys together). */
+static int redis_configure(struct redis *r, const struct redis_opts *o)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
+	const struct sockaddr *sa = (const struct sockaddr *)&o->server.addr;
 	const void *ip;
 
-	if (!text || r->host->addr_parse(text, &ss, &len) != DG_OK) {
-		r->host->log(r->self, DG_LOG_ERROR, "config.server: expected a numeric "
-		             "\"a.b.c.d:port\" or \"[ipv6]:port\"");
+	if (o->reconnect_max_ms < o->reconnect_min_ms) {
+		r->host->log(r->self, DG_LOG_ERROR, "config.reconnect_max_ms: %lld is below "
+		             "reconnect_min_ms (%lld)", (long long)o->reconnect_max_ms,
+		             (long long)o->reconnect_min_ms);
 		return DG_EINVAL;
 	}
-	if (ss.ss_family == AF_INET6) {
-		ip = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-		r->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	if (sa->sa_family == AF_INET6) {
+		ip = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		r->port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
 	} else {
-		ip = &((struct sockaddr_in *)&ss)->sin_addr;
-		r->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		ip = &((const struct sockaddr_in *)sa)->sin_addr;
+		r->port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
 	}
-	inet_ntop(ss.ss_family, ip, r->addr, sizeof(r->addr));
-	return DG_OK;
-}
-
-static int configure_prefix(struct redis *r, const json_t *v)
-{
-	if (!json_is_string(v) || json_string_length(v) > REDIS_MAX_PREFIX) {
-		r->host->log(r->self, DG_LOG_ERROR, "config.prefix: expected a string of at most %d bytes",
-		             REDIS_MAX_PREFIX);
-		return DG_EINVAL;
-	}
-	r->prefix_len = json_string_length(v);
-	memcpy(r->prefix, json_string_value(v), r->prefix_len);
-	return DG_OK;
-}
-
-static int redis_configure(struct redis *r, const json_t *config)
-{
-	const char *key;
-	json_t *v;
-
-	configure_server(r, "127.0.0.1:6379");
-	strcpy(r->prefix, "dgramd:");
-	r->prefix_len = strlen(r->prefix);
-	r->max_key = 256;
-	r->max_value = 4096;
-	r->max_inflight = 1024;
-	r->timeout_ms = 1000;
-	r->reconnect_min_ms = 100;
-	r->reconnect_max_ms = 5000;
-	json_object_foreach((json_t *)config, key, v) {
-		bool known;
-		int rc = DG_OK;
-		if (!strcmp(key, "server"))
-			rc = configure_server(r, json_string_value(v));
-		else if (!strcmp(key, "prefix"))
-			rc = configure_prefix(r, v);
-		else if ((rc = configure_int(r, key, v, &known)) == DG_OK && !known) {
-			r->host->log(r->self, DG_LOG_ERROR, "config.%s: unknown key (known: server, prefix, "
-			             "max_key, max_value, max_inflight, timeout_ms, reconnect_min_ms, "
-			             "reconnect_max_ms)", key);
-			rc = DG_EINVAL;
-		}
-		if (rc != DG_OK)
-			return rc;
-	}
-	if (r->reconnect_max_ms < r->reconnect_min_ms) {
-		r->host->log(r->self, DG_LOG_ERROR, "config.reconnect_max_ms: below reconnect_min_ms");
-		return DG_EINVAL;
-	}
+	inet_ntop(sa->sa_family, ip, r->addr, sizeof(r->addr));
+	r->prefix_len = strlen(o->prefix);
+	memcpy(r->prefix, o->prefix, r->prefix_len + 1);
+	r->max_key = (unsigned)o->max_key;
+	r->max_value = (unsigned)o->max_value;
+	r->max_inflight = (unsigned)o->max_inflight;
+	r->timeout_ms = (unsigned)o->timeout_ms;
+	r->reconnect_min_ms = (unsigned)o->reconnect_min_ms;
+	r->reconnect_max_ms = (unsigned)o->reconnect_max_ms;
 	r->backoff_ms = r->reconnect_min_ms;
 	return DG_OK;
 }
 
-/* Slots, the hash and the timers, all allocated once. */
+/* Slots and timers, all allocated once. */
 static int redis_alloc(struct redis *r)
 {
-	for (r->hash_bits = 2; (1u << r->hash_bits) < 2 * r->max_inflight; r->hash_bits++)
-		;
 	r->cmds = calloc(r->max_inflight, sizeof(*r->cmds));
-	r->buckets = calloc((size_t)1 << r->hash_bits, sizeof(*r->buckets));
 	r->ev_retry = evtimer_new(r->base, on_retry, r);
 	r->ev_deadline = evtimer_new(r->base, on_deadline, r);
-	if (!r->cmds || !r->buckets || !r->ev_retry || !r->ev_deadline) {
+	if (!r->cmds || !r->ev_retry || !r->ev_deadline) {
 		r->host->log(r->self, DG_LOG_ERROR, "out of memory for max_inflight %u", r->max_inflight);
 		return DG_ENOMEM;
 	}
@@ -832,16 +772,22 @@ static void redis_publish(struct redis *r)
 static int redis_init(struct dg_instance *self, const struct dg_host *host,
                       const json_t *config, void **state)
 {
-	struct redis *r = calloc(1, sizeof(*r));
+	const struct redis_opts *o = host->options ? host->options(self) : NULL;
+	struct redis *r;
 	int rc;
+	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!r)
+	if (!o) {
+		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
+		return DG_EINVAL;
+	}
+	if (!(r = calloc(1, sizeof(*r))))
 		return DG_ENOMEM;
 	r->host = host;
 	r->self = self;
 	r->base = host->event_base(self);
-	if ((rc = redis_configure(r, config)) || (rc = redis_alloc(r))) {
+	if ((rc = redis_configure(r, o)) || (rc = redis_alloc(r))) {
 		redis_fini(r);
 		return rc;
 	}
@@ -854,10 +800,12 @@ static int redis_init(struct dg_instance *self, const struct dg_host *host,
 DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	DG_PLUGIN_HEADER,
 	.name = "redis",
-	.version = "1.0",
+	.version = "1.1",
 	.init = redis_init,
 	.fini = redis_fini,
 	.on_packet = redis_on_packet,
 	.on_error = redis_on_error,
-	.on_timeout = redis_on_timeout,
+	.options = redis_options,
+	.options_size = sizeof(struct redis_opts),
+	.on_expire = redis_on_expire,
 };

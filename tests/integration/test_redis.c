@@ -2,7 +2,8 @@
  * started by the test on a free loopback port: every op and its checks,
  * TTLs read back from Redis, incr shared by two workers and by two dgramd
  * instances, and Redis killed, restarted and stopped (slow) under the
- * plugin. Skipped (exit 77) when redis-server or the plugin (hiredis) is
+ * plugin; config errors by key path (dgramd -t) and every option with its
+ * default (-T). Skipped (exit 77) when redis-server or the plugin (hiredis) is
  * missing. */
 #include "config.h"
 
@@ -15,10 +16,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "redisutil.h"
 #include "waitfor.h"
 
 static struct redis_server rs;
+
+#define DG_REPEAT_16 "0123456789abcdef"
+#define DG_REPEAT_256 DG_REPEAT_16 DG_REPEAT_16 DG_REPEAT_16 DG_REPEAT_16 DG_REPEAT_16 \
+	DG_REPEAT_16 DG_REPEAT_16 DG_REPEAT_16 DG_REPEAT_16 DG_REPEAT_16 DG_REPEAT_16 \
+	DG_REPEAT_16 DG_REPEAT_16 DG_REPEAT_16 DG_REPEAT_16 DG_REPEAT_16
+#define DG_REPEAT_257 DG_REPEAT_256 "x"
 
 static char *conf(unsigned workers, const char *listener_extra, const char *plugin_extra)
 {
@@ -398,6 +407,81 @@ static void test_redis_slow(void)
 	dg_daemon_stop_checked(&d, "r");
 }
 
+/* dgramd -t and -T on a config with the redis plugin: its config as
+ * written to path. */
+static int run_check(const char *flag, const char *config, char *out, size_t outlen, char *err,
+                     size_t errlen)
+{
+	char text[2048], path[4096], bin[4096], plugins[4096];
+
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(plugins, sizeof(plugins), "%s/plugins/.libs", dg_test_builddir());
+	snprintf(text, sizeof(text), "{\"listeners\": [{\"name\": \"a\", \"bind\": \"127.0.0.1:0\", "
+	         "\"handler\": \"echo\"}, {\"name\": \"r\", \"bind\": \"127.0.0.1:0\", \"codec\": "
+	         "\"json\", \"handler\": {\"plugin\": \"redis\", \"config\": %s}}]}", config);
+	snprintf(path, sizeof(path), "%s", dg_test_write("redis-check.json", text));
+	const char *argv[] = { bin, "-P", plugins, flag, "-c", path, NULL };
+	return dg_run(argv, NULL, out, outlen, err, errlen, 10000);
+}
+
+/* Config errors name the key path (the host checks the declared options;
+ * the plugin the two backoff keys together); -t reports them. */
+static void test_config_errors(void)
+{
+	static const struct {
+		const char *config, *error;
+	} cases[] = {
+		{ "{\"server\": \"redis.example:6379\"}",
+		  "listeners[1].handler.config.server: expected a numeric \"a.b.c.d:port\" or \"[ipv6]:port\" "
+		  "(got \"redis.example:6379\")" },
+		{ "{\"prefix\": \"" DG_REPEAT_257 "\"}",
+		  "listeners[1].handler.config.prefix: must be 0 .. 256 bytes long (got 257)" },
+		{ "{\"max_key\": 0}", "listeners[1].handler.config.max_key: must be 1 .. 4096 (got 0)" },
+		{ "{\"max_value\": 65001}", "listeners[1].handler.config.max_value: must be 1 .. 65000 (got 65001)" },
+		{ "{\"max_inflight\": 1.5}",
+		  "listeners[1].handler.config.max_inflight: expected an integer (1 .. 65536), got a real number" },
+		{ "{\"timeout_ms\": 3600001}", "listeners[1].handler.config.timeout_ms: must be 1 .. 3600000 (got 3600001)" },
+		{ "{\"reconnect_min_ms\": 0}", "listeners[1].handler.config.reconnect_min_ms: must be 1 .. 600000 (got 0)" },
+		{ "{\"reconect_max_ms\": 10}",
+		  "listeners[1].handler.config.reconect_max_ms: unknown key (did you mean 'reconnect_max_ms'?)" },
+		{ "{\"reconnect_min_ms\": 500, \"reconnect_max_ms\": 100}",
+		  "plugin 'redis': config.reconnect_max_ms: 100 is below reconnect_min_ms (500)" },
+	};
+	char out[8192], err[8192];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		CU_ASSERT_EQUAL(run_check("-t", cases[i].config, out, sizeof(out), err, sizeof(err)), 1);
+		if (!strstr(err, cases[i].error))
+			fprintf(stderr, "%s: expected %s\n  got %s\n", cases[i].config, cases[i].error, err);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i].error));
+	}
+	CU_ASSERT_EQUAL(run_check("-t", "{\"reconnect_min_ms\": 500, \"reconnect_max_ms\": 500}", out,
+	                          sizeof(out), err, sizeof(err)), 0);
+}
+
+/* -T shows every option, defaults filled in. */
+static void test_dump_options(void)
+{
+	char *out = malloc(65536), err[8192];
+	const char *want = "{\"server\":\"[::1]:6380\",\"prefix\":\"dgramd:\",\"max_key\":256,"
+	                   "\"max_value\":4096,\"max_inflight\":1024,\"timeout_ms\":1000,"
+	                   "\"reconnect_min_ms\":100,\"reconnect_max_ms\":5000}";
+
+	CU_ASSERT_FATAL(out != NULL);
+	CU_ASSERT_EQUAL_FATAL(run_check("-T", "{\"server\": \"[::1]:6380\"}", out, 65536, err,
+	                                sizeof(err)), 0);
+	json_t *j = json_loads(out, 0, NULL);
+	json_t *c = json_object_get(json_object_get(json_array_get(json_object_get(j, "listeners"), 1),
+	                                            "handler"), "config");
+	char *got = json_dumps(c, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (!got || strcmp(got, want))
+		fprintf(stderr, "-T: expected %s\n  got %s\n", want, got ? got : "(none)");
+	CU_ASSERT(got && !strcmp(got, want));
+	free(got);
+	json_decref(j);
+	free(out);
+}
+
 static const struct dg_test redis_tests[] = {
 	{ "get, set, incr, del, id, prefix", test_ops },
 	{ "bad requests never reach redis", test_bad_requests },
@@ -406,6 +490,8 @@ static const struct dg_test redis_tests[] = {
 	{ "incr shared by two dgramd instances", test_two_instances },
 	{ "redis killed: errors at once, reconnect after restart", test_redis_killed },
 	{ "redis stopped: busy and timeouts within the deadline", test_redis_slow },
+	{ "-t names a bad option by its key path", test_config_errors },
+	{ "-T shows every option", test_dump_options },
 	{ NULL, NULL },
 };
 
