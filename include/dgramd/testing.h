@@ -144,6 +144,13 @@ void dg_harness_advance(struct dg_harness *h, uint64_t ms);
  * the count was reached. */
 bool dg_harness_run(struct dg_harness *h, size_t replies, unsigned real_ms);
 
+/* Run the real event loop once without waiting: the events that are ready
+ * now run, as the daemon's loop would run them (a signal the test raised
+ * with raise(), e.g. SIGUSR1 to a plugin that watches it with evsignal on
+ * host->event_base(); a socket of the plugin's own with data waiting), then
+ * the deferred work. The fake clock does not move. */
+void dg_harness_poll(struct dg_harness *h);
+
 /* Replies captured so far, oldest first. dg_harness_reply() returns NULL
  * past the end; the pointer is the harness's (see struct
  * dg_harness_reply). dg_harness_clear() forgets them all. */
