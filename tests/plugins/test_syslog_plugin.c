@@ -6,8 +6,10 @@
  * everything at it), the flush by bytes with no clock at all; unparsable
  * datagrams are written raw with their error and counted; SIGUSR1 (raised
  * in the process, dispatched by dg_harness_poll) reopens the file after a
- * rename; a file that refuses writes keeps the lines and retries on the
- * clock; stopping writes what is buffered. The parsers and the line writer
+ * rename, hands the lines a failing file kept to the new one, and keeps
+ * the old file when the path cannot be opened; a file that refuses writes
+ * keeps the lines and retries on the clock; stopping writes what is
+ * buffered. The parsers and the line writer
  * alone are tests/plugins/test_syslog; logger and the daemon are
  * tests/integration/test_syslog. */
 #include "config.h"
@@ -397,11 +399,88 @@ static void test_write_errors(void)
 	dg_harness_free(h);
 }
 
+/* Lines kept while the file refuses writes reach the file SIGUSR1 opens:
+ * the path is a symlink to /dev/full, replaced by a regular file (as an
+ * administrator would after freeing space), then the signal. Later lines
+ * are written at once again (flush_ms 0). */
+static void test_reopen_after_errors(void)
+{
+	char path[4096], fresh[4200];
+	json_t *line[LINES_MAX];
+	struct dg_harness *h;
+	int n;
+
+	if (access("/dev/full", W_OK)) {
+		fprintf(stderr, "no /dev/full: write errors not tested\n");
+		return;
+	}
+	new_path(path, sizeof(path));
+	snprintf(fresh, sizeof(fresh), "%s.new", path);
+	CU_ASSERT_EQUAL_FATAL(symlink("/dev/full", path), 0);
+	h = sl_on(path, "\"flush_ms\": 0");
+	for (int i = 0; i < 3; i++)
+		dg_harness_send_text(h, "127.0.0.1:5514", i == 1 ? M3164 : M5424);
+	DG_TEST_ASSERT_COUNTER(h, "write_errors", 1);
+	DG_TEST_ASSERT_COUNTER(h, "written", 0);
+	FILE *f = fopen(fresh, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fclose(f);
+	CU_ASSERT_EQUAL_FATAL(rename(fresh, path), 0);
+	CU_ASSERT_EQUAL(raise(SIGUSR1), 0);
+	dg_harness_poll(h);
+	DG_TEST_ASSERT_COUNTER(h, "write_errors", 2); /* the last try on /dev/full */
+	DG_TEST_ASSERT_COUNTER(h, "written", 3);
+	dg_harness_send_text(h, "127.0.0.2:514", M3164);
+	DG_TEST_ASSERT_COUNTER(h, "written", 4);
+	n = lines_of(path, line, NULL);
+	CU_ASSERT_EQUAL_FATAL(n, 4);
+	assert_5424(line[0], "127.0.0.1:5514");
+	assert_3164(line[1], "127.0.0.1:5514");
+	assert_5424(line[2], "127.0.0.1:5514");
+	assert_3164(line[3], "127.0.0.2:514");
+	lines_free(line, n);
+	DG_TEST_ASSERT_COUNTER(h, "dropped", 0);
+	dg_harness_free(h);
+}
+
+/* SIGUSR1 when the path cannot be opened (its directory is gone): the
+ * plugin keeps writing to the file it has. */
+static void test_reopen_fails(void)
+{
+	char dir[4096], path[4200], moved[4200];
+	json_t *line[LINES_MAX];
+	int n;
+
+	snprintf(dir, sizeof(dir), "%s/gone-%u", dg_test_tmpdir(), file_no++);
+	snprintf(path, sizeof(path), "%s/out.jsonl", dir);
+	snprintf(moved, sizeof(moved), "%s.jsonl", dir);
+	CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
+	struct dg_harness *h = sl_on(path, "\"flush_ms\": 100");
+	dg_harness_send_text(h, "127.0.0.1:5514", M5424);
+	CU_ASSERT_EQUAL_FATAL(rename(path, moved), 0);
+	CU_ASSERT_EQUAL_FATAL(rmdir(dir), 0);
+	CU_ASSERT_EQUAL(raise(SIGUSR1), 0);
+	dg_harness_poll(h); /* logs that it cannot open the path */
+	dg_harness_send_text(h, "127.0.0.2:514", M3164);
+	dg_harness_advance(h, 100);
+	n = lines_of(moved, line, NULL);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	assert_5424(line[0], "127.0.0.1:5514");
+	assert_3164(line[1], "127.0.0.2:514");
+	lines_free(line, n);
+	CU_ASSERT_EQUAL(size_of(path), -1);
+	DG_TEST_ASSERT_COUNTER(h, "written", 2);
+	DG_TEST_ASSERT_COUNTER(h, "write_errors", 0);
+	dg_harness_free(h);
+}
+
 static const struct dg_test tests[] = {
 	{ "flush by time on the fake clock, lines field by field", test_flush_by_time },
 	{ "flush by bytes, and flush_ms 0", test_flush_by_bytes },
 	{ "unparsable datagrams written raw with the error, counted; max_msg_bytes", test_unparsable },
 	{ "SIGUSR1 reopens the file after a rename", test_reopen },
+	{ "SIGUSR1: lines kept through write errors go to the new file", test_reopen_after_errors },
+	{ "SIGUSR1 when the path cannot be opened: the old file goes on", test_reopen_fails },
 	{ "stopping writes every buffered line", test_stop_flushes },
 	{ "write errors: lines kept, retried on the clock, dropped past the buffer", test_write_errors },
 	{ NULL, NULL },
