@@ -209,6 +209,9 @@ static void sl_reopen(evutil_socket_t sig, short what, void *arg)
 	sl_flush(s);
 	if (sl_open(s))
 		return;
+	/* A new file: whatever failed was the old one's (the retry timer of
+	 * its error must not hold back the lines the new one can take). */
+	s->failing = false;
 	if (s->mid_line) {
 		char *nl = memchr(s->buf, '\n', s->len); /* every line in buf ends with one */
 		size_t skip = nl ? (size_t)(nl - s->buf) + 1 : s->len;

@@ -6,8 +6,9 @@
  * everything at it), the flush by bytes with no clock at all; unparsable
  * datagrams are written raw with their error and counted; SIGUSR1 (raised
  * in the process, dispatched by dg_harness_poll) reopens the file after a
- * rename, hands the lines a failing file kept to the new one, and keeps
- * the old file when the path cannot be opened; a file that refuses writes
+ * rename, hands the lines a failing file kept to the new one, drops the
+ * rest of a line the old file got only part of, and keeps the old file
+ * when the path cannot be opened; a file that refuses writes
  * keeps the lines and retries on the clock; stopping writes what is
  * buffered. The parsers and the line writer
  * alone are tests/plugins/test_syslog; logger and the daemon are
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -474,6 +476,60 @@ static void test_reopen_fails(void)
 	dg_harness_free(h);
 }
 
+/* A file that took part of a line (a partial write at RLIMIT_FSIZE, then
+ * EFBIG), then SIGUSR1 after a rename: the rest of that line is dropped
+ * (not finished in the new file) and the new file is written as usual:
+ * with flush_ms 0, the next line at once, not at the retry timer of the
+ * old file's error (which is what happened before: the plugin still took
+ * the new file for the failing one, and held every line back, dropping
+ * them past the buffer, until its retry 1 s later). */
+static void test_reopen_mid_line(void)
+{
+	char path[4096], moved[4200];
+	json_t *line[LINES_MAX];
+	struct rlimit old, lim;
+	struct dg_harness *h = sl_on(new_path(path, sizeof(path)), "\"flush_ms\": 0");
+	int n;
+
+	snprintf(moved, sizeof(moved), "%s.1", path);
+	dg_harness_send_text(h, "127.0.0.1:5514", M5424);
+	long long one = size_of(path); /* one line, with its '\n' */
+	CU_ASSERT_FATAL(one > 100);
+	CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &old), 0);
+	/* While the limit holds, writes to the test's log (a file) fail too:
+	 * nothing may be buffered for it, and nothing is printed. */
+	fflush(stdout);
+	fflush(stderr);
+	void (*xfsz)(int) = signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = (rlim_t)one + 70;
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	dg_harness_send_text(h, "127.0.0.1:5514", M5424); /* 70 bytes of it, then EFBIG */
+	long long partial = size_of(path);
+	uint64_t errors = dg_harness_counter(h, "write_errors");
+	int renamed = rename(path, moved);
+	raise(SIGUSR1);
+	dg_harness_poll(h);
+	dg_harness_send_text(h, "127.0.0.2:514", M3164); /* shorter than the limit */
+	long long fresh = size_of(path);
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, xfsz);
+
+	CU_ASSERT_EQUAL(partial, one + 70);
+	CU_ASSERT_EQUAL(errors, 1);
+	CU_ASSERT_EQUAL(renamed, 0);
+	CU_ASSERT(fresh > 0);
+	n = lines_of(path, line, NULL);
+	CU_ASSERT_EQUAL(n, 1);
+	if (n == 1)
+		assert_3164(line[0], "127.0.0.2:514");
+	lines_free(line, n);
+	CU_ASSERT_EQUAL(size_of(moved), one + 70); /* the old file ends inside line 2 */
+	DG_TEST_ASSERT_COUNTER(h, "dropped", 1);
+	DG_TEST_ASSERT_COUNTER(h, "written", 2);
+	dg_harness_free(h);
+}
+
 static const struct dg_test tests[] = {
 	{ "flush by time on the fake clock, lines field by field", test_flush_by_time },
 	{ "flush by bytes, and flush_ms 0", test_flush_by_bytes },
@@ -481,6 +537,7 @@ static const struct dg_test tests[] = {
 	{ "SIGUSR1 reopens the file after a rename", test_reopen },
 	{ "SIGUSR1: lines kept through write errors go to the new file", test_reopen_after_errors },
 	{ "SIGUSR1 when the path cannot be opened: the old file goes on", test_reopen_fails },
+	{ "SIGUSR1 after a partial line: the rest dropped, the new file written at once", test_reopen_mid_line },
 	{ "stopping writes every buffered line", test_stop_flushes },
 	{ "write errors: lines kept, retried on the clock, dropped past the buffer", test_write_errors },
 	{ NULL, NULL },
