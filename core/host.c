@@ -1,10 +1,10 @@
 /* The host functions plugins reach through struct dg_host (the table at
  * the end of this file): logging, replies and completion, per-request data,
- * conversations, push, timers, sessions and addresses. Each finds its
- * server from its arguments: the instance, the session, or (the 1.0 calls
- * that get a bare handle) the server id in the handle, through the registry
- * of live servers below. They call into dispatch and tx, never the other
- * way. */
+ * conversations, push, timers, the clock, sessions and addresses. Each
+ * finds its server from its arguments: the instance, the session, or (the
+ * 1.0 calls that get a bare handle) the server id in the handle, through
+ * the registry of live servers below. They call into dispatch and tx, never
+ * the other way. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -405,7 +405,19 @@ static const void *host_options(struct dg_instance *self)
 	return l ? dg_options_data(l->options) : NULL;
 }
 
-/* Every member of ABI 1.1 is implemented: the size offered is the whole
+/* The clock timers, deadlines and await steps are armed on (refreshed:
+ * from a plugin's own callback the cached one may be old). */
+static uint64_t host_now_ms(struct dg_instance *self)
+{
+	struct dg_listener *l = instance_listener(self, "now_ms");
+
+	if (!l)
+		return 0;
+	dg_server_clock(l->srv);
+	return l->srv->now_ms;
+}
+
+/* Every member of ABI 1.2 is implemented: the size offered is the whole
  * struct (DG_HOST_HAS() says yes to each). */
 const struct dg_host dg_host_table = {
 	.size = sizeof(struct dg_host),
@@ -432,4 +444,5 @@ const struct dg_host dg_host_table = {
 	.request_await = host_request_await,
 	.session_send = host_session_send,
 	.options = host_options,
+	.now_ms = host_now_ms,
 };

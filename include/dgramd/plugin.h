@@ -19,7 +19,9 @@
  * address to struct dg_peer, host->metric_new/metric_add/metric_set, and
  * the context-carrying request API: dg_request.self, per-request data,
  * conversations (host->request_await), push (host->session_send),
- * declarative options (dg_plugin.options) and dg_plugin.on_expire.
+ * declarative options (dg_plugin.options) and dg_plugin.on_expire; 1.2
+ * appended host->now_ms (the server's clock, the harness's fake one in
+ * tests).
  *
  * Context. Every 1.1 host function reaches its server from its arguments:
  * the instance (struct dg_instance *, also in dg_request.self) or the
@@ -152,7 +154,7 @@ struct event_base; /* libevent */
 
 #define DG_PLUGIN_MAGIC 0x64675031u /* "dgP1" */
 #define DG_PLUGIN_ABI_MAJOR 1
-#define DG_PLUGIN_ABI_MINOR 1
+#define DG_PLUGIN_ABI_MINOR 2
 #define DG_PLUGIN_SYMBOL "dgramd_plugin"
 
 #if defined(__GNUC__)
@@ -376,6 +378,21 @@ struct dg_host {
 	 * host, valid from init() to fini(). NULL if the plugin declares no
 	 * options. */
 	const void *(*options)(struct dg_instance *self);
+
+	/* ---- ABI 1.2 ---- */
+
+	/* The server's clock, in milliseconds: the monotonic clock that its
+	 * timers (timer_start), handler deadlines (handler_timeout_ms) and
+	 * conversation steps (request_await) run on. A plugin that measures
+	 * what remains of a wait (a retransmission deadline, say) reads this
+	 * one, not its own: under the <dgramd/testing.h> harness it is the
+	 * fake clock, which moves only with dg_harness_advance(). Never goes
+	 * back; its origin is arbitrary (differences alone mean something);
+	 * in dgramd it is CLOCK_MONOTONIC_COARSE (a resolution of a few ms,
+	 * no system call), read afresh at each call. 0 if self is not an
+	 * instance (a rate-limited log line). A plugin that declares an older
+	 * .abi_minor tests DG_HOST_HAS(host, now_ms) before calling it. */
+	uint64_t (*now_ms)(struct dg_instance *self);
 };
 
 /* Declarative options (dg_plugin.options), as nginx directives are: the host

@@ -8,7 +8,8 @@
  *  - replies end in a capture list (dg_harness_reply) instead of sendmmsg;
  *  - the clock is fake: it moves only with dg_harness_advance(), which fires
  *    the timers that fall due, in order (handler deadlines, idle sessions,
- *    plugin timers from host->timer_start, conversation timeouts).
+ *    plugin timers from host->timer_start, conversation timeouts); the
+ *    plugin reads it with host->now_ms (ABI 1.2).
  * So DG_ESTALE, timeouts, per-peer ordering, reply coalescing, limits and
  * counters behave as in the daemon.
  *
@@ -127,7 +128,9 @@ int dg_harness_send_packet(struct dg_harness *h, const char *peer, const struct 
 void dg_harness_batch_begin(struct dg_harness *h);
 void dg_harness_batch_end(struct dg_harness *h);
 
-/* The fake clock, in ms since the harness was made (it starts at 0). */
+/* The fake clock, in ms since the harness was made (it starts at 0).
+ * host->now_ms gives the plugin the same clock from another origin: it
+ * moves by exactly what this one moves. */
 uint64_t dg_harness_now(const struct dg_harness *h);
 
 /* Move the clock ms forward. Every timer due on the way fires at its own

@@ -169,6 +169,43 @@ static void test_step_timeout(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "c", "handled"), 4);
 }
 
+/* "clock:N" as a number; 0 if it is not one. */
+static unsigned long long clock_frame(struct client *c)
+{
+	unsigned long long v = 0;
+	const char *f = next_frame(c);
+
+	if (sscanf(f, "clock:%llu", &v) != 1)
+		fprintf(stderr, "expected clock:N, got '%s'\n", f);
+	return v;
+}
+
+/* host->now_ms in the daemon: the clock the step timeout runs on (at
+ * least the step's 200 ms pass on it, no more than the test saw pass),
+ * never going back from one request to the next. */
+static void test_host_clock(void)
+{
+	struct dg_daemon d;
+	struct client c;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config(NULL), NULL));
+	client_open(&c, &d);
+	double t0 = dg_now_ms();
+	SEND(&c, "clock 200");
+	unsigned long long a = clock_frame(&c), b = clock_frame(&c);
+	double seen = dg_now_ms() - t0;
+	fprintf(stderr, "now_ms moved %llu ms over a 200 ms step (%.0f ms seen)\n", b - a, seen);
+	CU_ASSERT(a > 0);
+	CU_ASSERT(b >= a + 200);
+	CU_ASSERT((double)(b - a) <= seen + 20); /* a coarse clock tick or so */
+	SEND(&c, "clock 1");
+	unsigned long long a2 = clock_frame(&c), b2 = clock_frame(&c);
+	CU_ASSERT(a2 >= b);
+	CU_ASSERT(b2 >= a2 + 1);
+	close(c.fd);
+	stop(&d, 2, 0);
+}
+
 /* A second await on the session: DG_EBUSY (-11); the request completed
  * with an await still set frees its data. */
 static void test_busy(void)
@@ -347,6 +384,7 @@ static const struct dg_test tests[] = {
 	{ "shutdown: DG_ECANCELED, data freed once", test_shutdown_cancels },
 	{ "push: tx_push and the amplification guard", test_push },
 	{ "stale handle: DG_ESTALE", test_stale },
+	{ "host->now_ms: the server's clock", test_host_clock },
 	{ NULL, NULL },
 };
 

@@ -29,6 +29,7 @@ struct probe {
 	unsigned timeouts;
 	unsigned closed[3]; /* on_session_close by reason */
 	char fired[256];    /* "timer" callbacks, in firing order */
+	uint64_t fired_now; /* host->now_ms in the last timer callback */
 };
 
 struct probe_timer {
@@ -70,6 +71,7 @@ static void probe_fire(void *arg)
 	size_t n = strlen(t->p->fired);
 
 	snprintf(t->p->fired + n, sizeof(t->p->fired) - n, "%s%u", n ? "," : "", t->ms);
+	t->p->fired_now = t->p->host->now_ms(t->p->self);
 	snprintf(msg, sizeof(msg), "fired %u", t->ms);
 	say(t->p, t->req, msg);
 	t->p->host->complete(t->req);
@@ -87,6 +89,11 @@ static int probe_packet(void *state, const struct dg_request *req)
 		if (p->n_held < PROBE_HELD)
 			p->held[p->n_held++] = req->handle;
 		return DG_PENDING;
+	}
+	if (!strcmp(text, "now")) {
+		snprintf(text, sizeof(text), "%llu", (unsigned long long)p->host->now_ms(p->self));
+		say(p, req->handle, text);
+		return DG_DONE;
 	}
 	if (!strcmp(text, "two")) {
 		say(p, req->handle, "a");
@@ -327,6 +334,49 @@ static void test_timers(void)
 	dg_harness_free(h);
 }
 
+/* The reply to "now": host->now_ms as the plugin read it; 0 if none. */
+static uint64_t probe_now(struct dg_harness *h)
+{
+	size_t i = dg_harness_replies(h);
+	const struct dg_harness_reply *r;
+	char text[32];
+
+	dg_harness_send_text(h, "127.0.0.1:5000", "now");
+	r = dg_harness_reply(h, i);
+	if (!r || r->len >= sizeof(text))
+		return 0;
+	memcpy(text, r->data, r->len);
+	text[r->len] = '\0';
+	return strtoull(text, NULL, 10);
+}
+
+/* host->now_ms is the fake clock: it moves by exactly what
+ * dg_harness_advance() moves, and a plugin timer of ms fires when it
+ * reads ms more than when it was started. */
+static void test_host_clock(void)
+{
+	struct dg_harness *h = start("{\"codec\": \"raw\"}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	struct probe *p = dg_harness_state(h);
+
+	CU_ASSERT_TRUE(DG_HOST_HAS(p->host, now_ms));
+	uint64_t t0 = probe_now(h);
+	CU_ASSERT(t0 > 0);
+	CU_ASSERT_EQUAL(probe_now(h), t0); /* no time passes by itself */
+	dg_harness_advance(h, 1234);
+	CU_ASSERT_EQUAL(probe_now(h), t0 + 1234);
+	dg_harness_send_text(h, "127.0.0.1:5000", "timer 500");
+	dg_harness_advance(h, 499);
+	CU_ASSERT_EQUAL(p->fired_now, 0);
+	dg_harness_advance(h, 10);
+	CU_ASSERT_EQUAL(p->fired_now, t0 + 1234 + 500);
+	CU_ASSERT_EQUAL(probe_now(h), t0 + 1234 + 509);
+	CU_ASSERT_EQUAL(probe_now(h) - dg_harness_now(h), t0);
+	/* not an instance: 0, a log line, no crash */
+	CU_ASSERT_EQUAL(p->host->now_ms(NULL), 0);
+	dg_harness_free(h);
+}
+
 /* Idle sessions close after session_idle_ms (by the sweep, a quarter of
  * it at most late), busy ones never. */
 static void test_idle_sessions(void)
@@ -469,6 +519,7 @@ static const struct dg_test tests[] = {
 	{ "peer queue full", test_peer_queue },
 	{ "coalescing, two harnesses at once", test_coalescing },
 	{ "plugin timers in due order", test_timers },
+	{ "host->now_ms is the fake clock", test_host_clock },
 	{ "idle sessions expire, busy ones not", test_idle_sessions },
 	{ "a receive batch", test_batch },
 	{ "limits, ACL and the stats line", test_limits },
