@@ -19,6 +19,28 @@ static void slot_release(struct dg_server *srv, uint32_t idx);
 static void await_stop(struct dg_server *srv, uint32_t idx);
 static void await_post(struct dg_server *srv, struct dg_await *aw);
 static void inbox_handover(struct dg_server *srv, uint32_t idx);
+static void deadline_link(struct dg_server *srv, uint32_t idx);
+static void retire(struct dg_server *srv, uint32_t idx);
+
+/* A conversation step of the request is armed (host->request_await): the
+ * session's waiter, which a callback may set while IN_CALL. */
+static bool step_armed(struct dg_server *srv, uint32_t idx)
+{
+	return REQ(srv, idx)->sess->waiter == idx + 1;
+}
+
+/* The callback returned with the request still in progress: it waits for
+ * its step (armed in the call), else for complete() under
+ * handler_timeout_ms. */
+static void wait_after_call(struct dg_server *srv, uint32_t idx)
+{
+	if (step_armed(srv, idx)) {
+		dg_req_set(REQ(srv, idx), DG_REQ_AWAITING);
+		return;
+	}
+	dg_req_set(REQ(srv, idx), DG_REQ_PENDING);
+	deadline_link(srv, idx);
+}
 
 /* Frames of the last awaited datagram are still to be delivered. */
 static bool inbox_busy(struct dg_server *srv, const struct dg_session *sess)
@@ -119,11 +141,11 @@ static void make_ready(struct dg_server *srv, uint32_t idx)
 
 /* A pending frame is done (complete(), a timeout): the frames after it run
  * from the post event, never inside the plugin's own call. */
-void dg_dispatch_finish_pending(struct dg_server *srv, uint32_t idx)
+static void finish_pending(struct dg_server *srv, uint32_t idx)
 {
 	struct dg_req *r = REQ(srv, idx);
 
-	r->pending = false;
+	dg_req_set(r, DG_REQ_READY);
 	srv->pending--;
 	deadline_unlink(srv, idx);
 	r->frame++;
@@ -192,20 +214,19 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 		int v;
 
 		r->replies = 0;
-		r->in_call = true;
+		dg_req_set(r, DG_REQ_IN_CALL);
 		if (perr)
 			v = l->plugin->on_error(l->state, &rq, perr);
 		else
 			v = l->plugin->on_packet(l->state, &rq);
 		r = REQ(srv, idx);
-		r->in_call = false;
 		if (!perr)
 			dg_codec_release(l->codec, &pkts[f]);
 		if (v < 0)
 			handler_failed(l, r, v);
 		else if (v == DG_DECLINED && perr)
 			log_parse_error(l, &r->sess->peer.sa, pkts[f].len, perr);
-		if (v == DG_PENDING && !r->done_in_call) {
+		if (v == DG_PENDING && r->state == DG_REQ_IN_CALL) {
 			if (f + 1 < r->frames && !r->rest && keep_rest(srv, r, pkts, dgram, len)) {
 				/* Out of memory: the frames after this one are lost
 				 * (and released here; req_free frees what keep_rest got). */
@@ -216,16 +237,14 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 				r->rest = NULL;
 				r->frames = f + 1;
 			}
-			r->pending = true;
 			srv->pending++;
-			if (!r->awaiting) /* else handler_timeout_ms waits for the step */
-				deadline_link(srv, idx);
+			wait_after_call(srv, idx);
 			return;
 		}
-		if (!r->done_in_call)
-			dg_dispatch_retire(srv, idx);
+		if (r->state == DG_REQ_IN_CALL)
+			retire(srv, idx);
 		r = REQ(srv, idx);
-		r->done_in_call = false;
+		dg_req_set(r, DG_REQ_READY); /* the frame is done */
 		r->frame++;
 	}
 	req_free(srv, idx);
@@ -291,7 +310,6 @@ static void parse_failed(struct dg_sock *s, struct dg_session *sess, unsigned ch
 	l->c->decode_errors++;
 	if (l->plugin->on_error && new_request(srv, s, sess, 1, &idx)) {
 		struct dg_packet raw = { .data = buf, .len = len, .json = NULL };
-		REQ(srv, idx)->parse_error = true;
 		run_frames(srv, idx, &raw, buf, len, pe);
 		return;
 	}
@@ -409,7 +427,7 @@ static void slot_release(struct dg_server *srv, uint32_t idx)
 
 	r->data = NULL;
 	r->data_free = NULL;
-	if (r->awaiting)
+	if (step_armed(srv, idx))
 		await_stop(srv, idx);
 	if (data_free)
 		data_free(data);
@@ -417,10 +435,26 @@ static void slot_release(struct dg_server *srv, uint32_t idx)
 		inbox_handover(srv, idx);
 }
 
-void dg_dispatch_retire(struct dg_server *srv, uint32_t idx)
+/* The request's handle dies (the frame is done): its data slot is freed
+ * (free_fn called) and a waiting await cancelled without its callback. */
+static void retire(struct dg_server *srv, uint32_t idx)
 {
 	REQ(srv, idx)->gen++;
 	slot_release(srv, idx);
+}
+
+int dg_dispatch_complete(struct dg_server *srv, uint32_t idx)
+{
+	enum dg_req_state st = (enum dg_req_state)REQ(srv, idx)->state;
+
+	if (st != DG_REQ_IN_CALL && st != DG_REQ_PENDING && st != DG_REQ_AWAITING)
+		return DG_ESTALE;
+	retire(srv, idx); /* the handle is dead from here on */
+	if (st == DG_REQ_IN_CALL)
+		dg_req_set(REQ(srv, idx), DG_REQ_DONE_IN_CALL); /* the frame ends when it returns */
+	else
+		finish_pending(srv, idx);
+	return DG_OK;
 }
 
 /* ---- conversations (host->request_await) ------------------------------- */
@@ -487,7 +521,6 @@ static void await_stop(struct dg_server *srv, uint32_t idx)
 {
 	struct dg_req *r = REQ(srv, idx);
 
-	r->awaiting = false;
 	if (r->sess->waiter == idx + 1)
 		r->sess->waiter = 0;
 	dg_tm_cancel(&srv->timers, &r->aw->tm);
@@ -518,20 +551,14 @@ static void await_fire(struct dg_server *srv, uint32_t idx, const struct dg_pack
 		rq.packet = *pkt;
 	await_stop(srv, idx);
 	r->replies = 0; /* max_replies_per_request counts per step */
-	r->in_call = true;
+	dg_req_set(r, DG_REQ_IN_CALL);
 	cb(arg, rq.handle, pkt ? &rq : NULL, status);
 	r = REQ(srv, idx);
-	r->in_call = false;
-	if (!r->done_in_call && status == DG_ECANCELED)
-		dg_dispatch_retire(srv, idx);
-	else if (!r->done_in_call) {
-		if (!r->awaiting)
-			deadline_link(srv, idx);
-		return;
-	}
-	r = REQ(srv, idx);
-	r->done_in_call = false;
-	dg_dispatch_finish_pending(srv, idx);
+	if (r->state == DG_REQ_IN_CALL && status == DG_ECANCELED)
+		retire(srv, idx);
+	else if (r->state == DG_REQ_IN_CALL)
+		return wait_after_call(srv, idx);
+	finish_pending(srv, idx);
 }
 
 static void await_timeout(struct dg_tm *tm, void *arg)
@@ -630,7 +657,8 @@ int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, 
 {
 	struct dg_req *r = REQ(srv, idx);
 	struct dg_session *sess = r->sess;
-	if (!r->pending && !r->in_call)
+	if (r->state != DG_REQ_IN_CALL && r->state != DG_REQ_PENDING &&
+	    r->state != DG_REQ_AWAITING)
 		return DG_ESTALE; /* done, its next frame waits to run */
 	if (srv->stopping || srv->aborting)
 		return DG_ECANCELED;
@@ -644,8 +672,9 @@ int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, 
 		return DG_ENOMEM;
 	r->aw->cb = cb;
 	r->aw->arg = arg;
-	r->awaiting = true;
 	sess->waiter = idx + 1;
+	if (r->state == DG_REQ_PENDING) /* else IN_CALL: AWAITING when the call returns */
+		dg_req_set(r, DG_REQ_AWAITING);
 	deadline_unlink(srv, idx); /* handler_timeout_ms is suspended meanwhile */
 	if (r->aw->frame < r->aw->frames)
 		await_post(srv, r->aw);
@@ -664,7 +693,7 @@ static void run_awaits(struct dg_server *srv)
 			srv->aready_tail = NULL;
 		aw->posted = false;
 		struct dg_req *r = REQ(srv, aw->idx);
-		if (r->active && r->awaiting && aw->frame < aw->frames)
+		if (r->state == DG_REQ_AWAITING && aw->frame < aw->frames)
 			inbox_deliver(srv, aw);
 	}
 }
@@ -672,7 +701,7 @@ static void run_awaits(struct dg_server *srv)
 void dg_dispatch_cancel_awaits(struct dg_server *srv)
 {
 	for (uint32_t i = 0; i < srv->rt.n; i++)
-		if (REQ(srv, i)->active && REQ(srv, i)->awaiting)
+		if (REQ(srv, i)->state == DG_REQ_AWAITING)
 			await_fire(srv, i, NULL, 0, 0, DG_ECANCELED);
 }
 
@@ -832,7 +861,7 @@ void dg_dispatch_run_ready(struct dg_server *srv)
 		if (!srv->ready_head)
 			srv->ready_tail = 0;
 		r->next = 0;
-		if (!r->active)
+		if (r->state == DG_REQ_FREE)
 			continue;
 		if (r->frame < r->frames && r->rest)
 			run_frames(srv, idx, r->rest, r->copy, 0, NULL);
@@ -859,18 +888,14 @@ static void expire(struct dg_server *srv, uint32_t idx)
 	struct dg_listener *l = r->l;
 	dg_req_t h = dg_reqtab_handle(&srv->rt, idx);
 
-	r->in_call = true;
+	dg_req_set(r, DG_REQ_IN_CALL);
 	if (l->plugin->on_expire) /* zero past a 1.0 descriptor (loader.c copies it) */
 		l->plugin->on_expire(l->state, h, r->data);
 	else if (l->plugin->on_timeout)
 		l->plugin->on_timeout(l->state, h);
-	r = REQ(srv, idx);
-	r->in_call = false;
-	if (!r->done_in_call)
-		dg_dispatch_retire(srv, idx); /* the plugin's handle dies here */
-	r = REQ(srv, idx);
-	r->done_in_call = false;
-	dg_dispatch_finish_pending(srv, idx);
+	if (REQ(srv, idx)->state == DG_REQ_IN_CALL)
+		retire(srv, idx); /* the plugin's handle dies here */
+	finish_pending(srv, idx);
 }
 
 /* Timeouts handled per callback before the loop gets a turn. */
@@ -964,9 +989,9 @@ void dg_dispatch_abort_all(struct dg_server *srv)
 	srv->aready_head = srv->aready_tail = NULL;
 	for (uint32_t i = 0; i < srv->rt.n; i++) {
 		struct dg_req *r = REQ(srv, i);
-		if (!r->active)
+		if (r->state == DG_REQ_FREE)
 			continue;
-		if (r->pending)
+		if (r->state == DG_REQ_PENDING || r->state == DG_REQ_AWAITING)
 			srv->pending--;
 		/* On the ready list (never run now), so req_free queues no more work. */
 		dg_session_ready_push(&r->l->sessions, r->sess);

@@ -126,17 +126,9 @@ static int req_reply(struct dg_server *srv, dg_req_t h, const struct dg_packet *
 static int req_complete(struct dg_server *srv, dg_req_t h)
 {
 	uint32_t idx;
-	struct dg_req *r = srv ? dg_reqtab_lookup(&srv->rt, h, &idx) : NULL;
 
-	if (!r || (!r->pending && !r->in_call))
+	if (!srv || !dg_reqtab_lookup(&srv->rt, h, &idx) || dg_dispatch_complete(srv, idx))
 		return stale_call(srv, h, "completed a request twice or too late");
-	dg_dispatch_retire(srv, idx); /* the handle is dead from here on */
-	r = REQ(srv, idx);
-	if (r->in_call) {
-		r->done_in_call = true;
-		return DG_OK;
-	}
-	dg_dispatch_finish_pending(srv, idx);
 	return DG_OK;
 }
 

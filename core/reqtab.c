@@ -5,6 +5,19 @@
 
 #include "reqtab.h"
 
+#define TO(s) (1u << (s))
+
+const uint8_t dg_req_next[DG_REQ__STATES] = {
+	[DG_REQ_FREE] = TO(DG_REQ_READY),
+	[DG_REQ_READY] = TO(DG_REQ_IN_CALL) | TO(DG_REQ_FREE),
+	[DG_REQ_IN_CALL] = TO(DG_REQ_DONE_IN_CALL) | TO(DG_REQ_READY) | TO(DG_REQ_PENDING) |
+	                   TO(DG_REQ_AWAITING),
+	[DG_REQ_DONE_IN_CALL] = TO(DG_REQ_READY),
+	[DG_REQ_PENDING] = TO(DG_REQ_IN_CALL) | TO(DG_REQ_READY) | TO(DG_REQ_AWAITING) |
+	                   TO(DG_REQ_FREE),
+	[DG_REQ_AWAITING] = TO(DG_REQ_IN_CALL) | TO(DG_REQ_READY) | TO(DG_REQ_FREE),
+};
+
 static void link_free(struct dg_req *r, uint32_t from, uint32_t to)
 {
 	for (uint32_t i = from; i < to; i++)
@@ -60,9 +73,8 @@ bool dg_reqtab_alloc(struct dg_reqtab *t, uint32_t *idx)
 	 * caller sets l, s, sess, frames, serial and tag. */
 	r->gen = gen ? gen : 1;
 	r->next = r->dl_prev = r->dl_next = 0;
-	r->active = true;
-	r->in_call = r->done_in_call = r->pending = r->on_deadline = r->parse_error = false;
-	r->awaiting = false;
+	dg_req_set(r, DG_REQ_READY);
+	r->on_deadline = false;
 	r->data = NULL;
 	r->data_free = NULL;
 	r->frame = 0;
@@ -78,7 +90,7 @@ void dg_reqtab_free(struct dg_reqtab *t, uint32_t idx)
 {
 	struct dg_req *r = &t->reqs[idx];
 
-	r->active = false;
+	dg_req_set(r, DG_REQ_FREE);
 	r->gen++;
 	r->next = t->free_head;
 	t->free_head = idx + 1;
@@ -92,7 +104,7 @@ struct dg_req *dg_reqtab_lookup(struct dg_reqtab *t, dg_req_t h, uint32_t *idx)
 	if (i == 0 || i > t->n)
 		return NULL;
 	struct dg_req *r = &t->reqs[i - 1];
-	if (!r->active || (r->gen & DG_REQTAB_GEN_MASK) != ((uint32_t)(h >> 32) & DG_REQTAB_GEN_MASK) ||
+	if (r->state == DG_REQ_FREE || (r->gen & DG_REQTAB_GEN_MASK) != ((uint32_t)(h >> 32) & DG_REQTAB_GEN_MASK) ||
 	    r->tag != dg_reqtab_handle_tag(h) || t->id != dg_reqtab_handle_id(h))
 		return NULL;
 	*idx = i - 1;

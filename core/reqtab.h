@@ -4,6 +4,7 @@
 #ifndef DG_REQTAB_H
 #define DG_REQTAB_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,19 +27,56 @@ struct dg_await;
 #define DG_REQTAB_GEN_MASK 0xffffffu
 #define DG_REQTAB_ID_SHIFT 56
 
+/* A request's life cycle: what it waits for. Every change goes through
+ * dg_req_set(), which checks it against dg_req_next[] in debug builds.
+ *
+ *   FREE ----alloc----> READY ----(run a frame)----> IN_CALL
+ *   READY: frames left to run (from the post event), or none: freed
+ *   IN_CALL: inside a plugin callback for the request (on_packet,
+ *       on_error, a conversation step's callback, on_expire); when it
+ *       returns: DONE_IN_CALL or the handle retired -> READY (the frame is
+ *       done), DG_PENDING -> PENDING, or AWAITING if the callback armed a
+ *       step (host->request_await)
+ *   DONE_IN_CALL: complete() inside the callback; the frame ends when it
+ *       returns -> READY
+ *   PENDING: waiting for complete() (-> READY), or handler_timeout_ms
+ *       (on_expire: -> IN_CALL); a step armed from outside -> AWAITING
+ *   AWAITING: a conversation step waits for the peer's next datagram or
+ *       its own timeout (the step's callback: -> IN_CALL), or complete()
+ *       (-> READY)
+ *   PENDING, AWAITING -> FREE: abandoned at shutdown.
+ *
+ * Facts that are not states: the server counts PENDING and AWAITING
+ * requests (and those IN_CALL for a step or on_expire) in srv->pending;
+ * whether a step is armed is the session's waiter (a callback may arm one
+ * while IN_CALL); whether the request is on its listener's deadline list
+ * is on_deadline (dispatch.c). */
+enum dg_req_state {
+	DG_REQ_FREE = 0,
+	DG_REQ_READY,
+	DG_REQ_IN_CALL,
+	DG_REQ_DONE_IN_CALL,
+	DG_REQ_PENDING,
+	DG_REQ_AWAITING,
+	DG_REQ__STATES
+};
+
+/* The legal transitions: bit `to` of dg_req_next[from]. */
+extern const uint8_t dg_req_next[DG_REQ__STATES];
+
+static inline bool dg_req_legal(enum dg_req_state from, enum dg_req_state to)
+{
+	return from < DG_REQ__STATES && to < DG_REQ__STATES && (dg_req_next[from] >> to & 1u);
+}
+
 /* A request: one datagram whose frames go to the handler one at a time. */
 struct dg_req {
 	uint32_t gen;
 	uint8_t tag;                /* set by the caller of dg_reqtab_alloc */
+	uint8_t state;              /* enum dg_req_state: only dg_req_set() writes it */
+	bool on_deadline;           /* linked in the deadline list */
 	uint32_t next;              /* free list / ready list: index + 1, 0 = end */
 	uint32_t dl_prev, dl_next;  /* the listener's deadline list: index + 1 */
-	bool active;
-	bool in_call;      /* inside a plugin callback for this request */
-	bool done_in_call; /* complete() was called inside it */
-	bool pending;      /* waiting for complete() */
-	bool on_deadline;  /* linked in the deadline list */
-	bool parse_error;  /* delivered to on_error rather than on_packet */
-	bool awaiting;     /* a conversation step: waiting for the peer (host->request_await) */
 	uint64_t deadline_ms;
 	struct dg_listener *l;
 	struct dg_sock *s;
@@ -70,7 +108,7 @@ struct dg_reqtab {
 int dg_reqtab_init(struct dg_reqtab *t, uint32_t initial, uint32_t max);
 void dg_reqtab_release(struct dg_reqtab *t);
 
-/* A fresh, zeroed, active slot with a new generation; false when max
+/* A fresh, zeroed slot (READY) with a new generation; false when max
  * slots are in use (or memory is short). */
 bool dg_reqtab_alloc(struct dg_reqtab *t, uint32_t *idx);
 
@@ -94,6 +132,13 @@ static inline unsigned dg_reqtab_handle_tag(dg_req_t h)
 static inline unsigned dg_reqtab_handle_id(dg_req_t h)
 {
 	return (unsigned)(h >> DG_REQTAB_ID_SHIFT);
+}
+
+/* The one place a request changes state (assert: a legal transition). */
+static inline void dg_req_set(struct dg_req *r, enum dg_req_state to)
+{
+	assert(dg_req_legal((enum dg_req_state)r->state, to));
+	r->state = (uint8_t)to;
 }
 
 /* The active request a handle names, or NULL if it is stale or invalid. */

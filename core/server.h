@@ -253,11 +253,10 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
                  const struct sockaddr *local, socklen_t locallen);
 void dg_dispatch_run_ready(struct dg_server *srv);
 void dg_dispatch_abort_all(struct dg_server *srv);
-/* A pending request's frame is done (complete(), a timeout). */
-void dg_dispatch_finish_pending(struct dg_server *srv, uint32_t idx);
-/* The request's handle dies (the frame is done): its data slot is freed
- * (free_fn called) and a waiting await cancelled without its callback. */
-void dg_dispatch_retire(struct dg_server *srv, uint32_t idx);
+/* host->request_complete for an active request: DG_OK (its handle dies;
+ * inside one of its callbacks the frame ends when the call returns), or
+ * DG_ESTALE (not in progress). */
+int dg_dispatch_complete(struct dg_server *srv, uint32_t idx);
 /* host->request_await for an active request: DG_OK, DG_ESTALE (not in
  * progress), DG_EBUSY, DG_ECANCELED (stopping), DG_ENOMEM. */
 int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, dg_await_fn cb,
