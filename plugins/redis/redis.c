@@ -42,6 +42,9 @@
  * connection is dropped (its commands answered "redis timeout") and made
  * again. A request is never left waiting past timeout_ms, nor past the
  * listener's handler_timeout_ms (on_expire answers it "timeout").
+ * timeout_ms and the backoff run on the server's timers and clock
+ * (host->timer_start, host->now_ms): one timer for the oldest command, one
+ * for the next attempt; the harness's fake clock drives them in tests.
  *
  * A request and its command. Each command at Redis has a slot, and a
  * request waiting for one holds its slot in its data slot
@@ -65,7 +68,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -88,7 +90,7 @@ struct cmd {
 	struct redis *r;
 	dg_req_t req;              /* 0: nobody waits for the reply any more */
 	json_t *id;                /* the request's "id", echoed; owned */
-	long long deadline_ms;
+	uint64_t deadline_ms;      /* on the server's clock (host->now_ms) */
 	struct cmd *prev, *next;   /* at Redis, oldest first; next: the free list */
 };
 
@@ -112,23 +114,24 @@ struct redis {
 	redisAsyncContext *ac;     /* NULL when down */
 	enum redis_state state;
 	const char *lost;          /* the error for commands answered NULL */
-	struct event *ev_retry, *ev_deadline;
+	/* On the server's timers (the harness's fake clock in tests); the
+	 * host frees each after its callback, and all of them before fini. */
+	struct dg_timer *retry;    /* the next attempt, while down */
+	struct dg_timer *deadline; /* the head's timeout_ms (may outlive the head) */
 
 	struct cmd *cmds, *free;   /* max_inflight slots */
 	struct cmd *head, *tail;   /* at Redis */
 	unsigned inflight;
 
 	struct dg_metric *m_commands, *m_errors, *m_busy, *m_reconnects, *m_connected, *m_inflight;
-	long long last_warn_ms;
+	uint64_t last_warn_ms;
 	unsigned long long warn_dropped;
 };
 
-static long long now_ms(void)
+/* The server's clock, which its timers run on. */
+static uint64_t now_ms(const struct redis *r)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO on Linux: no syscall */
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return r->host->now_ms(r->self);
 }
 
 /* Text from Redis or hiredis, printable ASCII only, for the log. */
@@ -150,7 +153,7 @@ static const char *escape(const char *s, char *buf, size_t len)
 /* Connection trouble: one warning per second at most. */
 static void warn_limited(struct redis *r, const char *what, const char *errstr)
 {
-	long long now = now_ms();
+	uint64_t now = now_ms(r);
 	char esc[256];
 
 	if (r->last_warn_ms && now - r->last_warn_ms < 1000) {
@@ -178,6 +181,19 @@ static void set_state(struct redis *r, enum redis_state s)
 
 /* ---- command slots ------------------------------------------------------ */
 
+static void on_deadline(void *arg);
+
+/* Watch the oldest command: wake in ms. The timer is left to run out when
+ * the commands are answered first (on_deadline then finds none), so a
+ * steady stream of commands starts one timer per timeout_ms, not one per
+ * command. */
+static void deadline_arm(struct redis *r, unsigned ms)
+{
+	r->deadline = r->host->timer_start(r->self, ms, on_deadline, r);
+	if (!r->deadline) /* out of memory: handler_timeout_ms still ends requests */
+		warn_limited(r, "cannot start a timer", "timeout_ms is not enforced for now");
+}
+
 static struct cmd *cmd_take(struct redis *r)
 {
 	struct cmd *c = r->free;
@@ -193,7 +209,7 @@ static struct cmd *cmd_take(struct redis *r)
  * needs to watch the head). */
 static void cmd_queue(struct redis *r, struct cmd *c)
 {
-	c->deadline_ms = now_ms() + r->timeout_ms;
+	c->deadline_ms = now_ms(r) + r->timeout_ms;
 	c->prev = r->tail;
 	c->next = NULL;
 	if (r->tail)
@@ -201,11 +217,9 @@ static void cmd_queue(struct redis *r, struct cmd *c)
 	else
 		r->head = c;
 	r->tail = c;
-	if (r->inflight++ == 0) {
-		struct timeval tv = { .tv_sec = r->timeout_ms / 1000,
-		                      .tv_usec = (r->timeout_ms % 1000) * 1000 };
-		event_add(r->ev_deadline, &tv);
-	}
+	r->inflight++;
+	if (!r->deadline)
+		deadline_arm(r, r->timeout_ms);
 	if (r->m_inflight)
 		r->host->metric_set(r->m_inflight, r->inflight);
 }
@@ -226,8 +240,7 @@ static void cmd_release(struct redis *r, struct cmd *c)
 	c->req = 0;
 	c->next = r->free;
 	r->free = c;
-	if (--r->inflight == 0)
-		event_del(r->ev_deadline);
+	r->inflight--;
 	if (r->m_inflight)
 		r->host->metric_set(r->m_inflight, r->inflight);
 }
@@ -325,20 +338,24 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
 static void conn_start(struct redis *r);
 
+static void on_retry(void *arg);
+
+/* Down: the next attempt in backoff_ms. If no timer can be had (out of
+ * memory), the next request makes the attempt (redis_on_packet). */
 static void retry_later(struct redis *r)
 {
-	struct timeval tv = { .tv_sec = r->backoff_ms / 1000, .tv_usec = (r->backoff_ms % 1000) * 1000 };
-
 	set_state(r, REDIS_DOWN);
-	event_add(r->ev_retry, &tv);
+	r->retry = r->host->timer_start(r->self, r->backoff_ms, on_retry, r);
+	if (!r->retry)
+		warn_limited(r, "cannot start a timer", "reconnecting at the next request");
 	r->backoff_ms = r->backoff_ms > r->reconnect_max_ms / 2 ? r->reconnect_max_ms : r->backoff_ms * 2;
 }
 
-static void on_retry(evutil_socket_t fd, short what, void *arg)
+static void on_retry(void *arg)
 {
 	struct redis *r = arg;
-	(void)fd, (void)what;
 
+	r->retry = NULL; /* the host frees it after this call */
 	metric_add(r, r->m_reconnects, 1);
 	/* debug only: one line per backoff interval while Redis is down */
 	r->host->log(r->self, DG_LOG_DEBUG, "reconnecting to redis %s:%d", r->addr, r->port);
@@ -416,12 +433,12 @@ static void conn_start(struct redis *r)
 
 /* The oldest command at Redis has waited timeout_ms: Redis is stuck or the
  * network is; start again on a new connection. */
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
+static void on_deadline(void *arg)
 {
 	struct redis *r = arg;
-	long long now = now_ms();
-	(void)fd, (void)what;
+	uint64_t now = now_ms(r);
 
+	r->deadline = NULL; /* the host frees it after this call */
 	if (!r->head)
 		return;
 	if (r->head->deadline_ms <= now) {
@@ -430,9 +447,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		retry_later(r);
 		return;
 	}
-	long long wait = r->head->deadline_ms - now;
-	struct timeval tv = { .tv_sec = wait / 1000, .tv_usec = (wait % 1000) * 1000 };
-	event_add(r->ev_deadline, &tv);
+	deadline_arm(r, (unsigned)(r->head->deadline_ms - now));
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -597,6 +612,8 @@ static int redis_on_packet(void *state, const struct dg_request *req)
 	const char *err = build(r, j, &a);
 	struct cmd *c = NULL;
 
+	if (!err && !r->ac && r->state == REDIS_DOWN && !r->retry)
+		conn_start(r); /* retry_later found no timer */
 	if (!err && !r->ac)
 		err = "redis unavailable";
 	if (!err && !(c = cmd_take(r))) {
@@ -652,13 +669,11 @@ static void redis_fini(void *state)
 
 	if (!r)
 		return;
-	/* The server has ended every request (cmd_detach ran for each):
-	 * hiredis calls back with NULL for each command, which frees its slot. */
+	/* The server has ended every request (cmd_detach ran for each) and
+	 * cancelled our timers: hiredis calls back with NULL for each command,
+	 * which frees its slot. */
+	r->retry = r->deadline = NULL;
 	conn_drop(r, "redis connection lost");
-	if (r->ev_retry)
-		event_free(r->ev_retry);
-	if (r->ev_deadline)
-		event_free(r->ev_deadline);
 	free(r->cmds);
 	free(r);
 }
@@ -725,13 +740,11 @@ static int redis_configure(struct redis *r, const struct redis_opts *o)
 	return DG_OK;
 }
 
-/* Slots and timers, all allocated once. */
+/* The command slots, all allocated once. */
 static int redis_alloc(struct redis *r)
 {
 	r->cmds = calloc(r->max_inflight, sizeof(*r->cmds));
-	r->ev_retry = evtimer_new(r->base, on_retry, r);
-	r->ev_deadline = evtimer_new(r->base, on_deadline, r);
-	if (!r->cmds || !r->ev_retry || !r->ev_deadline) {
+	if (!r->cmds) {
 		r->host->log(r->self, DG_LOG_ERROR, "out of memory for max_inflight %u", r->max_inflight);
 		return DG_ENOMEM;
 	}

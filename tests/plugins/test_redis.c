@@ -1,9 +1,10 @@
 /* The redis plugin on the harness (<dgramd/testing.h>), against a real
  * redis-server (Debian package redis-server) that this test starts on a
  * free loopback port: the plugin's connection runs on the harness's event
- * loop (dg_harness_run), the handler deadline on the fake clock. Every op,
- * errors while Redis is down, "redis timeout" from a stopped (SIGSTOP)
- * Redis, the handler deadline passing while a command is at Redis and its
+ * loop (dg_harness_run); the handler deadline, the plugin's timeout_ms and
+ * its reconnection backoff on the fake clock. Every op, errors while Redis
+ * is down, the backoff, "redis timeout" from a stopped (SIGSTOP) Redis,
+ * the handler deadline passing while a command is at Redis and its
  * late reply arriving afterwards (the command's slot must outlive the
  * request: under ASan a slot freed with the request is a use after free
  * here), max_inflight, and config errors by key path. Skipped (exit 77)
@@ -139,28 +140,95 @@ static struct dg_harness *stopped(const char *listener, const char *config)
 	return h;
 }
 
-/* Redis stopped: the command gets "redis timeout" after timeout_ms, well
- * before the handler deadline; the connection is made again. */
+/* Redis stopped: the command gets "redis timeout" when timeout_ms has
+ * passed on the fake clock, long before the handler deadline, and the
+ * connection is dropped; reconnect_min_ms later a new one is made, and
+ * serves once Redis resumes. A second command sent later times out at its
+ * own time, not the first one's. */
 static void test_redis_timeout(void)
 {
 	struct dg_harness *h = stopped("\"handler_timeout_ms\": 60000",
-	                               "\"timeout_ms\": 100, \"reconnect_min_ms\": 1");
+	                               "\"timeout_ms\": 100, \"reconnect_min_ms\": 50");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
 
-	double t0 = dg_now_ms();
 	CU_ASSERT_EQUAL(dg_harness_send_text(h, "127.0.0.1:4001", "{\"op\":\"get\",\"key\":\"k\",\"id\":3}"),
 	                DG_OK);
+	dg_harness_advance(h, 40);
+	CU_ASSERT_EQUAL(dg_harness_send_text(h, "127.0.0.2:4002", "{\"op\":\"get\",\"key\":\"k\",\"id\":4}"),
+	                DG_OK);
+	dg_harness_advance(h, 59);
 	DG_TEST_ASSERT_REPLIES(h, 0);
-	CU_ASSERT_TRUE(dg_harness_run(h, 1, 3000));
-	double ms = dg_now_ms() - t0;
-	fprintf(stderr, "redis timeout after %.0f ms (timeout_ms 100)\n", ms);
-	DG_TEST_ASSERT_REPLY(h, 0, "{\"ok\":false,\"error\":\"redis timeout\",\"id\":3}");
-	CU_ASSERT(ms > 90 && ms < 3000); /* libevent may fire on a cached clock */
+	DG_TEST_ASSERT_COUNTER(h, "inflight", 2);
+	dg_harness_advance(h, 1); /* the first has waited 100 ms: the connection goes */
+	DG_TEST_ASSERT_REPLIES(h, 2);
+	DG_TEST_ASSERT_REPLY_TO(h, 0, "127.0.0.1:4001", "{\"ok\":false,\"error\":\"redis timeout\",\"id\":3}");
+	DG_TEST_ASSERT_REPLY_TO(h, 1, "127.0.0.2:4002", "{\"ok\":false,\"error\":\"redis timeout\",\"id\":4}");
 	DG_TEST_ASSERT_COUNTER(h, "timeouts", 0);
 	DG_TEST_ASSERT_COUNTER(h, "inflight", 0);
+	DG_TEST_ASSERT_COUNTER(h, "connected", 0);
 	CU_ASSERT_EQUAL(dg_harness_pending(h), 0);
+	/* down: answered at once until the backoff timer makes a new attempt */
+	ask(h, "127.0.0.1:4001", "{\"op\":\"get\",\"key\":\"k\"}", "{\"ok\":false,\"error\":\"redis unavailable\"}");
+	dg_harness_advance(h, 49);
+	DG_TEST_ASSERT_COUNTER(h, "reconnects", 0);
+	dg_harness_advance(h, 1);
+	DG_TEST_ASSERT_COUNTER(h, "reconnects", 1);
+	/* queued on the new connection, served once Redis resumes */
+	CU_ASSERT_EQUAL(dg_harness_send_text(h, "127.0.0.1:4001", "{\"op\":\"get\",\"key\":\"k\",\"id\":5}"),
+	                DG_OK);
+	redis_server_signal(&rs, SIGCONT);
+	CU_ASSERT_TRUE(dg_harness_run(h, 4, 3000));
+	DG_TEST_ASSERT_REPLY(h, 3, "{\"ok\":true,\"value\":null,\"id\":5}");
+	DG_TEST_ASSERT_COUNTER(h, "connected", 1);
+	/* a command sent later times out timeout_ms after it was sent, though
+	 * the timer started with the last one (due in 40 ms) fires first */
+	dg_harness_advance(h, 60);
+	redis_server_signal(&rs, SIGSTOP);
+	dg_harness_clear(h);
+	CU_ASSERT_EQUAL(dg_harness_send_text(h, "127.0.0.1:4001", "{\"op\":\"get\",\"key\":\"k\"}"), DG_OK);
+	dg_harness_advance(h, 99);
+	DG_TEST_ASSERT_REPLIES(h, 0);
+	dg_harness_advance(h, 1);
+	DG_TEST_ASSERT_REPLY(h, 0, "{\"ok\":false,\"error\":\"redis timeout\"}");
 	redis_server_signal(&rs, SIGCONT);
 	dg_harness_free(h);
+}
+
+/* Nothing listens on the port: each failed attempt doubles the wait before
+ * the next (reconnect_min_ms, up to reconnect_max_ms), on the fake clock;
+ * once a Redis listens there, the next attempt connects and serves. */
+static void test_backoff(void)
+{
+	const char *down = "{\"ok\":false,\"error\":\"redis unavailable\"}";
+	struct redis_server other;
+	unsigned port = dg_free_port(SOCK_STREAM);
+	char err[1024];
+	struct dg_harness *h = redis_on_port(port, "", "\"reconnect_min_ms\": 100, \"reconnect_max_ms\": 250",
+	                                     err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	static const unsigned waits[] = { 100, 200, 250 };
+
+	ask(h, "127.0.0.1:4001", "{\"op\":\"get\",\"key\":\"k\"}", down); /* the first attempt failed */
+	for (unsigned i = 0; i < 3; i++) {
+		dg_harness_advance(h, waits[i] - 1);
+		DG_TEST_ASSERT_COUNTER(h, "reconnects", i);
+		dg_harness_advance(h, 1);
+		DG_TEST_ASSERT_COUNTER(h, "reconnects", i + 1);
+		/* this attempt's failure (the request waits on the attempt) */
+		ask(h, "127.0.0.1:4001", "{\"op\":\"get\",\"key\":\"k\"}", down);
+	}
+	/* a Redis listens there now: the next attempt, at the longest wait,
+	 * connects */
+	CU_ASSERT_FATAL(redis_server_start(&other, port));
+	dg_harness_advance(h, 249);
+	DG_TEST_ASSERT_COUNTER(h, "reconnects", 3);
+	DG_TEST_ASSERT_COUNTER(h, "connected", 0);
+	dg_harness_advance(h, 1);
+	DG_TEST_ASSERT_COUNTER(h, "reconnects", 4);
+	ask(h, "127.0.0.1:4001", "{\"op\":\"get\",\"key\":\"k\"}", "{\"ok\":true,\"value\":null}");
+	DG_TEST_ASSERT_COUNTER(h, "connected", 1);
+	dg_harness_free(h);
+	redis_server_signal(&other, SIGKILL);
 }
 
 /* The handler deadline passes (fake clock) while the command is at a
@@ -277,7 +345,8 @@ static void test_config_errors(void)
 static const struct dg_test tests[] = {
 	{ "get, set, incr, del, id, prefix", test_ops },
 	{ "redis down: errors, at once after the first", test_down },
-	{ "redis stopped: redis timeout after timeout_ms", test_redis_timeout },
+	{ "redis down: reconnection backoff on the fake clock", test_backoff },
+	{ "redis stopped: redis timeout after timeout_ms, then reconnection", test_redis_timeout },
 	{ "handler deadline, then the late reply", test_deadline_then_late_reply },
 	{ "shutdown with commands at redis", test_shutdown_with_commands },
 	{ "max_inflight: busy at once", test_max_inflight },
