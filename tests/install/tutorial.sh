@@ -77,6 +77,9 @@ cd "$tmp/work"
 # Step 3 as printed: build the plugin and its tests, run the tests.
 sh -e ./build.sh > build.log 2>&1 || { cat build.log >&2; fail "build.sh failed"; }
 grep -q 'asserts' build.log || { cat build.log >&2; fail "the CUnit run printed no report"; }
+# The bad-config test's refusal is logged once, by the host, as the README says.
+[ "$(grep -c 'dgramd\[error\]: harness config: listeners\[0\]\.handler\.config\.delay_ms: must be 0 \.\. 5000 (got -1)$' build.log)" = 1 ] &&
+	[ "$(grep -c 'must be\|refused' build.log)" = 1 ] || { cat build.log >&2; fail "the refusal is not logged once as the README says"; }
 echo "tutorial: build.sh built upper.so and test_upper; its tests passed"
 
 # The same tests must not leak (one stops the harness with a reply waiting).
