@@ -132,7 +132,9 @@ struct xfer {
 	dg_req_t req;
 	struct dg_session *session;
 	int fd;
-	uint16_t block;      /* of the packet in pkt: DATA's number, 0 for an OACK */
+	uint16_t block;      /* of the packet in pkt: DATA's number (it wraps to 0
+	                        after 65535), 0 for an OACK */
+	bool oack;           /* pkt is the OACK, not a DATA block */
 	bool last;           /* pkt is the last DATA block */
 	bool validated;
 	unsigned blksize;
@@ -335,6 +337,7 @@ static int read_block(struct xfer *x)
 	x->pkt[2] = (unsigned char)(x->block >> 8);
 	x->pkt[3] = (unsigned char)x->block;
 	x->len = TFTP_HEADER + got;
+	x->oack = false;
 	x->last = got < x->blksize;
 	return 0;
 }
@@ -365,9 +368,10 @@ static void xfer_acked(struct xfer *x)
 			t->host->peer_validate(x->session);
 		x->validated = true;
 	}
-	if (x->block)
+	/* Not x->block: the 65536th DATA block is numbered 0 too. */
+	if (!x->oack)
 		metric_add(t, M_BYTES, (int64_t)(x->len - TFTP_HEADER));
-	if (x->block && x->last) {
+	if (!x->oack && x->last) {
 		xfer_finish(x, M_COMPLETED);
 		return;
 	}
@@ -529,9 +533,10 @@ static int tftp_start(struct tftp *t, const struct dg_request *req, const struct
 	if (t->m[M_ACTIVE])
 		t->host->metric_set(t->m[M_ACTIVE], t->active);
 	metric_add(t, M_TRANSFERS, 1);
-	if (options)
+	if (options) {
 		x->len = tftp_build_oack(x->pkt, TFTP_HEADER + (blksize > 64 ? blksize : 64), &oack);
-	else if (read_block(x) < 0) {
+		x->oack = true;
+	} else if (read_block(x) < 0) {
 		send_error(t, req->handle, TFTP_EUNDEF, "read error");
 		return DG_DONE;
 	}
