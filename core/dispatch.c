@@ -11,6 +11,9 @@
 #include "server.h"
 
 #define REQ(srv, idx) (&(srv)->rt.reqs[(idx)])
+/* The request table's links, as the table is now (it moves when it grows). */
+#define DL(srv) DG_IARRAY((srv)->rt.reqs, struct dg_req, dl)
+#define NEXT(srv) DG_IARRAY((srv)->rt.reqs, struct dg_req, next)
 
 static void log_parse_error(struct dg_listener *l, const struct sockaddr *peer, size_t len,
                             const struct dg_parse_error *pe);
@@ -57,21 +60,10 @@ static bool inbox_busy(struct dg_server *srv, const struct dg_session *sess)
 
 static void deadline_unlink(struct dg_server *srv, uint32_t idx)
 {
-	struct dg_req *r = REQ(srv, idx);
-	struct dg_listener *l = r->l;
+	struct dg_listener *l = REQ(srv, idx)->l;
 
-	if (!r->on_deadline)
-		return;
-	if (r->dl_prev)
-		REQ(srv, r->dl_prev - 1)->dl_next = r->dl_next;
-	else
-		l->dl_head = r->dl_next;
-	if (r->dl_next)
-		REQ(srv, r->dl_next - 1)->dl_prev = r->dl_prev;
-	else
-		l->dl_tail = r->dl_prev;
-	r->dl_prev = r->dl_next = 0;
-	r->on_deadline = false;
+	if (dg_idlist_linked(&l->dl, DL(srv), idx))
+		dg_idlist_unlink(&l->dl, DL(srv), idx);
 }
 
 /* The listener's timer is reserved on the heap (sessions_init): arming it
@@ -89,14 +81,7 @@ static void deadline_link(struct dg_server *srv, uint32_t idx)
 	if (!l->conf->handler_timeout_ms || !l->deadline.cb)
 		return;
 	r->deadline_ms = srv->now_ms + l->conf->handler_timeout_ms;
-	r->on_deadline = true;
-	r->dl_next = 0;
-	r->dl_prev = l->dl_tail;
-	if (l->dl_tail)
-		REQ(srv, l->dl_tail - 1)->dl_next = idx + 1;
-	else
-		l->dl_head = idx + 1;
-	l->dl_tail = idx + 1;
+	dg_idlist_push(&l->dl, DL(srv), idx);
 	if (!dg_tm_armed(&l->deadline))
 		deadline_arm(l, l->conf->handler_timeout_ms);
 }
@@ -130,12 +115,7 @@ static void req_free(struct dg_server *srv, uint32_t idx)
 
 static void make_ready(struct dg_server *srv, uint32_t idx)
 {
-	REQ(srv, idx)->next = 0;
-	if (srv->ready_tail)
-		REQ(srv, srv->ready_tail - 1)->next = idx + 1;
-	else
-		srv->ready_head = idx + 1;
-	srv->ready_tail = idx + 1;
+	dg_ififo_push(&srv->ready, NEXT(srv), idx);
 	dg_server_post(srv);
 }
 
@@ -589,12 +569,7 @@ static void await_post(struct dg_server *srv, struct dg_await *aw)
 	if (aw->posted)
 		return;
 	aw->posted = true;
-	aw->next = NULL;
-	if (srv->aready_tail)
-		srv->aready_tail->next = aw;
-	else
-		srv->aready_head = aw;
-	srv->aready_tail = aw;
+	dg_fifo_push(&srv->aready, &aw->link);
 	dg_server_post(srv);
 }
 
@@ -686,11 +661,9 @@ int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, 
 /* Awaits with frames of their datagram to deliver (the post event). */
 static void run_awaits(struct dg_server *srv)
 {
-	while (srv->aready_head) {
-		struct dg_await *aw = srv->aready_head;
-		srv->aready_head = aw->next;
-		if (!srv->aready_head)
-			srv->aready_tail = NULL;
+	struct dg_await *aw;
+
+	while ((aw = dg_list_entry(dg_fifo_pop(&srv->aready), struct dg_await, link))) {
 		aw->posted = false;
 		struct dg_req *r = REQ(srv, aw->idx);
 		if (r->state == DG_REQ_AWAITING && aw->frame < aw->frames)
@@ -820,12 +793,7 @@ static void session_done(struct dg_server *srv, struct dg_listener *l, struct dg
 	dg_session_ready_push(&l->sessions, sess);
 	if (!l->on_ready) {
 		l->on_ready = true;
-		l->ready_next = NULL;
-		if (srv->lready_tail)
-			srv->lready_tail->ready_next = l;
-		else
-			srv->lready_head = l;
-		srv->lready_tail = l;
+		dg_fifo_push(&srv->lready, &l->ready_link);
 	}
 	dg_server_post(srv);
 }
@@ -838,7 +806,7 @@ static void run_session(struct dg_server *srv, struct dg_listener *l, struct dg_
 	uint32_t limit = peer_limit(l);
 
 	while (sess->q_len && (sess->waiter ? !inbox_busy(srv, sess) : sess->active < limit)) {
-		struct dg_sock *s = sess->q_head->s;
+		struct dg_sock *s = dg_session_q_first(sess)->s;
 		size_t qbytes = s->l->sessions.q_bytes;
 		struct dg_qitem *it = dg_session_dequeue(&s->l->sessions, sess);
 		srv->queued--;
@@ -853,14 +821,12 @@ static void run_session(struct dg_server *srv, struct dg_listener *l, struct dg_
 
 void dg_dispatch_run_ready(struct dg_server *srv)
 {
+	struct dg_listener *l;
+	uint32_t idx;
+
 	run_awaits(srv);
-	while (srv->ready_head) {
-		uint32_t idx = srv->ready_head - 1;
+	while (dg_ififo_pop(&srv->ready, NEXT(srv), &idx)) {
 		struct dg_req *r = REQ(srv, idx);
-		srv->ready_head = r->next;
-		if (!srv->ready_head)
-			srv->ready_tail = 0;
-		r->next = 0;
 		if (r->state == DG_REQ_FREE)
 			continue;
 		if (r->frame < r->frames && r->rest)
@@ -868,12 +834,8 @@ void dg_dispatch_run_ready(struct dg_server *srv)
 		else
 			req_free(srv, idx);
 	}
-	while (srv->lready_head) {
-		struct dg_listener *l = srv->lready_head;
+	while ((l = dg_list_entry(dg_fifo_pop(&srv->lready), struct dg_listener, ready_link))) {
 		struct dg_session *sess;
-		srv->lready_head = l->ready_next;
-		if (!srv->lready_head)
-			srv->lready_tail = NULL;
 		l->on_ready = false;
 		while ((sess = dg_session_ready_pop(&l->sessions)))
 			run_session(srv, l, sess);
@@ -908,8 +870,8 @@ static void on_deadline(struct dg_tm *tm, void *arg)
 	unsigned n = 0;
 	(void)tm;
 
-	while (l->dl_head) {
-		uint32_t idx = l->dl_head - 1;
+	while (dg_idlist_first(&l->dl)) {
+		uint32_t idx = dg_idlist_first(&l->dl) - 1;
 		struct dg_req *r = REQ(srv, idx);
 		if (r->deadline_ms > srv->now_ms) {
 			deadline_arm(l, r->deadline_ms - srv->now_ms);
@@ -984,9 +946,9 @@ void dg_dispatch_abort_all(struct dg_server *srv)
 	/* Steps still waiting get DG_ECANCELED first (the plugin is there). */
 	dg_dispatch_cancel_awaits(srv);
 	srv->aborting = true;
-	srv->ready_head = srv->ready_tail = 0;
-	srv->lready_head = srv->lready_tail = NULL;
-	srv->aready_head = srv->aready_tail = NULL;
+	dg_ififo_init(&srv->ready);
+	dg_fifo_init(&srv->lready);
+	dg_fifo_init(&srv->aready);
 	for (uint32_t i = 0; i < srv->rt.n; i++) {
 		struct dg_req *r = REQ(srv, i);
 		if (r->state == DG_REQ_FREE)

@@ -279,12 +279,7 @@ static struct event_base *host_event_base(struct dg_instance *self)
 
 static void timer_unlink(struct dg_timer *t)
 {
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		t->l->timers = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
+	dg_dlist_unlink(&t->l->timers, &t->link);
 	dg_tm_cancel(&t->l->srv->timers, &t->tm);
 	free(t);
 }
@@ -325,10 +320,7 @@ static struct dg_timer *host_timer_start(struct dg_instance *self, unsigned ms,
 	t->l = l;
 	t->cb = cb;
 	t->arg = arg;
-	t->next = l->timers;
-	if (t->next)
-		t->next->prev = t;
-	l->timers = t;
+	dg_dlist_push(&l->timers, &t->link);
 	return t;
 }
 
@@ -340,8 +332,10 @@ static void host_timer_cancel(struct dg_timer *t)
 
 void dg_timers_cancel_all(struct dg_listener *l)
 {
-	while (l->timers)
-		timer_unlink(l->timers);
+	struct dg_dlink *t;
+
+	while ((t = dg_dlist_first(&l->timers)))
+		timer_unlink(dg_list_entry(t, struct dg_timer, link));
 }
 
 static const char *host_peer_format(const struct dg_peer *peer, char *buf, size_t len)

@@ -18,10 +18,13 @@ const uint8_t dg_req_next[DG_REQ__STATES] = {
 	[DG_REQ_AWAITING] = TO(DG_REQ_IN_CALL) | TO(DG_REQ_READY) | TO(DG_REQ_FREE),
 };
 
-static void link_free(struct dg_req *r, uint32_t from, uint32_t to)
+#define SLOTS(t) DG_IARRAY((t)->reqs, struct dg_req, next)
+
+/* Slots [from, to) join the free list, taken in index order. */
+static void link_free(struct dg_reqtab *t, uint32_t from, uint32_t to)
 {
-	for (uint32_t i = from; i < to; i++)
-		r[i].next = i + 2 <= to ? i + 2 : 0;
+	while (to-- > from)
+		dg_ififo_push_head(&t->free, SLOTS(t), to);
 }
 
 int dg_reqtab_init(struct dg_reqtab *t, uint32_t initial, uint32_t max)
@@ -33,8 +36,7 @@ int dg_reqtab_init(struct dg_reqtab *t, uint32_t initial, uint32_t max)
 	t->reqs = calloc(t->n, sizeof(*t->reqs));
 	if (!t->reqs)
 		return DG_ENOMEM;
-	link_free(t->reqs, 0, t->n);
-	t->free_head = t->n ? 1 : 0;
+	link_free(t, 0, t->n);
 	return DG_OK;
 }
 
@@ -54,27 +56,24 @@ static bool grow(struct dg_reqtab *t)
 	if (!r)
 		return false;
 	memset(r + t->n, 0, (size_t)(n - t->n) * sizeof(*r));
-	link_free(r, t->n, n);
-	t->free_head = t->n + 1;
 	t->reqs = r;
+	link_free(t, t->n, n);
 	t->n = n;
 	return true;
 }
 
 bool dg_reqtab_alloc(struct dg_reqtab *t, uint32_t *idx)
 {
-	if (!t->free_head && !grow(t))
+	if (dg_ififo_empty(&t->free) && !grow(t))
 		return false;
-	*idx = t->free_head - 1;
+	dg_ififo_pop(&t->free, SLOTS(t), idx);
 	struct dg_req *r = &t->reqs[*idx];
 	uint32_t gen = r->gen + 1;
-	t->free_head = r->next;
 	/* Field by field, not memset: this runs once per datagram. The
 	 * caller sets l, s, sess, frames, serial and tag. */
 	r->gen = gen ? gen : 1;
-	r->next = r->dl_prev = r->dl_next = 0;
+	r->dl.prev = r->dl.next = 0; /* on no deadline list (next: 0 since the pop) */
 	dg_req_set(r, DG_REQ_READY);
-	r->on_deadline = false;
 	r->data = NULL;
 	r->data_free = NULL;
 	r->frame = 0;
@@ -92,8 +91,7 @@ void dg_reqtab_free(struct dg_reqtab *t, uint32_t idx)
 
 	dg_req_set(r, DG_REQ_FREE);
 	r->gen++;
-	r->next = t->free_head;
-	t->free_head = idx + 1;
+	dg_ififo_push_head(&t->free, SLOTS(t), idx);
 	t->used--;
 }
 
@@ -104,7 +102,8 @@ struct dg_req *dg_reqtab_lookup(struct dg_reqtab *t, dg_req_t h, uint32_t *idx)
 	if (i == 0 || i > t->n)
 		return NULL;
 	struct dg_req *r = &t->reqs[i - 1];
-	if (r->state == DG_REQ_FREE || (r->gen & DG_REQTAB_GEN_MASK) != ((uint32_t)(h >> 32) & DG_REQTAB_GEN_MASK) ||
+	if (r->state == DG_REQ_FREE ||
+	    (r->gen & DG_REQTAB_GEN_MASK) != ((uint32_t)(h >> 32) & DG_REQTAB_GEN_MASK) ||
 	    r->tag != dg_reqtab_handle_tag(h) || t->id != dg_reqtab_handle_id(h))
 		return NULL;
 	*idx = i - 1;

@@ -10,6 +10,8 @@
 
 #include <dgramd/plugin.h>
 
+#include "list.h"
+
 struct dg_listener;
 struct dg_sock;
 struct dg_session;
@@ -50,7 +52,7 @@ struct dg_await;
  * requests (and those IN_CALL for a step or on_expire) in srv->pending;
  * whether a step is armed is the session's waiter (a callback may arm one
  * while IN_CALL); whether the request is on its listener's deadline list
- * is on_deadline (dispatch.c). */
+ * is that list's link (dg_idlist_linked, dispatch.c). */
 enum dg_req_state {
 	DG_REQ_FREE = 0,
 	DG_REQ_READY,
@@ -74,9 +76,9 @@ struct dg_req {
 	uint32_t gen;
 	uint8_t tag;                /* set by the caller of dg_reqtab_alloc */
 	uint8_t state;              /* enum dg_req_state: only dg_req_set() writes it */
-	bool on_deadline;           /* linked in the deadline list */
-	uint32_t next;              /* free list / ready list: index + 1, 0 = end */
-	uint32_t dl_prev, dl_next;  /* the listener's deadline list: index + 1 */
+	uint32_t next;              /* the table's free list, or the server's ready list
+	                               (dg_ififo) */
+	struct dg_ilink dl;         /* the listener's deadline list (dg_idlist) */
 	uint64_t deadline_ms;
 	struct dg_listener *l;
 	struct dg_sock *s;
@@ -98,7 +100,7 @@ struct dg_reqtab {
 	struct dg_req *reqs;
 	uint32_t n;         /* slots allocated */
 	uint32_t max;       /* most slots ever */
-	uint32_t free_head; /* index + 1 */
+	struct dg_ififo free; /* a stack: the slot freed last is reused first */
 	uint32_t used;
 	uint8_t id;         /* the caller's: in every handle (DG_REQTAB_ID_SHIFT) */
 };

@@ -520,7 +520,7 @@ int dg_server_init_hooked(struct dg_server *srv, struct dg_config *cfg, const ch
 
 static bool drained(const struct dg_server *srv)
 {
-	if (srv->pending || srv->tx_n || srv->ready_head || srv->queued)
+	if (srv->pending || srv->tx_n || !dg_ififo_empty(&srv->ready) || srv->queued)
 		return false;
 	for (unsigned i = 0; i < srv->n_listeners; i++)
 		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)

@@ -43,7 +43,7 @@ struct dg_instance {
 
 /* A reply waiting for the socket to become writable. */
 struct dg_txq_item {
-	struct dg_txq_item *next;
+	struct dg_slink link; /* the socket's queue */
 	struct sockaddr_storage to;
 	socklen_t tolen;
 	union dg_sockaddr from; /* the source to send from (wildcard binds) */
@@ -60,13 +60,13 @@ struct dg_sock {
 	struct dg_addr bound; /* with the real port */
 	bool pktinfo;         /* a wildcard bind: each datagram says its local address */
 	uint32_t rxq_ovfl;    /* the kernel's drop counter, as last seen (SO_RXQ_OVFL) */
-	struct dg_txq_item *q_head, *q_tail;
+	struct dg_fifo q; /* struct dg_txq_item, oldest first */
 	unsigned q_len;
 };
 
 /* A plugin's timer (host->timer_start), on the server's timer heap. */
 struct dg_timer {
-	struct dg_timer *prev, *next;
+	struct dg_dlink link; /* the listener's timers */
 	struct dg_listener *l;
 	struct dg_tm tm;
 	void (*cb)(void *arg);
@@ -84,13 +84,13 @@ struct dg_listener {
 	bool inited;
 	struct dg_sock *socks;
 	unsigned n_socks;
-	struct dg_timer *timers;
+	struct dg_dlist timers;     /* struct dg_timer */
 	struct dg_sessions sessions;
-	struct dg_listener *ready_next; /* the server's list of listeners with sessions to run */
+	struct dg_slink ready_link; /* the server's list of listeners with sessions to run */
 	bool on_ready;
 	struct dg_tm sweep;        /* idle session expiry, every tick */
 	struct dg_tm deadline;     /* handler_timeout_ms: the oldest pending request's */
-	uint32_t dl_head, dl_tail; /* pending requests by deadline: index + 1 */
+	struct dg_idlist dl;       /* pending requests by deadline (struct dg_req dl) */
 	struct dg_counters *c;     /* &own_c, or this worker's slot in shared memory */
 	struct dg_counters own_c;
 	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx, rl_stale;
@@ -106,7 +106,7 @@ struct dg_await {
 	struct dg_tm tm;         /* the step's timeout, on the server's timer heap */
 	dg_await_fn cb;
 	void *arg;
-	struct dg_await *next;   /* the server's list of awaits with frames to deliver */
+	struct dg_slink link;    /* the server's list of awaits with frames to deliver */
 	bool posted;             /* on that list */
 	/* The frames after the first of a datagram of several, delivered one
 	 * per step; what is left when the request ends goes to on_packet. */
@@ -153,9 +153,9 @@ struct dg_server {
 	struct dg_packet pkts[DG_CODEC_MAX_FRAMES];
 
 	struct dg_reqtab rt;
-	uint32_t ready_head, ready_tail; /* completed frames with frames left: index + 1 */
-	struct dg_listener *lready_head, *lready_tail; /* listeners with sessions to run */
-	struct dg_await *aready_head, *aready_tail; /* awaits with frames to deliver */
+	struct dg_ififo ready;   /* requests with frames to run or to free (struct dg_req next) */
+	struct dg_fifo lready;   /* listeners with sessions to run */
+	struct dg_fifo aready;   /* awaits with frames to deliver */
 	unsigned pending;
 	unsigned long queued; /* datagrams in peer queues, all listeners */
 	struct dg_membudget mem; /* bytes of requests in progress and queues */

@@ -116,32 +116,25 @@ struct dg_session *dg_session_find(struct dg_sessions *t, const struct sockaddr 
 	return NULL;
 }
 
+static struct dg_session *lru_entry(struct dg_dlink *link)
+{
+	return dg_list_entry(link, struct dg_session, lru);
+}
+
+/* The least recently used session of a list, or NULL. */
+static struct dg_session *lru_head(struct dg_sessions *t, enum dg_session_list_id id)
+{
+	return lru_entry(dg_dlist_first(&t->lists[id]));
+}
+
 static void list_unlink(struct dg_sessions *t, struct dg_session *s)
 {
-	struct dg_session_list *list = &t->lists[s->list];
-
-	if (s->lru_prev)
-		s->lru_prev->lru_next = s->lru_next;
-	else
-		list->head = s->lru_next;
-	if (s->lru_next)
-		s->lru_next->lru_prev = s->lru_prev;
-	else
-		list->tail = s->lru_prev;
-	s->lru_prev = s->lru_next = NULL;
+	dg_dlist_unlink(&t->lists[s->list], &s->lru);
 }
 
 static void list_append(struct dg_sessions *t, struct dg_session *s, enum dg_session_list_id id)
 {
-	struct dg_session_list *list = &t->lists[id];
-
-	s->lru_prev = list->tail;
-	s->lru_next = NULL;
-	if (list->tail)
-		list->tail->lru_next = s;
-	else
-		list->head = s;
-	list->tail = s;
+	dg_dlist_push(&t->lists[id], &s->lru);
 	s->list = (uint8_t)id;
 }
 
@@ -233,7 +226,7 @@ void dg_session_touch(struct dg_sessions *t, struct dg_session *s, uint64_t now_
 	if (now_ms > t->now_ms)
 		t->now_ms = now_ms;
 	s->last_ms = now_ms;
-	if (s->list != DG_SESSIONS_BUSY && t->lists[s->list].tail != s) {
+	if (s->list != DG_SESSIONS_BUSY && dg_dlist_last(&t->lists[s->list]) != &s->lru) {
 		list_unlink(t, s);
 		list_append(t, s, s->list);
 	}
@@ -259,25 +252,16 @@ void dg_session_ready_push(struct dg_sessions *t, struct dg_session *s)
 	if (s->ready)
 		return;
 	s->ready = true;
-	s->ready_next = NULL;
-	if (t->ready_tail)
-		t->ready_tail->ready_next = s;
-	else
-		t->ready_head = s;
-	t->ready_tail = s;
+	dg_fifo_push(&t->ready, &s->ready_link);
 	relist(t, s);
 }
 
 struct dg_session *dg_session_ready_pop(struct dg_sessions *t)
 {
-	struct dg_session *s = t->ready_head;
+	struct dg_session *s = dg_list_entry(dg_fifo_pop(&t->ready), struct dg_session, ready_link);
 
 	if (!s)
 		return NULL;
-	t->ready_head = s->ready_next;
-	if (!t->ready_head)
-		t->ready_tail = NULL;
-	s->ready_next = NULL;
 	s->ready = false;
 	relist(t, s);
 	return s;
@@ -285,14 +269,14 @@ struct dg_session *dg_session_ready_pop(struct dg_sessions *t)
 
 struct dg_session *dg_session_lru_idle(struct dg_sessions *t)
 {
-	struct dg_session *s = t->lists[DG_SESSIONS_UNVALIDATED].head;
+	struct dg_session *s = lru_head(t, DG_SESSIONS_UNVALIDATED);
 
-	return s ? s : t->lists[DG_SESSIONS_IDLE].head;
+	return s ? s : lru_head(t, DG_SESSIONS_IDLE);
 }
 
 struct dg_session *dg_session_lru_unvalidated(struct dg_sessions *t)
 {
-	return t->lists[DG_SESSIONS_UNVALIDATED].head;
+	return lru_head(t, DG_SESSIONS_UNVALIDATED);
 }
 
 void dg_session_validate(struct dg_sessions *t, struct dg_session *s)
@@ -306,8 +290,8 @@ void dg_session_validate(struct dg_sessions *t, struct dg_session *s)
 
 struct dg_session *dg_session_expired(struct dg_sessions *t, uint64_t now_ms, uint64_t idle_ms)
 {
-	struct dg_session *v = t->lists[DG_SESSIONS_IDLE].head;
-	struct dg_session *u = t->lists[DG_SESSIONS_UNVALIDATED].head;
+	struct dg_session *v = lru_head(t, DG_SESSIONS_IDLE);
+	struct dg_session *u = lru_head(t, DG_SESSIONS_UNVALIDATED);
 	/* Each list is in last_ms order: the older head is the oldest. */
 	struct dg_session *s = !v || (u && u->last_ms < v->last_ms) ? u : v;
 
@@ -317,21 +301,18 @@ struct dg_session *dg_session_expired(struct dg_sessions *t, uint64_t now_ms, ui
 struct dg_session *dg_session_any(struct dg_sessions *t)
 {
 	for (unsigned i = 0; i < DG_SESSIONS__LISTS; i++)
-		if (t->lists[i].head)
-			return t->lists[i].head;
+		if (lru_head(t, i))
+			return lru_head(t, i);
 	return NULL;
 }
 
 /* The oldest queued datagram, off the queue (lists untouched). */
 static struct dg_qitem *take(struct dg_sessions *t, struct dg_session *s)
 {
-	struct dg_qitem *it = s->q_head;
+	struct dg_qitem *it = dg_list_entry(dg_fifo_pop(&s->q), struct dg_qitem, link);
 
 	if (!it)
 		return NULL;
-	s->q_head = it->next;
-	if (!s->q_head)
-		s->q_tail = NULL;
 	s->q_len--;
 	t->q_bytes -= it->len + DG_QITEM_OVERHEAD;
 	return it;
@@ -349,7 +330,7 @@ void dg_session_free(struct dg_sessions *t, struct dg_session *s, unsigned *drop
 		t->last = NULL;
 	list_unlink(t, s);
 	t->unvalidated -= !s->validated;
-	while (s->q_head) {
+	while (!dg_fifo_empty(&s->q)) {
 		struct dg_qitem *it = take(t, s);
 		if (dropped)
 			(*dropped)++;
@@ -367,7 +348,7 @@ unsigned dg_session_enqueue(struct dg_sessions *t, struct dg_session *s, struct 
 
 	*queued = false;
 	while (s->q_len >= limit || t->q_bytes + len + DG_QITEM_OVERHEAD > byte_cap) {
-		if (policy == DG_DROP_NEWEST || !s->q_head)
+		if (policy == DG_DROP_NEWEST || dg_fifo_empty(&s->q))
 			return dropped + 1;
 		free(dg_session_dequeue(t, s));
 		dropped++;
@@ -375,15 +356,10 @@ unsigned dg_session_enqueue(struct dg_sessions *t, struct dg_session *s, struct 
 	struct dg_qitem *it = malloc(sizeof(*it) + len);
 	if (!it)
 		return dropped + 1;
-	it->next = NULL;
 	it->s = sock;
 	it->len = len;
 	memcpy(it->data, data, len);
-	if (s->q_tail)
-		s->q_tail->next = it;
-	else
-		s->q_head = it;
-	s->q_tail = it;
+	dg_fifo_push(&s->q, &it->link);
 	s->q_len++;
 	t->q_bytes += len + DG_QITEM_OVERHEAD;
 	relist(t, s);

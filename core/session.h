@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "list.h"
+
 union dg_sockaddr {
 	struct sockaddr sa;
 	struct sockaddr_in in;
@@ -44,7 +46,7 @@ struct dg_sock;
 
 /* A datagram waiting in a session's queue (undecoded). */
 struct dg_qitem {
-	struct dg_qitem *next;
+	struct dg_slink link; /* the session's queue */
 	struct dg_sock *s; /* the socket it arrived on */
 	size_t len;
 	unsigned char data[];
@@ -56,11 +58,6 @@ struct dg_qitem {
 
 struct dg_session;
 
-/* A doubly linked list of sessions, oldest first. */
-struct dg_session_list {
-	struct dg_session *head, *tail;
-};
-
 /* The lists of a table (struct dg_sessions.lists), by index. */
 enum dg_session_list_id {
 	DG_SESSIONS_BUSY = 0, /* requests in progress or datagrams queued */
@@ -71,8 +68,8 @@ enum dg_session_list_id {
 
 struct dg_session {
 	struct dg_session *hnext;            /* hash chain */
-	struct dg_session *lru_prev, *lru_next; /* on its table's lists[list] */
-	struct dg_session *ready_next;       /* the table's ready list */
+	struct dg_dlink lru;                 /* on its table's lists[list], oldest first */
+	struct dg_slink ready_link;          /* the table's ready list */
 	union dg_sockaddr peer;
 	socklen_t peerlen;
 	union dg_sockaddr local;             /* where the peer sent to; replies leave from it */
@@ -88,7 +85,7 @@ struct dg_session {
 	uint32_t active;                     /* requests in progress */
 	uint32_t q_len;
 	uint32_t amp_credit;                 /* reply bytes it may still get unvalidated */
-	struct dg_qitem *q_head, *q_tail;
+	struct dg_fifo q;                    /* struct dg_qitem, oldest first */
 	uint64_t last_ms;                    /* last datagram, or when it last became idle */
 	void *data;                          /* the plugin's */
 	void (*data_free)(void *data);
@@ -102,9 +99,8 @@ struct dg_sessions {
 	uint32_t count;
 	uint32_t max;
 	uint32_t unvalidated;        /* sessions of peers not validated (busy or idle) */
-	struct dg_session_list lists[DG_SESSIONS__LISTS];
-	struct dg_session *ready_head;  /* sessions with queued datagrams to run */
-	struct dg_session *ready_tail;
+	struct dg_dlist lists[DG_SESSIONS__LISTS];
+	struct dg_fifo ready;         /* sessions with queued datagrams to run */
 	uint64_t now_ms;              /* the latest time the table was given */
 	uint64_t seed[2];            /* hash key, random per table */
 	struct dg_session *last;     /* the last session found: bursts skip the hash */
@@ -190,5 +186,11 @@ unsigned dg_session_enqueue(struct dg_sessions *t, struct dg_session *s, struct 
 /* Take the oldest queued datagram (the caller frees it with free()). A
  * session left with no request and nothing queued becomes idle. */
 struct dg_qitem *dg_session_dequeue(struct dg_sessions *t, struct dg_session *s);
+
+/* The oldest queued datagram of s, left in the queue, or NULL. */
+static inline struct dg_qitem *dg_session_q_first(const struct dg_session *s)
+{
+	return dg_list_entry(dg_fifo_first(&s->q), struct dg_qitem, link);
+}
 
 #endif

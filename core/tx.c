@@ -153,18 +153,13 @@ static void enqueue(struct dg_sock *s, const struct dg_txslot *t)
 		tx_log(l, (const struct sockaddr *)to, "dropped: out of memory for the send queue", 0);
 		return;
 	}
-	it->next = NULL;
 	memcpy(&it->to, to, t->tolen);
 	it->tolen = t->tolen;
 	it->from = t->from;
 	it->fromlen = t->fromlen;
 	it->len = t->out.used;
 	memcpy(it->data, t->out.buf, t->out.used);
-	if (s->q_tail)
-		s->q_tail->next = it;
-	else
-		s->q_head = it;
-	s->q_tail = it;
+	dg_fifo_push(&s->q, &it->link);
 	if (s->q_len++ == 0)
 		event_add(s->ev_write, NULL);
 	l->c->tx_queued++;
@@ -240,8 +235,9 @@ void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg)
 	struct dg_listener *l = s->l;
 	(void)what;
 
-	while (s->q_head) {
-		struct dg_txq_item *it = s->q_head;
+	struct dg_txq_item *it;
+
+	while ((it = dg_list_entry(dg_fifo_first(&s->q), struct dg_txq_item, link))) {
 		union dg_tx_cmsg cmsg;
 		struct iovec iov = { .iov_base = it->data, .iov_len = it->len };
 		struct msghdr h = {
@@ -259,9 +255,7 @@ void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg)
 			l->c->tx++;
 			l->c->tx_bytes += it->len;
 		}
-		s->q_head = it->next;
-		if (!s->q_head)
-			s->q_tail = NULL;
+		dg_fifo_pop(&s->q);
 		s->q_len--;
 		free(it);
 	}
@@ -271,12 +265,11 @@ void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg)
 
 void dg_tx_queue_free(struct dg_sock *s)
 {
-	while (s->q_head) {
-		struct dg_txq_item *it = s->q_head;
-		s->q_head = it->next;
+	struct dg_txq_item *it;
+
+	while ((it = dg_list_entry(dg_fifo_pop(&s->q), struct dg_txq_item, link))) {
 		s->l->c->tx_drop[DG_TXDROP_SHUTDOWN]++;
 		free(it);
 	}
-	s->q_tail = NULL;
 	s->q_len = 0;
 }

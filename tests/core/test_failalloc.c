@@ -430,7 +430,7 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 	for (unsigned i = 0; i < srv->n_listeners; i++)
 		rx += srv->listeners[i].c->rx;
 	bool idle = rx == DATAGRAMS && !srv->pending && !srv->queued && !srv->tx_n &&
-	            !srv->ready_head && !srv->lready_head;
+	            dg_ififo_empty(&srv->ready) && dg_fifo_empty(&srv->lready);
 	for (unsigned i = 0; i < srv->n_listeners; i++)
 		idle &= srv->listeners[i].socks[0].q_len == 0;
 	if (!idle && dg_now_ms() < d->deadline)
@@ -438,8 +438,8 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 	d->stalled = !idle;
 	if (!idle && !dg_failalloc_failed())
 		fprintf(stderr, "stalled: rx %llu pending %u queued %lu tx_n %u ready %u lready %p\n",
-		        (unsigned long long)rx, srv->pending, srv->queued, srv->tx_n, srv->ready_head,
-		        (void *)srv->lready_head);
+		        (unsigned long long)rx, srv->pending, srv->queued, srv->tx_n, srv->ready.head,
+		        (void *)srv->lready.head);
 	dg_failalloc_pause();
 	event_del(d->check);
 	dg_failalloc_resume();
