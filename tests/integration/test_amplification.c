@@ -400,7 +400,7 @@ static void test_unvalidated_cap(void)
 }
 
 /* A plugin built against the ABI 1.0 header (tests/fixtures/abi10.c)
- * loads into this 1.1 host and answers. */
+ * loads into this host and answers. */
 static void test_abi10_plugin(void)
 {
 	char conf[8192], buf[64];
@@ -417,6 +417,63 @@ static void test_abi10_plugin(void)
 	close(fd);
 	dg_daemon_stop_checked(&d, "old");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "old", "tx"), 1);
+}
+
+/* A plugin built against the ABI 1.1 header (tests/fixtures/abi11.c), with
+ * what 1.1 added (declared options, replies through the instance, the data
+ * slot, conversation steps and their timeout), keeps working on this host. */
+static void ask_is(int fd, const struct dg_daemon *d, int i, const char *q, const char *want)
+{
+	char buf[64];
+	ssize_t n = dg_udp_ask(fd, &d->addr[i], d->addrlen[i], q, strlen(q), buf, sizeof(buf));
+
+	CU_ASSERT_EQUAL(n, (ssize_t)strlen(want));
+	if (n == (ssize_t)strlen(want))
+		CU_ASSERT_EQUAL(memcmp(buf, want, (size_t)n), 0);
+}
+
+static void test_abi11_plugin(void)
+{
+	char conf[8192], buf[64], err[4096], out[4096], bin[4096], path[4096];
+	struct dg_daemon d;
+
+	snprintf(conf, sizeof(conf),
+	         "{ \"listeners\": [{ \"name\": \"talk\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\",\n"
+	         "  \"handler\": {\"plugin\": \"%s/tests/fixtures/.libs/abi11.so\",\n"
+	         "               \"config\": {\"greeting\": \"yo\", \"step_ms\": 60000}} },\n"
+	         "  { \"name\": \"quick\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\",\n"
+	         "  \"handler\": {\"plugin\": \"%s/tests/fixtures/.libs/abi11.so\",\n"
+	         "               \"config\": {\"step_ms\": 50}} }] }\n",
+	         dg_test_builddir(), dg_test_builddir());
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	int fd = dg_udp_client(&d.addr[0], 5000);
+	CU_ASSERT_FATAL(fd >= 0);
+	ask_is(fd, &d, 0, "aaaa", "yo:aaaa"); /* the option given */
+	ask_is(fd, &d, 0, "bbbb", "1:bbbb"); /* conversation steps */
+	ask_is(fd, &d, 0, "cccc", "2:cccc"); /* steps: 2 by default, then complete */
+	ask_is(fd, &d, 0, "freed?", "freed:1");
+	ask_is(fd, &d, 1, "xxxxxxxx", "hi:xxxxxxxx"); /* the default greeting */
+	/* The step's own 50 ms timeout: the reply comes unasked. */
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+	CU_ASSERT_EQUAL(n, 7);
+	CU_ASSERT_EQUAL(memcmp(buf, "timeout", 7), 0);
+	ask_is(fd, &d, 1, "freed?", "freed:1");
+	close(fd);
+	dg_daemon_stop_checked(&d, "talk");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "talk", "tx"), 4);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "quick", "tx"), 3);
+
+	/* Its option table is checked by the host, by key path. */
+	snprintf(conf, sizeof(conf),
+	         "{ \"listeners\": [{ \"name\": \"bad\", \"bind\": \"127.0.0.1:0\",\n"
+	         "  \"handler\": {\"plugin\": \"%s/tests/fixtures/.libs/abi11.so\",\n"
+	         "               \"config\": {\"steps\": 9}} }] }\n",
+	         dg_test_builddir());
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(path, sizeof(path), "%s", dg_test_write("abi11-bad.json", conf));
+	const char *argv[] = { bin, "-t", "-c", path, NULL };
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "listeners[0].handler.config.steps: must be 1 .. 5 (got 9)"));
 }
 
 static int run_check(const char *extra, char *out, size_t outlen)
@@ -462,6 +519,7 @@ static const struct dg_test tests[] = {
 	{ "kv cookie validates a peer", test_kv_cookie },
 	{ "max_unvalidated_peers keeps validated peers", test_unvalidated_cap },
 	{ "plugin built for ABI 1.0", test_abi10_plugin },
+	{ "plugin built for ABI 1.1", test_abi11_plugin },
 	{ "config errors", test_config_errors },
 	{ NULL, NULL },
 };
