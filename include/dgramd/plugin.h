@@ -35,13 +35,20 @@
  * thread. One instance (init .. fini) exists per listener per worker.
  *
  * Requests. on_packet() receives one decoded packet. The plugin replies zero
- * or more times with host->reply() and then either returns DG_DONE, or
- * returns DG_PENDING and later calls host->complete() from any callback on
- * the same event loop (a timer, its own socket, ...). That is how a handler
- * waits for another service without blocking the loop. A request handle is
- * a generation-checked value: replying to or completing a request that has
+ * or more times with host->request_reply(req->self, req->handle, pkt) and
+ * then either returns DG_DONE, or returns DG_PENDING and later calls
+ * host->request_complete() from any callback on the same event loop (a
+ * timer, its own socket, ...). That is how a handler waits for another
+ * service without blocking the loop. A request handle is a
+ * generation-checked value: replying to or completing a request that has
  * already completed (or timed out, or whose listener shut down) returns
- * DG_ESTALE and touches nothing.
+ * DG_ESTALE and touches nothing. What the plugin keeps for a pending
+ * request goes in its data slot (host->request_set_data): the host calls
+ * its free_fn exactly once however the request ends (completed,
+ * handler_timeout_ms, shutdown) and hands it to on_expire() on a timeout,
+ * so the plugin keeps no list of pending requests. (The ABI 1.0 calls
+ * host->reply(handle, pkt) and host->complete(handle) still work, for
+ * plugins built against older headers: the ABI is append-only.)
  *
  * Keep the instance (self) and the host table in your own state, as the
  * example does; host functions that take an instance check it (anything
@@ -49,66 +56,82 @@
  * line, not a crash).
  *
  * A deferred-reply handler, complete (timer-based; a real one would start
- * I/O on host->event_base() instead):
+ * I/O on host->event_base() instead), with its option declared in a table
+ * (see struct dg_option) and an answer on timeout; README.md's "Writing a
+ * handler plugin" has the same, built and run by the tests:
  *
  *     #include <dgramd/plugin.h>
+ *     #include <stdint.h>
  *     #include <stdlib.h>
  *
- *     struct later;
+ *     struct later_opts {                         // filled in by the host
+ *             int64_t delay_ms;
+ *     };
+ *
+ *     static const struct dg_option later_options[] = {
+ *             { .name = "delay_ms", .type = DG_OPT_INT, .offset = offsetof(struct later_opts, delay_ms),
+ *               .def = "100", .min = 0, .max = 600000, .help = "reply this many ms later" },
+ *             { .name = NULL },
+ *     };
  *
  *     struct later_state {                        // the plugin's own: *state
  *             struct dg_instance *self;           // for host calls that take it
  *             const struct dg_host *host;
- *             struct later *waiting;              // freed at fini if never fired
+ *             unsigned delay_ms;
  *     };
  *
  *     struct later {                              // one deferred request
- *             struct later *prev, *next;
  *             struct later_state *st;
+ *             struct dg_timer *timer;             // NULL once it fired
  *             dg_req_t req;
  *     };
- *
- *     static void fire(void *arg)                 // runs on the event loop
- *     {
- *             struct later *l = arg;
- *             const struct dg_host *host = l->st->host;
- *             struct dg_packet pong = { .data = "pong", .len = 4 };
- *
- *             host->reply(l->req, &pong);         // DG_ESTALE if it is too late
- *             host->complete(l->req);
- *             if (l->prev)
- *                     l->prev->next = l->next;
- *             else
- *                     l->st->waiting = l->next;
- *             if (l->next)
- *                     l->next->prev = l->prev;
- *             free(l);
- *     }
  *
  *     static int init(struct dg_instance *self, const struct dg_host *host,
  *                     const struct json_t *config, void **state)
  *     {
+ *             const struct later_opts *o = host->options(self);   // checked by the host
  *             struct later_state *st = calloc(1, sizeof(*st));
  *
- *             (void)config;
+ *             (void)config;                       // the raw JSON: o has it all
  *             if (!st)
  *                     return DG_ENOMEM;
- *             st->self = self;
- *             st->host = host;
+ *             *st = (struct later_state){ .self = self, .host = host, .delay_ms = (unsigned)o->delay_ms };
  *             *state = st;
  *             return DG_OK;
  *     }
  *
- *     static void fini(void *state)               // pending timers are cancelled
+ *     static void fini(void *state)               // every request has ended by now
  *     {
- *             struct later_state *st = state;
+ *             free(state);
+ *     }
  *
- *             while (st->waiting) {
- *                     struct later *l = st->waiting;
- *                     st->waiting = l->next;
- *                     free(l);
- *             }
- *             free(st);
+ *     static void forget(void *data)              // the request ended, however
+ *     {
+ *             struct later *l = data;
+ *
+ *             if (l->timer)
+ *                     l->st->host->timer_cancel(l->timer);
+ *             free(l);
+ *     }
+ *
+ *     static void fire(void *arg)                 // runs on the event loop
+ *     {
+ *             struct later *l = arg;
+ *             struct later_state *st = l->st;
+ *             struct dg_packet pong = { .data = "pong", .len = 4 };
+ *
+ *             l->timer = NULL;                    // the host frees a timer that fired
+ *             st->host->request_reply(st->self, l->req, &pong);
+ *             st->host->request_complete(st->self, l->req);   // calls forget(l)
+ *     }
+ *
+ *     static void on_expire(void *state, dg_req_t req, void *data)
+ *     {                                           // handler_timeout_ms passed
+ *             struct later_state *st = state;
+ *             struct dg_packet late = { .data = "late", .len = 4 };
+ *
+ *             (void)data;                         // l: forget(l) runs after this call
+ *             st->host->request_reply(st->self, req, &late);
  *     }
  *
  *     static int on_packet(void *state, const struct dg_request *req)
@@ -120,21 +143,22 @@
  *                     return DG_ENOMEM;           // costs this request only
  *             l->st = st;
  *             l->req = req->handle;               // a value: keep it past the call
- *             // The instance (st->self), never state: the host checks it.
- *             if (!st->host->timer_start(st->self, 100, fire, l)) {
+ *             // The request's data slot owns l from here: the host calls forget(l)
+ *             // once, after fire() completes the request, after on_expire(), or
+ *             // when dgramd stops first. No list of pending requests to keep.
+ *             if (st->host->request_set_data(req->self, req->handle, l, forget)) {
  *                     free(l);
  *                     return DG_ERROR;
  *             }
- *             l->next = st->waiting;
- *             if (l->next)
- *                     l->next->prev = l;
- *             st->waiting = l;
- *             return DG_PENDING;
+ *             // The instance (req->self, st->self), never state: the host checks it.
+ *             l->timer = st->host->timer_start(req->self, st->delay_ms, fire, l);
+ *             return l->timer ? DG_PENDING : DG_ERROR;   // on error forget(l) runs too
  *     }
  *
  *     DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
  *             DG_PLUGIN_HEADER, .name = "later", .version = "1.0",
- *             .init = init, .fini = fini, .on_packet = on_packet,
+ *             .init = init, .fini = fini, .on_packet = on_packet, .on_expire = on_expire,
+ *             .options = later_options, .options_size = sizeof(struct later_opts),
  *     };
  */
 #ifndef DGRAMD_PLUGIN_H
@@ -170,7 +194,7 @@ struct event_base; /* libevent */
  * completed by the server (replies already sent stay sent). */
 enum dg_verdict {
 	DG_DONE = 0,    /* the request is complete */
-	DG_PENDING = 1, /* the plugin will call host->complete(handle) later */
+	DG_PENDING = 1, /* the plugin will call host->request_complete() later */
 	DG_DECLINED = 2, /* on_error only: not handled, the server logs it */
 };
 

@@ -461,16 +461,27 @@ static void test_sessions(void)
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions_idle"), 2);
 }
 
-/* The deferred-reply example from README.md, built from the README itself. */
+/* The deferred-reply example from README.md, built from the README itself:
+ * a listener on it with the plugin config `config` and `extra` listener keys. */
+static char *readme_config(const char *config, const char *extra)
+{
+	static char conf[8192];
+	char so[4096];
+
+	snprintf(so, sizeof(so), "%s/tests/plugins/.libs/readme_example.so", dg_test_builddir());
+	snprintf(conf, sizeof(conf), "{\"shutdown_timeout_ms\": 200, \"metrics\": {\"bind\": "
+	         "\"127.0.0.1:0\"}, \"listeners\": [{\"name\": \"t\", \"bind\": " LOCAL ", \"codec\": "
+	         "\"raw\", \"handler\": {\"plugin\": \"%s\", \"config\": %s}%s}]}", so, config, extra);
+	return conf;
+}
+
+/* Its default delay_ms (100, from its option table) and a configured one. */
 static void test_readme_example(void)
 {
 	struct dg_daemon d;
-	char conf[8192], so[4096], buf[16];
+	char buf[16];
 
-	snprintf(so, sizeof(so), "%s/tests/plugins/.libs/readme_example.so", dg_test_builddir());
-	snprintf(conf, sizeof(conf), "{\"listeners\": [{\"name\": \"t\", \"bind\": " LOCAL
-	         ", \"codec\": \"raw\", \"handler\": {\"plugin\": \"%s\"}}]}", so);
-	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	CU_ASSERT_FATAL(dg_daemon_start(&d, readme_config("{}", ""), NULL));
 	int fd = dg_udp_client(&d.addr[0], 2000);
 	double t0 = dg_now_ms();
 	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "ping", 4, buf, sizeof(buf)), 4);
@@ -478,6 +489,65 @@ static void test_readme_example(void)
 	CU_ASSERT(dg_now_ms() - t0 >= 90);
 	close(fd);
 	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "timeouts"), 0);
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, readme_config("{\"delay_ms\": 300}", ""), NULL));
+	fd = dg_udp_client(&d.addr[0], 2000);
+	t0 = dg_now_ms();
+	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "ping", 4, buf, sizeof(buf)), 4);
+	CU_ASSERT_EQUAL(memcmp(buf, "pong", 4), 0);
+	CU_ASSERT(dg_now_ms() - t0 >= 290);
+	close(fd);
+	dg_daemon_stop_checked(&d, "t");
+}
+
+/* Its on_expire answers "late" at handler_timeout_ms; a request still
+ * waiting when dgramd stops is abandoned, and freed by the host (the
+ * sanitizer build's leak check, in dg_daemon_stop_checked, sees what the
+ * plugin would leak). */
+static void test_readme_example_expire(void)
+{
+	struct dg_daemon d;
+	char buf[16];
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, readme_config("{\"delay_ms\": 60000}",
+	                                                  ", \"handler_timeout_ms\": 200"), NULL));
+	int fd = dg_udp_client(&d.addr[0], 3000);
+	double t0 = dg_now_ms();
+	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "ping", 4, buf, sizeof(buf)), 4);
+	CU_ASSERT_EQUAL(memcmp(buf, "late", 4), 0);
+	CU_ASSERT(dg_now_ms() - t0 >= 150);
+	close(fd);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "timeouts"), 1);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "tx"), 1);
+
+	/* handler_timeout_ms 10 s: still waiting past shutdown_timeout_ms. */
+	CU_ASSERT_FATAL(dg_daemon_start(&d, readme_config("{\"delay_ms\": 60000}", ""), NULL));
+	fd = dg_udp_client(&d.addr[0], 3000);
+	CU_ASSERT_EQUAL(sendto(fd, "ping", 4, 0, (const struct sockaddr *)&d.addr[0], d.addrlen[0]), 4);
+	CU_ASSERT_EQUAL(dg_daemon_wait_live(&d, "t", "handled", 1, 5000), 1);
+	close(fd);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "timeouts"), 0);
+	CU_ASSERT_EQUAL(stat_of(&d, "t", "tx"), 0);
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT_PTR_NOT_NULL(log && strstr(log, "abandoning 1 pending requests"));
+	free(log);
+}
+
+/* Its option table: a bad delay_ms is refused by dgramd -t, by key path. */
+static void test_readme_example_config(void)
+{
+	char bin[4096], path[4096], out[256], err[4096];
+
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(path, sizeof(path), "%s", dg_test_write("readme.json",
+	         readme_config("{\"delay_ms\": -1}", ""))); /* its buffer is reused */
+	const char *argv[] = { bin, "-t", "-c", path, NULL };
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "listeners[0].handler.config.delay_ms: must be 0 .. "
+	                                   "600000 (got -1)"));
 }
 
 static const struct dg_test async_tests[] = {
@@ -493,6 +563,8 @@ static const struct dg_test async_tests[] = {
 	{ "kv", test_kv },
 	{ "session expiry and eviction", test_sessions },
 	{ "README example plugin", test_readme_example },
+	{ "README example plugin, on_expire and shutdown", test_readme_example_expire },
+	{ "README example plugin, its option table", test_readme_example_config },
 	{ NULL, NULL },
 };
 
