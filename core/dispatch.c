@@ -1,6 +1,14 @@
 /* The path of one datagram: size checks, accept(), the peer's session and
  * queue, framing, payload decode, the request table, the handler call,
- * completion and deadlines. The host functions plugins call are in host.c. */
+ * completion and deadlines. The host functions plugins call are in host.c.
+ *
+ * The middle of server -> dispatch -> tx: called by the server's loop
+ * events and by host.c, it calls tx (and the stand-alone helpers: reqtab,
+ * session, timer, list), never the server. Work for after the current
+ * callbacks (frames after a completed one, sessions with queued datagrams,
+ * frames of an awaited datagram) goes on the server's ready lists, which
+ * its caller sees (dg_dispatch_has_work) and the server's post event runs
+ * (dg_dispatch_run_ready). */
 #include "config.h"
 
 #include <stdio.h>
@@ -116,7 +124,6 @@ static void req_free(struct dg_server *srv, uint32_t idx)
 static void make_ready(struct dg_server *srv, uint32_t idx)
 {
 	dg_ififo_push(&srv->ready, NEXT(srv), idx);
-	dg_server_post(srv);
 }
 
 /* A pending frame is done (complete(), a timeout): the frames after it run
@@ -570,7 +577,6 @@ static void await_post(struct dg_server *srv, struct dg_await *aw)
 		return;
 	aw->posted = true;
 	dg_fifo_push(&srv->aready, &aw->link);
-	dg_server_post(srv);
 }
 
 /* The frames after the first of an awaited datagram wait in the await,
@@ -641,8 +647,6 @@ int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, 
 		return DG_EBUSY;
 	if (!r->aw && !(r->aw = await_new(srv, idx)))
 		return DG_ENOMEM;
-	/* From the plugin's own callbacks too: the cached clock may be old. */
-	dg_server_clock(srv);
 	if (dg_tm_arm(&srv->timers, &r->aw->tm, srv->now_ms + timeout_ms))
 		return DG_ENOMEM;
 	r->aw->cb = cb;
@@ -795,7 +799,6 @@ static void session_done(struct dg_server *srv, struct dg_listener *l, struct dg
 		l->on_ready = true;
 		dg_fifo_push(&srv->lready, &l->ready_link);
 	}
-	dg_server_post(srv);
 }
 
 /* A session's queued datagrams, in arrival order: to the request waiting

@@ -4,7 +4,9 @@
  * finds its server from its arguments: the instance, the session, or (the
  * 1.0 calls that get a bare handle) the server id in the handle, through
  * the registry of live servers below. They call into dispatch and tx, never
- * the other way. */
+ * the other way, and post the work those leave (dg_server_post_work): a
+ * plugin calls from its own events too, where no server event is on the
+ * stack. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -120,7 +122,9 @@ static int req_reply(struct dg_server *srv, dg_req_t h, const struct dg_packet *
 		           l->plugin->name);
 		return DG_EINVAL;
 	}
-	return dg_tx_reply(srv, idx, pkt);
+	int rc = dg_tx_reply(srv, idx, pkt);
+	dg_server_post_work(srv);
+	return rc;
 }
 
 static int req_complete(struct dg_server *srv, dg_req_t h)
@@ -129,6 +133,7 @@ static int req_complete(struct dg_server *srv, dg_req_t h)
 
 	if (!srv || !dg_reqtab_lookup(&srv->rt, h, &idx) || dg_dispatch_complete(srv, idx))
 		return stale_call(srv, h, "completed a request twice or too late");
+	dg_server_post_work(srv);
 	return DG_OK;
 }
 
@@ -233,7 +238,10 @@ static int host_request_await(struct dg_instance *self, dg_req_t h, unsigned tim
 		           cb ? "a timeout out of 1 .. 3600000 ms" : "no callback");
 		return DG_EINVAL;
 	}
+	/* From the plugin's own callbacks too: the cached clock may be old. */
+	dg_server_clock(srv);
 	rc = dg_dispatch_await(srv, idx, timeout_ms, cb, arg);
+	dg_server_post_work(srv);
 	if (rc == DG_ESTALE)
 		return stale_call(srv, h, "awaited with a request that is complete");
 	return rc;
@@ -252,7 +260,9 @@ static int host_session_send(struct dg_instance *self, struct dg_session *sess,
 		           !pkt ? "a NULL packet" : "a session not of its listener");
 		return DG_EINVAL;
 	}
-	return dg_tx_push(l, sess, pkt);
+	int rc = dg_tx_push(l, sess, pkt);
+	dg_server_post_work(l->srv);
+	return rc;
 }
 
 DG_PRINTF(3, 4)

@@ -1,5 +1,9 @@
 /* Worker lifecycle: build everything that can fail before binding, bind,
- * run, stop on a signal after pending requests finish, report, free. */
+ * run, stop on a signal after pending requests finish, report, free.
+ *
+ * The top of server -> dispatch -> tx: the loop's events call dispatch and
+ * tx, post the work they leave (dg_server_post_work), and the post event
+ * runs it and sends the batch (dg_server_after_events: the one flush point). */
 #include "config.h"
 
 #include <errno.h>
@@ -59,18 +63,34 @@ static void on_timers(evutil_socket_t fd, short what, void *arg)
 		srv->now = (time_t)(srv->now_ms / 1000);
 	}
 	dg_tmheap_run(&srv->timers, srv->now_ms);
+	dg_server_post_work(srv);
 }
 
-static void on_post(evutil_socket_t fd, short what, void *arg)
+void dg_server_after_events(struct dg_server *srv)
 {
-	struct dg_server *srv = arg;
-	(void)fd, (void)what;
-
+	srv->posted = false;
 	/* After a plugin's own callback, say: deadlines start from now. */
 	dg_server_clock(srv);
 	dg_dispatch_run_ready(srv);
 	dg_tx_flush(srv);
+	/* Work made while it ran (a frame completed from there): next time. */
+	dg_server_post_work(srv);
 	dg_server_check_drained(srv);
+}
+
+static void on_post(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	dg_server_after_events(arg);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_sock *s = arg;
+	(void)fd, (void)what;
+
+	dg_tx_send_queued(s);
+	dg_server_check_drained(s->l->srv);
 }
 
 /* One received datagram: its control messages, then dispatch. Without
@@ -134,7 +154,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	/* The kernel's counter is cumulative per socket (and wraps). */
 	l->c->rx_kernel_drops += (uint32_t)(ovfl - s->rxq_ovfl);
 	s->rxq_ovfl = ovfl;
-	dg_tx_flush(srv);
+	dg_server_post_work(srv); /* the replies go out from there, with other sockets' */
 }
 
 static void set_bufsize(struct dg_listener *l, struct dg_sock *s, int opt, int want, const char *name)
@@ -264,7 +284,7 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 	s->pktinfo = is_wildcard((const struct sockaddr *)&addr->ss);
 	dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a));
 	s->ev_read = event_new(l->srv->base, s->fd, EV_READ | EV_PERSIST, on_readable, s);
-	s->ev_write = event_new(l->srv->base, s->fd, EV_WRITE | EV_PERSIST, dg_tx_on_writable, s);
+	s->ev_write = event_new(l->srv->base, s->fd, EV_WRITE | EV_PERSIST, on_writable, s);
 	if (!s->ev_read || !s->ev_write || event_add(s->ev_read, NULL)) {
 		dg_log(DG_LOG_ERROR, "listener '%s': cannot register '%s' with the event loop",
 		       l->conf->name, a);
@@ -577,6 +597,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	/* Conversations waiting for a peer would hold the shutdown to their
 	 * step timeout: they end now (DG_ECANCELED). */
 	dg_dispatch_cancel_awaits(srv);
+	dg_server_post_work(srv);
 	if (drained(srv)) {
 		event_base_loopbreak(srv->base);
 		return;

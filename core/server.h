@@ -2,7 +2,14 @@
  * and the batched receive and send paths. Host functions reach their server
  * from their arguments (the instance, the session); the 1.0 calls that get a
  * bare request handle find it by the server id in the handle, in a small
- * registry of the servers alive in the process (host.c). */
+ * registry of the servers alive in the process (host.c).
+ *
+ * Calls go one way: server.c (the loop's events) and host.c (the plugins'
+ * calls) -> dispatch.c -> tx.c. Dispatch and tx never call the server:
+ * they leave work on the server's ready lists and in the send batch, and
+ * the entry point that called them posts it (dg_server_post_work); the
+ * post event runs it and sends the batch (dg_server_after_events, the one
+ * flush point; tx flushes a full batch itself to make room). */
 #ifndef DG_SERVER_H
 #define DG_SERVER_H
 
@@ -168,6 +175,7 @@ struct dg_server {
 	struct iovec tx_iov[DG_TX_BATCH];
 	union dg_tx_cmsg tx_cmsg[DG_TX_BATCH];
 	struct event *ev_post; /* run after callbacks: continuations, tx flush */
+	bool posted;           /* ev_post is active (dg_server_post_work) */
 
 	const char *stats_label; /* "worker=N " in a worker, else "" */
 #define DG_SERVER_NSIGS 4 /* INT, TERM, HUP, USR1 */
@@ -238,6 +246,10 @@ void dg_server_release(struct dg_server *srv);
 void dg_server_log_stats(const struct dg_server *srv);
 /* Stop the loop when stopping and nothing is left in flight. */
 void dg_server_check_drained(struct dg_server *srv);
+/* The post event's work, once the current callbacks have returned (the
+ * harness runs it too): the work dispatch left, then the send batch goes
+ * out (the one flush point), then the shutdown check. */
+void dg_server_after_events(struct dg_server *srv);
 
 /* Refresh the cached clocks from srv->clock (once per batch or timer, not
  * per datagram); now_ms never goes back. */
@@ -252,6 +264,12 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
                  const struct sockaddr *peer, socklen_t peerlen,
                  const struct sockaddr *local, socklen_t locallen);
 void dg_dispatch_run_ready(struct dg_server *srv);
+/* Work left for dg_dispatch_run_ready (O(1), inline on the hot path). */
+static inline bool dg_dispatch_has_work(const struct dg_server *srv)
+{
+	return !dg_ififo_empty(&srv->ready) || !dg_fifo_empty(&srv->lready) ||
+	       !dg_fifo_empty(&srv->aready);
+}
 void dg_dispatch_abort_all(struct dg_server *srv);
 /* host->request_complete for an active request: DG_OK (its handle dies;
  * inside one of its callbacks the frame ends when the call returns), or
@@ -291,13 +309,23 @@ void dg_tx_credit(const struct dg_listener *l, struct dg_session *sess, size_t l
 /* A push to sess's peer outside any request (host->session_send): DG_OK,
  * DG_EAGAIN (amplification), DG_E2BIG, DG_EINVAL; counted. */
 int dg_tx_push(struct dg_listener *l, struct dg_session *sess, const struct dg_packet *pkt);
+/* Send the batch: only dg_server_after_events, and tx itself when the
+ * batch is full. */
 void dg_tx_flush(struct dg_server *srv);
-void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg);
+/* The socket is writable (EV_WRITE): send what waits in its queue. */
+void dg_tx_send_queued(struct dg_sock *s);
 void dg_tx_queue_free(struct dg_sock *s);
 
-/* Post work to run once the current callbacks return. */
-static inline void dg_server_post(struct dg_server *srv)
+/* For the entry points (server.c's events, host.c's calls), after calling
+ * dispatch or tx: if they left work (ready lists, replies in the batch),
+ * the post event runs it once the current callbacks return. Inline, and
+ * event_active only when the post event is not active already: a datagram
+ * costs no call. */
+static inline void dg_server_post_work(struct dg_server *srv)
 {
+	if (srv->posted || (!srv->tx_n && !dg_dispatch_has_work(srv)))
+		return;
+	srv->posted = true;
 	event_active(srv->ev_post, EV_TIMEOUT, 0);
 }
 

@@ -122,7 +122,7 @@ static void settle(struct dg_harness *h)
 {
 	struct dg_server *srv = enter(h);
 
-	dg_tx_flush(srv);
+	dg_server_after_events(srv);
 	for (unsigned i = 0; i < 100000 && event_pending(srv->ev_post, EV_TIMEOUT, NULL); i++)
 		event_base_loop(srv->base, EVLOOP_NONBLOCK);
 }

@@ -1,7 +1,13 @@
 /* Replies: encoded straight into the worker's send batch, coalesced per
  * request while the batch is open, sent with one sendmmsg per socket run.
  * What the kernel cannot take now (EAGAIN, ENOBUFS) waits in a bounded
- * per-socket queue flushed on EV_WRITE; nothing is dropped uncounted. */
+ * per-socket queue flushed on EV_WRITE; nothing is dropped uncounted.
+ *
+ * The bottom of server -> dispatch -> tx (host.c, the plugins' way in,
+ * calls dispatch and tx too): tx calls neither dispatch nor the server. It
+ * fills the batch; the server sends it at the end of each loop event
+ * (dg_server_after_events, its one flush point), except that a full batch
+ * is sent here to make room (slot_open). */
 #include "config.h"
 
 #include <errno.h>
@@ -99,7 +105,7 @@ static int slot_open(struct dg_listener *l, struct dg_sock *s, struct dg_session
 	int rc;
 
 	if (srv->tx_n == DG_TX_BATCH)
-		dg_tx_flush(srv);
+		dg_tx_flush(srv); /* full: the one flush not at the end of an event */
 	struct dg_txslot *t = &srv->tx[srv->tx_n];
 	t->out.buf = srv->tx_buf + (size_t)srv->tx_n * srv->bufsize;
 	t->out.cap = l->conf->max_datagram;
@@ -121,8 +127,7 @@ static int slot_open(struct dg_listener *l, struct dg_sock *s, struct dg_session
 	if (t->fromlen)
 		memcpy(&t->from, &sess->local, t->fromlen);
 	t->owner = owner;
-	if (++srv->tx_n == 1)
-		dg_server_post(srv);
+	srv->tx_n++;
 	return DG_OK;
 }
 
@@ -229,11 +234,9 @@ void dg_tx_flush(struct dg_server *srv)
 	srv->tx_n = 0;
 }
 
-void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg)
+void dg_tx_send_queued(struct dg_sock *s)
 {
-	struct dg_sock *s = arg;
 	struct dg_listener *l = s->l;
-	(void)what;
 
 	struct dg_txq_item *it;
 
@@ -245,7 +248,7 @@ void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg)
 		};
 		if (it->fromlen)
 			dg_io_tx_srcaddr(&h, &cmsg, &it->from.sa);
-		ssize_t n = sendmsg(fd, &h, MSG_DONTWAIT);
+		ssize_t n = sendmsg(s->fd, &h, MSG_DONTWAIT);
 		if (n < 0 && transient(errno))
 			return; /* EV_WRITE stays armed */
 		if (n < 0) {
@@ -260,7 +263,6 @@ void dg_tx_on_writable(evutil_socket_t fd, short what, void *arg)
 		free(it);
 	}
 	event_del(s->ev_write);
-	dg_server_check_drained(l->srv);
 }
 
 void dg_tx_queue_free(struct dg_sock *s)
