@@ -532,7 +532,7 @@ static void test_readme_example_expire(void)
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "timeouts"), 0);
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "tx"), 0);
 	char *log = dg_daemon_log(&d);
-	CU_ASSERT_PTR_NOT_NULL(log && strstr(log, "abandoning 1 pending requests"));
+	CU_ASSERT(log && strstr(log, "abandoning 1 pending requests"));
 	free(log);
 }
 
