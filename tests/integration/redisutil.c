@@ -280,3 +280,28 @@ bool redis_ask(int fd, const struct dg_daemon *d, const char *req, char *buf, si
 	buf[n] = '\0';
 	return true;
 }
+
+int redis_test_main(const struct dg_suite *suites, struct redis_server *rs,
+                    const char *(*also_missing)(void), void (*cleanup)(void))
+{
+	const char *why = redis_missing();
+	int rc;
+
+	if (!why && also_missing)
+		why = also_missing();
+	if (why) {
+		printf("SKIP: %s\n", why);
+		return 77;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (!redis_server_start(rs, 0)) {
+		printf("FAIL: redis-server did not start (see %s)\n", rs->log);
+		return 1;
+	}
+	rc = dg_test_main(suites);
+	if (cleanup)
+		cleanup();
+	redis_server_signal(rs, SIGCONT);
+	redis_server_signal(rs, SIGKILL);
+	return rc;
+}

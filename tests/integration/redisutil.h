@@ -24,6 +24,13 @@ const char *redis_missing(void);
 /* Start redis-server on 127.0.0.1:port (no persistence, foreground) and
  * wait up to 10 s until it answers PING. */
 bool redis_server_start(struct redis_server *rs, unsigned port);
+/* The main() of a test program with a redis-server of its own: SKIP (77) when
+ * redis_missing() or also_missing (may be NULL) names a missing tool; else
+ * SIGPIPE ignored, *rs started on a free port, the suites run, then
+ * cleanup (may be NULL) and the server killed (woken first, should a test
+ * have stopped it). Returns main()'s status. */
+int redis_test_main(const struct dg_suite *suites, struct redis_server *rs,
+                    const char *(*also_missing)(void), void (*cleanup)(void));
 
 /* Send sig (SIGKILL, SIGTERM) and reap it; SIGSTOP/SIGCONT only signal. */
 void redis_server_signal(struct redis_server *rs, int sig);

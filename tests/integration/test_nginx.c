@@ -346,26 +346,15 @@ static const struct dg_test nginx_tests[] = {
 	{ NULL, NULL },
 };
 
+static void stop_nginx(void)
+{
+	if (running)
+		nginx_stop(running);
+}
+
 int main(void)
 {
 	static const struct dg_suite suites[] = { { "nginx", nginx_tests }, { NULL, NULL } };
-	const char *why = redis_missing();
-	int rc;
 
-	if (!why)
-		why = nginx_missing();
-	if (why) {
-		printf("SKIP: %s\n", why);
-		return 77;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	if (!redis_server_start(&rs, 0)) {
-		printf("FAIL: redis-server did not start (see %s)\n", rs.log);
-		return 1;
-	}
-	rc = dg_test_main(suites);
-	if (running)
-		nginx_stop(running);
-	redis_server_signal(&rs, SIGKILL);
-	return rc;
+	return redis_test_main(suites, &rs, nginx_missing, stop_nginx);
 }

@@ -357,20 +357,6 @@ static const struct dg_test tests[] = {
 int main(void)
 {
 	static const struct dg_suite suites[] = { { "redis", tests }, { NULL, NULL } };
-	const char *why = redis_missing();
-	int rc;
 
-	if (why) {
-		printf("SKIP: %s\n", why);
-		return 77;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	if (!redis_server_start(&rs, 0)) {
-		printf("FAIL: redis-server did not start (see %s)\n", rs.log);
-		return 1;
-	}
-	rc = dg_test_main(suites);
-	redis_server_signal(&rs, SIGCONT);
-	redis_server_signal(&rs, SIGKILL);
-	return rc;
+	return redis_test_main(suites, &rs, NULL, NULL);
 }
