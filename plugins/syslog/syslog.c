@@ -183,13 +183,19 @@ static void sl_flush_timer(void *arg)
 	sl_flush(s);
 }
 
-static int sl_open(struct sl *s)
+/* Open (or, reopen: on SIGUSR1, the old file staying in use if this
+ * fails) the output file; an error names the file and the occasion. */
+static int sl_open(struct sl *s, bool reopen)
 {
 	int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 
 	if (fd < 0) {
-		s->host->log(s->self, DG_LOG_ERROR, "config.file: cannot open '%s': %s", s->path,
-		             strerror(errno));
+		if (reopen)
+			s->host->log(s->self, DG_LOG_ERROR, "SIGUSR1: cannot reopen '%s': %s; "
+			             "writing on to the file already open", s->path, strerror(errno));
+		else
+			s->host->log(s->self, DG_LOG_ERROR, "config.file: cannot open '%s': %s",
+			             s->path, strerror(errno));
 		return DG_ERROR;
 	}
 	if (s->fd >= 0)
@@ -207,7 +213,7 @@ static void sl_reopen(evutil_socket_t sig, short what, void *arg)
 
 	(void)sig, (void)what;
 	sl_flush(s);
-	if (sl_open(s))
+	if (sl_open(s, true))
 		return;
 	/* A new file: whatever failed was the old one's (the retry timer of
 	 * its error must not hold back the lines the new one can take). */
@@ -269,7 +275,7 @@ static int sl_init(struct dg_instance *self, const struct dg_host *host, const j
 	s->fd = -1;
 	s->opt = *o;
 	s->path = o->file;
-	if ((rc = sl_open(s)))
+	if ((rc = sl_open(s, false)))
 		goto fail;
 	/* Room for flush_bytes and the longest line one datagram can make. */
 	s->cap = (size_t)s->opt.flush_bytes + dg_syslog_line_max(SL_MAX_DATAGRAM);

@@ -15,6 +15,7 @@
  * tests/integration/test_syslog. */
 #include "config.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -461,8 +462,27 @@ static void test_reopen_fails(void)
 	dg_harness_send_text(h, "127.0.0.1:5514", M5424);
 	CU_ASSERT_EQUAL_FATAL(rename(path, moved), 0);
 	CU_ASSERT_EQUAL_FATAL(rmdir(dir), 0);
+	/* What it logs, from stderr (the log's, in-process) into a file. */
+	char errpath[4200], said[1024] = "";
+	snprintf(errpath, sizeof(errpath), "%s.err", dir);
+	int errfd = open(errpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int saved = dup(STDERR_FILENO);
+	CU_ASSERT_FATAL(errfd >= 0 && saved >= 0);
+	fflush(stderr);
+	CU_ASSERT_FATAL(dup2(errfd, STDERR_FILENO) == STDERR_FILENO);
 	CU_ASSERT_EQUAL(raise(SIGUSR1), 0);
 	dg_harness_poll(h); /* logs that it cannot open the path */
+	fflush(stderr);
+	CU_ASSERT_FATAL(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+	close(saved);
+	ssize_t got = pread(errfd, said, sizeof(said) - 1, 0);
+	close(errfd);
+	said[got > 0 ? got : 0] = '\0';
+	/* The occasion and the file, not a config key: the config was fine. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(said, "SIGUSR1: cannot reopen '"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(said, "/out.jsonl': No such file or directory; writing on "
+	                                    "to the file already open"));
+	CU_ASSERT_PTR_NULL(strstr(said, "config.file"));
 	dg_harness_send_text(h, "127.0.0.2:514", M3164);
 	dg_harness_advance(h, 100);
 	n = lines_of(moved, line, NULL);
