@@ -66,13 +66,63 @@ static void on_timers(evutil_socket_t fd, short what, void *arg)
 	dg_server_post_work(srv);
 }
 
+static unsigned rx_read(struct dg_sock *s, unsigned budget);
+
+/* Back into the event loop: the sockets taken out of it while their
+ * replies went out (on_readable). */
+static void unpark(struct dg_server *srv, struct dg_sock *s)
+{
+	s->parked = false;
+	s->rx_left = 0;
+	if (!srv->stopping && event_add(s->ev_read, NULL)) {
+		char a[64];
+		dg_log(DG_LOG_ERROR, "listener '%s': cannot register '%s' with the event loop again",
+		       s->l->conf->name, dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a)));
+	}
+}
+
+/* A parked socket is read again right after its replies went out, as long
+ * as it has datagrams waiting, budget left and nothing queued to send:
+ * under load no readiness round trip (epoll_wait, and the wakeup each sent
+ * datagram costs while the socket is in epoll's set) per batch. Returns
+ * whether anything was read. */
+static bool reread(struct dg_server *srv)
+{
+	struct dg_fifo again;
+	struct dg_slink *e;
+	bool any = false;
+
+	if (dg_fifo_empty(&srv->parked))
+		return false;
+	dg_server_clock(srv); /* sessions and deadlines see the time of this batch */
+	dg_fifo_init(&again);
+	while ((e = dg_fifo_pop(&srv->parked))) {
+		struct dg_sock *s = dg_list_entry(e, struct dg_sock, park_link);
+		unsigned n = 0;
+
+		if (!srv->stopping && s->rx_left && !s->q_len)
+			n = rx_read(s, s->rx_left);
+		if (n) {
+			s->rx_left -= n;
+			dg_fifo_push(&again, &s->park_link);
+			any = true;
+		} else {
+			unpark(srv, s);
+		}
+	}
+	srv->parked = again;
+	return any;
+}
+
 void dg_server_after_events(struct dg_server *srv)
 {
 	srv->posted = false;
 	/* After a plugin's own callback, say: deadlines start from now. */
 	dg_server_clock(srv);
-	dg_dispatch_run_ready(srv);
-	dg_tx_flush(srv);
+	do {
+		dg_dispatch_run_ready(srv);
+		dg_tx_flush(srv);
+	} while (reread(srv));
 	/* Work made while it ran (a frame completed from there): next time. */
 	dg_server_post_work(srv);
 	dg_server_check_drained(srv);
@@ -110,18 +160,17 @@ static void rx_one(struct dg_sock *s, dg_mmsg *m, uint32_t *ovfl)
 	            local, s->bound.len);
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
+/* Up to budget datagrams from s, in batches while they come full; each
+ * is dispatched. Returns how many were read. */
+static unsigned rx_read(struct dg_sock *s, unsigned budget)
 {
-	struct dg_sock *s = arg;
 	struct dg_listener *l = s->l;
 	struct dg_server *srv = l->srv;
-	unsigned budget = DG_RX_BUDGET;
 	uint32_t ovfl = s->rxq_ovfl;
-	(void)what;
+	unsigned got = 0;
 
-	dg_server_clock(srv);
-	while (budget && !srv->stopping) {
-		unsigned want = budget < DG_RX_BATCH ? budget : DG_RX_BATCH;
+	while (got < budget && !srv->stopping) {
+		unsigned want = budget - got < DG_RX_BATCH ? budget - got : DG_RX_BATCH;
 		/* The kernel wrote namelen and flags only in the entries it
 		 * filled; reset those, and every length when the listener's
 		 * max_datagram differs from the last one's. */
@@ -133,7 +182,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			srv->rx_msgs[i].msg_hdr.msg_controllen = sizeof(srv->rx_cmsg[i]);
 			srv->rx_msgs[i].msg_hdr.msg_flags = 0;
 		}
-		int n = dg_io_recv(fd, srv->rx_msgs, want);
+		int n = dg_io_recv(s->fd, srv->rx_msgs, want);
 		srv->rx_used = n > 0 ? (unsigned)n : 0;
 		if (n < 0) {
 			unsigned long sup;
@@ -147,13 +196,34 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		}
 		for (int i = 0; i < n; i++)
 			rx_one(s, &srv->rx_msgs[i], &ovfl);
-		budget -= (unsigned)n;
+		got += (unsigned)n;
 		if ((unsigned)n < want)
 			break;
 	}
 	/* The kernel's counter is cumulative per socket (and wraps). */
 	l->c->rx_kernel_drops += (uint32_t)(ovfl - s->rxq_ovfl);
 	s->rxq_ovfl = ovfl;
+	return got;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_sock *s = arg;
+	struct dg_server *srv = s->l->srv;
+	unsigned got;
+	(void)fd, (void)what;
+
+	dg_server_clock(srv);
+	got = rx_read(s, DG_RX_BUDGET);
+	/* A busy socket leaves epoll's set while its replies go out: there,
+	 * every datagram sent would wake epoll's callback for nothing (an
+	 * EPOLLOUT nobody asked for, under a lock with interrupts off). It is
+	 * read again after the flush, or put back (reread). */
+	if (got >= DG_RX_PARK_MIN && !s->parked && !srv->stopping && event_del(s->ev_read) == 0) {
+		s->parked = true;
+		s->rx_left = DG_RX_BUDGET - got;
+		dg_fifo_push(&srv->parked, &s->park_link);
+	}
 	dg_server_post_work(srv); /* the replies go out from there, with other sockets' */
 }
 
