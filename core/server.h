@@ -324,13 +324,15 @@ void dg_tx_send_queued(struct dg_sock *s);
 void dg_tx_queue_free(struct dg_sock *s);
 
 /* For the entry points (server.c's events, host.c's calls), after calling
- * dispatch or tx: if they left work (ready lists, replies in the batch),
- * the post event runs it once the current callbacks return. Inline, and
+ * dispatch or tx: if they left work (ready lists, replies in the batch, a
+ * socket parked out of the event loop, which only the post event puts
+ * back), the post event runs it once the current callbacks return. Inline, and
  * event_active only when the post event is not active already: a datagram
  * costs no call. */
 static inline void dg_server_post_work(struct dg_server *srv)
 {
-	if (srv->posted || (!srv->tx_n && !dg_dispatch_has_work(srv)))
+	if (srv->posted ||
+	    (!srv->tx_n && !dg_dispatch_has_work(srv) && dg_fifo_empty(&srv->parked)))
 		return;
 	srv->posted = true;
 	event_active(srv->ev_post, EV_TIMEOUT, 0);
