@@ -30,7 +30,8 @@ enum {
 /* "hot" is flooded, and answers each datagram 16 times so that the
  * flooder outruns the worker whatever the machine's load (its socket never
  * empties); "probe" answers at once; "timer" answers from a plugin timer
- * 1 ms later (a deferred reply: the timer heap must run). */
+ * 1 ms later (a deferred reply: the timer heap must run); "quiet" never
+ * answers. */
 static const char config[] =
 	"{\"metrics\": {\"bind\": \"127.0.0.1:0\"}, \"shutdown_timeout_ms\": 2000, \"listeners\": ["
 	" {\"name\": \"hot\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\", \"rcvbuf\": 4194304,"
@@ -38,7 +39,9 @@ static const char config[] =
 	"  \"handler\": {\"plugin\": \"echo\", \"config\": {\"repeat\": 16}}},"
 	" {\"name\": \"probe\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\", \"handler\": \"echo\"},"
 	" {\"name\": \"timer\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\","
-	"  \"handler\": {\"plugin\": \"echo\", \"config\": {\"delay_ms\": 1}}}]}";
+	"  \"handler\": {\"plugin\": \"echo\", \"config\": {\"delay_ms\": 1}}},"
+	" {\"name\": \"quiet\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\","
+	"  \"handler\": {\"plugin\": \"echo\", \"config\": {\"reply\": false}}}]}";
 
 static pid_t flood_start(const struct dg_daemon *d)
 {
@@ -80,7 +83,7 @@ static bool start(struct dg_daemon *d, pid_t *flooder)
 	*flooder = -1;
 	if (!dg_daemon_start(d, config, NULL))
 		return false;
-	CU_ASSERT_EQUAL_FATAL(d->n_addr, 3);
+	CU_ASSERT_EQUAL_FATAL(d->n_addr, 4);
 	*flooder = flood_start(d);
 	CU_ASSERT_FATAL(*flooder > 0);
 	/* Busy: the worker has echoed a good many and the socket overflows
@@ -151,7 +154,50 @@ static void test_stops(void)
 	free(log);
 }
 
+/* Bursts to a listener that never replies: a burst of 4 or more parks the
+ * socket, and only the post event puts it back. A batch that leaves no
+ * work (no reply, nothing pending) must still post it, or the socket is
+ * never read again (the first version of parking stalled here). */
+static void test_quiet(void)
+{
+	struct dg_daemon d;
+	char data[32][16];
+	struct mmsghdr m[32];
+	struct iovec iov[32];
+	long long rx = 0;
+	unsigned sent = 0;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config, NULL));
+	int fd = dg_udp_client(&d.addr[3], 1000);
+	CU_ASSERT_FATAL(fd >= 0);
+	memset(m, 0, sizeof(m));
+	for (unsigned i = 0; i < 32; i++) {
+		memset(data[i], 'q', sizeof(data[i]));
+		iov[i] = (struct iovec){ .iov_base = data[i], .iov_len = sizeof(data[i]) };
+		m[i].msg_hdr.msg_name = &d.addr[3];
+		m[i].msg_hdr.msg_namelen = d.addrlen[3];
+		m[i].msg_hdr.msg_iov = &iov[i];
+		m[i].msg_hdr.msg_iovlen = 1;
+	}
+	for (unsigned round = 0; round < 50; round++) {
+		int n = sendmmsg(fd, m, 32, 0);
+		CU_ASSERT_EQUAL(n, 32);
+		sent += n > 0 ? (unsigned)n : 0;
+		/* each burst read before the next goes out: no kernel drop */
+		rx = dg_daemon_wait_live(&d, "quiet", "rx", sent, 10000);
+		if (rx != (long long)sent)
+			break;
+	}
+	close(fd);
+	CU_ASSERT_EQUAL(rx, sent);
+	CU_ASSERT_EQUAL(sent, 50 * 32);
+	CU_ASSERT_EQUAL(dg_daemon_live(&d, "quiet", "rx_kernel_drops"), 0);
+	CU_ASSERT_EQUAL(dg_daemon_live(&d, "quiet", "tx"), 0);
+	CU_ASSERT_EQUAL(dg_daemon_stop(&d), 0);
+}
+
 static const struct dg_test tests[] = {
+	{ "bursts to a listener that never replies are all read", test_quiet },
 	{ "a flooded socket starves no other listener, timer or probe", test_others_served },
 	{ "SIGTERM stops the daemon while a socket never empties", test_stops },
 	{ NULL, NULL },
