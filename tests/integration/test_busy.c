@@ -81,8 +81,7 @@ static void flood_stop(pid_t pid)
 static bool start(struct dg_daemon *d, pid_t *flooder)
 {
 	*flooder = -1;
-	if (!dg_daemon_start(d, config, NULL))
-		return false;
+	CU_ASSERT_FATAL(dg_daemon_start(d, config, NULL));
 	CU_ASSERT_EQUAL_FATAL(d->n_addr, 4);
 	*flooder = flood_start(d);
 	CU_ASSERT_FATAL(*flooder > 0);
