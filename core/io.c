@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#include <linux/sock_diag.h>
 
 #include "io.h"
 
@@ -93,6 +96,27 @@ int dg_io_want_cmsg(int fd, int family, bool pktinfo, const char **what)
 	if (family == AF_INET6)
 		return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
 	return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+}
+
+int dg_io_drops(int fd, uint32_t *drops)
+{
+#if defined(SO_MEMINFO)
+	uint32_t mem[SK_MEMINFO_VARS];
+	socklen_t len = sizeof(mem);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) < 0)
+		return -1;
+	if (len < (SK_MEMINFO_DROPS + 1) * sizeof(mem[0])) {
+		errno = EPROTO;
+		return -1;
+	}
+	*drops = mem[SK_MEMINFO_DROPS];
+	return 0;
+#else
+	(void)fd, (void)drops;
+	errno = ENOPROTOOPT;
+	return -1;
+#endif
 }
 
 void dg_io_rx_cmsg(struct msghdr *h, uint32_t *ovfl, struct sockaddr *local)

@@ -57,6 +57,10 @@ union dg_tx_cmsg {
  * naming the option that failed. */
 int dg_io_want_cmsg(int fd, int family, bool pktinfo, const char **what);
 
+/* The kernel's count of datagrams dropped on fd so far (what SO_RXQ_OVFL
+ * reports with each datagram), from SO_MEMINFO; -1 with errno if unknown. */
+int dg_io_drops(int fd, uint32_t *drops);
+
 /* Read a received datagram's control messages. The drop counter, if the
  * datagram carries one, goes to *ovfl (Linux sends it only once it is
  * non-zero). The destination address, if present, replaces the address

@@ -353,6 +353,13 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 	}
 	s->pktinfo = is_wildcard((const struct sockaddr *)&addr->ss);
 	dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a));
+	/* An adopted socket may have dropped datagrams before (a restarted
+	 * worker's, an older generation's): the kernel's counter is
+	 * cumulative, so count from where it stands now. */
+	if (fd >= 0 && dg_io_drops(s->fd, &s->rxq_ovfl) < 0)
+		dg_log(DG_LOG_WARN, "listener '%s': cannot read the kernel's drop count on '%s' "
+		       "(SO_MEMINFO): %s; rx_kernel_drops may count its earlier drops again",
+		       l->conf->name, a, strerror(errno));
 	s->ev_read = event_new(l->srv->base, s->fd, EV_READ | EV_PERSIST, on_readable, s);
 	s->ev_write = event_new(l->srv->base, s->fd, EV_WRITE | EV_PERSIST, on_writable, s);
 	if (!s->ev_read || !s->ev_write || event_add(s->ev_read, NULL)) {

@@ -302,12 +302,99 @@ static void test_no_loss_2(void)
 	no_loss(2);
 }
 
+/* rx + rx_kernel_drops of listener "t", live; -1 if unreadable. */
+static long long accounted(const struct dg_daemon *d)
+{
+	long long rx = dg_daemon_live(d, "t", "rx"), kd = dg_daemon_live(d, "t", "rx_kernel_drops");
+
+	return rx < 0 || kd < 0 ? -1 : rx + kd;
+}
+
+/* Wait (bounded, each read a /stats round trip) until accounted() reaches
+ * want; the last value read. */
+static long long wait_accounted(const struct dg_daemon *d, long long want)
+{
+	double deadline = dg_now_ms() + 15000;
+	long long have;
+
+	while ((have = accounted(d)) < want && dg_now_ms() < deadline)
+		poll(NULL, 0, 5);
+	return have;
+}
+
+/* Ask "t" until it answers (a datagram sent while its socket is still
+ * full is dropped too): how many were sent, 0 if none was answered. */
+static unsigned ask_until(const struct dg_daemon *d, const char *req)
+{
+	for (unsigned n = 1; n <= 100; n++)
+		if (!strcmp(ask(d, "t", req, 200), req))
+			return n;
+	return 0;
+}
+
+/* The kernel's drop counter is per socket and cumulative. A worker that
+ * takes a socket over (a new generation on SIGHUP, a worker restarted
+ * after a crash) must count from where the counter stands, or it counts
+ * every earlier drop again (it did: rx_kernel_drops doubled on each). */
+static void test_drops_counted_once(void)
+{
+	static const char conf[] =
+		"{\"metrics\": {\"bind\": \"127.0.0.1:0\"}, \"listeners\": [{\"name\": \"t\", "
+		"\"bind\": \"127.0.0.1:0\", \"codec\": \"raw\", \"rcvbuf\": 65536, \"handler\": \"echo\"}]}";
+	enum { N = 20000 };
+	struct dg_daemon d;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char path[4096];
+
+	CU_ASSERT_FATAL(start(&d, path, sizeof(path), "drops.json", conf));
+	CU_ASSERT_FATAL(ready_addr(&d, "t", &ss, &len));
+	/* N datagrams into a socket nobody reads: most are dropped. */
+	CU_ASSERT_FATAL(dg_daemon_pause(&d));
+	int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	CU_ASSERT_FATAL(fd >= 0);
+	unsigned sent = 0;
+	for (unsigned i = 0; i < N; i++)
+		sent += sendto(fd, "drop me", 7, 0, (struct sockaddr *)&ss, len) == 7;
+	close(fd);
+	CU_ASSERT_FATAL(dg_daemon_resume(&d));
+	CU_ASSERT_EQUAL_FATAL(sent, N);
+	/* The kernel reports drops with the next datagram read: more. */
+	unsigned asked = ask_until(&d, "after");
+	CU_ASSERT_FATAL(asked > 0);
+	long long before = wait_accounted(&d, N + asked);
+	long long kd = dg_daemon_live(&d, "t", "rx_kernel_drops");
+	fprintf(stderr, "drops: %lld of %d dropped by the kernel, %lld accounted\n", kd, N, before);
+	CU_ASSERT(kd > 0);
+	CU_ASSERT_EQUAL(before, N + asked);
+
+	kill(d.pid, SIGHUP);
+	CU_ASSERT_FATAL(wait_log(&d, "reload: generation 2 serving", 1));
+	CU_ASSERT_FATAL(wait_log(&d, "reload: generation 1 has exited", 1));
+	unsigned asked2 = ask_until(&d, "reloaded");
+	CU_ASSERT_FATAL(asked2 > 0);
+	CU_ASSERT_EQUAL(wait_accounted(&d, N + asked + asked2), N + asked + asked2);
+	CU_ASSERT_EQUAL(dg_daemon_live(&d, "t", "rx_kernel_drops"), kd);
+
+	pid_t w = dg_daemon_worker(&d);
+	CU_ASSERT_FATAL(w > 0);
+	kill(w, SIGKILL);
+	unsigned asked3 = ask_until(&d, "restarted");
+	CU_ASSERT_FATAL(asked3 > 0);
+	CU_ASSERT_NOT_EQUAL(dg_daemon_worker(&d), w);
+	long long total = N + asked + asked2 + asked3;
+	CU_ASSERT_EQUAL(wait_accounted(&d, total), total);
+	CU_ASSERT_EQUAL(dg_daemon_live(&d, "t", "rx_kernel_drops"), kd);
+	dg_daemon_stop(&d);
+}
+
 static const struct dg_test tests[] = {
 	{ "bad config keeps the old one", test_bad_config },
 	{ "good config, workers: 1", test_good_config_1 },
 	{ "good config, workers: 2", test_good_config_2 },
 	{ "no loss over 10 reloads, workers: 1", test_no_loss_1 },
 	{ "no loss over 10 reloads, workers: 2", test_no_loss_2 },
+	{ "kernel drops counted once across a reload and a worker restart", test_drops_counted_once },
 	{ NULL, NULL },
 };
 
