@@ -72,8 +72,6 @@ static unsigned rx_read(struct dg_sock *s, unsigned budget);
  * replies went out (on_readable). */
 static void unpark(struct dg_server *srv, struct dg_sock *s)
 {
-	s->parked = false;
-	s->rx_left = 0;
 	if (!srv->stopping && event_add(s->ev_read, NULL)) {
 		char a[64];
 		dg_log(DG_LOG_ERROR, "listener '%s': cannot register '%s' with the event loop again",
@@ -218,9 +216,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	/* A busy socket leaves epoll's set while its replies go out: there,
 	 * every datagram sent would wake epoll's callback for nothing (an
 	 * EPOLLOUT nobody asked for, under a lock with interrupts off). It is
-	 * read again after the flush, or put back (reread). */
-	if (got >= DG_RX_PARK_MIN && !s->parked && !srv->stopping && event_del(s->ev_read) == 0) {
-		s->parked = true;
+	 * read again after the flush, or put back (reread). A parked socket
+	 * gets no readiness, so it never comes here twice. */
+	if (got >= DG_RX_PARK_MIN && !srv->stopping && event_del(s->ev_read) == 0) {
 		s->rx_left = DG_RX_BUDGET - got;
 		dg_fifo_push(&srv->parked, &s->park_link);
 	}

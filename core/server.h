@@ -72,8 +72,8 @@ struct dg_sock {
 	uint32_t rxq_ovfl;    /* the kernel's drop counter, as last seen (SO_RXQ_OVFL) */
 	struct dg_fifo q; /* struct dg_txq_item, oldest first */
 	unsigned q_len;
-	struct dg_slink park_link; /* the server's parked sockets */
-	bool parked;               /* out of the event loop while its replies go out */
+	struct dg_slink park_link; /* the server's parked sockets (out of the event loop
+	                              while their replies go out) */
 	unsigned rx_left;          /* parked: datagrams it may still read before going back */
 };
 

@@ -475,30 +475,31 @@ static char *readme_config(const char *config, const char *extra)
 	return conf;
 }
 
+/* Start the example with its config and extra listener keys, ask "ping":
+ * the answer must be want, no sooner than min_ms; dgramd stopped after. */
+static void ask_example(struct dg_daemon *d, const char *config, const char *extra,
+                        const char *want, double min_ms)
+{
+	char buf[16];
+
+	CU_ASSERT_FATAL(dg_daemon_start(d, readme_config(config, extra), NULL));
+	int fd = dg_udp_client(&d->addr[0], 3000);
+	double t0 = dg_now_ms();
+	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d->addr[0], d->addrlen[0], "ping", 4, buf, sizeof(buf)), 4);
+	CU_ASSERT_EQUAL(memcmp(buf, want, 4), 0);
+	CU_ASSERT(dg_now_ms() - t0 >= min_ms);
+	close(fd);
+	dg_daemon_stop_checked(d, "t");
+}
+
 /* Its default delay_ms (100, from its option table) and a configured one. */
 static void test_readme_example(void)
 {
 	struct dg_daemon d;
-	char buf[16];
 
-	CU_ASSERT_FATAL(dg_daemon_start(&d, readme_config("{}", ""), NULL));
-	int fd = dg_udp_client(&d.addr[0], 2000);
-	double t0 = dg_now_ms();
-	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "ping", 4, buf, sizeof(buf)), 4);
-	CU_ASSERT_EQUAL(memcmp(buf, "pong", 4), 0);
-	CU_ASSERT(dg_now_ms() - t0 >= 90);
-	close(fd);
-	dg_daemon_stop_checked(&d, "t");
+	ask_example(&d, "{}", "", "pong", 90);
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "timeouts"), 0);
-
-	CU_ASSERT_FATAL(dg_daemon_start(&d, readme_config("{\"delay_ms\": 300}", ""), NULL));
-	fd = dg_udp_client(&d.addr[0], 2000);
-	t0 = dg_now_ms();
-	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "ping", 4, buf, sizeof(buf)), 4);
-	CU_ASSERT_EQUAL(memcmp(buf, "pong", 4), 0);
-	CU_ASSERT(dg_now_ms() - t0 >= 290);
-	close(fd);
-	dg_daemon_stop_checked(&d, "t");
+	ask_example(&d, "{\"delay_ms\": 300}", "", "pong", 290);
 }
 
 /* Its on_expire answers "late" at handler_timeout_ms; a request still
@@ -508,23 +509,14 @@ static void test_readme_example(void)
 static void test_readme_example_expire(void)
 {
 	struct dg_daemon d;
-	char buf[16];
 
-	CU_ASSERT_FATAL(dg_daemon_start(&d, readme_config("{\"delay_ms\": 60000}",
-	                                                  ", \"handler_timeout_ms\": 200"), NULL));
-	int fd = dg_udp_client(&d.addr[0], 3000);
-	double t0 = dg_now_ms();
-	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "ping", 4, buf, sizeof(buf)), 4);
-	CU_ASSERT_EQUAL(memcmp(buf, "late", 4), 0);
-	CU_ASSERT(dg_now_ms() - t0 >= 150);
-	close(fd);
-	dg_daemon_stop_checked(&d, "t");
+	ask_example(&d, "{\"delay_ms\": 60000}", ", \"handler_timeout_ms\": 200", "late", 150);
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "timeouts"), 1);
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "tx"), 1);
 
 	/* handler_timeout_ms 10 s: still waiting past shutdown_timeout_ms. */
 	CU_ASSERT_FATAL(dg_daemon_start(&d, readme_config("{\"delay_ms\": 60000}", ""), NULL));
-	fd = dg_udp_client(&d.addr[0], 3000);
+	int fd = dg_udp_client(&d.addr[0], 3000);
 	CU_ASSERT_EQUAL(sendto(fd, "ping", 4, 0, (const struct sockaddr *)&d.addr[0], d.addrlen[0]), 4);
 	CU_ASSERT_EQUAL(dg_daemon_wait_live(&d, "t", "handled", 1, 5000), 1);
 	close(fd);
