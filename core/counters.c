@@ -33,7 +33,7 @@ const struct dg_counter_field dg_counter_fields[] = {
 	F(tx, "Reply datagrams sent"),
 	F(tx_bytes, "Bytes sent in replies"),
 	F(tx_queued, "Replies that waited in the send queue"),
-	F(stale_calls, "Plugin replies or completes to requests already complete"),
+	F(stale_calls, "Plugin calls with a request or session that has ended"),
 	F(tx_push, "Datagrams pushed to a peer outside a request (session_send); also in tx when sent"),
 	{ NULL, 0, NULL },
 };

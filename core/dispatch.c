@@ -196,7 +196,8 @@ static void run_frames(struct dg_server *srv, uint32_t idx, struct dg_packet *pk
 		unsigned f = r->frame;
 		struct dg_request rq = {
 			.handle = dg_reqtab_handle(&srv->rt, idx), .packet = pkts[f], .peer = &peer,
-			.session = r->sess, .frame = f, .frames = r->frames, .self = &l->inst,
+			.session = dg_session_handle(r->sess), .frame = f, .frames = r->frames,
+			.self = &l->inst,
 		};
 		int v;
 
@@ -530,8 +531,8 @@ static void await_fire(struct dg_server *srv, uint32_t idx, const struct dg_pack
 		.local = &sess->local.sa, .locallen = sess->locallen,
 	};
 	struct dg_request rq = {
-		.handle = dg_reqtab_handle(&srv->rt, idx), .peer = &peer, .session = sess,
-		.frame = frame, .frames = frames, .self = &l->inst,
+		.handle = dg_reqtab_handle(&srv->rt, idx), .peer = &peer,
+		.session = dg_session_handle(sess), .frame = frame, .frames = frames, .self = &l->inst,
 	};
 
 	if (pkt)
@@ -682,17 +683,12 @@ void dg_dispatch_cancel_awaits(struct dg_server *srv)
 			await_fire(srv, i, NULL, 0, 0, DG_ECANCELED);
 }
 
-struct dg_listener *dg_session_listener(const struct dg_session *sess)
-{
-	return (struct dg_listener *)((char *)sess->table - offsetof(struct dg_listener, sessions));
-}
-
 static void close_session(struct dg_listener *l, struct dg_session *sess, int reason)
 {
 	unsigned dropped = 0;
 
 	if (l->plugin->on_session_close)
-		l->plugin->on_session_close(l->state, sess, reason);
+		l->plugin->on_session_close(l->state, dg_session_handle(sess), reason);
 	if (sess->data_free)
 		sess->data_free(sess->data);
 	size_t qbytes = l->sessions.q_bytes;
@@ -921,6 +917,8 @@ int dg_listener_sessions_init(struct dg_listener *l)
 {
 	if (dg_sessions_init(&l->sessions, l->conf->max_peers))
 		return DG_ENOMEM;
+	l->sessions.id = l->srv->id; /* registered before its listeners (server.c) */
+	l->sessions.tag = (uint8_t)(l - l->srv->listeners);
 	/* Places kept for both timers: arming them later cannot fail. */
 	dg_tm_init(&l->sweep, on_sweep, l);
 	dg_tm_init(&l->deadline, on_deadline, l);

@@ -85,29 +85,61 @@ static struct dg_listener *instance_listener(struct dg_instance *self, const cha
 	return NULL;
 }
 
-/* A call with a handle that is dead (or never was): counted as stale_calls
- * on the listener the handle names, logged at a limited rate with the
- * listener and plugin. */
+/* A call with a handle that is dead: counted as stale_calls on the
+ * listener the handle names, logged at a limited rate with the listener
+ * and plugin. */
+static void stale_count(struct dg_listener *l, const char *what, uint64_t h)
+{
+	unsigned long sup;
+
+	l->c->stale_calls++;
+	if (!dg_ratelimit_allow(&l->rl_stale, l->srv->now, &sup))
+		return;
+	if (sup)
+		dg_log(DG_LOG_WARN, "listener '%s': plugin '%s': %lu more calls with dead request "
+		       "or session handles were not logged (see stale_calls)", l->conf->name,
+		       l->plugin->name, sup);
+	dg_log(DG_LOG_WARN, "listener '%s': plugin '%s' %s (handle %#llx)", l->conf->name,
+	       l->plugin->name, what, (unsigned long long)h);
+}
+
+/* A call with a request handle that is dead (or never was). */
 static int stale_call(struct dg_server *srv, dg_req_t h, const char *what)
 {
 	unsigned tag = dg_reqtab_handle_tag(h);
 	struct dg_listener *l = srv && tag < srv->n_listeners ? &srv->listeners[tag] : NULL;
-	unsigned long sup;
 
 	if (!l) {
 		log_misuse("a plugin %s a request handle no listener made (%#llx)", what,
 		           (unsigned long long)h);
 		return DG_ESTALE;
 	}
-	l->c->stale_calls++;
-	if (!dg_ratelimit_allow(&l->rl_stale, srv->now, &sup))
-		return DG_ESTALE;
-	if (sup)
-		dg_log(DG_LOG_WARN, "listener '%s': plugin '%s': %lu more calls with dead request "
-		       "handles were not logged (see stale_calls)", l->conf->name, l->plugin->name, sup);
-	dg_log(DG_LOG_WARN, "listener '%s': plugin '%s' %s (handle %#llx)", l->conf->name,
-	       l->plugin->name, what, (unsigned long long)h);
+	stale_count(l, what, h);
 	return DG_ESTALE;
+}
+
+/* The live session a plugin's session handle names, or NULL: h is NULL,
+ * or its session has closed (counted and logged as a stale call, "called
+ * host->FN ..."), or no listener made it. Never dereferences h. */
+static struct dg_session *handle_session(const struct dg_session *h, const char *fn)
+{
+	struct dg_server *srv = h ? servers[dg_session_handle_id(h)] : NULL;
+	unsigned tag = dg_session_handle_tag(h);
+	char what[80];
+
+	if (!h)
+		return NULL;
+	if (!srv || tag >= srv->n_listeners) {
+		log_misuse("a plugin called host->%s with a session handle no listener made (%p)",
+		           fn, (const void *)h);
+		return NULL;
+	}
+	struct dg_session *s = dg_session_lookup(&srv->listeners[tag].sessions, h);
+	if (!s) {
+		snprintf(what, sizeof(what), "called host->%s with a session that has closed", fn);
+		stale_count(&srv->listeners[tag], what, (uint64_t)(uintptr_t)h);
+	}
+	return s;
 }
 
 static int req_reply(struct dg_server *srv, dg_req_t h, const struct dg_packet *pkt)
@@ -247,17 +279,21 @@ static int host_request_await(struct dg_instance *self, dg_req_t h, unsigned tim
 	return rc;
 }
 
-static int host_session_send(struct dg_instance *self, struct dg_session *sess,
+static int host_session_send(struct dg_instance *self, struct dg_session *h,
                              const struct dg_packet *pkt)
 {
 	struct dg_listener *l = instance_listener(self, "session_send");
 
 	if (!l)
 		return DG_EINVAL;
-	if (!sess || !pkt || dg_session_listener(sess) != l) {
+	struct dg_session *sess = handle_session(h, "session_send");
+	if (h && !sess)
+		return DG_ESTALE;
+	if (!sess || !pkt || sess->table != &l->sessions) {
 		log_misuse("listener '%s': plugin '%s' called host->session_send with %s",
 		           l->conf->name, l->plugin->name,
-		           !pkt ? "a NULL packet" : "a session not of its listener");
+		           !pkt ? "a NULL packet" : !sess ? "a NULL session" :
+		           "a session not of its listener");
 		return DG_EINVAL;
 	}
 	int rc = dg_tx_push(l, sess, pkt);
@@ -359,15 +395,24 @@ static const char *host_peer_format(const struct dg_peer *peer, char *buf, size_
 	return dg_addr_format(peer->addr, buf, len);
 }
 
-static void *host_session_get(struct dg_session *sess)
+static void *host_session_get(struct dg_session *h)
 {
+	struct dg_session *sess = handle_session(h, "session_get");
+
 	return sess ? sess->data : NULL;
 }
 
-static void host_session_set(struct dg_session *sess, void *data, void (*free_fn)(void *))
+static void host_session_set(struct dg_session *h, void *data, void (*free_fn)(void *))
 {
-	if (!sess)
+	struct dg_session *sess = handle_session(h, "session_set");
+
+	if (!sess) {
+		/* The session is gone: data is freed as if it had closed at once
+		 * (the plugin gave it away; nothing could free it later). */
+		if (free_fn && data)
+			free_fn(data);
 		return;
+	}
 	if (sess->data_free && sess->data != data)
 		sess->data_free(sess->data);
 	sess->data = data;
@@ -385,11 +430,13 @@ static int host_addr_parse(const char *text, struct sockaddr_storage *ss, sockle
 	return DG_OK;
 }
 
-static int host_peer_validate(struct dg_session *sess)
+static int host_peer_validate(struct dg_session *h)
 {
+	struct dg_session *sess = handle_session(h, "peer_validate");
+
 	if (!sess)
-		return DG_EINVAL;
-	dg_session_validate(&dg_session_listener(sess)->sessions, sess);
+		return h ? DG_ESTALE : DG_EINVAL;
+	dg_session_validate(sess->table, sess);
 	return DG_OK;
 }
 

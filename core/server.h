@@ -289,8 +289,6 @@ int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, 
 /* Stopping: every waiting conversation step gets DG_ECANCELED and its
  * request is completed. */
 void dg_dispatch_cancel_awaits(struct dg_server *srv);
-/* The listener a session belongs to. */
-struct dg_listener *dg_session_listener(const struct dg_session *sess);
 int dg_listener_sessions_init(struct dg_listener *l);
 void dg_listener_sessions_close(struct dg_listener *l, int reason);
 
@@ -311,6 +309,10 @@ void dg_host_metric_set(struct dg_metric *metric, int64_t value);
 /* A reply: DG_OK, DG_E2BIG (over max_datagram or max_replies_per_request),
  * DG_EAGAIN (over the amplification credit), DG_EINVAL; drops counted. */
 int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt);
+/* The amplification guard counts a datagram's bytes on the wire: its
+ * payload and the IP and UDP headers (IPv4 20 + 8, IPv6 40 + 8). */
+#define DG_WIRE_HDR_IPV4 28
+#define DG_WIRE_HDR_IPV6 48
 /* A datagram of len bytes arrived for sess: amplification credit. */
 void dg_tx_credit(const struct dg_listener *l, struct dg_session *sess, size_t len);
 /* A push to sess's peer outside any request (host->session_send): DG_OK,

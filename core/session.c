@@ -37,6 +37,7 @@ void dg_sessions_release(struct dg_sessions *t)
 	while ((s = dg_session_any(t)))
 		dg_session_free(t, s, NULL);
 	free(t->buckets);
+	free(t->slots);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -191,14 +192,52 @@ static void maybe_grow(struct dg_sessions *t)
 	t->mask = mask;
 }
 
+#define SLOTS(t) DG_IARRAY((t)->slots, struct dg_session_slot, next)
+
+/* Double the slots (up to max, since count <= max). Indices stay valid. */
+static bool slots_grow(struct dg_sessions *t)
+{
+	if (t->n_slots >= t->max)
+		return false;
+	uint32_t n = t->n_slots > t->max / 2 ? t->max : (t->n_slots ? t->n_slots * 2 : 16);
+	struct dg_session_slot *v = realloc(t->slots, (size_t)n * sizeof(*v));
+	if (!v)
+		return false;
+	memset(v + t->n_slots, 0, (size_t)(n - t->n_slots) * sizeof(*v));
+	t->slots = v;
+	for (uint32_t i = t->n_slots; i < n; i++)
+		dg_ififo_push(&t->free_slots, SLOTS(t), i);
+	t->n_slots = n;
+	return true;
+}
+
+struct dg_session *dg_session_lookup(const struct dg_sessions *t, const struct dg_session *h)
+{
+	uint64_t v = (uint64_t)(uintptr_t)h;
+	uint32_t i1 = (uint32_t)(v & 0xffffffu);
+
+	if (!i1 || i1 > t->n_slots || dg_session_handle_id(h) != t->id ||
+	    dg_session_handle_tag(h) != t->tag)
+		return NULL;
+	const struct dg_session_slot *sl = &t->slots[i1 - 1];
+	if (!sl->s || (sl->gen & DG_SESSION_GEN_MASK) != ((v >> 32) & DG_SESSION_GEN_MASK))
+		return NULL;
+	return sl->s;
+}
+
 struct dg_session *dg_session_create(struct dg_sessions *t, const struct sockaddr *sa,
                                      socklen_t len, const struct sockaddr *local,
                                      socklen_t locallen, uint64_t now_ms)
 {
+	if (dg_ififo_empty(&t->free_slots) && !slots_grow(t))
+		return NULL;
 	struct dg_session *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return NULL;
+	dg_ififo_pop(&t->free_slots, SLOTS(t), &s->slot);
+	t->slots[s->slot].s = s;
+	s->gen = t->slots[s->slot].gen;
 	if (len > sizeof(s->peer))
 		len = sizeof(s->peer);
 	if (locallen > sizeof(s->local))
@@ -336,6 +375,10 @@ void dg_session_free(struct dg_sessions *t, struct dg_session *s, unsigned *drop
 			(*dropped)++;
 		free(it);
 	}
+	struct dg_session_slot *sl = &t->slots[s->slot];
+	sl->s = NULL;
+	sl->gen++; /* every handle to it dies */
+	dg_ififo_push(&t->free_slots, SLOTS(t), s->slot);
 	t->count--;
 	free(s);
 }

@@ -68,6 +68,8 @@ enum dg_session_list_id {
 
 struct dg_session {
 	struct dg_session *hnext;            /* hash chain */
+	uint32_t slot;                       /* its place in the table's slots (handles) */
+	uint32_t gen;                        /* its slot's generation (handles) */
 	struct dg_dlink lru;                 /* on its table's lists[list], oldest first */
 	struct dg_slink ready_link;          /* the table's ready list */
 	union dg_sockaddr peer;
@@ -93,6 +95,29 @@ struct dg_session {
 
 enum dg_drop_policy { DG_DROP_NEWEST, DG_DROP_OLDEST };
 
+/* Handles. Plugins are given a session as a handle, never a pointer (the
+ * struct dg_session * of <dgramd/plugin.h> is opaque to them): a plugin may
+ * keep one after on_session_close() by mistake, and its next host call must
+ * then fail (DG_ESTALE), not write through freed memory. A handle is
+ * (server id << 56) | (gen mod 2^24 << 32) | (tag << 24) | (slot + 1), as
+ * request handles are (reqtab.h): the server id and the tag (the
+ * listener's index) find the table, the slot and its generation the
+ * session; a slot's generation changes when its session is freed, so a
+ * stale handle never matches (until the slot has been reused 2^24 times;
+ * freed slots are reused oldest first, so that takes 2^24 times the
+ * number of free slots). Slots are indices: the array may move when it
+ * grows. */
+#define DG_SESSION_GEN_MASK 0xffffffu
+#define DG_SESSION_TAG_SHIFT 24
+#define DG_SESSION_ID_SHIFT 56
+_Static_assert(sizeof(uintptr_t) >= 8, "session handles are 64-bit values held in a pointer");
+
+struct dg_session_slot {
+	struct dg_session *s; /* NULL while free */
+	uint32_t gen;
+	uint32_t next;        /* the free list (index + 1) */
+};
+
 struct dg_sessions {
 	struct dg_session **buckets;
 	uint32_t mask;  /* buckets - 1, a power of two minus one */
@@ -105,6 +130,10 @@ struct dg_sessions {
 	uint64_t seed[2];            /* hash key, random per table */
 	struct dg_session *last;     /* the last session found: bursts skip the hash */
 	size_t q_bytes;              /* queued in all sessions: len + DG_QITEM_OVERHEAD each */
+	struct dg_session_slot *slots; /* handles: n_slots, growing by doubling up to max */
+	uint32_t n_slots;
+	struct dg_ififo free_slots;   /* oldest freed first */
+	uint8_t id, tag;              /* the caller's: in every handle */
 };
 
 /* DG_OK or DG_ENOMEM. max: the most sessions at once. */
@@ -186,6 +215,32 @@ unsigned dg_session_enqueue(struct dg_sessions *t, struct dg_session *s, struct 
 /* Take the oldest queued datagram (the caller frees it with free()). A
  * session left with no request and nothing queued becomes idle. */
 struct dg_qitem *dg_session_dequeue(struct dg_sessions *t, struct dg_session *s);
+
+/* The handle of s that plugins are given (see "Handles" above). */
+static inline struct dg_session *dg_session_handle(const struct dg_session *s)
+{
+	const struct dg_sessions *t = s->table;
+
+	return (struct dg_session *)(uintptr_t)(((uint64_t)t->id << DG_SESSION_ID_SHIFT) |
+	        ((uint64_t)(s->gen & DG_SESSION_GEN_MASK) << 32) |
+	        ((uint64_t)t->tag << DG_SESSION_TAG_SHIFT) | ((uint64_t)s->slot + 1));
+}
+
+/* The server id and the tag a handle was made with (any value: they are
+ * only read out of it, the handle is never dereferenced). */
+static inline unsigned dg_session_handle_id(const struct dg_session *h)
+{
+	return (unsigned)((uint64_t)(uintptr_t)h >> DG_SESSION_ID_SHIFT);
+}
+
+static inline unsigned dg_session_handle_tag(const struct dg_session *h)
+{
+	return (unsigned)((uint64_t)(uintptr_t)h >> DG_SESSION_TAG_SHIFT) & 0xffu;
+}
+
+/* The live session of t a handle names, or NULL if it is stale (its
+ * session was freed) or not one of t's. O(1); h is never dereferenced. */
+struct dg_session *dg_session_lookup(const struct dg_sessions *t, const struct dg_session *h);
 
 /* The oldest queued datagram of s, left in the queue, or NULL. */
 static inline struct dg_qitem *dg_session_q_first(const struct dg_session *s)

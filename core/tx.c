@@ -28,12 +28,21 @@ static void tx_log(struct dg_listener *l, const struct sockaddr *to, const char 
 	       err ? strerror(err) : "", sup ? " (and more, not logged)" : "");
 }
 
-/* The amplification guard. An unvalidated session earns amp_factor bytes
- * of replies per byte it sends (dg_tx_credit) and each reply spends its
- * size in the datagram (frame and framing), over the session's life. */
+/* The amplification guard counts bytes on the wire: a datagram's payload
+ * and its IP and UDP headers, so that an empty datagram costs what it
+ * costs the network (a flood of empty replies is a flood all the same). */
+static size_t wire_bytes(const struct dg_session *sess, size_t payload)
+{
+	return payload + (sess->peer.sa.sa_family == AF_INET6 ? DG_WIRE_HDR_IPV6 : DG_WIRE_HDR_IPV4);
+}
+
+/* An unvalidated session earns amp_factor bytes of replies per byte it
+ * sends (dg_tx_credit) and each reply spends its size (frames, framing and
+ * the headers of the datagram that carries them), over the session's
+ * life. */
 void dg_tx_credit(const struct dg_listener *l, struct dg_session *sess, size_t len)
 {
-	uint64_t c = sess->amp_credit + (uint64_t)l->conf->amp_factor * len;
+	uint64_t c = sess->amp_credit + (uint64_t)l->conf->amp_factor * wire_bytes(sess, len);
 
 	sess->amp_credit = c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
 }
@@ -51,7 +60,8 @@ static bool amp_spend(struct dg_listener *l, struct dg_session *sess, size_t byt
 	return true;
 }
 
-/* Append pkt to out, within the session's amplification credit. */
+/* Append pkt to out, within the session's amplification credit: the
+ * frame's bytes, and the datagram's headers with its first frame. */
 static int append(struct dg_listener *l, struct dg_session *sess, const struct dg_packet *pkt,
                   struct dg_outdgram *out)
 {
@@ -60,7 +70,8 @@ static int append(struct dg_listener *l, struct dg_session *sess, const struct d
 
 	if (rc)
 		return rc;
-	if (!amp_spend(l, sess, out->used - used)) {
+	size_t cost = out->used - used;
+	if (!amp_spend(l, sess, out->frames == 1 ? wire_bytes(sess, cost) : cost)) {
 		out->used = used;
 		out->frames--;
 		return DG_EAGAIN;

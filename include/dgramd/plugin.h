@@ -210,7 +210,10 @@ typedef uint64_t dg_req_t;
 
 /* Opaque server objects handed to plugins. */
 struct dg_instance; /* this plugin instance; lives from init() to fini() */
-struct dg_session;  /* per-peer session; see on_session_close() */
+struct dg_session;  /* per-peer session, as a handle: a value the host checks,
+                       never dereferenced (see on_session_close()); after the
+                       session closes, calls with it fail with DG_ESTALE
+                       (counted as stale_calls), session_get returns NULL */
 struct dg_timer;    /* a one-shot timer started with host->timer_start() */
 struct dg_metric;   /* a plugin's counter or gauge (host->metric_new) */
 struct dg_request;
@@ -239,7 +242,7 @@ struct dg_request {
 	dg_req_t handle;
 	struct dg_packet packet; /* the decoded packet; see dg_packet ownership */
 	const struct dg_peer *peer;
-	struct dg_session *session; /* the peer's; valid until on_session_close() */
+	struct dg_session *session; /* the peer's handle; live until on_session_close() */
 	unsigned frame;             /* index of this frame in its datagram */
 	unsigned frames;            /* frames in the datagram */
 
@@ -314,12 +317,15 @@ struct dg_host {
 	 * NUL-terminated). Returns buf. */
 	const char *(*peer_format)(const struct dg_peer *peer, char *buf, size_t len);
 
-	/* The data the plugin attached to a session, or NULL. */
+	/* The data the plugin attached to a session, or NULL (also when the
+	 * session has closed: a stale call, counted). */
 	void *(*session_get)(struct dg_session *session);
 
 	/* Attach data to a session, replacing (and freeing with its free_fn)
 	 * what was there. free_fn (may be NULL) is called with data when the
-	 * session closes, after on_session_close(), or when replaced. */
+	 * session closes, after on_session_close(), or when replaced. If the
+	 * session has closed already (a stale call, counted), free_fn(data) is
+	 * called at once. */
 	void (*session_set)(struct dg_session *session, void *data, void (*free_fn)(void *data));
 
 	/* Parse a numeric "a.b.c.d:port" or "[ipv6]:port" into *ss (the
@@ -332,7 +338,8 @@ struct dg_host {
 	 * what is sent to its address (it echoed a cookie the plugin sent
 	 * there, say). A validated peer is no longer held to the listener's
 	 * amplification factor, for the rest of its session (a new session
-	 * starts unvalidated). DG_OK, or DG_EINVAL if session is NULL. */
+	 * starts unvalidated). DG_OK, DG_EINVAL if session is NULL, DG_ESTALE
+	 * if it has closed. */
 	int (*peer_validate)(struct dg_session *session);
 
 	/* Publish a counter or gauge of this instance (enum dg_metric_kind):
@@ -393,7 +400,8 @@ struct dg_host {
 	 * session's peer, outside any request, as long as the session lives
 	 * (until on_session_close()). Counted in tx and tx_push; goes through
 	 * the amplification guard. pkt is only read during the call. DG_OK,
-	 * DG_EAGAIN (over the amplification credit), DG_E2BIG, DG_EINVAL. */
+	 * DG_EAGAIN (over the amplification credit), DG_E2BIG, DG_EINVAL,
+	 * DG_ESTALE (the session has closed: counted as stale_calls). */
 	int (*session_send)(struct dg_instance *self, struct dg_session *session,
 	                    const struct dg_packet *pkt);
 
@@ -495,7 +503,9 @@ enum dg_metric_kind {
  * on_session_close(): optional; the peer's session ends (enum
  *   dg_session_close). Never called while the session has a request in
  *   progress, except at shutdown, after those requests were abandoned. The
- *   session pointer is dead after the call. */
+ *   session handle is dead after the call: host calls with it return
+ *   DG_ESTALE (session_send, peer_validate) or NULL (session_get), and
+ *   session_set frees the data it is given; none touches freed memory. */
 struct dg_plugin {
 	uint32_t magic;     /* DG_PLUGIN_MAGIC */
 	uint16_t abi_major; /* DG_PLUGIN_ABI_MAJOR */

@@ -351,6 +351,52 @@ static void test_unvalidated_list(void)
 	dg_sessions_release(&t);
 }
 
+/* Session handles (what plugins hold): a live session's handle finds it;
+ * once freed it finds nothing, also after its slot is reused by another
+ * session (whose own handle differs); a handle of another table, server
+ * id or listener tag, and values no table made, find nothing. The slots
+ * grow past their first 16 and stay valid. */
+static void test_session_handles(void)
+{
+	struct dg_sessions t, u;
+	struct dg_session *s[40], *h[40];
+
+	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&t, 40), 0);
+	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&u, 40), 0);
+	t.id = 3, t.tag = 1;
+	u.id = 3, u.tag = 2;
+	for (unsigned i = 0; i < 40; i++) {
+		struct sockaddr_in a = v4(0x7f000001, (uint16_t)(2000 + i));
+		s[i] = create(&t, SA(a), sizeof(a), 1);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(s[i]);
+		h[i] = dg_session_handle(s[i]);
+		CU_ASSERT_PTR_NOT_NULL(h[i]);
+		CU_ASSERT_PTR_NOT_EQUAL(h[i], s[i]); /* a handle, not the pointer */
+	}
+	for (unsigned i = 0; i < 40; i++) {
+		CU_ASSERT_PTR_EQUAL(dg_session_lookup(&t, h[i]), s[i]);
+		CU_ASSERT_PTR_NULL(dg_session_lookup(&u, h[i])); /* another listener's */
+		CU_ASSERT_EQUAL(dg_session_handle_id(h[i]), 3);
+		CU_ASSERT_EQUAL(dg_session_handle_tag(h[i]), 1);
+	}
+	uint32_t slot7 = s[7]->slot;
+	dg_session_free(&t, s[7], NULL);
+	CU_ASSERT_PTR_NULL(dg_session_lookup(&t, h[7]));
+	struct sockaddr_in a = v4(0x7f000002, 2007);
+	struct dg_session *n = create(&t, SA(a), sizeof(a), 2); /* takes slot 7's place */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(n);
+	CU_ASSERT_EQUAL(n->slot, slot7); /* the only free one */
+	CU_ASSERT_PTR_NULL(dg_session_lookup(&t, h[7]));
+	CU_ASSERT_PTR_NOT_EQUAL(dg_session_handle(n), h[7]);
+	CU_ASSERT_PTR_EQUAL(dg_session_lookup(&t, dg_session_handle(n)), n);
+	static const uintptr_t junk[] = { 0, 1, 0xffffffffffffffffu, 0x0300000001000000u,
+	                                  0x0300000001ffffffu, 0x0300000001000029u };
+	for (unsigned i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+		CU_ASSERT_PTR_NULL(dg_session_lookup(&t, (const struct dg_session *)junk[i]));
+	dg_sessions_release(&t);
+	dg_sessions_release(&u);
+}
+
 static const struct dg_test session_tests[] = {
 	{ "create and lookup", test_create_lookup },
 	{ "the key includes the local address", test_key_includes_local },
@@ -359,6 +405,7 @@ static const struct dg_test session_tests[] = {
 	{ "queue order and drop policies", test_queue_order_and_policies },
 	{ "request handles", test_request_handles },
 	{ "unvalidated peers on their own list", test_unvalidated_list },
+	{ "session handles: stale ones find nothing", test_session_handles },
 	{ NULL, NULL },
 };
 

@@ -106,9 +106,10 @@ static unsigned ten_byte_requests(struct dg_daemon *d, unsigned n, size_t *bytes
 	return got;
 }
 
-/* Default factor 3: A sends 30 x 10 bytes and gets 900 bytes, exactly 3
- * times what it sent: one 100-byte reply whenever its credit (30 per
- * request, less what it already got) reaches 100. */
+/* Default factor 3, counted on the wire (payload + 28 bytes of IPv4 and
+ * UDP headers): A sends 30 x 10 bytes (30 x 38 on the wire) and gets 26
+ * replies of 100 bytes (26 x 128 = 3,328 <= 3 x 1,140): one whenever its
+ * credit (114 per request, less what it already got) reaches 128. */
 static void test_default_factor(void)
 {
 	struct dg_daemon d;
@@ -116,11 +117,11 @@ static void test_default_factor(void)
 
 	CU_ASSERT_FATAL(dg_daemon_start(&d, config("{\"prefix\": " PREFIX90 "}", NULL), NULL));
 	unsigned got = ten_byte_requests(&d, 30, &bytes);
-	CU_ASSERT_EQUAL(got, 9);
-	CU_ASSERT_EQUAL(bytes, 900);
+	CU_ASSERT_EQUAL(got, 26);
+	CU_ASSERT_EQUAL(bytes, 2600);
 	dg_daemon_stop_checked(&d, "t");
-	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 21);
-	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 9 + 30); /* A's, B's */
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 4);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 26 + 30); /* A's, B's */
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handler_errors"), 0);
 }
 
@@ -154,7 +155,7 @@ static void test_disabled(void)
 }
 
 /* 50 "spoofed" sources, one 10-byte datagram each: none is answered with
- * 100 bytes (each earned 30). */
+ * 100 bytes (each earned 3 x 38 = 114 wire bytes; the reply is 128). */
 static void test_many_sources(void)
 {
 	struct dg_daemon d;
@@ -185,9 +186,10 @@ static void test_many_sources(void)
 }
 
 /* Frames of one datagram, coalesced into one reply datagram: each frame's
- * reply spends its bytes with its framing; one over the credit is left out
- * of the datagram, the others still go. factor 1, replies one byte longer
- * than the frames ("x" prefix), 2-byte length prefixes. */
+ * reply spends its bytes with its framing, the first also the datagram's
+ * 28 bytes of headers; one over the credit is left out of the datagram,
+ * the others still go. factor 1, replies one byte longer than the frames
+ * ("x" prefix), 2-byte length prefixes. */
 static void test_coalesced_frames(void)
 {
 	static const char dgram[] = "\0\x0a" "0123456789" "\0\x0a" "abcdefghij";
@@ -200,10 +202,11 @@ static void test_coalesced_frames(void)
 	        "  \"amplification\": {\"factor\": 1},\n"
 	        "  \"handler\": {\"plugin\": \"echo\", \"config\": {\"prefix\": \"x\"}} }] }\n", NULL));
 	int fd = dg_udp_client(&d.addr[0], 2000);
-	/* Credit 24: the first reply frame (13) fits, the second does not. */
+	/* Credit 24 + 28: the first reply frame (13 + 28) fits, the second
+	 * (13) does not. */
 	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], dgram, 24, buf, sizeof(buf)), 13);
 	CU_ASSERT_EQUAL(memcmp(buf, "\0\x0bx0123456789", 13), 0);
-	/* Credit 11 + 24: both fit, in one datagram. */
+	/* Credit 11 + 52: both fit (41 + 13), in one datagram. */
 	CU_ASSERT_EQUAL(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], dgram, 24, buf, sizeof(buf)), 26);
 	CU_ASSERT_EQUAL(memcmp(buf, "\0\x0bx0123456789\0\x0bxabcdefghij", 26), 0);
 	close(fd);
@@ -215,7 +218,8 @@ static void test_coalesced_frames(void)
 
 /* echo replies 5 times; max_replies_per_request 3: the 4th reply call of
  * each request fails with DG_E2BIG (echo stops there: a handler error).
- * Each 1-byte request gets 3 bytes: exactly its amplification credit. */
+ * Each 1-byte request gets 3 replies of 1 byte: exactly its amplification
+ * credit (3 x 29 bytes on the wire). */
 static void test_max_replies(void)
 {
 	struct dg_daemon d;
@@ -508,12 +512,70 @@ static void test_config_errors(void)
 	                          "\"max_replies_per_request\": 1", out, sizeof(out)), 0);
 }
 
+/* An empty datagram costs its headers on the wire (28 bytes over IPv4),
+ * both ways: an empty request earns 3 x 28, so of 20 empty replies 3 go
+ * out and the 4th is over the credit (echo stops there); all 20 went when
+ * empty datagrams cost nothing. B's 100-byte barrier earns 3 replies of
+ * 128 bytes, and its 4th is refused too. */
+static void test_empty_replies(void)
+{
+	struct dg_daemon d;
+	size_t bytes = 0;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config("{\"repeat\": 20}", NULL), NULL));
+	int a = client_from("127.0.0.1", 2000), b = client_from("127.0.0.2", 2000);
+	CU_ASSERT_FATAL(a >= 0 && b >= 0);
+	CU_ASSERT_EQUAL(sendto(a, "", 0, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]), 0);
+	CU_ASSERT(barrier(&d, b));
+	CU_ASSERT_EQUAL(drain(a, &bytes), 3);
+	CU_ASSERT_EQUAL(bytes, 0);
+	close(a);
+	close(b);
+	dg_daemon_stop_checked(&d, "t");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 2);
+}
+
+/* A plugin pushing 20,000 empty datagrams (tests/fixtures/convo.c) to an
+ * unvalidated peer that sent one empty request: 3 go out, the rest are
+ * over the credit (14,195 went when empty datagrams cost nothing). */
+static void test_empty_push_flood(void)
+{
+	char conf[4096], buf[64];
+	struct dg_daemon d;
+	size_t bytes = 0;
+
+	snprintf(conf, sizeof(conf),
+	         "{ \"listeners\": [{ \"name\": \"t\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\",\n"
+	         "  \"handler\": {\"plugin\": \"%s/tests/fixtures/.libs/convo.so\"} }] }\n",
+	         dg_test_builddir());
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	int a = client_from("127.0.0.1", 2000), b = client_from("127.0.0.2", 2000);
+	CU_ASSERT_FATAL(a >= 0 && b >= 0);
+	CU_ASSERT_EQUAL(sendto(a, "", 0, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]), 0);
+	/* B's answer comes after A's pushes: the socket is read in order. */
+	CU_ASSERT_EQUAL(dg_udp_ask(b, &d.addr[0], d.addrlen[0], "echo barrier", 12, buf,
+	                           sizeof(buf)), 7);
+	CU_ASSERT_EQUAL(drain(a, &bytes), 3);
+	CU_ASSERT_EQUAL(bytes, 0);
+	close(a);
+	close(b);
+	dg_daemon_stop_checked(&d, "t");
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+	CU_ASSERT_EQUAL(dg_count_lines(log, "flood: 3 pushed"), 1);
+	free(log);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_push"), 3);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 20000 - 3);
+}
+
 static const struct dg_test tests[] = {
 	{ "default factor 3: exact bytes", test_default_factor },
 	{ "factor 10", test_custom_factor },
 	{ "factor 0 disables", test_disabled },
 	{ "50 sources, none amplified", test_many_sources },
 	{ "frames coalesced in one reply", test_coalesced_frames },
+	{ "empty replies cost their headers", test_empty_replies },
+	{ "a push flood of empty datagrams", test_empty_push_flood },
 	{ "max_replies_per_request", test_max_replies },
 	{ "max_replies_per_request default 64", test_max_replies_default },
 	{ "kv cookie validates a peer", test_kv_cookie },

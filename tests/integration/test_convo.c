@@ -374,6 +374,32 @@ static void test_stale(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "c", "stale_calls"), 3);
 }
 
+/* A session handle kept after its session closed (evicted: max_peers 1,
+ * another peer arrives) is dead for every host call: session_send and
+ * peer_validate return DG_ESTALE (-4), session_get NULL; never a write
+ * through freed memory (it was a use after free under ASan). */
+static void test_stale_session(void)
+{
+	struct dg_daemon d;
+	struct client u, v;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, config(", \"max_peers\": 1"), NULL));
+	client_open(&u, &d);
+	client_open(&v, &d);
+	SEND(&u, "keepsess");
+	EXPECT(&u, "keptsess");
+	SEND(&v, "stalesess"); /* v's session evicts u's */
+	EXPECT(&v, "stalesess:-4:-4:null");
+	SEND(&v, "echo still here");
+	EXPECT(&v, "still here");
+	close(u.fd);
+	close(v.fd);
+	stop(&d, 0, 0);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "c", "sessions_evicted"), 1);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "c", "stale_calls"), 3);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "c", "tx_push"), 0);
+}
+
 static const struct dg_test tests[] = {
 	{ "several steps", test_steps },
 	{ "step timeout, await again, give up", test_step_timeout },
@@ -384,6 +410,7 @@ static const struct dg_test tests[] = {
 	{ "shutdown: DG_ECANCELED, data freed once", test_shutdown_cancels },
 	{ "push: tx_push and the amplification guard", test_push },
 	{ "stale handle: DG_ESTALE", test_stale },
+	{ "stale session handle: DG_ESTALE", test_stale_session },
 	{ "host->now_ms: the server's clock", test_host_clock },
 	{ NULL, NULL },
 };
