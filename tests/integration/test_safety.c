@@ -393,11 +393,12 @@ static void test_hostile_all_controls(void)
 		valid[i] = sock_from(src);
 		send_payload(valid[i], &d, "{\"a\":1}", 3, &sent);
 	}
-	/* undecodable: 10 peers, 3 each; the error replies outgrow what they sent */
+	/* undecodable: 10 peers, 3 each; the error replies (62 bytes + 28 of
+	 * headers for "{") outgrow what they sent (3 x (1 + 28)) */
 	for (unsigned i = 0; i < 10; i++) {
 		snprintf(src, sizeof(src), "127.0.2.%u", i + 1);
 		int fd = sock_from(src);
-		send_payload(fd, &d, "{b", 3, &sent);
+		send_payload(fd, &d, "{", 3, &sent);
 		close(fd);
 	}
 	/* one source far over its rate */
