@@ -106,7 +106,7 @@ struct dg_listener {
 	struct dg_idlist dl;       /* pending requests by deadline (struct dg_req dl) */
 	struct dg_counters *c;     /* &own_c, or this worker's slot in shared memory */
 	struct dg_counters own_c;
-	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx, rl_stale;
+	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx, rl_stale, rl_amp;
 	struct dg_throttle throttle; /* rate_limit */
 };
 

@@ -47,6 +47,23 @@ void dg_tx_credit(const struct dg_listener *l, struct dg_session *sess, size_t l
 	sess->amp_credit = c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
 }
 
+/* A refused reply is silent to the peer: say it in the log, at most once
+ * a minute per listener, with what to do about it. */
+static void amp_log(struct dg_listener *l, const struct dg_session *sess, size_t bytes)
+{
+	unsigned long sup;
+	char peer[64];
+
+	if (!dg_ratelimit_allow(&l->rl_amp, l->srv->now, &sup))
+		return;
+	dg_log(DG_LOG_WARN, "listener '%s': a reply of %zu bytes to %s is over what the peer may "
+	       "receive before it is validated (amplification.factor %u, %u bytes left): dropped "
+	       "and counted in tx_drop_amplification%s; validate the peer in the plugin "
+	       "(host->peer_validate) or raise amplification.factor", l->conf->name, bytes,
+	       dg_addr_format(&sess->peer.sa, peer, sizeof(peer)), l->conf->amp_factor,
+	       sess->amp_credit, sup ? " (more since the last line)" : "");
+}
+
 /* May bytes more go to sess? Spends them if so; counts the drop if not. */
 static bool amp_spend(struct dg_listener *l, struct dg_session *sess, size_t bytes)
 {
@@ -54,6 +71,7 @@ static bool amp_spend(struct dg_listener *l, struct dg_session *sess, size_t byt
 		return true;
 	if (bytes > sess->amp_credit) {
 		l->c->tx_drop[DG_TXDROP_AMPLIFICATION]++;
+		amp_log(l, sess, bytes);
 		return false;
 	}
 	sess->amp_credit -= (uint32_t)bytes;

@@ -122,6 +122,12 @@ static void test_default_factor(void)
 	dg_daemon_stop_checked(&d, "t");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx_drop_amplification"), 4);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 26 + 30); /* A's, B's */
+	/* The drops are said in the log once (a minute), with the remedy. */
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+	CU_ASSERT_EQUAL(dg_count_lines(log, "listener 't': a reply of 128 bytes to 127.0.0.1:"), 1);
+	CU_ASSERT_EQUAL(dg_count_lines(log, "(host->peer_validate) or raise amplification.factor"), 1);
+	free(log);
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "handler_errors"), 0);
 }
 
