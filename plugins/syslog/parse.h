@@ -46,8 +46,11 @@ struct dg_syslog_msg {
 };
 
 /* Parse datagram d as RFC 5424 if it has a VERSION after its PRI, else as
- * RFC 3164. Fills *m; returns m->format (DG_SYSLOG_NONE: m->error says why,
- * the message is then written raw). */
+ * RFC 3164. One trailing NUL and then trailing CRs and LFs are not part of
+ * the message (Python's SysLogHandler appends a NUL, many senders a
+ * newline; rsyslog and syslog-ng drop them too). Fills *m; returns
+ * m->format (DG_SYSLOG_NONE: m->error says why, the message is then
+ * written raw, as sent). */
 int dg_syslog_parse(const unsigned char *d, size_t len, struct dg_syslog_msg *m);
 
 /* One format only (the fuzz harness runs each on every input). */

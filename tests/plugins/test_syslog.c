@@ -183,8 +183,14 @@ static void test_hostile(void)
 		size_t want_len;
 	} cases[] = {
 #define C(in, f, want) { in, sizeof(in) - 1, f, want, sizeof(want) - 1 }
-		C("<13>1 - h a - - - line1\nline2\r\n{\"x\":1}\n", "msg", "line1\nline2\r\n{\"x\":1}\n"),
+		C("<13>1 - h a - - - line1\nline2\r\n{\"x\":1}\n", "msg", "line1\nline2\r\n{\"x\":1}"),
 		C("<13>1 - h a - - - nul\0inside", "msg", "nul\0inside"),
+		/* What senders append: one NUL (Python's SysLogHandler), then
+		 * newlines; dropped as rsyslog and syslog-ng drop them. */
+		C("<14>myapp: python says hi\0", "msg", "python says hi"),
+		C("<13>1 - h a - - - m\r\n\n\0", "msg", "m"),
+		C("<13>1 - h a - - - two nuls\0\0", "msg", "two nuls\0"),
+		C("<13>1 - h a - - - nul, then text\0\n", "msg", "nul, then text\0"),
 		C("<13>Oct 11 22:14:15 h t: \"quoted\" \\back\\ \x01\x1f\x7f", "msg",
 		  "\"quoted\" \\back\\ \x01\x1f\x7f"),
 		C("<13>1 - h a - - - bad \xff\xfe utf8 \xc3", "msg",
