@@ -8,8 +8,10 @@
  *                         each datagram's line at once)
  *   "fsync_ms": 0         fdatasync this long after a write (0: never; the
  *                         kernel writes the page cache back)
- *   "max_msg_bytes": 0    cut msg (or raw) after this many bytes and add
- *                         "truncated": original length (0: never cut)
+ *   "max_msg_bytes": 8192 the most msg (or raw) takes in the line, escaped;
+ *                         cut between characters, with "truncated":
+ *                         original length; the SD's values share as much
+ *                         ("sd_truncated": true) (0: no limit)
  *
  * Every datagram ends as one line in the file or in a counter: written
  * (lines in the file), dropped (lines lost while the file could not be
@@ -63,8 +65,10 @@ static const struct dg_option sl_options[] = {
 	  .max = 60000, .help = "... or this long after its first line (0: each line at once)" },
 	{ .name = "fsync_ms", .type = DG_OPT_INT, .offset = O(fsync_ms), .def = "0", .min = 0,
 	  .max = 3600000, .help = "fdatasync this long after a write (0: never)" },
-	{ .name = "max_msg_bytes", .type = DG_OPT_INT, .offset = O(max_msg_bytes), .def = "0",
-	  .min = 0, .max = 65535, .help = "cut msg (or raw) here, marked \"truncated\" (0: never)" },
+	{ .name = "max_msg_bytes", .type = DG_OPT_INT, .offset = O(max_msg_bytes), .def = "8192",
+	  .min = 0, .max = 6 * SL_MAX_DATAGRAM,
+	  .help = "msg (or raw), escaped, cut at this many bytes, marked \"truncated\"; the SD's "
+	          "values as well (0: no limit)" },
 	{ .name = NULL },
 };
 #undef O
@@ -76,7 +80,7 @@ static const struct {
 } sl_metrics[SL_NMETRICS] = {
 	[SL_WRITTEN] = { "written", "Lines written to the file" },
 	[SL_PARSE_ERRORS] = { "parse_errors", "Messages that were neither RFC 5424 nor RFC 3164 (written raw)" },
-	[SL_TRUNCATED] = { "truncated", "Lines whose msg was cut at max_msg_bytes" },
+	[SL_TRUNCATED] = { "truncated", "Lines whose msg (or raw) or SD values were cut at max_msg_bytes" },
 	[SL_WRITE_ERRORS] = { "write_errors", "Failed write calls (the lines stay buffered)" },
 	[SL_DROPPED] = { "dropped", "Lines lost: the buffer was full of lines the file did not take" },
 };
@@ -387,7 +391,7 @@ static int sl_init(struct dg_instance *self, const struct dg_host *host, const j
 	if ((rc = sl_open(s, false)))
 		goto fail;
 	/* Room for flush_bytes and the longest line one datagram can make. */
-	s->cap = (size_t)s->opt.flush_bytes + dg_syslog_line_max(SL_MAX_DATAGRAM);
+	s->cap = (size_t)s->opt.flush_bytes + dg_syslog_line_max(SL_MAX_DATAGRAM, (size_t)s->opt.max_msg_bytes);
 	rc = DG_ENOMEM;
 	if (!(s->buf = malloc(s->cap)))
 		goto fail;
@@ -431,13 +435,14 @@ static int sl_take(struct sl *s, const struct dg_request *req)
 {
 	const unsigned char *d = req->packet.data;
 	size_t n = req->packet.len > SL_MAX_DATAGRAM ? SL_MAX_DATAGRAM : req->packet.len;
+	size_t room = dg_syslog_line_max(n, (size_t)s->opt.max_msg_bytes);
 	char received[48], peer[80];
 	bool truncated;
 
 	/* While writes fail, the retry timer writes: not every datagram. */
-	if (s->cap - s->len < dg_syslog_line_max(n) && !s->failing)
+	if (s->cap - s->len < room && !s->failing)
 		sl_flush(s);
-	if (s->cap - s->len < dg_syslog_line_max(n)) {
+	if (s->cap - s->len < room) {
 		sl_count(s, SL_DROPPED, 1); /* the file takes nothing: its error is counted */
 		return DG_DONE;
 	}

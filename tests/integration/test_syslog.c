@@ -647,6 +647,45 @@ static void test_hostile(void)
 	dg_daemon_stop_checked(&d, "s");
 }
 
+/* The worst case for the output: a 65,018-byte datagram of control bytes,
+ * each escaped to six (a 390,215-byte line before max_msg_bytes had a
+ * default). With the default (8192, on the escaped bytes) the line stays
+ * under 9 KiB, marked and counted as truncated. */
+static void test_worst_case_bounded(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("worst.jsonl");
+	size_t n = 65018;
+	char *big = malloc(n);
+
+	CU_ASSERT_FATAL(big != NULL);
+	memcpy(big, "<13>1 - h a - - - ", 18);
+	memset(big + 18, 0x01, n - 18);
+	CU_ASSERT_FATAL(start(&d, file, "", "\"flush_ms\": 10,"));
+	int fd = sender(&d);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT(sendto(fd, big, n, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]) == (ssize_t)n);
+	if (!expect_lines(&d, file, 1)) {
+		free(big);
+		close(fd);
+		return;
+	}
+	size_t len;
+	char *out = slurp(file, &len);
+	printf("\n  a %zu-byte datagram of control bytes: a %zu-byte line (%.3f bytes per byte)", n, len,
+	       (double)len / (double)n);
+	CU_ASSERT(len > 8192 && len < 8192 + 1024);
+	free(out);
+	json_t *j = line_at(file, 0);
+	CU_ASSERT_EQUAL(json_string_length(json_object_get(j, "msg")), 8192 / 6);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "truncated")), (json_int_t)(n - 18));
+	json_decref(j);
+	CU_ASSERT_EQUAL(stat_of(&d, "truncated", true), 1);
+	free(big);
+	close(fd);
+	dg_daemon_stop_checked(&d, "s");
+}
+
 /* /dev/full: every write fails with ENOSPC. Counted, logged once (rate-
  * limited), the lines kept to retry and counted as dropped at shutdown. */
 static void test_write_errors(void)
@@ -810,6 +849,7 @@ static const struct dg_test tests[] = {
 	{ "20,000 messages at 20,000/s: every one a line", test_rate },
 	{ "unpaced burst: lines + rx_kernel_drops = sent", test_burst_accounted },
 	{ "hostile messages: one valid JSON line each", test_hostile },
+	{ "a 65,018-byte datagram of control bytes: a line under 9 KiB by default", test_worst_case_bounded },
 	{ "write errors (/dev/full): counted, logged once, lines accounted", test_write_errors },
 	{ "write errors: no write per datagram while failing", test_write_errors_no_storm },
 	{ "SIGUSR1 reopens a rotated file", test_reopen },

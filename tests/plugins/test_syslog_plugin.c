@@ -419,7 +419,7 @@ static void test_write_errors(void)
 	DG_TEST_ASSERT_COUNTER(h, "write_errors", 1);
 	DG_TEST_ASSERT_COUNTER(h, "written", 0);
 	/* The buffer holds flush_bytes and one datagram's longest line
-	 * (8 x 65535 + 1024 bytes): 1,000-byte datagrams soon fill it. */
+	 * (2 x 8192 + 16384 bytes by default): 1,000-byte datagrams soon fill it. */
 	snprintf(msg, sizeof(msg), "<14>1 - host app - - - %01000d", 7);
 	for (int i = 0; i < 1000; i++)
 		dg_harness_send_text(h, "127.0.0.1:5514", msg);
