@@ -11,6 +11,8 @@
 
 struct out {
 	char *p;
+	size_t sd_left; /* what the SD's values may still write */
+	bool sd_cut;    /* a value was cut at it */
 };
 
 static void put(struct out *o, const char *s, size_t n)
@@ -61,40 +63,44 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 /* Bytes as the inside of a JSON string: '"', '\' and control bytes
  * escaped, invalid UTF-8 as U+FFFD, one per byte. sd: a PARAM-VALUE, whose
  * \" \\ \] stand for the second byte (RFC 5424 6.3.3). At most 6 bytes
- * out per byte in. */
-static void escape(struct out *o, const unsigned char *s, size_t n, bool sd)
+ * out per byte in, and at most limit bytes out (SIZE_MAX: no limit): a
+ * character whose escape or UTF-8 sequence does not fit is not begun.
+ * Returns how many bytes of s were written (n if all). */
+static size_t escape(struct out *o, const unsigned char *s, size_t n, bool sd, size_t limit)
 {
 	static const char hex[] = "0123456789abcdef";
+	size_t i = 0;
 
-	for (size_t i = 0; i < n;) {
+	while (i < n) {
 		unsigned char c = s[i];
+		size_t in = 1, len = 2;
+		char u[6] = { '\\', (char)c };
+		const char *e = u;
 		if (sd && c == '\\' && i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\' || s[i + 1] == ']'))
-			c = s[++i];
-		if (c == '"' || c == '\\') {
-			*o->p++ = '\\';
-			*o->p++ = (char)c;
-		} else if (c == '\n') {
-			PUTS(o, "\\n");
-		} else if (c == '\t') {
-			PUTS(o, "\\t");
-		} else if (c == '\r') {
-			PUTS(o, "\\r");
-		} else if (c < 0x20 || c == 0x7f) {
-			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-			put(o, u, 6);
-		} else {
-			size_t len = utf8_len(s + i, n - i);
-			if (len == 0) {
-				PUTS(o, "\\ufffd");
-				len = 1;
-			} else {
-				put(o, (const char *)s + i, len);
-			}
-			i += len;
-			continue;
-		}
-		i++;
+			c = s[i + 1], u[1] = (char)c, in = 2;
+		if (c == '"' || c == '\\')
+			;
+		else if (c == '\n')
+			e = "\\n";
+		else if (c == '\t')
+			e = "\\t";
+		else if (c == '\r')
+			e = "\\r";
+		else if (c < 0x20 || c == 0x7f)
+			u[1] = 'u', u[2] = '0', u[3] = '0', u[4] = hex[c >> 4], u[5] = hex[c & 15], len = 6;
+		else if (c < 0x80)
+			e = (const char *)s + i + in - 1, len = 1;
+		else if ((len = in = utf8_len(s + i, n - i)) != 0)
+			e = (const char *)s + i;
+		else
+			e = "\\ufffd", len = 6, in = 1;
+		if (len > limit)
+			break;
+		put(o, e, len);
+		limit -= len;
+		i += in;
 	}
+	return i;
 }
 
 static void string(struct out *o, const struct dg_syslog_str *s)
@@ -104,7 +110,21 @@ static void string(struct out *o, const struct dg_syslog_str *s)
 		return;
 	}
 	*o->p++ = '"';
-	escape(o, s->p, s->len, false);
+	escape(o, s->p, s->len, false, SIZE_MAX);
+	*o->p++ = '"';
+}
+
+/* s as a JSON string of at most max bytes inside its quotes (0: no
+ * limit); sets *truncated if it was cut. */
+static void string_cut(struct out *o, const struct dg_syslog_str *s, size_t max, bool *truncated)
+{
+	if (!s->p) {
+		PUTS(o, "null");
+		return;
+	}
+	*o->p++ = '"';
+	if (escape(o, s->p, s->len, false, max ? max : SIZE_MAX) < s->len)
+		*truncated = true;
 	*o->p++ = '"';
 }
 
@@ -153,7 +173,10 @@ static void sd_params(struct out *o, const struct dg_syslog_msg *m, const unsign
 			if (k++)
 				*o->p++ = ',';
 			*o->p++ = '"';
-			escape(o, q->value.p, q->value.len, true);
+			char *at = o->p;
+			if (escape(o, q->value.p, q->value.len, true, o->sd_left) < q->value.len)
+				o->sd_cut = true;
+			o->sd_left -= (size_t)(o->p - at);
 			*o->p++ = '"';
 		}
 		if (count > 1)
@@ -193,20 +216,6 @@ static void sd(struct out *o, const struct dg_syslog_msg *m)
 	*o->p++ = '}';
 }
 
-/* s cut to at most max bytes (0: no limit), not inside a UTF-8 sequence. */
-static struct dg_syslog_str cut(struct dg_syslog_str s, size_t max, bool *truncated)
-{
-	if (!max || !s.p || s.len <= max)
-		return s;
-	size_t n = max;
-	for (size_t back = 0; back < 3 && n > 0 && (s.p[n] & 0xc0) == 0x80; back++)
-		n--;
-	if ((s.p[n] & 0xc0) == 0x80)
-		n = max; /* not UTF-8 anyway: cut where asked */
-	*truncated = true;
-	return (struct dg_syslog_str){ s.p, n };
-}
-
 static void header(struct out *o, const struct dg_syslog_line *l)
 {
 	PUTS(o, "{\"received\":\"");
@@ -243,14 +252,17 @@ static void parsed(struct out *o, const struct dg_syslog_msg *m, const struct dg
 	string(o, &m->procid);
 	key(o, "msgid");
 	string(o, &m->msgid);
+	o->sd_left = l->max_msg ? l->max_msg : SIZE_MAX;
 	sd(o, m);
+	if (o->sd_cut)
+		PUTS(o, ",\"sd_truncated\":true");
 	key(o, "msg");
-	struct dg_syslog_str msg = cut(m->msg, l->max_msg, truncated);
-	string(o, &msg);
+	string_cut(o, &m->msg, l->max_msg, truncated);
 	if (*truncated) {
 		key(o, "truncated");
 		put_u(o, m->msg.len);
 	}
+	*truncated = *truncated || o->sd_cut;
 }
 
 static void unparsed(struct out *o, const struct dg_syslog_msg *m, const struct dg_syslog_line *l,
@@ -264,30 +276,36 @@ static void unparsed(struct out *o, const struct dg_syslog_msg *m, const struct 
 	key(o, "error");
 	*o->p++ = '"';
 	const char *why = m->error ? m->error : "not syslog";
-	escape(o, (const unsigned char *)why, strnlen(why, 128), false);
+	escape(o, (const unsigned char *)why, strnlen(why, 128), false, SIZE_MAX);
 	*o->p++ = '"';
 	key(o, "error_offset");
 	put_u(o, m->error_offset);
 	key(o, "raw");
-	raw = cut(raw, l->max_msg, truncated);
-	string(o, &raw);
+	string_cut(o, &raw, l->max_msg, truncated);
 	if (*truncated) {
 		key(o, "truncated");
 		put_u(o, l->raw_len);
 	}
 }
 
-size_t dg_syslog_line_max(size_t len)
+size_t dg_syslog_line_max(size_t len, size_t max_msg)
 {
 	/* Escaping: 6 bytes per byte. Keys, punctuation, numbers, received,
 	 * peer and the error text: under 1024. SD punctuation: under 2 bytes
 	 * per byte of the SD it stands for ("[a]", " a=\"\""). */
-	return 8 * len + 1024;
+	size_t all = 8 * len + 1024;
+
+	/* With max_msg, msg (or raw) and the SD's values take at most max_msg
+	 * each; the rest is bounded by the grammar (DG_SYSLOG_LINE_FIXED). */
+	if (max_msg && max_msg <= (SIZE_MAX - DG_SYSLOG_LINE_FIXED) / 2 &&
+	    2 * max_msg + DG_SYSLOG_LINE_FIXED < all)
+		return 2 * max_msg + DG_SYSLOG_LINE_FIXED;
+	return all;
 }
 
 size_t dg_syslog_format(const struct dg_syslog_line *l, char *buf, bool *truncated)
 {
-	struct out o = { buf };
+	struct out o = { buf, SIZE_MAX, false };
 
 	*truncated = false;
 	header(&o, l);

@@ -426,10 +426,23 @@ int dg_syslog_parse_3164(const unsigned char *d, size_t len, struct dg_syslog_ms
 	return m->format;
 }
 
+/* What senders append after the message: Python's SysLogHandler a NUL
+ * (append_nul, on by default), many a newline. rsyslog and syslog-ng drop
+ * them; so do we: one NUL, then every CR and LF before it. */
+static size_t trim(const unsigned char *d, size_t len)
+{
+	if (len && d[len - 1] == '\0')
+		len--;
+	while (len && (d[len - 1] == '\n' || d[len - 1] == '\r'))
+		len--;
+	return len;
+}
+
 int dg_syslog_parse(const unsigned char *d, size_t len, struct dg_syslog_msg *m)
 {
 	size_t i = 1;
 
+	len = trim(d, len);
 	if (len == 0) {
 		reset(m);
 		m->error = "empty datagram";

@@ -46,8 +46,11 @@ struct dg_syslog_msg {
 };
 
 /* Parse datagram d as RFC 5424 if it has a VERSION after its PRI, else as
- * RFC 3164. Fills *m; returns m->format (DG_SYSLOG_NONE: m->error says why,
- * the message is then written raw). */
+ * RFC 3164. One trailing NUL and then trailing CRs and LFs are not part of
+ * the message (Python's SysLogHandler appends a NUL, many senders a
+ * newline; rsyslog and syslog-ng drop them too). Fills *m; returns
+ * m->format (DG_SYSLOG_NONE: m->error says why, the message is then
+ * written raw, as sent). */
 int dg_syslog_parse(const unsigned char *d, size_t len, struct dg_syslog_msg *m);
 
 /* One format only (the fuzz harness runs each on every input). */
@@ -61,18 +64,32 @@ struct dg_syslog_line {
 	size_t raw_len;
 	const char *received; /* "2026-11-23T13:42:14.272077Z" (ASCII, not escaped) */
 	const char *peer;     /* "127.0.0.1:5514" (ASCII, not escaped) */
-	size_t max_msg;       /* cut msg/raw after this many bytes (0: never) */
+	size_t max_msg;       /* bytes msg (or raw), and the SD's values together,
+	                       * may take in the line, escaped (0: no limit) */
 };
 
+/* What a line holds besides msg (or raw) and the SD's values, at most:
+ * received and peer (64 each), keys and numbers, the header fields as
+ * RFC 5424 bounds them (escaped: printable ASCII, at most 2 bytes each),
+ * up to 32 SD-IDs and 128 PARAM-NAMEs of 32 bytes with their punctuation,
+ * the error text: about 13.1 KiB. */
+#define DG_SYSLOG_LINE_FIXED 16384
+
 /* The most bytes dg_syslog_format() writes for a datagram of len bytes
- * (every byte escaped to six, plus the keys and punctuation). */
-size_t dg_syslog_line_max(size_t len);
+ * with l->max_msg max_msg: every byte escaped to six, plus the keys and
+ * punctuation; with max_msg (not 0) no more than 2 * max_msg +
+ * DG_SYSLOG_LINE_FIXED. */
+size_t dg_syslog_line_max(size_t len, size_t max_msg);
 
 /* Write l as one JSON object and a '\n' into out, which has room for
- * dg_syslog_line_max(raw_len) bytes. Every string is escaped; bytes that
- * are not UTF-8 become U+FFFD; no raw control byte is written, so the only
- * '\n' is the last. Sets *truncated if msg or raw was cut at max_msg.
- * Returns the line's length. */
+ * dg_syslog_line_max(raw_len, l->max_msg) bytes. Every string is escaped;
+ * bytes that are not UTF-8 become U+FFFD; no raw control byte is written,
+ * so the only '\n' is the last. With max_msg, msg (or raw) is cut where
+ * its escaped form would pass max_msg bytes, between characters (never
+ * inside an escape or a UTF-8 sequence), and the line gets "truncated":
+ * its length in the datagram; the SD's values share another max_msg bytes,
+ * and a value cut there (later ones empty) gives "sd_truncated": true.
+ * Sets *truncated if anything was cut. Returns the line's length. */
 size_t dg_syslog_format(const struct dg_syslog_line *l, char *out, bool *truncated);
 
 #endif

@@ -8,13 +8,18 @@
  *                         each datagram's line at once)
  *   "fsync_ms": 0         fdatasync this long after a write (0: never; the
  *                         kernel writes the page cache back)
- *   "max_msg_bytes": 0    cut msg (or raw) after this many bytes and add
- *                         "truncated": original length (0: never cut)
+ *   "max_msg_bytes": 8192 the most msg (or raw) takes in the line, escaped;
+ *                         cut between characters, with "truncated":
+ *                         original length; the SD's values share as much
+ *                         ("sd_truncated": true) (0: no limit)
  *
  * Every datagram ends as one line in the file or in a counter: written
  * (lines in the file), dropped (lines lost while the file could not be
  * written), parse_errors (written raw), truncated, write_errors (failed
  * write calls). SIGUSR1 reopens the file (after logrotate has moved it).
+ * No line is left half-written: part of a line the file took (a full
+ * disk) is taken back, and the rest of a line a file ends in when it is
+ * opened (a writer killed mid-write) is cut off.
  * Several workers, or listeners, may append to one file: each write holds
  * whole lines, and O_APPEND keeps them apart.
  */
@@ -29,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +47,7 @@
 #define SL_MAX_DATAGRAM 65535 /* a UDP payload can be no larger */
 #define SL_RETRY_MS 1000      /* after a failed write, with flush_ms 0 */
 #define SL_ERR_LOG_SECS 10    /* at most one write error line per this */
+#define SL_FRAGMENT_MAX (1 << 20) /* how far back to look for a line's start */
 
 /* The config, checked and filled in by the host (host->options). */
 struct sl_options {
@@ -58,8 +65,10 @@ static const struct dg_option sl_options[] = {
 	  .max = 60000, .help = "... or this long after its first line (0: each line at once)" },
 	{ .name = "fsync_ms", .type = DG_OPT_INT, .offset = O(fsync_ms), .def = "0", .min = 0,
 	  .max = 3600000, .help = "fdatasync this long after a write (0: never)" },
-	{ .name = "max_msg_bytes", .type = DG_OPT_INT, .offset = O(max_msg_bytes), .def = "0",
-	  .min = 0, .max = 65535, .help = "cut msg (or raw) here, marked \"truncated\" (0: never)" },
+	{ .name = "max_msg_bytes", .type = DG_OPT_INT, .offset = O(max_msg_bytes), .def = "8192",
+	  .min = 0, .max = 6 * SL_MAX_DATAGRAM,
+	  .help = "msg (or raw), escaped, cut at this many bytes, marked \"truncated\"; the SD's "
+	          "values as well (0: no limit)" },
 	{ .name = NULL },
 };
 #undef O
@@ -71,7 +80,7 @@ static const struct {
 } sl_metrics[SL_NMETRICS] = {
 	[SL_WRITTEN] = { "written", "Lines written to the file" },
 	[SL_PARSE_ERRORS] = { "parse_errors", "Messages that were neither RFC 5424 nor RFC 3164 (written raw)" },
-	[SL_TRUNCATED] = { "truncated", "Lines whose msg was cut at max_msg_bytes" },
+	[SL_TRUNCATED] = { "truncated", "Lines whose msg (or raw) or SD values were cut at max_msg_bytes" },
 	[SL_WRITE_ERRORS] = { "write_errors", "Failed write calls (the lines stay buffered)" },
 	[SL_DROPPED] = { "dropped", "Lines lost: the buffer was full of lines the file did not take" },
 };
@@ -138,10 +147,64 @@ static void sl_sync(void *arg)
 	s->unsynced = false;
 }
 
+/* Whether the file (a regular one) still ends with the n bytes at p, its
+ * size then in *size; read back in pieces, at most a line's worth. */
+static bool sl_ends_with(struct sl *s, const char *p, size_t n, off_t *size)
+{
+	struct stat st;
+	char piece[4096];
+
+	if (fstat(s->fd, &st) || !S_ISREG(st.st_mode) || st.st_size < (off_t)n)
+		return false;
+	for (size_t at = 0; at < n;) {
+		size_t k = n - at < sizeof(piece) ? n - at : sizeof(piece);
+		if (pread(s->fd, piece, k, st.st_size - (off_t)(n - at)) != (ssize_t)k ||
+		    memcmp(piece, p + at, k))
+			return false;
+		at += k;
+	}
+	*size = st.st_size;
+	return true;
+}
+
+/* The file took the first n bytes of the line at p and no more (a write
+ * cut short by ENOSPC, or EFBIG at RLIMIT_FSIZE): take them back, so the
+ * file ends with a whole line and this one is written whole later, here or
+ * to the next file (a reopen, the next generation). Only if the file still
+ * ends with exactly those bytes, no other writer having appended since;
+ * false if not (the line is then finished here, or dropped: mid_line). */
+static bool sl_take_back(struct sl *s, const char *p, size_t n)
+{
+	off_t size;
+
+	return sl_ends_with(s, p, n, &size) && ftruncate(s->fd, size - (off_t)n) == 0;
+}
+
+/* After a write of off bytes: the lines the file took whole are counted
+ * written; a line it took part of is taken back if it can be (then off
+ * shrinks to the whole lines). Returns the bytes written for good. */
+static size_t sl_written(struct sl *s, size_t off)
+{
+	size_t start = off;
+
+	if (s->buf[off - 1] != '\n') {
+		while (start > 0 && s->buf[start - 1] != '\n')
+			start--;
+		/* A line begun by an earlier write (mid_line) is not all here. */
+		if ((start > 0 || !s->mid_line) && sl_take_back(s, s->buf + start, off - start))
+			off = start;
+	}
+	if (off) {
+		sl_count(s, SL_WRITTEN, (int64_t)count_lines(s->buf, off));
+		s->mid_line = s->buf[off - 1] != '\n';
+	}
+	return off;
+}
+
 static void sl_flush_timer(void *arg);
 
 /* Write the buffer. What the file does not take stays, for the next
- * flush (a timer retries). */
+ * flush (a timer retries); a line it takes only part of is taken back. */
 static void sl_flush(struct sl *s)
 {
 	size_t off = 0;
@@ -157,9 +220,7 @@ static void sl_flush(struct sl *s)
 		}
 		off += (size_t)n;
 	}
-	if (off) {
-		sl_count(s, SL_WRITTEN, (int64_t)count_lines(s->buf, off));
-		s->mid_line = s->buf[off - 1] != '\n';
+	if (off && (off = sl_written(s, off))) {
 		memmove(s->buf, s->buf + off, s->len - off);
 		s->len -= off;
 		s->unsynced = true;
@@ -183,12 +244,62 @@ static void sl_flush_timer(void *arg)
 	sl_flush(s);
 }
 
+/* Where the line the file ends in began: the offset after the last '\n'
+ * within SL_FRAGMENT_MAX bytes of the end (0 if the file begins there),
+ * or -1 if there is none that close, or on a read error. */
+static off_t sl_last_line_end(int fd, off_t size)
+{
+	char piece[4096];
+	off_t at = size;
+
+	while (at > 0 && size - at < SL_FRAGMENT_MAX) {
+		size_t k = at < (off_t)sizeof(piece) ? (size_t)at : sizeof(piece);
+		if (pread(fd, piece, k, at - (off_t)k) != (ssize_t)k)
+			return -1;
+		for (size_t i = k; i > 0; i--)
+			if (piece[i - 1] == '\n')
+				return at - (off_t)k + (off_t)i;
+		at -= (off_t)k;
+	}
+	return at == 0 ? 0 : -1;
+}
+
+/* A file that ends inside a line (its writer was killed in the middle of
+ * a write, or could not take back a line a full disk cut short): the first
+ * line written here would be glued to it. Cut that rest of a line off; if
+ * it cannot be (an append-only file, a line longer than any of ours), end
+ * it with a '\n' so that at least the lines from here on are whole. */
+static void sl_end_fragment(struct sl *s, int fd)
+{
+	struct stat st;
+	char last;
+
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size == 0 ||
+	    pread(fd, &last, 1, st.st_size - 1) != 1 || last == '\n')
+		return;
+	off_t end = sl_last_line_end(fd, st.st_size);
+	if (end >= 0 && ftruncate(fd, end) == 0) {
+		s->host->log(s->self, DG_LOG_WARN, "'%s' ended inside a line (a writer stopped in the "
+		             "middle of it): cut the %lld bytes after its last complete line", s->path,
+		             (long long)(st.st_size - end));
+		return;
+	}
+	const char *why = end >= 0 ? strerror(errno) : "no newline in its last 1 MiB";
+	bool ended = write(fd, "\n", 1) == 1;
+	s->host->log(s->self, DG_LOG_ERROR, "'%s' ends inside a line that cannot be cut (%s): %s",
+	             s->path, why, ended ? "ended it with a newline"
+	                                 : "the next line will be glued to it");
+}
+
 /* Open (or, reopen: on SIGUSR1, the old file staying in use if this
- * fails) the output file; an error names the file and the occasion. */
+ * fails) the output file; an error names the file and the occasion.
+ * Opened for reading too if it can be, to check how it ends. */
 static int sl_open(struct sl *s, bool reopen)
 {
-	int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int fd = open(s->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 
+	if (fd < 0 && errno == EACCES)
+		fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		if (reopen)
 			s->host->log(s->self, DG_LOG_ERROR, "SIGUSR1: cannot reopen '%s': %s; "
@@ -198,6 +309,7 @@ static int sl_open(struct sl *s, bool reopen)
 			             s->path, strerror(errno));
 		return DG_ERROR;
 	}
+	sl_end_fragment(s, fd);
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = fd;
@@ -205,8 +317,9 @@ static int sl_open(struct sl *s, bool reopen)
 }
 
 /* SIGUSR1: logrotate moved the file; write what is buffered to the old
- * one, then open the path again. A line the old file got only part of is
- * not finished in the new one: it is dropped. */
+ * one, then open the path again. A line the old file got only part of and
+ * that could not be taken back (mid_line: not a regular file, or another
+ * writer appended) is not finished in the new one: it is dropped. */
 static void sl_reopen(evutil_socket_t sig, short what, void *arg)
 {
 	struct sl *s = arg;
@@ -278,7 +391,7 @@ static int sl_init(struct dg_instance *self, const struct dg_host *host, const j
 	if ((rc = sl_open(s, false)))
 		goto fail;
 	/* Room for flush_bytes and the longest line one datagram can make. */
-	s->cap = (size_t)s->opt.flush_bytes + dg_syslog_line_max(SL_MAX_DATAGRAM);
+	s->cap = (size_t)s->opt.flush_bytes + dg_syslog_line_max(SL_MAX_DATAGRAM, (size_t)s->opt.max_msg_bytes);
 	rc = DG_ENOMEM;
 	if (!(s->buf = malloc(s->cap)))
 		goto fail;
@@ -322,13 +435,14 @@ static int sl_take(struct sl *s, const struct dg_request *req)
 {
 	const unsigned char *d = req->packet.data;
 	size_t n = req->packet.len > SL_MAX_DATAGRAM ? SL_MAX_DATAGRAM : req->packet.len;
+	size_t room = dg_syslog_line_max(n, (size_t)s->opt.max_msg_bytes);
 	char received[48], peer[80];
 	bool truncated;
 
 	/* While writes fail, the retry timer writes: not every datagram. */
-	if (s->cap - s->len < dg_syslog_line_max(n) && !s->failing)
+	if (s->cap - s->len < room && !s->failing)
 		sl_flush(s);
-	if (s->cap - s->len < dg_syslog_line_max(n)) {
+	if (s->cap - s->len < room) {
 		sl_count(s, SL_DROPPED, 1); /* the file takes nothing: its error is counted */
 		return DG_DONE;
 	}

@@ -4,7 +4,8 @@
  * checked (abort on violation):
  *   - parsing and writing never crash or read out of bounds (ASan, UBSan);
  *   - every field the parser returns lies inside the input;
- *   - the line fits dg_syslog_line_max(), ends with its only '\n', and is
+ *   - the line fits dg_syslog_line_max() (with max_msg, bounded by it,
+ *     whatever the input: 2 * max_msg + DG_SYSLOG_LINE_FIXED), ends with its only '\n', and is
  *     one JSON object that jansson reads back (duplicate keys rejected).
  * tests/fuzz/replay.c runs it over tests/fuzz/corpus/syslog in every build. */
 #include "config.h"
@@ -41,10 +42,10 @@ static void check(const unsigned char *d, size_t n, struct dg_syslog_msg *m, cha
 	}
 	struct dg_syslog_line l = {
 		.m = m, .raw = d, .raw_len = n, .received = "2026-11-23T13:42:14.000001Z",
-		.peer = "[::1]:514", .max_msg = n % 3 ? 0 : n / 3,
+		.peer = "[::1]:514", .max_msg = n % 3 == 0 ? n / 3 : n % 3 == 1 ? 0 : 5 + n % 40,
 	};
 	size_t len = dg_syslog_format(&l, buf, &truncated);
-	if (len > dg_syslog_line_max(n) || len == 0 || buf[len - 1] != '\n' ||
+	if (len > dg_syslog_line_max(n, l.max_msg) || len == 0 || buf[len - 1] != '\n' ||
 	    memchr(buf, '\n', len - 1))
 		fprintf(stderr, "line of %zu bytes for %zu: not one line\n", len, n), abort();
 	json_error_t je;
@@ -59,7 +60,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	static struct dg_syslog_msg m;
 	/* An exact-size copy: ASan sees a read past the end of the input. */
 	unsigned char *d = malloc(size ? size : 1);
-	char *buf = malloc(dg_syslog_line_max(size));
+	char *buf = malloc(dg_syslog_line_max(size, 0));
 
 	if (!d || !buf)
 		abort();

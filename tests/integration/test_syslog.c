@@ -6,7 +6,9 @@
  * one valid line each, write errors are counted, SIGUSR1 reopens the file.
  * Built twice: test_syslog_logger (-DDG_SYSLOG_LOGGER) runs the logger
  * tests, and is skipped (exit 77) when logger is not installed (Debian
- * bsdutils); test_syslog runs the rest. */
+ * bsdutils); test_syslog_python (-DDG_SYSLOG_PYTHON) sends with Python's
+ * logging.handlers.SysLogHandler, skipped when python3 is not installed;
+ * test_syslog runs the rest. */
 #include "config.h"
 
 #include <errno.h>
@@ -26,6 +28,7 @@
 
 #define BODY (1 << 20)
 #define LOGGER "/usr/bin/logger"
+#define PYTHON "/usr/bin/python3"
 
 #ifdef DG_SYSLOG_LOGGER
 static bool have_logger(void)
@@ -168,7 +171,7 @@ static long long stat_of(const struct dg_daemon *d, const char *key, bool plugin
 	return dg_daemon_live(d, "s", k);
 }
 
-#ifdef DG_SYSLOG_LOGGER
+#if defined(DG_SYSLOG_LOGGER) || defined(DG_SYSLOG_PYTHON)
 static long long num(json_t *j, const char *k)
 {
 	json_t *v = json_object_get(j, k);
@@ -179,6 +182,74 @@ static unsigned short port_of(const struct dg_daemon *d)
 {
 	return ntohs(((const struct sockaddr_in *)&d->addr[0])->sin_port);
 }
+#endif
+
+#ifdef DG_SYSLOG_PYTHON
+/* Python's logging.handlers.SysLogHandler as applications use it (UDP,
+ * append_nul on by default: every datagram ends in a NUL); argv[1] is the
+ * port. The second message ends in a newline as well, the third has the
+ * default formatter (no tag). */
+static const char python_sender[] =
+	"import logging, logging.handlers, sys\n"
+	"h = logging.handlers.SysLogHandler(address=('127.0.0.1', int(sys.argv[1])),\n"
+	"    facility=logging.handlers.SysLogHandler.LOG_LOCAL3)\n"
+	"h.setFormatter(logging.Formatter('pyapp[%(process)d]: %(message)s'))\n"
+	"log = logging.getLogger('dgramd-test')\n"
+	"log.addHandler(h)\n"
+	"log.warning('h\\u00e9llo from python')\n"
+	"log.error('ends in a newline\\n')\n"
+	"h.setFormatter(logging.Formatter('%(message)s'))\n"
+	"log.critical('plain')\n"
+	"h.close()\n";
+
+/* Each message is its text in msg: no "\u0000" (the NUL Python appends)
+ * and no trailing newline. */
+static void test_python_handler(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("python.jsonl");
+	char port[16], out[4096], err[4096];
+
+	CU_ASSERT_FATAL(start(&d, file, "", "\"flush_ms\": 10,"));
+	snprintf(port, sizeof(port), "%u", port_of(&d));
+	const char *argv[] = { PYTHON, "-", port, NULL };
+	int rc = dg_run(argv, python_sender, out, sizeof(out), err, sizeof(err), 10000);
+	if (rc != 0)
+		printf("\n  python3: exit %d: %s", rc, err);
+	CU_ASSERT_EQUAL(rc, 0);
+	if (!expect_lines(&d, file, 3))
+		return;
+	static const struct {
+		const char *msg, *app;
+		int severity;
+	} want[] = {
+		{ "h\xc3\xa9llo from python", "pyapp", 4 },
+		{ "ends in a newline", "pyapp", 3 },
+		{ "plain", "(null)", 2 },
+	};
+	for (size_t i = 0; i < 3; i++) {
+		json_t *j = line_at(file, i);
+		CU_ASSERT_STRING_EQUAL(str(j, "format"), "rfc3164");
+		CU_ASSERT_EQUAL(num(j, "facility"), 19);
+		CU_ASSERT_EQUAL(num(j, "severity"), want[i].severity);
+		CU_ASSERT_STRING_EQUAL(str(j, "app"), want[i].app);
+		json_t *msg = json_object_get(j, "msg");
+		CU_ASSERT(json_is_string(msg) && json_string_length(msg) == strlen(want[i].msg) &&
+		          !strcmp(json_string_value(msg), want[i].msg));
+		if (!json_is_string(msg) || json_string_length(msg) != strlen(want[i].msg))
+			printf("\n  line %zu: msg of %zu bytes, not \"%s\"", i, json_string_length(msg),
+			       want[i].msg);
+		json_decref(j);
+	}
+	json_t *j = line_at(file, 0);
+	CU_ASSERT(atoi(str(j, "procid")) > 0); /* python's pid */
+	json_decref(j);
+	CU_ASSERT_EQUAL(stat_of(&d, "written", true), 3);
+	CU_ASSERT_EQUAL(stat_of(&d, "parse_errors", true), 0);
+	dg_daemon_stop_checked(&d, "s");
+}
+
+#elif defined(DG_SYSLOG_LOGGER)
 
 static int logger(const struct dg_daemon *d, const char *const *opts, const char *msg)
 {
@@ -563,7 +634,7 @@ static void test_hostile(void)
 	CU_ASSERT_STRING_EQUAL(str(j, "msg"), "\"}\",\"x\":\"\\");
 	json_decref(j);
 	j = line_at(file, 0);
-	CU_ASSERT_STRING_EQUAL(str(j, "msg"), "line1\nline2\n{\"forged\":true}\n");
+	CU_ASSERT_STRING_EQUAL(str(j, "msg"), "line1\nline2\n{\"forged\":true}"); /* the last \n: a sender's */
 	json_decref(j);
 	j = line_at(file, n_msgs);
 	CU_ASSERT_STRING_EQUAL(str(j, "error"), "more than 128 SD-PARAMs");
@@ -572,6 +643,45 @@ static void test_hostile(void)
 	json_decref(j);
 	CU_ASSERT_EQUAL(stat_of(&d, "parse_errors", true), (long long)bad);
 	free(huge);
+	close(fd);
+	dg_daemon_stop_checked(&d, "s");
+}
+
+/* The worst case for the output: a 65,018-byte datagram of control bytes,
+ * each escaped to six (a 390,215-byte line before max_msg_bytes had a
+ * default). With the default (8192, on the escaped bytes) the line stays
+ * under 9 KiB, marked and counted as truncated. */
+static void test_worst_case_bounded(void)
+{
+	struct dg_daemon d;
+	const char *file = out_path("worst.jsonl");
+	size_t n = 65018;
+	char *big = malloc(n);
+
+	CU_ASSERT_FATAL(big != NULL);
+	memcpy(big, "<13>1 - h a - - - ", 18);
+	memset(big + 18, 0x01, n - 18);
+	CU_ASSERT_FATAL(start(&d, file, "", "\"flush_ms\": 10,"));
+	int fd = sender(&d);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT(sendto(fd, big, n, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]) == (ssize_t)n);
+	if (!expect_lines(&d, file, 1)) {
+		free(big);
+		close(fd);
+		return;
+	}
+	size_t len;
+	char *out = slurp(file, &len);
+	printf("\n  a %zu-byte datagram of control bytes: a %zu-byte line (%.3f bytes per byte)", n, len,
+	       (double)len / (double)n);
+	CU_ASSERT(len > 8192 && len < 8192 + 1024);
+	free(out);
+	json_t *j = line_at(file, 0);
+	CU_ASSERT_EQUAL(json_string_length(json_object_get(j, "msg")), 8192 / 6);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "truncated")), (json_int_t)(n - 18));
+	json_decref(j);
+	CU_ASSERT_EQUAL(stat_of(&d, "truncated", true), 1);
+	free(big);
 	close(fd);
 	dg_daemon_stop_checked(&d, "s");
 }
@@ -720,7 +830,13 @@ static void test_config_errors(void)
 
 #endif
 
-#ifdef DG_SYSLOG_LOGGER
+#if defined(DG_SYSLOG_PYTHON)
+/* test_syslog_python: the same file, Python's SysLogHandler as the sender. */
+static const struct dg_test tests[] = {
+	{ "Python's SysLogHandler: no trailing NUL or newline in msg", test_python_handler },
+	{ NULL, NULL },
+};
+#elif defined(DG_SYSLOG_LOGGER)
 /* test_syslog_logger: the same file, the tests that need logger. */
 static const struct dg_test tests[] = {
 	{ "logger --rfc3164: fields, non-ASCII", test_logger_3164 },
@@ -733,6 +849,7 @@ static const struct dg_test tests[] = {
 	{ "20,000 messages at 20,000/s: every one a line", test_rate },
 	{ "unpaced burst: lines + rx_kernel_drops = sent", test_burst_accounted },
 	{ "hostile messages: one valid JSON line each", test_hostile },
+	{ "a 65,018-byte datagram of control bytes: a line under 9 KiB by default", test_worst_case_bounded },
 	{ "write errors (/dev/full): counted, logged once, lines accounted", test_write_errors },
 	{ "write errors: no write per datagram while failing", test_write_errors_no_storm },
 	{ "SIGUSR1 reopens a rotated file", test_reopen },
@@ -753,6 +870,12 @@ int main(void)
 #ifdef DG_SYSLOG_LOGGER
 	if (!have_logger())
 		return 77; /* automake: SKIP */
+#endif
+#ifdef DG_SYSLOG_PYTHON
+	if (access(PYTHON, X_OK) != 0) {
+		printf("SKIP: %s is not installed (apt-get install python3)\n", PYTHON);
+		return 77; /* automake: SKIP */
+	}
 #endif
 	return dg_test_main(suites);
 }

@@ -15,12 +15,14 @@
 
 static struct dg_syslog_msg msg;
 
+static size_t last_len; /* the length of line_of's last line */
+
 /* Parse and format d; the line, decoded (NULL if it is not one valid JSON
  * object ending in its only '\n'). */
 static json_t *line_of(const void *d, size_t len, size_t max_msg, bool *truncated)
 {
-	size_t cap = dg_syslog_line_max(len);
-	char *buf = malloc(cap + 1);
+	size_t cap = dg_syslog_line_max(len, max_msg);
+	char *buf = malloc(dg_syslog_line_max(len, 0) + 1);
 	bool t;
 
 	CU_ASSERT_FATAL(buf != NULL);
@@ -30,6 +32,7 @@ static json_t *line_of(const void *d, size_t len, size_t max_msg, bool *truncate
 		.peer = "127.0.0.1:5514", .max_msg = max_msg,
 	};
 	size_t n = dg_syslog_format(&l, buf, truncated ? truncated : &t);
+	last_len = n;
 	CU_ASSERT(n <= cap);
 	CU_ASSERT(n > 0 && buf[n - 1] == '\n');
 	CU_ASSERT_PTR_NULL(memchr(buf, '\n', n - 1));
@@ -183,8 +186,14 @@ static void test_hostile(void)
 		size_t want_len;
 	} cases[] = {
 #define C(in, f, want) { in, sizeof(in) - 1, f, want, sizeof(want) - 1 }
-		C("<13>1 - h a - - - line1\nline2\r\n{\"x\":1}\n", "msg", "line1\nline2\r\n{\"x\":1}\n"),
+		C("<13>1 - h a - - - line1\nline2\r\n{\"x\":1}\n", "msg", "line1\nline2\r\n{\"x\":1}"),
 		C("<13>1 - h a - - - nul\0inside", "msg", "nul\0inside"),
+		/* What senders append: one NUL (Python's SysLogHandler), then
+		 * newlines; dropped as rsyslog and syslog-ng drop them. */
+		C("<14>myapp: python says hi\0", "msg", "python says hi"),
+		C("<13>1 - h a - - - m\r\n\n\0", "msg", "m"),
+		C("<13>1 - h a - - - two nuls\0\0", "msg", "two nuls\0"),
+		C("<13>1 - h a - - - nul, then text\0\n", "msg", "nul, then text\0"),
 		C("<13>Oct 11 22:14:15 h t: \"quoted\" \\back\\ \x01\x1f\x7f", "msg",
 		  "\"quoted\" \\back\\ \x01\x1f\x7f"),
 		C("<13>1 - h a - - - bad \xff\xfe utf8 \xc3", "msg",
@@ -261,6 +270,57 @@ static void test_line_max(void)
 	json_decref(j);
 }
 
+/* A 65,018-byte datagram of control bytes: each is six bytes escaped, so
+ * the line was six times the datagram (390,215 bytes). max_msg_bytes
+ * (8192 by default) bounds the escaped msg; the line is then 0.13 bytes
+ * per byte received. The same bytes in SD values are bounded too. */
+static void test_worst_case_bounded(void)
+{
+	size_t n = 65018, cap = 65536;
+	unsigned char *d = malloc(cap);
+	bool t;
+
+	CU_ASSERT_FATAL(d != NULL);
+	memcpy(d, "<13>1 - h a - - - ", 18);
+	memset(d + 18, 0x01, n - 18);
+	json_t *j = line_of(d, n, 0, &t);
+	size_t unbounded = last_len;
+	json_decref(j);
+	j = line_of(d, n, 8192, &t);
+	printf("\n  %zu bytes of control bytes: a line of %zu bytes unbounded (%.2f per byte), "
+	       "%zu with max_msg 8192 (%.3f per byte)", n, unbounded, (double)unbounded / n, last_len,
+	       (double)last_len / n);
+	CU_ASSERT(t);
+	CU_ASSERT(unbounded > 6 * (n - 18));
+	CU_ASSERT(last_len < 8192 + 1024);
+	CU_ASSERT_EQUAL(json_string_length(json_object_get(j, "msg")), 8192 / 6);
+	CU_ASSERT_EQUAL(num(j, "truncated"), (long long)(n - 18));
+	json_decref(j);
+	/* In SD values: 128 of them, 500 control bytes each. */
+	size_t k = (size_t)snprintf((char *)d, cap, "<13>1 - h a - - [x");
+	for (unsigned i = 0; i < 128; i++) {
+		k += (size_t)snprintf((char *)d + k, cap - k, " p%u=\"", i);
+		memset(d + k, 0x02, 500);
+		k += 500;
+		d[k++] = '"';
+	}
+	k += (size_t)snprintf((char *)d + k, cap - k, "] m");
+	j = line_of(d, k, 8192, &t);
+	printf("; SD values: %zu bytes, a line of %zu", k, last_len);
+	CU_ASSERT(t);
+	CU_ASSERT(last_len < 8192 + 128 * 16 + 1024);
+	CU_ASSERT(json_is_true(json_object_get(j, "sd_truncated")));
+	CU_ASSERT_PTR_NULL(json_object_get(j, "truncated")); /* msg "m" is whole */
+	json_t *x = json_object_get(json_object_get(j, "sd"), "x");
+	CU_ASSERT_EQUAL(json_object_size(x), 128);
+	CU_ASSERT_EQUAL(json_string_length(json_object_get(x, "p0")), 500);
+	CU_ASSERT_EQUAL(json_string_length(json_object_get(x, "p2")), 8192 / 6 - 1000);
+	CU_ASSERT_EQUAL(json_string_length(json_object_get(x, "p127")), 0);
+	CU_ASSERT_STRING_EQUAL(field(j, "msg"), "m");
+	json_decref(j);
+	free(d);
+}
+
 /* max_msg cuts msg (raw when unparsed) at a character boundary and says so. */
 static void test_truncate(void)
 {
@@ -281,6 +341,31 @@ static void test_truncate(void)
 	CU_ASSERT_STRING_EQUAL(field(j, "raw"), "garb");
 	CU_ASSERT_EQUAL(num(j, "truncated"), 7);
 	json_decref(j);
+	/* The bound is on the escaped bytes, and an escape is never split:
+	 * "a" (1) and "\u0001" (6) fit in 7, not in 6; "\"" is 2. */
+	static const struct {
+		const char *msg;
+		size_t max;
+		const char *want;
+	} esc[] = {
+		{ "a\x01" "b", 7, "a\x01" },
+		{ "a\x01" "b", 6, "a" },
+		{ "a\x01" "b", 8, "a\x01" "b" },
+		{ "\x01", 5, "" },
+		{ "\"\"\"", 5, "\"\"" },
+		{ "\xff\xff", 11, "\xef\xbf\xbd" }, /* each \ufffd, six */
+		{ "\xe6\x97\xa5\xe6\x97\xa5", 5, "\xe6\x97\xa5" },
+		{ "x\n", 2, "x" }, /* trimmed: a sender's newline, not cut */
+	};
+	char text[64];
+	for (size_t i = 0; i < sizeof(esc) / sizeof(esc[0]); i++) {
+		int len = snprintf(text, sizeof(text), "<13>1 - h a - - - %s", esc[i].msg);
+		j = line_of(text, (size_t)len, esc[i].max, &t);
+		bool whole = !strcmp(esc[i].want, esc[i].msg) || esc[i].msg[strlen(esc[i].msg) - 1] == '\n';
+		CU_ASSERT_STRING_EQUAL(field(j, "msg"), esc[i].want);
+		CU_ASSERT_EQUAL(t, !whole);
+		json_decref(j);
+	}
 }
 
 static const struct dg_test tests[] = {
@@ -289,7 +374,8 @@ static const struct dg_test tests[] = {
 	{ "hostile bytes: one valid JSON line", test_hostile },
 	{ "huge structured data: bounded, written raw past the bound", test_huge_sd },
 	{ "line length within dg_syslog_line_max", test_line_max },
-	{ "max_msg_bytes truncation", test_truncate },
+	{ "max_msg_bytes truncation, on the escaped bytes", test_truncate },
+	{ "a 65,018-byte datagram of control bytes: a bounded line", test_worst_case_bounded },
 	{ NULL, NULL },
 };
 

@@ -6,9 +6,12 @@
  * everything at it), the flush by bytes with no clock at all; unparsable
  * datagrams are written raw with their error and counted; SIGUSR1 (raised
  * in the process, dispatched by dg_harness_poll) reopens the file after a
- * rename, hands the lines a failing file kept to the new one, drops the
- * rest of a line the old file got only part of, and keeps the old file
- * when the path cannot be opened; a file that refuses writes
+ * rename, hands the lines a failing file kept to the new one, takes back
+ * part of a line the old file got (and writes it whole to the new one),
+ * and keeps the old file when the path cannot be opened; a full disk
+ * (RLIMIT_FSIZE) leaves whole lines only, across a stop and a new
+ * instance, and a file that ends inside a line is cut at open; a file
+ * that refuses writes
  * keeps the lines and retries on the clock; stopping writes what is
  * buffered. The parsers and the line writer
  * alone are tests/plugins/test_syslog; logger and the daemon are
@@ -67,6 +70,35 @@ static long long size_of(const char *path)
 	struct stat st;
 
 	return stat(path, &st) ? -1 : (long long)st.st_size;
+}
+
+/* What the plugin logs (to stderr, in-process), caught in a file. */
+struct capture {
+	int fd, saved;
+};
+
+static void capture_start(struct capture *c)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/log-%u.txt", dg_test_tmpdir(), file_no++);
+	c->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	c->saved = dup(STDERR_FILENO);
+	CU_ASSERT_FATAL(c->fd >= 0 && c->saved >= 0);
+	fflush(stderr);
+	CU_ASSERT_FATAL(dup2(c->fd, STDERR_FILENO) == STDERR_FILENO);
+}
+
+/* Back to the real stderr; what was logged meanwhile into said. */
+static void capture_stop(struct capture *c, char *said, size_t len)
+{
+	fflush(stderr);
+	CU_ASSERT_FATAL(dup2(c->saved, STDERR_FILENO) == STDERR_FILENO);
+	close(c->saved);
+	ssize_t got = pread(c->fd, said, len - 1, 0);
+	close(c->fd);
+	said[got > 0 ? got : 0] = '\0';
+	fputs(said, stderr); /* still in the test's log */
 }
 
 /* The file's lines, each parsed (duplicate keys rejected) into line[]:
@@ -387,7 +419,7 @@ static void test_write_errors(void)
 	DG_TEST_ASSERT_COUNTER(h, "write_errors", 1);
 	DG_TEST_ASSERT_COUNTER(h, "written", 0);
 	/* The buffer holds flush_bytes and one datagram's longest line
-	 * (8 x 65535 + 1024 bytes): 1,000-byte datagrams soon fill it. */
+	 * (2 x 8192 + 16384 bytes by default): 1,000-byte datagrams soon fill it. */
 	snprintf(msg, sizeof(msg), "<14>1 - host app - - - %01000d", 7);
 	for (int i = 0; i < 1000; i++)
 		dg_harness_send_text(h, "127.0.0.1:5514", msg);
@@ -462,22 +494,12 @@ static void test_reopen_fails(void)
 	dg_harness_send_text(h, "127.0.0.1:5514", M5424);
 	CU_ASSERT_EQUAL_FATAL(rename(path, moved), 0);
 	CU_ASSERT_EQUAL_FATAL(rmdir(dir), 0);
-	/* What it logs, from stderr (the log's, in-process) into a file. */
-	char errpath[4200], said[1024] = "";
-	snprintf(errpath, sizeof(errpath), "%s.err", dir);
-	int errfd = open(errpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	int saved = dup(STDERR_FILENO);
-	CU_ASSERT_FATAL(errfd >= 0 && saved >= 0);
-	fflush(stderr);
-	CU_ASSERT_FATAL(dup2(errfd, STDERR_FILENO) == STDERR_FILENO);
+	struct capture cap;
+	char said[1024];
+	capture_start(&cap);
 	CU_ASSERT_EQUAL(raise(SIGUSR1), 0);
 	dg_harness_poll(h); /* logs that it cannot open the path */
-	fflush(stderr);
-	CU_ASSERT_FATAL(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
-	close(saved);
-	ssize_t got = pread(errfd, said, sizeof(said) - 1, 0);
-	close(errfd);
-	said[got > 0 ? got : 0] = '\0';
+	capture_stop(&cap, said, sizeof(said));
 	/* The occasion and the file, not a config key: the config was fine. */
 	CU_ASSERT_PTR_NOT_NULL(strstr(said, "SIGUSR1: cannot reopen '"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(said, "/out.jsonl': No such file or directory; writing on "
@@ -496,9 +518,129 @@ static void test_reopen_fails(void)
 	dg_harness_free(h);
 }
 
-/* A file that took part of a line (a partial write at RLIMIT_FSIZE, then
- * EFBIG), then SIGUSR1 after a rename: the rest of that line is dropped
- * (not finished in the new file) and the new file is written as usual:
+/* A file system that fills up: the file size limit (RLIMIT_FSIZE) set
+ * where a write is cut short, then EFBIG, as ENOSPC does on a full disk.
+ * While it holds, writes to the test's log (a file) may fail too: nothing
+ * may be buffered for it. limit_start returns the old limit. */
+static struct rlimit limit_start(long long size, void (**xfsz)(int))
+{
+	struct rlimit old, lim;
+
+	CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &old), 0);
+	fflush(stdout);
+	fflush(stderr);
+	*xfsz = signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = (rlim_t)size;
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	return old;
+}
+
+static void limit_stop(const struct rlimit *old, void (*xfsz)(int))
+{
+	setrlimit(RLIMIT_FSIZE, old);
+	signal(SIGXFSZ, xfsz);
+}
+
+/* A line of about 8 KiB (the room the log needs while the limit holds). */
+static void send_big(struct dg_harness *h)
+{
+	static char big[8300];
+
+	snprintf(big, sizeof(big), "<14>1 - host app - - - %08000d", 7);
+	dg_harness_send_text(h, "127.0.0.1:5514", big);
+}
+
+/* A full disk, then the plugin stopped (a reload: the old generation's
+ * fini) with lines still buffered, then space again and a new instance on
+ * the same file (the new generation). The line the file took part of is
+ * taken back at once (the file ends with whole lines), the lines that
+ * could not be written are counted and logged at the stop, and the new
+ * instance's lines are whole. Before, the file kept the part, the new
+ * instance appended its first line to it: one line that was not JSON. */
+static void test_full_disk_then_next_writer(void)
+{
+	char path[4096], said[4096];
+	json_t *line[LINES_MAX];
+	struct capture cap;
+	void (*xfsz)(int);
+	struct dg_harness *h = sl_on(new_path(path, sizeof(path)), "\"flush_ms\": 0");
+
+	send_big(h);
+	long long one = size_of(path);
+	CU_ASSERT_FATAL(one > 8000);
+	capture_start(&cap);
+	struct rlimit old = limit_start(one + 70, &xfsz);
+	dg_harness_send_text(h, "127.0.0.1:5514", M5424); /* 70 bytes taken, then EFBIG */
+	long long after_partial = size_of(path);
+	dg_harness_send_text(h, "127.0.0.2:514", M3164);  /* kept: the retry timer writes */
+	uint64_t written = dg_harness_counter(h, "written"), errors = dg_harness_counter(h, "write_errors");
+	dg_harness_free(h); /* one more try, cut short again; two lines lost */
+	long long after_stop = size_of(path);
+	limit_stop(&old, xfsz);
+	capture_stop(&cap, said, sizeof(said));
+
+	CU_ASSERT_EQUAL(after_partial, one);
+	CU_ASSERT_EQUAL(after_stop, one);
+	CU_ASSERT_EQUAL(written, 1);
+	CU_ASSERT_EQUAL(errors, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(said, "': 2 lines lost at shutdown"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(said, "cannot write '"));
+	h = sl_on(path, "\"flush_ms\": 0");
+	dg_harness_send_text(h, "127.0.0.9:514", M3164);
+	int n = lines_of(path, line, NULL);
+	CU_ASSERT_EQUAL(n, 2);
+	if (n == 2) {
+		CU_ASSERT_EQUAL(json_string_length(json_object_get(line[0], "msg")), 8000);
+		assert_3164(line[1], "127.0.0.9:514");
+	}
+	lines_free(line, n);
+	DG_TEST_ASSERT_COUNTER(h, "written", 1);
+	dg_harness_free(h);
+}
+
+/* A file that ends inside a line (its writer killed in the middle of a
+ * write): the rest of a line is cut when the plugin opens it, and logged,
+ * so that the first line written is not glued to it. Also a file that is
+ * nothing but part of a line. */
+static void test_open_after_partial_line(void)
+{
+	static const struct {
+		const char *before, *kept;
+		int bytes_cut;
+	} cases[] = {
+		{ "{\"a\":1}\n{\"received\":\"2026-", "{\"a\":1}\n", 18 },
+		{ "{\"received\":", "", 12 },
+	};
+	char path[4096], said[2048], want[128];
+	json_t *line[LINES_MAX];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct capture cap;
+		FILE *f = fopen(new_path(path, sizeof(path)), "w");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		fputs(cases[i].before, f);
+		fclose(f);
+		capture_start(&cap);
+		struct dg_harness *h = sl_on(path, "\"flush_ms\": 0");
+		capture_stop(&cap, said, sizeof(said));
+		snprintf(want, sizeof(want), "' ended inside a line (a writer stopped in the middle of "
+		         "it): cut the %d bytes after its last complete line", cases[i].bytes_cut);
+		CU_ASSERT_PTR_NOT_NULL(strstr(said, want));
+		CU_ASSERT_EQUAL(size_of(path), (long long)strlen(cases[i].kept));
+		dg_harness_send_text(h, "127.0.0.2:514", M3164);
+		int n = lines_of(path, line, NULL), kept = cases[i].kept[0] ? 1 : 0;
+		CU_ASSERT_EQUAL(n, kept + 1);
+		if (n == kept + 1)
+			assert_3164(line[kept], "127.0.0.2:514");
+		lines_free(line, n);
+		dg_harness_free(h);
+	}
+}
+
+/* A file that took part of a line, then SIGUSR1 after a rename: the part
+ * was taken back at once, so the old file ends with its whole lines, and
+ * the line goes whole to the new file; the new file is written as usual:
  * with flush_ms 0, the next line at once, not at the retry timer of the
  * old file's error (which is what happened before: the plugin still took
  * the new file for the failing one, and held every line back, dropping
@@ -507,46 +649,41 @@ static void test_reopen_mid_line(void)
 {
 	char path[4096], moved[4200];
 	json_t *line[LINES_MAX];
-	struct rlimit old, lim;
+	void (*xfsz)(int);
 	struct dg_harness *h = sl_on(new_path(path, sizeof(path)), "\"flush_ms\": 0");
 	int n;
 
 	snprintf(moved, sizeof(moved), "%s.1", path);
-	dg_harness_send_text(h, "127.0.0.1:5514", M5424);
+	send_big(h);
 	long long one = size_of(path); /* one line, with its '\n' */
-	CU_ASSERT_FATAL(one > 100);
-	CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &old), 0);
-	/* While the limit holds, writes to the test's log (a file) fail too:
-	 * nothing may be buffered for it, and nothing is printed. */
-	fflush(stdout);
-	fflush(stderr);
-	void (*xfsz)(int) = signal(SIGXFSZ, SIG_IGN);
-	lim = old;
-	lim.rlim_cur = (rlim_t)one + 70;
-	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	CU_ASSERT_FATAL(one > 8000);
+	struct rlimit old = limit_start(one + 70, &xfsz);
 	dg_harness_send_text(h, "127.0.0.1:5514", M5424); /* 70 bytes of it, then EFBIG */
 	long long partial = size_of(path);
 	uint64_t errors = dg_harness_counter(h, "write_errors");
 	int renamed = rename(path, moved);
 	raise(SIGUSR1);
-	dg_harness_poll(h);
-	dg_harness_send_text(h, "127.0.0.2:514", M3164); /* shorter than the limit */
-	long long fresh = size_of(path);
-	setrlimit(RLIMIT_FSIZE, &old);
-	signal(SIGXFSZ, xfsz);
+	dg_harness_poll(h); /* the old file cuts it short again; the new one takes it */
+	limit_stop(&old, xfsz);
+	dg_harness_send_text(h, "127.0.0.2:514", M3164); /* at once */
 
-	CU_ASSERT_EQUAL(partial, one + 70);
+	CU_ASSERT_EQUAL(partial, one);
 	CU_ASSERT_EQUAL(errors, 1);
 	CU_ASSERT_EQUAL(renamed, 0);
-	CU_ASSERT(fresh > 0);
 	n = lines_of(path, line, NULL);
-	CU_ASSERT_EQUAL(n, 1);
-	if (n == 1)
-		assert_3164(line[0], "127.0.0.2:514");
+	CU_ASSERT_EQUAL(n, 2);
+	if (n == 2) {
+		assert_5424(line[0], "127.0.0.1:5514");
+		assert_3164(line[1], "127.0.0.2:514");
+	}
 	lines_free(line, n);
-	CU_ASSERT_EQUAL(size_of(moved), one + 70); /* the old file ends inside line 2 */
-	DG_TEST_ASSERT_COUNTER(h, "dropped", 1);
-	DG_TEST_ASSERT_COUNTER(h, "written", 2);
+	CU_ASSERT_EQUAL(size_of(moved), one); /* whole lines only */
+	n = lines_of(moved, line, NULL);
+	CU_ASSERT_EQUAL(n, 1);
+	lines_free(line, n);
+	DG_TEST_ASSERT_COUNTER(h, "dropped", 0);
+	DG_TEST_ASSERT_COUNTER(h, "written", 3);
+	DG_TEST_ASSERT_COUNTER(h, "write_errors", 2);
 	dg_harness_free(h);
 }
 
@@ -557,7 +694,9 @@ static const struct dg_test tests[] = {
 	{ "SIGUSR1 reopens the file after a rename", test_reopen },
 	{ "SIGUSR1: lines kept through write errors go to the new file", test_reopen_after_errors },
 	{ "SIGUSR1 when the path cannot be opened: the old file goes on", test_reopen_fails },
-	{ "SIGUSR1 after a partial line: the rest dropped, the new file written at once", test_reopen_mid_line },
+	{ "SIGUSR1 after a partial line: taken back, written whole to the new file at once", test_reopen_mid_line },
+	{ "full disk, stop, space again: whole lines only, the lost ones counted", test_full_disk_then_next_writer },
+	{ "a file that ends inside a line: the rest of it cut at open", test_open_after_partial_line },
 	{ "stopping writes every buffered line", test_stop_flushes },
 	{ "write errors: lines kept, retried on the clock, dropped past the buffer", test_write_errors },
 	{ NULL, NULL },
