@@ -285,6 +285,17 @@ static void test_check_config(void)
 	CU_ASSERT_EQUAL(run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out)), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "typo.json: listeners[0].max_datagarm: unknown key (did you mean 'max_datagram'?)"));
 
+	/* A misspelt plugin name: the nearest plugin in the plugin directory. */
+	snprintf(path, sizeof(path), "%s", dg_test_write("plugtypo.json",
+	         "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", \"handler\": \"ehco\"}]}"));
+	CU_ASSERT_EQUAL(run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehco.so': No such file or directory (did you mean 'echo'?)"));
+	snprintf(path, sizeof(path), "%s", dg_test_write("plugfar.json",
+	         "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", \"handler\": \"zzzzzz\"}]}"));
+	CU_ASSERT_EQUAL(run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "zzzzzz.so': No such file or directory"));
+	CU_ASSERT_PTR_NULL(strstr(out, "did you mean"));
+
 	snprintf(path, sizeof(path), "%s", dg_test_write("syntax.json", "{\n  \"listeners\": [\n    {,}\n  ]\n}\n"));
 	CU_ASSERT_EQUAL(run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out)), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "syntax.json: line 3, column 6"));
