@@ -4,6 +4,7 @@
  * option table. */
 #include "config.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "conf.h"
 #include "loader.h"
 #include "log.h"
 #include "options.h"
@@ -28,6 +30,31 @@ void dg_plugin_path(const char *plugin, const char *plugin_dir, const char *conf
 		         plugin[0] == '/' ? "" : "/", plugin);
 	else
 		snprintf(buf, len, "%s/%s.so", plugin_dir, plugin);
+}
+
+bool dg_plugin_suggest(const char *plugin, const char *plugin_dir, char *out, size_t len)
+{
+	unsigned best = 3; /* at most 2 edits away */
+	struct dirent *e;
+	DIR *d;
+
+	if (strchr(plugin, '/') || !(d = opendir(plugin_dir)))
+		return false;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		char name[64];
+		if (n < 4 || n - 3 >= sizeof(name) || strcmp(e->d_name + n - 3, ".so"))
+			continue;
+		memcpy(name, e->d_name, n - 3);
+		name[n - 3] = '\0';
+		unsigned dist = dg_edit_distance(plugin, name);
+		if (dist < best) {
+			best = dist;
+			snprintf(out, len, "%s", name);
+		}
+	}
+	closedir(d);
+	return best < 3;
 }
 
 /* How many bytes the symbol occupies, or 0 if the ELF table does not say. */

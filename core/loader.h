@@ -2,6 +2,7 @@
 #ifndef DG_LOADER_H
 #define DG_LOADER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <dgramd/plugin.h>
@@ -31,6 +32,10 @@ struct dg_loader {
  * to conf_dir), anything else is plugin_dir/NAME.so. */
 void dg_plugin_path(const char *plugin, const char *plugin_dir, const char *conf_dir,
                     char *buf, size_t len);
+
+/* A plugin name (no '/') that names no file: the name of a plugin in
+ * plugin_dir at most two edits away from it, into out. false if none. */
+bool dg_plugin_suggest(const char *plugin, const char *plugin_dir, char *out, size_t len);
 
 /* Load (or find, if already loaded) the plugin at path and check it. On
  * error write "plugin 'PATH': problem" into err and return a negative

@@ -75,6 +75,7 @@ struct master {
 	struct timespec metrics_started;
 	struct dg_counters *mx_view; /* in the metrics process: what it serves */
 	bool stopping;
+	bool worker_failed;       /* a worker died while stopping: exit 1 */
 	sigset_t sigs;
 	pid_t pid; /* the master's */
 };
@@ -466,6 +467,10 @@ static void reap_one(struct master *m, struct gen *g, unsigned i, int status)
 	if (m->stopping || g != m->cur) {
 		dg_log(status == 0 ? DG_LOG_INFO : DG_LOG_WARN, "worker %u (pid %d, generation %u) %s",
 		       i + 1, (int)pid, g->id, what);
+		/* A worker that does not finish its shutdown (killed, crashed)
+		 * may have lost requests: the daemon's exit says so. */
+		if (m->stopping && status != 0)
+			m->worker_failed = true;
 		return;
 	}
 	double lived = since(&w->started);
@@ -789,6 +794,11 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 	gen_fold(&m, m.cur);
 	dg_log_set_patience(DG_LOG_EXIT_PATIENCE_MS);
 	log_totals(&m);
+	if (rc == DG_OK && m.worker_failed) {
+		dg_log(DG_LOG_ERROR, "a worker did not finish its shutdown (see above): exiting with "
+		       "status 1");
+		rc = DG_ERROR;
+	}
 out:
 	gen_free(&m, m.cur);
 	free(m.base);

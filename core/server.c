@@ -463,7 +463,11 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 		rc = dg_loader_load(&srv->loader, path, &l->plugin, err, sizeof(err));
 	}
 	if (rc) {
-		init_error(hooks, "%s: listener '%s': %s", srv->cfg->path, lc->name, err);
+		char near[64];
+		bool hint = !(hooks && hooks->plugin) && access(path, F_OK) &&
+		            dg_plugin_suggest(lc->plugin, plugin_dir, near, sizeof(near));
+		init_error(hooks, "%s: listener '%s': %s%s%s%s", srv->cfg->path, lc->name, err,
+		           hint ? " (did you mean '" : "", hint ? near : "", hint ? "'?)" : "");
 		return DG_ERROR;
 	}
 	if (listener_options(srv, l, lc, hooks))

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "waitfor.h"
 
 #define LOCAL "\"127.0.0.1:0\""
 
@@ -242,6 +243,36 @@ static void test_deferred_and_shutdown(void)
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "t", "tx"), 2);
 }
 
+/* A worker killed while it finishes its requests at shutdown: the daemon
+ * exits 1, not 0 (requests may have been lost). */
+static void test_worker_killed_while_stopping(void)
+{
+	struct dg_daemon d;
+	int st = 0;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, "{\"shutdown_timeout_ms\": 60000, \"metrics\": {\"bind\": "
+	        "\"127.0.0.1:0\"}, \"listeners\": [{\"name\": \"t\", \"bind\": " LOCAL ", \"codec\": "
+	        "\"raw\", \"handler\": {\"plugin\": \"echo\", \"config\": {\"delay_ms\": 60000}}}]}", NULL));
+	int fd = dg_udp_client(&d.addr[0], 3000);
+	CU_ASSERT_EQUAL(sendto(fd, "one", 3, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]), 3);
+	CU_ASSERT_EQUAL(dg_daemon_wait_live(&d, "t", "rx", 1, 10000), 1); /* read, pending */
+	pid_t w = dg_daemon_worker(&d);
+	CU_ASSERT_FATAL(w > 0);
+	kill(d.pid, SIGTERM);
+	CU_ASSERT_EQUAL(dg_wait_file(d.log, "stopping (1 requests pending)", 1, d.pid, 10000),
+	                DG_WAIT_OK);
+	kill(w, SIGKILL);
+	CU_ASSERT_EQUAL(waitpid(d.pid, &st, 0), d.pid);
+	CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	close(fd);
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "killed by signal 9 (SIGKILL)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "a worker did not finish its shutdown (see above): "
+	                                   "exiting with status 1"));
+	free(log);
+}
+
 /* Run dgramd with args, return its exit status; its stderr goes to out. */
 static int run_dgramd(const char *const *args, char *out, size_t outlen)
 {
@@ -284,6 +315,17 @@ static void test_check_config(void)
 	         "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\", \"max_datagarm\": 9}]}"));
 	CU_ASSERT_EQUAL(run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out)), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "typo.json: listeners[0].max_datagarm: unknown key (did you mean 'max_datagram'?)"));
+
+	/* A misspelt plugin name: the nearest plugin in the plugin directory. */
+	snprintf(path, sizeof(path), "%s", dg_test_write("plugtypo.json",
+	         "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", \"handler\": \"ehco\"}]}"));
+	CU_ASSERT_EQUAL(run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehco.so': No such file or directory (did you mean 'echo'?)"));
+	snprintf(path, sizeof(path), "%s", dg_test_write("plugfar.json",
+	         "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:0\", \"handler\": \"zzzzzz\"}]}"));
+	CU_ASSERT_EQUAL(run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "zzzzzz.so': No such file or directory"));
+	CU_ASSERT_PTR_NULL(strstr(out, "did you mean"));
 
 	snprintf(path, sizeof(path), "%s", dg_test_write("syntax.json", "{\n  \"listeners\": [\n    {,}\n  ]\n}\n"));
 	CU_ASSERT_EQUAL(run_dgramd((const char *[]){ "-t", "-c", path, NULL }, out, sizeof(out)), 1);
@@ -387,6 +429,7 @@ static void test_bind_conflict(void)
 }
 
 static const struct dg_test daemon_tests[] = {
+	{ "worker killed while stopping: exit 1", test_worker_killed_while_stopping },
 	{ "json echo", test_json_echo },
 	{ "ipv6 and two binds", test_ipv6_and_two_binds },
 	{ "10000 bad datagrams then a good one", test_bad_flood },
