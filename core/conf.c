@@ -705,6 +705,7 @@ static const struct directive top_directives[] = {
 	{ "plugin_dir", set_string, C(plugin_dir), 0, 0, false },
 	{ "max_pending", set_uint, C(max_pending), 1, (1 << 24) - 1, false }, /* DG_REQTAB_MAX */
 	{ "shutdown_timeout_ms", set_uint, C(shutdown_timeout_ms), 0, 3600000, false },
+	{ "reload_conversations", set_uint, C(reload_conversations), 0, 65536, false },
 	{ "memory_budget", set_size, C(memory_budget), 1 << 20, 1ll << 40, false },
 	{ "user", set_string, C(user), 0, 0, false },
 	{ "group", set_string, C(group), 0, 0, false },
@@ -755,6 +756,7 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 	cfg->max_pending = DG_DEFAULT_MAX_PENDING;
 	cfg->workers = 1;
 	cfg->shutdown_timeout_ms = DG_DEFAULT_SHUTDOWN_MS;
+	cfg->reload_conversations = DG_DEFAULT_RELOAD_CONVERSATIONS;
 	cfg->memory_budget = DG_DEFAULT_MEMORY_BUDGET;
 	cfg->path = strdup(name);
 	cfg->dir = strdup(dir);

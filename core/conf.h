@@ -62,6 +62,8 @@ struct dg_config {
 	unsigned max_pending; /* requests in progress at once, per worker */
 	unsigned workers;     /* worker processes (under one master) */
 	unsigned shutdown_timeout_ms;
+	unsigned reload_conversations; /* per worker: conversations a reload hands over
+	                                  on sockets of their own; 0: cancelled instead */
 	size_t memory_budget; /* bytes: requests in progress and queued datagrams, per worker */
 	char *user, *group;   /* drop to these once bound (NULL: stay) */
 	bool metrics;         /* "metrics": {"bind": ...} given */
@@ -77,6 +79,7 @@ struct dg_config {
 #define DG_DEFAULT_SEND_QUEUE 1024
 #define DG_DEFAULT_MAX_PENDING 65536
 #define DG_DEFAULT_SHUTDOWN_MS 5000
+#define DG_DEFAULT_RELOAD_CONVERSATIONS 256
 #define DG_DEFAULT_MEMORY_BUDGET ((size_t)64 << 20)
 #define DG_DEFAULT_PEER_QUEUE 16
 #define DG_DEFAULT_PEER_CONCURRENCY 1

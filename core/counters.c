@@ -35,6 +35,8 @@ const struct dg_counter_field dg_counter_fields[] = {
 	F(tx_queued, "Replies that waited in the send queue"),
 	F(stale_calls, "Plugin calls with a request or session that has ended"),
 	F(tx_push, "Datagrams pushed to a peer outside a request (session_send); also in tx when sent"),
+	F(handovers, "Conversations a reload left to finish in the old worker on a socket connected to the peer"),
+	F(handover_failures, "Conversations a reload cancelled because they could not get such a socket"),
 	{ NULL, 0, NULL },
 };
 #undef F

@@ -11,11 +11,13 @@
  * (dg_dispatch_run_ready). */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "handover.h"
 #include "server.h"
 
 #define REQ(srv, idx) (&(srv)->rt.reqs[(idx)])
@@ -634,6 +636,62 @@ static void await_datagram(struct dg_sock *s, struct dg_session *sess, unsigned 
 		inbox_free(srv, aw);
 }
 
+/* How long a retiring worker waits for the master's socket. */
+#define DG_HO_TIMEOUT_MS 2000
+
+static void conv_failed(struct dg_listener *l, const struct dg_session *sess, const char *why)
+{
+	unsigned long sup;
+	char peer[64];
+
+	l->c->handover_failures++;
+	if (!dg_ratelimit_allow(&l->rl_handover, l->srv->now, &sup))
+		return;
+	dg_log(DG_LOG_WARN, "listener '%s': reload: the conversation with %s is cancelled: %s%s",
+	       l->conf->name, dg_addr_format(&sess->peer.sa, peer, sizeof(peer)), why,
+	       sup ? " (and more, not logged)" : "");
+}
+
+/* The session's peer gets a socket of its own, bound to the address it
+ * sent to and connected to it, from the master (handover.h), so that its
+ * next datagrams come to this worker rather than to the next generation.
+ * DG_OK (it has one), or DG_ECANCELED: not while a reload hands over, or
+ * it failed (counted and logged). */
+static int conv_open(struct dg_server *srv, struct dg_session *sess)
+{
+	struct dg_sock *home = sess->sock; /* its last datagram's: a listener socket */
+	struct dg_listener *l = home->l;
+	char why[160];
+
+	if (sess->conv)
+		return DG_OK;
+	if (!srv->ho_open)
+		return DG_ECANCELED;
+	if (srv->n_conv == srv->cfg->reload_conversations) {
+		snprintf(why, sizeof(why), "reload_conversations (%u) have sockets already",
+		         srv->cfg->reload_conversations);
+		conv_failed(l, sess, why);
+		return DG_ECANCELED;
+	}
+	int fd = dg_ho_connect(srv->ctl, (unsigned)(l - srv->listeners), (unsigned)(home - l->socks),
+	                       &sess->local.sa, sess->locallen, &sess->peer.sa, sess->peerlen,
+	                       DG_HO_TIMEOUT_MS);
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "no socket of its own from the master: %s", strerror(errno));
+		conv_failed(l, sess, why);
+		return DG_ECANCELED;
+	}
+	struct dg_sock *c = &srv->conv[srv->n_conv++];
+	c->l = l;
+	c->home = home;
+	c->fd = fd;
+	memcpy(&c->bound.ss, &sess->local, sess->locallen);
+	c->bound.len = sess->locallen;
+	sess->conv = c;
+	l->c->handovers++;
+	return DG_OK;
+}
+
 int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, dg_await_fn cb,
                       void *arg)
 {
@@ -642,7 +700,9 @@ int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, 
 	if (r->state != DG_REQ_IN_CALL && r->state != DG_REQ_PENDING &&
 	    r->state != DG_REQ_AWAITING)
 		return DG_ESTALE; /* done, its next frame waits to run */
-	if (srv->stopping || srv->aborting)
+	/* Stopping, only a conversation a reload handed over (or hands over
+	 * now) goes on. */
+	if (srv->aborting || (srv->stopping && (sess->waiter || conv_open(srv, sess))))
 		return DG_ECANCELED;
 	if (sess->waiter)
 		return DG_EBUSY;
@@ -680,6 +740,13 @@ void dg_dispatch_cancel_awaits(struct dg_server *srv)
 {
 	for (uint32_t i = 0; i < srv->rt.n; i++)
 		if (REQ(srv, i)->state == DG_REQ_AWAITING)
+			await_fire(srv, i, NULL, 0, 0, DG_ECANCELED);
+}
+
+void dg_dispatch_handover(struct dg_server *srv)
+{
+	for (uint32_t i = 0; i < srv->rt.n; i++)
+		if (REQ(srv, i)->state == DG_REQ_AWAITING && conv_open(srv, REQ(srv, i)->sess))
 			await_fire(srv, i, NULL, 0, 0, DG_ECANCELED);
 }
 

@@ -7,11 +7,13 @@
  *
  * SIGHUP reloads (the nginx model): the new config is checked as -t does;
  * if good, a new generation is forked on the same sockets (kept by address
- * and slot; new addresses bound, removed ones closed once unused), and once
- * it is ready the old generation is sent SIGTERM: it stops reading, finishes
- * its requests within shutdown_timeout_ms and exits. No socket is closed
- * while a generation may still read it, so datagrams waiting in a socket
- * buffer are read by the new generation.
+ * and slot; new addresses bound, removed ones closed once unused), paused.
+ * Once it is ready the old generation is told to retire over each worker's
+ * control channel (handover.h): it stops reading, its conversations get
+ * sockets connected to their peers (made here), it finishes its requests
+ * within shutdown_timeout_ms and exits; then the new one reads. No socket
+ * is closed while a generation may still read it, so datagrams waiting in
+ * a socket buffer are read by the new generation.
  *
  * No libevent here: after fork() a child would share the master's epoll
  * instance. Signals are blocked (from the start of main()) and taken with
@@ -32,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "handover.h"
 #include "master.h"
 #include "notify.h"
 #include "privs.h"
@@ -43,6 +46,7 @@ struct worker {
 	struct timespec started;
 	struct timespec restart_at; /* after a quick death: restart later */
 	bool waiting;
+	int ctl; /* the control channel (handover.h), -1 while not running */
 	char prefix[48];
 };
 
@@ -59,6 +63,7 @@ struct gen {
 	struct dg_counters *shm;  /* n * n_listeners, shared with the workers */
 	size_t shm_size;
 	int ready_pipe[2];
+	bool paused;              /* its workers start without reading (a reload) */
 	struct gen *next;         /* older generations, still finishing */
 };
 
@@ -96,11 +101,31 @@ static void close_fds(int *fds, size_t n)
 		}
 }
 
+static void close_ctls(struct gen *g)
+{
+	for (unsigned i = 0; g && i < g->n; i++)
+		if (g->w[i].ctl >= 0) {
+			close(g->w[i].ctl);
+			g->w[i].ctl = -1;
+		}
+}
+
+/* In a child: close what is the master's alone (every worker's control
+ * channel and every generation's sockets). */
+static void child_close_master(struct master *m)
+{
+	for (struct gen *o = m->old; o; o = o->next) {
+		close_fds(o->fds, (size_t)o->n * o->n_binds);
+		close_ctls(o);
+	}
+	close_ctls(m->cur);
+}
+
 /* In the child: keep only slot i's sockets of generation g. */
 static void child_close_others(struct master *m, struct gen *g, unsigned i)
 {
-	for (struct gen *o = m->old; o; o = o->next)
-		close_fds(o->fds, (size_t)o->n * o->n_binds);
+	child_close_master(m);
+	close_ctls(g); /* g may not be m->cur yet */
 	if (m->cur != g)
 		close_fds(m->cur->fds, (size_t)m->cur->n * m->cur->n_binds);
 	for (unsigned s = 0; s < g->n; s++)
@@ -110,8 +135,9 @@ static void child_close_others(struct master *m, struct gen *g, unsigned i)
 		close(g->ready_pipe[0]);
 }
 
-/* In the child: become worker i of generation g and never return. */
-static void worker_main(struct master *m, struct gen *g, unsigned i)
+/* In the child: become worker i of generation g, with ctl its end of the
+ * control channel, and never return. */
+static void worker_main(struct master *m, struct gen *g, unsigned i, int ctl)
 {
 	struct dg_server srv;
 	static char stats_label[32];
@@ -139,6 +165,10 @@ static void worker_main(struct master *m, struct gen *g, unsigned i)
 	                        &g->shm[(size_t)i * g->cfg->n_listeners],
 	                        &g->fds[(size_t)i * g->n_binds]);
 	srv.stats_label = stats_label;
+	if (rc == DG_OK)
+		rc = dg_server_control(&srv, ctl, g->paused);
+	else
+		close(ctl);
 	if (rc == DG_OK) {
 		/* Only the first start of a generation reports; restarted
 		 * workers find the pipe closed (-1). */
@@ -194,8 +224,7 @@ static void metrics_main(struct master *m)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	prctl(PR_SET_NAME, "dgramd-metrics");
 	unsetenv("NOTIFY_SOCKET");
-	for (struct gen *o = m->old; o; o = o->next)
-		close_fds(o->fds, (size_t)o->n * o->n_binds);
+	child_close_master(m);
 	close_fds(m->cur->fds, (size_t)m->cur->n * m->cur->n_binds);
 	dg_log_set_prefix("metrics: ");
 	base = event_base_new();
@@ -258,14 +287,27 @@ static void metrics_restart(struct master *m)
 static int spawn(struct master *m, struct gen *g, unsigned i)
 {
 	struct worker *w = &g->w[i];
+	int sv[2];
 
+	if (dg_ho_pair(sv)) {
+		dg_log(DG_LOG_ERROR, "cannot make worker %u's control channel: %s", i + 1, strerror(errno));
+		return DG_ERROR;
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		dg_log(DG_LOG_ERROR, "cannot fork worker %u: %s", i + 1, strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
 		return DG_ERROR;
 	}
-	if (pid == 0)
-		worker_main(m, g, i);
+	if (pid == 0) {
+		close(sv[0]);
+		worker_main(m, g, i, sv[1]);
+	}
+	close(sv[1]);
+	if (w->ctl >= 0)
+		close(w->ctl);
+	w->ctl = sv[0];
 	w->pid = pid;
 	w->waiting = false;
 	clock_gettime(CLOCK_MONOTONIC, &w->started);
@@ -350,6 +392,8 @@ static void gen_free(struct master *m, struct gen *g)
 		return;
 	if (g->fds)
 		close_fds(g->fds, (size_t)g->n * g->n_binds);
+	if (g->w)
+		close_ctls(g);
 	for (int i = 0; i < 2; i++)
 		if (g->ready_pipe[i] >= 0)
 			close(g->ready_pipe[i]);
@@ -439,6 +483,8 @@ static struct gen *gen_new(struct master *m, struct dg_config *cfg, bool owns_cf
 	}
 	for (size_t i = 0; i < (size_t)g->n * g->n_binds; i++)
 		g->fds[i] = -1;
+	for (unsigned i = 0; i < g->n; i++)
+		g->w[i].ctl = -1;
 	for (unsigned i = 0; i < g->n; i++) {
 		snprintf(g->w[i].prefix, sizeof(g->w[i].prefix), "worker %u: ", i + 1);
 		for (unsigned l = 0, k = 0; l < cfg->n_listeners; l++)
@@ -463,6 +509,9 @@ static void reap_one(struct master *m, struct gen *g, unsigned i, int status)
 	char what[96];
 
 	w->pid = 0;
+	if (w->ctl >= 0)
+		close(w->ctl);
+	w->ctl = -1;
 	describe(status, what, sizeof(what));
 	if (m->stopping || g != m->cur) {
 		dg_log(status == 0 ? DG_LOG_INFO : DG_LOG_WARN, "worker %u (pid %d, generation %u) %s",
@@ -651,6 +700,94 @@ static int rebase(struct master *m, const struct dg_config *next)
 	return DG_OK;
 }
 
+/* Wait (up to DG_RETIRE_MS) until every worker of g has let go of the
+ * listener sockets, making the connected sockets they ask for meanwhile.
+ * One that cannot be told, or does not answer, is sent SIGTERM (its
+ * conversations are then cancelled). */
+#define DG_RETIRE_MS 5000
+
+static void retire_serve(struct gen *g, unsigned i, const struct dg_ho_msg *req)
+{
+	const char *why;
+	char peer[64];
+
+	if (dg_ho_serve(g->w[i].ctl, req, g->cfg, g->bound, &why))
+		dg_log(DG_LOG_WARN, "reload: cannot answer worker %u (generation %u): %s", i + 1, g->id,
+		       strerror(errno));
+	else if (*why)
+		dg_log(DG_LOG_WARN, "reload: no socket for worker %u's (generation %u) conversation "
+		       "with %s: %s: %s", i + 1, g->id,
+		       dg_addr_format((const struct sockaddr *)&req->peer, peer, sizeof(peer)), why,
+		       strerror(errno));
+}
+
+/* One message from worker i: false once it is done (retired, or gone). */
+static bool retire_step(struct gen *g, unsigned i)
+{
+	struct dg_ho_msg msg;
+	int passed;
+	int rc = dg_ho_recv(g->w[i].ctl, &msg, &passed, 0);
+
+	if (passed >= 0)
+		close(passed);
+	if (rc == 0 && msg.type == DG_HO_SOCKET) {
+		retire_serve(g, i, &msg);
+		return true;
+	}
+	return rc < 0 && (errno == EAGAIN || errno == ETIMEDOUT);
+}
+
+static void gen_retire(struct gen *g)
+{
+	struct pollfd *p = calloc(g->n, sizeof(*p));
+	struct timespec start;
+	unsigned left = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (unsigned i = 0; i < g->n; i++) {
+		struct worker *w = &g->w[i];
+		if (p)
+			p[i].fd = -1;
+		if (w->pid <= 0)
+			continue;
+		if (!p || w->ctl < 0 || dg_ho_send(w->ctl, DG_HO_RETIRE)) {
+			kill(w->pid, SIGTERM);
+			continue;
+		}
+		p[i] = (struct pollfd){ .fd = w->ctl, .events = POLLIN };
+		left++;
+	}
+	while (left) {
+		double ms = DG_RETIRE_MS - since(&start) * 1000;
+		int r = ms > 0 ? poll(p, g->n, (int)ms + 1) : 0;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		for (unsigned i = 0; i < g->n; i++)
+			if (p[i].fd >= 0 && p[i].revents && !retire_step(g, i)) {
+				p[i].fd = -1;
+				left--;
+			}
+	}
+	for (unsigned i = 0; left && i < g->n; i++)
+		if (p[i].fd >= 0) {
+			dg_log(DG_LOG_WARN, "reload: worker %u (generation %u) did not let go within %u ms; "
+			       "stopping it", i + 1, g->id, DG_RETIRE_MS);
+			kill(g->w[i].pid, SIGTERM);
+		}
+	free(p);
+}
+
+/* The new generation may read the listener sockets now. */
+static void gen_go(struct gen *g)
+{
+	for (unsigned i = 0; i < g->n; i++)
+		if (g->w[i].pid > 0 && (g->w[i].ctl < 0 || dg_ho_send(g->w[i].ctl, DG_HO_GO)))
+			dg_log(DG_LOG_ERROR, "reload: cannot tell worker %u (generation %u) to start "
+			       "reading: %s", i + 1, g->id, strerror(errno));
+}
+
 static void reload(struct master *m)
 {
 	struct gen *cur = m->cur, *g = NULL;
@@ -673,15 +810,20 @@ static void reload(struct master *m)
 	g = gen_new(m, cfg, true, cur);
 	if (!g)
 		goto fail;
+	g->paused = true;
 	if (gen_start(m, g) || rebase(m, cfg)) {
 		gen_abort(g);
 		goto fail;
 	}
+	g->paused = false; /* a worker restarted later reads at once */
 	m->cur = g;
 	cur->next = m->old;
 	m->old = cur;
-	/* The new generation reads the same sockets: the old one may stop. */
-	gen_signal(cur, SIGTERM);
+	/* The old generation lets go of the sockets, then the new one reads
+	 * them: never both at once, so a conversation's next datagram is
+	 * never the new generation's. */
+	gen_retire(cur);
+	gen_go(g);
 	write_ready(m);
 	dg_log_set_level(m->log_level >= 0 ? m->log_level : cfg->log_level);
 	metrics_restart(m);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "handover.h"
 #include "notify.h"
 #include "privs.h"
 #include "server.h"
@@ -154,8 +155,8 @@ static void rx_one(struct dg_sock *s, dg_mmsg *m, uint32_t *ovfl)
 		dg_io_rx_cmsg(h, ovfl, &dst.sa);
 		local = &dst.sa;
 	}
-	dg_dispatch(s, h->msg_iov->iov_base, m->msg_len, h->msg_flags, h->msg_name, h->msg_namelen,
-	            local, s->bound.len);
+	dg_dispatch(s->home, h->msg_iov->iov_base, m->msg_len, h->msg_flags, h->msg_name,
+	            h->msg_namelen, local, s->bound.len);
 }
 
 /* Up to budget datagrams from s, in batches while they come full; each
@@ -167,7 +168,10 @@ static unsigned rx_read(struct dg_sock *s, unsigned budget)
 	uint32_t ovfl = s->rxq_ovfl;
 	unsigned got = 0;
 
-	while (got < budget && !srv->stopping) {
+	/* Stopping, a worker reads only the sockets a reload's hand-over
+	 * connected to its conversations' peers, and the listener sockets
+	 * once more while it hands over. */
+	while (got < budget && (!srv->stopping || s->home != s || srv->ho_open)) {
 		unsigned want = budget - got < DG_RX_BATCH ? budget - got : DG_RX_BATCH;
 		/* The kernel wrote namelen and flags only in the entries it
 		 * filled; reset those, and every length when the listener's
@@ -337,6 +341,7 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 	char a[64];
 
 	s->l = l;
+	s->home = s;
 	s->fd = fd >= 0 ? fd : dg_server_bind(l->conf, addr, true, &s->bound);
 	if (s->fd < 0)
 		return DG_ERROR;
@@ -375,6 +380,7 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 static void sock_stub(struct dg_listener *l, struct dg_sock *s, const struct dg_addr *addr)
 {
 	s->l = l;
+	s->home = s;
 	s->fd = -1;
 	s->bound = *addr;
 	s->pktinfo = is_wildcard((const struct sockaddr *)&addr->ss);
@@ -452,6 +458,7 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 	l->rl_rx = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
 	l->rl_stale = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
 	l->rl_amp = (struct dg_ratelimit)DG_RATELIMIT_INIT(60, 1);
+	l->rl_handover = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
 	if (dg_codec_new(lc->codec, &l->codec, err, sizeof(err))) {
 		init_error(hooks, "%s: listener '%s': codec%s", srv->cfg->path, lc->name, err);
 		return DG_ERROR;
@@ -522,6 +529,7 @@ static int server_init(struct dg_server *srv, struct dg_config *cfg, const char 
                        const struct dg_server_hooks *hooks)
 {
 	memset(srv, 0, sizeof(*srv));
+	srv->ctl = -1;
 	srv->cfg = cfg;
 	srv->mem.budget = cfg->memory_budget;
 	srv->clock = hooks ? hooks->clock : dg_server_clock_monotonic;
@@ -645,6 +653,137 @@ static void on_shutdown_deadline(struct dg_tm *tm, void *arg)
 	event_base_loopbreak(srv->base);
 }
 
+/* Stop reading the listener sockets (they are the next generation's, or
+ * nobody's). */
+static void stop_reading(struct dg_server *srv)
+{
+	srv->stopping = true;
+	for (unsigned i = 0; i < srv->n_listeners; i++)
+		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
+			event_del(srv->listeners[i].socks[b].ev_read);
+}
+
+/* Stopping: the loop ends once nothing is in flight, or at
+ * shutdown_timeout_ms. */
+static void stop_within_deadline(struct dg_server *srv)
+{
+	dg_server_post_work(srv);
+	if (drained(srv)) {
+		event_base_loopbreak(srv->base);
+		return;
+	}
+	dg_tm_init(&srv->shutdown, on_shutdown_deadline, srv);
+	if (dg_tm_arm(&srv->timers, &srv->shutdown, srv->now_ms + srv->cfg->shutdown_timeout_ms))
+		event_base_loopbreak(srv->base);
+}
+
+/* ---- a reload's hand-over (handover.h) ----------------------------------- */
+
+/* Datagrams a retiring worker reads from each listener socket after its
+ * conversations have their sockets: what their peers sent before that is
+ * there (and anyone else's, served here as before the reload). Bounded, so
+ * that a flood cannot hold the reload; what is left goes to the new
+ * generation. */
+#define DG_HO_DRAIN_MAX (16 * DG_RX_BUDGET)
+
+static void ho_drain(struct dg_server *srv)
+{
+	for (unsigned i = 0; i < srv->n_listeners; i++)
+		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++) {
+			struct dg_sock *s = &srv->listeners[i].socks[b];
+			unsigned got, n = 0;
+			do {
+				got = rx_read(s, DG_RX_BUDGET);
+				n += got;
+				dg_dispatch_run_ready(srv);
+				dg_tx_flush(srv);
+			} while (got == DG_RX_BUDGET && n < DG_HO_DRAIN_MAX);
+		}
+}
+
+/* The handed-over sockets into the event loop. One that cannot be is
+ * closed: its conversation ends by its own timeout or the deadline. */
+static void ho_register(struct dg_server *srv)
+{
+	for (; srv->n_conv_ev < srv->n_conv; srv->n_conv_ev++) {
+		struct dg_sock *c = &srv->conv[srv->n_conv_ev];
+		c->ev_read = event_new(srv->base, c->fd, EV_READ | EV_PERSIST, on_readable, c);
+		if (c->ev_read && event_add(c->ev_read, NULL) == 0)
+			continue;
+		dg_log(DG_LOG_ERROR, "listener '%s': reload: cannot register a conversation's "
+		       "socket with the event loop", c->l->conf->name);
+	}
+}
+
+/* DG_HO_RETIRE: the next generation is ready and waits for this one to let
+ * go of the listener sockets. */
+static void ho_retire(struct dg_server *srv)
+{
+	unsigned before = srv->pending;
+
+	stop_reading(srv);
+	srv->retired = true;
+	if (srv->cfg->reload_conversations) {
+		srv->conv = calloc(srv->cfg->reload_conversations, sizeof(*srv->conv));
+		if (!srv->conv)
+			dg_log(DG_LOG_ERROR, "reload: out of memory for the conversations' sockets");
+	}
+	srv->ho_open = srv->conv != NULL;
+	dg_dispatch_handover(srv);
+	ho_drain(srv);
+	srv->ho_open = false;
+	ho_register(srv);
+	if (dg_ho_send(srv->ctl, DG_HO_RETIRED))
+		dg_log(DG_LOG_WARN, "reload: cannot tell the master this worker let go: %s",
+		       strerror(errno));
+	dg_log(DG_LOG_INFO, "reload: stopping (%u requests pending, %u conversations kept on "
+	       "sockets of their own)", before, srv->n_conv);
+	stop_within_deadline(srv);
+}
+
+static void on_ctl(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_server *srv = arg;
+	struct dg_ho_msg msg;
+	int passed;
+	(void)fd, (void)what;
+
+	int rc = dg_ho_recv(srv->ctl, &msg, &passed, 0);
+	if (passed >= 0)
+		close(passed); /* the master sends none unasked */
+	if (rc == 1) {
+		event_del(srv->ev_ctl); /* the master is gone: PR_SET_PDEATHSIG stops us */
+		return;
+	}
+	if (rc)
+		return;
+	dg_server_clock(srv);
+	if (msg.type == DG_HO_GO && srv->paused) {
+		srv->paused = false;
+		for (unsigned i = 0; !srv->stopping && i < srv->n_listeners; i++)
+			for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
+				unpark(srv, &srv->listeners[i].socks[b]);
+	} else if (msg.type == DG_HO_RETIRE && !srv->stopping) {
+		ho_retire(srv);
+	}
+	dg_server_post_work(srv);
+}
+
+int dg_server_control(struct dg_server *srv, int ctl, bool paused)
+{
+	srv->ctl = ctl;
+	srv->ev_ctl = event_new(srv->base, ctl, EV_READ | EV_PERSIST, on_ctl, srv);
+	if (!srv->ev_ctl || event_add(srv->ev_ctl, NULL)) {
+		dg_log(DG_LOG_ERROR, "cannot register the master's control channel with the event loop");
+		return DG_ERROR;
+	}
+	srv->paused = paused;
+	for (unsigned i = 0; paused && i < srv->n_listeners; i++)
+		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
+			event_del(srv->listeners[i].socks[b].ev_read);
+	return DG_OK;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct dg_server *srv = arg;
@@ -662,6 +801,16 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	(void)what;
 
+	if (srv->retired) {
+		/* A shutdown after a reload: the conversations it handed over
+		 * end now, as everyone's do; the rest still drains. */
+		dg_log(DG_LOG_INFO, "signal %s: stopping (%u requests pending, conversations "
+		       "cancelled)", sig == SIGINT ? "INT" : "TERM", srv->pending);
+		srv->retired = false;
+		dg_dispatch_cancel_awaits(srv);
+		dg_server_post_work(srv);
+		return;
+	}
 	if (srv->stopping) {
 		dg_log(DG_LOG_WARN, "signal %s again: stopping now", sig == SIGINT ? "INT" : "TERM");
 		event_base_loopbreak(srv->base);
@@ -670,21 +819,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	dg_log(DG_LOG_INFO, "signal %s: stopping (%u requests pending)",
 	       sig == SIGINT ? "INT" : "TERM", srv->pending);
 	dg_notify("STOPPING=1");
-	srv->stopping = true;
-	for (unsigned i = 0; i < srv->n_listeners; i++)
-		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
-			event_del(srv->listeners[i].socks[b].ev_read);
+	stop_reading(srv);
 	/* Conversations waiting for a peer would hold the shutdown to their
 	 * step timeout: they end now (DG_ECANCELED). */
 	dg_dispatch_cancel_awaits(srv);
-	dg_server_post_work(srv);
-	if (drained(srv)) {
-		event_base_loopbreak(srv->base);
-		return;
-	}
-	dg_tm_init(&srv->shutdown, on_shutdown_deadline, srv);
-	if (dg_tm_arm(&srv->timers, &srv->shutdown, srv->now_ms + srv->cfg->shutdown_timeout_ms))
-		event_base_loopbreak(srv->base);
+	stop_within_deadline(srv);
 }
 
 static int write_ready_file(const struct dg_server *srv, const char *path)
@@ -789,9 +928,30 @@ void dg_server_finish(struct dg_server *srv)
 	}
 }
 
+/* The hand-over's sockets (their drops since the last datagram counted)
+ * and the control channel. */
+static void ho_release(struct dg_server *srv)
+{
+	for (unsigned i = 0; i < srv->n_conv; i++) {
+		struct dg_sock *c = &srv->conv[i];
+		uint32_t drops;
+		if (c->ev_read)
+			event_free(c->ev_read);
+		if (dg_io_drops(c->fd, &drops) == 0)
+			c->l->c->rx_kernel_drops += (uint32_t)(drops - c->rxq_ovfl);
+		close(c->fd);
+	}
+	free(srv->conv);
+	if (srv->ev_ctl)
+		event_free(srv->ev_ctl);
+	if (srv->ctl >= 0)
+		close(srv->ctl);
+}
+
 void dg_server_release(struct dg_server *srv)
 {
 	dg_server_finish(srv);
+	ho_release(srv); /* before the listeners: their counters */
 	for (unsigned i = 0; i < srv->n_listeners; i++) {
 		struct dg_listener *l = &srv->listeners[i];
 		if (l->inited && l->plugin->fini)

@@ -64,6 +64,9 @@ struct dg_txq_item {
 
 struct dg_sock {
 	struct dg_listener *l;
+	struct dg_sock *home; /* the listener socket whose datagrams these are: itself, or for a
+	                         socket connected to one peer (a reload's hand-over) the
+	                         listener's; dispatch, sessions and replies use the home */
 	int fd;
 	struct event *ev_read;
 	struct event *ev_write;
@@ -106,7 +109,7 @@ struct dg_listener {
 	struct dg_idlist dl;       /* pending requests by deadline (struct dg_req dl) */
 	struct dg_counters *c;     /* &own_c, or this worker's slot in shared memory */
 	struct dg_counters own_c;
-	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx, rl_stale, rl_amp;
+	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx, rl_stale, rl_amp, rl_handover;
 	struct dg_throttle throttle; /* rate_limit */
 };
 
@@ -194,6 +197,19 @@ struct dg_server {
 	struct dg_metrics *metrics; /* metrics.bind without workers */
 	bool stopping;
 	bool aborting;  /* dg_dispatch_abort_all: no new awaits */
+	/* A reload's hand-over (handover.h): the master's control channel (-1:
+	 * none), whether the listener sockets are not read yet (a new
+	 * generation until DG_HO_GO), whether conversations may get sockets of
+	 * their own now (during DG_HO_RETIRE) or have got them (retired: a
+	 * first SIGTERM/SIGINT still cancels them), and those sockets. */
+	int ctl;
+	struct event *ev_ctl;
+	bool paused;
+	bool ho_open;
+	bool retired;
+	struct dg_sock *conv;  /* reload_conversations of them, allocated on DG_HO_RETIRE */
+	unsigned n_conv;       /* in use (each with an fd) */
+	unsigned n_conv_ev;    /* of those, registered with the event loop */
 	uint8_t id;     /* its place in host.c's registry (in every request handle) */
 };
 
@@ -244,6 +260,11 @@ void dg_server_sockopts(const struct dg_listener_conf *lc, int fd, const struct 
  * them, a signal waits rather than killing a starting process. */
 int dg_server_block_signals(void);
 int dg_server_run(struct dg_server *srv, const char *ready_file);
+/* A master's worker: its end of the control channel (handover.h), taken
+ * (closed in dg_server_release). paused: do not read the listener sockets
+ * until the master says DG_HO_GO (a reload's new generation). DG_OK, or
+ * DG_ERROR after logging why. */
+int dg_server_control(struct dg_server *srv, int ctl, bool paused);
 /* After the loop: abandon what is still in flight (pending requests,
  * queued datagrams and replies, timers, sessions: counted as shutdown
  * drops), so that the stats logged next add up. Idempotent;
@@ -289,6 +310,10 @@ int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, 
 /* Stopping: every waiting conversation step gets DG_ECANCELED and its
  * request is completed. */
 void dg_dispatch_cancel_awaits(struct dg_server *srv);
+/* A reload retires this worker (srv->ho_open): every waiting conversation
+ * step's peer gets a socket connected to it (srv->conv), or the step gets
+ * DG_ECANCELED as at a shutdown (counted and logged). */
+void dg_dispatch_handover(struct dg_server *srv);
 int dg_listener_sessions_init(struct dg_listener *l);
 void dg_listener_sessions_close(struct dg_listener *l, int reason);
 

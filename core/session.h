@@ -82,6 +82,8 @@ struct dg_session {
 	struct dg_sessions *table;           /* the table it is in (host functions given only
 	                                        the session reach their listener through it) */
 	struct dg_sock *sock;                /* the caller's: the socket of its last datagram */
+	struct dg_sock *conv;                /* the caller's: a socket connected to the peer, from a
+	                                        reload's hand-over (NULL: none) */
 	uint32_t waiter;                     /* the caller's: the request waiting for its next
 	                                        datagram (host->request_await), index + 1 */
 	uint32_t active;                     /* requests in progress */

@@ -258,8 +258,10 @@ struct dg_request {
  *    frame fields those of its datagram); it counts as handled.
  *  - status DG_ETIMEDOUT: timeout_ms passed with nothing from the peer;
  *    next is NULL.
- *  - status DG_ECANCELED: the session is closing or the server stopping;
- *    next is NULL, and the host completes the request after the call.
+ *  - status DG_ECANCELED: the session is closing or the server stopping
+ *    (a shutdown; after a reload, the old generation's shutdown_timeout_ms,
+ *    or no socket for the hand-over: see request_await); next is NULL,
+ *    and the host completes the request after the call.
  * With DG_OK or DG_ETIMEDOUT the request is still in progress: the callback
  * may reply, await again, complete it, or leave it pending (then
  * handler_timeout_ms runs again from the end of the call). A request that
@@ -392,7 +394,12 @@ struct dg_host {
 	 * after the request's own (of its own datagram) run after it, as for
 	 * any pending request. max_replies_per_request counts per step.
 	 * DG_OK, DG_ESTALE, DG_EBUSY, DG_EINVAL (cb NULL, timeout out of
-	 * range), DG_ECANCELED (the server is stopping), DG_ENOMEM. */
+	 * range), DG_ECANCELED (the server is stopping), DG_ENOMEM.
+	 * On a reload a waiting conversation goes on in the old generation
+	 * (its peer's datagrams keep coming to it, on a socket connected to
+	 * the peer) until it ends or shutdown_timeout_ms passes, when the
+	 * waiting step gets DG_ECANCELED; a shutdown (SIGTERM, SIGINT)
+	 * cancels it at once. */
 	int (*request_await)(struct dg_instance *self, dg_req_t req, unsigned timeout_ms,
 	                     dg_await_fn cb, void *arg);
 
