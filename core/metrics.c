@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,7 +27,12 @@ int dg_metrics_listen(const struct dg_addr *addr, char *err, size_t errlen)
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	dg_addr_format(sa, a, sizeof(a));
+	/* "[::]" means IPv6 only, as for the UDP listeners (server.c): the
+	 * Linux default (net.ipv6.bindv6only=0) would serve every IPv4
+	 * address on that port too, a surprise for a metrics port. */
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (sa->sa_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
 	    bind(fd, sa, addr->len) < 0 || listen(fd, 64) < 0) {
 		snprintf(err, errlen, "cannot listen on '%s' (metrics.bind): %s", a, strerror(errno));
 		if (fd >= 0)

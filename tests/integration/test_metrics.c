@@ -4,6 +4,8 @@
  * the workers' shared counters). */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +123,38 @@ static void test_bad_bind(void)
 	free(log);
 }
 
+/* metrics.bind "[::]:0" is IPv6 only, as the UDP listeners on [::] are: a
+ * scrape over IPv4 at that port is refused, one over [::1] answered (the
+ * socket took IPv4 too). */
+static void test_v6only(void)
+{
+	struct dg_daemon d, v4, v6;
+	char *text = malloc(BODY);
+
+	if (!dg_have_ipv6()) {
+		fprintf(stderr, "no IPv6 loopback: test skipped\n");
+		free(text);
+		return;
+	}
+	CU_ASSERT_FATAL(text != NULL);
+	CU_ASSERT_FATAL(dg_daemon_start(&d, "{ \"metrics\": { \"bind\": \"[::]:0\" }, \"listeners\": "
+	                "[ { \"name\": \"e\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\" } ] }", NULL));
+	CU_ASSERT_FATAL(d.metrics.ss_family == AF_INET6);
+	unsigned short port = ((struct sockaddr_in6 *)&d.metrics)->sin6_port;
+	struct sockaddr_in in4 = { .sin_family = AF_INET, .sin_port = port,
+	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6, .sin6_port = port, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	v4 = v6 = d;
+	memcpy(&v4.metrics, &in4, sizeof(in4));
+	v4.metricslen = sizeof(in4);
+	memcpy(&v6.metrics, &in6, sizeof(in6));
+	v6.metricslen = sizeof(in6);
+	CU_ASSERT_EQUAL(dg_http_get(&v6, "/metrics", text, BODY), 200);
+	CU_ASSERT_EQUAL(dg_http_get(&v4, "/metrics", text, BODY), -1);
+	dg_daemon_stop_checked(&d, "e");
+	free(text);
+}
+
 /* A plugin's gauges in /metrics and /stats: kv publishes its store. */
 static void test_plugin_metrics(void)
 {
@@ -185,6 +219,7 @@ static const struct dg_test tests[] = {
 	{ "one process: scrape during traffic, equal to exit stats", test_single },
 	{ "two workers: summed from shared memory, equal to exit stats", test_workers },
 	{ "an address that cannot be bound fails the start", test_bad_bind },
+	{ "[::] is IPv6 only: no scrape over IPv4", test_v6only },
 	{ NULL, NULL },
 };
 
