@@ -188,12 +188,13 @@ static void shm_snapshot(void *arg)
 			*v = m->base[(size_t)l * m->slots + w];
 			if (c) {
 				dg_counters_add(v, c);
-				/* Plugin metrics: the current generation's. */
-				memcpy(v->plugin, c->plugin, sizeof(v->plugin));
+				dg_counters_add_plugin(v, c, true); /* gauges: the current generation's */
 			}
 			for (const struct gen *o = m->old; o; o = o->next)
-				if ((c = gen_counters(o, w, name)))
+				if ((c = gen_counters(o, w, name))) {
 					dg_counters_add(v, c);
+					dg_counters_add_plugin(v, c, false);
+				}
 		}
 }
 
@@ -443,9 +444,12 @@ static void gen_fold(struct master *m, const struct gen *g)
 		int to = listener_index(m->cur->cfg, g->cfg->listeners[l].name);
 		if (to < 0)
 			continue;
-		for (unsigned i = 0; i < g->n && i < m->slots; i++)
-			dg_counters_add(&m->base[(size_t)to * m->slots + i],
-			                &g->shm[(size_t)i * g->cfg->n_listeners + l]);
+		for (unsigned i = 0; i < g->n && i < m->slots; i++) {
+			struct dg_counters *b = &m->base[(size_t)to * m->slots + i];
+			const struct dg_counters *c = &g->shm[(size_t)i * g->cfg->n_listeners + l];
+			dg_counters_add(b, c);
+			dg_counters_add_plugin(b, c, false);
+		}
 	}
 }
 

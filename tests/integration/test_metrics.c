@@ -354,9 +354,37 @@ static void test_metric_new(void)
 	free(l);
 }
 
+/* Across generations a plugin's counters add up by name (a new plugin
+ * instance starts at 0: served alone, the series would go down); gauges
+ * are the newest generation's. */
+static void test_add_plugin(void)
+{
+	struct dg_counters *sum = calloc(1, sizeof(*sum)), *c = calloc(1, sizeof(*c));
+
+	CU_ASSERT_FATAL(sum && c);
+	c->plugin[0] = (struct dg_plugin_metric){ .name = "hits", .value = 5, .kind = DG_METRIC_COUNTER };
+	c->plugin[1] = (struct dg_plugin_metric){ .name = "keys", .value = 7, .kind = DG_METRIC_GAUGE };
+	dg_counters_add_plugin(sum, c, false);
+	CU_ASSERT_STRING_EQUAL(sum->plugin[0].name, "hits");
+	CU_ASSERT_EQUAL(sum->plugin[0].value, 5);
+	CU_ASSERT_EQUAL(sum->plugin[1].name[0], '\0');
+	c->plugin[0].value = 2;
+	dg_counters_add_plugin(sum, c, true);
+	CU_ASSERT_EQUAL(sum->plugin[0].value, 7);
+	CU_ASSERT_STRING_EQUAL(sum->plugin[1].name, "keys");
+	CU_ASSERT_EQUAL(sum->plugin[1].value, 7);
+	c->plugin[1].value = 3;
+	dg_counters_add_plugin(sum, c, true);
+	CU_ASSERT_EQUAL(sum->plugin[1].value, 3);
+	CU_ASSERT_EQUAL(sum->plugin[0].value, 9);
+	free(sum);
+	free(c);
+}
+
 static const struct dg_test tests[] = {
 	{ "a plugin's metrics: kv's gauges in /metrics and /stats", test_plugin_metrics },
 	{ "metric_new checks names, kinds and the limit", test_metric_new },
+	{ "plugin counters add up across generations, gauges do not", test_add_plugin },
 	{ "one process: scrape during traffic, equal to exit stats", test_single },
 	{ "two workers: summed from shared memory, equal to exit stats", test_workers },
 	{ "an address that cannot be bound fails the start", test_bad_bind },
