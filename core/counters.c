@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "counters.h"
 #include "log.h"
@@ -49,6 +50,28 @@ void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c)
 
 	for (size_t i = 0; i < offsetof(struct dg_counters, plugin) / sizeof(uint64_t); i++)
 		d[i] += v[i];
+}
+
+void dg_counters_add_plugin(struct dg_counters *sum, const struct dg_counters *c, bool gauges)
+{
+	for (unsigned i = 0; i < DG_PLUGIN_METRICS_MAX; i++) {
+		const struct dg_plugin_metric *pm = &c->plugin[i];
+		bool counter = pm->kind == DG_METRIC_COUNTER;
+		struct dg_plugin_metric *to = NULL;
+		if (!pm->name[0] || (!counter && !gauges))
+			continue;
+		for (unsigned j = 0; j < DG_PLUGIN_METRICS_MAX && !to; j++)
+			if (!strcmp(sum->plugin[j].name, pm->name))
+				to = &sum->plugin[j];
+		for (unsigned j = 0; j < DG_PLUGIN_METRICS_MAX && !to; j++)
+			if (!sum->plugin[j].name[0]) {
+				to = &sum->plugin[j];
+				*to = *pm;
+				to->value = 0;
+			}
+		if (to && to->kind == pm->kind)
+			to->value = counter ? to->value + pm->value : pm->value;
+	}
 }
 
 const char *dg_counters_format(const struct dg_counters *c, char *line, size_t len)

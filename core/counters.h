@@ -11,6 +11,7 @@
 #define DG_COUNTERS_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 enum dg_drop {
@@ -90,6 +91,11 @@ extern const char *const dg_txdrop_names[DG_TXDROP__COUNT];
 
 /* sum += c, field by field. */
 void dg_counters_add(struct dg_counters *sum, const struct dg_counters *c);
+
+/* c's plugin counters added to sum's of the same name (a new name takes a
+ * free slot; none left: it is not added); with gauges, c's gauges are
+ * copied too (a gauge is a value now, not a sum). */
+void dg_counters_add_plugin(struct dg_counters *sum, const struct dg_counters *c, bool gauges);
 
 /* The counters as the stats line shows them (" rx=N rx_bytes=N ...",
  * without the label and log_dropped) into buf, always terminated (cut if

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "log.h"
 
 enum log_mode {
@@ -61,9 +63,33 @@ int dg_log_level_parse(const char *name)
 	return -1;
 }
 
+/* libevent's own messages ("Error from accept() call: ..." once per
+ * failed accept, say) are lines of ours, at a limited rate: what is held
+ * back is counted in log_dropped and said in the next one. */
+static void from_libevent(int severity, const char *msg)
+{
+	static const int levels[] = { DG_LOG_DEBUG, DG_LOG_INFO, DG_LOG_WARN, DG_LOG_ERROR };
+	static struct dg_ratelimit rl = DG_RATELIMIT_INIT(10, 10);
+	int level = severity >= 0 && severity < 4 ? levels[severity] : DG_LOG_ERROR;
+	unsigned long held;
+
+	if (level > log_level)
+		return;
+	if (!dg_ratelimit_allow(&rl, time(NULL), &held)) {
+		log_dropped++;
+		return;
+	}
+	if (held)
+		dg_log(level, "libevent: %s (%lu earlier messages of libevent's were not logged)", msg, held);
+	else
+		dg_log(level, "libevent: %s", msg);
+}
+
 int dg_log_init(void)
 {
 	struct stat st;
+
+	event_set_log_callback(from_libevent);
 
 	/* A reader that goes away must cost log lines, not the process. */
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)

@@ -73,10 +73,14 @@ struct master {
 	int log_level;            /* -1, or the command line's */
 	struct gen *cur;
 	struct gen *old;          /* retiring generations, newest first */
-	struct dg_counters *base; /* per listener of cur: exited generations' counts */
+	/* Exited generations' counts, per listener of cur and worker slot:
+	 * base[l * slots + w]; slots is the most workers any generation had. */
+	struct dg_counters *base;
+	unsigned slots;
 	unsigned last_id;
 	int metrics_fd;           /* metrics.bind, listening; -1 without */
 	pid_t metrics_pid;        /* the process serving it */
+	int metrics_gone;         /* EOF once that process no longer accepts; -1 */
 	struct timespec metrics_started;
 	struct dg_counters *mx_view; /* in the metrics process: what it serves */
 	bool stopping;
@@ -158,6 +162,8 @@ static void worker_main(struct master *m, struct gen *g, unsigned i, int ctl)
 	unsetenv("NOTIFY_SOCKET"); /* the master speaks for the service */
 	if (m->metrics_fd >= 0)
 		close(m->metrics_fd); /* the metrics process serves it */
+	if (m->metrics_gone >= 0)
+		close(m->metrics_gone);
 	child_close_others(m, g, i);
 	dg_log_set_prefix(g->w[i].prefix);
 	snprintf(stats_label, sizeof(stats_label), "worker=%u ", i + 1);
@@ -185,40 +191,119 @@ static void worker_main(struct master *m, struct gen *g, unsigned i, int ctl)
 	_exit(rc == DG_OK ? 0 : 1);
 }
 
-/* The current generation's counters; worker 1's also carry what exited
- * generations counted (base), so sums continue across reloads. */
+static int listener_index(const struct dg_config *cfg, const char *name);
+
+/* What slot w of g counted for listener name; NULL if g has neither. */
+static const struct dg_counters *gen_counters(const struct gen *g, unsigned w, const char *name)
+{
+	int l = listener_index(g->cfg, name);
+
+	return l < 0 || w >= g->n ? NULL : &g->shm[(size_t)w * g->cfg->n_listeners + (unsigned)l];
+}
+
+/* Before each scrape, per listener of cur and worker slot: what exited
+ * generations counted (base) plus what every live generation counts now,
+ * the retiring ones included (a generation's counts are only in its
+ * shared memory until it has exited and been folded into base, and the
+ * metrics process restarted). So no series goes down across a reload. */
+static void shm_snapshot(void *arg)
+{
+	const struct master *m = arg;
+	const struct dg_config *cfg = m->cur->cfg;
+
+	for (unsigned l = 0; l < cfg->n_listeners; l++)
+		for (unsigned w = 0; w < m->slots; w++) {
+			const char *name = cfg->listeners[l].name;
+			struct dg_counters *v = &m->mx_view[(size_t)l * m->slots + w];
+			const struct dg_counters *c = gen_counters(m->cur, w, name);
+			*v = m->base[(size_t)l * m->slots + w];
+			if (c) {
+				dg_counters_add(v, c);
+				dg_counters_add_plugin(v, c, true); /* gauges: the current generation's */
+			}
+			for (const struct gen *o = m->old; o; o = o->next)
+				if ((c = gen_counters(o, w, name))) {
+					dg_counters_add(v, c);
+					dg_counters_add_plugin(v, c, false);
+				}
+		}
+}
+
 static const struct dg_counters *shm_counters(void *arg, unsigned w, unsigned l)
 {
 	const struct master *m = arg;
-	size_t at = (size_t)w * m->cur->cfg->n_listeners + l;
 
-	m->mx_view[at] = m->cur->shm[at];
-	if (w == 0)
-		dg_counters_add(&m->mx_view[at], &m->base[l]);
-	return &m->mx_view[at];
+	return &m->mx_view[(size_t)l * m->slots + w];
+}
+
+/* The metrics process, for its signal handlers. */
+struct mx_proc {
+	struct event_base *base;
+	struct dg_metrics *mx;
+	struct event *deadline;
+	int gone; /* closed once it no longer accepts: the next one may */
+};
+
+static void metrics_drained(void *arg)
+{
+	event_base_loopbreak(arg);
+}
+
+static void metrics_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
 }
 
 static void metrics_stop(evutil_socket_t sig, short what, void *arg)
 {
+	static const struct timeval grace = { 2, 0 };
+	struct mx_proc *p = arg;
+
 	(void)what;
-	if (sig == SIGUSR1)
+	if (sig == SIGUSR1) {
 		dg_log_reopen();
-	else
-		event_base_loopbreak(arg);
+		return;
+	}
+	/* Accept no more; answer the connections open, for at most 2 s. */
+	if (!p->mx || event_add(p->deadline, &grace)) {
+		event_base_loopbreak(p->base);
+		return;
+	}
+	dg_metrics_stop(p->mx, metrics_drained, p->base);
+	if (p->gone >= 0)
+		close(p->gone);
+	p->gone = -1;
+}
+
+/* Until the process before (fd: the read end of its pipe) no longer
+ * accepts, or 2 s (a process stopped by SIGSTOP): else a scrape it took
+ * after one this process took could show less. */
+static void metrics_wait_previous(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c;
+
+	if (fd < 0)
+		return;
+	while (poll(&p, 1, 2000) == 1 && read(fd, &c, 1) > 0)
+		;
+	close(fd);
 }
 
 /* In the child: serve /metrics and /stats from the workers' shared
  * counters on an event loop of its own (the master has none: after fork a
- * child would share its epoll instance). Runs no plugin code. */
-static void metrics_main(struct master *m)
+ * child would share its epoll instance). Runs no plugin code. previous:
+ * see metrics_wait_previous; gone: this process's end of the next one's. */
+static void metrics_main(struct master *m, int previous, int gone)
 {
 	struct dg_metrics_src src = {
-		.n_workers = m->cur->n, .n_listeners = m->cur->cfg->n_listeners, .cfg = m->cur->cfg,
-		.counters = shm_counters, .arg = m,
+		.n_workers = m->slots, .n_listeners = m->cur->cfg->n_listeners, .cfg = m->cur->cfg,
+		.counters = shm_counters, .snapshot = shm_snapshot, .arg = m,
 	};
-	struct event_base *base;
+	struct mx_proc p = { .gone = gone };
 	struct event *ev[3] = { NULL, NULL, NULL };
-	struct dg_metrics *mx = NULL;
 	int rc = 1;
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -227,46 +312,67 @@ static void metrics_main(struct master *m)
 	child_close_master(m);
 	close_fds(m->cur->fds, (size_t)m->cur->n * m->cur->n_binds);
 	dg_log_set_prefix("metrics: ");
-	base = event_base_new();
-	if (base) {
-		ev[0] = evsignal_new(base, SIGTERM, metrics_stop, base);
-		ev[1] = evsignal_new(base, SIGINT, metrics_stop, base);
-		ev[2] = evsignal_new(base, SIGUSR1, metrics_stop, base);
+	p.base = event_base_new();
+	if (p.base) {
+		ev[0] = evsignal_new(p.base, SIGTERM, metrics_stop, &p);
+		ev[1] = evsignal_new(p.base, SIGINT, metrics_stop, &p);
+		ev[2] = evsignal_new(p.base, SIGUSR1, metrics_stop, &p);
+		p.deadline = evtimer_new(p.base, metrics_deadline, p.base);
 	}
 	/* Handlers first, then unblock what the master blocked. */
-	if (!ev[0] || !ev[1] || !ev[2] || evsignal_add(ev[0], NULL) || evsignal_add(ev[1], NULL) ||
-	    evsignal_add(ev[2], NULL)) {
+	if (!ev[0] || !ev[1] || !ev[2] || !p.deadline || evsignal_add(ev[0], NULL) ||
+	    evsignal_add(ev[1], NULL) || evsignal_add(ev[2], NULL)) {
 		dg_log(DG_LOG_ERROR, "cannot set up the metrics process");
 		goto out;
 	}
 	sigprocmask(SIG_UNBLOCK, &m->sigs, NULL);
-	m->mx_view = calloc((size_t)m->cur->n * m->cur->cfg->n_listeners + 1, sizeof(*m->mx_view));
-	mx = m->mx_view ? dg_metrics_new(base, m->metrics_fd, &src) : NULL;
+	metrics_wait_previous(previous);
+	m->mx_view = calloc((size_t)m->slots * m->cur->cfg->n_listeners + 1, sizeof(*m->mx_view));
+	p.mx = m->mx_view ? dg_metrics_new(p.base, m->metrics_fd, &src) : NULL;
 	m->metrics_fd = -1;
-	if (!mx || (m->cur->cfg->user && dg_privs_drop(m->cur->cfg->user, m->cur->cfg->group)))
+	if (!p.mx || (m->cur->cfg->user && dg_privs_drop(m->cur->cfg->user, m->cur->cfg->group)))
 		goto out;
-	rc = event_base_dispatch(base) < 0;
+	rc = event_base_dispatch(p.base) < 0;
 out:
-	dg_metrics_free(mx);
+	dg_metrics_free(p.mx);
 	free(m->mx_view);
 	for (int i = 0; i < 3; i++)
 		if (ev[i])
 			event_free(ev[i]);
-	if (base)
-		event_base_free(base);
+	if (p.deadline)
+		event_free(p.deadline);
+	if (p.base)
+		event_base_free(p.base);
 	_exit(rc);
 }
 
+/* A new metrics process; it starts accepting once the one before it has
+ * stopped (a pipe: the write end is the new process's alone, the read end
+ * goes to the process after it). */
 static int spawn_metrics(struct master *m)
 {
-	pid_t pid = fork();
+	int gone[2];
+	pid_t pid;
 
-	if (pid < 0) {
-		dg_log(DG_LOG_ERROR, "cannot fork the metrics process: %s", strerror(errno));
+	if (pipe2(gone, O_CLOEXEC) < 0) {
+		dg_log(DG_LOG_ERROR, "cannot start the metrics process: pipe: %s", strerror(errno));
 		return DG_ERROR;
 	}
-	if (pid == 0)
-		metrics_main(m);
+	pid = fork();
+	if (pid < 0) {
+		dg_log(DG_LOG_ERROR, "cannot fork the metrics process: %s", strerror(errno));
+		close(gone[0]);
+		close(gone[1]);
+		return DG_ERROR;
+	}
+	if (pid == 0) {
+		close(gone[0]);
+		metrics_main(m, m->metrics_gone, gone[1]);
+	}
+	close(gone[1]);
+	if (m->metrics_gone >= 0)
+		close(m->metrics_gone);
+	m->metrics_gone = gone[0];
 	m->metrics_pid = pid;
 	clock_gettime(CLOCK_MONOTONIC, &m->metrics_started);
 	return DG_OK;
@@ -372,7 +478,7 @@ static int listener_index(const struct dg_config *cfg, const char *name)
 }
 
 /* Add an exited generation's counters to the current listeners of the
- * same name (a removed listener's counts go with it). */
+ * same name, slot by slot (a removed listener's counts go with it). */
 static void gen_fold(struct master *m, const struct gen *g)
 {
 	if (!m->base || !g->shm)
@@ -381,8 +487,12 @@ static void gen_fold(struct master *m, const struct gen *g)
 		int to = listener_index(m->cur->cfg, g->cfg->listeners[l].name);
 		if (to < 0)
 			continue;
-		for (unsigned i = 0; i < g->n; i++)
-			dg_counters_add(&m->base[to], &g->shm[(size_t)i * g->cfg->n_listeners + l]);
+		for (unsigned i = 0; i < g->n && i < m->slots; i++) {
+			struct dg_counters *b = &m->base[(size_t)to * m->slots + i];
+			const struct dg_counters *c = &g->shm[(size_t)i * g->cfg->n_listeners + l];
+			dg_counters_add(b, c);
+			dg_counters_add_plugin(b, c, false);
+		}
 	}
 }
 
@@ -681,10 +791,12 @@ static int check(struct master *m, struct dg_config *cfg)
 	return rc;
 }
 
-/* base, re-indexed by the listeners of next (by name; new ones at 0). */
+/* base, re-indexed by the listeners of next (by name; new ones at 0),
+ * with a slot for each of next's workers too. */
 static int rebase(struct master *m, const struct dg_config *next)
 {
-	struct dg_counters *nb = calloc(next->n_listeners + 1, sizeof(*nb));
+	unsigned slots = next->workers > m->slots ? next->workers : m->slots;
+	struct dg_counters *nb = calloc((size_t)next->n_listeners * slots + 1, sizeof(*nb));
 
 	if (!nb) {
 		dg_log(DG_LOG_ERROR, "out of memory");
@@ -692,11 +804,12 @@ static int rebase(struct master *m, const struct dg_config *next)
 	}
 	for (unsigned l = 0; l < next->n_listeners; l++) {
 		int from = listener_index(m->cur->cfg, next->listeners[l].name);
-		if (from >= 0)
-			nb[l] = m->base[from];
+		for (unsigned w = 0; from >= 0 && w < m->slots; w++)
+			nb[(size_t)l * slots + w] = m->base[(size_t)from * m->slots + w];
 	}
 	free(m->base);
 	m->base = nb;
+	m->slots = slots;
 	return DG_OK;
 }
 
@@ -879,8 +992,12 @@ static void log_totals(const struct master *m)
 	char label[300];
 
 	for (unsigned l = 0; l < m->cur->cfg->n_listeners; l++) {
+		struct dg_counters sum;
+		memset(&sum, 0, sizeof(sum));
+		for (unsigned w = 0; w < m->slots; w++)
+			dg_counters_add(&sum, &m->base[(size_t)l * m->slots + w]);
 		snprintf(label, sizeof(label), "listener=%s", m->cur->cfg->listeners[l].name);
-		dg_counters_log(label, &m->base[l]);
+		dg_counters_log(label, &sum);
 	}
 }
 
@@ -888,7 +1005,7 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
                   int log_level)
 {
 	struct master m = { .plugin_dir = plugin_dir, .ready_file = ready_file,
-	                    .log_level = log_level, .metrics_fd = -1 };
+	                    .log_level = log_level, .metrics_fd = -1, .metrics_gone = -1 };
 	char err[300];
 	int rc = DG_ERROR;
 
@@ -902,7 +1019,8 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 	 * the workers inherit the mask across fork(). */
 	sigprocmask(SIG_BLOCK, &m.sigs, NULL);
 	m.pid = getpid();
-	m.base = calloc(cfg->n_listeners + 1, sizeof(*m.base));
+	m.slots = cfg->workers;
+	m.base = calloc((size_t)cfg->n_listeners * m.slots + 1, sizeof(*m.base));
 	if (!m.base) {
 		dg_log(DG_LOG_ERROR, "out of memory");
 		goto out;
@@ -946,5 +1064,7 @@ out:
 	free(m.base);
 	if (m.metrics_fd >= 0)
 		close(m.metrics_fd);
+	if (m.metrics_gone >= 0)
+		close(m.metrics_gone);
 	return rc;
 }

@@ -1,22 +1,61 @@
 #include "config.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 
 #include "log.h"
 #include "metrics.h"
 
+/* After an accept error (EMFILE, ENFILE, ENOBUFS...) the connection stays
+ * in the backlog and the socket stays readable: accepting again at once
+ * would spin. Stop for this long, as nginx does. */
+#define ACCEPT_PAUSE_MS 500
+
 struct dg_metrics {
 	int fd;
+	char addr[64];
 	struct evhttp *http;
+	struct evconnlistener *lev; /* NULL once evhttp_free has freed it */
+	struct event *resume;       /* the end of an accept pause */
+	struct event *adopt;        /* close callbacks for new connections */
+	/* Accepted, close callback not set yet: evhttp makes the connection
+	 * after it asked us for the bufferevent (held by a reference). */
+	struct bufferevent *fresh[DG_METRICS_MAX_CONNS];
+	unsigned n_fresh;
+	unsigned conns;             /* open connections, fresh included */
+	bool paused;                /* resume is pending */
+	bool stopping;              /* dg_metrics_stop: no more accepts */
+	void (*drained)(void *arg);
+	void *drained_arg;
+	struct dg_ratelimit rl_accept;
 	struct dg_metrics_src src;
+	struct dg_metrics *next;
 };
+
+/* The servers of this process (one, in practice). libevent 2.1 calls a
+ * listener's error callback with the accept callback's argument, which
+ * evhttp_bind_listener made its evhttp: the error callback finds its
+ * server by that. */
+static struct dg_metrics *servers;
+
+static struct dg_metrics *by_http(const void *http)
+{
+	struct dg_metrics *m = servers;
+
+	while (m && m->http != http)
+		m = m->next;
+	return m;
+}
 
 int dg_metrics_listen(const struct dg_addr *addr, char *err, size_t errlen)
 {
@@ -26,7 +65,12 @@ int dg_metrics_listen(const struct dg_addr *addr, char *err, size_t errlen)
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	dg_addr_format(sa, a, sizeof(a));
+	/* "[::]" means IPv6 only, as for the UDP listeners (server.c): the
+	 * Linux default (net.ipv6.bindv6only=0) would serve every IPv4
+	 * address on that port too, a surprise for a metrics port. */
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (sa->sa_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
 	    bind(fd, sa, addr->len) < 0 || listen(fd, 64) < 0) {
 		snprintf(err, errlen, "cannot listen on '%s' (metrics.bind): %s", a, strerror(errno));
 		if (fd >= 0)
@@ -254,12 +298,17 @@ static void on_request(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
+	/* Stopping: this answer is the connection's last (keep-alive ends). */
+	if (m->stopping)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
 	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
 		evhttp_send_error(req, 405, "Method Not Allowed");
 		evbuffer_free(out);
 		return;
 	}
+	if (m->src.snapshot)
+		m->src.snapshot(m->src.arg);
 	if (path && !strcmp(path, "/metrics")) {
 		rc = dg_metrics_prometheus(&m->src, out);
 		type = "text/plain; version=0.0.4; charset=utf-8";
@@ -280,33 +329,177 @@ static void on_request(struct evhttp_request *req, void *arg)
 	evbuffer_free(out);
 }
 
+/* Accepting is on unless paused, stopping or full. */
+static void accept_update(struct dg_metrics *m)
+{
+	if (!m->lev)
+		return;
+	if (m->paused || m->stopping || m->conns >= DG_METRICS_MAX_CONNS)
+		evconnlistener_disable(m->lev);
+	else
+		evconnlistener_enable(m->lev);
+}
+
+static void conn_gone(struct dg_metrics *m)
+{
+	m->conns--;
+	accept_update(m);
+	if (m->stopping && !m->conns && m->drained)
+		m->drained(m->drained_arg);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+	(void)evcon;
+	conn_gone(arg);
+}
+
+/* evhttp asks for a new connection's bufferevent just after accept(): the
+ * one place that sees every connection (libevent 2.1 has no
+ * evhttp_set_max_connections and no new-connection callback). Counted
+ * here; the close callback is set by on_adopt once the connection exists. */
+static struct bufferevent *on_connection(struct event_base *base, void *arg)
+{
+	struct dg_metrics *m = arg;
+	struct bufferevent *bev;
+
+	if (m->n_fresh == DG_METRICS_MAX_CONNS)
+		return NULL; /* not reached: accepting stops at the cap */
+	bev = bufferevent_socket_new(base, -1, 0); /* as evhttp's own: it closes the fd */
+	if (!bev)
+		return NULL;
+	bufferevent_incref(bev);
+	m->fresh[m->n_fresh++] = bev;
+	m->conns++;
+	/* Disabled inside the accept loop's callback: the loop stops. */
+	accept_update(m);
+	event_active(m->adopt, EV_TIMEOUT, 1);
+	return bev;
+}
+
+/* The connections made since the last call get their close callback.
+ * evhttp sets a connection's bufferevent callbacks with the connection as
+ * their argument; a bufferevent that evhttp has freed (setup failed) has
+ * none, and our reference kept its memory until now. */
+static void on_adopt(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_metrics *m = arg;
+	unsigned n = m->n_fresh;
+
+	(void)fd;
+	(void)what;
+	m->n_fresh = 0;
+	for (unsigned i = 0; i < n; i++) {
+		void *evcon = NULL;
+		bufferevent_getcb(m->fresh[i], NULL, NULL, NULL, &evcon);
+		if (evcon)
+			evhttp_connection_set_closecb(evcon, on_close, m);
+		bufferevent_decref(m->fresh[i]);
+		if (!evcon)
+			conn_gone(m);
+	}
+}
+
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+	static const struct timeval pause = { 0, ACCEPT_PAUSE_MS * 1000 };
+	struct dg_metrics *m = by_http(arg);
+	int e = EVUTIL_SOCKET_ERROR();
+	unsigned long sup;
+
+	evconnlistener_disable(lev);
+	if (!m)
+		return; /* not ours: stays off */
+	m->paused = event_add(m->resume, &pause) == 0;
+	if (!m->paused)
+		accept_update(m); /* no timer: try again, at worst a busy loop */
+	if (dg_ratelimit_allow(&m->rl_accept, time(NULL), &sup))
+		dg_log(DG_LOG_WARN, "metrics on '%s': cannot accept a connection: %s; not accepting "
+		       "for %u ms (%u open)%s", m->addr, evutil_socket_error_to_string(e), ACCEPT_PAUSE_MS,
+		       m->conns, sup ? " (more such errors were not logged)" : "");
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct dg_metrics *m = arg;
+
+	(void)fd;
+	(void)what;
+	m->paused = false;
+	accept_update(m);
+}
+
 struct dg_metrics *dg_metrics_new(struct event_base *base, int fd, const struct dg_metrics_src *src)
 {
 	struct dg_metrics *m = calloc(1, sizeof(*m));
+	struct evconnlistener *lev = NULL;
 
-	if (!m || !(m->http = evhttp_new(base)) || !evhttp_accept_socket_with_handle(m->http, fd)) {
+	if (!m || !(m->http = evhttp_new(base)) ||
+	    !(m->resume = evtimer_new(base, on_resume, m)) ||
+	    !(m->adopt = event_new(base, -1, 0, on_adopt, m)) ||
+	    !(lev = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+	                               0, fd))) {
 		dg_log(DG_LOG_ERROR, "cannot serve metrics: out of memory");
-		if (m && m->http)
-			evhttp_free(m->http);
-		close(fd); /* not taken over */
-		free(m);
-		return NULL;
+		goto fail;
 	}
+	fd = -1; /* the listener's now */
+	if (!evhttp_bind_listener(m->http, lev)) {
+		dg_log(DG_LOG_ERROR, "cannot serve metrics: out of memory");
+		evconnlistener_free(lev);
+		goto fail;
+	}
+	m->lev = lev;
 	m->src = *src;
-	m->fd = fd;
-	/* Scrapes are small; a slow or stuck client must not hold memory. */
-	evhttp_set_timeout(m->http, 10);
+	m->fd = evconnlistener_get_fd(lev);
+	dg_metrics_addr(m->fd, m->addr, sizeof(m->addr));
+	m->rl_accept = (struct dg_ratelimit)DG_RATELIMIT_INIT(10, 3);
+	evconnlistener_set_error_cb(lev, on_accept_error);
+	evhttp_set_bevcb(m->http, on_connection, m);
+	/* Scrapes are small; a slow or stuck client must not hold memory
+	 * or one of the few connections for long. */
+	evhttp_set_timeout(m->http, DG_METRICS_TIMEOUT_S);
 	evhttp_set_max_headers_size(m->http, 8192);
 	evhttp_set_max_body_size(m->http, 0);
 	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_gencb(m->http, on_request, m);
+	m->next = servers;
+	servers = m;
 	return m;
+fail:
+	if (fd >= 0)
+		close(fd); /* not taken over */
+	dg_metrics_free(m);
+	return NULL;
+}
+
+void dg_metrics_stop(struct dg_metrics *m, void (*drained)(void *arg), void *arg)
+{
+	m->stopping = true;
+	m->drained = drained;
+	m->drained_arg = arg;
+	accept_update(m);
+	if (!m->conns && drained)
+		drained(arg);
 }
 
 void dg_metrics_free(struct dg_metrics *m)
 {
 	if (!m)
 		return;
-	evhttp_free(m->http);
+	for (struct dg_metrics **p = &servers; *p; p = &(*p)->next)
+		if (*p == m) {
+			*p = m->next;
+			break;
+		}
+	m->lev = NULL; /* evhttp_free frees it first, then the connections */
+	m->drained = NULL;
+	if (m->http)
+		evhttp_free(m->http);
+	for (unsigned i = 0; i < m->n_fresh; i++)
+		bufferevent_decref(m->fresh[i]);
+	if (m->resume)
+		event_free(m->resume);
+	if (m->adopt)
+		event_free(m->adopt);
 	free(m);
 }

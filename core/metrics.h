@@ -19,8 +19,17 @@ struct dg_metrics_src {
 	unsigned n_listeners;
 	const struct dg_config *cfg; /* listener names */
 	const struct dg_counters *(*counters)(void *arg, unsigned w, unsigned l);
+	/* Called once before each request's figures are read (may be NULL):
+	 * a source that adds several up takes its snapshot here. */
+	void (*snapshot)(void *arg);
 	void *arg;
 };
+
+/* Connections served at once: accepting stops at this many (a scrape
+ * waits in the listen backlog until one closes). */
+#define DG_METRICS_MAX_CONNS 16
+/* A connection idle (no byte read or written) this long is closed. */
+#define DG_METRICS_TIMEOUT_S 5
 
 struct dg_metrics;
 
@@ -33,8 +42,16 @@ int dg_metrics_listen(const struct dg_addr *addr, char *err, size_t errlen);
 const char *dg_metrics_addr(int fd, char *buf, size_t len);
 
 /* Serve src on fd (taken over) from base. NULL on failure (logged). src is
- * copied; what it points to must outlive the server. */
+ * copied; what it points to must outlive the server. At most
+ * DG_METRICS_MAX_CONNS connections; an accept error (EMFILE...) pauses
+ * accepting for a moment (logged at a limited rate) instead of retrying at
+ * once. */
 struct dg_metrics *dg_metrics_new(struct event_base *base, int fd, const struct dg_metrics_src *src);
+
+/* Stop accepting; the connections open are answered (their replies say
+ * "Connection: close"), and drained(arg) is called once none is left (at
+ * once if none is open). drained may be NULL. */
+void dg_metrics_stop(struct dg_metrics *m, void (*drained)(void *arg), void *arg);
 void dg_metrics_free(struct dg_metrics *m);
 
 /* The fd it serves on. */

@@ -288,7 +288,7 @@ static bool signal_and_wait(pid_t pid, bool stop)
 	return false;
 }
 
-pid_t dg_daemon_worker(const struct dg_daemon *d)
+pid_t dg_daemon_child(const struct dg_daemon *d, const char *name)
 {
 	pid_t kids[64];
 	unsigned n = daemon_children(d, kids, 64);
@@ -299,12 +299,18 @@ pid_t dg_daemon_worker(const struct dg_daemon *d)
 		FILE *f = fopen(path, "r");
 		if (!f)
 			continue;
-		bool is = fgets(comm, sizeof(comm), f) && !strcmp(comm, "dgramd-worker\n");
+		bool is = fgets(comm, sizeof(comm), f) && !strncmp(comm, name, strlen(name)) &&
+		          !strcmp(comm + strlen(name), "\n");
 		fclose(f);
 		if (is)
 			return kids[i];
 	}
 	return 0;
+}
+
+pid_t dg_daemon_worker(const struct dg_daemon *d)
+{
+	return dg_daemon_child(d, "dgramd-worker");
 }
 
 bool dg_daemon_pause(struct dg_daemon *d)

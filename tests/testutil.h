@@ -115,6 +115,10 @@ bool dg_daemon_resume(struct dg_daemon *d);
  * none is found. With several workers, any one of them. */
 pid_t dg_daemon_worker(const struct dg_daemon *d);
 
+/* The pid of a child of the daemon named name ("dgramd-metrics"), 0 if
+ * none is found. */
+pid_t dg_daemon_child(const struct dg_daemon *d, const char *name);
+
 /* Read the daemon's log into a malloc'd string (caller frees). */
 char *dg_daemon_log(const struct dg_daemon *d);
 

@@ -16,6 +16,7 @@
 
 #include "conf.h"
 #include "testutil.h"
+#include "waitfor.h"
 
 /* Wait up to 15 s until the log has at least n lines containing needle. */
 static bool wait_log(const struct dg_daemon *d, const char *needle, unsigned n)
@@ -388,6 +389,134 @@ static void test_drops_counted_once(void)
 	dg_daemon_stop(&d);
 }
 
+enum { MONO_RELOADS = 40, MONO_SERIES = 512, MONO_MAX_SCRAPES = 20000 };
+
+/* Every sample of one scrape, by its name and labels. */
+struct series {
+	unsigned n;
+	char key[MONO_SERIES][160];
+	unsigned long long v[MONO_SERIES];
+	bool seen[MONO_SERIES];
+};
+
+struct mono {
+	struct series last;
+	unsigned scrapes, unanswered, decreases;
+	char *body;
+};
+
+/* One scrape of /metrics: every counter checked against the last value
+ * seen for its series (a series that is not in a scrape, a removed
+ * listener's, is forgotten: if it comes back, it may start at 0). */
+static void mono_scrape(const struct dg_daemon *d, struct mono *m)
+{
+	m->scrapes++;
+	if (dg_http_get(d, "/metrics", m->body, 1 << 20) != 200 || !strstr(m->body, "dgramd_rx_total")) {
+		m->unanswered++;
+		return;
+	}
+	for (char *line = m->body, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		char *sp = memrchr(line, ' ', (size_t)(nl - line));
+		size_t kl = sp ? (size_t)(sp - line) : 0;
+		if (line[0] == '#' || !sp || kl >= sizeof(m->last.key[0]) || !strstr(line, "_total{"))
+			continue;
+		unsigned long long v = strtoull(sp + 1, NULL, 10);
+		unsigned i = 0;
+		while (i < m->last.n && (strncmp(m->last.key[i], line, kl) || m->last.key[i][kl]))
+			i++;
+		if (i < m->last.n && v < m->last.v[i]) {
+			if (m->decreases++ < 5)
+				fprintf(stderr, "decrease: %s %llu -> %llu\n", m->last.key[i], m->last.v[i], v);
+		}
+		if (i == m->last.n && i < MONO_SERIES) {
+			memcpy(m->last.key[i], line, kl);
+			m->last.key[i][kl] = '\0';
+			m->last.n++;
+		}
+		if (i < MONO_SERIES) {
+			m->last.v[i] = v;
+			m->last.seen[i] = true;
+		}
+	}
+	unsigned kept = 0;
+	for (unsigned i = 0; i < m->last.n; i++)
+		if (m->last.seen[i]) {
+			if (kept != i) {
+				memcpy(m->last.key[kept], m->last.key[i], sizeof(m->last.key[0]));
+				m->last.v[kept] = m->last.v[i];
+			}
+			m->last.seen[kept++] = false;
+		}
+	m->last.n = kept;
+}
+
+/* Scrape until the log holds text (count times), at most `max` scrapes. */
+static void mono_until(const struct dg_daemon *d, struct mono *m, const char *text, unsigned count)
+{
+	for (unsigned i = 0; i < 2000 && m->scrapes < MONO_MAX_SCRAPES; i++) {
+		mono_scrape(d, m);
+		if (dg_file_count(d->log, text) >= count)
+			return;
+	}
+	CU_FAIL("no such log line while scraping");
+	fprintf(stderr, "no %u lines '%s' after %u scrapes\n", count, text, m->scrapes);
+}
+
+/* Counters at /metrics never go backwards while the daemon runs, whatever
+ * reloads and worker restarts happen, and every scrape is answered: a
+ * scraper runs through MONO_RELOADS reloads with traffic (the number of
+ * workers changes between 2 and 3, listener "x" comes and goes) and a
+ * worker killed. Prometheus takes a decrease for a counter reset. */
+static void test_metrics_monotonic(void)
+{
+	static const char conf[] = "{\"workers\": %u, \"metrics\": {\"bind\": \"127.0.0.1:0\"}, "
+		"\"listeners\": [{\"name\": \"e\", \"bind\": \"127.0.0.1:0\", \"codec\": \"json\", "
+		"\"handler\": \"echo\"}%s]}";
+	static const char x[] = ", {\"name\": \"x\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\"}";
+	struct mono *m = calloc(1, sizeof(*m));
+	struct dg_daemon d;
+	char path[4096], text[1024], line[96];
+
+	CU_ASSERT_FATAL(m && (m->body = malloc(1 << 20)));
+	snprintf(text, sizeof(text), conf, 2u, x);
+	CU_ASSERT_FATAL(start(&d, path, sizeof(path), "mono.json", text));
+	for (unsigned r = 0; r < MONO_RELOADS; r++) {
+		for (unsigned i = 0; i < 20; i++)
+			CU_ASSERT_STRING_EQUAL(ask(&d, "e", "{\"n\":1}", 5000), "{\"n\":1}");
+		mono_scrape(&d, m);
+		if (r == MONO_RELOADS / 2) {
+			unsigned started = dg_file_count(d.log, " started (pid ");
+			pid_t w = dg_daemon_worker(&d);
+			CU_ASSERT(w > 0);
+			if (w > 0)
+				kill(w, SIGKILL);
+			mono_until(&d, m, "; restarting it", 1);
+			mono_until(&d, m, " started (pid ", started + 1);
+		}
+		snprintf(text, sizeof(text), conf, 2u + r % 2, r % 4 < 2 ? "" : x);
+		write_conf(path, text);
+		kill(d.pid, SIGHUP);
+		snprintf(line, sizeof(line), "reload: generation %u serving", r + 2);
+		mono_until(&d, m, line, 1);
+		snprintf(line, sizeof(line), "reload: generation %u has exited", r + 1);
+		mono_until(&d, m, line, 1);
+	}
+	for (unsigned i = 0; i < 20; i++)
+		mono_scrape(&d, m);
+	fprintf(stderr, "monotonic: %u scrapes over %u reloads and a worker killed: %u decreases, "
+	        "%u unanswered, %u series\n", m->scrapes, MONO_RELOADS, m->decreases, m->unanswered,
+	        m->last.n);
+	CU_ASSERT_EQUAL(m->decreases, 0);
+	CU_ASSERT_EQUAL(m->unanswered, 0);
+	CU_ASSERT(m->scrapes > 2 * MONO_RELOADS);
+	dg_daemon_stop_checked(&d, "e");
+	free(m->body);
+	free(m);
+}
+
 static const struct dg_test tests[] = {
 	{ "bad config keeps the old one", test_bad_config },
 	{ "good config, workers: 1", test_good_config_1 },
@@ -395,6 +524,7 @@ static const struct dg_test tests[] = {
 	{ "no loss over 10 reloads, workers: 1", test_no_loss_1 },
 	{ "no loss over 10 reloads, workers: 2", test_no_loss_2 },
 	{ "kernel drops counted once across a reload and a worker restart", test_drops_counted_once },
+	{ "metrics never go backwards over 40 reloads and a worker kill", test_metrics_monotonic },
 	{ NULL, NULL },
 };
 
