@@ -845,6 +845,14 @@ out:
 	return rc;
 }
 
+void dg_config_drop_shown(struct dg_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->n_listeners; i++) {
+		json_decref(cfg->listeners[i].plugin_shown);
+		cfg->listeners[i].plugin_shown = NULL;
+	}
+}
+
 void dg_config_free(struct dg_config *cfg)
 {
 	if (!cfg)

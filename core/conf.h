@@ -106,6 +106,11 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 
 void dg_config_free(struct dg_config *cfg);
 
+/* Forget what a check pass filled in for -T (plugin_shown): a config that
+ * is served does not carry it into the workers, which _exit without
+ * freeing their copy of the config. */
+void dg_config_drop_shown(struct dg_config *cfg);
+
 /* The effective config: every key with its value, defaults filled in (what
  * dgramd -T prints). A new reference, or NULL with the reason in err. */
 json_t *dg_config_dump(const struct dg_config *cfg, char *err, size_t errlen);

@@ -187,6 +187,8 @@ int main(int argc, char **argv)
 	 * config) before anything binds, then runs no plugin code. */
 	int rc = dg_server_init(&srv, cfg, plugin_dir, true, NULL, NULL);
 	dg_server_release(&srv);
+	if (!dump)
+		dg_config_drop_shown(cfg);
 	bool wrote_pid = false;
 	if (rc == DG_OK && !check_only && pidfile) {
 		rc = pidfile_write(pidfile);

@@ -139,6 +139,32 @@ static void child_close_others(struct master *m, struct gen *g, unsigned i)
 		close(g->ready_pipe[0]);
 }
 
+static void gen_free(struct master *m, struct gen *g);
+
+/* In a worker, before it exits: free the master's state it inherited
+ * (every generation, each one's config, the counters' base), so that a
+ * leak check of the worker (valgrind follows the fork) sees nothing but
+ * the worker's own. The first generation's config is main()'s: freed here
+ * too, since the worker never returns to main(). */
+static void child_release(struct master *m)
+{
+	struct gen *cur = m->cur;
+
+	m->cur = NULL; /* gen_free re-registers the current config's codecs */
+	while (m->old) {
+		struct gen *o = m->old;
+		m->old = o->next;
+		o->owns_cfg = true;
+		gen_free(m, o);
+	}
+	if (cur) {
+		cur->owns_cfg = true;
+		gen_free(m, cur);
+	}
+	free(m->base);
+	m->base = NULL;
+}
+
 /* In the child: become worker i of generation g, with ctl its end of the
  * control channel, and never return. */
 static void worker_main(struct master *m, struct gen *g, unsigned i, int ctl)
@@ -188,6 +214,7 @@ static void worker_main(struct master *m, struct gen *g, unsigned i, int ctl)
 		dg_server_log_stats(&srv);
 	}
 	dg_server_release(&srv);
+	child_release(m);
 	_exit(rc == DG_OK ? 0 : 1);
 }
 
@@ -788,6 +815,7 @@ static int check(struct master *m, struct dg_config *cfg)
 	int rc = dg_server_init(&srv, cfg, m->plugin_dir, true, NULL, NULL);
 
 	dg_server_release(&srv);
+	dg_config_drop_shown(cfg);
 	return rc;
 }
 
