@@ -35,6 +35,7 @@ const struct dg_counter_field dg_counter_fields[] = {
 	F(tx_queued, "Replies that waited in the send queue"),
 	F(stale_calls, "Plugin replies or completes to requests already complete"),
 	F(tx_push, "Datagrams pushed to a peer outside a request (session_send); also in tx when sent"),
+	F(rx_proven, "Datagrams whose source address the plugin proved (a DNS server cookie): past the per-source rate limit and the amplification guard"),
 	{ NULL, 0, NULL },
 };
 #undef F

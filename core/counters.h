@@ -69,6 +69,7 @@ struct dg_counters {
 	uint64_t queued;         /* datagrams that waited in a peer queue */
 	uint64_t stale_calls;    /* reply/complete with a dead request handle */
 	uint64_t tx_push;        /* pushes accepted (session_send); sent ones are in tx too */
+	uint64_t rx_proven;      /* datagrams whose source the plugin proved (proves_source) */
 	/* Not a counter: dg_counters_add stops here. */
 	struct dg_plugin_metric plugin[DG_PLUGIN_METRICS_MAX];
 };
