@@ -38,6 +38,7 @@ const struct dg_counter_field dg_counter_fields[] = {
 	F(tx_push, "Datagrams pushed to a peer outside a request (session_send); also in tx when sent"),
 	F(handovers, "Conversations a reload left to finish in the old worker on a socket connected to the peer"),
 	F(handover_failures, "Conversations a reload cancelled because they could not get such a socket"),
+	F(rx_proven, "Datagrams whose source address the plugin proved (a DNS server cookie): past the per-source rate limit and the amplification guard"),
 	{ NULL, 0, NULL },
 };
 #undef F

@@ -72,6 +72,7 @@ struct dg_counters {
 	uint64_t tx_push;        /* pushes accepted (session_send); sent ones are in tx too */
 	uint64_t handovers;      /* conversations a reload left on a socket connected to the peer */
 	uint64_t handover_failures; /* conversations a reload cancelled: no such socket */
+	uint64_t rx_proven;      /* datagrams whose source the plugin proved (proves_source) */
 	/* Not a counter: dg_counters_add stops here. */
 	struct dg_plugin_metric plugin[DG_PLUGIN_METRICS_MAX];
 };

@@ -804,25 +804,35 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 {
 	struct dg_listener *l = s->l;
 
+	struct dg_peer p = { .addr = peer, .addrlen = peerlen, .listener = l->conf->name,
+	                     .local = local, .locallen = locallen };
+	bool proven = false;
+
 	l->c->rx++;
 	l->c->rx_bytes += len;
 	if (!dg_acl_allows(&l->conf->acl, peer))
 		return drop(l, DG_DROP_ACL);
-	if (!dg_throttle_allow(&l->throttle, peer, l->srv->now_ms))
+	/* Before the rate limit: a spoofer flooding "from" a client's address
+	 * must not use up that client's per-source budget when the client
+	 * proves its address (a DNS server cookie) and the spoofer cannot. */
+	if (l->plugin->proves_source) /* zero past a pre-1.3 descriptor (loader.c) */
+		proven = l->plugin->proves_source(l->state, &p, buf, len) != 0;
+	if (proven ? !dg_throttle_total(&l->throttle, l->srv->now_ms)
+	           : !dg_throttle_allow(&l->throttle, peer, l->srv->now_ms))
 		return drop(l, DG_DROP_RATE_LIMITED);
 	if (len > l->conf->max_datagram)
 		return drop(l, DG_DROP_TOO_LARGE);
 	if (flags & MSG_TRUNC)
 		return drop(l, DG_DROP_TRUNCATED);
-	if (l->plugin->accept) {
-		struct dg_peer p = { .addr = peer, .addrlen = peerlen, .listener = l->conf->name,
-		                     .local = local, .locallen = locallen };
-		if (l->plugin->accept(l->state, &p))
-			return drop(l, DG_DROP_PLUGIN);
-	}
+	if (l->plugin->accept && l->plugin->accept(l->state, &p))
+		return drop(l, DG_DROP_PLUGIN);
 	struct dg_session *sess = session_for(l, peer, peerlen, local, locallen);
 	if (!sess)
 		return drop(l, DG_DROP_PEERS_FULL);
+	if (proven) {
+		l->c->rx_proven++;
+		dg_session_validate(&l->sessions, sess);
+	}
 	dg_tx_credit(l, sess, len);
 	sess->sock = s;
 	/* A conversation waits for this peer: its datagram goes there, unless

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "server.h"
@@ -460,7 +461,30 @@ static uint64_t host_now_ms(struct dg_instance *self)
 	return l->srv->now_ms;
 }
 
-/* Every member of ABI 1.2 is implemented: the size offered is the whole
+/* host->secret: made in the master before any fork (dg_host_secret_init
+ * from main), so every worker inherits the same bytes; the harness makes
+ * them on first use. Written once, then only read. */
+static unsigned char host_secret_bytes[32];
+static bool host_secret_made;
+
+int dg_host_secret_init(void)
+{
+	if (host_secret_made)
+		return DG_OK;
+	if (getrandom(host_secret_bytes, sizeof(host_secret_bytes), 0) != sizeof(host_secret_bytes))
+		return DG_ERROR;
+	host_secret_made = true;
+	return DG_OK;
+}
+
+static const unsigned char *host_secret(struct dg_instance *self)
+{
+	if (!instance_listener(self, "secret") || dg_host_secret_init())
+		return NULL;
+	return host_secret_bytes;
+}
+
+/* Every member of ABI 1.3 is implemented: the size offered is the whole
  * struct (DG_HOST_HAS() says yes to each). */
 const struct dg_host dg_host_table = {
 	.size = sizeof(struct dg_host),
@@ -488,4 +512,5 @@ const struct dg_host dg_host_table = {
 	.session_send = host_session_send,
 	.options = host_options,
 	.now_ms = host_now_ms,
+	.secret = host_secret,
 };

@@ -182,6 +182,13 @@ int main(int argc, char **argv)
 	}
 	dg_config_warn_unprotected(cfg);
 
+	/* host->secret: made before the first fork, so all workers share it. */
+	if (!check_only && dg_host_secret_init()) {
+		dg_log(DG_LOG_ERROR, "cannot get random bytes for the plugins' shared secret: %s",
+		       strerror(errno));
+		dg_config_free(cfg);
+		return EXIT_FAILURE;
+	}
 	struct dg_server srv;
 	/* The master checks everything (plugins load and accept their
 	 * config) before anything binds, then runs no plugin code. */

@@ -215,6 +215,11 @@ struct dg_server {
 
 extern const struct dg_host dg_host_table;
 
+/* Make host->secret's random bytes, once (later calls do nothing): main()
+ * calls it before any worker is forked, so they all share them. DG_OK, or
+ * DG_ERROR if the kernel gives no random bytes (the caller says so). */
+int dg_host_secret_init(void);
+
 /* server.c */
 /* counters: NULL, or one struct per listener (a worker's slots in the
  * master's shared memory), kept across worker restarts.

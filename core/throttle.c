@@ -152,14 +152,21 @@ bool dg_throttle_check(struct dg_throttle *t, const struct sockaddr *src, uint64
 			return false;
 		b->tokens -= DG_THROTTLE_UNIT;
 	}
-	if (t->conf->total.rate_u) {
-		refill(&t->total, t->conf->total.rate_u, t->cap_total, t->full_ms_total, now_ms);
-		if (t->total.tokens < DG_THROTTLE_UNIT) {
-			if (b) /* not the source's fault: give its token back */
-				b->tokens += DG_THROTTLE_UNIT;
-			return false;
-		}
-		t->total.tokens -= DG_THROTTLE_UNIT;
+	if (!dg_throttle_total(t, now_ms)) {
+		if (b) /* not the source's fault: give its token back */
+			b->tokens += DG_THROTTLE_UNIT;
+		return false;
 	}
+	return true;
+}
+
+bool dg_throttle_total(struct dg_throttle *t, uint64_t now_ms)
+{
+	if (!t->conf->total.rate_u)
+		return true;
+	refill(&t->total, t->conf->total.rate_u, t->cap_total, t->full_ms_total, now_ms);
+	if (t->total.tokens < DG_THROTTLE_UNIT)
+		return false;
+	t->total.tokens -= DG_THROTTLE_UNIT;
 	return true;
 }

@@ -82,6 +82,12 @@ size_t dg_throttle_table_bytes(const struct dg_throttle_conf *conf);
 /* The work of dg_throttle_allow when a limit is set. */
 bool dg_throttle_check(struct dg_throttle *t, const struct sockaddr *src, uint64_t now_ms);
 
+/* The total limit alone: whether a datagram whose source the plugin
+ * proved (dg_plugin.proves_source) may pass; takes a token of the
+ * listener's total if so. The per-source limit is for sources that may
+ * be spoofed; the total is the listener's capacity, and applies to all. */
+bool dg_throttle_total(struct dg_throttle *t, uint64_t now_ms);
+
 /* Whether a datagram from src may pass at now_ms (a cached clock that
  * never goes back); takes its token if so. */
 static inline bool dg_throttle_allow(struct dg_throttle *t, const struct sockaddr *src,

@@ -21,7 +21,10 @@
  * conversations (host->request_await), push (host->session_send),
  * declarative options (dg_plugin.options) and dg_plugin.on_expire; 1.2
  * appended host->now_ms (the server's clock, the harness's fake one in
- * tests).
+ * tests); 1.3 appended dg_plugin.proves_source (a datagram that proves its
+ * source address is exempt from the per-source rate limit and the
+ * amplification guard) and host->secret (a random key every worker of one
+ * dgramd shares).
  *
  * Context. Every 1.1 host function reaches its server from its arguments:
  * the instance (struct dg_instance *, also in dg_request.self) or the
@@ -178,7 +181,7 @@ struct event_base; /* libevent */
 
 #define DG_PLUGIN_MAGIC 0x64675031u /* "dgP1" */
 #define DG_PLUGIN_ABI_MAJOR 1
-#define DG_PLUGIN_ABI_MINOR 2
+#define DG_PLUGIN_ABI_MINOR 3
 #define DG_PLUGIN_SYMBOL "dgramd_plugin"
 
 #if defined(__GNUC__)
@@ -432,6 +435,20 @@ struct dg_host {
 	 * instance (a rate-limited log line). A plugin that declares an older
 	 * .abi_minor tests DG_HOST_HAS(host, now_ms) before calling it. */
 	uint64_t (*now_ms)(struct dg_instance *self);
+
+	/* ---- ABI 1.3 ---- */
+
+	/* 32 random bytes made once when dgramd starts, before it forks any
+	 * worker: the same in every worker of that dgramd, in workers the
+	 * master restarts and in new generations after a reload. A key for
+	 * values one worker makes and another checks (with SO_REUSEPORT a
+	 * peer's next datagram may reach another worker): derive your own key
+	 * from it (a keyed hash of a label of yours), do not use it as is.
+	 * Other dgramd processes have other bytes: a key that several servers
+	 * must agree on comes from the config. Owned by the host, valid until
+	 * fini(). NULL if self is not an instance. Under the <dgramd/testing.h>
+	 * harness: random per process. */
+	const unsigned char *(*secret)(struct dg_instance *self);
 };
 
 /* Declarative options (dg_plugin.options), as nginx directives are: the host
@@ -512,7 +529,8 @@ enum dg_metric_kind {
  *   progress, except at shutdown, after those requests were abandoned. The
  *   session handle is dead after the call: host calls with it return
  *   DG_ESTALE (session_send, peer_validate) or NULL (session_get), and
- *   session_set frees the data it is given; none touches freed memory. */
+ *   session_set frees the data it is given; none touches freed memory.
+ * proves_source(): optional (ABI 1.3); see the member. */
 struct dg_plugin {
 	uint32_t magic;     /* DG_PLUGIN_MAGIC */
 	uint16_t abi_major; /* DG_PLUGIN_ABI_MAJOR */
@@ -538,6 +556,24 @@ struct dg_plugin {
 	 * on_timeout(), with the request's data slot (host->request_set_data)
 	 * handed back. The slot's free_fn still runs after the call. */
 	void (*on_expire)(void *state, dg_req_t req, void *data);
+
+	/* ---- ABI 1.3 ---- */
+	/* proves_source(): optional; does this datagram prove that its source
+	 * address is real (it carries a token the plugin sent to that address
+	 * earlier and that only a host there could have seen: a valid, fresh
+	 * DNS server cookie, say)? Called for every datagram the listener's
+	 * ACL lets in, before the rate limit, the size checks, accept(), the
+	 * session lookup and decoding: data/len is the datagram as received
+	 * (before framing and transforms, so any bytes at all, any length),
+	 * peer its source; both borrowed for the call. Return non-zero for
+	 * "proven", 0 otherwise. A proven datagram skips the per-source rate
+	 * limit (rate_limit.total still applies: it is the listener's
+	 * capacity), and its session is marked validated as by
+	 * host->peer_validate, so the amplification guard does not hold its
+	 * replies. It runs for a flood's datagrams too: keep it cheap and
+	 * bounded (no allocation, no log line, no host call but now_ms), and
+	 * never return non-zero for something a spoofer can forge. */
+	int (*proves_source)(void *state, const struct dg_peer *peer, const void *data, size_t len);
 };
 
 /* Fills the fixed header fields of a struct dg_plugin initializer. */

@@ -28,6 +28,7 @@ enum dns_rcode {
 	DNS_NOTIMP = 4,
 	DNS_REFUSED = 5,
 	DNS_BADVERS = 16, /* extended: OPT TTL high byte 1, header rcode 0 */
+	DNS_BADCOOKIE = 23, /* extended: OPT TTL high byte 1, header rcode 7 (RFC 7873) */
 };
 
 enum dns_type {
@@ -106,22 +107,83 @@ struct dns_node *dns_db_find(const struct dns_db *db, const uint8_t *name, size_
 uint64_t dns_name_hash(const uint8_t *name, size_t len);
 int dns_kind_of(uint16_t type); /* enum dns_kind, or -1 */
 
+/* ---- DNS Cookies (RFC 7873), server cookies as RFC 9018 makes them ---- */
+
+#define DNS_OPT_COOKIE 10     /* the EDNS option code */
+#define DNS_COOKIE_CLIENT 8   /* a client cookie's bytes */
+#define DNS_COOKIE_SERVER 16  /* ours: version 1, reserved, timestamp, hash */
+#define DNS_COOKIE_LEN (DNS_COOKIE_CLIENT + DNS_COOKIE_SERVER)
+#define DNS_COOKIE_MAX_AGE 3600 /* s: a server cookie older than this is not valid */
+#define DNS_COOKIE_MAX_AHEAD 300 /* s: nor one from further in the future */
+#define DNS_COOKIE_RENEW 1800 /* s: a valid one older than this is renewed */
+
+/* What checks and makes server cookies for one query. NULL where a
+ * function takes it: cookies are off (COOKIE options are ignored, as a
+ * server without cookies does). */
+struct dns_cookies {
+	const uint8_t *secret; /* 16 bytes, the SipHash-2-4 key */
+	uint32_t now;          /* seconds, Unix time (RFC 1982 arithmetic) */
+	const uint8_t *ip;     /* the client's address: 4 or 16 bytes */
+	size_t iplen;
+};
+
+/* The client address of sa (AF_INET: 4 bytes, AF_INET6: 16) into ck;
+ * false for another family. */
+struct sockaddr;
+bool dns_cookies_peer(struct dns_cookies *ck, const struct sockaddr *sa);
+
+/* RFC 9018's server cookie for client (8 bytes) at timestamp ts: out gets
+ * version 1, three reserved zero bytes, ts big-endian and the 8 bytes of
+ * SipHash-2-4(client | 1 0 0 0 | ts | client IP) under ck->secret. */
+void dns_cookie_make(const struct dns_cookies *ck, const uint8_t *client, uint32_t ts, uint8_t *out);
+
+/* Is cookie (len bytes: the COOKIE option's data, client cookie then
+ * server cookie) one we made for this client address, no more than
+ * DNS_COOKIE_MAX_AGE s old and no more than DNS_COOKIE_MAX_AHEAD s ahead
+ * of ck->now? Compares the hash in constant time. */
+bool dns_cookie_valid(const struct dns_cookies *ck, const uint8_t *cookie, size_t len);
+
+/* The COOKIE option of the query q (qlen bytes) if it is a query we
+ * would answer with that option (well-formed, one COOKIE option of a
+ * valid length): *cookie points into q. For the plugin's proves_source,
+ * before anything else has read the datagram. */
+bool dns_query_cookie(const uint8_t *q, size_t qlen, const uint8_t **cookie, size_t *len);
+
+enum dns_cookie_state {
+	DNS_CK_NONE,   /* no COOKIE option (or cookies off) */
+	DNS_CK_CLIENT, /* a client cookie alone, or a server cookie not valid */
+	DNS_CK_VALID,  /* a valid server cookie: the source address is proven */
+};
+
 /* What one answer did, for the plugin's counters. */
 struct dns_result {
 	int rcode;      /* enum dns_rcode of the reply; -1: no reply (dropped) */
 	bool truncated; /* TC=1 */
 	bool edns;
+	int cookie;     /* enum dns_cookie_state of the query */
 	size_t qend;   /* where the question ends in the reply */
 	size_t optlen; /* bytes of the OPT record that ends it (edns) */
 };
 
 /* Answer the query q (qlen bytes) into out (room for DNS_UDP_MIN bytes at
  * least, max_payload at most; the reply never exceeds what the query's
- * EDNS payload size allows, bounded by max_payload). Returns the reply's
+ * EDNS payload size allows, bounded by max_payload). With ck (not NULL),
+ * a query's COOKIE option is checked and the reply's OPT carries the
+ * client cookie and a server cookie (the query's own if valid and less
+ * than DNS_COOKIE_RENEW s old, else a new one); a malformed COOKIE
+ * option, or two, is FORMERR (RFC 7873 5.2.2). Returns the reply's
  * length; 0: no reply (a response, or shorter than a header). Never
  * allocates; reads q only within qlen. */
 size_t dns_answer(const struct dns_db *db, const uint8_t *q, size_t qlen, uint8_t *out,
-                  size_t max_payload, struct dns_result *res);
+                  size_t max_payload, const struct dns_cookies *ck, struct dns_result *res);
+
+/* Rewrite the reply out (len bytes, as dns_answer made it with res, which
+ * carries a cookie: res->cookie != DNS_CK_NONE) into BADCOOKIE: header,
+ * question and the OPT with the server cookie, no records (RFC 7873
+ * 5.2.3: what a client gets when the full answer is refused it, so that it
+ * asks again with the cookie). The new length; len unchanged if there is
+ * no cookie. */
+size_t dns_badcookie(uint8_t *out, size_t len, struct dns_result *res);
 
 /* Rewrite the reply out (len bytes, as dns_answer made it with res) into
  * its truncated form: header, question and OPT, TC=1; the new length. */

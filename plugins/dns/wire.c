@@ -13,6 +13,7 @@
 
 #define OPT_LEN 11   /* root name, type, class, TTL, rdlength 0 */
 #define EDE_LEN 6    /* an Extended DNS Error option with its info code */
+#define COOKIE_OPT_LEN (4 + DNS_COOKIE_LEN) /* the COOKIE option we send */
 #define EDE_NOT_AUTHORITATIVE 20 /* RFC 8914 */
 #define COMP_MAX 64  /* names remembered for compression per reply */
 #define EXTRA_MAX 32 /* names whose addresses go in the additional section */
@@ -28,6 +29,9 @@ struct query {
 	bool edns, dobit;
 	uint8_t version;
 	uint16_t payload;
+	bool cookies;          /* read COOKIE options (else ignored) */
+	const uint8_t *cookie; /* the COOKIE option's data, in the query */
+	size_t cookielen;
 };
 
 struct comp {
@@ -93,6 +97,17 @@ static bool name_read(const uint8_t *m, size_t len, size_t *pos, uint8_t *out, s
 	return true;
 }
 
+/* A COOKIE option's data (RFC 7873 5.2.2): one option, a client cookie
+ * of 8 bytes alone or with a server cookie of 8 to 32. */
+static bool cookie_read(struct query *q, const uint8_t *data, size_t len)
+{
+	if (q->cookie || (len != DNS_COOKIE_CLIENT && (len < 16 || len > 40)))
+		return false;
+	q->cookie = data;
+	q->cookielen = len;
+	return true;
+}
+
 /* The OPT record at *pos (RFC 6891): root owner, type 41, options that
  * fill its rdata exactly. */
 static bool opt_read(const uint8_t *m, size_t len, size_t *pos, struct query *q)
@@ -111,6 +126,8 @@ static bool opt_read(const uint8_t *m, size_t len, size_t *pos, struct query *q)
 		return false;
 	for (size_t end = i + rdlen; i < end;) {
 		if (end - i < 4 || end - i - 4 < get16(m + i + 2))
+			return false;
+		if (q->cookies && get16(m + i) == DNS_OPT_COOKIE && !cookie_read(q, m + i + 4, get16(m + i + 2)))
 			return false;
 		i += 4u + get16(m + i + 2);
 	}
@@ -144,6 +161,18 @@ static int query_parse(const uint8_t *m, size_t len, struct query *q)
 	if (q->edns && q->version != 0)
 		return DNS_BADVERS;
 	return DNS_NOERROR;
+}
+
+bool dns_query_cookie(const uint8_t *m, size_t len, const uint8_t **cookie, size_t *clen)
+{
+	struct query q = { .cookies = true };
+	int rc = query_parse(m, len, &q);
+
+	if ((rc != DNS_NOERROR && rc != DNS_BADVERS) || !q.cookie)
+		return false;
+	*cookie = q.cookie;
+	*clen = q.cookielen;
+	return true;
 }
 
 /* ---- writing ---- */
@@ -377,10 +406,14 @@ static void header_put(uint8_t *out, const struct query *q, int rcode, bool aa, 
 	out[3] = (uint8_t)(q->cdflag | (rcode & 0xF));
 }
 
-/* The OPT record; a REFUSED carries the Extended DNS Error "Not
+/* The OPT record: with the COOKIE option (cookie: client and server
+ * cookie, or NULL); a REFUSED carries the Extended DNS Error "Not
  * Authoritative" (RFC 8914), as NSD's does. Returns its length. */
-static size_t opt_put(uint8_t *p, const struct query *q, unsigned payload, int rcode)
+static size_t opt_put(uint8_t *p, const struct query *q, unsigned payload, int rcode,
+                      const uint8_t *cookie)
 {
+	size_t len = OPT_LEN;
+
 	p[0] = 0;
 	put16(p + 1, DNS_T_OPT);
 	put16(p + 3, payload);
@@ -388,15 +421,42 @@ static size_t opt_put(uint8_t *p, const struct query *q, unsigned payload, int r
 	p[6] = 0;
 	p[7] = q->dobit ? 0x80 : 0;
 	p[8] = 0;
-	if (rcode != DNS_REFUSED) {
-		put16(p + 9, 0);
-		return OPT_LEN;
+	if (cookie) {
+		put16(p + len, DNS_OPT_COOKIE);
+		put16(p + len + 2, DNS_COOKIE_LEN);
+		memcpy(p + len + 4, cookie, DNS_COOKIE_LEN);
+		len += COOKIE_OPT_LEN;
 	}
-	put16(p + 9, EDE_LEN);
-	put16(p + 11, 15); /* option code: EDE */
-	put16(p + 13, 2);
-	put16(p + 15, EDE_NOT_AUTHORITATIVE);
-	return OPT_LEN + EDE_LEN;
+	if (rcode == DNS_REFUSED) {
+		put16(p + len, 15); /* option code: EDE */
+		put16(p + len + 2, 2);
+		put16(p + len + 4, EDE_NOT_AUTHORITATIVE);
+		len += EDE_LEN;
+	}
+	put16(p + 9, (unsigned)(len - OPT_LEN));
+	return len;
+}
+
+/* The cookie the reply carries (out: DNS_COOKIE_LEN bytes): the client's,
+ * and the query's server cookie if valid and young, else a new one. The
+ * query's enum dns_cookie_state. */
+static int cookie_answer(const struct dns_cookies *ck, const struct query *q, uint8_t *out)
+{
+	const uint8_t *server = q->cookie + DNS_COOKIE_CLIENT;
+	bool valid = dns_cookie_valid(ck, q->cookie, q->cookielen);
+
+	memcpy(out, q->cookie, DNS_COOKIE_CLIENT);
+	if (valid) {
+		uint32_t ts = (uint32_t)server[4] << 24 | (uint32_t)server[5] << 16 |
+		              (uint32_t)server[6] << 8 | server[7];
+		int32_t age = (int32_t)(ck->now - ts);
+		if (age >= 0 && age < DNS_COOKIE_RENEW) {
+			memcpy(out + DNS_COOKIE_CLIENT, server, DNS_COOKIE_SERVER);
+			return DNS_CK_VALID;
+		}
+	}
+	dns_cookie_make(ck, q->cookie, ck->now, out + DNS_COOKIE_CLIENT);
+	return valid ? DNS_CK_VALID : DNS_CK_CLIENT;
 }
 
 /* A reply without question: FORMERR, NOTIMP. */
@@ -413,9 +473,10 @@ static size_t bare_reply(uint8_t *out, const uint8_t *m, struct query *q, int rc
 }
 
 size_t dns_answer(const struct dns_db *db, const uint8_t *m, size_t len, uint8_t *out,
-                  size_t max_payload, struct dns_result *res)
+                  size_t max_payload, const struct dns_cookies *ck, struct dns_result *res)
 {
-	struct query q = { 0 };
+	struct query q = { .cookies = ck != NULL };
+	uint8_t cookie[DNS_COOKIE_LEN];
 	struct writer w;
 	bool aa = false;
 
@@ -431,8 +492,10 @@ size_t dns_answer(const struct dns_db *db, const uint8_t *m, size_t len, uint8_t
 		limit = q.payload;
 	if (limit > max_payload)
 		limit = max_payload;
+	if (q.cookie)
+		res->cookie = cookie_answer(ck, &q, cookie);
 	w.p = out;
-	w.cap = limit - (q.edns ? OPT_LEN : 0);
+	w.cap = limit - (q.edns ? OPT_LEN : 0) - (q.cookie ? COOKIE_OPT_LEN : 0);
 	w.ncomp = w.nextra = 0;
 	w.answer = NULL;
 	memset(w.count, 0, sizeof(w.count));
@@ -452,7 +515,7 @@ size_t dns_answer(const struct dns_db *db, const uint8_t *m, size_t len, uint8_t
 	}
 	if (q.edns) {
 		/* A REFUSED has no sections: its EDE fits where they would be. */
-		res->optlen = opt_put(out + w.len, &q, (unsigned)max_payload, rc);
+		res->optlen = opt_put(out + w.len, &q, (unsigned)max_payload, rc, q.cookie ? cookie : NULL);
 		w.len += res->optlen;
 		w.count[AR]++;
 	}
@@ -478,4 +541,20 @@ size_t dns_truncate(uint8_t *out, size_t len, const struct dns_result *res)
 	put16(out + 8, 0);
 	put16(out + 10, res->edns ? 1 : 0);
 	return res->qend + (res->edns ? res->optlen : 0);
+}
+
+size_t dns_badcookie(uint8_t *out, size_t len, struct dns_result *res)
+{
+	if (res->cookie == DNS_CK_NONE || res->qend <= DNS_HEADER)
+		return len;
+	memmove(out + res->qend, out + len - res->optlen, res->optlen);
+	out[2] &= (uint8_t)~0x06; /* AA, TC */
+	out[3] = (uint8_t)((out[3] & 0xF0) | (DNS_BADCOOKIE & 0xF));
+	out[res->qend + 5] = DNS_BADCOOKIE >> 4; /* the OPT's extended rcode */
+	put16(out + 6, 0);
+	put16(out + 8, 0);
+	put16(out + 10, 1);
+	res->rcode = DNS_BADCOOKIE;
+	res->truncated = false;
+	return res->qend + res->optlen;
 }

@@ -46,6 +46,8 @@
 #include <jansson.h>
 #include <dgramd/plugin.h>
 
+#include "../siphash.h"
+
 struct kv {
 	const struct dg_host *host;
 	struct dg_instance *self;
@@ -54,7 +56,7 @@ struct kv {
 	unsigned long refused;   /* sets refused by max_bytes */
 	size_t max_keys, max_key_len, max_value_bytes, max_bytes;
 	bool cookie;
-	uint64_t key[2]; /* cookie key */
+	unsigned char key[16]; /* cookie key (SipHash-2-4) */
 	struct dg_metric *m_keys, *m_bytes, *m_refused; /* in /metrics; NULL on old hosts */
 };
 
@@ -157,45 +159,6 @@ static int kv_init(struct dg_instance *self, const struct dg_host *host,
 
 /* ---- cookies ---------------------------------------------------------- */
 
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-static void sipround(uint64_t v[4])
-{
-	v[0] += v[1]; v[1] = ROTL(v[1], 13); v[1] ^= v[0]; v[0] = ROTL(v[0], 32);
-	v[2] += v[3]; v[3] = ROTL(v[3], 16); v[3] ^= v[2];
-	v[0] += v[3]; v[3] = ROTL(v[3], 21); v[3] ^= v[0];
-	v[2] += v[1]; v[1] = ROTL(v[1], 17); v[1] ^= v[2]; v[2] = ROTL(v[2], 32);
-}
-
-/* SipHash-2-4 of in[0..len) under key k. */
-static uint64_t siphash(const uint64_t k[2], const unsigned char *in, size_t len)
-{
-	uint64_t v[4] = { k[0] ^ 0x736f6d6570736575ull, k[1] ^ 0x646f72616e646f6dull,
-	                  k[0] ^ 0x6c7967656e657261ull, k[1] ^ 0x7465646279746573ull };
-	uint64_t m, b = (uint64_t)len << 56;
-	size_t i;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		m = 0;
-		for (int j = 7; j >= 0; j--)
-			m = m << 8 | in[i + (size_t)j];
-		v[3] ^= m;
-		sipround(v);
-		sipround(v);
-		v[0] ^= m;
-	}
-	for (size_t j = 0; i + j < len; j++)
-		b |= (uint64_t)in[i + j] << (8 * j);
-	v[3] ^= b;
-	sipround(v);
-	sipround(v);
-	v[0] ^= b;
-	v[2] ^= 0xff;
-	for (int r = 0; r < 4; r++)
-		sipround(v);
-	return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
 /* The peer's cookie as 16 hex digits (out: 17 bytes). */
 static void cookie_of(const struct kv *kv, const struct dg_peer *peer, char *out)
 {
@@ -213,7 +176,7 @@ static void cookie_of(const struct kv *kv, const struct dg_peer *peer, char *out
 		memcpy(key + 2, &s4->sin_addr, 4);
 		n = 6;
 	}
-	snprintf(out, 17, "%016llx", (unsigned long long)siphash(kv->key, key, n));
+	snprintf(out, 17, "%016llx", (unsigned long long)dg_siphash24(kv->key, key, n));
 }
 
 /* A request carrying the peer's own cookie validates it. */

@@ -133,20 +133,36 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	if (size < 1)
 		return 0;
 	size_t max = payloads[data[0] % 3];
+	/* Cookies on for data[0] / 3 odd: a fixed secret, address and clock,
+	 * so the corpus's cookies (tests/fuzz/corpus/dns/cookie-*) stay valid. */
+	static const uint8_t secret[16] = "fuzz dns secret";
+	static const uint8_t ip[4] = { 127, 0, 0, 1 };
+	const struct dns_cookies ckv = { .secret = secret, .now = 1700000000u, .ip = ip, .iplen = 4 };
+	const struct dns_cookies *ck = data[0] / 3 % 2 ? &ckv : NULL;
 	/* A copy of exactly the query's size, so ASan sees any overread. */
 	uint8_t *q = malloc(size - 1 ? size - 1 : 1);
 	if (!q)
 		abort();
 	memcpy(q, data + 1, size - 1);
-	size_t len = dns_answer(&db, q, size - 1, out, max, &res);
+	const uint8_t *cookie;
+	size_t clen;
+	bool proven = dns_query_cookie(q, size - 1, &cookie, &clen) && dns_cookie_valid(&ckv, cookie, clen);
+	size_t len = dns_answer(&db, q, size - 1, out, max, ck, &res);
+	if (ck && proven != (res.cookie == DNS_CK_VALID))
+		abort(); /* proves_source and the answer disagree */
 	if (len) {
 		if (len > max || (!res.edns && len > DNS_UDP_MIN))
 			abort();
 		check_reply(out, len, q);
+		struct dns_result r2 = res;
 		size_t tl = dns_truncate(out, len, &res);
 		if (tl > len)
 			abort();
 		check_reply(out, tl, q);
+		size_t bl = dns_badcookie(out, tl, &r2);
+		if (bl > tl || (r2.cookie != DNS_CK_NONE && r2.qend > DNS_HEADER && r2.rcode != DNS_BADCOOKIE))
+			abort();
+		check_reply(out, bl, q);
 	} else if (res.rcode != -1) {
 		abort();
 	}

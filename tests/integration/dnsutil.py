@@ -83,7 +83,17 @@ class Dgramd:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=20)
+        self.final = self.logtext()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def stat(self, name):
+        """A counter of the last stats line the daemon logged (at exit:
+        call stop() first)."""
+        lines = [l for l in self.final.splitlines() if "stats listener=dns " in l]
+        for f in (lines[-1].split() if lines else []):
+            if f.startswith(name + "="):
+                return int(f.split("=", 1)[1])
+        return -1
 
 
 def zonefile(zone):
@@ -110,7 +120,8 @@ class Nsd:
     One server process (server-count 1, as nsd -N 1); response rate
     limiting off (Debian's NSD limits a source to 200 answers a second)."""
 
-    def __init__(self, data):
+    def __init__(self, data, cookie_secret=None):
+        self.cookie_secret = cookie_secret
         self.tmp = tempfile.mkdtemp(prefix="dgnsd")
         os.chmod(self.tmp, 0o755)
         for attempt in range(5):
@@ -142,9 +153,9 @@ class Nsd:
   server-count: 1
   verbosity: 1
   rrl-ratelimit: 0
-remote-control:
+%sremote-control:
   control-enable: no
-%s""" % (self.port, t, t, t, t, t, t, zones))
+%s""" % (self.port, t, t, t, t, t, t, self._cookies(), zones))
         self.log = open(os.path.join(t, "out.log"), "w+")
         self.proc = subprocess.Popen(["nsd", "-d", "-c", os.path.join(t, "nsd.conf")],
                                      stdout=self.log, stderr=self.log)
@@ -153,6 +164,13 @@ remote-control:
         self.proc.kill()
         self.proc.wait()
         return False
+
+    def _cookies(self):
+        if not self.cookie_secret:
+            return ""
+        # The secret file does not exist: cookie-secret is used.
+        return '  answer-cookie: yes\n  cookie-secret: "%s"\n  cookie-secret-file: "%s/none"\n' % (
+            self.cookie_secret, self.tmp)
 
     def logtext(self):
         text = ""
@@ -183,3 +201,42 @@ def dig(port, *args, tool="dig"):
     cmd = [tool, "@127.0.0.1", "-p", str(port), "+norec"] + limits + list(args)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     return r.stdout + r.stderr
+
+
+def _rotl(x, b):
+    return ((x << b) | (x >> (64 - b))) & 0xFFFFFFFFFFFFFFFF
+
+
+def siphash24(key, data):
+    """SipHash-2-4 of data under the 16-byte key: the 8 bytes as the
+    reference implementation writes them (little-endian). An implementation
+    of its own, to check the server's cookies from outside."""
+    k0, k1 = struct.unpack("<QQ", key)
+    v = [k0 ^ 0x736f6d6570736575, k1 ^ 0x646f72616e646f6d, k0 ^ 0x6c7967656e657261, k1 ^ 0x7465646279746573]
+    M = 0xFFFFFFFFFFFFFFFF
+
+    def rnd():
+        v[0] = (v[0] + v[1]) & M; v[1] = _rotl(v[1], 13); v[1] ^= v[0]; v[0] = _rotl(v[0], 32)
+        v[2] = (v[2] + v[3]) & M; v[3] = _rotl(v[3], 16); v[3] ^= v[2]
+        v[0] = (v[0] + v[3]) & M; v[3] = _rotl(v[3], 21); v[3] ^= v[0]
+        v[2] = (v[2] + v[1]) & M; v[1] = _rotl(v[1], 17); v[1] ^= v[2]; v[2] = _rotl(v[2], 32)
+    tail = len(data) % 8
+    for i in range(0, len(data) - tail, 8):
+        m = struct.unpack("<Q", data[i:i + 8])[0]
+        v[3] ^= m; rnd(); rnd(); v[0] ^= m
+    b = (len(data) & 0xFF) << 56
+    for j, c in enumerate(data[len(data) - tail:]):
+        b |= c << (8 * j)
+    v[3] ^= b; rnd(); rnd(); v[0] ^= b
+    v[2] ^= 0xFF
+    for _ in range(4):
+        rnd()
+    return struct.pack("<Q", v[0] ^ v[1] ^ v[2] ^ v[3])
+
+
+def server_cookie(secret, client, ts, ip):
+    """RFC 9018's server cookie (16 bytes) for client cookie (8 bytes) at
+    Unix time ts from the address ip (text)."""
+    head = bytes([1, 0, 0, 0]) + struct.pack(">I", ts & 0xFFFFFFFF)
+    fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    return head + siphash24(secret, client + head + socket.inet_pton(fam, ip))

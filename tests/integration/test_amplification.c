@@ -486,6 +486,30 @@ static void test_abi11_plugin(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "listeners[0].handler.config.steps: must be 1 .. 5 (got 9)"));
 }
 
+/* A plugin built against the ABI 1.2 header (tests/fixtures/abi12.c): its
+ * descriptor ends before 1.3's proves_source, which the host must take as
+ * NULL (not read past the descriptor), and it uses 1.2's now_ms. */
+static void test_abi12_plugin(void)
+{
+	char conf[8192];
+	struct dg_daemon d;
+
+	snprintf(conf, sizeof(conf),
+	         "{ \"listeners\": [{ \"name\": \"v12\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\",\n"
+	         "  \"rate_limit\": {\"per_source\": {\"rate\": 1000, \"burst\": 100}},\n"
+	         "  \"handler\": {\"plugin\": \"%s/tests/fixtures/.libs/abi12.so\"} }] }\n",
+	         dg_test_builddir());
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf, NULL));
+	int fd = dg_udp_client(&d.addr[0], 2000);
+	CU_ASSERT_FATAL(fd >= 0);
+	ask_is(fd, &d, 0, "hello", "1.2:hello");
+	ask_is(fd, &d, 0, "elapsed?", "1.2:ok");
+	close(fd);
+	dg_daemon_stop_checked(&d, "v12");
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "v12", "tx"), 2);
+	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "v12", "rx_proven"), 0);
+}
+
 static int run_check(const char *extra, char *out, size_t outlen)
 {
 	char bin[4096], plugins[4096], path[4096], err[4096];
@@ -588,6 +612,7 @@ static const struct dg_test tests[] = {
 	{ "max_unvalidated_peers keeps validated peers", test_unvalidated_cap },
 	{ "plugin built for ABI 1.0", test_abi10_plugin },
 	{ "plugin built for ABI 1.1", test_abi11_plugin },
+	{ "plugin built for ABI 1.2", test_abi12_plugin },
 	{ "config errors", test_config_errors },
 	{ NULL, NULL },
 };

@@ -182,7 +182,7 @@ static void test_hostile(void)
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		uint8_t *q = malloc(v[i].len + 1); /* exactly sized: ASan sees overreads */
 		memcpy(q, v[i].bytes, v[i].len);
-		size_t len = dns_answer(&db, q, v[i].len, out, 1232, &res);
+		size_t len = dns_answer(&db, q, v[i].len, out, 1232, NULL, &res);
 		if (v[i].rcode < 0) {
 			CU_ASSERT_EQUAL(len, 0);
 			CU_ASSERT_EQUAL(res.rcode, -1);
@@ -206,7 +206,7 @@ static void test_hostile(void)
 		n += 63;
 	}
 	memcpy(q + n, "\x03" "abc\0\0\1\0\1", 9);
-	CU_ASSERT_EQUAL(dns_answer(&db, q, n + 9, out, 1232, &res), 12);
+	CU_ASSERT_EQUAL(dns_answer(&db, q, n + 9, out, 1232, NULL, &res), 12);
 	CU_ASSERT_EQUAL(rcode(out), DNS_FORMERR);
 }
 
@@ -217,24 +217,24 @@ static void test_answers(void)
 	size_t len;
 
 	setup_db();
-	len = dns_answer(&db, q, mkquery(q, "www.example.com", DNS_T_A, 0, 0), out, 1232, &res);
+	len = dns_answer(&db, q, mkquery(q, "www.example.com", DNS_T_A, 0, 0), out, 1232, NULL, &res);
 	CU_ASSERT(rcode(out) == DNS_NOERROR && (out[2] & 0x04) && cnt(out, 1) == 2 && cnt(out, 2) == 1);
 	/* Compressed: "example" is written once, in the question. */
 	for (size_t i = 12 + 17; i + 7 <= len; i++)
 		CU_ASSERT(memcmp(out + i, "example", 7) != 0);
-	len = dns_answer(&db, q, mkquery(q, "nx.example.com", DNS_T_A, 1, 1232), out, 1232, &res);
+	len = dns_answer(&db, q, mkquery(q, "nx.example.com", DNS_T_A, 1, 1232), out, 1232, NULL, &res);
 	CU_ASSERT(rcode(out) == DNS_NXDOMAIN && cnt(out, 1) == 0 && cnt(out, 2) == 1 && cnt(out, 3) == 1);
-	len = dns_answer(&db, q, mkquery(q, "deep.example.com", DNS_T_A, 0, 0), out, 1232, &res);
+	len = dns_answer(&db, q, mkquery(q, "deep.example.com", DNS_T_A, 0, 0), out, 1232, NULL, &res);
 	CU_ASSERT(rcode(out) == DNS_NOERROR && cnt(out, 1) == 0 && cnt(out, 2) == 1); /* empty non-terminal */
-	len = dns_answer(&db, q, mkquery(q, "www.example.net", DNS_T_A, 0, 0), out, 1232, &res);
+	len = dns_answer(&db, q, mkquery(q, "www.example.net", DNS_T_A, 0, 0), out, 1232, NULL, &res);
 	CU_ASSERT(rcode(out) == DNS_REFUSED && !(out[2] & 0x04) && len == 33);
 	/* A CNAME loop stops after DNS_CHAIN_MAX records. */
-	len = dns_answer(&db, q, mkquery(q, "loop1.example.com", DNS_T_A, 0, 0), out, 1232, &res);
+	len = dns_answer(&db, q, mkquery(q, "loop1.example.com", DNS_T_A, 0, 0), out, 1232, NULL, &res);
 	CU_ASSERT(rcode(out) == DNS_NOERROR && cnt(out, 1) == DNS_CHAIN_MAX);
 	/* EDNS version 1: BADVERS (16) in the OPT record's extended rcode. */
 	len = mkquery(q, "www.example.com", DNS_T_A, 1, 1232);
 	q[len - 5] = 1;
-	len = dns_answer(&db, q, len, out, 1232, &res);
+	len = dns_answer(&db, q, len, out, 1232, NULL, &res);
 	CU_ASSERT(res.rcode == DNS_BADVERS && rcode(out) == 0 && cnt(out, 3) == 1 && out[len - 6] == 1);
 	(void)len;
 }
@@ -261,7 +261,7 @@ static void test_sizes(void)
 	setup_db();
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		size_t ql = mkquery(q, "big.example.com", DNS_T_TXT, v[i].edns, v[i].payload);
-		size_t len = dns_answer(&db, q, ql, out, v[i].max, &res);
+		size_t len = dns_answer(&db, q, ql, out, v[i].max, NULL, &res);
 		size_t limit = v[i].edns && v[i].payload > 512 ? v[i].payload : 512;
 		CU_ASSERT(len <= (limit < v[i].max ? limit : v[i].max));
 		CU_ASSERT_EQUAL(res.truncated, v[i].tc);
@@ -320,12 +320,201 @@ static void test_cleanup(void)
 	CU_ASSERT_PTR_NULL(db.slot);
 }
 
+
+/* ---- DNS Cookies ---- */
+
+static void unhex(const char *hex, uint8_t *bytes)
+{
+	for (size_t i = 0; hex[2 * i]; i++) {
+		unsigned v;
+		CU_ASSERT_FATAL(sscanf(hex + 2 * i, "%2x", &v) == 1);
+		bytes[i] = (uint8_t)v;
+	}
+}
+
+/* RFC 9018 appendix A: server cookies NSD, BIND, Knot and Unbound make
+ * from the same inputs. */
+static void test_cookie_vectors(void)
+{
+	static const struct {
+		const char *secret, *client, *ip, *want;
+		uint32_t ts;
+	} v[] = {
+		{ "e5e973e5a6b2a43f48e7dc849e37bfcf", "2464c4abcf10c957", "c6336464",
+		  "010000005cf79f111f8130c3eee29480", 1559731985 },
+		{ "e5e973e5a6b2a43f48e7dc849e37bfcf", "2464c4abcf10c957", "c6336464",
+		  "010000005cf7a871d4a564a1442aca77", 1559734385 },
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		uint8_t secret[16], ip[16], cookie[DNS_COOKIE_LEN], want[DNS_COOKIE_SERVER];
+		unhex(v[i].secret, secret);
+		unhex(v[i].ip, ip);
+		unhex(v[i].client, cookie);
+		unhex(v[i].want, want);
+		struct dns_cookies ck = { .secret = secret, .now = v[i].ts, .ip = ip, .iplen = strlen(v[i].ip) / 2 };
+		dns_cookie_make(&ck, cookie, v[i].ts, cookie + DNS_COOKIE_CLIENT);
+		CU_ASSERT(memcmp(cookie + DNS_COOKIE_CLIENT, want, DNS_COOKIE_SERVER) == 0);
+		CU_ASSERT(dns_cookie_valid(&ck, cookie, DNS_COOKIE_LEN));
+	}
+}
+
+static const uint8_t ck_secret[16] = "0123456789abcdef";
+static const uint8_t ck_ip[4] = { 192, 0, 2, 7 };
+#define CK_NOW 1700000000u
+
+/* A cookie made at ts for client "clientck", checked at now: valid? */
+static bool valid_at(uint32_t ts, uint32_t now, const uint8_t *ip, size_t iplen, int flip)
+{
+	struct dns_cookies ck = { .secret = ck_secret, .now = now, .ip = ck_ip, .iplen = 4 };
+	uint8_t c[DNS_COOKIE_LEN];
+
+	memcpy(c, "clientck", 8);
+	dns_cookie_make(&ck, c, ts, c + 8);
+	if (flip >= 0)
+		c[flip] ^= 1;
+	ck.ip = ip;
+	ck.iplen = iplen;
+	return dns_cookie_valid(&ck, c, sizeof(c));
+}
+
+/* Valid for an hour, up to 5 minutes ahead (RFC 9018 4.3), bound to the
+ * client's address and cookie, every byte checked. */
+static void test_cookie_valid(void)
+{
+	static const uint8_t other[4] = { 192, 0, 2, 8 };
+	static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 7 };
+
+	CU_ASSERT(valid_at(CK_NOW, CK_NOW, ck_ip, 4, -1));
+	CU_ASSERT(valid_at(CK_NOW, CK_NOW + DNS_COOKIE_MAX_AGE, ck_ip, 4, -1));
+	CU_ASSERT(!valid_at(CK_NOW, CK_NOW + DNS_COOKIE_MAX_AGE + 1, ck_ip, 4, -1));
+	CU_ASSERT(valid_at(CK_NOW + DNS_COOKIE_MAX_AHEAD, CK_NOW, ck_ip, 4, -1));
+	CU_ASSERT(!valid_at(CK_NOW + DNS_COOKIE_MAX_AHEAD + 1, CK_NOW, ck_ip, 4, -1));
+	CU_ASSERT(valid_at(0xfffffff0u, 10, ck_ip, 4, -1)); /* the clock wraps (RFC 1982) */
+	CU_ASSERT(!valid_at(CK_NOW, CK_NOW, other, 4, -1));
+	CU_ASSERT(!valid_at(CK_NOW, CK_NOW, v6, 16, -1));
+	for (int b = 0; b < DNS_COOKIE_LEN; b++)
+		CU_ASSERT(!valid_at(CK_NOW, CK_NOW, ck_ip, 4, b)); /* client cookie, version, reserved, ts, hash */
+	struct dns_cookies ck = { .secret = ck_secret, .now = CK_NOW, .ip = ck_ip, .iplen = 4 };
+	uint8_t c[40] = "clientck";
+	dns_cookie_make(&ck, c, CK_NOW, c + 8);
+	CU_ASSERT(dns_cookie_valid(&ck, c, 24));
+	CU_ASSERT(!dns_cookie_valid(&ck, c, 8));
+	CU_ASSERT(!dns_cookie_valid(&ck, c, 16));
+	CU_ASSERT(!dns_cookie_valid(&ck, c, 32));
+}
+
+/* A query with an OPT holding the given options (raw bytes). */
+static size_t ckquery(uint8_t *q, const char *name, uint16_t type, const uint8_t *opts, size_t olen)
+{
+	size_t n = mkquery(q, name, type, 1, 1232);
+
+	q[n - 2] = (uint8_t)(olen >> 8);
+	q[n - 1] = (uint8_t)olen;
+	memcpy(q + n, opts, olen);
+	return n + olen;
+}
+
+static size_t cookie_opt(uint8_t *o, const uint8_t *cookie, size_t len)
+{
+	o[0] = 0, o[1] = DNS_OPT_COOKIE, o[2] = (uint8_t)(len >> 8), o[3] = (uint8_t)len;
+	memcpy(o + 4, cookie, len);
+	return 4 + len;
+}
+
+/* The COOKIE option of reply r (len), or NULL. */
+static const uint8_t *reply_cookie(const uint8_t *r, size_t len)
+{
+	for (size_t i = len; i >= 4 + DNS_COOKIE_LEN; i--)
+		if (r[i - 28] == 0 && r[i - 27] == DNS_OPT_COOKIE && r[i - 26] == 0 && r[i - 25] == DNS_COOKIE_LEN)
+			return r + i - 24;
+	return NULL;
+}
+
+/* Malformed COOKIE options are FORMERR (RFC 7873 5.2.2), ignored with
+ * cookies off; answers carry the client cookie and a server cookie: the
+ * query's own while valid and young, a new one once half an hour old, a
+ * new one for an invalid one; BADCOOKIE keeps header, question and OPT. */
+static void test_cookie_answers(void)
+{
+	struct dns_cookies ck = { .secret = ck_secret, .now = CK_NOW, .ip = ck_ip, .iplen = 4 };
+	uint8_t q[512], o[128], c[48] = "clientck";
+	struct dns_result res;
+	size_t n, len;
+
+	setup_db();
+	static const size_t bad[] = { 0, 7, 9, 15, 41 };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		n = ckquery(q, "www.example.com", DNS_T_A, o, cookie_opt(o, c, bad[i]));
+		len = dns_answer(&db, q, n, out, 1232, &ck, &res);
+		CU_ASSERT(len == 12 && rcode(out) == DNS_FORMERR);
+		len = dns_answer(&db, q, n, out, 1232, NULL, &res);
+		CU_ASSERT(len > 12 && rcode(out) == DNS_NOERROR && res.cookie == DNS_CK_NONE);
+	}
+	size_t ol = cookie_opt(o, c, 8);
+	ol += cookie_opt(o + ol, c, 8);
+	n = ckquery(q, "www.example.com", DNS_T_A, o, ol);
+	CU_ASSERT(dns_answer(&db, q, n, out, 1232, &ck, &res) == 12 && rcode(out) == DNS_FORMERR);
+
+	/* A client cookie alone: a new server cookie made now. */
+	n = ckquery(q, "www.example.com", DNS_T_A, o, cookie_opt(o, c, 8));
+	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
+	const uint8_t *rc = reply_cookie(out, len);
+	CU_ASSERT(res.cookie == DNS_CK_CLIENT && rcode(out) == DNS_NOERROR && cnt(out, 1) == 2);
+	CU_ASSERT_FATAL(rc != NULL);
+	CU_ASSERT(dns_cookie_valid(&ck, rc, DNS_COOKIE_LEN) && !memcmp(rc, "clientck", 8));
+	memcpy(c, rc, DNS_COOKIE_LEN);
+	const uint8_t *cookie;
+	size_t clen;
+	CU_ASSERT(dns_query_cookie(q, n, &cookie, &clen) && clen == 8);
+
+	/* Sent back 29 minutes later: valid, and echoed as it is. */
+	n = ckquery(q, "www.example.com", DNS_T_A, o, cookie_opt(o, c, DNS_COOKIE_LEN));
+	CU_ASSERT(dns_query_cookie(q, n, &cookie, &clen) && clen == DNS_COOKIE_LEN);
+	ck.now = CK_NOW + 29 * 60;
+	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
+	CU_ASSERT(res.cookie == DNS_CK_VALID && (rc = reply_cookie(out, len)) && !memcmp(rc, c, DNS_COOKIE_LEN));
+	/* 31 minutes: still valid, renewed. */
+	ck.now = CK_NOW + 31 * 60;
+	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
+	CU_ASSERT(res.cookie == DNS_CK_VALID && (rc = reply_cookie(out, len)) && memcmp(rc, c, DNS_COOKIE_LEN) &&
+	          dns_cookie_valid(&ck, rc, DNS_COOKIE_LEN));
+	/* 61 minutes: expired; a new one. */
+	ck.now = CK_NOW + 61 * 60;
+	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
+	CU_ASSERT(res.cookie == DNS_CK_CLIENT && rcode(out) == DNS_NOERROR &&
+	          (rc = reply_cookie(out, len)) && dns_cookie_valid(&ck, rc, DNS_COOKIE_LEN));
+	/* A server cookie of another length (8..32 is well-formed): not ours. */
+	ck.now = CK_NOW;
+	n = ckquery(q, "www.example.com", DNS_T_A, o, cookie_opt(o, c, 20));
+	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
+	CU_ASSERT(res.cookie == DNS_CK_CLIENT && rcode(out) == DNS_NOERROR && reply_cookie(out, len));
+
+	/* BADCOOKIE: rcode 23 (7 in the header, 1 in the OPT), no records, the
+	 * cookie kept. */
+	n = ckquery(q, "example.com", DNS_T_MX, o, cookie_opt(o, c, 8));
+	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
+	CU_ASSERT(cnt(out, 1) > 0);
+	len = dns_badcookie(out, len, &res);
+	CU_ASSERT(len == n - 8 + DNS_COOKIE_LEN && res.rcode == DNS_BADCOOKIE);
+	CU_ASSERT(rcode(out) == 7 && cnt(out, 1) == 0 && cnt(out, 2) == 0 && cnt(out, 3) == 1);
+	CU_ASSERT(out[len - 4 - DNS_COOKIE_LEN - 11 + 5] == 1 && !(out[2] & 0x06));
+	CU_ASSERT((rc = reply_cookie(out, len)) && dns_cookie_valid(&ck, rc, DNS_COOKIE_LEN));
+	/* No cookie, no BADCOOKIE. */
+	n = mkquery(q, "example.com", DNS_T_MX, 1, 1232);
+	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
+	CU_ASSERT(dns_badcookie(out, len, &res) == len && res.rcode == DNS_NOERROR);
+	CU_ASSERT(!dns_query_cookie(q, n, &cookie, &clen));
+}
+
 static const struct dg_test tests[] = {
 	{ "config errors name their key path, and free what was loaded", test_config_errors },
 	{ "hostile queries: FORMERR, NOTIMP or no reply", test_hostile },
 	{ "answers: data, NXDOMAIN, NODATA, REFUSED, CNAME loops, BADVERS", test_answers },
 	{ "EDNS payload sizes, max_payload, TC=1 and the truncated form", test_sizes },
 	{ "20,000 names found through the hash table", test_many_names },
+	{ "cookies: RFC 9018's test vectors", test_cookie_vectors },
+	{ "cookies: an hour, 5 minutes ahead, the address, every byte", test_cookie_valid },
+	{ "cookies: FORMERR, echoed, renewed, expired, BADCOOKIE", test_cookie_answers },
 	{ "free", test_cleanup },
 	{ NULL, NULL },
 };

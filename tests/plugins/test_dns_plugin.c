@@ -65,11 +65,22 @@ static json_t *zones(void)
 
 /* A harness serving zones() with extra listener keys (may be "") and
  * max_payload (0: the plugin's default). */
+static struct dg_harness *dns_on_cfg(const char *keys, unsigned max_payload, const char *extra);
+
 static struct dg_harness *dns_on(const char *keys, unsigned max_payload)
+{
+	return dns_on_cfg(keys, max_payload, "{}");
+}
+
+/* As dns_on(), with extra plugin config keys (a JSON object). */
+static struct dg_harness *dns_on_cfg(const char *keys, unsigned max_payload, const char *extra)
 {
 	char plugin[4096], err[512];
 	json_t *conf = json_loads(keys[0] ? keys : "{}", 0, NULL);
-	json_t *cfg = json_pack("{so}", "zones", zones());
+	json_t *cfg = json_loads(extra, 0, NULL);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	json_object_set_new(cfg, "zones", zones());
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(conf);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
@@ -801,6 +812,168 @@ static void test_many_peers(void)
 	dg_harness_free(h);
 }
 
+
+/* ---- DNS Cookies ---- */
+
+/* A query with EDNS and a COOKIE option of len bytes. */
+static void cookie_query(struct qb *q, unsigned id, const char *name, unsigned type,
+                         const uint8_t *cookie, size_t len)
+{
+	query(q, id, name, type, 1232);
+	q->b[q->n - 2] = (uint8_t)((len + 4) >> 8);
+	q->b[q->n - 1] = (uint8_t)(len + 4);
+	qb_u16(q, 10);
+	qb_u16(q, (unsigned)len);
+	for (size_t i = 0; i < len; i++)
+		qb_u8(q, cookie[i]);
+}
+
+/* The COOKIE option of r's OPT record: its length, the bytes in c. */
+static size_t cookie_of(const struct reply *r, uint8_t *c)
+{
+	if (r->opt < 0)
+		return 0;
+	const struct rr *o = &r->rr[r->opt];
+	for (size_t i = 0; i + 4 <= o->rdlen; i += 4u + get16(o->rdata + i + 2)) {
+		size_t len = get16(o->rdata + i + 2);
+		if (get16(o->rdata + i) == 10 && i + 4 + len <= o->rdlen) {
+			memcpy(c, o->rdata + i + 4, len);
+			return len;
+		}
+	}
+	return 0;
+}
+
+#define CK_CONF "{\"rate_limit\": {\"per_source\": {\"rate\": 1, \"burst\": 2}}}"
+#define CK_SECRET "{\"cookie_secret\": \"e5e973e5a6b2a43f48e7dc849e37bfcf\"}"
+
+/* The client learns a server cookie; a spoofer "from" its address (another
+ * port) then empties its per-source bucket; the client's queries with the
+ * cookie are answered all the same, whole (past the amplification guard:
+ * a validated session), and counted as proven. Forged, other-address and
+ * expired cookies prove nothing; a cookie half an hour old is renewed. */
+static void test_cookie_spoofer(void)
+{
+	struct dg_harness *h = dns_on_cfg(CK_CONF, 0, CK_SECRET);
+	struct qb q;
+	struct reply r;
+	uint8_t c[64] = "clientck", got[64];
+
+	cookie_query(&q, 0x7001, "example.com", T_MX, c, 8);
+	CU_ASSERT_FATAL(ask(h, PEER, &q, &r));
+	CU_ASSERT_EQUAL(cookie_of(&r, c), 24); /* the client's and the server's */
+	CU_ASSERT(!memcmp(c, "clientck", 8) && c[8] == 1);
+	DG_TEST_ASSERT_COUNTER(h, "cookie_new", 1);
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 0);
+	/* The spoofer: no cookie, a forged one. */
+	uint8_t forged[24];
+	memcpy(forged, c, 24);
+	forged[23] ^= 0x55;
+	for (unsigned i = 0; i < 20; i++) {
+		if (i % 2)
+			cookie_query(&q, 0x7100 + i, "example.com", T_MX, forged, 24);
+		else
+			query(&q, 0x7100 + i, "example.com", T_MX, 1232);
+		CU_ASSERT_EQUAL(dg_harness_send(h, "127.0.0.1:666", q.b, q.n), DG_OK);
+	}
+	CU_ASSERT(dg_harness_counter(h, "drop_rate_limited") >= 19);
+	uint64_t limited = dg_harness_counter(h, "drop_rate_limited");
+	for (unsigned i = 0; i < 30; i++) {
+		cookie_query(&q, 0x7200 + i, "example.com", T_MX, c, 24);
+		if (!ask(h, PEER, &q, &r))
+			break;
+		assert_header(&r, 0x7200 + i, NOERROR, true, false);
+		CU_ASSERT_EQUAL(r.count[AN], 1);
+		CU_ASSERT(cookie_of(&r, got) == 24 && !memcmp(got, c, 24)); /* young: echoed */
+	}
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 30);
+	DG_TEST_ASSERT_COUNTER(h, "cookie_valid", 30);
+	DG_TEST_ASSERT_COUNTER(h, "drop_rate_limited", limited);
+	DG_TEST_ASSERT_COUNTER(h, "tx_drop_amplification", 0);
+	/* The cookie "from" another address proves nothing: rate-limited there
+	 * after its burst, like any spoofed query. */
+	size_t before = dg_harness_replies(h);
+	for (unsigned i = 0; i < 3; i++) {
+		cookie_query(&q, 0x7300 + i, "example.com", T_A, c, 24);
+		CU_ASSERT_EQUAL(dg_harness_send(h, "127.0.0.2:5000", q.b, q.n), DG_OK);
+	}
+	CU_ASSERT_EQUAL(dg_harness_replies(h), before + 2);
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 30);
+	DG_TEST_ASSERT_COUNTER(h, "drop_rate_limited", limited + 1);
+	/* 31 minutes on: still valid, and renewed in the answer. */
+	dg_harness_advance(h, 31 * 60 * 1000);
+	cookie_query(&q, 0x7400, "example.com", T_MX, c, 24);
+	if (ask(h, PEER, &q, &r)) {
+		CU_ASSERT(cookie_of(&r, got) == 24 && !memcmp(got, c, 8) && memcmp(got + 8, c + 8, 16));
+		DG_TEST_ASSERT_COUNTER(h, "rx_proven", 31);
+	}
+	/* 61 minutes after it was made: expired, a new one in the answer. */
+	dg_harness_advance(h, 30 * 60 * 1000);
+	cookie_query(&q, 0x7401, "www.example.com", T_A, c, 24);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 0x7401, NOERROR, true, false);
+		CU_ASSERT(cookie_of(&r, got) == 24 && memcmp(got + 8, c + 8, 16));
+	}
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 31);
+	/* ... which proves the source again. */
+	memcpy(c, got, 24);
+	cookie_query(&q, 0x7402, "www.example.com", T_A, c, 24);
+	if (ask(h, PEER, &q, &r))
+		assert_header(&r, 0x7402, NOERROR, true, false);
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 32);
+	dg_harness_free(h);
+}
+
+/* Over the amplification credit, a query with a client cookie gets
+ * BADCOOKIE and the server cookie (RFC 7873 5.2.3) instead of TC=1; asked
+ * again with it, the whole answer. A malformed COOKIE option: FORMERR.
+ * "cookies": false: options ignored, no cookie, TC=1 as before. */
+static void test_badcookie(void)
+{
+	struct dg_harness *h = dns_on("", 0); /* factor 3 */
+	struct qb q;
+	struct reply r;
+	uint8_t c[64] = "clientck", got[64];
+
+	cookie_query(&q, 0x7501, "big.example.com", T_TXT, c, 8);
+	if (ask(h, PEER, &q, &r)) {
+		CU_ASSERT_EQUAL(r.f3 & 0xF, 7); /* BADCOOKIE: 23 = 1 << 4 | 7 */
+		CU_ASSERT(r.opt >= 0 && (r.rr[r.opt].ttl >> 24) == 1);
+		CU_ASSERT_FALSE(r.f2 & TC);
+		assert_counts(&r, 0, 0, 1);
+		CU_ASSERT(r.len <= 3 * q.n);
+		CU_ASSERT_EQUAL(cookie_of(&r, c), 24);
+	}
+	DG_TEST_ASSERT_COUNTER(h, "badcookie", 1);
+	DG_TEST_ASSERT_COUNTER(h, "truncated", 0);
+	cookie_query(&q, 0x7502, "big.example.com", T_TXT, c, 24);
+	if (ask(h, "127.0.0.1:40001", &q, &r)) { /* a resolver's next port */
+		assert_header(&r, 0x7502, NOERROR, true, false);
+		assert_counts(&r, 3, 1, 2);
+		CU_ASSERT(r.len > 750 && cookie_of(&r, got) == 24);
+	}
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 1);
+	static const unsigned bad[] = { 0, 7, 9, 15, 41 };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cookie_query(&q, 0x7510, "www.example.com", T_A, c, bad[i]);
+		if (ask(h, PEER, &q, &r))
+			CU_ASSERT(r.len == 12 && (r.f3 & 0xF) == FORMERR);
+	}
+	dg_harness_free(h);
+
+	h = dns_on_cfg("", 0, "{\"cookies\": false}");
+	cookie_query(&q, 0x7601, "big.example.com", T_TXT, c, 8);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 0x7601, NOERROR, true, true);
+		CU_ASSERT_EQUAL(cookie_of(&r, got), 0);
+	}
+	cookie_query(&q, 0x7602, "www.example.com", T_A, c, 9);
+	if (ask(h, PEER, &q, &r))
+		assert_header(&r, 0x7602, NOERROR, true, false);
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 0);
+	dg_harness_free(h);
+}
+
 static const struct dg_test tests[] = {
 	{ "data: A, AAAA, MX, CNAME, TXT, compression, the question as asked", test_data },
 	{ "NXDOMAIN, NODATA, referral, REFUSED (EDE), class CH, AXFR", test_negative },
@@ -809,6 +982,8 @@ static const struct dg_test tests[] = {
 	{ "sizes: 512, EDNS size, max_payload, TC=1", test_sizes },
 	{ "replies the host refuses go out truncated (max_datagram, amplification)", test_host_refuses },
 	{ "300 peers, in and out of batches", test_many_peers },
+	{ "cookies: a spoofer at the client's address cannot silence it", test_cookie_spoofer },
+	{ "cookies: BADCOOKIE over the credit, FORMERR, cookies off", test_badcookie },
 	{ NULL, NULL },
 };
 
