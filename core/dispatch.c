@@ -815,7 +815,7 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 	/* Before the rate limit: a spoofer flooding "from" a client's address
 	 * must not use up that client's per-source budget when the client
 	 * proves its address (a DNS server cookie) and the spoofer cannot. */
-	if (l->plugin->proves_source) /* zero past a pre-1.3 descriptor (loader.c) */
+	if (l->prove) /* the plugin has proves_source, and a proof changes something */
 		proven = l->plugin->proves_source(l->state, &p, buf, len) != 0;
 	if (proven ? !dg_throttle_total(&l->throttle, l->srv->now_ms)
 	           : !dg_throttle_allow(&l->throttle, peer, l->srv->now_ms))

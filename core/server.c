@@ -486,6 +486,8 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 		return DG_ERROR;
 	}
 	l->inited = true;
+	l->prove = l->plugin->proves_source &&
+	           (lc->amp_factor || lc->rate_limit.per_source.rate_u);
 	if (dg_listener_sessions_init(l)) {
 		init_error(hooks, "listener '%s': out of memory for its session table", lc->name);
 		return DG_ENOMEM;

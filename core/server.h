@@ -109,6 +109,11 @@ struct dg_listener {
 	struct dg_idlist dl;       /* pending requests by deadline (struct dg_req dl) */
 	struct dg_counters *c;     /* &own_c, or this worker's slot in shared memory */
 	struct dg_counters own_c;
+	/* Ask the plugin's proves_source (zero past a pre-1.3 descriptor)
+	 * about each datagram: only when a proof lifts a limit (a per-source
+	 * rate limit, the amplification guard), or the dns plugin would parse
+	 * every query twice for nothing. */
+	bool prove;
 	struct dg_ratelimit rl_parse, rl_handler, rl_tx, rl_rx, rl_stale, rl_amp, rl_handover;
 	struct dg_throttle throttle; /* rate_limit */
 };

@@ -561,8 +561,9 @@ struct dg_plugin {
 	/* proves_source(): optional; does this datagram prove that its source
 	 * address is real (it carries a token the plugin sent to that address
 	 * earlier and that only a host there could have seen: a valid, fresh
-	 * DNS server cookie, say)? Called for every datagram the listener's
-	 * ACL lets in, before the rate limit, the size checks, accept(), the
+	 * DNS server cookie, say)? Called, when the listener has something a
+	 * proof lifts (a per-source rate limit or the amplification guard),
+	 * for every datagram its ACL lets in, before the rate limit, the size checks, accept(), the
 	 * session lookup and decoding: data/len is the datagram as received
 	 * (before framing and transforms, so any bytes at all, any length),
 	 * peer its source; both borrowed for the call. Return non-zero for
