@@ -898,7 +898,12 @@ int dg_server_run(struct dg_server *srv, const char *ready_file)
 		dg_log(DG_LOG_WARN, "running as root: set \"user\" (and \"group\") in %s to drop "
 		       "privileges once the sockets are bound", srv->cfg->path);
 	dg_notify("READY=1\nSTATUS=serving");
-	if (event_base_dispatch(srv->base) < 0) {
+	int rc = event_base_dispatch(srv->base);
+	/* Stopped: a late SIGTERM (a master forwards each one it gets) must
+	 * not kill the process while it logs its stats and frees, once
+	 * dg_server_release has removed the handlers. */
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if (rc < 0) {
 		dg_log(DG_LOG_ERROR, "event loop failed");
 		return DG_ERROR;
 	}
