@@ -7,6 +7,12 @@
  * the request waits for the same peer's next packet with the transfer's
  * timeout. The ACK of the block sends the next one; on a timeout the block
  * is sent again, at most "retries" times, then the transfer is abandoned.
+ * All of that once the client has acknowledged a block (or the OACK): it
+ * is then validated. Before, the source may be spoofed, so a timeout sends
+ * nothing: the first packet goes out once, and again only for the RRQ
+ * again (one datagram out per datagram in), and the transfer ends after
+ * the server's timeout_ms (the client's timeout option applies from its
+ * first ACK on).
  * Duplicate and old ACKs are ignored and the wait goes on for what remains
  * of the timeout: a block is never resent because of a duplicate ACK (the
  * Sorcerer's Apprentice bug, RFC 1123 4.2.3.1). The ACK of the last block
@@ -18,6 +24,17 @@
  * bytes), and one open file, read block by block; max_transfers bounds how
  * many exist at once. The request's data slot owns them: the host frees
  * them however the request ends.
+ *
+ * Places: transfers not validated yet are on a list, oldest first, and on
+ * their source address's list (a source table keyed by address, an IPv6
+ * one by its /64, with a random hash key); a new RRQ evicts, silently, the
+ * oldest of its source's when the source holds max_transfers_per_source,
+ * then the oldest of all when max_unvalidated_transfers or max_transfers
+ * are reached. Validated transfers are never evicted: a request is refused
+ * ("server busy") only when every place it could take is validated. So a
+ * flood that never acknowledges holds at most max_unvalidated_transfers
+ * places, each for timeout_ms, and cannot lock a real client out. All of
+ * it O(1) per request.
  *
  * Confinement: a name with a ".." component, an absolute name or a control
  * character is refused before any lookup (ERROR 2). The lookup is relative
@@ -38,17 +55,23 @@
  * about 516 / the RRQ's size: then the client gets a short ERROR 0 asking
  * for options. An RRQ with options gets an OACK (smaller than the RRQ), and
  * its ACK 0 marks the peer validated (host->peer_validate) before the first
- * DATA; without options the ACK of DATA 1 does. README "Replies larger than
- * requests" says what this proves and what it does not. */
+ * DATA; without options the ACK of DATA 1 does. With no resend before
+ * that, a spoofed RRQ draws one datagram: DATA 1 (at most 516 bytes) or
+ * the OACK, whatever its own size or the credit it earns. README "Replies
+ * larger than requests" says what this proves and what it does not. */
 #define _GNU_SOURCE /* O_PATH, syscall; plugins build without config.h */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -72,6 +95,8 @@ struct tftp_options {
 	int64_t timeout_ms;
 	int64_t retries;
 	int64_t max_transfers;
+	int64_t max_unvalidated;  /* max_unvalidated_transfers */
+	int64_t max_per_source;   /* max_transfers_per_source */
 	int symlinks; /* enum tftp_symlinks */
 };
 
@@ -85,11 +110,20 @@ static const struct dg_option tftp_option_table[] = {
 	  .help = "largest blksize granted (RFC 2348); at most the listener's max_datagram - 4" },
 	{ .name = "timeout_ms", .type = DG_OPT_INT, .offset = OPT(timeout_ms), .def = "1000",
 	  .min = 10, .max = 255000,
-	  .help = "wait for an ACK before sending again (a client's timeout option wins)" },
+	  .help = "wait for an ACK before sending again (a client's timeout option wins once "
+	          "it has acknowledged a block); before its first ACK, the transfer's whole life" },
 	{ .name = "retries", .type = DG_OPT_INT, .offset = OPT(retries), .def = "5", .min = 0,
-	  .max = 100, .help = "times one packet is sent again before the transfer is abandoned" },
+	  .max = 100, .help = "times one packet is sent again before the transfer is abandoned "
+	  "(once the client has acknowledged a block)" },
 	{ .name = "max_transfers", .type = DG_OPT_INT, .offset = OPT(max_transfers), .def = "256",
 	  .min = 1, .max = 65536, .help = "transfers at once, each with an open file and a block buffer" },
+	{ .name = "max_unvalidated_transfers", .type = DG_OPT_INT, .offset = OPT(max_unvalidated),
+	  .def = "128", .min = 1, .max = 65536,
+	  .help = "transfers whose client has not acknowledged a block yet; a new request "
+	          "evicts the oldest of them (at most max_transfers)" },
+	{ .name = "max_transfers_per_source", .type = DG_OPT_INT, .offset = OPT(max_per_source),
+	  .def = "16", .min = 1, .max = 65536,
+	  .help = "transfers of one source address (an IPv6 one by its /64)" },
 	{ .name = "symlinks", .type = DG_OPT_ENUM, .offset = OPT(symlinks), .def = "\"beneath\"",
 	  .choices = "beneath|refuse",
 	  .help = "beneath: follow symbolic links that stay inside root; refuse: follow none" },
@@ -99,7 +133,8 @@ static const struct dg_option tftp_option_table[] = {
 
 /* Plugin metrics, by index; names and help in metric_defs. */
 enum {
-	M_TRANSFERS, M_COMPLETED, M_ABANDONED, M_RETRANSMITS, M_ERRORS, M_BYTES, M_ACTIVE, M__COUNT
+	M_TRANSFERS, M_COMPLETED, M_ABANDONED, M_RETRANSMITS, M_ERRORS, M_BYTES, M_ACTIVE,
+	M_UNVALIDATED, M_EVICTED, M__COUNT
 };
 
 static const struct {
@@ -108,11 +143,63 @@ static const struct {
 } metric_defs[M__COUNT] = {
 	[M_TRANSFERS] = { "transfers", "Read requests that started a transfer", DG_METRIC_COUNTER },
 	[M_COMPLETED] = { "completed", "Transfers whose last block was acknowledged", DG_METRIC_COUNTER },
-	[M_ABANDONED] = { "abandoned", "Transfers ended after retries timeouts", DG_METRIC_COUNTER },
-	[M_RETRANSMITS] = { "retransmits", "Packets sent again after a timeout", DG_METRIC_COUNTER },
+	[M_ABANDONED] = { "abandoned", "Transfers ended by timeouts: retries of an acknowledged "
+	                  "one, or the first wait of one never acknowledged", DG_METRIC_COUNTER },
+	[M_RETRANSMITS] = { "retransmits", "Packets sent again: after a timeout, or for the RRQ "
+	                    "again before the first ACK", DG_METRIC_COUNTER },
 	[M_ERRORS] = { "errors", "ERROR packets sent", DG_METRIC_COUNTER },
 	[M_BYTES] = { "bytes", "File bytes acknowledged by clients", DG_METRIC_COUNTER },
 	[M_ACTIVE] = { "active", "Transfers in progress", DG_METRIC_GAUGE },
+	[M_UNVALIDATED] = { "unvalidated", "Transfers whose client has not acknowledged a block yet",
+	                    DG_METRIC_GAUGE },
+	[M_EVICTED] = { "evicted", "Unacknowledged transfers ended to make room for a new request",
+	                DG_METRIC_COUNTER },
+};
+
+/* A list the element leaves from the middle: oldest first (plugins cannot
+ * use core/list.h; this is its dg_dlist). */
+struct tlink {
+	struct tlink *prev, *next;
+};
+
+struct tlist {
+	struct tlink *head, *tail;
+};
+
+static void tlist_push(struct tlist *l, struct tlink *e)
+{
+	e->prev = l->tail;
+	e->next = NULL;
+	if (l->tail)
+		l->tail->next = e;
+	else
+		l->head = e;
+	l->tail = e;
+}
+
+static void tlist_unlink(struct tlist *l, struct tlink *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		l->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		l->tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+#define XFER_OF(link, member) \
+	((struct xfer *)(void *)((char *)(link) - offsetof(struct xfer, member)))
+
+/* The transfers of one source address (an IPv6 one by its /64): an entry of
+ * the source table while it has any. */
+struct source {
+	struct source *next, **pprev; /* hash chain */
+	uint32_t key[3];              /* family (4, 6), address words */
+	unsigned transfers;
+	struct tlist unvalidated;     /* its unacknowledged transfers (xfer.slink) */
 };
 
 struct tftp {
@@ -123,6 +210,12 @@ struct tftp {
 	bool beneath;                /* openat2 in use */
 	bool warned_e2big;
 	unsigned active;             /* transfers in progress */
+	unsigned n_unvalidated;      /* of them, not acknowledged yet */
+	unsigned max_unvalidated;    /* the option, at most max_transfers */
+	struct tlist unvalidated;    /* those, oldest first (xfer.ulink) */
+	struct source **buckets;     /* the source table: 2^bits chains */
+	unsigned bits;
+	uint64_t hkey[4];            /* its random hash key */
 	struct dg_metric *m[M__COUNT];
 };
 
@@ -131,14 +224,19 @@ struct xfer {
 	struct tftp *t;
 	dg_req_t req;
 	struct dg_session *session;
+	struct source *src;
+	struct tlink ulink;  /* on t->unvalidated while not validated */
+	struct tlink slink;  /* on src->unvalidated while not validated */
 	int fd;
 	uint16_t block;      /* of the packet in pkt: DATA's number (it wraps to 0
 	                        after 65535), 0 for an OACK */
 	bool oack;           /* pkt is the OACK, not a DATA block */
 	bool last;           /* pkt is the last DATA block */
-	bool validated;
+	bool validated;      /* the client acknowledged a block (or the OACK) */
 	unsigned blksize;
-	unsigned timeout_ms;
+	unsigned timeout_ms; /* the wait for an ACK now */
+	unsigned granted_ms; /* the wait once validated: the client's timeout
+	                        option, or timeout_ms */
 	unsigned tries;      /* sends of pkt after the first */
 	uint64_t deadline;   /* ms (host->now_ms) when the wait for pkt's ACK ends */
 	size_t len;          /* bytes of pkt to send */
@@ -291,17 +389,137 @@ static int file_open(struct tftp *t, const char *file, off_t *size, unsigned *co
 	return fd;
 }
 
+/* ---- the source table ---- */
+
+/* The key of a source address: an IPv4 one (an IPv4-mapped IPv6 one too)
+ * whole, an IPv6 one by its /64 (a host or a site usually holds a whole
+ * /64: counting its addresses apart would count nothing). */
+static void source_key(const struct sockaddr *sa, uint32_t key[3])
+{
+	key[0] = key[1] = key[2] = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		key[0] = 4;
+		memcpy(&key[1], &in->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		bool mapped = IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr);
+		key[0] = mapped ? 4 : 6;
+		memcpy(&key[1], in6->sin6_addr.s6_addr + (mapped ? 12 : 0), mapped ? 4 : 8);
+	}
+}
+
+/* Multilinear hashing under a random key (strongly universal in its top
+ * bits: Lemire and Kaser, "Strongly universal string hashing is fast",
+ * 2014): chains stay short whatever addresses a flood claims. */
+static struct source **source_chain(const struct tftp *t, const uint32_t key[3])
+{
+	uint64_t h = t->hkey[0] + t->hkey[1] * key[0] + t->hkey[2] * key[1] + t->hkey[3] * key[2];
+
+	return &t->buckets[h >> (64 - t->bits)];
+}
+
+/* The entry of sa's source, or NULL if it has no transfer. */
+static struct source *source_find(const struct tftp *t, const struct sockaddr *sa)
+{
+	uint32_t key[3];
+
+	source_key(sa, key);
+	for (struct source *s = *source_chain(t, key); s; s = s->next)
+		if (!memcmp(s->key, key, sizeof(key)))
+			return s;
+	return NULL;
+}
+
+/* As source_find, making the entry if there is none; NULL if out of
+ * memory. An entry with no transfer is freed by source_put. */
+static struct source *source_get(struct tftp *t, const struct sockaddr *sa)
+{
+	struct source *s = source_find(t, sa);
+
+	if (s || !(s = calloc(1, sizeof(*s))))
+		return s;
+	source_key(sa, s->key);
+	struct source **chain = source_chain(t, s->key);
+	s->next = *chain;
+	if (s->next)
+		s->next->pprev = &s->next;
+	s->pprev = chain;
+	*chain = s;
+	return s;
+}
+
+static void source_put(struct source *s)
+{
+	if (s->transfers)
+		return;
+	*s->pprev = s->next;
+	if (s->next)
+		s->next->pprev = s->pprev;
+	free(s);
+}
+
+/* A table of at least max_transfers chains (one per source at most), its
+ * key from getrandom. */
+static int source_table_init(struct tftp *t)
+{
+	uint64_t n = 2;
+
+	t->bits = 1;
+	while (n < (uint64_t)t->opt->max_transfers) {
+		n <<= 1;
+		t->bits++;
+	}
+	ssize_t got = getrandom(t->hkey, sizeof(t->hkey), 0);
+	if (got != (ssize_t)sizeof(t->hkey)) {
+		t->host->log(t->self, DG_LOG_ERROR, "cannot key the source table: getrandom: %s",
+		             got < 0 ? strerror(errno) : "short read");
+		return DG_ERROR;
+	}
+	if (!(t->buckets = calloc(n, sizeof(*t->buckets))))
+		return DG_ENOMEM;
+	return DG_OK;
+}
+
 /* ---- transfers ---- */
+
+static void gauge_set(struct tftp *t, int m, unsigned v)
+{
+	if (t->m[m])
+		t->host->metric_set(t->m[m], v);
+}
+
+/* x joins (or leaves) the unacknowledged transfers, the oldest first, of
+ * the instance and of its source: what a new request may evict. */
+static void unvalidated_link(struct xfer *x)
+{
+	struct tftp *t = x->t;
+
+	tlist_push(&t->unvalidated, &x->ulink);
+	tlist_push(&x->src->unvalidated, &x->slink);
+	gauge_set(t, M_UNVALIDATED, ++t->n_unvalidated);
+}
+
+static void unvalidated_unlink(struct xfer *x)
+{
+	struct tftp *t = x->t;
+
+	tlist_unlink(&t->unvalidated, &x->ulink);
+	tlist_unlink(&x->src->unvalidated, &x->slink);
+	gauge_set(t, M_UNVALIDATED, --t->n_unvalidated);
+}
 
 static void xfer_free(void *data)
 {
 	struct xfer *x = data;
 	struct tftp *t = x->t;
 
+	if (!x->validated)
+		unvalidated_unlink(x);
+	x->src->transfers--;
+	source_put(x->src);
 	close(x->fd);
-	t->active--;
-	if (t->m[M_ACTIVE])
-		t->host->metric_set(t->m[M_ACTIVE], t->active);
+	gauge_set(t, M_ACTIVE, --t->active);
 	free(x);
 }
 
@@ -363,10 +581,13 @@ static void xfer_acked(struct xfer *x)
 	struct tftp *t = x->t;
 
 	if (!x->validated) {
-		/* It received what was sent to its address (see the top). */
+		/* It received what was sent to its address (see the top): from
+		 * here its own timeout and the retries apply. */
 		if (DG_HOST_HAS(t->host, peer_validate))
 			t->host->peer_validate(x->session);
+		unvalidated_unlink(x);
 		x->validated = true;
+		x->timeout_ms = x->granted_ms;
 	}
 	/* Not x->block: the 65536th DATA block is numbered 0 too. */
 	if (!x->oack)
@@ -406,7 +627,15 @@ static void xfer_packet(struct xfer *x, const struct dg_packet *pkt)
 		}
 		break; /* an old or duplicate ACK: never a resend */
 	case TFTP_RRQ:
-		break; /* the RRQ again: its answer is on its way, or will be resent */
+		/* The RRQ again: before the first ACK its answer was lost (the
+		 * only resend then, one per datagram in: see the top); after, it
+		 * is a stale copy. */
+		if (x->validated)
+			break;
+		metric_add(t, M_RETRANSMITS, 1);
+		if (xfer_send(x, false) < 0)
+			t->host->request_complete(t->self, x->req);
+		return;
 	case TFTP_ERROR:
 		t->host->request_complete(t->self, x->req); /* the client gave up */
 		return;
@@ -428,7 +657,7 @@ static void xfer_step(void *arg, dg_req_t req, const struct dg_request *next, in
 	if (status == DG_OK && next) {
 		xfer_packet(x, &next->packet);
 	} else if (status == DG_ETIMEDOUT) {
-		if (x->tries >= t->opt->retries) {
+		if (!x->validated || x->tries >= t->opt->retries) {
 			xfer_finish(x, M_ABANDONED);
 			return;
 		}
@@ -488,6 +717,72 @@ static bool negotiate(const struct tftp *t, const struct tftp_msg *rq, off_t siz
 	return oack->opts != 0;
 }
 
+/* Can a request from src (NULL: a source with no transfer) have a place?
+ * NULL if so (perhaps by evicting, see make_room), else why not. */
+static const char *room_refusal(const struct tftp *t, const struct source *src)
+{
+	if (src && src->transfers >= t->opt->max_per_source && !src->unvalidated.head)
+		return "too many transfers from this address";
+	if (t->active >= t->opt->max_transfers && !t->unvalidated.head)
+		return "server busy";
+	return NULL;
+}
+
+/* Evicting ends an unacknowledged transfer silently: nothing is sent to a
+ * peer that never proved its address (see the top). */
+static void evict(struct xfer *x)
+{
+	xfer_finish(x, M_EVICTED);
+}
+
+/* Make the place room_refusal promised: the source's oldest
+ * unacknowledged transfer when it is at max_transfers_per_source, then the
+ * oldest of all when max_unvalidated_transfers or max_transfers are
+ * reached. Acknowledged transfers are never evicted. src may be freed. */
+static void make_room(struct tftp *t, struct source *src)
+{
+	if (src && src->transfers >= t->opt->max_per_source)
+		evict(XFER_OF(src->unvalidated.head, slink));
+	if ((t->n_unvalidated >= t->max_unvalidated || t->active >= t->opt->max_transfers) &&
+	    t->unvalidated.head)
+		evict(XFER_OF(t->unvalidated.head, ulink));
+}
+
+/* A new transfer of the file at fd for req: NULL if out of memory (fd is
+ * left open). Counted in active and unvalidated from here on; the data
+ * slot frees it (xfer_free). */
+static struct xfer *xfer_new(struct tftp *t, const struct dg_request *req, int fd,
+                             unsigned blksize, const struct tftp_msg *oack)
+{
+	struct source *src = source_get(t, req->peer->addr);
+	/* The block, or the OACK (at most ~50 bytes) when blksize is tiny. */
+	struct xfer *x = src ? malloc(sizeof(*x) + TFTP_HEADER + (blksize > 64 ? blksize : 64))
+	                     : NULL;
+
+	if (!x) {
+		if (src)
+			source_put(src);
+		return NULL;
+	}
+	*x = (struct xfer){ .t = t, .req = req->handle, .session = req->session, .src = src,
+	                    .fd = fd, .blksize = blksize,
+	                    .timeout_ms = (unsigned)t->opt->timeout_ms,
+	                    .granted_ms = (unsigned)t->opt->timeout_ms };
+	/* The client's timeout only once it has acknowledged a block. */
+	if (oack->opts & TFTP_OPT_TIMEOUT)
+		x->granted_ms = oack->timeout * 1000u;
+	if (t->host->request_set_data(t->self, req->handle, x, xfer_free)) {
+		source_put(src);
+		free(x);
+		return NULL;
+	}
+	src->transfers++; /* from here xfer_free counts it all down */
+	unvalidated_link(x);
+	gauge_set(t, M_ACTIVE, ++t->active);
+	metric_add(t, M_TRANSFERS, 1);
+	return x;
+}
+
 static int tftp_start(struct tftp *t, const struct dg_request *req, const struct tftp_msg *rq)
 {
 	const char *msg;
@@ -503,8 +798,9 @@ static int tftp_start(struct tftp *t, const struct dg_request *req, const struct
 		send_error(t, req->handle, TFTP_EACCESS, msg);
 		return DG_DONE;
 	}
-	if (t->active >= t->opt->max_transfers) {
-		send_error(t, req->handle, TFTP_EUNDEF, "server busy");
+	struct source *src = source_find(t, req->peer->addr);
+	if ((msg = room_refusal(t, src))) {
+		send_error(t, req->handle, TFTP_EUNDEF, msg);
 		return DG_DONE;
 	}
 	int fd = file_open(t, rq->file, &size, &code, &msg);
@@ -512,27 +808,14 @@ static int tftp_start(struct tftp *t, const struct dg_request *req, const struct
 		send_error(t, req->handle, code, msg);
 		return DG_DONE;
 	}
+	make_room(t, src); /* after the open: a refused request evicts nothing */
 	bool options = negotiate(t, rq, size, &oack);
 	unsigned blksize = oack.opts & TFTP_OPT_BLKSIZE ? oack.blksize : TFTP_BLKSIZE_DEFAULT;
-	/* The block, or the OACK (at most ~50 bytes) when blksize is tiny. */
-	struct xfer *x = malloc(sizeof(*x) + TFTP_HEADER + (blksize > 64 ? blksize : 64));
+	struct xfer *x = xfer_new(t, req, fd, blksize, &oack);
 	if (!x) {
 		close(fd);
 		return DG_ENOMEM;
 	}
-	*x = (struct xfer){ .t = t, .req = req->handle, .session = req->session, .fd = fd,
-	                    .blksize = blksize, .timeout_ms = (unsigned)t->opt->timeout_ms };
-	if (oack.opts & TFTP_OPT_TIMEOUT)
-		x->timeout_ms = oack.timeout * 1000u;
-	if (t->host->request_set_data(t->self, req->handle, x, xfer_free)) {
-		close(fd);
-		free(x);
-		return DG_ERROR;
-	}
-	t->active++; /* from here xfer_free counts it down */
-	if (t->m[M_ACTIVE])
-		t->host->metric_set(t->m[M_ACTIVE], t->active);
-	metric_add(t, M_TRANSFERS, 1);
 	if (options) {
 		x->len = tftp_build_oack(x->pkt, TFTP_HEADER + (blksize > 64 ? blksize : 64), &oack);
 		x->oack = true;
@@ -590,6 +873,7 @@ static void tftp_fini(void *state)
 		return;
 	if (t->rootfd >= 0)
 		close(t->rootfd);
+	free(t->buckets); /* every source freed with its last transfer */
 	free(t);
 }
 
@@ -644,6 +928,10 @@ static int tftp_init(struct dg_instance *self, const struct dg_host *host,
 		goto out_free;
 	}
 	choose_lookup(t);
+	t->max_unvalidated = t->opt->max_unvalidated < t->opt->max_transfers ?
+	                     (unsigned)t->opt->max_unvalidated : (unsigned)t->opt->max_transfers;
+	if ((rc = source_table_init(t)))
+		goto out_free;
 	for (int i = 0; i < M__COUNT; i++)
 		t->m[i] = host->metric_new(self, metric_defs[i].name, metric_defs[i].help,
 		                           metric_defs[i].kind);

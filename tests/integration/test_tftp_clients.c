@@ -170,14 +170,18 @@ static void test_rollover(void)
 	dg_daemon_stop_checked(&d, "tftp");
 }
 
-/* 20 transfers at once, 10 by each client, of a 256 KiB file. */
+/* 20 transfers at once, 10 by each client, of a 256 KiB file (all from
+ * 127.0.0.1: max_transfers_per_source raised from 16 to 20). */
 static void test_concurrent(void)
 {
+	static const char *const repl[] = {
+		"\"max_transfers_per_source\": 16", "\"max_transfers_per_source\": 20", NULL,
+	};
 	struct dg_daemon d;
 	pid_t pid[20];
 	char url[256], out[20][4096];
 
-	start(&d, NULL);
+	start(&d, repl);
 	snprintf(url, sizeof(url), "tftp://127.0.0.1:%s/mid", port);
 	for (int i = 0; i < 20; i++) {
 		char name[32];

@@ -58,7 +58,7 @@ const char *tftp_root(void)
 	} files[] = {
 		{ "f0", 0 }, { "f511", 511 }, { "f512", 512 }, { "f513", 513 }, { "f1100", 1100 },
 		{ "big", TFTP_BIG_SIZE }, { "sub/g", 100 }, { "mid", 262144 + 77 },
-		{ "roll", 600000 },
+		{ "roll", 600000 }, { "pxelinux.cfg/01-52-54-00-12-34-56", 1100 },
 	};
 	char outside[4096], path[8192];
 
@@ -68,6 +68,8 @@ const char *tftp_root(void)
 	snprintf(outside, sizeof(outside), "%s/outside", dg_test_tmpdir());
 	CU_ASSERT_FATAL(mkdir(root, 0755) == 0 && mkdir(outside, 0755) == 0);
 	snprintf(path, sizeof(path), "%s/sub", root);
+	CU_ASSERT_FATAL(mkdir(path, 0755) == 0);
+	snprintf(path, sizeof(path), "%s/pxelinux.cfg", root);
 	CU_ASSERT_FATAL(mkdir(path, 0755) == 0);
 	snprintf(path, sizeof(path), "%s/secret-dir", root);
 	CU_ASSERT_FATAL(mkdir(path, 0755) == 0);

@@ -16,7 +16,8 @@
 #define TFTP_BIG_SIZE (5u * 1024 * 1024)
 
 /* Make (once) and return the root: f0, f511, f512, f513, f1100, big (5 MiB),
- * sub/g (100 bytes), mid (256 KiB + 77), roll (600,000), link_in -> f513, link_out -> a file outside root,
+ * sub/g (100 bytes), mid (256 KiB + 77), roll (600,000),
+ * pxelinux.cfg/01-52-54-00-12-34-56 (1,100: a PXE client's path), link_in -> f513, link_out -> a file outside root,
  * dir_out -> a directory outside root (holding secret), abs_out -> that
  * file by its absolute path, fifo (a FIFO), secret-dir (a directory). The
  * files hold pseudo-random bytes. */

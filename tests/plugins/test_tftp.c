@@ -5,6 +5,9 @@
  * against the file, with its block number, its destination and the time it
  * left: whole transfers, a lost DATA (the same block again after the
  * timeout, retries times, then the transfer is abandoned and released), a
+ * request never acknowledged (one packet, no resend, ended after timeout_ms
+ * whatever timeout it asked), a flood of them (evicted; a real client gets
+ * in, acknowledged transfers stay), the per-source cap, a
  * duplicate or late ACK (never a resend: the Sorcerer's Apprentice bug), a
  * lost ACK, ACKs of wrong blocks, option negotiation (OACK, ACK 0), the
  * block number's wrap past 65535, errors, refused names and other peers'
@@ -31,6 +34,9 @@
 #define OTHER "127.0.0.1:5001"  /* the same host, another TID */
 #define FAR "127.0.0.2:5000"    /* another host, the same port */
 
+/* A PXE client's first request: its MAC address under pxelinux.cfg/. */
+#define PXE "pxelinux.cfg/01-52-54-00-12-34-56"
+
 enum { OP_RRQ = 1, OP_WRQ = 2, OP_DATA = 3, OP_ACK = 4, OP_ERROR = 5, OP_OACK = 6 };
 
 /* ---- the root directory ------------------------------------------------ */
@@ -45,6 +51,7 @@ static struct {
 	{ "f0", 0, NULL }, { "f511", 511, NULL }, { "f512", 512, NULL },
 	{ "f513", 513, NULL }, { "f1100", 1100, NULL }, { "sub/g", 100, NULL },
 	{ "roll", 600000, NULL }, { "wrap", 65535 * 8 + 3, NULL },
+	{ PXE, 1100, NULL },
 };
 #define N_FILES (sizeof(files) / sizeof(files[0]))
 
@@ -81,6 +88,8 @@ static const char *tftp_root(void)
 	snprintf(path, sizeof(path), "%s/outside/secret", dg_test_tmpdir());
 	write_file(path, (const unsigned char *)"secret", 6);
 	snprintf(path, sizeof(path), "%s/sub", root);
+	CU_ASSERT_FATAL(mkdir(path, 0755) == 0);
+	snprintf(path, sizeof(path), "%s/pxelinux.cfg", root);
 	CU_ASSERT_FATAL(mkdir(path, 0755) == 0);
 	atexit(free_files);
 	for (size_t i = 0; i < N_FILES; i++) {
@@ -159,8 +168,8 @@ static struct dg_harness *tftp_on(const char *listener, const char *config)
 /* An RRQ or WRQ for file in mode, with "name", "value" option pairs
  * (NULL-terminated, or NULL), built by hand (not with the plugin's own
  * proto.c). */
-static void request_mode(struct dg_harness *h, const char *peer, int opcode, const char *file,
-                         const char *mode, const char *const *opts)
+static size_t request_mode(struct dg_harness *h, const char *peer, int opcode, const char *file,
+                           const char *mode, const char *const *opts)
 {
 	unsigned char buf[1024];
 	size_t n = 2;
@@ -176,11 +185,14 @@ static void request_mode(struct dg_harness *h, const char *peer, int opcode, con
 		n += strlen(*o) + 1;
 	}
 	CU_ASSERT_EQUAL(dg_harness_send(h, peer, buf, n), DG_OK);
+	return n;
 }
 
-static void rrq(struct dg_harness *h, const char *peer, const char *file, const char *const *opts)
+/* Returns the request's size. */
+static size_t rrq(struct dg_harness *h, const char *peer, const char *file,
+                  const char *const *opts)
 {
-	request_mode(h, peer, OP_RRQ, file, "octet", opts);
+	return request_mode(h, peer, OP_RRQ, file, "octet", opts);
 }
 
 static void ack(struct dg_harness *h, const char *peer, unsigned block)
@@ -340,23 +352,24 @@ static void test_whole_files(void)
 	dg_harness_free(h);
 }
 
-/* A DATA that gets no ACK is sent again, the same bytes, exactly one
- * timeout after it was sent; the ACK then moves on. */
+/* Once the client has acknowledged a block, a DATA that gets no ACK is
+ * sent again, the same bytes, exactly one timeout after it was sent; the
+ * ACK then moves on. */
 static void test_lost_data(void)
 {
 	struct dg_harness *h = tftp_on("", "");
 
 	rrq(h, CLIENT, "f1100", NULL);
 	CU_ASSERT(is_block(h, 0, CLIENT, "f1100", 512, 1));
-	dg_harness_advance(h, TIMEOUT_MS - 1);
-	CU_ASSERT_EQUAL(dg_harness_replies(h), 1);
-	dg_harness_advance(h, 1);
-	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 2);
-	CU_ASSERT(is_block(h, 1, CLIENT, "f1100", 512, 1));
-	CU_ASSERT_EQUAL(sent_at(h, 1), TIMEOUT_MS);
 	ack(h, CLIENT, 1);
+	CU_ASSERT(is_block(h, 1, CLIENT, "f1100", 512, 2));
+	dg_harness_advance(h, TIMEOUT_MS - 1);
+	CU_ASSERT_EQUAL(dg_harness_replies(h), 2);
+	dg_harness_advance(h, 1);
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 3);
 	CU_ASSERT(is_block(h, 2, CLIENT, "f1100", 512, 2));
-	dg_harness_advance(h, TIMEOUT_MS); /* DATA 2 lost too */
+	CU_ASSERT_EQUAL(sent_at(h, 2), TIMEOUT_MS);
+	dg_harness_advance(h, TIMEOUT_MS); /* lost again */
 	CU_ASSERT(is_block(h, 3, CLIENT, "f1100", 512, 2));
 	CU_ASSERT_EQUAL(sent_at(h, 3), 2 * TIMEOUT_MS);
 	ack(h, CLIENT, 2);
@@ -369,10 +382,10 @@ static void test_lost_data(void)
 	dg_harness_free(h);
 }
 
-/* A client that never ACKs: the block goes out 1 + retries times, one
- * timeout apart; one timeout after the last the transfer is abandoned, its
- * request completed and its file closed; a late ACK finds no transfer
- * (ERROR 5); the session closes when idle. */
+/* A client that stops ACKing after block 1: DATA 2 goes out 1 + retries
+ * times, one timeout apart; one timeout after the last the transfer is
+ * abandoned, its request completed and its file closed; a late ACK finds
+ * no transfer (ERROR 5); the session closes when idle. */
 static void test_retries_then_abandoned(void)
 {
 	int fds = open_fds();
@@ -381,30 +394,98 @@ static void test_retries_then_abandoned(void)
 
 	rrq(h, CLIENT, "f1100", NULL);
 	CU_ASSERT_EQUAL(open_fds(), with_harness + 1); /* the file */
+	ack(h, CLIENT, 1);
+	CU_ASSERT(is_block(h, 1, CLIENT, "f1100", 512, 2));
 	for (unsigned r = 1; r <= RETRIES; r++) {
 		dg_harness_advance(h, TIMEOUT_MS);
-		CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 1 + r);
-		CU_ASSERT(is_block(h, r, CLIENT, "f1100", 512, 1));
-		CU_ASSERT_EQUAL(sent_at(h, r), r * TIMEOUT_MS);
+		CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 2 + r);
+		CU_ASSERT(is_block(h, 1 + r, CLIENT, "f1100", 512, 2));
+		CU_ASSERT_EQUAL(sent_at(h, 1 + r), r * TIMEOUT_MS);
 	}
 	dg_harness_advance(h, TIMEOUT_MS - 1);
 	CU_ASSERT_EQUAL(dg_harness_pending(h), 1);
 	CU_ASSERT_EQUAL(COUNT(h, "active"), 1);
 	dg_harness_advance(h, 1);
-	CU_ASSERT_EQUAL(dg_harness_replies(h), 1 + RETRIES);
+	CU_ASSERT_EQUAL(dg_harness_replies(h), 2 + RETRIES);
 	CU_ASSERT_EQUAL(dg_harness_pending(h), 0);
 	CU_ASSERT_EQUAL(COUNT(h, "abandoned"), 1);
 	CU_ASSERT_EQUAL(COUNT(h, "retransmits"), RETRIES);
 	CU_ASSERT_EQUAL(COUNT(h, "active"), 0);
 	CU_ASSERT_EQUAL(COUNT(h, "completed"), 0);
-	CU_ASSERT_EQUAL(COUNT(h, "bytes"), 0);
+	CU_ASSERT_EQUAL(COUNT(h, "bytes"), 512);
 	CU_ASSERT_EQUAL(open_fds(), with_harness);
-	ack(h, CLIENT, 1);
-	CU_ASSERT(is_error(h, 1 + RETRIES, CLIENT, 5, "unknown transfer ID"));
+	ack(h, CLIENT, 2);
+	CU_ASSERT(is_error(h, 2 + RETRIES, CLIENT, 5, "unknown transfer ID"));
 	CU_ASSERT_EQUAL(dg_harness_sessions(h), 1);
 	dg_harness_advance(h, IDLE_MS + IDLE_MS / 4);
 	CU_ASSERT_EQUAL(dg_harness_sessions(h), 0);
 	CU_ASSERT_EQUAL(COUNT(h, "sessions_idle"), 1);
+	dg_harness_free(h);
+	CU_ASSERT_EQUAL(open_fds(), fds);
+}
+
+/* Bytes of all replies so far to peer. */
+static size_t bytes_to(const struct dg_harness *h, const char *peer, size_t *packets)
+{
+	size_t sum = 0;
+
+	*packets = 0;
+	for (size_t i = 0; i < dg_harness_replies(h); i++) {
+		const struct dg_harness_reply *r = dg_harness_reply(h, i);
+		if (!strcmp(r->to_text, peer)) {
+			sum += r->len;
+			(*packets)++;
+		}
+	}
+	return sum;
+}
+
+/* Before the client's first ACK nothing is sent on a timeout: a request
+ * that never acknowledges draws its first packet once (DATA 1 or the
+ * OACK), and after timeout_ms (not the client's timeout option: that
+ * applies once it has acknowledged) the transfer is abandoned and its file
+ * closed. Under the example's factor 52, which alone let a 58-byte RRQ
+ * padded with an unknown option draw DATA 1 five times (2,580 bytes) and
+ * a 42-byte PXE path four times: 516 bytes each, one datagram. */
+static void test_unacked_no_resend(void)
+{
+	static const char *const pad[] = { "x-padding", "012345678901234567890123456789012", NULL };
+	static const char *const slow[] = { "timeout", "255", "blksize", "1468", NULL };
+	static const struct {
+		const char *peer, *file;
+		const char *const *opts;
+		size_t in, out;
+	} cases[] = {
+		{ "127.0.0.1:6000", "f1100", pad, 58, 516 },
+		{ "127.0.0.1:6001", PXE, NULL, 42, 516 },
+		{ "127.0.0.1:6002", "f1100", slow, 39, 27 }, /* the OACK */
+	};
+	int fds = open_fds();
+	struct dg_harness *h = tftp_on(", \"amplification\": {\"factor\": 52}", "");
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t packets;
+		dg_harness_clear(h);
+		CU_ASSERT_EQUAL(rrq(h, cases[i].peer, cases[i].file, cases[i].opts), cases[i].in);
+		dg_harness_advance(h, TIMEOUT_MS - 1);
+		CU_ASSERT_EQUAL(dg_harness_pending(h), 1);
+		dg_harness_advance(h, 1);
+		CU_ASSERT_EQUAL(dg_harness_pending(h), 0); /* 1 s, not the client's 255 */
+		dg_harness_advance(h, 300 * TIMEOUT_MS);
+		size_t out = bytes_to(h, cases[i].peer, &packets);
+		if (out != cases[i].out || packets != 1)
+			fprintf(stderr, "%s: %zu bytes in %zu packets for %zu\n", cases[i].file, out,
+			        packets, cases[i].in);
+		CU_ASSERT_EQUAL(out, cases[i].out);
+		CU_ASSERT_EQUAL(packets, 1);
+		ack(h, cases[i].peer, i < 2 ? 1 : 0); /* too late: no transfer */
+		CU_ASSERT(is_error(h, 1, cases[i].peer, 5, "unknown transfer ID"));
+	}
+	CU_ASSERT_EQUAL(COUNT(h, "abandoned"), 3);
+	CU_ASSERT_EQUAL(COUNT(h, "retransmits"), 0);
+	CU_ASSERT_EQUAL(COUNT(h, "tx_drop_amplification"), 0);
+	CU_ASSERT_EQUAL(COUNT(h, "active"), 0);
+	CU_ASSERT_EQUAL(COUNT(h, "unvalidated"), 0);
 	dg_harness_free(h);
 	CU_ASSERT_EQUAL(open_fds(), fds);
 }
@@ -501,9 +582,10 @@ static void test_wrong_block_ack(void)
 }
 
 /* Options: the OACK grants blksize, timeout and tsize (the file's size),
- * nothing is sent before its ACK 0 (resent after the client's timeout
- * when lost); then blocks of blksize, resent after the client's timeout;
- * 1100 bytes at blksize 100 end with an empty block 12. */
+ * nothing is sent before its ACK 0; a lost OACK is not resent on a
+ * timeout, but the client's RRQ again has it again at once; then blocks of
+ * blksize, resent after the client's timeout (granted, and applied from
+ * its ACK 0 on); 1100 bytes at blksize 100 end with an empty block 12. */
 static void test_oack(void)
 {
 	static const char *const opts[] = { "blksize", "100", "timeout", "2", "tsize", "0", NULL };
@@ -514,12 +596,13 @@ static void test_oack(void)
 	CU_ASSERT(is_oack(h, 0, CLIENT, "blksize", "100", "timeout", "2", "tsize", "1100",
 	                  (const char *)NULL));
 	ack(h, CLIENT, 1); /* not the ACK of the OACK */
-	dg_harness_advance(h, 2000 - 1);
+	dg_harness_advance(h, TIMEOUT_MS - 1);
 	CU_ASSERT_EQUAL(dg_harness_replies(h), 1);
-	dg_harness_advance(h, 1);
+	rrq(h, CLIENT, "f1100", opts); /* the OACK was lost */
 	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 2);
 	CU_ASSERT(is_oack(h, 1, CLIENT, "blksize", "100", "timeout", "2", "tsize", "1100",
 	                  (const char *)NULL));
+	CU_ASSERT_EQUAL(sent_at(h, 1), TIMEOUT_MS - 1);
 	dg_harness_clear(h);
 	ack(h, CLIENT, 0);
 	for (unsigned b = 1; b <= 12; b++) {
@@ -539,6 +622,7 @@ static void test_oack(void)
 	CU_ASSERT_EQUAL(COUNT(h, "completed"), 1);
 	CU_ASSERT_EQUAL(COUNT(h, "bytes"), 1100);
 	CU_ASSERT_EQUAL(COUNT(h, "retransmits"), 2);
+	CU_ASSERT_EQUAL(COUNT(h, "transfers"), 1);
 	dg_harness_free(h);
 }
 
@@ -702,9 +786,10 @@ static void test_other_peers(void)
 	dg_harness_free(h);
 }
 
-/* The client's own packets other than the awaited ACK: its RRQ again is
- * ignored (the resend keeps its time), its ERROR ends the transfer without
- * an answer, a malformed packet gets ERROR 4 and ends it, a DATA ERROR 4. */
+/* The client's own packets other than the awaited ACK: its RRQ again
+ * before its first ACK has the answer again at once (its wait starts
+ * again), after it is ignored; its ERROR ends the transfer without an
+ * answer, a malformed packet gets ERROR 4 and ends it, a DATA ERROR 4. */
 static void test_client_packets(void)
 {
 	struct dg_harness *h = tftp_on("", "");
@@ -712,14 +797,20 @@ static void test_client_packets(void)
 	rrq(h, CLIENT, "f1100", NULL);
 	dg_harness_advance(h, 500);
 	rrq(h, CLIENT, "f1100", NULL);
-	CU_ASSERT_EQUAL(dg_harness_replies(h), 1);
-	dg_harness_advance(h, TIMEOUT_MS - 500);
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 2);
 	CU_ASSERT(is_block(h, 1, CLIENT, "f1100", 512, 1));
-	CU_ASSERT_EQUAL(sent_at(h, 1), TIMEOUT_MS);
+	CU_ASSERT_EQUAL(sent_at(h, 1), 500);
+	dg_harness_advance(h, TIMEOUT_MS - 1);
+	CU_ASSERT_EQUAL(dg_harness_pending(h), 1);
+	ack(h, CLIENT, 1);
+	CU_ASSERT(is_block(h, 2, CLIENT, "f1100", 512, 2));
+	rrq(h, CLIENT, "f1100", NULL); /* a stale copy now */
+	CU_ASSERT_EQUAL(dg_harness_replies(h), 3);
 	SEND_LIT(h, CLIENT, "\0\5\0\0gave up\0");
-	CU_ASSERT_EQUAL(dg_harness_replies(h), 2);
+	CU_ASSERT_EQUAL(dg_harness_replies(h), 3);
 	CU_ASSERT_EQUAL(dg_harness_pending(h), 0);
 	CU_ASSERT_EQUAL(COUNT(h, "active"), 0);
+	CU_ASSERT_EQUAL(COUNT(h, "retransmits"), 1);
 
 	dg_harness_clear(h);
 	rrq(h, OTHER, "f1100", NULL);
@@ -739,6 +830,115 @@ static void test_client_packets(void)
 	CU_ASSERT_EQUAL(COUNT(h, "completed"), 0);
 	CU_ASSERT_EQUAL(COUNT(h, "abandoned"), 0);
 	CU_ASSERT_EQUAL(COUNT(h, "active"), 0);
+	dg_harness_free(h);
+}
+
+/* A peer "a.b.c.d:port" of flood number i: another address for each. */
+static const char *flood_peer(unsigned i)
+{
+	static char peer[32];
+
+	snprintf(peer, sizeof(peer), "127.1.%u.%u:%u", i / 250, i % 250 + 1, 2000 + i);
+	return peer;
+}
+
+/* Flood requests asking timeout 255 that never acknowledge hold at most
+ * max_unvalidated_transfers places, each until timeout_ms at most: every
+ * new request evicts the oldest (silently), so a real client still gets
+ * in, and once it has acknowledged a block no flood evicts it. Only when
+ * every place holds an acknowledged transfer is a request refused (server
+ * busy), and no file stays open. */
+static void test_flood_evicts_unacked(void)
+{
+	static const char *const slow[] = { "timeout", "255", NULL };
+	int fds = open_fds();
+	struct dg_harness *h = tftp_on("", ", \"max_transfers\": 6, "
+	                                   "\"max_unvalidated_transfers\": 3");
+	int with_harness = open_fds();
+	unsigned f = 0;
+
+	for (; f < 300; f++)
+		rrq(h, flood_peer(f), "f1100", slow);
+	CU_ASSERT_EQUAL(dg_harness_replies(h), 300); /* an OACK each */
+	CU_ASSERT_EQUAL(COUNT(h, "active"), 3);
+	CU_ASSERT_EQUAL(COUNT(h, "unvalidated"), 3);
+	CU_ASSERT_EQUAL(COUNT(h, "evicted"), 297);
+	CU_ASSERT_EQUAL(open_fds(), with_harness + 3);
+	ack(h, flood_peer(0), 0); /* evicted long ago */
+	CU_ASSERT(is_error(h, 300, flood_peer(0), 5, "unknown transfer ID"));
+
+	dg_harness_clear(h);
+	rrq(h, CLIENT, "f1100", NULL);
+	CU_ASSERT(is_block(h, 0, CLIENT, "f1100", 512, 1));
+	ack(h, CLIENT, 1);
+	CU_ASSERT(is_block(h, 1, CLIENT, "f1100", 512, 2));
+	for (; f < 600; f++)
+		rrq(h, flood_peer(f), "f1100", slow);
+	CU_ASSERT_EQUAL(COUNT(h, "unvalidated"), 3);
+	CU_ASSERT_EQUAL(COUNT(h, "active"), 4);
+	dg_harness_clear(h);
+	ack(h, CLIENT, 2);
+	CU_ASSERT(is_block(h, 0, CLIENT, "f1100", 512, 3));
+	ack(h, CLIENT, 3);
+	CU_ASSERT_EQUAL(COUNT(h, "completed"), 1);
+
+	/* Six acknowledged transfers: the flood's are evicted, then refused. */
+	for (unsigned i = 0; i < 6; i++) {
+		char peer[32];
+		snprintf(peer, sizeof(peer), "127.0.%u.1:7000", i + 1);
+		dg_harness_clear(h);
+		rrq(h, peer, "f1100", NULL);
+		ack(h, peer, 1);
+		CU_ASSERT(is_block(h, 1, peer, "f1100", 512, 2));
+	}
+	CU_ASSERT_EQUAL(COUNT(h, "unvalidated"), 0);
+	CU_ASSERT_EQUAL(COUNT(h, "active"), 6);
+	dg_harness_clear(h);
+	rrq(h, flood_peer(f), "f1100", slow);
+	CU_ASSERT(is_error(h, 0, flood_peer(f), 0, "server busy"));
+	CU_ASSERT_EQUAL(COUNT(h, "evicted"), 297 + 300 + 3);
+	dg_harness_free(h);
+	CU_ASSERT_EQUAL(open_fds(), fds);
+}
+
+/* max_transfers_per_source counts the transfers of one address (an IPv6
+ * one by its /64), whatever its ports: a new one evicts that address's
+ * oldest unacknowledged transfer, not an older one of another address;
+ * when all of them are acknowledged it is refused. */
+static void test_per_source(void)
+{
+	struct dg_harness *h = tftp_on("", ", \"max_transfers_per_source\": 2");
+
+	rrq(h, FAR, "f1100", NULL);             /* 127.0.0.2: the oldest of all */
+	rrq(h, "127.0.0.1:6000", "f1100", NULL);
+	rrq(h, "127.0.0.1:6001", "f1100", NULL);
+	rrq(h, "127.0.0.1:6002", "f1100", NULL); /* evicts :6000 */
+	CU_ASSERT_EQUAL(COUNT(h, "evicted"), 1);
+	CU_ASSERT_EQUAL(COUNT(h, "active"), 3);
+	dg_harness_clear(h);
+	ack(h, "127.0.0.1:6000", 1);
+	CU_ASSERT(is_error(h, 0, "127.0.0.1:6000", 5, "unknown transfer ID"));
+	ack(h, FAR, 1);
+	CU_ASSERT(is_block(h, 1, FAR, "f1100", 512, 2));
+	ack(h, "127.0.0.1:6001", 1);
+	ack(h, "127.0.0.1:6002", 1);
+	CU_ASSERT_EQUAL(dg_harness_replies(h), 4);
+	rrq(h, "127.0.0.1:6003", "f1100", NULL);
+	CU_ASSERT(is_error(h, 4, "127.0.0.1:6003", 0, "too many transfers from this address"));
+	rrq(h, "127.0.0.3:6003", "f1100", NULL); /* another address */
+	CU_ASSERT(is_block(h, 5, "127.0.0.3:6003", "f1100", 512, 1));
+
+	/* IPv6: one /64, two addresses; another /64 apart. */
+	dg_harness_clear(h);
+	rrq(h, "[2001:db8::1]:5000", "f1100", NULL);
+	rrq(h, "[2001:db8::2]:5000", "f1100", NULL);
+	ack(h, "[2001:db8::1]:5000", 1);
+	ack(h, "[2001:db8::2]:5000", 1);
+	rrq(h, "[2001:db8::3]:5000", "f1100", NULL);
+	CU_ASSERT(is_error(h, 4, "[2001:db8::3]:5000", 0, "too many transfers from this address"));
+	rrq(h, "[2001:db8:0:1::1]:5000", "f1100", NULL);
+	CU_ASSERT(is_block(h, 5, "[2001:db8:0:1::1]:5000", "f1100", 512, 1));
+	CU_ASSERT_EQUAL(COUNT(h, "evicted"), 1);
 	dg_harness_free(h);
 }
 
@@ -782,6 +982,7 @@ static const struct dg_test tests[] = {
 	{ "RRQ, ACK n -> DATA n + 1, the last block's ACK ends it", test_whole_files },
 	{ "lost DATA: the same block after the timeout", test_lost_data },
 	{ "no ACK: retries, then abandoned and released", test_retries_then_abandoned },
+	{ "never acknowledged: one packet, no resend, timeout_ms only", test_unacked_no_resend },
 	{ "duplicate ACK: no resend (Sorcerer's Apprentice)", test_duplicate_ack },
 	{ "lost ACK: resend, late ACK, the resent copy's ACK", test_lost_ack },
 	{ "ACKs of wrong blocks are ignored", test_wrong_block_ack },
@@ -791,6 +992,8 @@ static const struct dg_test tests[] = {
 	{ "block numbers wrap past 65535", test_rollover },
 	{ "other peers do not disturb a transfer", test_other_peers },
 	{ "the client's RRQ again, ERROR, bad packets", test_client_packets },
+	{ "a never-acknowledging flood: evicted, a real client gets in", test_flood_evicts_unacked },
+	{ "max_transfers_per_source: by address, IPv6 by /64", test_per_source },
 	{ "amplification guard: ERROR 0 without options, OACK validates", test_guard },
 	{ "shutdown closes the files", test_shutdown },
 	{ NULL, NULL },
