@@ -444,7 +444,8 @@ static size_t bytes_to(const struct dg_harness *h, const char *peer, size_t *pac
  * that never acknowledges draws its first packet once (DATA 1 or the
  * OACK), and after timeout_ms (not the client's timeout option: that
  * applies once it has acknowledged) the transfer is abandoned and its file
- * closed. Under the example's factor 52, which alone let a 58-byte RRQ
+ * closed. Under factor 52 (the example's before the guard counted the
+ * headers), which alone let a 58-byte RRQ
  * padded with an unknown option draw DATA 1 five times (2,580 bytes) and
  * a 42-byte PXE path four times: 516 bytes each, one datagram. */
 static void test_unacked_no_resend(void)
