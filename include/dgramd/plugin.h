@@ -168,6 +168,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <dgramd/rc.h>
 #include <dgramd/codec.h>
 
 #ifdef __cplusplus
