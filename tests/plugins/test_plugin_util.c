@@ -28,6 +28,7 @@ static struct {
 
 static struct dg_metric *const the_metric = (struct dg_metric *)&fake.metric;
 
+DG_PRINTF(3, 4)
 static void fake_log(struct dg_instance *self, int level, const char *fmt, ...)
 {
 	va_list ap;
