@@ -41,9 +41,11 @@ struct dg_util_link {
 	struct dg_util_link *prev, *next;
 };
 
+/* A ring through a sentinel: call dg_util_list_init() before use (all
+ * zeroes is not an empty list). */
 struct dg_util_list {
-	struct dg_util_link *head, *tail;
-	size_t len; /* entries linked */
+	struct dg_util_link ring; /* ring.next: the oldest entry; ring.prev: the newest */
+	size_t len;               /* entries linked */
 };
 
 /* The struct of type whose member (a struct dg_util_link) is at link. */
@@ -52,40 +54,30 @@ struct dg_util_list {
 
 static inline void dg_util_list_init(struct dg_util_list *list)
 {
-	list->head = list->tail = NULL;
+	list->ring.prev = list->ring.next = &list->ring;
 	list->len = 0;
 }
 
 /* The oldest entry (the first pushed and not yet unlinked), or NULL. */
 static inline struct dg_util_link *dg_util_list_first(const struct dg_util_list *list)
 {
-	return list->head;
+	return list->len ? list->ring.next : NULL;
 }
 
-/* Link n (not on any list) at the tail. */
+/* Link n (not on any list) as the newest entry. */
 static inline void dg_util_list_push(struct dg_util_list *list, struct dg_util_link *n)
 {
-	n->next = NULL;
-	n->prev = list->tail;
-	if (list->tail)
-		list->tail->next = n;
-	else
-		list->head = n;
-	list->tail = n;
+	n->next = &list->ring;
+	n->prev = list->ring.prev;
+	n->prev->next = n->next->prev = n;
 	list->len++;
 }
 
-/* Unlink n, which is on list. */
+/* Unlink n, which is on list; its links are left NULL. */
 static inline void dg_util_list_unlink(struct dg_util_list *list, struct dg_util_link *n)
 {
-	if (n->prev)
-		n->prev->next = n->next;
-	else
-		list->head = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
-	else
-		list->tail = n->prev;
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
 	n->prev = n->next = NULL;
 	list->len--;
 }
@@ -93,7 +85,7 @@ static inline void dg_util_list_unlink(struct dg_util_list *list, struct dg_util
 /* Unlink and return the oldest entry, or NULL if the list is empty. */
 static inline struct dg_util_link *dg_util_list_pop(struct dg_util_list *list)
 {
-	struct dg_util_link *n = list->head;
+	struct dg_util_link *n = dg_util_list_first(list);
 
 	if (n)
 		dg_util_list_unlink(list, n);

@@ -752,6 +752,8 @@ static int redis_init(struct dg_instance *self, const struct dg_host *host,
 		return DG_EINVAL;
 	if (!(r = calloc(1, sizeof(*r))))
 		return DG_ENOMEM;
+	dg_util_list_init(&r->free);
+	dg_util_list_init(&r->sent);
 	r->host = host;
 	r->self = self;
 	r->base = host->event_base(self);

@@ -134,16 +134,24 @@ static void linger_pop(struct relay *r)
 	r->l_len--;
 }
 
+/* A host timer calling cb(r) at due (host->now_ms), or NULL after a
+ * warning naming what it was for (out of memory). */
+static struct dg_timer *timer_at(struct relay *r, uint64_t now, uint64_t due,
+                                 void (*cb)(void *), const char *what)
+{
+	struct dg_timer *t = r->host->timer_start(r->self, due > now ? (unsigned)(due - now) : 0, cb, r);
+
+	if (!t)
+		warn_limited(r, what, ENOMEM);
+	return t;
+}
+
 /* Wake when the oldest lingering socket is due. Without a timer (out of
  * memory) sockets linger until pushed out by newer ones: still bounded. */
 static void linger_arm(struct relay *r, uint64_t now)
 {
-	uint64_t until = r->linger_until[r->l_head];
-
-	r->linger_timer = r->host->timer_start(r->self, until > now ? (unsigned)(until - now) : 0,
-	                                       on_linger, r);
-	if (!r->linger_timer)
-		warn_limited(r, "cannot start a timer for linger_ms", ENOMEM);
+	r->linger_timer = timer_at(r, now, r->linger_until[r->l_head], on_linger,
+	                           "cannot start a timer for linger_ms");
 }
 
 static void on_linger(void *arg)
@@ -195,16 +203,10 @@ static void on_deadline(void *arg);
 static void deadline_watch(struct relay *r)
 {
 	struct dg_util_link *n = dg_util_list_first(&r->inflight);
-	uint64_t now;
 
-	if (r->deadline || r->expiring || !n)
-		return;
-	now = now_ms(r);
-	uint64_t due = DG_UTIL_ENTRY(n, struct slot, link)->deadline_ms;
-	r->deadline = r->host->timer_start(r->self, due > now ? (unsigned)(due - now) : 0,
-	                                   on_deadline, r);
-	if (!r->deadline)
-		warn_limited(r, "cannot start a timer for timeout_ms", ENOMEM);
+	if (!r->deadline && !r->expiring && n)
+		r->deadline = timer_at(r, now_ms(r), DG_UTIL_ENTRY(n, struct slot, link)->deadline_ms,
+		                       on_deadline, "cannot start a timer for timeout_ms");
 }
 
 /* Requests that waited timeout_ms for the upstream are answered "upstream
@@ -468,6 +470,9 @@ static int relay_init(struct dg_instance *self, const struct dg_host *host,
 		return DG_EINVAL;
 	if (!(r = calloc(1, sizeof(*r))))
 		return DG_ENOMEM;
+	dg_util_list_init(&r->free);
+	dg_util_list_init(&r->inflight);
+	dg_util_list_init(&r->fifo);
 	r->host = host;
 	r->self = self;
 	r->base = host->event_base(self);

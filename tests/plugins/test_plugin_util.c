@@ -77,15 +77,9 @@ static const void *fake_options(struct dg_instance *self)
 }
 
 static const struct dg_host host = {
-	.size = sizeof(struct dg_host),
-	.abi_major = DG_PLUGIN_ABI_MAJOR,
-	.abi_minor = DG_PLUGIN_ABI_MINOR,
-	.log = fake_log,
-	.metric_new = fake_metric_new,
-	.metric_add = fake_metric_add,
-	.metric_set = fake_metric_set,
+	.size = sizeof(struct dg_host), .log = fake_log, .options = fake_options,
+	.metric_new = fake_metric_new, .metric_add = fake_metric_add, .metric_set = fake_metric_set,
 	.request_reply = fake_request_reply,
-	.options = fake_options,
 };
 
 /* ---- tests ---------------------------------------------------------------- */
@@ -110,7 +104,7 @@ static void test_list(void)
 	/* unlink the middle, the tail, then the head: order kept, ends right */
 	dg_util_list_unlink(&list, &it[1].link);
 	dg_util_list_unlink(&list, &it[3].link);
-	CU_ASSERT_PTR_EQUAL(list.tail, &it[2].link);
+	CU_ASSERT_PTR_EQUAL(list.ring.prev, &it[2].link);
 	CU_ASSERT_PTR_EQUAL(DG_UTIL_ENTRY(dg_util_list_first(&list), struct item, link), &it[0]);
 	dg_util_list_push(&list, &it[1].link); /* an unlinked entry goes back */
 	int order[3], k = 0;
@@ -119,8 +113,8 @@ static void test_list(void)
 	CU_ASSERT_EQUAL(k, 3);
 	CU_ASSERT(order[0] == 0 && order[1] == 2 && order[2] == 1);
 	CU_ASSERT_EQUAL(list.len, 0);
-	CU_ASSERT_PTR_NULL(list.head);
-	CU_ASSERT_PTR_NULL(list.tail);
+	CU_ASSERT_PTR_EQUAL(list.ring.next, &list.ring);
+	CU_ASSERT_PTR_EQUAL(list.ring.prev, &list.ring);
 }
 
 /* A host that is older than a member gets no call to it. */
