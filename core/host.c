@@ -77,7 +77,7 @@ static void log_misuse(const char *fmt, ...)
 }
 
 /* self from a plugin: the instance init() was given, or NULL. */
-static struct dg_listener *instance_listener(struct dg_instance *self, const char *fn)
+struct dg_listener *dg_host_instance(struct dg_instance *self, const char *fn)
 {
 	if (self && self->magic == DG_INSTANCE_MAGIC)
 		return self->l;
@@ -186,7 +186,7 @@ static int host_complete(dg_req_t h)
 static struct dg_server *self_request(struct dg_instance *self, dg_req_t h, const char *fn,
                                       uint32_t *idx, int *rc)
 {
-	struct dg_listener *l = instance_listener(self, fn);
+	struct dg_listener *l = dg_host_instance(self, fn);
 
 	*rc = DG_EINVAL;
 	if (!l)
@@ -205,7 +205,7 @@ static struct dg_server *self_request(struct dg_instance *self, dg_req_t h, cons
 
 static int host_request_reply(struct dg_instance *self, dg_req_t h, const struct dg_packet *pkt)
 {
-	struct dg_listener *l = instance_listener(self, "request_reply");
+	struct dg_listener *l = dg_host_instance(self, "request_reply");
 
 	if (!l)
 		return DG_EINVAL;
@@ -216,7 +216,7 @@ static int host_request_reply(struct dg_instance *self, dg_req_t h, const struct
 
 static int host_request_complete(struct dg_instance *self, dg_req_t h)
 {
-	struct dg_listener *l = instance_listener(self, "request_complete");
+	struct dg_listener *l = dg_host_instance(self, "request_complete");
 
 	if (!l)
 		return DG_EINVAL;
@@ -283,7 +283,7 @@ static int host_request_await(struct dg_instance *self, dg_req_t h, unsigned tim
 static int host_session_send(struct dg_instance *self, struct dg_session *h,
                              const struct dg_packet *pkt)
 {
-	struct dg_listener *l = instance_listener(self, "session_send");
+	struct dg_listener *l = dg_host_instance(self, "session_send");
 
 	if (!l)
 		return DG_EINVAL;
@@ -305,7 +305,7 @@ static int host_session_send(struct dg_instance *self, struct dg_session *h,
 DG_PRINTF(3, 4)
 static void host_log(struct dg_instance *self, int level, const char *fmt, ...)
 {
-	struct dg_listener *l = instance_listener(self, "log");
+	struct dg_listener *l = dg_host_instance(self, "log");
 	char msg[1024];
 	va_list ap;
 
@@ -319,7 +319,7 @@ static void host_log(struct dg_instance *self, int level, const char *fmt, ...)
 
 static struct event_base *host_event_base(struct dg_instance *self)
 {
-	struct dg_listener *l = instance_listener(self, "event_base");
+	struct dg_listener *l = dg_host_instance(self, "event_base");
 
 	return l ? l->srv->base : NULL;
 }
@@ -345,7 +345,7 @@ static void timer_fire(struct dg_tm *tm, void *arg)
 static struct dg_timer *host_timer_start(struct dg_instance *self, unsigned ms,
                                          void (*cb)(void *arg), void *arg)
 {
-	struct dg_listener *l = instance_listener(self, "timer_start");
+	struct dg_listener *l = dg_host_instance(self, "timer_start");
 
 	if (!l)
 		return NULL;
@@ -354,6 +354,8 @@ static struct dg_timer *host_timer_start(struct dg_instance *self, unsigned ms,
 		           l->conf->name, l->plugin->name);
 		return NULL;
 	}
+	if (l->timers_stopped) /* shutdown: it could never fire */
+		return NULL;
 	struct dg_timer *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
@@ -371,13 +373,26 @@ static struct dg_timer *host_timer_start(struct dg_instance *self, unsigned ms,
 	return t;
 }
 
+/* At shutdown, after dg_timers_cancel_all, the timer is stopped already
+ * but still the plugin's to cancel: freed here, or by dg_timers_free_all. */
 static void host_timer_cancel(struct dg_timer *t)
 {
 	if (t)
 		timer_unlink(t);
 }
 
+/* Shutdown: stop every timer (none fires again) and refuse new ones, but
+ * free none: the plugin may still cancel its handles from
+ * on_session_close (DG_CLOSE_SHUTDOWN) and fini(), which run after this. */
 void dg_timers_cancel_all(struct dg_listener *l)
+{
+	l->timers_stopped = true;
+	for (struct dg_dlink *t = dg_dlist_first(&l->timers); t; t = t->next)
+		dg_tm_cancel(&l->srv->timers, &dg_list_entry(t, struct dg_timer, link)->tm);
+}
+
+/* After fini(): free the timers the plugin left. */
+void dg_timers_free_all(struct dg_listener *l)
 {
 	struct dg_dlink *t;
 
@@ -444,7 +459,7 @@ static int host_peer_validate(struct dg_session *h)
 /* The plugin's declared options, filled in before init() (server.c). */
 static const void *host_options(struct dg_instance *self)
 {
-	struct dg_listener *l = instance_listener(self, "options");
+	struct dg_listener *l = dg_host_instance(self, "options");
 
 	return l ? dg_options_data(l->options) : NULL;
 }
@@ -453,7 +468,7 @@ static const void *host_options(struct dg_instance *self)
  * from a plugin's own callback the cached one may be old). */
 static uint64_t host_now_ms(struct dg_instance *self)
 {
-	struct dg_listener *l = instance_listener(self, "now_ms");
+	struct dg_listener *l = dg_host_instance(self, "now_ms");
 
 	if (!l)
 		return 0;

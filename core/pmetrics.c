@@ -19,7 +19,7 @@ static bool valid_name(const char *name)
 struct dg_metric *dg_host_metric_new(struct dg_instance *self, const char *name, const char *help,
                                      int kind)
 {
-	struct dg_listener *l = self ? self->l : NULL;
+	struct dg_listener *l = dg_host_instance(self, "metric_new");
 	struct dg_plugin_metric *free_slot = NULL;
 
 	if (!l || !valid_name(name) || (kind != DG_METRIC_COUNTER && kind != DG_METRIC_GAUGE))

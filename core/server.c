@@ -963,6 +963,7 @@ void dg_server_release(struct dg_server *srv)
 		struct dg_listener *l = &srv->listeners[i];
 		if (l->inited && l->plugin->fini)
 			l->plugin->fini(l->state);
+		dg_timers_free_all(l); /* after fini: it may cancel its own */
 		dg_options_free(l->options);
 		for (unsigned b = 0; b < l->n_socks; b++) {
 			struct dg_sock *s = &l->socks[b];

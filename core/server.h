@@ -101,6 +101,7 @@ struct dg_listener {
 	struct dg_sock *socks;
 	unsigned n_socks;
 	struct dg_dlist timers;     /* struct dg_timer */
+	bool timers_stopped;        /* shutdown: timers disarmed, kept until after fini() */
 	struct dg_sessions sessions;
 	struct dg_slink ready_link; /* the server's list of listeners with sessions to run */
 	bool on_ready;
@@ -328,11 +329,19 @@ int dg_listener_sessions_init(struct dg_listener *l);
 void dg_listener_sessions_close(struct dg_listener *l, int reason);
 
 /* host.c */
+/* Shutdown: disarm the plugin's timers and refuse new ones; the handles
+ * stay live through on_session_close and fini() (timer_cancel frees one).
+ * dg_timers_free_all, after fini(), frees what is left. */
 void dg_timers_cancel_all(struct dg_listener *l);
+void dg_timers_free_all(struct dg_listener *l);
 /* Enter srv in the registry of live servers (srv->id) at init, leave it at
  * release. DG_OK, or DG_ERROR if 256 servers are alive already. */
 int dg_host_register(struct dg_server *srv);
 void dg_host_unregister(struct dg_server *srv);
+/* The listener of self, a plugin's instance (checked by its magic), or NULL
+ * after a rate-limited line saying host->fn was called with something else
+ * (the plugin's state, say). */
+struct dg_listener *dg_host_instance(struct dg_instance *self, const char *fn);
 
 /* pmetrics.c: host functions for plugin metrics */
 struct dg_metric *dg_host_metric_new(struct dg_instance *self, const char *name, const char *help,

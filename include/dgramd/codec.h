@@ -19,27 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <dgramd/rc.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 struct json_t; /* jansson */
-
-/* Return codes shared by the whole dgramd API. 0 is success, errors are negative. */
-enum dg_rc {
-	DG_OK = 0,
-	DG_ERROR = -1,  /* generic failure, already reported */
-	DG_EINVAL = -2, /* invalid argument or input */
-	DG_ENOMEM = -3, /* allocation failed */
-	DG_ESTALE = -4, /* handle refers to a request that has completed */
-	DG_E2BIG = -5,  /* does not fit the buffer or limit */
-	DG_EAGAIN = -6, /* try again later */
-	DG_ETIMEDOUT = -7, /* no answer in time (client) */
-	DG_EPARSE = -8,    /* a datagram could not be decoded (client) */
-	DG_ENET = -9,      /* a network error: resolve, send, ICMP (client) */
-	DG_ECANCELED = -10, /* the request was cancelled (client shut down, server stopping) */
-	DG_EBUSY = -11,     /* already in use (a second await on one session) */
-};
 
 /* One decoded packet.
  *

@@ -42,7 +42,12 @@
  * then either returns DG_DONE, or returns DG_PENDING and later calls
  * host->request_complete() from any callback on the same event loop (a
  * timer, its own socket, ...). That is how a handler waits for another
- * service without blocking the loop. A request handle is a
+ * service without blocking the loop. request_complete() may also be called
+ * inside on_packet() itself (after a failed start, say): the handle is dead
+ * at once (later calls return DG_ESTALE), the data slot's free_fn runs,
+ * and the frame ends when on_packet() returns, whatever it returns then
+ * (DG_DONE and DG_PENDING alike; a negative code still counts as a handler
+ * error). A request handle is a
  * generation-checked value: replying to or completing a request that has
  * already completed (or timed out, or whose listener shut down) returns
  * DG_ESTALE and touches nothing. What the plugin keeps for a pending
@@ -171,6 +176,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <dgramd/rc.h>
 #include <dgramd/codec.h>
 
 #ifdef __cplusplus
@@ -194,11 +200,15 @@ struct event_base; /* libevent */
 
 /* What on_packet() returns when it does not fail. Any negative dg_rc is a
  * handler error: it is counted, logged at a limited rate, and the request is
- * completed by the server (replies already sent stay sent). */
+ * completed by the server (replies already sent stay sent). The codes are
+ * in <dgramd/rc.h>; <dgramd/plugin-util.h> has helpers most plugins want
+ * (dg_util_verdict: a reply refused with DG_EAGAIN is not an error). */
 enum dg_verdict {
 	DG_DONE = 0,    /* the request is complete */
-	DG_PENDING = 1, /* the plugin will call host->request_complete() later */
-	DG_DECLINED = 2, /* on_error only: not handled, the server logs it */
+	DG_PENDING = 1, /* the plugin will call host->request_complete() later
+	                   (if it did already, inside on_packet: as DG_DONE) */
+	DG_DECLINED = 2, /* on_error: not handled, the server logs the parse
+	                    error; from on_packet it means DG_DONE (nothing logged) */
 };
 
 enum dg_log_level {
@@ -311,9 +321,13 @@ struct dg_host {
 	struct event_base *(*event_base)(struct dg_instance *self);
 
 	/* Call cb(arg) once, after ms milliseconds, on the event loop. Returns
-	 * NULL on failure. The timer is owned by the server: it is freed after
-	 * cb returns, or by timer_cancel(); the pointer is dead after either.
-	 * Timers still pending at fini() are cancelled without calling cb. */
+	 * NULL on failure, and from the start of a shutdown on (see fini()). The
+	 * timer is owned by the server: it is freed after cb returns, or by
+	 * timer_cancel(); the pointer is dead after either. At shutdown, timers
+	 * still pending are stopped (cb is never called) before
+	 * on_session_close(DG_CLOSE_SHUTDOWN) and fini(), but stay valid
+	 * handles until fini() returns: cancelling them there is allowed (and
+	 * frees them); the host frees the rest after fini(). */
 	struct dg_timer *(*timer_start)(struct dg_instance *self, unsigned ms,
 	                                void (*cb)(void *arg), void *arg);
 	void (*timer_cancel)(struct dg_timer *timer);
@@ -353,9 +367,10 @@ struct dg_host {
 	 * [a-z0-9_], 1 to 47 characters; help one line (both copied). The
 	 * handle stays valid until fini(); calling metric_new again with the
 	 * same name returns the same metric (a restarted worker's counters
-	 * go on from where its predecessor stopped). NULL if name is invalid,
-	 * used with another kind, or the listener already has
-	 * DG_METRICS_MAX plugin metrics. */
+	 * go on from where its predecessor stopped). NULL if self is not an
+	 * instance (a rate-limited log line, as for every call that takes
+	 * self), name is invalid, used with another kind, or the listener
+	 * already has DG_METRICS_MAX plugin metrics. */
 	struct dg_metric *(*metric_new)(struct dg_instance *self, const char *name,
 	                                const char *help, int kind);
 
@@ -508,8 +523,17 @@ enum dg_metric_kind {
  *   negative dg_rc after logging what is wrong with the config: the server
  *   then refuses to start (dgramd -t reports it too). After a failed init
  *   fini() is not called: free what you allocated before returning.
- * fini(): release state. Pending requests have been completed, pending
- *   timers cancelled.
+ * fini(): release state. At shutdown the host has, in this order, abandoned
+ *   the requests still in progress (each data slot's free_fn has run;
+ *   waiting conversation steps got DG_ECANCELED first), stopped the
+ *   plugin's timers, and closed every session (on_session_close with
+ *   DG_CLOSE_SHUTDOWN). Host calls allowed in fini(): log, timer_cancel
+ *   (the handles of stopped timers are still live: this frees one; never
+ *   needed, the host frees the rest after fini), metric_add / metric_set,
+ *   options, event_base (to free the plugin's own events), now_ms,
+ *   peer_format, addr_parse. timer_start returns NULL; request and session
+ *   calls find nothing alive (DG_ESTALE, NULL). After a failed init()
+ *   fini() is not called.
  * accept(): optional, before decoding: return 0 to go on, non-zero to drop
  *   the datagram unparsed (counted as dropped by the plugin).
  * on_packet(): required; see enum dg_verdict.
@@ -526,7 +550,11 @@ enum dg_metric_kind {
  *   complete returns DG_ESTALE. Release what you kept for the request.
  * on_session_close(): optional; the peer's session ends (enum
  *   dg_session_close). Never called while the session has a request in
- *   progress, except at shutdown, after those requests were abandoned. The
+ *   progress, except at shutdown, after those requests were abandoned. At
+ *   shutdown (DG_CLOSE_SHUTDOWN) the plugin's timers have been stopped:
+ *   timer_cancel on a timer kept for the session is allowed (it frees
+ *   it), timer_start returns NULL, request calls return DG_ESTALE; log,
+ *   session_get and session_set work as in any close. The
  *   session handle is dead after the call: host calls with it return
  *   DG_ESTALE (session_send, peer_validate) or NULL (session_get), and
  *   session_set frees the data it is given; none touches freed memory.

@@ -25,6 +25,7 @@
 
 #include <jansson.h>
 #include <dgramd/plugin.h>
+#include <dgramd/plugin-util.h>
 
 struct delayed;
 
@@ -90,26 +91,21 @@ static void echo_fini(void *state)
 static int echo_init(struct dg_instance *self, const struct dg_host *host,
                      const json_t *config, void **state)
 {
-	const struct echo_opts *o = host->options ? host->options(self) : NULL;
+	const struct echo_opts *o = dg_util_options(self, host);
 	struct echo *e;
 	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!o) {
-		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
+	if (!o)
 		return DG_EINVAL;
-	}
-	if (!(e = calloc(1, sizeof(*e))))
+	if (!(e = malloc(sizeof(*e))))
 		return DG_ENOMEM;
-	e->host = host;
-	e->self = self;
-	e->prefix = o->prefix;
-	e->prefix_len = o->prefix ? strlen(o->prefix) : 0;
-	e->wrap = o->wrap;
-	e->error_reply = o->error_reply;
-	e->silent = !o->reply;
-	e->delay_ms = (unsigned)o->delay_ms;
-	e->repeat = (unsigned)o->repeat;
+	*e = (struct echo){
+		.host = host, .self = self,
+		.prefix = o->prefix, .prefix_len = o->prefix ? strlen(o->prefix) : 0,
+		.wrap = o->wrap, .error_reply = o->error_reply, .silent = !o->reply,
+		.delay_ms = (unsigned)o->delay_ms, .repeat = (unsigned)o->repeat,
+	};
 	*state = e;
 	return DG_OK;
 }
@@ -119,15 +115,8 @@ static int send_one(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
 {
 	int rc;
 
-	if (pkt->json && e->wrap) {
-		json_t *w = json_pack("{sO}", e->wrap, pkt->json);
-		if (!w)
-			return DG_ENOMEM;
-		struct dg_packet out = { .json = w };
-		rc = e->host->reply(req, &out);
-		json_decref(w);
-		return rc;
-	}
+	if (pkt->json && e->wrap)
+		return dg_util_reply_json(e->host, e->self, req, json_pack("{sO}", e->wrap, pkt->json), NULL);
 	if (!pkt->json && e->prefix) {
 		unsigned char *buf = malloc(e->prefix_len + pkt->len + 1);
 		if (!buf)
@@ -136,15 +125,16 @@ static int send_one(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
 		if (pkt->len)
 			memcpy(buf + e->prefix_len, pkt->data, pkt->len);
 		struct dg_packet out = { .data = buf, .len = e->prefix_len + pkt->len };
-		rc = e->host->reply(req, &out);
+		rc = e->host->request_reply(e->self, req, &out);
 		free(buf);
 		return rc;
 	}
-	return e->host->reply(req, pkt);
+	return e->host->request_reply(e->self, req, pkt);
 }
 
 /* The reply, repeat times. A reply refused by the amplification guard is the
- * server's to count, not a failure of this request. */
+ * server's to count, not a failure of this request (dg_util_verdict); the
+ * repeats would be refused too. */
 static int send_echo(struct echo *e, dg_req_t req, const struct dg_packet *pkt)
 {
 	for (unsigned i = 0; i < e->repeat; i++) {
@@ -188,18 +178,19 @@ static int echo_later(struct echo *e, const struct dg_request *req)
 		return DG_ENOMEM;
 	d->e = e;
 	d->req = req->handle;
+	d->timer = NULL;
 	d->json = req->packet.json ? json_incref(req->packet.json) : NULL;
 	d->len = req->packet.len;
 	if (req->packet.len)
 		memcpy(d->data, req->packet.data, req->packet.len);
-	d->timer = e->host->timer_start(e->self, e->delay_ms, delayed_fire, d);
-	if (!d->timer) {
-		json_decref(d->json);
-		free(d);
+	/* The data slot owns d from here: delayed_free runs once, however the
+	 * request ends (a DG_ERROR below included). */
+	if (e->host->request_set_data(e->self, req->handle, d, delayed_free)) {
+		delayed_free(d);
 		return DG_ERROR;
 	}
-	e->host->request_set_data(e->self, req->handle, d, delayed_free);
-	return DG_PENDING;
+	d->timer = e->host->timer_start(e->self, e->delay_ms, delayed_fire, d);
+	return d->timer ? DG_PENDING : DG_ERROR;
 }
 
 static int echo_on_packet(void *state, const struct dg_request *req)
@@ -210,8 +201,7 @@ static int echo_on_packet(void *state, const struct dg_request *req)
 		return DG_DONE;
 	if (e->delay_ms)
 		return echo_later(e, req);
-	int rc = send_echo(e, req->handle, &req->packet);
-	return rc < 0 ? rc : DG_DONE;
+	return dg_util_verdict(send_echo(e, req->handle, &req->packet));
 }
 
 static int echo_on_error(void *state, const struct dg_request *req, const struct dg_parse_error *err)
@@ -221,12 +211,7 @@ static int echo_on_error(void *state, const struct dg_request *req, const struct
 	if (!e->error_reply)
 		return DG_DECLINED; /* the server counts and logs it */
 	json_t *j = json_pack("{sssI}", "error", err->reason, "offset", (json_int_t)err->offset);
-	if (!j)
-		return DG_ENOMEM;
-	struct dg_packet out = { .json = j };
-	int rc = e->host->reply(req->handle, &out);
-	json_decref(j);
-	return rc < 0 && rc != DG_EAGAIN ? rc : DG_DONE;
+	return dg_util_verdict(dg_util_reply_json(e->host, e->self, req->handle, j, NULL));
 }
 
 /* The server gives up on a delayed reply (the host frees it after this
@@ -236,13 +221,8 @@ static void echo_on_expire(void *state, dg_req_t req, void *data)
 	struct echo *e = state;
 
 	(void)data;
-	if (e->error_reply) {
-		json_t *j = json_pack("{ss}", "error", "timeout");
-		struct dg_packet out = { .json = j };
-		if (j)
-			e->host->reply(req, &out);
-		json_decref(j);
-	}
+	if (e->error_reply)
+		dg_util_reply_json(e->host, e->self, req, dg_util_error("timeout", false), NULL);
 }
 
 DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {

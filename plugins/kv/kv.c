@@ -45,6 +45,7 @@
 
 #include <jansson.h>
 #include <dgramd/plugin.h>
+#include <dgramd/plugin-util.h>
 
 #include "../siphash.h"
 
@@ -95,10 +96,8 @@ static size_t entry_bytes(size_t key_len, size_t value_len)
 /* The store's size in /metrics (gauges). */
 static void kv_publish(struct kv *kv)
 {
-	if (!kv->m_keys)
-		return;
-	kv->host->metric_set(kv->m_keys, (int64_t)json_object_size(kv->store));
-	kv->host->metric_set(kv->m_bytes, (int64_t)kv->bytes);
+	dg_util_metric_set(kv->host, kv->m_keys, (int64_t)json_object_size(kv->store));
+	dg_util_metric_set(kv->host, kv->m_bytes, (int64_t)kv->bytes);
 }
 
 static void kv_fini(void *state)
@@ -117,15 +116,13 @@ static void kv_fini(void *state)
 static int kv_init(struct dg_instance *self, const struct dg_host *host,
                    const json_t *config, void **state)
 {
-	const struct kv_opts *o = host->options ? host->options(self) : NULL;
+	const struct kv_opts *o = dg_util_options(self, host);
 	struct kv *kv;
 	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!o) {
-		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
+	if (!o)
 		return DG_EINVAL;
-	}
 	if (!(kv = calloc(1, sizeof(*kv))))
 		return DG_ENOMEM;
 	kv->host = host;
@@ -144,15 +141,12 @@ static int kv_init(struct dg_instance *self, const struct dg_host *host,
 		kv_fini(kv);
 		return DG_ENOMEM;
 	}
-	if (DG_HOST_HAS(host, metric_new) && host->metric_new) {
-		kv->m_keys = host->metric_new(self, "keys", "Keys in the store", DG_METRIC_GAUGE);
-		kv->m_bytes = host->metric_new(self, "bytes", "Bytes charged to the store (max_bytes)",
-		                               DG_METRIC_GAUGE);
-		kv->m_refused = host->metric_new(self, "refused", "Sets refused: store full (max_bytes)",
-		                                 DG_METRIC_COUNTER);
-		host->metric_set(kv->m_keys, 0);
-		host->metric_set(kv->m_bytes, 0);
-	}
+	kv->m_keys = dg_util_metric_new(host, self, "keys", "Keys in the store", DG_METRIC_GAUGE);
+	kv->m_bytes = dg_util_metric_new(host, self, "bytes", "Bytes charged to the store (max_bytes)",
+	                                 DG_METRIC_GAUGE);
+	kv->m_refused = dg_util_metric_new(host, self, "refused", "Sets refused: store full (max_bytes)",
+	                                   DG_METRIC_COUNTER);
+	kv_publish(kv);
 	*state = kv;
 	return DG_OK;
 }
@@ -197,34 +191,21 @@ static void check_cookie(struct kv *kv, const struct dg_request *req)
 static int send_reply(struct kv *kv, const struct dg_request *req, const json_t *request,
                       json_t *reply)
 {
-	json_t *id = request ? json_object_get(request, "id") : NULL;
+	json_t *id = dg_util_request_id(request);
 	char cookie[17];
 
-	if (!reply)
-		return DG_ENOMEM;
-	if (id)
-		json_object_set(reply, "id", id);
-	struct dg_packet out = { .json = reply };
-	int rc = kv->host->reply(req->handle, &out);
-	json_decref(reply);
+	int rc = dg_util_reply_json(kv->host, kv->self, req->handle, reply, id);
 	if (rc == DG_EAGAIN && kv->cookie) {
 		cookie_of(kv, req->peer, cookie);
 		reply = json_pack("{sbssss}", "ok", 0, "error", "cookie", "cookie", cookie);
-		if (!reply)
-			return DG_ENOMEM;
-		if (id)
-			json_object_set(reply, "id", id);
-		out.json = reply;
-		rc = kv->host->reply(req->handle, &out);
-		json_decref(reply);
+		rc = dg_util_reply_json(kv->host, kv->self, req->handle, reply, id);
 	}
-	/* Refused by the guard: counted by the server, not a failure here. */
-	return rc < 0 && rc != DG_EAGAIN ? rc : DG_DONE;
+	return dg_util_verdict(rc);
 }
 
 static json_t *fail(const char *msg)
 {
-	return json_pack("{sbss}", "ok", 0, "error", msg);
+	return dg_util_error(msg, true);
 }
 
 /* The value's compact text, or NULL with *err set. */
@@ -263,8 +244,7 @@ static json_t *kv_set(struct kv *kv, const char *key, json_t *value)
 	if (kv->bytes - freed + cost > kv->max_bytes) {
 		json_decref(text);
 		kv->refused++;
-		if (kv->m_refused)
-			kv->host->metric_add(kv->m_refused, 1);
+		dg_util_metric_add(kv->host, kv->m_refused, 1);
 		return fail("store full (max_bytes)");
 	}
 	if (json_object_set_new(kv->store, key, text))

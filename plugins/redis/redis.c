@@ -75,6 +75,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <jansson.h>
 #include <dgramd/plugin.h>
+#include <dgramd/plugin-util.h>
 
 #define REDIS_MAX_PREFIX 256
 #define REDIS_MAX_KEY 4096
@@ -91,7 +92,7 @@ struct cmd {
 	dg_req_t req;              /* 0: nobody waits for the reply any more */
 	json_t *id;                /* the request's "id", echoed; owned */
 	uint64_t deadline_ms;      /* on the server's clock (host->now_ms) */
-	struct cmd *prev, *next;   /* at Redis, oldest first; next: the free list */
+	struct dg_util_link link;  /* on r->sent (at Redis, oldest first) or r->free */
 };
 
 enum redis_state {
@@ -119,13 +120,12 @@ struct redis {
 	struct dg_timer *retry;    /* the next attempt, while down */
 	struct dg_timer *deadline; /* the head's timeout_ms (may outlive the head) */
 
-	struct cmd *cmds, *free;   /* max_inflight slots */
-	struct cmd *head, *tail;   /* at Redis */
-	unsigned inflight;
+	struct cmd *cmds;          /* max_inflight slots */
+	struct dg_util_list free;  /* slots not at Redis */
+	struct dg_util_list sent;  /* at Redis, oldest first */
 
 	struct dg_metric *m_commands, *m_errors, *m_busy, *m_reconnects, *m_connected, *m_inflight;
-	uint64_t last_warn_ms;
-	unsigned long long warn_dropped;
+	struct dg_util_ratelimit warn;
 };
 
 /* The server's clock, which its timers run on. */
@@ -153,30 +153,18 @@ static const char *escape(const char *s, char *buf, size_t len)
 /* Connection trouble: one warning per second at most. */
 static void warn_limited(struct redis *r, const char *what, const char *errstr)
 {
-	uint64_t now = now_ms(r);
+	unsigned long long quiet;
 	char esc[256];
 
-	if (r->last_warn_ms && now - r->last_warn_ms < 1000) {
-		r->warn_dropped++;
-		return;
-	}
-	r->host->log(r->self, DG_LOG_WARN, "redis %s:%d: %s: %s (%llu similar warnings suppressed)",
-	             r->addr, r->port, what, escape(errstr, esc, sizeof(esc)), r->warn_dropped);
-	r->last_warn_ms = now;
-	r->warn_dropped = 0;
-}
-
-static void metric_add(struct redis *r, struct dg_metric *m, int64_t delta)
-{
-	if (m)
-		r->host->metric_add(m, delta);
+	if (dg_util_ratelimit_allow(&r->warn, now_ms(r), 1000, &quiet))
+		r->host->log(r->self, DG_LOG_WARN, "redis %s:%d: %s: %s (%llu similar warnings "
+		             "suppressed)", r->addr, r->port, what, escape(errstr, esc, sizeof(esc)), quiet);
 }
 
 static void set_state(struct redis *r, enum redis_state s)
 {
 	r->state = s;
-	if (r->m_connected)
-		r->host->metric_set(r->m_connected, s == REDIS_UP);
+	dg_util_metric_set(r->host, r->m_connected, s == REDIS_UP);
 }
 
 /* ---- command slots ------------------------------------------------------ */
@@ -196,13 +184,9 @@ static void deadline_arm(struct redis *r, unsigned ms)
 
 static struct cmd *cmd_take(struct redis *r)
 {
-	struct cmd *c = r->free;
+	struct dg_util_link *n = dg_util_list_pop(&r->free);
 
-	if (!c)
-		return NULL;
-	r->free = c->next;
-	c->prev = c->next = NULL;
-	return c;
+	return n ? DG_UTIL_ENTRY(n, struct cmd, link) : NULL;
 }
 
 /* Queue a sent command (the oldest waits longest: the deadline timer only
@@ -210,39 +194,29 @@ static struct cmd *cmd_take(struct redis *r)
 static void cmd_queue(struct redis *r, struct cmd *c)
 {
 	c->deadline_ms = now_ms(r) + r->timeout_ms;
-	c->prev = r->tail;
-	c->next = NULL;
-	if (r->tail)
-		r->tail->next = c;
-	else
-		r->head = c;
-	r->tail = c;
-	r->inflight++;
+	dg_util_list_push(&r->sent, &c->link);
 	if (!r->deadline)
 		deadline_arm(r, r->timeout_ms);
-	if (r->m_inflight)
-		r->host->metric_set(r->m_inflight, r->inflight);
+	dg_util_metric_set(r->host, r->m_inflight, (int64_t)r->sent.len);
 }
 
 /* hiredis has called back: the slot is free again. */
 static void cmd_release(struct redis *r, struct cmd *c)
 {
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		r->head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		r->tail = c->prev;
+	dg_util_list_unlink(&r->sent, &c->link);
 	json_decref(c->id); /* NULL unless the request never got its data slot */
 	c->id = NULL;
 	c->req = 0;
-	c->next = r->free;
-	r->free = c;
-	r->inflight--;
-	if (r->m_inflight)
-		r->host->metric_set(r->m_inflight, r->inflight);
+	dg_util_list_push(&r->free, &c->link);
+	dg_util_metric_set(r->host, r->m_inflight, (int64_t)r->sent.len);
+}
+
+/* The oldest command at Redis, or NULL. */
+static struct cmd *cmd_oldest(const struct redis *r)
+{
+	struct dg_util_link *n = dg_util_list_first(&r->sent);
+
+	return n ? DG_UTIL_ENTRY(n, struct cmd, link) : NULL;
 }
 
 /* ---- replies ---------------------------------------------------------- */
@@ -252,30 +226,16 @@ static void cmd_release(struct redis *r, struct cmd *c)
  * validated) is replaced by a small error. */
 static void send_json(struct redis *r, dg_req_t req, json_t *reply, json_t *id)
 {
-	struct dg_packet out = { .json = reply };
-
-	if (!reply)
-		return;
-	if (id)
-		json_object_set(reply, "id", id);
 	if (json_is_false(json_object_get(reply, "ok")))
-		metric_add(r, r->m_errors, 1);
-	if (r->host->request_reply(r->self, req, &out) == DG_EAGAIN) {
-		json_decref(reply);
-		reply = json_pack("{sbss}", "ok", 0, "error", "reply over the amplification limit");
-		if (!reply)
-			return;
-		if (id)
-			json_object_set(reply, "id", id);
-		out.json = reply;
-		r->host->request_reply(r->self, req, &out);
-	}
-	json_decref(reply);
+		dg_util_metric_add(r->host, r->m_errors, 1);
+	if (dg_util_reply_json(r->host, r->self, req, reply, id) == DG_EAGAIN)
+		dg_util_reply_json(r->host, r->self, req,
+		                   dg_util_error("reply over the amplification limit", true), id);
 }
 
 static json_t *fail(const char *msg)
 {
-	return json_pack("{sbss}", "ok", 0, "error", msg);
+	return dg_util_error(msg, true);
 }
 
 /* Redis's answer as our JSON reply. */
@@ -356,7 +316,7 @@ static void on_retry(void *arg)
 	struct redis *r = arg;
 
 	r->retry = NULL; /* the host frees it after this call */
-	metric_add(r, r->m_reconnects, 1);
+	dg_util_metric_add(r->host, r->m_reconnects, 1);
 	/* debug only: one line per backoff interval while Redis is down */
 	r->host->log(r->self, DG_LOG_DEBUG, "reconnecting to redis %s:%d", r->addr, r->port);
 	conn_start(r);
@@ -437,17 +397,18 @@ static void on_deadline(void *arg)
 {
 	struct redis *r = arg;
 	uint64_t now = now_ms(r);
+	struct cmd *oldest = cmd_oldest(r);
 
 	r->deadline = NULL; /* the host frees it after this call */
-	if (!r->head)
+	if (!oldest)
 		return;
-	if (r->head->deadline_ms <= now) {
+	if (oldest->deadline_ms <= now) {
 		warn_limited(r, "no answer", "timeout_ms passed; reconnecting");
 		conn_drop(r, "redis timeout");
 		retry_later(r);
 		return;
 	}
-	deadline_arm(r, (unsigned)(r->head->deadline_ms - now));
+	deadline_arm(r, (unsigned)(oldest->deadline_ms - now));
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -607,7 +568,7 @@ static int redis_on_packet(void *state, const struct dg_request *req)
 {
 	struct redis *r = state;
 	const json_t *j = req->packet.json;
-	json_t *id = json_is_object(j) ? json_object_get(j, "id") : NULL;
+	json_t *id = dg_util_request_id(j);
 	struct args a;
 	const char *err = build(r, j, &a);
 	struct cmd *c = NULL;
@@ -617,7 +578,7 @@ static int redis_on_packet(void *state, const struct dg_request *req)
 	if (!err && !r->ac)
 		err = "redis unavailable";
 	if (!err && !(c = cmd_take(r))) {
-		metric_add(r, r->m_busy, 1);
+		dg_util_metric_add(r->host, r->m_busy, 1);
 		err = "busy";
 	}
 	if (err) {
@@ -625,15 +586,14 @@ static int redis_on_packet(void *state, const struct dg_request *req)
 		return DG_DONE;
 	}
 	if (redisAsyncCommandArgv(r->ac, on_reply, c, a.argc, a.argv, a.len) != REDIS_OK) {
-		c->next = r->free;
-		r->free = c;
+		dg_util_list_push(&r->free, &c->link);
 		send_json(r, req->handle, fail("redis unavailable"), id);
 		return DG_DONE;
 	}
 	c->req = req->handle;
 	c->id = json_incref(id);
 	cmd_queue(r, c);
-	metric_add(r, r->m_commands, 1);
+	dg_util_metric_add(r->host, r->m_commands, 1);
 	/* Cannot fail for the request being delivered; if it did, the reply
 	 * would still come to a generation-checked handle (DG_ESTALE). */
 	r->host->request_set_data(r->self, req->handle, c, cmd_detach);
@@ -748,10 +708,9 @@ static int redis_alloc(struct redis *r)
 		r->host->log(r->self, DG_LOG_ERROR, "out of memory for max_inflight %u", r->max_inflight);
 		return DG_ENOMEM;
 	}
-	for (unsigned i = r->max_inflight; i-- > 0;) {
+	for (unsigned i = 0; i < r->max_inflight; i++) {
 		r->cmds[i].r = r;
-		r->cmds[i].next = r->free;
-		r->free = &r->cmds[i];
+		dg_util_list_push(&r->free, &r->cmds[i].link);
 	}
 	return DG_OK;
 }
@@ -774,29 +733,27 @@ static const struct {
 
 static void redis_publish(struct redis *r)
 {
-	if (!DG_HOST_HAS(r->host, metric_new) || !r->host->metric_new)
-		return;
 	for (size_t i = 0; i < sizeof(redis_metrics) / sizeof(redis_metrics[0]); i++)
 		*(struct dg_metric **)((char *)r + redis_metrics[i].offset) =
-			r->host->metric_new(r->self, redis_metrics[i].name, redis_metrics[i].help,
-			                    redis_metrics[i].kind);
+			dg_util_metric_new(r->host, r->self, redis_metrics[i].name, redis_metrics[i].help,
+			                   redis_metrics[i].kind);
 }
 
 static int redis_init(struct dg_instance *self, const struct dg_host *host,
                       const json_t *config, void **state)
 {
-	const struct redis_opts *o = host->options ? host->options(self) : NULL;
+	const struct redis_opts *o = dg_util_options(self, host);
 	struct redis *r;
 	int rc;
 	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!o) {
-		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
+	if (!o)
 		return DG_EINVAL;
-	}
 	if (!(r = calloc(1, sizeof(*r))))
 		return DG_ENOMEM;
+	dg_util_list_init(&r->free);
+	dg_util_list_init(&r->sent);
 	r->host = host;
 	r->self = self;
 	r->base = host->event_base(self);

@@ -42,12 +42,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
 #include <dgramd/plugin.h>
+#include <dgramd/plugin-util.h>
 
 struct relay;
 
@@ -65,14 +65,14 @@ struct slot {
 	struct relay *r;
 	int fd;                   /* -1 when free */
 	struct event *ev_read;    /* made once, assigned to each new socket */
-	struct event *ev_timeout;
-	struct slot *next_free;
+	uint64_t deadline_ms;     /* at the upstream: when timeout_ms passes */
+	struct dg_util_link link; /* on r->inflight or r->free */
 };
 
 /* A request waiting for a free slot. */
 struct waiting {
 	struct entry e;           /* first */
-	struct waiting *prev, *next;
+	struct dg_util_link link; /* on r->fifo until taken */
 	size_t len;
 	unsigned char data[];
 };
@@ -87,47 +87,45 @@ struct relay {
 	unsigned max_inflight;
 	unsigned linger_ms;
 	struct slot *slots;
-	unsigned n_slots;         /* slots set up so far (lazily) */
-	struct slot *free;
-	struct waiting *w_head, *w_tail;
-	unsigned w_len;
+	unsigned n_slots;            /* slots set up so far (lazily) */
+	struct dg_util_list free;    /* slots set up and unused */
+	struct dg_util_list inflight; /* slots at the upstream, oldest (first due) first */
+	struct dg_util_list fifo;    /* struct waiting, oldest first */
+	/* On the server's timers and clock (host->timer_start, host->now_ms),
+	 * so the harness's fake clock drives them: one for the oldest request
+	 * at the upstream, one for the oldest lingering socket. The host frees
+	 * each after its callback, and all of them before fini. */
+	struct dg_timer *deadline;
+	struct dg_timer *linger_timer;
+	bool expiring;               /* in on_deadline: it arms the next one */
 	/* Sockets of finished requests, oldest first (a ring of max_inflight). */
 	int *linger_fd;
-	long long *linger_until;  /* ms, monotonic */
+	uint64_t *linger_until;      /* host->now_ms */
 	unsigned l_head, l_len;
-	struct event *ev_linger;
-	long long last_warn_ms;
-	unsigned long long warn_dropped;
+	struct dg_util_ratelimit warn;
 };
 
 static void on_answer(evutil_socket_t fd, short what, void *arg);
 static void entry_end(void *data);
-static void on_slot_timeout(evutil_socket_t fd, short what, void *arg);
 
-static long long now_ms(void)
+static uint64_t now_ms(const struct relay *r)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO on Linux: no syscall */
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return r->host->now_ms(r->self);
 }
 
 /* One warning per second at most; the others are counted in the next. */
 static void warn_limited(struct relay *r, const char *what, int err)
 {
-	long long now = now_ms();
+	unsigned long long quiet;
 
-	if (r->last_warn_ms && now - r->last_warn_ms < 1000) {
-		r->warn_dropped++;
-		return;
-	}
-	r->host->log(r->self, DG_LOG_WARN, "%s: %s (%llu similar warnings suppressed)", what,
-	             strerror(err), r->warn_dropped);
-	r->last_warn_ms = now;
-	r->warn_dropped = 0;
+	if (dg_util_ratelimit_allow(&r->warn, now_ms(r), 1000, &quiet))
+		r->host->log(r->self, DG_LOG_WARN, "%s: %s (%llu similar warnings suppressed)", what,
+		             strerror(err), quiet);
 }
 
 /* ---- lingering sockets -------------------------------------------------- */
+
+static void on_linger(void *arg);
 
 static void linger_pop(struct relay *r)
 {
@@ -136,22 +134,32 @@ static void linger_pop(struct relay *r)
 	r->l_len--;
 }
 
-static void linger_arm(struct relay *r, long long now)
+/* A host timer calling cb(r) at due (host->now_ms), or NULL after a
+ * warning naming what it was for (out of memory). */
+static struct dg_timer *timer_at(struct relay *r, uint64_t now, uint64_t due,
+                                 void (*cb)(void *), const char *what)
 {
-	long long wait = r->linger_until[r->l_head] - now;
-	struct timeval tv = { .tv_sec = wait / 1000, .tv_usec = (wait % 1000) * 1000 };
+	struct dg_timer *t = r->host->timer_start(r->self, due > now ? (unsigned)(due - now) : 0, cb, r);
 
-	if (wait < 0)
-		tv = (struct timeval){ 0 };
-	event_add(r->ev_linger, &tv);
+	if (!t)
+		warn_limited(r, what, ENOMEM);
+	return t;
 }
 
-static void on_linger(evutil_socket_t fd, short what, void *arg)
+/* Wake when the oldest lingering socket is due. Without a timer (out of
+ * memory) sockets linger until pushed out by newer ones: still bounded. */
+static void linger_arm(struct relay *r, uint64_t now)
+{
+	r->linger_timer = timer_at(r, now, r->linger_until[r->l_head], on_linger,
+	                           "cannot start a timer for linger_ms");
+}
+
+static void on_linger(void *arg)
 {
 	struct relay *r = arg;
-	long long now = now_ms();
-	(void)fd, (void)what;
+	uint64_t now = now_ms(r);
 
+	r->linger_timer = NULL; /* the host frees a timer that fired */
 	while (r->l_len && r->linger_until[r->l_head] <= now)
 		linger_pop(r);
 	if (r->l_len)
@@ -161,7 +169,7 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
 /* The socket's request is over: keep it bound, unread, for linger_ms. */
 static void linger_push(struct relay *r, int fd)
 {
-	long long now = now_ms();
+	uint64_t now = now_ms(r);
 
 	if (!r->linger_ms) {
 		close(fd);
@@ -172,21 +180,54 @@ static void linger_push(struct relay *r, int fd)
 	unsigned i = (r->l_head + r->l_len) % r->max_inflight;
 	r->linger_fd[i] = fd;
 	r->linger_until[i] = now + r->linger_ms;
-	if (r->l_len++ == 0)
+	r->l_len++;
+	if (!r->linger_timer)
 		linger_arm(r, now);
 }
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* Answer req {"error": msg} and complete it (entry_end runs). */
 static void error_reply(struct relay *r, dg_req_t req, const char *msg)
 {
-	json_t *j = json_pack("{ss}", "error", msg);
-	struct dg_packet out = { .json = j };
+	dg_util_reply_json(r->host, r->self, req, dg_util_error(msg, false), NULL);
+	r->host->request_complete(r->self, req);
+}
 
-	if (j)
-		r->host->reply(req, &out);
-	json_decref(j);
-	r->host->complete(req);
+static void on_deadline(void *arg);
+
+/* Watch the oldest request at the upstream (the first due: every request
+ * waits timeout_ms). One timer for them all: O(1) per request, and a timer
+ * is started per timeout_ms at most, not per request. Without a timer (out
+ * of memory), handler_timeout_ms still ends requests. */
+static void deadline_watch(struct relay *r)
+{
+	struct dg_util_link *n = dg_util_list_first(&r->inflight);
+
+	if (!r->deadline && !r->expiring && n)
+		r->deadline = timer_at(r, now_ms(r), DG_UTIL_ENTRY(n, struct slot, link)->deadline_ms,
+		                       on_deadline, "cannot start a timer for timeout_ms");
+}
+
+/* Requests that waited timeout_ms for the upstream are answered "upstream
+ * timeout" (entry_end finishes each slot, which may start a waiting
+ * request: it goes to the tail). */
+static void on_deadline(void *arg)
+{
+	struct relay *r = arg;
+	uint64_t now = now_ms(r);
+	struct dg_util_link *n;
+
+	r->deadline = NULL; /* the host frees a timer that fired */
+	r->expiring = true;
+	while ((n = dg_util_list_first(&r->inflight))) {
+		struct slot *s = DG_UTIL_ENTRY(n, struct slot, link);
+		if (s->deadline_ms > now)
+			break;
+		error_reply(r, s->e.req, "upstream timeout");
+	}
+	r->expiring = false;
+	deadline_watch(r);
 }
 
 /* A fresh connected socket (a new source port) for one request. */
@@ -213,8 +254,6 @@ static int slot_open(struct slot *s)
  * was sent and the request completed); the slot is then still s's to give. */
 static bool slot_start(struct relay *r, struct slot *s, dg_req_t req, const void *data, size_t len)
 {
-	struct timeval tv = { .tv_sec = r->timeout_ms / 1000, .tv_usec = (r->timeout_ms % 1000) * 1000 };
-
 	if (slot_open(s) != DG_OK) {
 		warn_limited(r, "cannot open a socket to the upstream", errno);
 		error_reply(r, req, "upstream socket failed");
@@ -228,21 +267,15 @@ static bool slot_start(struct relay *r, struct slot *s, dg_req_t req, const void
 		return false;
 	}
 	s->e.req = req;
-	event_add(s->ev_timeout, &tv);
+	s->deadline_ms = now_ms(r) + r->timeout_ms;
+	dg_util_list_push(&r->inflight, &s->link);
+	deadline_watch(r);
 	return true;
 }
 
 static struct waiting *waiting_take(struct relay *r, struct waiting *w)
 {
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		r->w_head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	else
-		r->w_tail = w->prev;
-	r->w_len--;
+	dg_util_list_unlink(&r->fifo, &w->link);
 	w->e.taken = true;
 	return w;
 }
@@ -253,16 +286,17 @@ static struct waiting *waiting_take(struct relay *r, struct waiting *w)
  * (which frees its FIFO entry). */
 static void slot_give(struct relay *r, struct slot *s)
 {
-	while (r->w_head) {
-		dg_req_t req = r->w_head->e.req;
-		struct waiting *w = waiting_take(r, r->w_head);
+	struct dg_util_link *n;
+
+	while ((n = dg_util_list_first(&r->fifo))) {
+		struct waiting *w = waiting_take(r, DG_UTIL_ENTRY(n, struct waiting, link));
+		dg_req_t req = w->e.req;
 		if (slot_start(r, s, req, w->data, w->len)) {
 			r->host->request_set_data(r->self, req, &s->e, entry_end);
 			return;
 		}
 	}
-	s->next_free = r->free;
-	r->free = s;
+	dg_util_list_push(&r->free, &s->link);
 }
 
 /* The slot's request is over: its socket lingers, the slot moves on. */
@@ -270,7 +304,7 @@ static void slot_finish(struct slot *s)
 {
 	struct relay *r = s->r;
 
-	event_del(s->ev_timeout);
+	dg_util_list_unlink(&r->inflight, &s->link);
 	event_del(s->ev_read);
 	s->e.req = 0;
 	linger_push(r, s->fd);
@@ -310,43 +344,27 @@ static void on_answer(evutil_socket_t fd, short what, void *arg)
 		error_reply(r, req, errno == ECONNREFUSED ? "upstream refused" : "upstream receive failed");
 	} else {
 		struct dg_packet out = { .data = buf, .len = (size_t)n };
-		r->host->reply(req, &out);
-		r->host->complete(req);
+		r->host->request_reply(r->self, req, &out);
+		r->host->request_complete(r->self, req);
 	}
-}
-
-static void on_slot_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct slot *s = arg;
-	(void)fd, (void)what;
-
-	error_reply(s->r, s->e.req, "upstream timeout"); /* entry_end finishes the slot */
 }
 
 static struct slot *take_slot(struct relay *r)
 {
-	struct slot *s = r->free;
+	struct dg_util_link *n = dg_util_list_pop(&r->free);
+	struct slot *s;
 
-	if (s) {
-		r->free = s->next_free;
-		return s;
-	}
+	if (n)
+		return DG_UTIL_ENTRY(n, struct slot, link);
 	if (r->n_slots == r->max_inflight)
 		return NULL;
 	s = &r->slots[r->n_slots];
 	s->r = r;
 	s->e.r = r;
 	s->fd = -1;
-	s->ev_timeout = evtimer_new(r->base, on_slot_timeout, s);
 	s->ev_read = event_new(r->base, -1, 0, on_answer, s);
-	if (!s->ev_timeout || !s->ev_read) {
-		if (s->ev_timeout)
-			event_free(s->ev_timeout);
-		if (s->ev_read)
-			event_free(s->ev_read);
-		s->ev_timeout = s->ev_read = NULL;
+	if (!s->ev_read)
 		return NULL;
-	}
 	r->n_slots++;
 	return s;
 }
@@ -363,31 +381,18 @@ static int relay_on_packet(void *state, const struct dg_request *req)
 			slot_give(r, s);
 		return DG_PENDING;
 	}
-	if (r->w_len >= r->max_inflight) {
-		json_t *j = json_pack("{ss}", "error", "relay busy");
-		struct dg_packet out = { .json = j };
-		if (j)
-			r->host->reply(req->handle, &out);
-		json_decref(j);
-		return DG_DONE;
+	if (r->fifo.len >= r->max_inflight) {
+		int rc = dg_util_reply_json(r->host, r->self, req->handle,
+		                            dg_util_error("relay busy", false), NULL);
+		return dg_util_verdict(rc);
 	}
 	struct waiting *w = malloc(sizeof(*w) + req->packet.len);
 	if (!w)
 		return DG_ENOMEM;
-	w->e.waiting = true;
-	w->e.taken = false;
-	w->e.r = r;
-	w->e.req = req->handle;
+	w->e = (struct entry){ .req = req->handle, .r = r, .waiting = true };
 	w->len = req->packet.len;
 	memcpy(w->data, req->packet.data, req->packet.len);
-	w->next = NULL;
-	w->prev = r->w_tail;
-	if (r->w_tail)
-		r->w_tail->next = w;
-	else
-		r->w_head = w;
-	r->w_tail = w;
-	r->w_len++;
+	dg_util_list_push(&r->fifo, &w->link);
 	r->host->request_set_data(r->self, req->handle, &w->e, entry_end);
 	return DG_PENDING;
 }
@@ -395,9 +400,12 @@ static int relay_on_packet(void *state, const struct dg_request *req)
 static void relay_fini(void *state)
 {
 	struct relay *r = state;
+	struct dg_util_link *n;
 
 	if (!r)
 		return;
+	/* Every request has ended (entry_end ran for each) and the host has
+	 * cancelled our timers (it frees them): what is left is sockets. */
 	for (unsigned i = 0; r->slots && i < r->n_slots; i++) {
 		struct slot *s = &r->slots[i];
 		if (s->fd >= 0) {
@@ -405,14 +413,11 @@ static void relay_fini(void *state)
 			close(s->fd);
 		}
 		event_free(s->ev_read);
-		event_free(s->ev_timeout);
 	}
-	while (r->w_head)
-		free(waiting_take(r, r->w_head));
+	while ((n = dg_util_list_pop(&r->fifo)))
+		free(DG_UTIL_ENTRY(n, struct waiting, link));
 	while (r->l_len)
 		linger_pop(r);
-	if (r->ev_linger)
-		event_free(r->ev_linger);
 	free(r->linger_fd);
 	free(r->linger_until);
 	free(r->slots);
@@ -445,8 +450,7 @@ static int relay_alloc(struct relay *r)
 	r->slots = calloc(r->max_inflight, sizeof(*r->slots));
 	r->linger_fd = calloc(r->max_inflight, sizeof(*r->linger_fd));
 	r->linger_until = calloc(r->max_inflight, sizeof(*r->linger_until));
-	r->ev_linger = evtimer_new(r->base, on_linger, r);
-	if (!r->slots || !r->linger_fd || !r->linger_until || !r->ev_linger) {
+	if (!r->slots || !r->linger_fd || !r->linger_until) {
 		r->host->log(r->self, DG_LOG_ERROR, "out of memory for max_inflight %u", r->max_inflight);
 		return DG_ENOMEM;
 	}
@@ -456,18 +460,19 @@ static int relay_alloc(struct relay *r)
 static int relay_init(struct dg_instance *self, const struct dg_host *host,
                       const json_t *config, void **state)
 {
-	const struct relay_opts *o = host->options ? host->options(self) : NULL;
+	const struct relay_opts *o = dg_util_options(self, host);
 	struct relay *r;
 	int rc;
 	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!o) {
-		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
+	if (!o)
 		return DG_EINVAL;
-	}
 	if (!(r = calloc(1, sizeof(*r))))
 		return DG_ENOMEM;
+	dg_util_list_init(&r->free);
+	dg_util_list_init(&r->inflight);
+	dg_util_list_init(&r->fifo);
 	r->host = host;
 	r->self = self;
 	r->base = host->event_base(self);

@@ -41,12 +41,13 @@
 #include <event2/event.h>
 #include <jansson.h>
 #include <dgramd/plugin.h>
+#include <dgramd/plugin-util.h>
 
 #include "parse.h"
 
 #define SL_MAX_DATAGRAM 65535 /* a UDP payload can be no larger */
 #define SL_RETRY_MS 1000      /* after a failed write, with flush_ms 0 */
-#define SL_ERR_LOG_SECS 10    /* at most one write error line per this */
+#define SL_ERR_LOG_MS 10000   /* at most one write error line per this */
 #define SL_FRAGMENT_MAX (1 << 20) /* how far back to look for a line's start */
 
 /* The config, checked and filled in by the host (host->options). */
@@ -100,8 +101,7 @@ struct sl {
 	struct dg_timer *flush_timer, *sync_timer;
 	struct event *ev_reopen;
 	struct dg_metric *metric[SL_NMETRICS];
-	time_t err_logged; /* when a write error was last logged */
-	unsigned long long err_quiet; /* errors since, not logged */
+	struct dg_util_ratelimit err_rl; /* write error lines, on host->now_ms */
 	time_t stamp_sec;  /* the second stamp[] holds */
 	char stamp[32];    /* "2026-11-23T13:42:14" */
 	struct dg_syslog_msg msg; /* ~5 KiB: here, not on the stack */
@@ -109,7 +109,7 @@ struct sl {
 
 static void sl_count(struct sl *s, enum sl_metric m, int64_t n)
 {
-	s->host->metric_add(s->metric[m], n);
+	dg_util_metric_add(s->host, s->metric[m], n);
 }
 
 static size_t count_lines(const char *p, size_t n)
@@ -123,18 +123,13 @@ static size_t count_lines(const char *p, size_t n)
 
 static void sl_write_error(struct sl *s, int err)
 {
-	time_t now = time(NULL);
+	unsigned long long quiet;
 
 	sl_count(s, SL_WRITE_ERRORS, 1);
-	if (s->err_logged && now - s->err_logged < SL_ERR_LOG_SECS) {
-		s->err_quiet++;
-		return;
-	}
-	s->host->log(s->self, DG_LOG_ERROR, "cannot write '%s': %s (%zu bytes kept to retry; "
-	             "%llu more errors since the last report)", s->path, strerror(err), s->len,
-	             s->err_quiet);
-	s->err_logged = now;
-	s->err_quiet = 0;
+	if (dg_util_ratelimit_allow(&s->err_rl, s->host->now_ms(s->self), SL_ERR_LOG_MS, &quiet))
+		s->host->log(s->self, DG_LOG_ERROR, "cannot write '%s': %s (%zu bytes kept to retry; "
+		             "%llu more errors since the last report)", s->path, strerror(err), s->len,
+		             quiet);
 }
 
 static void sl_sync(void *arg)
@@ -371,16 +366,14 @@ static void sl_fini(void *state)
 static int sl_init(struct dg_instance *self, const struct dg_host *host, const json_t *config,
                    void **state)
 {
-	const struct sl_options *o = host->options ? host->options(self) : NULL;
+	const struct sl_options *o = dg_util_options(self, host);
 	struct sl *s;
 	int rc;
 	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!o) {
-		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
+	if (!o)
 		return DG_EINVAL;
-	}
 	if (!(s = calloc(1, sizeof(*s))))
 		return DG_ENOMEM;
 	s->host = host;
@@ -396,9 +389,8 @@ static int sl_init(struct dg_instance *self, const struct dg_host *host, const j
 	if (!(s->buf = malloc(s->cap)))
 		goto fail;
 	for (int m = 0; m < SL_NMETRICS; m++)
-		if (DG_HOST_HAS(host, metric_new))
-			s->metric[m] = host->metric_new(self, sl_metrics[m].name, sl_metrics[m].help,
-			                                DG_METRIC_COUNTER);
+		s->metric[m] = dg_util_metric_new(host, self, sl_metrics[m].name, sl_metrics[m].help,
+		                                  DG_METRIC_COUNTER);
 	s->ev_reopen = evsignal_new(host->event_base(self), SIGUSR1, sl_reopen, s);
 	if (!s->ev_reopen || evsignal_add(s->ev_reopen, NULL)) {
 		host->log(self, DG_LOG_ERROR, "cannot watch SIGUSR1 (to reopen '%s')", s->path);

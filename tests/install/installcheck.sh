@@ -42,8 +42,11 @@ export PKG_CONFIG_PATH="$libdir/pkgconfig"
 pkg-config --libs dgramd | grep -q -- '-ldgramd' && fail "dgramd.pc links plugins against libdgramd"
 [ "$(pkg-config --variable=plugindir dgramd)" = "$pkglibdir" ] || fail "plugindir in dgramd.pc"
 cat > "$tmp/p.c" <<'EOT'
+#include <jansson.h>
+#include <dgramd/rc.h>
 #include <dgramd/plugin.h>
-static int on_packet(void *state, const struct dg_request *req) { (void)state; (void)req; return DG_DONE; }
+#include <dgramd/plugin-util.h>
+static int on_packet(void *state, const struct dg_request *req) { (void)state; (void)req; return dg_util_verdict(DG_EAGAIN); }
 DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
 	DG_PLUGIN_HEADER, .name = "p", .version = "1", .on_packet = on_packet,
 };

@@ -264,8 +264,10 @@ static void test_stale_calls(void)
 	free(log);
 }
 
-/* Item 9. reply(h, NULL) and an instance that is not one: error codes and
- * log lines, the server goes on. */
+/* Item 9. reply(h, NULL) and an instance that is not one (metric_new
+ * included: it used to take the plugin's state as an instance and write
+ * through what it found there): error codes and log lines, the server goes
+ * on. */
 static void test_api_misuse(void)
 {
 	struct dg_daemon d;

@@ -74,6 +74,12 @@ static int fake_reply(dg_req_t req, const struct dg_packet *pkt)
 	return DG_OK;
 }
 
+static int fake_request_reply(struct dg_instance *self, dg_req_t req, const struct dg_packet *pkt)
+{
+	(void)self;
+	return fake_reply(req, pkt);
+}
+
 /* The request ends: its slot is freed, as the host does. */
 static void slot_end(dg_req_t req)
 {
@@ -164,6 +170,7 @@ static const struct dg_host fake_host = {
 	.complete = fake_complete,
 	.timer_start = fake_timer_start,
 	.timer_cancel = fake_timer_cancel,
+	.request_reply = fake_request_reply,
 	.request_complete = fake_request_complete,
 	.request_set_data = fake_set_data,
 	.options = fake_options,

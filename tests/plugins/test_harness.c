@@ -512,6 +512,110 @@ static void test_conversation_clock(void)
 	dg_harness_free(h);
 }
 
+/* ---- a plugin that cancels its timers at shutdown ----------------------
+ * Each session holds a timer (session data), cancelled in on_session_close;
+ * the instance holds one more, cancelled in fini(): as README's Push
+ * section suggests. At shutdown the host has stopped every timer before
+ * those calls: the handles must still be live (a use after free under
+ * ASan if the host freed them first), and a timer started there is
+ * refused (it could never fire). */
+
+static struct {
+	unsigned closes, cancels, started_late;
+} tidy;
+
+struct tidy_state {
+	struct dg_instance *self;
+	const struct dg_host *host;
+	struct dg_timer *timer;
+};
+
+static void tidy_never(void *arg)
+{
+	(void)arg;
+	CU_FAIL("a timer fired after shutdown began");
+}
+
+static void tidy_session_free(void *data)
+{
+	free(data);
+}
+
+static int tidy_init(struct dg_instance *self, const struct dg_host *host,
+                     const struct json_t *config, void **state)
+{
+	struct tidy_state *t = calloc(1, sizeof(*t));
+	(void)config;
+
+	if (!t)
+		return DG_ENOMEM;
+	*t = (struct tidy_state){ .self = self, .host = host };
+	t->timer = host->timer_start(self, 3600000, tidy_never, NULL);
+	*state = t;
+	return t->timer ? DG_OK : DG_ENOMEM;
+}
+
+static void tidy_fini(void *state)
+{
+	struct tidy_state *t = state;
+
+	t->host->timer_cancel(t->timer);
+	tidy.cancels++;
+	tidy.started_late += t->host->timer_start(t->self, 1, tidy_never, NULL) != NULL;
+	free(t);
+}
+
+static int tidy_packet(void *state, const struct dg_request *req)
+{
+	struct tidy_state *t = state;
+	struct dg_timer **st = malloc(sizeof(*st));
+
+	if (!st)
+		return DG_ENOMEM;
+	*st = t->host->timer_start(req->self, 3600000, tidy_never, NULL);
+	t->host->session_set(req->session, st, tidy_session_free);
+	return *st ? DG_DONE : DG_ENOMEM;
+}
+
+static void tidy_close(void *state, struct dg_session *session, int reason)
+{
+	struct tidy_state *t = state;
+	struct dg_timer **st = t->host->session_get(session);
+
+	CU_ASSERT_EQUAL(reason, DG_CLOSE_SHUTDOWN);
+	tidy.closes++;
+	if (st && *st) {
+		t->host->timer_cancel(*st);
+		*st = NULL;
+		tidy.cancels++;
+	}
+	tidy.started_late += t->host->timer_start(t->self, 1, tidy_never, NULL) != NULL;
+}
+
+static const struct dg_plugin tidy_plugin = {
+	DG_PLUGIN_HEADER, .name = "tidy", .version = "1",
+	.init = tidy_init, .fini = tidy_fini, .on_packet = tidy_packet,
+	.on_session_close = tidy_close,
+};
+
+static void test_cancel_at_shutdown(void)
+{
+	char err[512];
+	struct dg_harness *h = dg_harness_new("{\"codec\": \"raw\"}", &tidy_plugin,
+	                                      err, sizeof(err));
+	if (!h)
+		fprintf(stderr, "%s\n", err);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	memset(&tidy, 0, sizeof(tidy));
+	dg_harness_send_text(h, "127.0.0.1:7001", "a");
+	dg_harness_send_text(h, "127.0.0.1:7002", "b");
+	CU_ASSERT_EQUAL(dg_harness_sessions(h), 2);
+	dg_harness_free(h); /* on_session_close x2, then fini: each cancels */
+	CU_ASSERT_EQUAL(tidy.closes, 2);
+	CU_ASSERT_EQUAL(tidy.cancels, 3);
+	CU_ASSERT_EQUAL(tidy.started_late, 0);
+}
+
 static const struct dg_test tests[] = {
 	{ "replies and their destinations", test_reply_destination },
 	{ "wildcard bind: the local address", test_wildcard_local },
@@ -526,6 +630,7 @@ static const struct dg_test tests[] = {
 	{ "config and descriptor errors", test_config_errors },
 	{ "a plugin .so", test_so_plugin },
 	{ "conversation step timeouts on the fake clock", test_conversation_clock },
+	{ "timers cancelled in on_session_close and fini at shutdown", test_cancel_at_shutdown },
 	{ NULL, NULL },
 };
 

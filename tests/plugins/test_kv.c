@@ -31,6 +31,12 @@ static int host_reply(dg_req_t req, const struct dg_packet *pkt)
 	return DG_OK;
 }
 
+static int host_request_reply(struct dg_instance *self, dg_req_t req, const struct dg_packet *pkt)
+{
+	(void)self;
+	return host_reply(req, pkt);
+}
+
 /* kv's options, checked and filled in as the daemon does before init(). */
 static struct dg_options *opts;
 
@@ -46,6 +52,7 @@ static const struct dg_host host = {
 	.abi_minor = DG_PLUGIN_ABI_MINOR,
 	.log = host_log,
 	.reply = host_reply,
+	.request_reply = host_request_reply,
 	.options = host_options,
 };
 

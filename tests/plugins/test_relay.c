@@ -1,9 +1,8 @@
 /* The relay plugin on the harness (<dgramd/testing.h>): its requests go
  * to a real upstream socket this test holds on loopback, and its answers
  * come back through the harness's event loop (dg_harness_run); the handler
- * deadline runs on the fake clock. (Relay's own upstream timeout is a
- * libevent timer on real time: tests/integration/test_relay covers it with
- * the daemon.) */
+ * deadline runs on the fake clock, and so do relay's own timeout_ms and
+ * linger_ms (host timers and host->now_ms, not libevent's). */
 #include "config.h"
 
 #include <netinet/in.h>
@@ -35,18 +34,27 @@ static int upstream(struct sockaddr_in *a)
 	return fd;
 }
 
-static struct dg_harness *relay_on(const struct sockaddr_in *up, const char *keys)
+/* keys: the listener's, config: relay's besides "upstream" (each "" or
+ * "\"key\": value, ..."). */
+static struct dg_harness *relay_with(const struct sockaddr_in *up, const char *keys,
+                                     const char *config)
 {
 	char text[2048], err[512];
 
 	snprintf(text, sizeof(text), "{\"codec\": \"raw\", %s%s\"handler\": {\"plugin\": "
-	         "\"%s/plugins/.libs/relay.so\", \"config\": {\"upstream\": \"127.0.0.1:%u\"}}}",
-	         keys, keys[0] ? ", " : "", dg_test_builddir(), ntohs(up->sin_port));
+	         "\"%s/plugins/.libs/relay.so\", \"config\": {%s%s\"upstream\": \"127.0.0.1:%u\"}}}",
+	         keys, keys[0] ? ", " : "", dg_test_builddir(), config, config[0] ? ", " : "",
+	         ntohs(up->sin_port));
 	struct dg_harness *h = dg_harness_new(text, NULL, err, sizeof(err));
 	if (!h)
 		fprintf(stderr, "relay harness: %s\n", err);
 	CU_ASSERT_PTR_NOT_NULL(h);
 	return h;
+}
+
+static struct dg_harness *relay_on(const struct sockaddr_in *up, const char *keys)
+{
+	return relay_with(up, keys, "");
 }
 
 /* One datagram at the upstream within 3 s (relay sends it from on_packet),
@@ -128,9 +136,47 @@ static void test_deadline_then_late_answer(void)
 	close(fd);
 }
 
+/* timeout_ms runs on the server's clock: the harness's fake one moves it.
+ * With max_inflight 1 the second request waits for the first's slot, and
+ * gets its own timeout_ms from the moment it is sent. */
+static void test_upstream_timeout_fake_clock(void)
+{
+	struct sockaddr_in up;
+	int fd = upstream(&up);
+	struct sockaddr_storage from;
+	socklen_t fromlen;
+	char buf[64];
+	CU_ASSERT_FATAL(fd >= 0);
+	struct dg_harness *h = relay_with(&up, "\"handler_timeout_ms\": 60000",
+	                                  "\"timeout_ms\": 300, \"max_inflight\": 1");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+
+	dg_harness_send_text(h, "127.0.0.1:4001", "one");
+	dg_harness_send_text(h, "127.0.0.1:4002", "two");
+	CU_ASSERT_FATAL(upstream_take(fd, buf, sizeof(buf), &from, &fromlen) == 3);
+	dg_harness_advance(h, 299);
+	DG_TEST_ASSERT_REPLIES(h, 0);
+	dg_harness_advance(h, 1);
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 1);
+	DG_TEST_ASSERT_REPLY_TO(h, 0, "127.0.0.1:4001", "{\"error\":\"upstream timeout\"}");
+	/* the slot went to "two", sent now: its timeout_ms starts now */
+	CU_ASSERT_FATAL(upstream_take(fd, buf, sizeof(buf), &from, &fromlen) == 3);
+	dg_harness_advance(h, 299);
+	DG_TEST_ASSERT_REPLIES(h, 1);
+	dg_harness_advance(h, 1);
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 2);
+	DG_TEST_ASSERT_REPLY_TO(h, 1, "127.0.0.1:4002", "{\"error\":\"upstream timeout\"}");
+	DG_TEST_ASSERT_COUNTER(h, "timeouts", 0);
+	DG_TEST_ASSERT_COUNTER(h, "stale_calls", 0);
+	CU_ASSERT_EQUAL(dg_harness_pending(h), 0);
+	dg_harness_free(h);
+	close(fd);
+}
+
 static const struct dg_test tests[] = {
 	{ "answers reach their own peers", test_answers_to_their_peers },
 	{ "handler deadline on the fake clock, then a late answer", test_deadline_then_late_answer },
+	{ "upstream timeout_ms on the fake clock", test_upstream_timeout_fake_clock },
 	{ NULL, NULL },
 };
 
