@@ -494,7 +494,7 @@ int dg_host_secret_init(void)
 
 static const unsigned char *host_secret(struct dg_instance *self)
 {
-	if (!instance_listener(self, "secret") || dg_host_secret_init())
+	if (!dg_host_instance(self, "secret") || dg_host_secret_init())
 		return NULL;
 	return host_secret_bytes;
 }
