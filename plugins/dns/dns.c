@@ -31,6 +31,7 @@
 
 #include <jansson.h>
 #include <dgramd/plugin.h>
+#include <dgramd/plugin-util.h>
 
 #include "../siphash.h"
 #include "dns.h"
@@ -154,19 +155,15 @@ static const struct dns_cookies *cookies_for(const struct dns *d, const struct d
 static int dns_init(struct dg_instance *self, const struct dg_host *host, const json_t *config,
                     void **state)
 {
-	/* As echo and kv: the host's size does not cover options yet (core/host.c
-	 * moves its cut member by member), but the member is filled in. */
-	const struct dns_opts *o = host->options ? host->options(self) : NULL;
+	const struct dns_opts *o = dg_util_options(self, host);
 	struct dns *d;
 	char err[512];
 	int rc;
 	(void)config; /* checked and filled in by the host: o */
 
 	*state = NULL;
-	if (!o) {
-		host->log(self, DG_LOG_ERROR, "this dgramd fills in no options (host->options)");
-		return DG_EINVAL;
-	}
+	if (!o)
+		return DG_EINVAL; /* logged */
 	if (!(d = calloc(1, sizeof(*d))))
 		return DG_ENOMEM;
 	d->self = self;
@@ -185,17 +182,16 @@ static int dns_init(struct dg_instance *self, const struct dg_host *host, const 
 		dns_fini(d);
 		return DG_ENOMEM;
 	}
-	if (DG_HOST_HAS(host, metric_new) && host->metric_new)
-		for (int c = 0; c < C_COUNT; c++)
-			d->metric[c] = host->metric_new(self, counters[c].name, counters[c].help, DG_METRIC_COUNTER);
+	for (int c = 0; c < C_COUNT; c++)
+		d->metric[c] = dg_util_metric_new(host, self, counters[c].name, counters[c].help,
+		                                  DG_METRIC_COUNTER);
 	*state = d;
 	return DG_OK;
 }
 
 static void count(struct dns *d, int c)
 {
-	if (d->metric[c])
-		d->host->metric_add(d->metric[c], 1);
+	dg_util_metric_add(d->host, d->metric[c], 1);
 }
 
 static int counter_of(int rcode)
@@ -239,8 +235,9 @@ static int dns_on_packet(void *state, const struct dg_request *req)
 	count(d, res.rcode == DNS_BADCOOKIE ? C_BADCOOKIE : counter_of(res.rcode));
 	if (res.truncated)
 		count(d, C_TRUNCATED);
-	/* Refused by the amplification guard even truncated: counted by the host. */
-	return rc < 0 && rc != DG_EAGAIN && rc != DG_E2BIG ? rc : DG_DONE;
+	/* Refused by the amplification guard even truncated, or too big even
+	 * truncated: counted by the host, not a failure of the query. */
+	return rc == DG_E2BIG ? DG_DONE : dg_util_verdict(rc);
 }
 
 /* A valid, fresh server cookie proves the source (RFC 7873: only a host

@@ -84,6 +84,7 @@
 #endif
 
 #include <dgramd/plugin.h>
+#include <dgramd/plugin-util.h>
 
 #include "proto.h"
 
@@ -245,8 +246,7 @@ struct xfer {
 
 static void metric_add(struct tftp *t, int m, int64_t v)
 {
-	if (t->m[m])
-		t->host->metric_add(t->m[m], v);
+	dg_util_metric_add(t->host, t->m[m], v);
 }
 
 /* The clock the host runs await steps on (the harness's fake one in
@@ -933,8 +933,8 @@ static int tftp_init(struct dg_instance *self, const struct dg_host *host,
 	if ((rc = source_table_init(t)))
 		goto out_free;
 	for (int i = 0; i < M__COUNT; i++)
-		t->m[i] = host->metric_new(self, metric_defs[i].name, metric_defs[i].help,
-		                           metric_defs[i].kind);
+		t->m[i] = dg_util_metric_new(host, self, metric_defs[i].name, metric_defs[i].help,
+		                             metric_defs[i].kind);
 	*state = t;
 	return DG_OK;
 out_free:
