@@ -331,6 +331,7 @@ static void test_metric_new(void)
 
 	CU_ASSERT_FATAL(l && c);
 	l->c = c;
+	l->inst.magic = DG_INSTANCE_MAGIC; /* an instance as server.c makes one */
 	l->inst.l = l;
 	struct dg_instance *self = &l->inst;
 	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "Bad-Name", "", DG_METRIC_GAUGE));
