@@ -124,6 +124,7 @@ def amplification():
     The guard counts bytes on the wire: each datagram's payload plus 28 bytes
     of IPv4 and UDP headers, both ways."""
     d = dnsutil.Dgramd(config(), {"amplification": {"factor": 3}})
+    held = []
     try:
         for what, cookie in (("no cookie", None), ("a client cookie", b"victimck"),
                              ("a forged server cookie", b"victimck" + b"\1\0\0\0" + b"x" * 12)):
@@ -133,8 +134,11 @@ def amplification():
                 worst = -10**9
                 for i in range(50):
                     if ports != "one port":
-                        s.close()
-                        s = sock("127.0.0.9", 2.0)  # a new session: no credit saved up
+                        # A new session, no credit saved up: a port no earlier query of
+                        # this test used (the old sockets stay open, so the kernel
+                        # cannot hand one of their ports out again).
+                        held.append(s)
+                        s = sock("127.0.0.9", 2.0)
                     q = query("example.com", 15, 200 + i, cookie)
                     r = answer(s, d.port, q, 200 + i)
                     sent += len(q)
@@ -142,7 +146,7 @@ def amplification():
                     replies += 1 if r else 0
                     if r:
                         worst = max(worst, len(r) + 28 - 3 * (len(q) + 28))
-                s.close()
+                held.append(s)
                 wire_in, wire_out = sent + 28 * 50, got + 28 * replies
                 print("info: spoofed MX queries with %s, %s: %d bytes in, %d out: %.2f bytes out per byte in "
                       "(on the wire: %d in, %d out, %.2f)" %
@@ -154,6 +158,8 @@ def amplification():
                     check("... a port per query: no reply over 3 x its query on the wire (largest %d)" %
                           worst, worst <= 0)
     finally:
+        for h in held:
+            h.close()
         d.stop()
 
 
