@@ -157,50 +157,13 @@ static const struct {
 	                DG_METRIC_COUNTER },
 };
 
-/* A list the element leaves from the middle: oldest first (plugins cannot
- * use core/list.h; this is its dg_dlist). */
-struct tlink {
-	struct tlink *prev, *next;
-};
-
-struct tlist {
-	struct tlink *head, *tail;
-};
-
-static void tlist_push(struct tlist *l, struct tlink *e)
-{
-	e->prev = l->tail;
-	e->next = NULL;
-	if (l->tail)
-		l->tail->next = e;
-	else
-		l->head = e;
-	l->tail = e;
-}
-
-static void tlist_unlink(struct tlist *l, struct tlink *e)
-{
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		l->head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		l->tail = e->prev;
-	e->prev = e->next = NULL;
-}
-
-#define XFER_OF(link, member) \
-	((struct xfer *)(void *)((char *)(link) - offsetof(struct xfer, member)))
-
 /* The transfers of one source address (an IPv6 one by its /64): an entry of
  * the source table while it has any. */
 struct source {
 	struct source *next, **pprev; /* hash chain */
 	uint32_t key[3];              /* family (4, 6), address words */
 	unsigned transfers;
-	struct tlist unvalidated;     /* its unacknowledged transfers (xfer.slink) */
+	struct dg_util_list unvalidated; /* its unacknowledged transfers (xfer.slink) */
 };
 
 struct tftp {
@@ -211,9 +174,9 @@ struct tftp {
 	bool beneath;                /* openat2 in use */
 	bool warned_e2big;
 	unsigned active;             /* transfers in progress */
-	unsigned n_unvalidated;      /* of them, not acknowledged yet */
 	unsigned max_unvalidated;    /* the option, at most max_transfers */
-	struct tlist unvalidated;    /* those, oldest first (xfer.ulink) */
+	struct dg_util_list unvalidated; /* transfers not acknowledged yet, oldest first
+	                                    (xfer.ulink) */
 	struct source **buckets;     /* the source table: 2^bits chains */
 	unsigned bits;
 	uint64_t hkey[4];            /* its random hash key */
@@ -226,8 +189,8 @@ struct xfer {
 	dg_req_t req;
 	struct dg_session *session;
 	struct source *src;
-	struct tlink ulink;  /* on t->unvalidated while not validated */
-	struct tlink slink;  /* on src->unvalidated while not validated */
+	struct dg_util_link ulink; /* on t->unvalidated while not validated */
+	struct dg_util_link slink; /* on src->unvalidated while not validated */
 	int fd;
 	uint16_t block;      /* of the packet in pkt: DATA's number (it wraps to 0
 	                        after 65535), 0 for an OACK */
@@ -440,6 +403,7 @@ static struct source *source_get(struct tftp *t, const struct sockaddr *sa)
 	if (s || !(s = calloc(1, sizeof(*s))))
 		return s;
 	source_key(sa, s->key);
+	dg_util_list_init(&s->unvalidated);
 	struct source **chain = source_chain(t, s->key);
 	s->next = *chain;
 	if (s->next)
@@ -495,18 +459,18 @@ static void unvalidated_link(struct xfer *x)
 {
 	struct tftp *t = x->t;
 
-	tlist_push(&t->unvalidated, &x->ulink);
-	tlist_push(&x->src->unvalidated, &x->slink);
-	gauge_set(t, M_UNVALIDATED, ++t->n_unvalidated);
+	dg_util_list_push(&t->unvalidated, &x->ulink);
+	dg_util_list_push(&x->src->unvalidated, &x->slink);
+	gauge_set(t, M_UNVALIDATED, (int64_t)t->unvalidated.len);
 }
 
 static void unvalidated_unlink(struct xfer *x)
 {
 	struct tftp *t = x->t;
 
-	tlist_unlink(&t->unvalidated, &x->ulink);
-	tlist_unlink(&x->src->unvalidated, &x->slink);
-	gauge_set(t, M_UNVALIDATED, --t->n_unvalidated);
+	dg_util_list_unlink(&t->unvalidated, &x->ulink);
+	dg_util_list_unlink(&x->src->unvalidated, &x->slink);
+	gauge_set(t, M_UNVALIDATED, (int64_t)t->unvalidated.len);
 }
 
 static void xfer_free(void *data)
@@ -721,9 +685,9 @@ static bool negotiate(const struct tftp *t, const struct tftp_msg *rq, off_t siz
  * NULL if so (perhaps by evicting, see make_room), else why not. */
 static const char *room_refusal(const struct tftp *t, const struct source *src)
 {
-	if (src && src->transfers >= t->opt->max_per_source && !src->unvalidated.head)
+	if (src && src->transfers >= t->opt->max_per_source && !src->unvalidated.len)
 		return "too many transfers from this address";
-	if (t->active >= t->opt->max_transfers && !t->unvalidated.head)
+	if (t->active >= t->opt->max_transfers && !t->unvalidated.len)
 		return "server busy";
 	return NULL;
 }
@@ -742,10 +706,10 @@ static void evict(struct xfer *x)
 static void make_room(struct tftp *t, struct source *src)
 {
 	if (src && src->transfers >= t->opt->max_per_source)
-		evict(XFER_OF(src->unvalidated.head, slink));
-	if ((t->n_unvalidated >= t->max_unvalidated || t->active >= t->opt->max_transfers) &&
-	    t->unvalidated.head)
-		evict(XFER_OF(t->unvalidated.head, ulink));
+		evict(DG_UTIL_ENTRY(dg_util_list_first(&src->unvalidated), struct xfer, slink));
+	if ((t->unvalidated.len >= t->max_unvalidated || t->active >= t->opt->max_transfers) &&
+	    t->unvalidated.len)
+		evict(DG_UTIL_ENTRY(dg_util_list_first(&t->unvalidated), struct xfer, ulink));
 }
 
 /* A new transfer of the file at fd for req: NULL if out of memory (fd is
@@ -916,6 +880,7 @@ static int tftp_init(struct dg_instance *self, const struct dg_host *host,
 	t->host = host;
 	t->self = self;
 	t->rootfd = -1;
+	dg_util_list_init(&t->unvalidated);
 	t->opt = host->options(self);
 	int err = -root_open(t);
 	if (err == ENOENT) {
