@@ -16,17 +16,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dnsutil  # noqa: E402
 
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok " + name)
-    else:
-        failed += 1
-        print("FAIL %s %s" % (name, detail))
+CHECKS = dnsutil.Checks()
+check = CHECKS.check
 
 
 def records(zone, owner, rtype):
@@ -342,8 +333,7 @@ def main():
     guarded()
     small_datagram()
     config_errors()
-    print("DG-RESULT passed=%d failed=%d" % (passed, failed))
-    return 1 if failed else 0
+    return CHECKS.result()
 
 
 if __name__ == "__main__":

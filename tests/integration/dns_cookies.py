@@ -28,17 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dnsutil  # noqa: E402
 
 SECRET = "e5e973e5a6b2a43f48e7dc849e37bfcf"
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok " + name)
-    else:
-        failed += 1
-        print("FAIL %s %s" % (name, detail))
+CHECKS = dnsutil.Checks()
+check = CHECKS.check
 
 
 def query(name, qtype, qid, cookie=None):
@@ -215,8 +206,7 @@ def main():
     amplification()
     dig_tools()
     workers()
-    print("DG-RESULT passed=%d failed=%d" % (passed, failed))
-    return 1 if failed else 0
+    return CHECKS.result()
 
 
 if __name__ == "__main__":

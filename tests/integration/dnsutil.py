@@ -16,6 +16,27 @@ SRC = os.environ.get("DG_SRCDIR", ".")
 ZONES = os.path.join(SRC, "tests/fixtures/dns/zones.json")
 
 
+class Checks:
+    """Named checks of a test script, counted: check() prints "ok NAME" or
+    "FAIL NAME DETAIL"; result() prints the DG-RESULT line dev.sh sums and
+    returns the exit status."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def check(self, name, cond, detail=""):
+        if cond:
+            self.passed += 1
+            print("ok " + name)
+        else:
+            self.failed += 1
+            print("FAIL %s %s" % (name, detail))
+
+    def result(self):
+        print("DG-RESULT passed=%d failed=%d" % (self.passed, self.failed))
+        return 1 if self.failed else 0
+
+
 def need(*tools):
     for t in tools:
         if not shutil.which(t) and not os.path.exists("/usr/sbin/" + t):
