@@ -119,6 +119,10 @@ pid_t dg_daemon_worker(const struct dg_daemon *d);
  * none is found. */
 pid_t dg_daemon_child(const struct dg_daemon *d, const char *name);
 
+/* The descriptors process pid has open (/proc/PID/fd), -1 if it cannot be
+ * read (the process is gone). */
+int dg_proc_fds(pid_t pid);
+
 /* Read the daemon's log into a malloc'd string (caller frees). */
 char *dg_daemon_log(const struct dg_daemon *d);
 

@@ -8,7 +8,6 @@
  * is for a log line or a packet, with a deadline. */
 #include "config.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,21 +48,6 @@ static void reload(const struct dg_daemon *d, unsigned gen)
 	snprintf(line, sizeof(line), "reload: generation %u serving", gen);
 	CU_ASSERT_FATAL(kill(d->pid, SIGHUP) == 0);
 	CU_ASSERT_FATAL(log_has(d, line, 1));
-}
-
-static int count_fds(pid_t pid)
-{
-	char path[64];
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *dir = opendir(path);
-	if (!dir)
-		return -1;
-	for (struct dirent *e; (e = readdir(dir));)
-		n += e->d_name[0] != '.';
-	closedir(dir);
-	return n;
 }
 
 /* A request for a file that is not there: answered (ERROR 1) once the
@@ -192,7 +176,7 @@ static void test_peer_gone(void)
 
 	tftp_start(&d, slow_peer);
 	probe(&d);
-	int master_fds = count_fds(d.pid), worker_fds = tftp_worker_fds(&d);
+	int master_fds = dg_proc_fds(d.pid), worker_fds = tftp_worker_fds(&d);
 	CU_ASSERT(master_fds > 0 && worker_fds > 0);
 	int fd = tftp_socket(NULL);
 	tftp_send(fd, &d, req, tftp_rrq(req, sizeof(req), 1, "big", "octet", NULL));
@@ -208,7 +192,7 @@ static void test_peer_gone(void)
 	CU_ASSERT(took < 9000); /* before the conversation's own first timeout */
 	CU_ASSERT(log_has(&d, "shutdown: after 500 ms, abandoning 1 pending requests", 1));
 	probe(&d);
-	CU_ASSERT_EQUAL(count_fds(d.pid), master_fds);
+	CU_ASSERT_EQUAL(dg_proc_fds(d.pid), master_fds);
 	CU_ASSERT_EQUAL(tftp_worker_fds(&d), worker_fds);
 	dg_daemon_stop_checked(&d, "tftp");
 	CU_ASSERT_EQUAL(dg_daemon_stat(&d, "tftp", "handovers"), 1);

@@ -5,7 +5,6 @@
 #include "config.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -181,20 +180,6 @@ static long long cpu_ticks(pid_t pid)
 	return (long long)(ut + st);
 }
 
-static unsigned open_fds(pid_t pid)
-{
-	char path[64];
-	unsigned n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *dir = opendir(path);
-	for (struct dirent *e; dir && (e = readdir(dir));)
-		n += e->d_name[0] != '.';
-	if (dir)
-		closedir(dir);
-	return n;
-}
-
 /* SLOW connections that send nothing; all asserted open. */
 static void slow_open(const struct dg_daemon *d, int *fds)
 {
@@ -218,7 +203,7 @@ static bool slow_wait_closed(const int *fds, pid_t pid, unsigned *most)
 		p[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
 	*most = 0;
 	do {
-		unsigned n = open_fds(pid);
+		unsigned n = (unsigned)dg_proc_fds(pid);
 		*most = n > *most ? n : *most;
 		if (poll(p, SLOW, 50) > 0)
 			return true;
@@ -258,7 +243,7 @@ static void test_slow_clients(void)
 
 	/* The cap: one wave of at most DG_METRICS_MAX_CONNS is accepted and
 	 * times out; the others wait in the backlog. */
-	unsigned base = open_fds(pid), most;
+	unsigned base = (unsigned)dg_proc_fds(pid), most;
 	slow_open(&d, fds);
 	CU_ASSERT(slow_wait_closed(fds, pid, &most));
 	fprintf(stderr, "slow: at most %u of %d open at once (cap %d)\n", most - base, SLOW,
@@ -271,7 +256,7 @@ static void test_slow_clients(void)
 	struct rlimit old, low;
 	CU_ASSERT(prlimit(pid, RLIMIT_NOFILE, NULL, &old) == 0);
 	low = old;
-	low.rlim_cur = open_fds(pid) + 3;
+	low.rlim_cur = (unsigned)dg_proc_fds(pid) + 3;
 	CU_ASSERT(prlimit(pid, RLIMIT_NOFILE, &low, NULL) == 0);
 	long long cpu0 = cpu_ticks(pid);
 	double t0 = dg_now_ms();

@@ -2,7 +2,6 @@
 #include "config.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -224,20 +223,9 @@ bool tftp_wait_metric(const struct dg_daemon *d, const char *name, long long wan
 
 int tftp_worker_fds(const struct dg_daemon *d)
 {
-	char path[64];
 	pid_t pid = dg_daemon_worker(d);
-	int n = 0;
 
-	if (!pid)
-		return -1;
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *dir = opendir(path);
-	if (!dir)
-		return -1;
-	for (struct dirent *e; (e = readdir(dir));)
-		n += e->d_name[0] != '.';
-	closedir(dir);
-	return n;
+	return pid ? dg_proc_fds(pid) : -1;
 }
 
 int tftp_socket(const char *src)
