@@ -1,4 +1,5 @@
-/* Logging that can neither kill nor block the server: SIGPIPE is ignored,
+/* Logging that can neither kill nor block the server: SIGPIPE and SIGXFSZ
+ * are ignored (a write past the file size limit fails with EFBIG instead),
  * the log is written without waiting (a pipe or terminal on stderr is
  * reopened non-blocking, a socket or the syslog socket is sent to with
  * MSG_DONTWAIT, a file is appended to), and a line the reader cannot take
@@ -91,8 +92,10 @@ int dg_log_init(void)
 
 	event_set_log_callback(from_libevent);
 
-	/* A reader that goes away must cost log lines, not the process. */
-	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+	/* A reader that goes away, or a file at the size limit (RLIMIT_FSIZE:
+	 * the log's, or a plugin's such as syslog's), must cost log lines or
+	 * a failed write (EFBIG), not the process. Inherited by every child. */
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || signal(SIGXFSZ, SIG_IGN) == SIG_ERR)
 		return DG_ERROR;
 	if (fstat(STDERR_FILENO, &st) < 0)
 		return DG_OK; /* no stderr: writes fail and are counted */

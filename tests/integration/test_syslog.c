@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -712,6 +713,56 @@ static void test_write_errors(void)
 	free(log);
 }
 
+/* The file size limit (RLIMIT_FSIZE, systemd's LimitFSIZE=): a write past it
+ * must fail (EFBIG) and be counted, not kill the worker with SIGXFSZ (its
+ * default action), which lost the buffered lines and, restarted, died again
+ * at its next flush. The daemon inherits a 64 KiB limit; its own log stays
+ * far below it, the syslog file reaches it. */
+static void test_file_size_limit(void)
+{
+	struct dg_daemon d;
+	struct rlimit old, lim;
+	char buf[512];
+
+	CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 64 * 1024;
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	const char *file = out_path("fsize.jsonl");
+	bool started = start(&d, file, "", "\"flush_ms\": 10,");
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &old), 0);
+	CU_ASSERT_FATAL(started);
+	pid_t worker = dg_daemon_worker(&d);
+	int fd = sender(&d);
+	CU_ASSERT_FATAL(fd >= 0);
+	/* 400 lines of about 330 bytes: twice the limit, in batches of 50. */
+	for (unsigned i = 0; i < 400; i++) {
+		size_t n = numbered(buf, sizeof(buf), i);
+		memset(buf + n, 'x', 200);
+		n += 200;
+		CU_ASSERT(sendto(fd, buf, n, 0, (struct sockaddr *)&d.addr[0], d.addrlen[0]) ==
+		          (ssize_t)n);
+		if (i % 50 == 49)
+			(void)wait_stat(&d, "rx", false, i + 1);
+	}
+	CU_ASSERT_EQUAL(wait_stat(&d, "rx", false, 400), 400);
+	CU_ASSERT(wait_stat(&d, "write_errors", true, 1) >= 1);
+	CU_ASSERT_EQUAL(dg_daemon_worker(&d), worker); /* the same worker: not killed */
+	long long written = stat_of(&d, "written", true);
+	CU_ASSERT(written > 100 && written < 400);
+	size_t len;
+	char *text = slurp(file, &len);
+	CU_ASSERT(text && len > 0 && len <= 64 * 1024 && text[len - 1] == '\n');
+	CU_ASSERT_EQUAL(lines_in(file), (size_t)written); /* whole lines only */
+	free(text);
+	close(fd);
+	dg_daemon_stop_checked(&d, "s");
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT_EQUAL(dg_count_lines(log, "SIGXFSZ"), 0);
+	CU_ASSERT_EQUAL(dg_count_lines(log, "File too large"), 1); /* logged once */
+	free(log);
+}
+
 /* While the file takes nothing, datagrams do not each try a write (with
  * flush_bytes 1 each would): only the retry timer does, after flush_ms. */
 static void test_write_errors_no_storm(void)
@@ -852,6 +903,7 @@ static const struct dg_test tests[] = {
 	{ "a 65,018-byte datagram of control bytes: a line under 9 KiB by default", test_worst_case_bounded },
 	{ "write errors (/dev/full): counted, logged once, lines accounted", test_write_errors },
 	{ "write errors: no write per datagram while failing", test_write_errors_no_storm },
+	{ "the file size limit: write errors, not SIGXFSZ", test_file_size_limit },
 	{ "SIGUSR1 reopens a rotated file", test_reopen },
 	{ "buffered lines written at stop", test_flush_at_stop },
 	{ "config errors name the key", test_config_errors },
