@@ -6,13 +6,22 @@
  * read request (RRQ) starts it; each DATA block (or the OACK) is sent and
  * the request waits for the same peer's next packet with the transfer's
  * timeout. The ACK of the block sends the next one; on a timeout the block
- * is sent again, at most "retries" times, then the transfer is abandoned.
- * All of that once the client has acknowledged a block (or the OACK): it
- * is then validated. Before, the source may be spoofed, so a timeout sends
- * nothing: the first packet goes out once, and again only for the RRQ
- * again (one datagram out per datagram in), and the transfer ends after
- * the server's timeout_ms (the client's timeout option applies from its
- * first ACK on).
+ * is sent again, then the transfer is abandoned when it has no resend
+ * left. All of that once the client has acknowledged a block (or the
+ * OACK): it is then validated. Before, the source may be spoofed, so a
+ * timeout sends nothing: the first packet goes out once, and again only
+ * for the RRQ again (one datagram out per datagram in), and the transfer
+ * ends after the server's timeout_ms (the client's timeout option applies
+ * from its first ACK on).
+ * An ACK proves little either: the server's TID is the listener's port and
+ * block numbers are predictable, so a blind spoofer can send RRQ then ACK
+ * 0 (the OACK's number). So resends are earned: each new ACK earns one
+ * (a transfer holds at most retries), each resend after a timeout spends
+ * one, and a timeout with none left abandons the transfer. A transfer
+ * never sends more than two datagrams per datagram its peer sent: the
+ * answer to it and at most one resend. The client's timeout option is
+ * granted up to max_client_timeout_ms (10 s: curl asks 6, U-Boot 5), else
+ * left out of the OACK (RFC 2349) and timeout_ms applies.
  * Duplicate and old ACKs are ignored and the wait goes on for what remains
  * of the timeout: a block is never resent because of a duplicate ACK (the
  * Sorcerer's Apprentice bug, RFC 1123 4.2.3.1). The ACK of the last block
@@ -27,14 +36,21 @@
  *
  * Places: transfers not validated yet are on a list, oldest first, and on
  * their source address's list (a source table keyed by address, an IPv6
- * one by its /64, with a random hash key); a new RRQ evicts, silently, the
- * oldest of its source's when the source holds max_transfers_per_source,
- * then the oldest of all when max_unvalidated_transfers or max_transfers
- * are reached. Validated transfers are never evicted: a request is refused
- * ("server busy") only when every place it could take is validated. So a
- * flood that never acknowledges holds at most max_unvalidated_transfers
- * places, each for timeout_ms, and cannot lock a real client out. All of
- * it O(1) per request.
+ * one by its /64, with a random hash key); validated ones are on two other
+ * lists, ordered by their last new ACK (each new ACK moves the transfer
+ * last). A validated transfer with no new ACK for the server's timeout_ms
+ * (it waits on a resend, whatever the client's timeout) is stalled. When a
+ * new RRQ needs a place (its source holds max_transfers_per_source, or
+ * max_unvalidated_transfers or max_transfers are reached) it evicts,
+ * silently, the oldest unacknowledged transfer (of its source first), else
+ * the longest-stalled acknowledged one; a request is refused ("server
+ * busy", "too many transfers from this address") only when every place it
+ * could take is acknowledged and progressing. So a flood that never
+ * acknowledges holds at most max_unvalidated_transfers places, each for
+ * timeout_ms, and a spoofer's guessed ACK 0 holds a place for timeout_ms
+ * unless it guesses the next ACK each timeout_ms: holding places costs one
+ * datagram per place per timeout_ms, not one per 25 minutes. A client that
+ * ACKs within timeout_ms is never evicted. All of it O(1) per request.
  *
  * Confinement: a name with a ".." component, an absolute name or a control
  * character is refused before any lookup (ERROR 2). The lookup is relative
@@ -57,7 +73,8 @@
  * its ACK 0 marks the peer validated (host->peer_validate) before the first
  * DATA; without options the ACK of DATA 1 does. With no resend before
  * that, a spoofed RRQ draws one datagram: DATA 1 (at most 516 bytes) or
- * the OACK, whatever its own size or the credit it earns. README "Replies
+ * the OACK, whatever its own size or the credit it earns; a guessed ACK
+ * draws at most two (the next block and one resend). README "Replies
  * larger than requests" says what this proves and what it does not. */
 #define _GNU_SOURCE /* O_PATH, syscall; plugins build without config.h */
 
@@ -94,6 +111,7 @@ struct tftp_options {
 	const char *root;
 	int64_t max_blksize;
 	int64_t timeout_ms;
+	int64_t max_client_timeout_ms;
 	int64_t retries;
 	int64_t max_transfers;
 	int64_t max_unvalidated;  /* max_unvalidated_transfers */
@@ -112,10 +130,16 @@ static const struct dg_option tftp_option_table[] = {
 	{ .name = "timeout_ms", .type = DG_OPT_INT, .offset = OPT(timeout_ms), .def = "1000",
 	  .min = 10, .max = 255000,
 	  .help = "wait for an ACK before sending again (a client's timeout option wins once "
-	          "it has acknowledged a block); before its first ACK, the transfer's whole life" },
+	          "it has acknowledged a block); before its first ACK, the transfer's whole life; "
+	          "an acknowledged transfer with no new ACK for this long is stalled: evictable" },
+	{ .name = "max_client_timeout_ms", .type = DG_OPT_INT, .offset = OPT(max_client_timeout_ms),
+	  .def = "10000", .min = 0, .max = 255000,
+	  .help = "largest timeout option granted (RFC 2349); a larger one is left out of the "
+	          "OACK and timeout_ms applies" },
 	{ .name = "retries", .type = DG_OPT_INT, .offset = OPT(retries), .def = "5", .min = 0,
 	  .max = 100, .help = "times one packet is sent again before the transfer is abandoned "
-	  "(once the client has acknowledged a block)" },
+	  "(once the client has acknowledged a block); each resend spends one that a new ACK "
+	  "earned, so resends never outnumber the client's new ACKs" },
 	{ .name = "max_transfers", .type = DG_OPT_INT, .offset = OPT(max_transfers), .def = "256",
 	  .min = 1, .max = 65536, .help = "transfers at once, each with an open file and a block buffer" },
 	{ .name = "max_unvalidated_transfers", .type = DG_OPT_INT, .offset = OPT(max_unvalidated),
@@ -135,7 +159,7 @@ static const struct dg_option tftp_option_table[] = {
 /* Plugin metrics, by index; names and help in metric_defs. */
 enum {
 	M_TRANSFERS, M_COMPLETED, M_ABANDONED, M_RETRANSMITS, M_ERRORS, M_BYTES, M_ACTIVE,
-	M_UNVALIDATED, M_EVICTED, M__COUNT
+	M_UNVALIDATED, M_EVICTED, M_EVICTED_STALLED, M__COUNT
 };
 
 static const struct {
@@ -144,8 +168,9 @@ static const struct {
 } metric_defs[M__COUNT] = {
 	[M_TRANSFERS] = { "transfers", "Read requests that started a transfer", DG_METRIC_COUNTER },
 	[M_COMPLETED] = { "completed", "Transfers whose last block was acknowledged", DG_METRIC_COUNTER },
-	[M_ABANDONED] = { "abandoned", "Transfers ended by timeouts: retries of an acknowledged "
-	                  "one, or the first wait of one never acknowledged", DG_METRIC_COUNTER },
+	[M_ABANDONED] = { "abandoned", "Transfers ended by timeouts: the retries (or the resends "
+	                  "its ACKs earned) of an acknowledged one spent, or the first wait of one "
+	                  "never acknowledged", DG_METRIC_COUNTER },
 	[M_RETRANSMITS] = { "retransmits", "Packets sent again: after a timeout, or for the RRQ "
 	                    "again before the first ACK", DG_METRIC_COUNTER },
 	[M_ERRORS] = { "errors", "ERROR packets sent", DG_METRIC_COUNTER },
@@ -155,6 +180,9 @@ static const struct {
 	                    DG_METRIC_GAUGE },
 	[M_EVICTED] = { "evicted", "Unacknowledged transfers ended to make room for a new request",
 	                DG_METRIC_COUNTER },
+	[M_EVICTED_STALLED] = { "evicted_stalled", "Acknowledged transfers with no new ACK for "
+	                        "timeout_ms ended to make room for a new request",
+	                        DG_METRIC_COUNTER },
 };
 
 /* The transfers of one source address (an IPv6 one by its /64): an entry of
@@ -164,6 +192,8 @@ struct source {
 	uint32_t key[3];              /* family (4, 6), address words */
 	unsigned transfers;
 	struct dg_util_list unvalidated; /* its unacknowledged transfers (xfer.slink) */
+	struct dg_util_list acked;       /* its acknowledged ones, by their last new ACK
+	                                    (xfer.slink) */
 };
 
 struct tftp {
@@ -177,6 +207,8 @@ struct tftp {
 	unsigned max_unvalidated;    /* the option, at most max_transfers */
 	struct dg_util_list unvalidated; /* transfers not acknowledged yet, oldest first
 	                                    (xfer.ulink) */
+	struct dg_util_list acked;   /* acknowledged transfers, the longest without a new
+	                                ACK first (xfer.ulink) */
 	struct source **buckets;     /* the source table: 2^bits chains */
 	unsigned bits;
 	uint64_t hkey[4];            /* its random hash key */
@@ -189,8 +221,8 @@ struct xfer {
 	dg_req_t req;
 	struct dg_session *session;
 	struct source *src;
-	struct dg_util_link ulink; /* on t->unvalidated while not validated */
-	struct dg_util_link slink; /* on src->unvalidated while not validated */
+	struct dg_util_link ulink; /* on t->unvalidated while not validated, then t->acked */
+	struct dg_util_link slink; /* likewise on src->unvalidated, then src->acked */
 	int fd;
 	uint16_t block;      /* of the packet in pkt: DATA's number (it wraps to 0
 	                        after 65535), 0 for an OACK */
@@ -201,7 +233,8 @@ struct xfer {
 	unsigned timeout_ms; /* the wait for an ACK now */
 	unsigned granted_ms; /* the wait once validated: the client's timeout
 	                        option, or timeout_ms */
-	unsigned tries;      /* sends of pkt after the first */
+	unsigned credit;     /* resends earned: one per new ACK, at most retries */
+	uint64_t progress;   /* ms (host->now_ms) of the last new ACK */
 	uint64_t deadline;   /* ms (host->now_ms) when the wait for pkt's ACK ends */
 	size_t len;          /* bytes of pkt to send */
 	unsigned char pkt[]; /* TFTP_HEADER + blksize */
@@ -404,6 +437,7 @@ static struct source *source_get(struct tftp *t, const struct sockaddr *sa)
 		return s;
 	source_key(sa, s->key);
 	dg_util_list_init(&s->unvalidated);
+	dg_util_list_init(&s->acked);
 	struct source **chain = source_chain(t, s->key);
 	s->next = *chain;
 	if (s->next)
@@ -464,13 +498,30 @@ static void unvalidated_link(struct xfer *x)
 	gauge_set(t, M_UNVALIDATED, (int64_t)t->unvalidated.len);
 }
 
-static void unvalidated_unlink(struct xfer *x)
+/* x leaves whichever lists it is on: the unacknowledged ones, or the
+ * acknowledged ones. */
+static void xfer_unlink(struct xfer *x)
 {
 	struct tftp *t = x->t;
 
+	if (x->validated) {
+		dg_util_list_unlink(&t->acked, &x->ulink);
+		dg_util_list_unlink(&x->src->acked, &x->slink);
+		return;
+	}
 	dg_util_list_unlink(&t->unvalidated, &x->ulink);
 	dg_util_list_unlink(&x->src->unvalidated, &x->slink);
 	gauge_set(t, M_UNVALIDATED, (int64_t)t->unvalidated.len);
+}
+
+/* x, acknowledged, made progress now: it goes last on the acknowledged
+ * lists, which so stay ordered by the last new ACK (the host's clock does
+ * not go back), the longest stalled first. */
+static void acked_push(struct xfer *x)
+{
+	x->progress = now_ms(x->t);
+	dg_util_list_push(&x->t->acked, &x->ulink);
+	dg_util_list_push(&x->src->acked, &x->slink);
 }
 
 static void xfer_free(void *data)
@@ -478,8 +529,7 @@ static void xfer_free(void *data)
 	struct xfer *x = data;
 	struct tftp *t = x->t;
 
-	if (!x->validated)
-		unvalidated_unlink(x);
+	xfer_unlink(x);
 	x->src->transfers--;
 	source_put(x->src);
 	close(x->fd);
@@ -544,15 +594,19 @@ static void xfer_acked(struct xfer *x)
 {
 	struct tftp *t = x->t;
 
+	/* Progress: off the lists, then last on the acknowledged ones. */
+	xfer_unlink(x);
 	if (!x->validated) {
-		/* It received what was sent to its address (see the top): from
-		 * here its own timeout and the retries apply. */
+		/* It received what was sent to its address, or guessed (see the
+		 * top): from here its own timeout and the earned resends apply. */
 		if (DG_HOST_HAS(t->host, peer_validate))
 			t->host->peer_validate(x->session);
-		unvalidated_unlink(x);
 		x->validated = true;
 		x->timeout_ms = x->granted_ms;
 	}
+	acked_push(x);
+	if (x->credit < t->opt->retries)
+		x->credit++;
 	/* Not x->block: the 65536th DATA block is numbered 0 too. */
 	if (!x->oack)
 		metric_add(t, M_BYTES, (int64_t)(x->len - TFTP_HEADER));
@@ -565,7 +619,6 @@ static void xfer_acked(struct xfer *x)
 		t->host->request_complete(t->self, x->req);
 		return;
 	}
-	x->tries = 0;
 	if (xfer_send(x, false) < 0)
 		t->host->request_complete(t->self, x->req);
 }
@@ -621,11 +674,11 @@ static void xfer_step(void *arg, dg_req_t req, const struct dg_request *next, in
 	if (status == DG_OK && next) {
 		xfer_packet(x, &next->packet);
 	} else if (status == DG_ETIMEDOUT) {
-		if (!x->validated || x->tries >= t->opt->retries) {
+		if (!x->validated || !x->credit) {
 			xfer_finish(x, M_ABANDONED);
 			return;
 		}
-		x->tries++;
+		x->credit--;
 		metric_add(t, M_RETRANSMITS, 1);
 		if (xfer_send(x, false) < 0)
 			t->host->request_complete(t->self, x->req);
@@ -674,6 +727,10 @@ static bool negotiate(const struct tftp *t, const struct tftp_msg *rq, off_t siz
 	oack->blksize = rq->blksize < t->opt->max_blksize ? rq->blksize : (unsigned)t->opt->max_blksize;
 	oack->timeout = rq->timeout;
 	oack->tsize = (uint64_t)size;
+	/* RFC 2349: the server grants the value asked or leaves the option
+	 * out; above max_client_timeout_ms, out (timeout_ms applies). */
+	if ((uint64_t)rq->timeout * 1000 > (uint64_t)t->opt->max_client_timeout_ms)
+		oack->opts &= ~(unsigned)TFTP_OPT_TIMEOUT;
 	/* curl (7.88) fails a transfer whose OACK says tsize 0; RFC 2347 lets
 	 * the server leave any option out. */
 	if (size == 0)
@@ -681,35 +738,66 @@ static bool negotiate(const struct tftp *t, const struct tftp_msg *rq, off_t siz
 	return oack->opts != 0;
 }
 
+/* The transfer a new request may evict from these lists (the instance's,
+ * member ulink, or a source's, slink): the oldest unacknowledged one, else
+ * the acknowledged one longest without a new ACK if that is timeout_ms or
+ * more (stalled: waiting on a resend, whatever the client's timeout);
+ * NULL if none. A client that ACKs within timeout_ms is never chosen. */
+static struct xfer *victim(const struct tftp *t, const struct dg_util_list *unvalidated,
+                           const struct dg_util_list *acked, size_t member)
+{
+	struct dg_util_link *l = dg_util_list_first(unvalidated);
+
+	if (!l && (l = dg_util_list_first(acked))) {
+		struct xfer *x = (struct xfer *)(void *)((char *)l - member);
+		return now_ms(t) - x->progress >= (uint64_t)t->opt->timeout_ms ? x : NULL;
+	}
+	return l ? (struct xfer *)(void *)((char *)l - member) : NULL;
+}
+
+static struct xfer *source_victim(const struct tftp *t, const struct source *src)
+{
+	return victim(t, &src->unvalidated, &src->acked, offsetof(struct xfer, slink));
+}
+
+static struct xfer *any_victim(const struct tftp *t)
+{
+	return victim(t, &t->unvalidated, &t->acked, offsetof(struct xfer, ulink));
+}
+
 /* Can a request from src (NULL: a source with no transfer) have a place?
  * NULL if so (perhaps by evicting, see make_room), else why not. */
 static const char *room_refusal(const struct tftp *t, const struct source *src)
 {
-	if (src && src->transfers >= t->opt->max_per_source && !src->unvalidated.len)
+	if (src && src->transfers >= t->opt->max_per_source && !source_victim(t, src))
 		return "too many transfers from this address";
-	if (t->active >= t->opt->max_transfers && !t->unvalidated.len)
+	if (t->active >= t->opt->max_transfers && !any_victim(t))
 		return "server busy";
 	return NULL;
 }
 
-/* Evicting ends an unacknowledged transfer silently: nothing is sent to a
- * peer that never proved its address (see the top). */
+/* Evicting ends a transfer silently: nothing is sent to a peer that never
+ * proved its address (see the top); a stalled client's next ACK gets
+ * ERROR 5. */
 static void evict(struct xfer *x)
 {
-	xfer_finish(x, M_EVICTED);
+	xfer_finish(x, x->validated ? M_EVICTED_STALLED : M_EVICTED);
 }
 
-/* Make the place room_refusal promised: the source's oldest
- * unacknowledged transfer when it is at max_transfers_per_source, then the
- * oldest of all when max_unvalidated_transfers or max_transfers are
- * reached. Acknowledged transfers are never evicted. src may be freed. */
+/* Make the place room_refusal promised: the source's victim when it is at
+ * max_transfers_per_source, then the oldest unacknowledged transfer of all
+ * when max_unvalidated_transfers are reached, or the instance's victim at
+ * max_transfers. src may be freed. */
 static void make_room(struct tftp *t, struct source *src)
 {
-	if (src && src->transfers >= t->opt->max_per_source)
-		evict(DG_UTIL_ENTRY(dg_util_list_first(&src->unvalidated), struct xfer, slink));
-	if ((t->unvalidated.len >= t->max_unvalidated || t->active >= t->opt->max_transfers) &&
-	    t->unvalidated.len)
+	struct xfer *x;
+
+	if (src && src->transfers >= t->opt->max_per_source && (x = source_victim(t, src)))
+		evict(x);
+	if (t->unvalidated.len >= t->max_unvalidated)
 		evict(DG_UTIL_ENTRY(dg_util_list_first(&t->unvalidated), struct xfer, ulink));
+	else if (t->active >= t->opt->max_transfers && (x = any_victim(t)))
+		evict(x);
 }
 
 /* A new transfer of the file at fd for req: NULL if out of memory (fd is
@@ -881,6 +969,7 @@ static int tftp_init(struct dg_instance *self, const struct dg_host *host,
 	t->self = self;
 	t->rootfd = -1;
 	dg_util_list_init(&t->unvalidated);
+	dg_util_list_init(&t->acked);
 	t->opt = host->options(self);
 	int err = -root_open(t);
 	if (err == ENOENT) {

@@ -6,7 +6,8 @@
  * session are released), option negotiation, errors (missing file, path
  * escapes, symbolic links out of root, write requests, bad packets), the
  * amplification guard, max_transfers and eviction, a flood of requests that
- * never acknowledge, and what a spoofed request draws. Real clients:
+ * never acknowledge, what a spoofed request draws, and a blind spoofer's
+ * guessed ACK 0 (the places it holds, what its victims receive). Real clients:
  * test_tftp_clients. */
 #include "config.h"
 
@@ -182,7 +183,8 @@ static void test_duplicates_do_not_postpone(void)
 	dg_daemon_stop_checked(&d, "tftp");
 }
 
-/* A client that stops ACKing: the block is sent 1 + retries times, then the
+/* A client that stops ACKing after two new ACKs (they earn the two
+ * resends, as many as retries): the block is sent 1 + retries times, then the
  * transfer ends; its file is closed, the gauge is back to 0 and the session
  * closes after session_idle_ms like any idle one. Before the peer's first
  * ACK (not validated) nothing is resent at all, whatever the amplification
@@ -213,12 +215,15 @@ static void test_client_stops_acking(void)
 		int fd = tftp_socket(NULL);
 		rrq(fd, &d, "big", NULL);
 		expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 512);
-		if (validate)
+		if (validate) { /* two new ACKs: two resends earned */
 			tftp_ack(fd, &d, 1);
+			expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 2, file, 512, 512);
+			tftp_ack(fd, &d, 2);
+		}
 		unsigned copies = 0;
 		ssize_t n;
 		while ((n = tftp_recv(fd, pkt, sizeof(pkt), 4 * TIMEOUT_MS)) > 0) {
-			expect_data(pkt, n, 2, file, 512, 512);
+			expect_data(pkt, n, 3, file, 1024, 512);
 			copies++;
 		}
 		CU_ASSERT_EQUAL(copies, validate ? 1 + RETRIES : 0);
@@ -677,6 +682,137 @@ static void test_reflection(void)
 	dg_daemon_stop_checked(&d, "tftp");
 }
 
+#define LOCK_ADDRS 16
+#define LOCK_PORTS 16
+
+/* Read what is waiting on fd (and up to wait_ms for the first packet):
+ * adds to *bytes and *packets. */
+static void take(int fd, unsigned wait_ms, size_t *bytes, size_t *packets)
+{
+	unsigned char pkt[2048];
+	ssize_t n = wait_ms ? tftp_recv(fd, pkt, sizeof(pkt), wait_ms) : -1;
+
+	if (n < 0)
+		n = recv(fd, pkt, sizeof(pkt), MSG_DONTWAIT);
+	for (; n >= 0; n = recv(fd, pkt, sizeof(pkt), MSG_DONTWAIT)) {
+		*bytes += (size_t)n;
+		(*packets)++;
+	}
+}
+
+/* A real client's RRQ (blksize 1024) from src for f1100, the whole file;
+ * on "server busy" (or "too many transfers from this address") it asks
+ * again once the oldest spoofed transfer (wake) has sent its resend, that
+ * is, once it has had no new ACK for timeout_ms (wpackets counts what wake
+ * got: the OACK, DATA 1, then the resend). Returns whether it got
+ * the file. */
+static bool real_client(const struct dg_daemon *d, const char *src, int wake, size_t *wbytes,
+                        size_t *wpackets)
+{
+	static const char *const opts[] = { "blksize", "1024", NULL };
+	unsigned char pkt[2048];
+	size_t len;
+	const unsigned char *file = contents("f1100", &len);
+	int fd = tftp_socket(src);
+	ssize_t n = -1;
+
+	for (int tries = 0; tries < 3; tries++) {
+		rrq(fd, d, "f1100", opts);
+		n = tftp_recv(fd, pkt, sizeof(pkt), 2000);
+		if (n > 2 && tftp_op(pkt) == 6)
+			break;
+		if (n > 4 && tftp_op(pkt) == 5)
+			fprintf(stderr, "client %s: ERROR '%s'\n", src, (const char *)pkt + 4);
+		/* wake's OACK, DATA 1 and its resend: stalled now. */
+		for (int waits = 0; waits < 3 && *wpackets < 3; waits++)
+			take(wake, 3000, wbytes, wpackets);
+	}
+	if (n <= 2 || tftp_op(pkt) != 6) {
+		close(fd);
+		return false;
+	}
+	tftp_ack(fd, d, 0);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 1, file, 0, 1024);
+	tftp_ack(fd, d, 1);
+	expect_data(pkt, tftp_recv(fd, pkt, sizeof(pkt), 2000), 2, file, 1024, 76);
+	tftp_ack(fd, d, 2);
+	close(fd);
+	return true;
+}
+
+/* A blind spoofer on the shipped config: from 16 addresses x 16 ports, an
+ * RRQ asking timeout 255 and blksize 1468, then ACK 0 (the OACK's number,
+ * guessed; here the OACK is read only to pace the requests): 512 datagrams
+ * fill all 256 places with acknowledged transfers. They are stalled after
+ * timeout_ms (1 s) without a new ACK: a real client, and a client from one
+ * of the spoofed addresses, get their file by evicting them (before: "server
+ * busy" and "too many transfers from this address" for 6 x 255 s). What
+ * each victim address receives per spoofed byte is counted until the
+ * server has let go of every spoofed transfer: the OACK (timeout 255 left
+ * out) and DATA 1 at most twice (before: 6 times). */
+static void test_blind_ack_lock(void)
+{
+	static const char *const slow[] = { "timeout", "255", "blksize", "1468", NULL };
+	static int v[LOCK_ADDRS * LOCK_PORTS];
+	static size_t in[LOCK_ADDRS * LOCK_PORTS], sent[LOCK_ADDRS * LOCK_PORTS];
+	static size_t out[LOCK_ADDRS * LOCK_PORTS], got[LOCK_ADDRS * LOCK_PORTS];
+	struct dg_daemon d;
+	unsigned char req[512], pkt[2048];
+	size_t rlen = tftp_rrq(req, sizeof(req), 1, "big", "octet", slow);
+	const size_t n_v = LOCK_ADDRS * LOCK_PORTS;
+
+	tftp_start(&d, NULL);
+	for (size_t i = 0; i < n_v; i++) {
+		char src[32];
+		snprintf(src, sizeof(src), "127.0.9.%zu", i / LOCK_PORTS + 1);
+		v[i] = tftp_socket(src);
+		ssize_t n = -1;
+		for (int tries = 0; tries < 5 && n < 0; tries++) {
+			tftp_send(v[i], &d, req, rlen);
+			in[i] += rlen;
+			sent[i]++;
+			n = tftp_recv(v[i], pkt, sizeof(pkt), 1000);
+		}
+		CU_ASSERT_FATAL(n > 2 && tftp_op(pkt) == 6);
+		out[i] += (size_t)n;
+		got[i]++;
+		tftp_ack(v[i], &d, 0);
+		in[i] += 4;
+		sent[i]++;
+	}
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_unvalidated", 0, 5000));
+	long long held = tftp_metric(&d, "dgramd_plugin_tftp_active");
+	printf("\nblind ACK 0: %zu datagrams from %d addresses, %lld places held of 256\n",
+	       2 * n_v, LOCK_ADDRS, held);
+
+	CU_ASSERT(real_client(&d, "127.0.0.50", v[0], &out[0], &got[0]));
+	CU_ASSERT(real_client(&d, "127.0.9.2", v[LOCK_PORTS], &out[LOCK_PORTS], &got[LOCK_PORTS]));
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_completed_total", 2, 5000));
+	/* Every spoofed transfer evicted or abandoned (1 + 1 waits of 1 s). */
+	CU_ASSERT(tftp_wait_metric(&d, "dgramd_plugin_tftp_active", 0, 10000));
+	printf("blind ACK 0: %lld evicted stalled, %lld abandoned\n",
+	       tftp_metric(&d, "dgramd_plugin_tftp_evicted_stalled_total"),
+	       tftp_metric(&d, "dgramd_plugin_tftp_abandoned_total"));
+	size_t all_in = 0, all_out = 0, all_sent = 0, all_got = 0, most = 0;
+	for (size_t i = 0; i < n_v; i++) {
+		take(v[i], 0, &out[i], &got[i]);
+		CU_ASSERT(got[i] <= 2 * sent[i]);
+		if (got[i] > most)
+			most = got[i];
+		all_in += in[i];
+		all_out += out[i];
+		all_sent += sent[i];
+		all_got += got[i];
+		close(v[i]);
+	}
+	printf("blind ACK 0: victims got %zu bytes in %zu datagrams (at most %zu to one) for %zu "
+	       "bytes in %zu: %.1f per spoofed byte, %.1f on the wire\n", all_out, all_got, most,
+	       all_in, all_sent, (double)all_out / (double)all_in,
+	       (double)(all_out + 28 * all_got) / (double)(all_in + 28 * all_sent));
+	CU_ASSERT(most <= 3);
+	dg_daemon_stop_checked(&d, "tftp");
+}
+
 /* dgramd -t on the example with repl: the exit status, and want in its
  * output. */
 static void check_t(const char *const *repl, int want_rc, const char *want)
@@ -733,6 +869,7 @@ static const struct dg_test tests[] = {
 	{ "max_transfers", test_max_transfers },
 	{ "flood", test_flood },
 	{ "reflection", test_reflection },
+	{ "blind_ack_lock", test_blind_ack_lock },
 	{ "config", test_config },
 	{ NULL, NULL },
 };

@@ -7,7 +7,9 @@
  * timeout, retries times, then the transfer is abandoned and released), a
  * request never acknowledged (one packet, no resend, ended after timeout_ms
  * whatever timeout it asked), a flood of them (evicted; a real client gets
- * in, acknowledged transfers stay), the per-source cap, a
+ * in, acknowledged transfers stay), the per-source cap, a guessed ACK 0
+ * (stalled after timeout_ms, then evicted), the timeout option's cap,
+ * resends earned by new ACKs (two datagrams per datagram at most), a
  * duplicate or late ACK (never a resend: the Sorcerer's Apprentice bug), a
  * lost ACK, ACKs of wrong blocks, option negotiation (OACK, ACK 0), the
  * block number's wrap past 65535, errors, refused names and other peers'
@@ -354,7 +356,7 @@ static void test_whole_files(void)
 
 /* Once the client has acknowledged a block, a DATA that gets no ACK is
  * sent again, the same bytes, exactly one timeout after it was sent; the
- * ACK then moves on. */
+ * ACK then moves on (and earns the next resend). */
 static void test_lost_data(void)
 {
 	struct dg_harness *h = tftp_on("", "");
@@ -369,11 +371,11 @@ static void test_lost_data(void)
 	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 3);
 	CU_ASSERT(is_block(h, 2, CLIENT, "f1100", 512, 2));
 	CU_ASSERT_EQUAL(sent_at(h, 2), TIMEOUT_MS);
-	dg_harness_advance(h, TIMEOUT_MS); /* lost again */
-	CU_ASSERT(is_block(h, 3, CLIENT, "f1100", 512, 2));
-	CU_ASSERT_EQUAL(sent_at(h, 3), 2 * TIMEOUT_MS);
 	ack(h, CLIENT, 2);
+	CU_ASSERT(is_block(h, 3, CLIENT, "f1100", 512, 3));
+	dg_harness_advance(h, TIMEOUT_MS); /* DATA 3 lost too */
 	CU_ASSERT(is_block(h, 4, CLIENT, "f1100", 512, 3));
+	CU_ASSERT_EQUAL(sent_at(h, 4), 2 * TIMEOUT_MS);
 	ack(h, CLIENT, 3);
 	CU_ASSERT_EQUAL(dg_harness_replies(h), 5);
 	CU_ASSERT_EQUAL(COUNT(h, "retransmits"), 2);
@@ -382,40 +384,44 @@ static void test_lost_data(void)
 	dg_harness_free(h);
 }
 
-/* A client that stops ACKing after block 1: DATA 2 goes out 1 + retries
- * times, one timeout apart; one timeout after the last the transfer is
- * abandoned, its request completed and its file closed; a late ACK finds
- * no transfer (ERROR 5); the session closes when idle. */
+/* A client that stops ACKing after block 3 (its three new ACKs earned
+ * three resends, as many as retries): DATA 4 goes out 1 + retries times,
+ * one timeout apart; one timeout after the last the transfer is abandoned,
+ * its request completed and its file closed; a late ACK finds no transfer
+ * (ERROR 5); the session closes when idle. */
 static void test_retries_then_abandoned(void)
 {
 	int fds = open_fds();
 	struct dg_harness *h = tftp_on("", "");
 	int with_harness = open_fds();
 
-	rrq(h, CLIENT, "f1100", NULL);
+	rrq(h, CLIENT, "roll", NULL);
 	CU_ASSERT_EQUAL(open_fds(), with_harness + 1); /* the file */
-	ack(h, CLIENT, 1);
-	CU_ASSERT(is_block(h, 1, CLIENT, "f1100", 512, 2));
+	for (unsigned b = 1; b <= RETRIES; b++)
+		ack(h, CLIENT, b);
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 1 + RETRIES);
+	CU_ASSERT(is_block(h, RETRIES, CLIENT, "roll", 512, RETRIES + 1));
+	dg_harness_clear(h);
 	for (unsigned r = 1; r <= RETRIES; r++) {
 		dg_harness_advance(h, TIMEOUT_MS);
-		CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 2 + r);
-		CU_ASSERT(is_block(h, 1 + r, CLIENT, "f1100", 512, 2));
-		CU_ASSERT_EQUAL(sent_at(h, 1 + r), r * TIMEOUT_MS);
+		CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), r);
+		CU_ASSERT(is_block(h, r - 1, CLIENT, "roll", 512, RETRIES + 1));
+		CU_ASSERT_EQUAL(sent_at(h, r - 1), r * TIMEOUT_MS);
 	}
 	dg_harness_advance(h, TIMEOUT_MS - 1);
 	CU_ASSERT_EQUAL(dg_harness_pending(h), 1);
 	CU_ASSERT_EQUAL(COUNT(h, "active"), 1);
 	dg_harness_advance(h, 1);
-	CU_ASSERT_EQUAL(dg_harness_replies(h), 2 + RETRIES);
+	CU_ASSERT_EQUAL(dg_harness_replies(h), RETRIES);
 	CU_ASSERT_EQUAL(dg_harness_pending(h), 0);
 	CU_ASSERT_EQUAL(COUNT(h, "abandoned"), 1);
 	CU_ASSERT_EQUAL(COUNT(h, "retransmits"), RETRIES);
 	CU_ASSERT_EQUAL(COUNT(h, "active"), 0);
 	CU_ASSERT_EQUAL(COUNT(h, "completed"), 0);
-	CU_ASSERT_EQUAL(COUNT(h, "bytes"), 512);
+	CU_ASSERT_EQUAL(COUNT(h, "bytes"), RETRIES * 512);
 	CU_ASSERT_EQUAL(open_fds(), with_harness);
-	ack(h, CLIENT, 2);
-	CU_ASSERT(is_error(h, 2 + RETRIES, CLIENT, 5, "unknown transfer ID"));
+	ack(h, CLIENT, RETRIES + 1);
+	CU_ASSERT(is_error(h, RETRIES, CLIENT, 5, "unknown transfer ID"));
 	CU_ASSERT_EQUAL(dg_harness_sessions(h), 1);
 	dg_harness_advance(h, IDLE_MS + IDLE_MS / 4);
 	CU_ASSERT_EQUAL(dg_harness_sessions(h), 0);
@@ -444,7 +450,8 @@ static size_t bytes_to(const struct dg_harness *h, const char *peer, size_t *pac
  * that never acknowledges draws its first packet once (DATA 1 or the
  * OACK), and after timeout_ms (not the client's timeout option: that
  * applies once it has acknowledged) the transfer is abandoned and its file
- * closed. Under factor 52 (the example's before the guard counted the
+ * closed (timeout 255 is above max_client_timeout_ms: the OACK leaves it
+ * out). Under factor 52 (the example's before the guard counted the
  * headers), which alone let a 58-byte RRQ
  * padded with an unknown option draw DATA 1 five times (2,580 bytes) and
  * a 42-byte PXE path four times: 516 bytes each, one datagram. */
@@ -459,7 +466,7 @@ static void test_unacked_no_resend(void)
 	} cases[] = {
 		{ "127.0.0.1:6000", "f1100", pad, 58, 516 },
 		{ "127.0.0.1:6001", PXE, NULL, 42, 516 },
-		{ "127.0.0.1:6002", "f1100", slow, 39, 27 }, /* the OACK */
+		{ "127.0.0.1:6002", "f1100", slow, 39, 15 }, /* the OACK: blksize only */
 	};
 	int fds = open_fds();
 	struct dg_harness *h = tftp_on(", \"amplification\": {\"factor\": 52}", "");
@@ -966,6 +973,143 @@ static void test_guard(void)
 	dg_harness_free(h);
 }
 
+/* A blind spoofer's RRQ (timeout 255) then ACK 0 (the OACK is always block
+ * 0), then silence: its transfer is acknowledged but stalled once it has
+ * had no new ACK for timeout_ms, and a new request evicts it (silently:
+ * its late ACK gets ERROR 5) instead of being refused for 6 x 255 s; one
+ * that progresses (a new ACK within timeout_ms) is not evicted, and
+ * before timeout_ms nothing is. The same for one source's places
+ * (max_transfers_per_source). */
+static void test_blind_ack_stalled(void)
+{
+	static const char *const slow[] = { "timeout", "255", "blksize", "512", NULL };
+	struct dg_harness *h = tftp_on("", ", \"max_transfers\": 2, "
+	                                   "\"max_transfers_per_source\": 2");
+
+	rrq(h, "127.0.9.1:4000", "roll", slow);
+	ack(h, "127.0.9.1:4000", 0);
+	rrq(h, "127.0.9.2:4000", "roll", slow);
+	ack(h, "127.0.9.2:4000", 0);
+	CU_ASSERT_EQUAL(COUNT(h, "unvalidated"), 0);
+	CU_ASSERT_EQUAL(COUNT(h, "active"), 2);
+	dg_harness_clear(h);
+	dg_harness_advance(h, TIMEOUT_MS - 1);
+	rrq(h, CLIENT, "f1100", NULL);
+	CU_ASSERT(is_error(h, 0, CLIENT, 0, "server busy"));
+	ack(h, "127.0.9.2:4000", 1); /* progress: not stalled */
+	CU_ASSERT(is_block(h, 1, "127.0.9.2:4000", "roll", 512, 2));
+	dg_harness_advance(h, 1);    /* 127.0.9.1: no new ACK for timeout_ms */
+	dg_harness_clear(h);
+	rrq(h, OTHER, "f1100", NULL);
+	CU_ASSERT_FATAL(dg_harness_replies(h) >= 1);
+	CU_ASSERT(is_block(h, dg_harness_replies(h) - 1, OTHER, "f1100", 512, 1));
+	CU_ASSERT_EQUAL(COUNT(h, "evicted_stalled"), 1);
+	CU_ASSERT_EQUAL(COUNT(h, "evicted"), 0);
+	CU_ASSERT_EQUAL(COUNT(h, "active"), 2);
+	dg_harness_clear(h);
+	ack(h, "127.0.9.1:4000", 1);
+	CU_ASSERT(is_error(h, 0, "127.0.9.1:4000", 5, "unknown transfer ID"));
+	ack(h, OTHER, 1);
+	CU_ASSERT(is_block(h, 1, OTHER, "f1100", 512, 2));
+	dg_harness_free(h);
+
+	/* One source's two places, both guessed ACK 0. */
+	h = tftp_on("", ", \"max_transfers_per_source\": 2");
+	rrq(h, "127.0.9.3:4000", "roll", slow);
+	ack(h, "127.0.9.3:4000", 0);
+	rrq(h, "127.0.9.3:4001", "roll", slow);
+	ack(h, "127.0.9.3:4001", 0);
+	dg_harness_clear(h);
+	dg_harness_advance(h, TIMEOUT_MS - 1);
+	rrq(h, "127.0.9.3:5000", "f1100", NULL);
+	CU_ASSERT(is_error(h, 0, "127.0.9.3:5000", 0, "too many transfers from this address"));
+	dg_harness_advance(h, 1);
+	dg_harness_clear(h);
+	rrq(h, "127.0.9.3:5001", "f1100", NULL);
+	CU_ASSERT_FATAL(dg_harness_replies(h) >= 1);
+	CU_ASSERT(is_block(h, dg_harness_replies(h) - 1, "127.0.9.3:5001", "f1100", 512, 1));
+	CU_ASSERT_EQUAL(COUNT(h, "evicted_stalled"), 1);
+	dg_harness_clear(h);
+	ack(h, "127.0.9.3:4000", 1); /* the oldest was evicted */
+	CU_ASSERT(is_error(h, 0, "127.0.9.3:4000", 5, "unknown transfer ID"));
+	dg_harness_free(h);
+}
+
+/* RFC 2349: a timeout option above max_client_timeout_ms (10 s by
+ * default) is left out of the OACK and timeout_ms applies; up to it, it is
+ * granted; max_client_timeout_ms 0 grants none. */
+static void test_timeout_cap(void)
+{
+	static const char *const eleven[] = { "timeout", "11", "blksize", "512", NULL };
+	static const char *const ten[] = { "timeout", "10", "blksize", "512", NULL };
+	struct dg_harness *h = tftp_on("", "");
+
+	rrq(h, CLIENT, "f1100", eleven);
+	CU_ASSERT(is_oack(h, 0, CLIENT, "blksize", "512", (const char *)NULL));
+	ack(h, CLIENT, 0);
+	CU_ASSERT(is_block(h, 1, CLIENT, "f1100", 512, 1));
+	dg_harness_advance(h, TIMEOUT_MS); /* lost: resent after timeout_ms, not 11 s */
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), 3);
+	CU_ASSERT(is_block(h, 2, CLIENT, "f1100", 512, 1));
+	rrq(h, OTHER, "f1100", ten);
+	CU_ASSERT(is_oack(h, 3, OTHER, "blksize", "512", "timeout", "10", (const char *)NULL));
+	dg_harness_free(h);
+
+	h = tftp_on("", ", \"max_client_timeout_ms\": 0");
+	rrq(h, CLIENT, "f1100", (const char *const[]){ "timeout", "1", "blksize", "512", NULL });
+	CU_ASSERT(is_oack(h, 0, CLIENT, "blksize", "512", (const char *)NULL));
+	dg_harness_free(h);
+}
+
+/* Resends are earned: each new ACK earns one, a timeout resend spends one,
+ * a timeout with none abandons the transfer. A blind spoofer's RRQ and ACK
+ * 0, then silence, draw the OACK, DATA 1 and one resend (not 1 +
+ * retries); one that guesses each next ACK just before the transfer would
+ * be abandoned draws at most two datagrams per datagram it sends. Bytes
+ * out per spoofed byte are printed (payload and on the wire, 28 bytes of
+ * headers each). */
+static void test_resends_earned(void)
+{
+	static const char *const slow[] = { "timeout", "255", "blksize", "1468", NULL };
+	const char *spoofed = "127.0.9.1:4000";
+	struct dg_harness *h = tftp_on("", ", \"retries\": 5, \"max_blksize\": 1468");
+	size_t in = rrq(h, spoofed, "roll", slow), packets;
+
+	ack(h, spoofed, 0);
+	in += 4;
+	dg_harness_advance(h, 300 * TIMEOUT_MS);
+	CU_ASSERT_EQUAL(dg_harness_pending(h), 0);
+	size_t out = bytes_to(h, spoofed, &packets);
+	printf("\nblind ACK 0: %zu bytes in 2 datagrams drew %zu bytes in %zu: %.1f per byte, "
+	       "%.1f on the wire\n", in, out, packets, (double)out / (double)in,
+	       (double)(out + 28 * packets) / (double)(in + 2 * 28));
+	CU_ASSERT_EQUAL(packets, 3); /* the OACK, DATA 1 twice */
+	CU_ASSERT_EQUAL(out, 15 + 2 * 1472);
+	CU_ASSERT(is_oack(h, 0, spoofed, "blksize", "1468", (const char *)NULL));
+	CU_ASSERT(is_block(h, 1, spoofed, "roll", 1468, 1));
+	CU_ASSERT(is_block(h, 2, spoofed, "roll", 1468, 1));
+	CU_ASSERT_EQUAL(sent_at(h, 2), TIMEOUT_MS);
+	CU_ASSERT_EQUAL(COUNT(h, "abandoned"), 1);
+	CU_ASSERT_EQUAL(COUNT(h, "retransmits"), 1);
+
+	/* Paced: each next ACK guessed just before the transfer ends. */
+	dg_harness_clear(h);
+	spoofed = "127.0.9.2:4000";
+	unsigned sent = 1;
+	rrq(h, spoofed, "roll", slow);
+	for (unsigned b = 0; b < 20; b++, sent++) {
+		ack(h, spoofed, b);
+		dg_harness_advance(h, 2 * TIMEOUT_MS - 1);
+	}
+	CU_ASSERT_EQUAL(dg_harness_pending(h), 1);
+	dg_harness_advance(h, 300 * TIMEOUT_MS);
+	bytes_to(h, spoofed, &packets);
+	printf("paced guessed ACKs: %u datagrams drew %zu\n", sent, packets);
+	CU_ASSERT(packets <= 2 * sent);
+	CU_ASSERT_EQUAL(packets, 1 + 2 * 20);
+	dg_harness_free(h);
+}
+
 /* Transfers in progress when the server stops: their files are closed. */
 static void test_shutdown(void)
 {
@@ -996,6 +1140,9 @@ static const struct dg_test tests[] = {
 	{ "a never-acknowledging flood: evicted, a real client gets in", test_flood_evicts_unacked },
 	{ "max_transfers_per_source: by address, IPv6 by /64", test_per_source },
 	{ "amplification guard: ERROR 0 without options, OACK validates", test_guard },
+	{ "a guessed ACK 0 then silence: stalled, evicted after timeout_ms", test_blind_ack_stalled },
+	{ "a timeout option above max_client_timeout_ms is not granted", test_timeout_cap },
+	{ "resends are earned by new ACKs: two datagrams per datagram", test_resends_earned },
 	{ "shutdown closes the files", test_shutdown },
 	{ NULL, NULL },
 };
