@@ -13,6 +13,7 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -21,6 +22,20 @@
  * would spin. Stop for this long, as nginx does. */
 #define ACCEPT_PAUSE_MS 500
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* A connection, from accept to close: a slot of its server's. */
+struct conn {
+	struct dg_metrics *m;
+	/* Fresh (accepted, not adopted yet): its bufferevent, held by a
+	 * reference; then NULL. */
+	struct bufferevent *bev;
+	struct evhttp_connection *evcon; /* adopted and open; else NULL */
+	struct event *life;              /* its end, DG_METRICS_LIFE_S after adoption */
+	struct dg_dlink link;            /* on live (oldest first) or spare */
+};
+
 struct dg_metrics {
 	int fd;
 	char addr[64];
@@ -28,9 +43,13 @@ struct dg_metrics {
 	struct evconnlistener *lev; /* NULL once evhttp_free has freed it */
 	struct event *resume;       /* the end of an accept pause */
 	struct event *adopt;        /* close callbacks for new connections */
+	const struct timeval *life; /* DG_METRICS_LIFE_S, a common timeout */
+	struct conn slot[DG_METRICS_MAX_CONNS];
+	struct dg_dlist live;       /* the slots in use, in accept order */
+	struct dg_dlist spare;
 	/* Accepted, close callback not set yet: evhttp makes the connection
-	 * after it asked us for the bufferevent (held by a reference). */
-	struct bufferevent *fresh[DG_METRICS_MAX_CONNS];
+	 * after it asked us for the bufferevent. */
+	struct conn *fresh[DG_METRICS_MAX_CONNS];
 	unsigned n_fresh;
 	unsigned conns;             /* open connections, fresh included */
 	bool paused;                /* resume is pending */
@@ -38,6 +57,7 @@ struct dg_metrics {
 	void (*drained)(void *arg);
 	void *drained_arg;
 	struct dg_ratelimit rl_accept;
+	struct dg_ratelimit rl_cut;  /* closed by age or pushed out */
 	struct dg_metrics_src src;
 	struct dg_metrics *next;
 };
@@ -329,19 +349,27 @@ static void on_request(struct evhttp_request *req, void *arg)
 	evbuffer_free(out);
 }
 
-/* Accepting is on unless paused, stopping or full. */
+/* Accepting is on unless paused or stopping, and while a connection could
+ * be pushed out to make room: at the cap, one that is not fresh. */
 static void accept_update(struct dg_metrics *m)
 {
 	if (!m->lev)
 		return;
-	if (m->paused || m->stopping || m->conns >= DG_METRICS_MAX_CONNS)
+	if (m->paused || m->stopping || m->n_fresh >= DG_METRICS_MAX_CONNS)
 		evconnlistener_disable(m->lev);
 	else
 		evconnlistener_enable(m->lev);
 }
 
-static void conn_gone(struct dg_metrics *m)
+/* c's connection is gone (or was never made): its slot is free. */
+static void conn_release(struct conn *c)
 {
+	struct dg_metrics *m = c->m;
+
+	event_del(c->life);
+	c->evcon = NULL;
+	dg_dlist_unlink(&m->live, &c->link);
+	dg_dlist_push(&m->spare, &c->link);
 	m->conns--;
 	accept_update(m);
 	if (m->stopping && !m->conns && m->drained)
@@ -351,36 +379,71 @@ static void conn_gone(struct dg_metrics *m)
 static void on_close(struct evhttp_connection *evcon, void *arg)
 {
 	(void)evcon;
-	conn_gone(arg);
+	conn_release(arg);
+}
+
+/* Close c's connection now (its close callback frees the slot); why says
+ * why, in the rate-limited log line. */
+static void conn_cut(struct conn *c, const char *why)
+{
+	struct dg_metrics *m = c->m;
+	unsigned long sup;
+	char *host = NULL;
+	ev_uint16_t port = 0;
+
+	if (dg_ratelimit_allow(&m->rl_cut, time(NULL), &sup)) {
+		/* evhttp's numeric host (getnameinfo): no byte of the peer's. */
+		evhttp_connection_get_peer(c->evcon, &host, &port);
+		dg_log(DG_LOG_INFO, "metrics on '%s': closed the connection from '%s:%u': %s%s", m->addr,
+		       host ? host : "?", port, why, sup ? " (more such closes were not logged)" : "");
+	}
+	evhttp_connection_free(c->evcon);
+}
+
+static void on_life_end(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_cut(arg, "open for " STR(DG_METRICS_LIFE_S) " s");
 }
 
 /* evhttp asks for a new connection's bufferevent just after accept(): the
  * one place that sees every connection (libevent 2.1 has no
- * evhttp_set_max_connections and no new-connection callback). Counted
- * here; the close callback is set by on_adopt once the connection exists. */
+ * evhttp_set_max_connections and no new-connection callback). At the cap
+ * the oldest connection makes room (accepting is off while all are fresh),
+ * so that connections that are never idle (a slowloris) cannot hold every
+ * slot. The close callback is set by on_adopt once the connection exists. */
 static struct bufferevent *on_connection(struct event_base *base, void *arg)
 {
 	struct dg_metrics *m = arg;
-	struct bufferevent *bev;
+	struct conn *c;
 
-	if (m->n_fresh == DG_METRICS_MAX_CONNS)
-		return NULL; /* not reached: accepting stops at the cap */
-	bev = bufferevent_socket_new(base, -1, 0); /* as evhttp's own: it closes the fd */
-	if (!bev)
+	if (m->conns == DG_METRICS_MAX_CONNS) {
+		c = dg_list_entry(dg_dlist_first(&m->live), struct conn, link);
+		if (c && c->evcon) /* never fresh: accepting stops when all are */
+			conn_cut(c, STR(DG_METRICS_MAX_CONNS) " open, the oldest makes room");
+	}
+	c = dg_list_entry(dg_dlist_first(&m->spare), struct conn, link);
+	if (!c)
+		return NULL; /* not reached: a slot was freed above */
+	c->bev = bufferevent_socket_new(base, -1, 0); /* as evhttp's own: it closes the fd */
+	if (!c->bev)
 		return NULL;
-	bufferevent_incref(bev);
-	m->fresh[m->n_fresh++] = bev;
+	bufferevent_incref(c->bev);
+	dg_dlist_unlink(&m->spare, &c->link);
+	dg_dlist_push(&m->live, &c->link);
+	m->fresh[m->n_fresh++] = c;
 	m->conns++;
 	/* Disabled inside the accept loop's callback: the loop stops. */
 	accept_update(m);
 	event_active(m->adopt, EV_TIMEOUT, 1);
-	return bev;
+	return c->bev;
 }
 
-/* The connections made since the last call get their close callback.
- * evhttp sets a connection's bufferevent callbacks with the connection as
- * their argument; a bufferevent that evhttp has freed (setup failed) has
- * none, and our reference kept its memory until now. */
+/* The connections made since the last call get their close callback and
+ * their end. evhttp sets a connection's bufferevent callbacks with the
+ * connection as their argument; a bufferevent that evhttp has freed (setup
+ * failed) has none, and our reference kept its memory until now. */
 static void on_adopt(evutil_socket_t fd, short what, void *arg)
 {
 	struct dg_metrics *m = arg;
@@ -389,14 +452,20 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	m->n_fresh = 0;
+	accept_update(m);
 	for (unsigned i = 0; i < n; i++) {
+		struct conn *c = m->fresh[i];
 		void *evcon = NULL;
-		bufferevent_getcb(m->fresh[i], NULL, NULL, NULL, &evcon);
-		if (evcon)
-			evhttp_connection_set_closecb(evcon, on_close, m);
-		bufferevent_decref(m->fresh[i]);
+		bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
+		bufferevent_decref(c->bev);
+		c->bev = NULL;
+		c->evcon = evcon;
 		if (!evcon)
-			conn_gone(m);
+			conn_release(c);
+		else
+			evhttp_connection_set_closecb(evcon, on_close, c);
+		if (evcon && event_add(c->life, m->life))
+			conn_cut(c, "cannot time its end");
 	}
 }
 
@@ -429,12 +498,33 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 	accept_update(m);
 }
 
+/* The slots, spare, each with its timer for its end. */
+static int conns_init(struct dg_metrics *m, struct event_base *base)
+{
+	static const struct timeval life = { DG_METRICS_LIFE_S, 0 };
+
+	dg_dlist_init(&m->live);
+	dg_dlist_init(&m->spare);
+	/* One duration for all: libevent queues them in O(1), not in its heap. */
+	m->life = event_base_init_common_timeout(base, &life);
+	if (!m->life)
+		m->life = &life;
+	for (unsigned i = 0; i < DG_METRICS_MAX_CONNS; i++) {
+		struct conn *c = &m->slot[i];
+		c->m = m;
+		if (!(c->life = evtimer_new(base, on_life_end, c)))
+			return -1;
+		dg_dlist_push(&m->spare, &c->link);
+	}
+	return 0;
+}
+
 struct dg_metrics *dg_metrics_new(struct event_base *base, int fd, const struct dg_metrics_src *src)
 {
 	struct dg_metrics *m = calloc(1, sizeof(*m));
 	struct evconnlistener *lev = NULL;
 
-	if (!m || !(m->http = evhttp_new(base)) ||
+	if (!m || !(m->http = evhttp_new(base)) || conns_init(m, base) ||
 	    !(m->resume = evtimer_new(base, on_resume, m)) ||
 	    !(m->adopt = event_new(base, -1, 0, on_adopt, m)) ||
 	    !(lev = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
@@ -453,6 +543,7 @@ struct dg_metrics *dg_metrics_new(struct event_base *base, int fd, const struct 
 	m->fd = evconnlistener_get_fd(lev);
 	dg_metrics_addr(m->fd, m->addr, sizeof(m->addr));
 	m->rl_accept = (struct dg_ratelimit)DG_RATELIMIT_INIT(10, 3);
+	m->rl_cut = (struct dg_ratelimit)DG_RATELIMIT_INIT(10, 3);
 	evconnlistener_set_error_cb(lev, on_accept_error);
 	evhttp_set_bevcb(m->http, on_connection, m);
 	/* Scrapes are small; a slow or stuck client must not hold memory
@@ -496,7 +587,10 @@ void dg_metrics_free(struct dg_metrics *m)
 	if (m->http)
 		evhttp_free(m->http);
 	for (unsigned i = 0; i < m->n_fresh; i++)
-		bufferevent_decref(m->fresh[i]);
+		bufferevent_decref(m->fresh[i]->bev);
+	for (unsigned i = 0; i < DG_METRICS_MAX_CONNS; i++)
+		if (m->slot[i].life)
+			event_free(m->slot[i].life);
 	if (m->resume)
 		event_free(m->resume);
 	if (m->adopt)

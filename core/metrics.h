@@ -25,11 +25,17 @@ struct dg_metrics_src {
 	void *arg;
 };
 
-/* Connections served at once: accepting stops at this many (a scrape
- * waits in the listen backlog until one closes). */
+/* Connections served at once: at this many, a new one closes the oldest
+ * (a slowloris cannot hold them all; a scrape is answered in milliseconds,
+ * so it is not the oldest for long). */
 #define DG_METRICS_MAX_CONNS 16
 /* A connection idle (no byte read or written) this long is closed. */
 #define DG_METRICS_TIMEOUT_S 5
+/* A connection is closed this long after it was accepted, whatever it is
+ * doing (reading a request, writing an answer, idle between requests): a
+ * scrape takes milliseconds, and one that trickles bytes is never idle (a
+ * slowloris). */
+#define DG_METRICS_LIFE_S 5
 
 struct dg_metrics;
 
@@ -43,7 +49,9 @@ const char *dg_metrics_addr(int fd, char *buf, size_t len);
 
 /* Serve src on fd (taken over) from base. NULL on failure (logged). src is
  * copied; what it points to must outlive the server. At most
- * DG_METRICS_MAX_CONNS connections; an accept error (EMFILE...) pauses
+ * DG_METRICS_MAX_CONNS connections (a new one closes the oldest), each
+ * closed DG_METRICS_LIFE_S after accept, or DG_METRICS_TIMEOUT_S idle (such
+ * closes are logged at a limited rate); an accept error (EMFILE...) pauses
  * accepting for a moment (logged at a limited rate) instead of retrying at
  * once. */
 struct dg_metrics *dg_metrics_new(struct event_base *base, int fd, const struct dg_metrics_src *src);

@@ -218,8 +218,9 @@ static void slow_close(int *fds)
 }
 
 /* Slow connections (they connect and send nothing) and a metrics process
- * at its descriptor limit. Connections are capped (a first wave of at most
- * DG_METRICS_MAX_CONNS is accepted, and closed after the idle timeout);
+ * at its descriptor limit. Connections are capped (at most
+ * DG_METRICS_MAX_CONNS open at once: newer ones close the oldest, the last
+ * ones are closed by their age or the idle timeout);
  * at EMFILE the process pauses accepting instead of retrying at once (it
  * spun, and libevent wrote "Error from accept() call" to stderr for every
  * try: 787,071 lines in 4 s); once the slow ones go, a scrape is answered. */
@@ -241,8 +242,7 @@ static void test_slow_clients(void)
 		return;
 	}
 
-	/* The cap: one wave of at most DG_METRICS_MAX_CONNS is accepted and
-	 * times out; the others wait in the backlog. */
+	/* The cap: at most DG_METRICS_MAX_CONNS open at once. */
 	unsigned base = (unsigned)dg_proc_fds(pid), most;
 	slow_open(&d, fds);
 	CU_ASSERT(slow_wait_closed(fds, pid, &most));
@@ -279,6 +279,133 @@ static void test_slow_clients(void)
 	CU_ASSERT(strstr(text, "# TYPE dgramd_rx_total counter") != NULL);
 	dg_daemon_stop_checked(&d, "e");
 	free(text);
+}
+
+enum { LORIS = 24 };
+
+/* A connection that sent a request's first line, as a slowloris does; -1
+ * if it could not be opened. */
+static int loris_open(const struct dg_daemon *d)
+{
+	static const char first[] = "GET /metrics HTTP/1.1\r\n";
+	int fd = socket(d->metrics.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		return -1;
+	if ((connect(fd, (const struct sockaddr *)&d->metrics, d->metricslen) < 0 && errno != EINPROGRESS) ||
+	    send(fd, first, sizeof(first) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(first) - 1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Whether the server has closed fd (it never answers: readable is EOF). */
+static bool loris_closed(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
+}
+
+/* One more header line on each connection; the ones the server closed are
+ * opened again if reopen (the attack goes on), else left at -1. */
+static void loris_trickle(const struct dg_daemon *d, int *fds, bool reopen)
+{
+	static const char line[] = "X-a: b\r\n";
+
+	for (unsigned i = 0; i < LORIS; i++) {
+		if (fds[i] >= 0 && loris_closed(fds[i])) {
+			close(fds[i]);
+			fds[i] = reopen ? loris_open(d) : -1;
+		}
+		if (fds[i] >= 0 && send(fds[i], line, sizeof(line) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 &&
+		    errno != EAGAIN)
+			CU_ASSERT(errno == EPIPE || errno == ECONNRESET);
+	}
+}
+
+/* One scrape that waits at most ms for its answer (connect included): the
+ * HTTP status, or -1. */
+static int scrape_within(const struct dg_daemon *d, unsigned ms)
+{
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	char head[64] = "";
+	int status = -1, fd = socket(d->metrics.ss_family, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return -1;
+	if (!setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) &&
+	    !setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) &&
+	    !connect(fd, (const struct sockaddr *)&d->metrics, d->metricslen) &&
+	    send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) == (ssize_t)sizeof(req) - 1 &&
+	    recv(fd, head, sizeof(head) - 1, MSG_WAITALL) > 0 && sscanf(head, "HTTP/1.%*d %d", &status) != 1)
+		status = -1;
+	close(fd);
+	return status;
+}
+
+/* A slowloris: LORIS connections, each sending one header line per round,
+ * never the blank line that ends a request, and opened again when the
+ * server closes one. They were never idle, so the idle timeout never
+ * fired, and the 16 held every connection the server takes: no scrape was
+ * answered for as long as the attack went on. Now a new connection at the
+ * cap pushes out the oldest (the scrape is answered at once) and no
+ * connection lives longer than DG_METRICS_LIFE_S (once the attack stops
+ * opening new ones, the ones it holds are closed while they trickle).
+ * The rounds are paced by the scrape attempts (1 s each at most), then by
+ * the server's closes (a round when none came for 1 s). */
+static void test_slowloris(void)
+{
+	struct dg_daemon d;
+	int fds[LORIS];
+	double t0, answered = -1, all_closed = -1;
+
+	CU_ASSERT_FATAL(dg_daemon_start(&d, "{ \"workers\": 1, \"metrics\": { \"bind\": \"127.0.0.1:0\" }, "
+	                "\"listeners\": [ { \"name\": \"e\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\" } ] }",
+	                NULL));
+	for (unsigned i = 0; i < LORIS; i++)
+		CU_ASSERT((fds[i] = loris_open(&d)) >= 0);
+	t0 = dg_now_ms();
+	do {
+		loris_trickle(&d, fds, true);
+		if (scrape_within(&d, 1000) == 200)
+			answered = dg_now_ms() - t0;
+	} while (answered < 0 && dg_now_ms() - t0 < 40000);
+
+	/* No more new connections: the ones open are closed by their age. */
+	t0 = dg_now_ms();
+	while (all_closed < 0 && dg_now_ms() - t0 < 30000) {
+		struct pollfd p[LORIS];
+		nfds_t n = 0;
+		for (unsigned i = 0; i < LORIS; i++)
+			if (fds[i] >= 0)
+				p[n++] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+		if (!n)
+			all_closed = dg_now_ms() - t0;
+		else if (poll(p, n, 1000) == 0)
+			loris_trickle(&d, fds, false);
+		else
+			for (unsigned i = 0; i < LORIS; i++)
+				if (fds[i] >= 0 && loris_closed(fds[i]))
+					close(fds[i]), fds[i] = -1;
+	}
+	fprintf(stderr, "slowloris (%d connections): scrape answered after %.0f ms; the attack's last "
+	        "connections closed %.1f s after it stopped (-1: not answered / not closed)\n", LORIS,
+	        answered, all_closed < 0 ? -1 : all_closed / 1000);
+	/* Pushing out answers at once; the age limit alone would take
+	 * DG_METRICS_LIFE_S (the first ones' end). */
+	CU_ASSERT(answered >= 0 && answered < (DG_METRICS_LIFE_S - 1) * 1000);
+	CU_ASSERT(all_closed >= 0 && all_closed < 3 * DG_METRICS_LIFE_S * 1000);
+	for (unsigned i = 0; i < LORIS; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	char *text = malloc(BODY);
+	CU_ASSERT_FATAL(text != NULL);
+	CU_ASSERT_EQUAL(dg_http_get(&d, "/metrics", text, BODY), 200);
+	free(text);
+	dg_daemon_stop_checked(&d, "e");
 }
 
 /* A plugin's gauges in /metrics and /stats: kv publishes its store. */
@@ -376,6 +503,7 @@ static const struct dg_test tests[] = {
 	{ "an address that cannot be bound fails the start", test_bad_bind },
 	{ "[::] is IPv6 only: no scrape over IPv4", test_v6only },
 	{ "slow clients and EMFILE: capped, paused, quiet, then answered", test_slow_clients },
+	{ "a slowloris: a scrape is answered, the attack's connections closed by age", test_slowloris },
 	{ NULL, NULL },
 };
 
