@@ -255,6 +255,20 @@ struct dg_request {
 	struct dg_instance *self;
 };
 
+/* packet is embedded by value, so struct dg_packet never grows (see
+ * <dgramd/codec.h>): the members after it stay where ABI 1.0 put them.
+ * Packet-level additions come as a pointer member appended here. */
+DG_STATIC_ASSERT(offsetof(struct dg_request, packet) == sizeof(dg_req_t) &&
+                         offsetof(struct dg_request, peer) ==
+                                 offsetof(struct dg_request, packet) + sizeof(struct dg_packet) &&
+                         offsetof(struct dg_request, session) ==
+                                 offsetof(struct dg_request, peer) + sizeof(void *) &&
+                         offsetof(struct dg_request, frame) ==
+                                 offsetof(struct dg_request, session) + sizeof(void *) &&
+                         offsetof(struct dg_request, frames) ==
+                                 offsetof(struct dg_request, frame) + sizeof(unsigned),
+                 "struct dg_request: the members after packet never move");
+
 /* A conversation step (host->request_await). Called once per await, on the
  * event loop, never from inside request_await() itself:
  *  - status DG_OK: the peer's next packet arrived. next is borrowed for
