@@ -222,29 +222,48 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		really_free(ac);
 }
 
+/* The caller's options as this library reads them (client.h): the
+ * members wholly within in->size, the defaults (0) for the rest. */
+static int read_opts(const struct dg_aclient_opts *in, struct dg_aclient_opts *o,
+                     struct dg_client_error *err)
+{
+	*o = (struct dg_aclient_opts)DG_ACLIENT_OPTS_INIT;
+	if (!in)
+		return DG_OK;
+	int rc = dg_conn_opts_check(in, sizeof(*in), "dg_aclient_opts", "DG_ACLIENT_OPTS_INIT", err);
+	if (rc)
+		return rc;
+	DG_CONN_OPT(o, in, struct dg_aclient_opts, timeout_ms);
+	DG_CONN_OPT(o, in, struct dg_aclient_opts, max_datagram);
+	DG_CONN_OPT(o, in, struct dg_aclient_opts, rcvbuf);
+	DG_CONN_OPT(o, in, struct dg_aclient_opts, id_field);
+	return DG_OK;
+}
+
 int dg_aclient_new(struct event_base *base, const char *hostport, const char *codec_spec,
                    const struct dg_aclient_opts *opts, struct dg_aclient **out,
                    struct dg_client_error *err)
 {
-	struct dg_aclient_opts none = { 0 };
-	struct dg_aclient *ac = calloc(1, sizeof(*ac));
+	struct dg_aclient_opts o;
+	struct dg_aclient *ac;
 
 	*out = NULL;
-	if (!opts)
-		opts = &none;
-	if (!ac)
+	int rc = read_opts(opts, &o, err);
+	if (rc)
+		return rc;
+	if (!(ac = calloc(1, sizeof(*ac))))
 		return dg_conn_fail(err, DG_ENOMEM, 0, 0, "out of memory");
-	int rc = dg_conn_open(&ac->conn, hostport, codec_spec, opts->max_datagram,
-	                      0 | DG_CONN_RECVERR, opts->rcvbuf, err);
+	rc = dg_conn_open(&ac->conn, hostport, codec_spec, o.max_datagram,
+	                  0 | DG_CONN_RECVERR, o.rcvbuf, err);
 	if (rc) {
 		free(ac);
 		return rc;
 	}
 	ac->base = base;
-	ac->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 1000;
-	ac->id_field = opts->id_field ? strdup(opts->id_field) : NULL;
+	ac->timeout_ms = o.timeout_ms ? o.timeout_ms : 1000;
+	ac->id_field = o.id_field ? strdup(o.id_field) : NULL;
 	ac->ev = event_new(base, ac->conn.fd, EV_READ | EV_PERSIST, on_readable, ac);
-	if ((opts->id_field && !ac->id_field) || !ac->ev || event_add(ac->ev, NULL)) {
+	if ((o.id_field && !ac->id_field) || !ac->ev || event_add(ac->ev, NULL)) {
 		dg_aclient_free(ac);
 		return dg_conn_fail(err, DG_ENOMEM, 0, 0, "out of memory");
 	}

@@ -20,27 +20,49 @@ struct dg_client {
 	bool renew;       /* the last request timed out: a fresh socket first */
 };
 
+/* The caller's options as this library reads them (client.h): the
+ * members wholly within in->size, the defaults (0) for the rest. */
+static int read_opts(const struct dg_client_opts *in, struct dg_client_opts *o,
+                     struct dg_client_error *err)
+{
+	*o = (struct dg_client_opts)DG_CLIENT_OPTS_INIT;
+	if (!in)
+		return DG_OK;
+	int rc = dg_conn_opts_check(in, sizeof(*in), "dg_client_opts", "DG_CLIENT_OPTS_INIT", err);
+	if (rc)
+		return rc;
+	DG_CONN_OPT(o, in, struct dg_client_opts, timeout_ms);
+	DG_CONN_OPT(o, in, struct dg_client_opts, retries);
+	DG_CONN_OPT(o, in, struct dg_client_opts, max_datagram);
+	DG_CONN_OPT(o, in, struct dg_client_opts, rcvbuf);
+	DG_CONN_OPT(o, in, struct dg_client_opts, unconnected);
+	DG_CONN_OPT(o, in, struct dg_client_opts, bind);
+	DG_CONN_OPT(o, in, struct dg_client_opts, id_field);
+	return DG_OK;
+}
+
 int dg_client_open(const char *hostport, const char *codec_spec,
                    const struct dg_client_opts *opts, struct dg_client **out,
                    struct dg_client_error *err)
 {
-	struct dg_client_opts none = { 0 };
-	struct dg_client *c = calloc(1, sizeof(*c));
+	struct dg_client_opts o;
+	struct dg_client *c;
 
 	*out = NULL;
-	if (!opts)
-		opts = &none;
-	if (!c)
+	int rc = read_opts(opts, &o, err);
+	if (rc)
+		return rc;
+	if (!(c = calloc(1, sizeof(*c))))
 		return dg_conn_fail(err, DG_ENOMEM, 0, 0, "out of memory");
-	int rc = dg_conn_open(&c->conn, hostport, codec_spec, opts->max_datagram,
-	                      opts->bind ? 2 : opts->unconnected ? 1 : 0, opts->rcvbuf, err);
+	rc = dg_conn_open(&c->conn, hostport, codec_spec, o.max_datagram,
+	                  o.bind ? 2 : o.unconnected ? 1 : 0, o.rcvbuf, err);
 	if (rc) {
 		free(c);
 		return rc;
 	}
-	c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 1000;
-	c->retries = opts->retries;
-	if (opts->id_field && !(c->id_field = strdup(opts->id_field))) {
+	c->timeout_ms = o.timeout_ms ? o.timeout_ms : 1000;
+	c->retries = o.retries;
+	if (o.id_field && !(c->id_field = strdup(o.id_field))) {
 		dg_client_close(c);
 		return dg_conn_fail(err, DG_ENOMEM, 0, 0, "out of memory");
 	}

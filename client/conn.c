@@ -31,6 +31,25 @@ int dg_conn_fail(struct dg_client_error *err, int code, int sys_errno, size_t of
 	return code;
 }
 
+int dg_conn_opts_check(const void *opts, size_t known, const char *what, const char *init,
+                       struct dg_client_error *err)
+{
+	const unsigned char *bytes = opts;
+	size_t size;
+
+	memcpy(&size, opts, sizeof(size));
+	if (size < sizeof(size) || size > DG_CONN_OPTS_MAX)
+		return dg_conn_fail(err, DG_EINVAL, 0, 0,
+		                    "struct %s: size %zu is not %zu .. %d (initialise it with %s)",
+		                    what, size, sizeof(size), DG_CONN_OPTS_MAX, init);
+	for (size_t i = known; i < size; i++)
+		if (bytes[i])
+			return dg_conn_fail(err, DG_EINVAL, 0, 0,
+			                    "struct %s: byte %zu is set, past the %zu bytes this libdgramd "
+			                    "knows: an option of a newer libdgramd", what, i, known);
+	return DG_OK;
+}
+
 /* "host:port" or "[v6]:port" -> the first address getaddrinfo gives. */
 static int resolve(struct dg_conn *c, const char *hostport, struct dg_client_error *err)
 {

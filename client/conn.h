@@ -4,6 +4,7 @@
 #define DG_CLIENT_CONN_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -32,6 +33,23 @@ struct dg_conn {
 /* Fill *err (may be NULL); returns code. */
 int dg_conn_fail(struct dg_client_error *err, int code, int sys_errno, size_t offset,
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* A caller's options struct (its first member the size_t it was built
+ * with; see client.h), of which this library knows `known` bytes: DG_OK,
+ * or DG_EINVAL with err naming `what` when its size is 0 or over
+ * DG_CONN_OPTS_MAX (not initialised with `init`) or when a byte past
+ * `known` is set (an option of a newer libdgramd). */
+#define DG_CONN_OPTS_MAX 4096
+int dg_conn_opts_check(const void *opts, size_t known, const char *what, const char *init,
+                       struct dg_client_error *err);
+
+/* dst->field = src->field if the caller's struct (of type) has the whole
+ * field; dst keeps its default otherwise. */
+#define DG_CONN_OPT(dst, src, type, field)                                     \
+	do {                                                                   \
+		if ((src)->size >= offsetof(type, field) + sizeof((src)->field)) \
+			(dst)->field = (src)->field;                           \
+	} while (0)
 
 /* mode: 0 connect, 1 unconnected, 2 bind hostport; | DG_CONN_RECVERR to
  * queue ICMP errors (IP_RECVERR; read them with dg_conn_read_error, or

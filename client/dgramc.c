@@ -420,8 +420,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dgramc: --timeout must be at least 1 ms\n");
 		return EXIT_USAGE;
 	}
-	struct dg_client_opts co = { .timeout_ms = o.timeout_ms, .retries = o.retries, .bind = o.listen,
-	                             .id_field = o.id_field };
+	struct dg_client_opts co = DG_CLIENT_OPTS_INIT;
+	co.timeout_ms = o.timeout_ms;
+	co.retries = o.retries;
+	co.bind = o.listen;
+	co.id_field = o.id_field;
 	struct dg_client_error e;
 	struct dg_client *c;
 	if (dg_client_open(o.target, o.codec, &co, &c, &e)) {

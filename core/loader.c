@@ -1,7 +1,8 @@
 /* Plugins are checked field by field before the first call: the exported
  * symbol's size (from the ELF symbol table), magic, ABI major and minor,
  * the descriptor's own size, name, required callbacks and (ABI 1.1) the
- * option table. */
+ * option table, read into the server's layout first (ABI 1.3: its entries
+ * are dg_plugin.option_size bytes apart). */
 #include "config.h"
 
 #include <dirent.h>
@@ -130,15 +131,45 @@ static int check(const struct dg_plugin *p, size_t symsize, const char *path,
 		return refuse(err, errlen, path, "descriptor has no name");
 	if (!p->on_packet)
 		return refuse(err, errlen, path, "descriptor has no on_packet callback");
+	return DG_OK;
+}
+
+/* A new module for the checked descriptor p: its copy in the server's
+ * layout, with the option table copied into it (dg_options_import) and
+ * checked. NULL with err filled. */
+static struct dg_module *module_new(const struct dg_plugin *p, const char *path,
+                                    char *err, size_t errlen)
+{
+	struct dg_option *table;
 	size_t osize;
-	const struct dg_option *table = dg_plugin_options(p, &osize);
 	char msg[512];
-	int rc = table ? dg_options_check(table, osize, msg, sizeof(msg)) : DG_OK;
+	struct dg_module *m = NULL;
+
+	int rc = dg_options_import(p, &table, &osize, msg, sizeof(msg));
+	if (!rc && table)
+		rc = dg_options_check(table, osize, msg, sizeof(msg));
 	if (rc) {
 		refuse(err, errlen, path, "%s", msg);
-		return rc;
+		goto out_table;
 	}
-	return DG_OK;
+	if (!(m = calloc(1, sizeof(*m))) || !(m->path = strdup(path))) {
+		refuse(err, errlen, path, "out of memory");
+		goto out_module;
+	}
+	memcpy(&m->desc, p, p->size < sizeof(m->desc) ? p->size : sizeof(m->desc));
+	/* From here on desc is a whole descriptor of this server's ABI: what
+	 * the plugin's lacked reads NULL, its table is the server's copy. */
+	m->desc.size = sizeof(m->desc);
+	m->options = table;
+	m->desc.options = table;
+	m->desc.option_size = sizeof(struct dg_option);
+	return m;
+
+out_module:
+	free(m);
+out_table:
+	free(table);
+	return NULL;
 }
 
 int dg_loader_load(struct dg_loader *ld, const char *path, const struct dg_plugin **out,
@@ -165,13 +196,9 @@ int dg_loader_load(struct dg_loader *ld, const char *path, const struct dg_plugi
 			refuse(err, errlen, path, "plugin name '%s' is already taken by '%s'", p->name, m->path);
 			goto out_close;
 		}
-	struct dg_module *m = calloc(1, sizeof(*m));
-	if (!m || !(m->path = strdup(path))) {
-		free(m);
-		refuse(err, errlen, path, "out of memory");
+	struct dg_module *m = module_new(p, path, err, errlen);
+	if (!m)
 		goto out_close;
-	}
-	memcpy(&m->desc, p, p->size < sizeof(m->desc) ? p->size : sizeof(m->desc));
 	m->dl = dl;
 	m->next = ld->mods;
 	ld->mods = m;
@@ -198,12 +225,9 @@ int dg_loader_adopt(struct dg_loader *ld, const struct dg_plugin *p, const struc
 		return refuse(err, errlen, path, "no descriptor");
 	if (check(p, 0, path, err, errlen))
 		return DG_EINVAL;
-	struct dg_module *m = calloc(1, sizeof(*m));
-	if (!m || !(m->path = strdup(path))) {
-		free(m);
-		return refuse(err, errlen, path, "out of memory");
-	}
-	memcpy(&m->desc, p, p->size < sizeof(m->desc) ? p->size : sizeof(m->desc));
+	struct dg_module *m = module_new(p, path, err, errlen);
+	if (!m)
+		return DG_EINVAL;
 	m->next = ld->mods;
 	ld->mods = m;
 	*out = &m->desc;
@@ -273,6 +297,7 @@ void dg_loader_release(struct dg_loader *ld)
 		if (m->dl)
 			dlclose(m->dl);
 		free(m->path);
+		free(m->options);
 		free(m);
 	}
 	ld->mods = NULL;

@@ -8,11 +8,14 @@
 #include <dgramd/plugin.h>
 
 /* One loaded plugin file. desc is a copy of the plugin's descriptor in the
- * server's layout: callbacks beyond the plugin's own struct size are NULL. */
+ * server's layout (desc.size is the server's): callbacks beyond the plugin's
+ * own struct size are NULL, and desc.options is options, the plugin's table copied into the server's
+ * struct dg_option (desc.option_size is its size). */
 struct dg_module {
 	char *path;
 	void *dl;
 	struct dg_plugin desc;
+	struct dg_option *options; /* owned; NULL if the plugin declares none */
 	struct dg_module *next;
 };
 

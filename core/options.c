@@ -312,10 +312,84 @@ static const struct opt_type *type_of(const struct dg_option *o)
 
 /* ---- the table ---------------------------------------------------------- */
 
+/* struct dg_option as ABI 1.1 and 1.2 declared it: the stride of a table
+ * whose descriptor has no option_size. Frozen: never edit. */
+struct option_1_1 {
+	const char *name;
+	int type;
+	size_t offset;
+	const char *def;
+	int64_t min, max;
+	const char *choices;
+	unsigned flags;
+	const char *help;
+};
+#define OPTION_1_1_END (offsetof(struct option_1_1, help) + sizeof(const char *))
+_Static_assert(offsetof(struct dg_option, help) == offsetof(struct option_1_1, help) &&
+               offsetof(struct dg_option, flags) == offsetof(struct option_1_1, flags) &&
+               sizeof(struct dg_option) >= sizeof(struct option_1_1),
+               "struct dg_option is append-only: its 1.1 fields stay where they were");
+
+#define HAS(p, member) ((p)->size >= offsetof(struct dg_plugin, member) + sizeof((p)->member))
+
+static size_t option_stride(const struct dg_plugin *p)
+{
+	return HAS(p, option_size) && p->option_size ? p->option_size : sizeof(struct option_1_1);
+}
+
+/* The bytes of an entry stride bytes long that are fields this host knows:
+ * whole fields only, so that an older struct's trailing padding is never
+ * read as a newer field. A struct dg_option that grows adds its old end. */
+static size_t known_bytes(size_t stride)
+{
+	return stride >= sizeof(struct dg_option) ? sizeof(struct dg_option) : OPTION_1_1_END;
+}
+
+static const char *entry_name(const char *entry)
+{
+	const char *name;
+
+	memcpy(&name, entry, sizeof(name)); /* the plugin's table: any alignment */
+	return name;
+}
+
+int dg_options_import(const struct dg_plugin *p, struct dg_option **table, size_t *size,
+                      char *err, size_t errlen)
+{
+	const char *raw = (const char *)p->options;
+	size_t stride = option_stride(p), n = 0;
+
+	*table = NULL;
+	*size = 0;
+	if (!HAS(p, options_size) || !raw)
+		return DG_OK;
+	if (stride < sizeof(struct option_1_1) || stride > DG_OPTION_SIZE_MAX) {
+		snprintf(err, errlen, "option_size %zu is not %zu .. %u (sizeof(struct dg_option))",
+		         stride, sizeof(struct option_1_1), DG_OPTION_SIZE_MAX);
+		return DG_EINVAL;
+	}
+	for (; entry_name(raw + n * stride); n++)
+		if (n == DG_OPTIONS_MAX) {
+			snprintf(err, errlen, "more than %d options (is the table ended by { NULL }?)",
+			         DG_OPTIONS_MAX);
+			return DG_EINVAL;
+		}
+	struct dg_option *t = calloc(n + 1, sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "out of memory for %zu options", n);
+		return DG_ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		memcpy(&t[i], raw + i * stride, known_bytes(stride));
+	*table = t;
+	*size = p->options_size;
+	return DG_OK;
+}
+
 const struct dg_option *dg_plugin_options(const struct dg_plugin *p, size_t *size)
 {
 	*size = 0;
-	if (p->size < offsetof(struct dg_plugin, options_size) + sizeof(p->options_size) || !p->options)
+	if (!HAS(p, options_size) || !p->options || option_stride(p) != sizeof(struct dg_option))
 		return NULL;
 	*size = p->options_size;
 	return p->options;

@@ -18,10 +18,29 @@
  * the config (DG_OPT_JSON values point into it). Opaque. */
 struct dg_options;
 
-/* The plugin's option table (and its options_size into *size), or NULL when
- * it declares none or its descriptor's size field says it was built before
- * dg_plugin.options existed (ABI 1.0). p is the plugin's own descriptor or
- * the loader's copy; only p->size bytes of it are read. */
+/* The largest dg_plugin.option_size accepted: a struct dg_option that
+ * grew this much is a bad descriptor, not a newer one. */
+#define DG_OPTION_SIZE_MAX 1024u
+
+/* The plugin's option table copied into this host's layout: each entry,
+ * dg_plugin.option_size bytes apart in the plugin's table (the 1.1
+ * struct's size when the descriptor predates option_size or says 0), is
+ * copied into a zeroed struct dg_option, so fields the plugin's headers did
+ * not have read as 0 and fields this host does not know are ignored. Only
+ * p->size bytes of p are read. DG_OK with *table NULL (no options: none
+ * declared, or a descriptor built before dg_plugin.options) or a new array
+ * ended by { NULL } (free()) and options_size in *size; DG_EINVAL (an
+ * option_size below the 1.1 struct or above DG_OPTION_SIZE_MAX, a table of
+ * more than DG_OPTIONS_MAX entries) or DG_ENOMEM, with the problem in err. */
+int dg_options_import(const struct dg_plugin *p, struct dg_option **table, size_t *size,
+                      char *err, size_t errlen);
+
+/* The option table of a descriptor in this host's layout (the loader's
+ * copy, whose table dg_options_import made, or a descriptor built with
+ * these headers), and its options_size into *size; NULL when it declares
+ * none, when its size field says it was built before dg_plugin.options
+ * (ABI 1.0), or when its option_size is another struct dg_option's (read
+ * such a table with dg_options_import). Only p->size bytes of p are read. */
 const struct dg_option *dg_plugin_options(const struct dg_plugin *p, size_t *size);
 
 /* Check a table before anything uses it: names unique and non-empty, known

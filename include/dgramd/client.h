@@ -49,7 +49,26 @@ struct dg_client_error {
 	char message[256]; /* what happened, naming the peer */
 };
 
+/* Options structs (struct dg_client_opts, struct dg_aclient_opts) are
+ * caller-allocated and append-only: a new libdgramd 2.x adds members at
+ * the end, never moves one. The first member, size, says how much of the
+ * struct the caller was built with: initialise every options struct with
+ * its DG_*_OPTS_INIT, which sets it to the caller's sizeof, then set the
+ * members you want (0 is each one's default):
+ *
+ *     struct dg_client_opts o = DG_CLIENT_OPTS_INIT;
+ *     o.timeout_ms = 500;
+ *
+ * The library reads only the members that lie wholly within size, and
+ * takes the default for the rest, so a program built against an older
+ * <dgramd/client.h> keeps working with a newer libdgramd.so.2. A size
+ * beyond the library's own struct (a program built against a newer
+ * header) is accepted when the bytes the library does not know are all 0,
+ * and refused with DG_EINVAL otherwise (an option this library cannot
+ * honour), as is a size of 0 (not initialised) or over 4096. (libdgramd 1
+ * had no size member: its soname is libdgramd.so.1.) */
 struct dg_client_opts {
+	size_t size;           /* sizeof(struct dg_client_opts): DG_CLIENT_OPTS_INIT */
 	unsigned timeout_ms;   /* per attempt; 0 = 1000 */
 	unsigned retries;      /* resends after a timeout in dg_client_request */
 	size_t max_datagram;   /* 0 = 65507 */
@@ -62,15 +81,19 @@ struct dg_client_opts {
 	 * dg_client_request then adds a unique integer id to an object that
 	 * has none, and skips replies whose id is another one (answers to
 	 * earlier requests). Replies without the member are taken as they
-	 * come. Added in libdgramd 1 (soname libdgramd.so.1). */
+	 * come. */
 	const char *id_field;
 };
+
+#define DG_CLIENT_OPTS_INIT { .size = sizeof(struct dg_client_opts) }
 
 /* Open a client for "host:port" ("127.0.0.1:5300", "[::1]:5300",
  * "localhost:5300"; names are resolved once, with getaddrinfo) and a codec
  * spec: a name ("json", "raw", "length-prefixed") or a JSON object text
- * ('{"framing": "length-prefixed", "payload": "json"}'). opts may be NULL.
- * *out is owned by the caller: dg_client_close(). */
+ * ('{"framing": "length-prefixed", "payload": "json"}'). opts may be NULL
+ * (every default); it is only read during the call. DG_EINVAL if its size
+ * is not one the library can read (see above). *out is owned by the
+ * caller: dg_client_close(). */
 int dg_client_open(const char *hostport, const char *codec_spec,
                    const struct dg_client_opts *opts, struct dg_client **out,
                    struct dg_client_error *err);
@@ -123,7 +146,10 @@ int dg_client_request(struct dg_client *c, const struct dg_packet *req,
 
 struct dg_aclient;
 
+/* Append-only, with its size first, as struct dg_client_opts: initialise
+ * it with DG_ACLIENT_OPTS_INIT. */
 struct dg_aclient_opts {
+	size_t size;          /* sizeof(struct dg_aclient_opts): DG_ACLIENT_OPTS_INIT */
 	unsigned timeout_ms;  /* per request; 0 = 1000 */
 	size_t max_datagram;  /* 0 = 65507 */
 	int rcvbuf;           /* socket receive buffer bytes (0: the kernel's default);
@@ -147,6 +173,8 @@ struct dg_aclient_opts {
 	 * DG_EPARSE. */
 	const char *id_field;
 };
+
+#define DG_ACLIENT_OPTS_INIT { .size = sizeof(struct dg_aclient_opts) }
 
 /* Called once per request, on the event base: status DG_OK with the reply
  * (borrowed for the call), or DG_ETIMEDOUT, DG_EPARSE, DG_ENET,

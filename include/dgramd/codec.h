@@ -43,6 +43,32 @@ struct dg_packet {
 	struct json_t *json;  /* JSON value or NULL; borrowed */
 };
 
+/* Compile-time checks of the installed headers' layout (C11, C++11). */
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define DG_STATIC_ASSERT(expr, msg) static_assert(expr, msg)
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define DG_STATIC_ASSERT(expr, msg) _Static_assert(expr, msg)
+#else /* C99: a negative array size fails the same way */
+#define DG_STATIC_ASSERT(expr, msg) extern char dg_static_assert_[(expr) ? 1 : -1]
+#endif
+
+/* struct dg_packet is frozen: it never grows and its fields never move.
+ * It is embedded by value in struct dg_request (<dgramd/plugin.h>), so a
+ * field appended to it would move every dg_request member after it in
+ * every plugin built before; and the host reads the packets plugins pass
+ * to request_reply, reply and session_send through a pointer, so it would
+ * read past an older plugin's packet. What packets need later comes as a
+ * new struct beside it: a pointer member appended to struct dg_request
+ * (NULL from a host that does not fill it, read after checking
+ * host->abi_minor) and, for replies, new host functions that take it next
+ * to the packet. */
+DG_STATIC_ASSERT(sizeof(struct dg_packet) ==
+                         sizeof(const void *) + sizeof(size_t) + sizeof(struct json_t *),
+                 "struct dg_packet is frozen (embedded in struct dg_request)");
+DG_STATIC_ASSERT(offsetof(struct dg_packet, len) == sizeof(const void *) &&
+                         offsetof(struct dg_packet, json) == sizeof(const void *) + sizeof(size_t),
+                 "struct dg_packet's fields never move");
+
 /* Why a datagram could not be decoded. reason points at a string that lives
  * at least as long as the codec (usually static, or the codec's own buffer,
  * overwritten by the next decode call). offset is the byte offset in the

@@ -23,8 +23,9 @@
  * appended host->now_ms (the server's clock, the harness's fake one in
  * tests); 1.3 appended dg_plugin.proves_source (a datagram that proves its
  * source address is exempt from the per-source rate limit and the
- * amplification guard) and host->secret (a random key every worker of one
- * dgramd shares).
+ * amplification guard), host->secret (a random key every worker of one
+ * dgramd shares) and dg_plugin.option_size (the stride of the options
+ * table: struct dg_option may grow).
  *
  * Context. Every 1.1 host function reaches its server from its arguments:
  * the instance (struct dg_instance *, also in dg_request.self) or the
@@ -264,6 +265,20 @@ struct dg_request {
 	struct dg_instance *self;
 };
 
+/* packet is embedded by value, so struct dg_packet never grows (see
+ * <dgramd/codec.h>): the members after it stay where ABI 1.0 put them.
+ * Packet-level additions come as a pointer member appended here. */
+DG_STATIC_ASSERT(offsetof(struct dg_request, packet) == sizeof(dg_req_t) &&
+                         offsetof(struct dg_request, peer) ==
+                                 offsetof(struct dg_request, packet) + sizeof(struct dg_packet) &&
+                         offsetof(struct dg_request, session) ==
+                                 offsetof(struct dg_request, peer) + sizeof(void *) &&
+                         offsetof(struct dg_request, frame) ==
+                                 offsetof(struct dg_request, session) + sizeof(void *) &&
+                         offsetof(struct dg_request, frames) ==
+                                 offsetof(struct dg_request, frame) + sizeof(unsigned),
+                 "struct dg_request: the members after packet never move");
+
 /* A conversation step (host->request_await). Called once per await, on the
  * event loop, never from inside request_await() itself:
  *  - status DG_OK: the peer's next packet arrived. next is borrowed for
@@ -488,6 +503,11 @@ struct dg_option_addr {
 
 #define DG_OPT_REQUIRED 1u /* no default: the key must be given */
 
+/* One option. Fields are appended only: the host walks a table with the
+ * descriptor's option_size as the stride (ABI 1.3; before it, the 1.1
+ * struct) and reads each entry into a zeroed struct of its own, so a field
+ * appended later reads 0 for a plugin built before it: its 0 must mean
+ * what older plugins meant. */
 struct dg_option {
 	const char *name;    /* the key; NULL ends the table */
 	int type;            /* enum dg_option_type */
@@ -603,12 +623,20 @@ struct dg_plugin {
 	 * bounded (no allocation, no log line, no host call but now_ms), and
 	 * never return non-zero for something a spoofer can forge. */
 	int (*proves_source)(void *state, const struct dg_peer *peer, const void *data, size_t len);
+	/* sizeof(struct dg_option) at build time (DG_PLUGIN_HEADER fills it
+	 * in): the stride of the options table, so that struct dg_option can
+	 * gain fields. The host reads each entry into a zeroed struct
+	 * dg_option of its own: a field the plugin's headers did not have
+	 * reads as 0. Absent (a descriptor built before 1.3) or 0: the 1.1
+	 * layout. */
+	uint32_t option_size;
 };
 
 /* Fills the fixed header fields of a struct dg_plugin initializer. */
 #define DG_PLUGIN_HEADER                                                       \
 	.magic = DG_PLUGIN_MAGIC, .abi_major = DG_PLUGIN_ABI_MAJOR,            \
-	.abi_minor = DG_PLUGIN_ABI_MINOR, .size = sizeof(struct dg_plugin)
+	.abi_minor = DG_PLUGIN_ABI_MINOR, .size = sizeof(struct dg_plugin),     \
+	.option_size = sizeof(struct dg_option)
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +51,7 @@ static void test_timeout_and_retries(void)
 {
 	char hp[64];
 	int s = server(hp, sizeof(hp));
-	struct dg_client_opts o = { .timeout_ms = 100, .retries = 2 };
+	struct dg_client_opts o = { .size = sizeof(o), .timeout_ms = 100, .retries = 2 };
 	struct dg_client *c;
 	struct dg_client_error e;
 	struct dg_packet req = { .data = "q", .len = 1 }, reply;
@@ -106,7 +108,7 @@ static void test_icmp_refused_then_recovery(void)
 	struct sockaddr_storage from;
 	socklen_t flen = sizeof(from);
 	int s = server(hp, sizeof(hp));
-	struct dg_client_opts o = { .timeout_ms = 2000 };
+	struct dg_client_opts o = { .size = sizeof(o), .timeout_ms = 2000 };
 	struct dg_client *c;
 	struct dg_client_error e;
 	struct dg_packet req = { .data = "ping", .len = 4 }, reply;
@@ -216,7 +218,7 @@ static void test_late_reply_not_next_answer(void)
 	char hp[64], buf[64];
 	struct sockaddr_storage first, second;
 	int s = server(hp, sizeof(hp));
-	struct dg_client_opts o = { .timeout_ms = 1000 };
+	struct dg_client_opts o = { .size = sizeof(o), .timeout_ms = 1000 };
 	struct dg_client *c;
 	struct dg_client_error e;
 	struct dg_packet a = { .data = "a", .len = 1 }, b = { .data = "b", .len = 1 }, reply;
@@ -255,7 +257,7 @@ static void test_second_answer_not_next_answer(void)
 	struct dg_client_error e;
 	struct dg_packet a = { .data = "a", .len = 1 }, b = { .data = "b", .len = 1 }, reply;
 
-	struct dg_client_opts o = { .timeout_ms = 5000 };
+	struct dg_client_opts o = { .size = sizeof(o), .timeout_ms = 5000 };
 	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, "raw", &o, &c, &e), 0);
 	CU_ASSERT_EQUAL(dg_client_send(c, &a, 1, &e), 0);
 	CU_ASSERT_EQUAL(serve_recv(s, buf, sizeof(buf), &from), 1);
@@ -287,7 +289,7 @@ static void test_ids_skip_other_answers(void)
 	char hp[64], buf[256];
 	struct sockaddr_storage from;
 	int s = server(hp, sizeof(hp));
-	struct dg_client_opts o = { .timeout_ms = 5000, .id_field = "id" };
+	struct dg_client_opts o = { .size = sizeof(o), .timeout_ms = 5000, .id_field = "id" };
 	struct dg_client *c;
 	struct dg_client_error e;
 	struct dg_packet q1 = { .json = json_pack("{si}", "q", 1) }, q2 = { .json = json_pack("{si}", "q", 2) };
@@ -360,7 +362,8 @@ static void run_async(struct dg_daemon *d, const char *id_field, unsigned n, str
 	char hp[64];
 	struct sockaddr_in *a = (struct sockaddr_in *)&d->addr[0];
 	/* Up to n replies may arrive before the loop reads: room for them. */
-	struct dg_aclient_opts o = { .timeout_ms = 5000, .id_field = id_field, .rcvbuf = 4 << 20 };
+	struct dg_aclient_opts o = { .size = sizeof(o), .timeout_ms = 5000, .id_field = id_field,
+	                             .rcvbuf = 4 << 20 };
 	struct dg_aclient *ac;
 	struct dg_client_error e;
 
@@ -423,7 +426,7 @@ static void test_async_timeout_and_cancel(void)
 	char hp[64];
 	int s = server(hp, sizeof(hp));
 	struct event_base *base = event_base_new();
-	struct dg_aclient_opts o = { .timeout_ms = 100 };
+	struct dg_aclient_opts o = { .size = sizeof(o), .timeout_ms = 100 };
 	struct dg_aclient *ac;
 	struct dg_client_error e;
 	struct dg_packet p = { .json = json_integer(5) };
@@ -440,6 +443,123 @@ static void test_async_timeout_and_cancel(void)
 	json_decref(p.json);
 	event_base_free(base);
 	close(s);
+}
+
+/* ---- options structs of other sizes ---------------------------------------- */
+
+/* A program built against an older <dgramd/client.h>, whose struct ends
+ * before id_field (and, the second time, before max_datagram): what its
+ * struct lacks is not read (the bytes after it are set here, as whatever
+ * follows a caller's struct may be) and has its default. */
+static void test_opts_older_caller(void)
+{
+	char hp[64], buf[256];
+	struct sockaddr_storage from;
+	int s = server(hp, sizeof(hp));
+	struct dg_client_opts o = { .size = offsetof(struct dg_client_opts, id_field),
+	                            .timeout_ms = 50, .max_datagram = 8, .id_field = "id" };
+	struct dg_client *c;
+	struct dg_client_error e;
+	struct dg_packet req = { .json = json_pack("{ss}", "q", "a question longer than 8 bytes") };
+	struct dg_packet reply;
+
+	CU_ASSERT_FATAL(req.json != NULL);
+	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, "json", &o, &c, &e), DG_OK);
+	/* max_datagram (inside the old struct) is 8: the request is too big */
+	CU_ASSERT_EQUAL(dg_client_request(c, &req, &reply, &e), DG_E2BIG);
+	dg_client_close(c);
+
+	o.size = offsetof(struct dg_client_opts, max_datagram);
+	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, "json", &o, &c, &e), DG_OK);
+	/* max_datagram 65507 and no id_field: sent as it is, without an id;
+	 * timeout_ms (inside) is 50: no answer, DG_ETIMEDOUT soon */
+	CU_ASSERT_EQUAL(dg_client_request(c, &req, &reply, &e), DG_ETIMEDOUT);
+	CU_ASSERT(serve_recv(s, buf, sizeof(buf), &from) > 0);
+	CU_ASSERT_STRING_EQUAL(buf, "{\"q\":\"a question longer than 8 bytes\"}");
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "50 ms"));
+	dg_client_close(c);
+
+	/* the whole struct: the id is added */
+	o.size = sizeof(o);
+	o.max_datagram = 0;
+	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, "json", &o, &c, &e), DG_OK);
+	CU_ASSERT_EQUAL(dg_client_request(c, &req, &reply, &e), DG_ETIMEDOUT);
+	CU_ASSERT(serve_recv(s, buf, sizeof(buf), &from) > 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"id\":1"));
+	dg_client_close(c);
+	drain(s);
+	json_decref(req.json);
+	close(s);
+}
+
+/* The asynchronous client's struct, from a program built before id_field:
+ * arrival order, no id added. */
+static void test_aopts_older_caller(void)
+{
+	char hp[64], buf[256];
+	struct sockaddr_storage from;
+	int s = server(hp, sizeof(hp));
+	struct event_base *base = event_base_new();
+	struct dg_aclient_opts o = { .size = offsetof(struct dg_aclient_opts, id_field),
+	                             .timeout_ms = 5000, .id_field = "id" };
+	struct dg_aclient *ac;
+	struct dg_client_error e;
+	struct dg_packet p = { .json = json_pack("{si}", "q", 7) };
+	int st = 1;
+
+	CU_ASSERT_FATAL(base && p.json);
+	CU_ASSERT_EQUAL_FATAL(dg_aclient_new(base, hp, "json", &o, &ac, &e), DG_OK);
+	CU_ASSERT_EQUAL(dg_aclient_request(ac, &p, on_cancel, &st, &e), DG_OK);
+	CU_ASSERT(serve_recv(s, buf, sizeof(buf), &from) > 0);
+	CU_ASSERT_STRING_EQUAL(buf, "{\"q\":7}");
+	serve_send(s, "{\"a\":1}", &from); /* arrival order: this answers it */
+	for (int i = 0; i < 100 && st == 1; i++)
+		event_base_loop(base, EVLOOP_ONCE); /* bounded: the reply is there */
+	CU_ASSERT_EQUAL(st, DG_OK);
+	dg_aclient_free(ac);
+	json_decref(p.json);
+	event_base_free(base);
+	close(s);
+}
+
+/* Sizes the library cannot read: 0 (not initialised), absurd, or a newer
+ * program's struct with an option this library does not know set. A newer
+ * struct whose extra bytes are 0 is fine. */
+static void test_opts_sizes(void)
+{
+	struct newer {
+		struct dg_client_opts o;
+		uint64_t later; /* an option of a later libdgramd */
+	} n = { .o = DG_CLIENT_OPTS_INIT, .later = 0 };
+	struct dg_aclient_opts ao = DG_ACLIENT_OPTS_INIT;
+	struct dg_client_opts zero = { .timeout_ms = 100 };
+	struct event_base *base = event_base_new();
+	struct dg_aclient *ac;
+	struct dg_client *c;
+	struct dg_client_error e;
+
+	CU_ASSERT_FATAL(base != NULL);
+	CU_ASSERT_EQUAL(ao.size, sizeof(ao));
+	CU_ASSERT_EQUAL(dg_client_open("127.0.0.1:9", "json", &zero, &c, &e), DG_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "struct dg_client_opts: size 0 is not"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "DG_CLIENT_OPTS_INIT"));
+	zero.size = 1 << 20;
+	CU_ASSERT_EQUAL(dg_client_open("127.0.0.1:9", "json", &zero, &c, &e), DG_EINVAL);
+
+	n.o.size = sizeof(n);
+	CU_ASSERT_EQUAL(dg_client_open("127.0.0.1:9", "json", &n.o, &c, &e), DG_OK);
+	dg_client_close(c);
+	n.later = 1;
+	CU_ASSERT_EQUAL(dg_client_open("127.0.0.1:9", "json", &n.o, &c, &e), DG_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "an option of a newer libdgramd"));
+
+	ao.size = 0;
+	CU_ASSERT_EQUAL(dg_aclient_new(base, "127.0.0.1:9", "json", &ao, &ac, &e), DG_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "DG_ACLIENT_OPTS_INIT"));
+	ao.size = sizeof(ao);
+	CU_ASSERT_EQUAL(dg_aclient_new(base, "127.0.0.1:9", "json", &ao, &ac, &e), DG_OK);
+	dg_aclient_free(ac);
+	event_base_free(base);
 }
 
 /* ---- asynchronous client against a fake server --------------------------- */
@@ -521,7 +641,7 @@ static void test_async_late_reply_arrival(void)
 	char hp[64];
 	struct fake f = { .on_request = answer_late_a_then_b };
 	struct event_base *base = event_base_new();
-	struct dg_aclient_opts o = { .timeout_ms = 300 };
+	struct dg_aclient_opts o = { .size = sizeof(o), .timeout_ms = 300 };
 	struct dg_aclient *ac;
 	struct dg_client_error e;
 	struct dg_packet a = { .json = json_string("a") }, b = { .json = json_string("b") };
@@ -559,7 +679,7 @@ static void test_async_pipelined_after_timeout(void)
 	char hp[64];
 	struct fake f = { .on_request = answer_after_a_timed_out };
 	struct event_base *base = event_base_new();
-	struct dg_aclient_opts o = { .timeout_ms = 300 };
+	struct dg_aclient_opts o = { .size = sizeof(o), .timeout_ms = 300 };
 	struct dg_aclient *ac;
 	struct dg_client_error e;
 	struct dg_packet a = { .json = json_string("a") }, b = { .json = json_string("b") };
@@ -611,7 +731,7 @@ static void test_async_ids_only(void)
 	char hp[64];
 	struct fake f = { .on_request = answer_noise_then_echo };
 	struct event_base *base = event_base_new();
-	struct dg_aclient_opts o = { .timeout_ms = 2000, .id_field = "id" };
+	struct dg_aclient_opts o = { .size = sizeof(o), .timeout_ms = 2000, .id_field = "id" };
 	struct dg_aclient *ac;
 	struct dg_client_error e;
 	struct dg_packet a = { .json = json_pack("{ss}", "n", "a") };
@@ -641,7 +761,7 @@ static void closed_port(const char *id_field)
 	char hp[64];
 	int s = server(hp, sizeof(hp));
 	struct event_base *base = event_base_new();
-	struct dg_aclient_opts o = { .timeout_ms = 5000, .id_field = id_field };
+	struct dg_aclient_opts o = { .size = sizeof(o), .timeout_ms = 5000, .id_field = id_field };
 	struct dg_aclient *ac;
 	struct dg_client_error e;
 	struct outcome out[N];
@@ -693,6 +813,9 @@ static const struct dg_test client_tests[] = {
 	{ "async, arrival order: pipelined requests after a timeout", test_async_pipelined_after_timeout },
 	{ "async, ids: only the id decides", test_async_ids_only },
 	{ "async: 100 requests to a closed port, each its own error", test_async_closed_port },
+	{ "options of an older caller: defaults for what it lacks", test_opts_older_caller },
+	{ "async options of an older caller", test_aopts_older_caller },
+	{ "options sizes refused and accepted", test_opts_sizes },
 	{ NULL, NULL },
 };
 

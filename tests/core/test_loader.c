@@ -31,6 +31,8 @@ static const struct {
 	{ "no_symbol", "no symbol 'dgramd_plugin': not a dgramd plugin" },
 	{ "no_on_packet", "descriptor has no on_packet callback" },
 	{ "bad_options", "option 'delay_ms': default '-5': must be 0 .. 600000 (got -5)" },
+	{ "bad_option_size", "option_size 8 is not " },
+	{ "abi11", NULL }, /* its option table has the 1.1 stride */
 };
 
 static void test_fixtures(void)

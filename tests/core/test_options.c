@@ -343,6 +343,127 @@ static void test_old_descriptor(void)
 	CU_ASSERT_PTR_NULL(dg_plugin_options(&p, &size));
 }
 
+/* An option of a later ABI: struct dg_option with fields appended, which
+ * this host does not know. */
+struct wide_option {
+	struct dg_option o; /* what this host knows, where it expects it */
+	uint64_t later;     /* appended after this host */
+	const char *later_text;
+};
+
+/* all_table again, each entry a struct wide_option apart */
+static struct wide_option wide_table[sizeof(all_table) / sizeof(all_table[0])];
+
+/* p's table (all_table's entries, in whatever stride) read, compared with
+ * all_table: every field this host knows read, nothing else, and a config
+ * checked and filled with it as with all_table. */
+static void check_import(const struct dg_plugin *p)
+{
+	struct dg_option *t = NULL;
+	struct dg_options *opts = NULL;
+	size_t size = 0, n = sizeof(all_table) / sizeof(all_table[0]);
+	char err[512] = "";
+
+	CU_ASSERT_EQUAL_FATAL(dg_options_import(p, &t, &size, err, sizeof(err)), DG_OK);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+	CU_ASSERT_EQUAL(size, sizeof(struct all));
+	for (size_t i = 0; i < n; i++) {
+		const struct dg_option *want = &all_table[i];
+		CU_ASSERT_PTR_EQUAL(t[i].name, want->name);
+		CU_ASSERT_EQUAL(t[i].type, want->type);
+		CU_ASSERT_EQUAL(t[i].offset, want->offset);
+		CU_ASSERT_PTR_EQUAL(t[i].def, want->def);
+		CU_ASSERT(t[i].min == want->min && t[i].max == want->max);
+		CU_ASSERT_PTR_EQUAL(t[i].choices, want->choices);
+		CU_ASSERT_EQUAL(t[i].flags, want->flags);
+		CU_ASSERT_PTR_EQUAL(t[i].help, want->help);
+	}
+	CU_ASSERT_EQUAL(dg_options_check(t, size, err, sizeof(err)), DG_OK);
+	json_t *config = json_pack("{ss}", "upstream", "10.0.0.1:53");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(config);
+	CU_ASSERT_EQUAL(dg_options_new(t, size, config, WHERE, &opts, err, sizeof(err)), DG_OK);
+	const struct all *a = dg_options_data(opts);
+	CU_ASSERT_FATAL(a != NULL);
+	CU_ASSERT(a->flag && a->delay_ms == 100 && !strcmp(a->name, "anon") && a->mode == 1);
+	CU_ASSERT_EQUAL(a->up.len, sizeof(struct sockaddr_in));
+	dg_options_free(opts);
+	json_decref(config);
+	free(t);
+}
+
+/* ABI 1.3: a table's entries are dg_plugin.option_size bytes apart. A
+ * plugin built with a larger struct dg_option (a later ABI's, declaring an
+ * older .abi_minor) has its table walked with its stride and the fields
+ * this host does not know ignored; one built before option_size existed
+ * (or that says 0) is walked with the 1.1 struct's size. */
+static void test_import_strides(void)
+{
+	struct dg_plugin p = {
+		DG_PLUGIN_HEADER, .name = "wide", .on_packet = on_packet,
+		.options = &wide_table[0].o, .options_size = sizeof(struct all),
+	};
+	size_t n = sizeof(all_table) / sizeof(all_table[0]), size;
+	struct dg_option *t, dummy;
+	char err[256] = "";
+
+	p.option_size = sizeof(struct wide_option);
+	for (size_t i = 0; i < n; i++)
+		wide_table[i] = (struct wide_option){ .o = all_table[i], .later = ~0ull,
+		                                      .later_text = "not for this host" };
+	check_import(&p);
+	/* dg_plugin_options reads only tables in the host's layout */
+	CU_ASSERT_PTR_NULL(dg_plugin_options(&p, &size));
+
+	/* built before 1.3: the descriptor ends before option_size */
+	p = (struct dg_plugin){ DG_PLUGIN_HEADER, .name = "old", .on_packet = on_packet,
+	                        .options = all_table, .options_size = sizeof(struct all) };
+	p.option_size = 12345; /* past size: never read */
+	p.size = offsetof(struct dg_plugin, option_size);
+	check_import(&p);
+	p.size = sizeof(p);
+	p.option_size = 0; /* 0: the 1.1 struct too */
+	check_import(&p);
+
+	/* smaller than the 1.1 struct, or absurdly large: refused */
+	p.option_size = 16;
+	t = &dummy; /* must be reset */
+	CU_ASSERT_EQUAL(dg_options_import(&p, &t, &size, err, sizeof(err)), DG_EINVAL);
+	CU_ASSERT_PTR_NULL(t);
+	CU_ASSERT(!strncmp(err, "option_size 16 is not ", 22));
+	p.option_size = DG_OPTION_SIZE_MAX + 8;
+	CU_ASSERT_EQUAL(dg_options_import(&p, &t, &size, err, sizeof(err)), DG_EINVAL);
+
+	/* no table, or a descriptor from before options: nothing, DG_OK */
+	p.option_size = sizeof(struct dg_option);
+	p.options = NULL;
+	CU_ASSERT_EQUAL(dg_options_import(&p, &t, &size, err, sizeof(err)), DG_OK);
+	CU_ASSERT_PTR_NULL(t);
+	p.options = all_table;
+	p.size = offsetof(struct dg_plugin, options);
+	CU_ASSERT_EQUAL(dg_options_import(&p, &t, &size, err, sizeof(err)), DG_OK);
+	CU_ASSERT_PTR_NULL(t);
+	CU_ASSERT_EQUAL(size, 0);
+}
+
+/* A wide table without its { NULL } end stops after DG_OPTIONS_MAX. */
+static void test_import_unterminated(void)
+{
+	size_t n = DG_OPTIONS_MAX + 1, size;
+	struct wide_option *w = calloc(n, sizeof(*w));
+	struct dg_option *t;
+	char err[256] = "";
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+	for (size_t i = 0; i < n; i++)
+		w[i].o = (struct dg_option){ .name = "o", .type = DG_OPT_BOOL };
+	struct dg_plugin p = { DG_PLUGIN_HEADER, .name = "w", .on_packet = on_packet,
+	                       .options = &w[0].o, .options_size = 8 };
+	p.option_size = sizeof(*w);
+	CU_ASSERT_EQUAL(dg_options_import(&p, &t, &size, err, sizeof(err)), DG_EINVAL);
+	CU_ASSERT(strstr(err, "more than 256 options") != NULL);
+	free(w);
+}
+
 static const struct dg_test tests[] = {
 	{ "a table with every type passes the check", test_table_ok },
 	{ "defaults fill what the config leaves out", test_defaults },
@@ -354,6 +475,8 @@ static const struct dg_test tests[] = {
 	{ "options_size limits", test_bad_sizes },
 	{ "a table without its end", test_unterminated },
 	{ "a descriptor from before options", test_old_descriptor },
+	{ "tables of a larger and of the 1.1 struct dg_option", test_import_strides },
+	{ "a wide table without its end", test_import_unterminated },
 	{ NULL, NULL },
 };
 

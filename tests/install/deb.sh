@@ -21,7 +21,7 @@ say "dpkg-buildpackage -b -us -uc in $src"
 (cd "$src" && DEB_BUILD_OPTIONS="nocheck parallel=${JOBS:-2}" dpkg-buildpackage -b -us -uc \
 	>"$tmp/build.log" 2>&1) || { tail -40 "$tmp/build.log" >&2; fail "dpkg-buildpackage"; }
 debs=("$tmp"/*.deb)
-for p in dgramd libdgramd1 libdgramd-dev libdgramd-testing0; do
+for p in dgramd libdgramd2 libdgramd-dev libdgramd-testing0; do
 	ls "$tmp/${p}_"*.deb >/dev/null 2>&1 || fail "package $p was not built"
 done
 root=$tmp/root
