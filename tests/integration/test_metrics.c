@@ -214,7 +214,53 @@ static bool slow_wait_closed(const int *fds, pid_t pid, unsigned *most)
 static void slow_close(int *fds)
 {
 	for (unsigned i = 0; i < SLOW; i++)
-		close(fds[i]);
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/* Wait (up to 10 s, polling the clients' sockets) until pid has `want`
+ * descriptors; the last count read. */
+static unsigned fds_wait(pid_t pid, unsigned want, const int *fds, unsigned n)
+{
+	struct pollfd p[SLOW];
+	double deadline = dg_now_ms() + 10000;
+	unsigned have;
+
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (struct pollfd){ .fd = fds[i], .events = 0 };
+	while ((have = (unsigned)dg_proc_fds(pid)) != want && dg_now_ms() < deadline)
+		poll(p, n, 10); /* woken early by nothing: a bounded wait between reads */
+	return have;
+}
+
+/* Open DG_METRICS_MAX_CONNS + 1 slow connections (SLOW slots in fds, the
+ * rest -1), one at a time: each of the first DG_METRICS_MAX_CONNS is held
+ * (pid's descriptors base + k), the next closes the first (EOF on it) and
+ * pid goes back to base + DG_METRICS_MAX_CONNS. */
+static bool cap_holds(const struct dg_daemon *d, pid_t pid, unsigned base, int *fds)
+{
+	bool ok = true;
+
+	for (unsigned i = 0; i < SLOW; i++)
+		fds[i] = -1;
+	for (unsigned k = 0; k <= DG_METRICS_MAX_CONNS; k++) {
+		fds[k] = socket(d->metrics.ss_family, SOCK_STREAM, 0);
+		if (fds[k] < 0 || connect(fds[k], (const struct sockaddr *)&d->metrics, d->metricslen))
+			return false;
+		if (k < DG_METRICS_MAX_CONNS && fds_wait(pid, base + k + 1, fds, k + 1) != base + k + 1) {
+			fprintf(stderr, "cap: connection %u not held\n", k + 1);
+			ok = false;
+		}
+	}
+	struct pollfd first = { .fd = fds[0], .events = POLLIN };
+	if (poll(&first, 1, 10000) != 1) {
+		fprintf(stderr, "cap: connection %d did not close the oldest\n", DG_METRICS_MAX_CONNS + 1);
+		ok = false;
+	}
+	unsigned settled = fds_wait(pid, base + DG_METRICS_MAX_CONNS, fds, DG_METRICS_MAX_CONNS + 1);
+	fprintf(stderr, "slow: %d held, the next closed the oldest: %u open after it (cap %d)\n",
+	        DG_METRICS_MAX_CONNS, settled - base, DG_METRICS_MAX_CONNS);
+	return ok && settled == base + DG_METRICS_MAX_CONNS;
 }
 
 /* Slow connections (they connect and send nothing) and a metrics process
@@ -242,13 +288,11 @@ static void test_slow_clients(void)
 		return;
 	}
 
-	/* The cap: at most DG_METRICS_MAX_CONNS open at once. */
+	/* The cap, one connection at a time: the process holds each of the
+	 * first DG_METRICS_MAX_CONNS (its descriptors grow by one), and the
+	 * next one closes the oldest instead of growing past the cap. */
 	unsigned base = (unsigned)dg_proc_fds(pid), most;
-	slow_open(&d, fds);
-	CU_ASSERT(slow_wait_closed(fds, pid, &most));
-	fprintf(stderr, "slow: at most %u of %d open at once (cap %d)\n", most - base, SLOW,
-	        DG_METRICS_MAX_CONNS);
-	CU_ASSERT(most > base && most <= base + DG_METRICS_MAX_CONNS);
+	CU_ASSERT_TRUE(cap_holds(&d, pid, base, fds));
 	slow_close(fds);
 	CU_ASSERT_EQUAL(dg_http_get(&d, "/metrics", text, BODY), 200);
 
