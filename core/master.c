@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -921,6 +922,49 @@ static void gen_retire(struct gen *g)
 }
 
 /* The new generation may read the listener sockets now. */
+/* Is the socket fd (the master's copy) one of g's? By inode: g holds
+ * duplicates of the sockets it keeps, never the same descriptor. */
+static bool gen_has_socket(const struct gen *g, int fd)
+{
+	struct stat a, b;
+
+	if (fstat(fd, &a))
+		return false;
+	for (size_t j = 0; j < (size_t)g->n * g->n_binds; j++)
+		if (g->fds[j] >= 0 && !fstat(g->fds[j], &b) && a.st_ino == b.st_ino &&
+		    a.st_dev == b.st_dev)
+			return true;
+	return false;
+}
+
+/* Before old retires: its sockets that next does not keep (the slots of
+ * workers next has no place for, or removed listeners) leave the port's
+ * SO_REUSEPORT group. They stay open until old has exited, and the kernel
+ * went on putting a share of the port's datagrams there, which nobody read
+ * once old had let go (a reload from 3 workers to 1 lost 2 in 3 new
+ * peers' datagrams). Connected to its own address, a socket only matches
+ * datagrams from itself (Linux scores a connected socket against the
+ * source), so the group's other sockets take everything; what it queued
+ * before is read by old's last drain (server.c). */
+static void gen_detach_unkept(const struct gen *old, const struct gen *next)
+{
+	for (unsigned i = 0; i < old->n; i++)
+		for (unsigned k = 0; k < old->n_binds; k++) {
+			int fd = old->fds[(size_t)i * old->n_binds + k];
+			struct sockaddr_storage self;
+			socklen_t len = sizeof(self);
+			char a[64];
+			if (fd < 0 || gen_has_socket(next, fd))
+				continue;
+			if (getsockname(fd, (struct sockaddr *)&self, &len) ||
+			    connect(fd, (struct sockaddr *)&self, len))
+				dg_log(DG_LOG_WARN, "reload: cannot take worker %u's socket on %s out of its "
+				       "port's group (its datagrams until generation %u exits may be lost): %s",
+				       i + 1, dg_addr_format((const struct sockaddr *)&old->bound[k].ss, a,
+				       sizeof(a)), old->id, strerror(errno));
+		}
+}
+
 static void gen_go(struct gen *g)
 {
 	for (unsigned i = 0; i < g->n; i++)
@@ -963,6 +1007,7 @@ static void reload(struct master *m)
 	/* The old generation lets go of the sockets, then the new one reads
 	 * them: never both at once, so a conversation's next datagram is
 	 * never the new generation's. */
+	gen_detach_unkept(cur, g);
 	gen_retire(cur);
 	gen_go(g);
 	write_ready(m);

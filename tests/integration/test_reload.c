@@ -465,6 +465,56 @@ static void mono_until(const struct dg_daemon *d, struct mono *m, const char *te
 	fprintf(stderr, "no %u lines '%s' after %u scrapes\n", count, text, m->scrapes);
 }
 
+/* A reload to fewer workers: the sockets of the slots the new generation
+ * has no worker for stay open (and in the port's SO_REUSEPORT group) while
+ * the old generation finishes; whatever the kernel put there was lost. An
+ * old worker held by a conversation (tests/fixtures/convo.c) keeps the old
+ * generation alive; 3 workers become 1; 30 questions from 30 fresh ports
+ * (2 in 3 of them hashed to a slot that is gone) must all be answered. */
+static void test_fewer_workers(void)
+{
+	static const char conf[] = "{\"workers\": %u, \"shutdown_timeout_ms\": 20000, \"listeners\": "
+		"[{\"name\": \"c\", \"bind\": \"127.0.0.1:0\", \"codec\": \"raw\", \"handler\": "
+		"{\"plugin\": \"%s/tests/fixtures/.libs/convo.so\"}}]}";
+	struct dg_daemon d;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char path[4096], text[1024], buf[64];
+	int fds[30];
+
+	snprintf(text, sizeof(text), conf, 3u, dg_test_builddir());
+	CU_ASSERT_FATAL(start(&d, path, sizeof(path), "fewer.json", text));
+	CU_ASSERT_FATAL(ready_addr(&d, "c", &ss, &len));
+	int held = dg_udp_client(&ss, 5000);
+	CU_ASSERT_EQUAL(dg_udp_ask(held, &ss, len, "count 1 60000 0", 15, buf, sizeof(buf)), 5);
+	snprintf(text, sizeof(text), conf, 1u, dg_test_builddir());
+	write_conf(path, text);
+	CU_ASSERT_FATAL(kill(d.pid, SIGHUP) == 0);
+	CU_ASSERT_FATAL(wait_log(&d, "reload: generation 2 serving", 1));
+	for (unsigned i = 0; i < 30; i++) {
+		fds[i] = dg_udp_client(&ss, 5000);
+		CU_ASSERT_FATAL(fds[i] >= 0);
+		snprintf(buf, sizeof(buf), "echo q%u", i);
+		CU_ASSERT(sendto(fds[i], buf, strlen(buf), 0, (struct sockaddr *)&ss, len) > 0);
+	}
+	unsigned answered = 0;
+	for (unsigned i = 0; i < 30; i++) {
+		char want[16];
+		ssize_t n = recv(fds[i], buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		snprintf(want, sizeof(want), "q%u", i);
+		answered += !strcmp(buf, want);
+		close(fds[i]);
+	}
+	fprintf(stderr, "3 workers to 1: %u of 30 answered\n", answered);
+	CU_ASSERT_EQUAL(answered, 30);
+	/* The conversation still ends in the old generation, which then exits. */
+	CU_ASSERT_EQUAL(dg_udp_ask(held, &ss, len, "x", 1, buf, sizeof(buf)), 7);
+	close(held);
+	CU_ASSERT(wait_log(&d, "reload: generation 1 has exited", 1));
+	dg_daemon_stop_checked(&d, "c");
+}
+
 /* Counters at /metrics never go backwards while the daemon runs, whatever
  * reloads and worker restarts happen, and every scrape is answered: a
  * scraper runs through MONO_RELOADS reloads with traffic (the number of
@@ -525,6 +575,7 @@ static const struct dg_test tests[] = {
 	{ "no loss over 10 reloads, workers: 2", test_no_loss_2 },
 	{ "kernel drops counted once across a reload and a worker restart", test_drops_counted_once },
 	{ "metrics never go backwards over 40 reloads and a worker kill", test_metrics_monotonic },
+	{ "fewer workers: nothing lost in the slots that go", test_fewer_workers },
 	{ NULL, NULL },
 };
 
