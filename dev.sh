@@ -7,8 +7,9 @@
 #                   with the line "N passed, N failed, N skipped"
 #   ./dev.sh build  setup and build only
 #   ./dev.sh deb    build the Debian packages (dpkg-buildpackage -b) from the
-#                   release tarball, unpack them into a scratch root and run
-#                   the packaged daemon and client there (CI runs this)
+#                   release tarball into build/debs/, unpack them into a
+#                   scratch root and run the packaged daemon and client there
+#                   (CI runs this)
 # Environment: JOBS (parallel make jobs, default: CPUs), DG_SKIP_ASAN=1 (test
 # the plain build only), FUZZ_SECONDS (per fuzz harness, default 5).
 set -euo pipefail
@@ -131,7 +132,7 @@ deb)
 	exec bash tests/install/deb.sh "$top/build"
 	;;
 *)
-	sed -n '2,17s/^# \{0,1\}//p' "$0"
+	sed -n '2,18s/^# \{0,1\}//p' "$0"
 	[ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2
 	;;
 esac
