@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -36,7 +37,7 @@ static long read_pid(int fd)
 	buf[n] = '\0';
 	errno = 0;
 	long pid = strtol(buf, &end, 10);
-	if (errno || end == buf || pid <= 0 || (*end && strcmp(end, "\n")))
+	if (errno || end == buf || pid <= 0 || pid > INT_MAX || (*end && strcmp(end, "\n")))
 		return 0;
 	return pid;
 }
@@ -65,9 +66,16 @@ static bool is_dgramd(const char *comm)
 	                                   !strcmp(comm, self));
 }
 
+/* Another process has the file: pid, or 0 if unknown. A pid whose name
+ * cannot be read is taken for a dgramd. */
 static void refuse(const char *path, long pid)
 {
-	if (pid > 0)
+	char comm[128];
+
+	if (pid > 0 && proc_comm(pid, comm, sizeof(comm)) && !is_dgramd(comm))
+		dg_log(DG_LOG_ERROR, "pidfile '%s' is locked by pid %ld ('%s'): not starting", path, pid,
+		       comm);
+	else if (pid > 0)
 		dg_log(DG_LOG_ERROR, "pidfile '%s' belongs to a running dgramd (pid %ld): not starting "
 		       "another one on it (stop that one, or give this one its own -p)", path, pid);
 	else

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -163,6 +164,30 @@ static void test_pidfile_second(void)
 	close(fd);
 	dg_daemon_stop_checked(&d, "e");
 	CU_ASSERT(access(pidfile, F_OK) != 0);
+}
+
+/* A pidfile another program holds locked (this test, whose pid is not in
+ * it): refused, naming that program. */
+static void test_pidfile_locked(void)
+{
+	char pidfile[300], conf[4096], bin[4096], pdir[4096], out[512], err[4096], want[512];
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+	snprintf(pidfile, sizeof(pidfile), "%s/locked.pid", dg_test_tmpdir());
+	int fd = open(pidfile, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(fcntl(fd, F_SETLK, &fl) == 0);
+	snprintf(conf, sizeof(conf), "%s", dg_test_write("locked.json", conf_single));
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(pdir, sizeof(pdir), "%s/plugins/.libs", dg_test_builddir());
+	const char *argv[] = { bin, "-c", conf, "-P", pdir, "-p", pidfile, NULL };
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 1);
+	snprintf(want, sizeof(want), "pidfile '%s' is locked by pid %ld (", pidfile, (long)getpid());
+	CU_ASSERT(strstr(err, want) != NULL);
+	if (!strstr(err, want))
+		fprintf(stderr, "dgramd said:\n%s\n", err);
+	close(fd);
+	unlink(pidfile);
 }
 
 /* A pidfile left by a process that is gone, by one that is not a dgramd
@@ -378,6 +403,7 @@ static const struct dg_test tests[] = {
 	{ "pidfile written once bound, removed at exit", test_pidfile },
 	{ "a second dgramd on a running one's pidfile is refused", test_pidfile_second },
 	{ "a stale pidfile is replaced", test_pidfile_stale },
+	{ "a pidfile another program has locked is refused", test_pidfile_locked },
 	{ "--version shows both ABI versions", test_version },
 	{ NULL, NULL },
 };
