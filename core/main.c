@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "master.h"
+#include "pidfile.h"
 #include "server.h"
 
 #ifndef DG_DEFAULT_CONFIG
@@ -36,7 +37,9 @@ static void usage(FILE *f)
 	        "  -l, --log-level LEVEL  error, warn, info or debug (overrides log.level)\n"
 	        "  -r, --ready-file FILE  once every socket is bound, write one line per socket,\n"
 	        "                         \"LISTENER ADDRESS:PORT\", to FILE (for port 0 binds)\n"
-	        "  -p, --pidfile FILE     write the process id to FILE once bound; removed at exit\n"
+	        "  -p, --pidfile FILE     write the process id to FILE once bound; removed at exit.\n"
+	        "                         Locked while it runs: a dgramd whose FILE is held by a\n"
+	        "                         running dgramd refuses to start (a stale FILE is replaced)\n"
 	        "  -h, --help             show this help and exit\n"
 	        "  -V, --version          show the version and the plugin and codec ABI versions\n"
 	        "\n"
@@ -55,41 +58,6 @@ static void usage(FILE *f)
 	        "READY=1 around a reload, and STOPPING=1 on SIGTERM to $NOTIFY_SOCKET.\n"
 	        "Exit status: 0 ok, 1 config or runtime error, 2 usage error.\n"
 	        "Environment: DGRAMD_NO_MMSG=1 uses recvmsg/sendmsg instead of recvmmsg/sendmmsg.\n");
-}
-
-/* Written once the sockets are bound (atomically, via a temporary file),
- * removed at exit if it still names this process. */
-static int pidfile_write(const char *path)
-{
-	char tmp[4096];
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	bool ok = false;
-
-	f = fopen(tmp, "w");
-	if (f) {
-		ok = fprintf(f, "%ld\n", (long)getpid()) > 0;
-		ok = fclose(f) == 0 && ok;
-	}
-	if (!ok || rename(tmp, path)) {
-		dg_log(DG_LOG_ERROR, "cannot write pidfile '%s': %s", path, strerror(errno));
-		unlink(tmp);
-		return DG_ERROR;
-	}
-	return DG_OK;
-}
-
-static void pidfile_remove(const char *path)
-{
-	char buf[32] = "";
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return;
-	if (fgets(buf, sizeof(buf), f) && strtol(buf, NULL, 10) == (long)getpid())
-		unlink(path);
-	fclose(f);
 }
 
 static int print_config(const struct dg_config *cfg)
@@ -196,19 +164,18 @@ int main(int argc, char **argv)
 	dg_server_release(&srv);
 	if (!dump)
 		dg_config_drop_shown(cfg);
-	bool wrote_pid = false;
-	if (rc == DG_OK && !check_only && pidfile) {
-		rc = pidfile_write(pidfile);
-		wrote_pid = rc == DG_OK;
-	}
+	/* Claimed before anything binds (a second dgramd on the same pidfile
+	 * stops here), written by the master once bound. */
+	struct dg_pidfile *pid = NULL;
+	if (rc == DG_OK && !check_only && pidfile && !(pid = dg_pidfile_claim(pidfile)))
+		rc = DG_ERROR;
 	if (rc == DG_OK && dump)
 		rc = print_config(cfg);
 	else if (rc == DG_OK && check_only)
 		printf("dgramd: the configuration file %s syntax is ok and its plugins load\n", conf_path);
 	else if (rc == DG_OK)
-		rc = dg_master_run(cfg, plugin_dir, ready_file, level);
-	if (wrote_pid)
-		pidfile_remove(pidfile);
+		rc = dg_master_run(cfg, plugin_dir, ready_file, pid, level);
+	dg_pidfile_free(pid);
 	dg_config_free(cfg);
 	return rc == DG_OK ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -71,6 +71,7 @@ struct gen {
 struct master {
 	const char *plugin_dir;
 	const char *ready_file;
+	struct dg_pidfile *pidfile; /* -p, claimed by main(); NULL without */
 	int log_level;            /* -1, or the command line's */
 	struct gen *cur;
 	struct gen *old;          /* retiring generations, newest first */
@@ -124,6 +125,7 @@ static void child_close_master(struct master *m)
 		close_ctls(o);
 	}
 	close_ctls(m->cur);
+	dg_pidfile_forget(m->pidfile);
 }
 
 /* In the child: keep only slot i's sockets of generation g. */
@@ -1075,9 +1077,9 @@ static void log_totals(const struct master *m)
 }
 
 int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *ready_file,
-                  int log_level)
+                  struct dg_pidfile *pidfile, int log_level)
 {
-	struct master m = { .plugin_dir = plugin_dir, .ready_file = ready_file,
+	struct master m = { .plugin_dir = plugin_dir, .ready_file = ready_file, .pidfile = pidfile,
 	                    .log_level = log_level, .metrics_fd = -1, .metrics_gone = -1 };
 	char err[300];
 	int rc = DG_ERROR;
@@ -1111,7 +1113,7 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 		goto out;
 	dg_log(DG_LOG_INFO, "master (pid %d) starting %u workers", (int)getpid(), m.cur->n);
 	if (gen_start(&m, m.cur) == DG_OK && (m.metrics_fd < 0 || spawn_metrics(&m) == DG_OK) &&
-	    write_ready(&m) == DG_OK) {
+	    (!pidfile || dg_pidfile_write(pidfile) == DG_OK) && write_ready(&m) == DG_OK) {
 		rc = DG_OK;
 		dg_notify("READY=1\nSTATUS=serving");
 	}

@@ -3,7 +3,16 @@
 # them into a scratch root, and run what they install: dgramd -t on the
 # packaged default config, the packaged daemon serving it (on port 0), the
 # packaged dgramc asking it, and a plugin and a client built against the
-# -dev package's pkg-config files. Usage: deb.sh BUILDDIR
+# -dev package's pkg-config files; and checks what the packages install for
+# systemd (the unit's paths) and the system user (postinst, the config's
+# "user"). The packages are kept in BUILDDIR/debs. Usage: deb.sh BUILDDIR
+#
+# The system user is not created here: the postinst would have to run on
+# this machine (it also enables and starts the unit), so its text is checked
+# instead, and as root the packaged daemon runs with "user" set to an
+# existing user (dgramd if a real install made it, else nobody) so that its
+# workers' privilege drop runs. Nothing outside a scratch directory and
+# BUILDDIR/debs is changed.
 set -euo pipefail
 b=$(cd "${1:?usage: deb.sh BUILDDIR}" && pwd)
 say() { printf 'deb: %s\n' "$*" >&2; }
@@ -20,10 +29,14 @@ src=$(ls -d "$tmp"/dgramd-*/)
 say "dpkg-buildpackage -b -us -uc in $src"
 (cd "$src" && DEB_BUILD_OPTIONS="nocheck parallel=${JOBS:-2}" dpkg-buildpackage -b -us -uc \
 	>"$tmp/build.log" 2>&1) || { tail -40 "$tmp/build.log" >&2; fail "dpkg-buildpackage"; }
-debs=("$tmp"/*.deb)
 for p in dgramd libdgramd2 libdgramd-dev libdgramd-testing0; do
 	ls "$tmp/${p}_"*.deb >/dev/null 2>&1 || fail "package $p was not built"
 done
+out=$b/debs
+mkdir -p "$out"
+rm -f "$out"/*.deb
+cp "$tmp"/*.deb "$out"/
+debs=("$out"/*.deb)
 root=$tmp/root
 for d in "${debs[@]}"; do
 	say "built $(basename "$d")"
@@ -32,17 +45,53 @@ done
 ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 plugdir=$root/usr/lib/$ma/dgramd
 conf=$root/etc/dgramd/dgramd.json
-contents=$(dpkg-deb -c "$tmp"/dgramd_*.deb)
+contents=$(dpkg-deb -c "$out"/dgramd_*.deb)
 grep -q 'usr/lib/.*/dgramd/echo.so' <<<"$contents" || fail "echo.so not in dgramd"
 # debian/control build-depends on libhiredis-dev: the redis plugin is built.
 grep -q 'usr/lib/.*/dgramd/redis.so' <<<"$contents" || fail "redis.so not in dgramd"
 grep -q 'lib/systemd/system/dgramd.service' <<<"$contents" || fail "no systemd unit in dgramd"
 [ -f "$conf" ] || fail "no default config in the dgramd package"
+
+# systemd: the unit make install made (dh_installsystemd enables it), with
+# the package's paths, each of which the package holds.
+unit=$root/lib/systemd/system/dgramd.service
+[ -f "$unit" ] || fail "no lib/systemd/system/dgramd.service in the dgramd package"
+! grep -n '@' "$unit" || fail "a placeholder left in the unit"
+grep -qx 'ExecStart=/usr/sbin/dgramd -c /etc/dgramd/dgramd.json' "$unit" ||
+	fail "ExecStart: $(grep ExecStart= "$unit")"
+grep -qx 'ExecStartPre=/usr/sbin/dgramd -t -c /etc/dgramd/dgramd.json' "$unit" ||
+	fail "ExecStartPre: $(grep ExecStartPre= "$unit")"
+for f in $(sed -n 's/^Exec[A-Za-z]*=//p' "$unit" | tr ' ' '\n' | grep '^/'); do
+	[ -e "$root$f" ] || [ -e "$f" ] || fail "the unit names $f, which the package does not hold"
+done
+# The system user: postinst makes it (once, before the unit starts), the
+# package depends on adduser, the config runs the workers as it.
+ctl=$tmp/control
+dpkg-deb -e "$out"/dgramd_*.deb "$ctl"
+[ -f "$ctl/postinst" ] || fail "no postinst in the dgramd package"
+sh -n "$ctl/postinst" || fail "postinst: syntax"
+grep -q 'getent passwd dgramd' "$ctl/postinst" || fail "postinst: not guarded (getent passwd dgramd)"
+tr -d '\\\n' <"$ctl/postinst" | grep -q 'adduser --quiet --system --group .*dgramd' ||
+	fail "postinst: no adduser --system --group dgramd"
+awk '/adduser --quiet --system/ {a = NR} /deb-systemd-invoke/ {s = NR} END {exit !(a && s && a < s)}' \
+	"$ctl/postinst" || fail "postinst: the user is not made before dh_installsystemd starts the unit"
+dpkg-deb -f "$out"/dgramd_*.deb Depends | grep -q adduser || fail "dgramd does not depend on adduser"
+grep -q '^  "user": "dgramd",' "$conf" || fail "the packaged config does not set \"user\": \"dgramd\""
 export LD_LIBRARY_PATH=$root/usr/lib/$ma   # the scratch root is not in ld.so's cache
 
 "$root/usr/sbin/dgramd" --version
-"$root/usr/sbin/dgramd" -t -c "$conf" -P "$plugdir" >/dev/null || fail "dgramd -t on the packaged config"
-sed 's/127\.0\.0\.1:5300/127.0.0.1:0/' "$conf" > "$tmp/dgramd.json"
+# The run: as root with a user that exists (see the top); unprivileged,
+# without one (a privilege drop needs root).
+if [ "$(id -u)" -ne 0 ]; then
+	user_edit='/^  "user": "dgramd",/d'; runas=$(id -un)
+elif getent passwd dgramd >/dev/null; then
+	user_edit=; runas=dgramd
+else
+	user_edit='s/^  "user": "dgramd",/  "user": "nobody",/'; runas=nobody
+fi
+sed -e 's/127\.0\.0\.1:5300/127.0.0.1:0/' -e "$user_edit" "$conf" > "$tmp/dgramd.json"
+"$root/usr/sbin/dgramd" -t -c "$tmp/dgramd.json" -P "$plugdir" >/dev/null ||
+	fail "dgramd -t on the packaged config (user $runas)"
 "$root/usr/sbin/dgramd" -c "$tmp/dgramd.json" -P "$plugdir" -r "$tmp/ready" 2>"$tmp/log" &
 pid=$!
 # dg-wait (tests/waitfor.c): woken by inotify when the ready file appears,
@@ -50,8 +99,10 @@ pid=$!
 "$b/tests/dg-wait" -t 20000 -p "$pid" "$tmp/ready" ||
 	fail "packaged dgramd never got ready: $(cat "$tmp/log")"
 addr=$(awk '{print $2; exit}' "$tmp/ready")
-out=$("$root/usr/bin/dgramc" --timeout 3000 "$addr" '{"packaged":true}') || fail "dgramc to $addr"
-[ "$out" = '{"packaged":true}' ] || fail "reply '$out'"
+reply=$("$root/usr/bin/dgramc" --timeout 3000 "$addr" '{"packaged":true}') || fail "dgramc to $addr"
+[ "$reply" = '{"packaged":true}' ] || fail "reply '$reply'"
+w=$(pgrep -P "$pid" -x dgramd-worker | head -1) || fail "no worker under the packaged dgramd"
+[ "$(ps -o user= -p "$w" | tr -d ' ')" = "$runas" ] || fail "the worker runs as $(ps -o user= -p "$w"), not $runas"
 kill "$pid"; wait "$pid" || fail "packaged dgramd did not exit 0 on SIGTERM"
 pid=
 
@@ -79,4 +130,5 @@ printf '%s\n' '#include <stdio.h>' '#include <CUnit/CUnit.h>' '#include <dgramd/
 cc -o "$tmp/t" "$tmp/t.c" $(pkg-config --cflags --libs dgramd dgramd-testing) \
 	|| fail "harness test build with the -dev package"
 "$tmp/t" "$tmp/p.so" || fail "harness test built against the -dev package"
-echo "deb: ok: ${#debs[@]} packages built, installed into a scratch root, daemon, client and harness ran"
+echo "deb: ok: ${#debs[@]} packages built, installed into a scratch root, daemon (workers as $runas), client and harness ran"
+echo "deb: the packages are in $out"

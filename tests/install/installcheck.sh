@@ -18,6 +18,16 @@ trap cleanup EXIT
 conf="$sysconfdir/dgramd/dgramd.json"
 [ -f "$conf" ] || fail "no default config at $conf"
 "$sbindir/dgramd" -t -c "$conf" >/dev/null || fail "dgramd -t on the installed default config"
+# The systemd unit (unless configured out) starts the installed dgramd on
+# the installed config.
+if [ "${systemdsystemunitdir:-no}" != no ]; then
+	unit=$systemdsystemunitdir/dgramd.service
+	[ -f "$unit" ] || fail "no systemd unit at $unit"
+	grep -qx "ExecStart=$sbindir/dgramd -c $conf" "$unit" ||
+		fail "$unit: $(grep ExecStart= "$unit") (expected $sbindir/dgramd -c $conf)"
+	grep -qx "ExecStartPre=$sbindir/dgramd -t -c $conf" "$unit" ||
+		fail "$unit: $(grep ExecStartPre= "$unit")"
+fi
 for m in man8/dgramd.8 man5/dgramd.conf.5 man3/dgramd-plugin.3 man1/dgramc.1; do
 	[ -f "$mandir/$m" ] || fail "man page $m not installed"
 done

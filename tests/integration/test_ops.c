@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -103,6 +105,132 @@ static void test_pidfile(void)
 	CU_ASSERT_EQUAL(strtol(buf, NULL, 10), (long)d.pid);
 	dg_daemon_stop_checked(&d, "e");
 	CU_ASSERT(access(pidfile, F_OK) != 0); /* removed at exit */
+}
+
+/* The pid a file holds, 0 if none. */
+static long pid_in(const char *path)
+{
+	char buf[32] = "";
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	return strtol(buf, NULL, 10);
+}
+
+/* A second dgramd on the same pidfile and the same address (the first's
+ * real port): refused before it binds, and the first's pidfile is left
+ * alone. Then the file's text is lost: the lock alone still refuses. */
+static void test_pidfile_second(void)
+{
+	char pidfile[300], conf[512], bin[4096], pdir[4096], out[512], err[4096], want[512];
+	struct dg_daemon d;
+
+	snprintf(pidfile, sizeof(pidfile), "%s/second.pid", dg_test_tmpdir());
+	const char *args[] = { "-p", pidfile, NULL };
+	CU_ASSERT_FATAL(dg_daemon_start(&d, conf_single, args));
+	CU_ASSERT_EQUAL(pid_in(pidfile), (long)d.pid);
+	snprintf(want, sizeof(want),
+	         "{ \"listeners\": [ { \"name\": \"e\", \"bind\": \"127.0.0.1:%u\", \"handler\": \"echo\" } ] }",
+	         ntohs(((struct sockaddr_in *)&d.addr[0])->sin_port));
+	snprintf(conf, sizeof(conf), "%s", dg_test_write("second.json", want));
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(pdir, sizeof(pdir), "%s/plugins/.libs", dg_test_builddir());
+	const char *argv[] = { bin, "-c", conf, "-P", pdir, "-p", pidfile, NULL };
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 1);
+	snprintf(want, sizeof(want), "pidfile '%s' belongs to a running dgramd (pid %ld)", pidfile,
+	         (long)d.pid);
+	CU_ASSERT(strstr(err, want) != NULL);
+	CU_ASSERT(strstr(err, "cannot bind") == NULL); /* refused before binding */
+	CU_ASSERT_EQUAL(pid_in(pidfile), (long)d.pid);
+
+	/* The text overwritten: the lock names the holder. */
+	FILE *f = fopen(pidfile, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fputs("garbage\n", f);
+	fclose(f);
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 1);
+	CU_ASSERT(strstr(err, want) != NULL);
+	if (!strstr(err, want))
+		fprintf(stderr, "second dgramd said:\n%s\n", err);
+
+	/* The first still serves. */
+	char reply[64];
+	int fd = dg_udp_client(&d.addr[0], 5000);
+	CU_ASSERT(dg_udp_ask(fd, &d.addr[0], d.addrlen[0], "{\"a\":1}", 7, reply, sizeof(reply)) == 7);
+	close(fd);
+	dg_daemon_stop_checked(&d, "e");
+	CU_ASSERT(access(pidfile, F_OK) != 0);
+}
+
+/* A pidfile another program holds locked (this test, whose pid is not in
+ * it): refused, naming that program. */
+static void test_pidfile_locked(void)
+{
+	char pidfile[300], conf[4096], bin[4096], pdir[4096], out[512], err[4096], want[512];
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+	snprintf(pidfile, sizeof(pidfile), "%s/locked.pid", dg_test_tmpdir());
+	int fd = open(pidfile, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(fcntl(fd, F_SETLK, &fl) == 0);
+	snprintf(conf, sizeof(conf), "%s", dg_test_write("locked.json", conf_single));
+	snprintf(bin, sizeof(bin), "%s/dgramd", dg_test_builddir());
+	snprintf(pdir, sizeof(pdir), "%s/plugins/.libs", dg_test_builddir());
+	const char *argv[] = { bin, "-c", conf, "-P", pdir, "-p", pidfile, NULL };
+	CU_ASSERT_EQUAL(dg_run(argv, NULL, out, sizeof(out), err, sizeof(err), 10000), 1);
+	snprintf(want, sizeof(want), "pidfile '%s' is locked by pid %ld (", pidfile, (long)getpid());
+	CU_ASSERT(strstr(err, want) != NULL);
+	if (!strstr(err, want))
+		fprintf(stderr, "dgramd said:\n%s\n", err);
+	close(fd);
+	unlink(pidfile);
+}
+
+/* A pidfile left by a process that is gone, by one that is not a dgramd
+ * (this test), or holding no pid, is replaced and the log says so. */
+static void test_pidfile_stale(void)
+{
+	char pidfile[300], text[64], *log;
+	struct dg_daemon d;
+	pid_t dead = fork();
+
+	if (dead == 0)
+		_exit(0);
+	CU_ASSERT_FATAL(dead > 0);
+	CU_ASSERT_EQUAL_FATAL(waitpid(dead, NULL, 0), dead);
+	const struct {
+		long pid;
+		const char *text, *log;
+	} cases[] = {
+		{ (long)dead, NULL, "which is not running: replacing it" },
+		{ (long)getpid(), NULL, "not a dgramd: replacing it" },
+		{ 0, "not a pid\n", "holds no process id: replacing it" },
+	};
+	snprintf(pidfile, sizeof(pidfile), "%s/stale.pid", dg_test_tmpdir());
+	const char *args[] = { "-p", pidfile, NULL };
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		FILE *f = fopen(pidfile, "w");
+		CU_ASSERT_FATAL(f != NULL);
+		if (cases[i].text)
+			snprintf(text, sizeof(text), "%s", cases[i].text);
+		else
+			snprintf(text, sizeof(text), "%ld\n", cases[i].pid);
+		fputs(text, f);
+		fclose(f);
+		CU_ASSERT_FATAL(dg_daemon_start(&d, conf_single, args));
+		CU_ASSERT_EQUAL(pid_in(pidfile), (long)d.pid);
+		log = dg_daemon_log(&d);
+		CU_ASSERT(log && strstr(log, pidfile) && strstr(log, cases[i].log));
+		if (!log || !strstr(log, cases[i].log))
+			fprintf(stderr, "case %zu: no '%s' in:\n%s\n", i, cases[i].log, log ? log : "");
+		free(log);
+		dg_daemon_stop_checked(&d, "e");
+		CU_ASSERT(access(pidfile, F_OK) != 0);
+	}
 }
 
 static void test_version(void)
@@ -273,6 +401,9 @@ static const struct dg_test tests[] = {
 	{ "notify READY and STOPPING, one worker", test_notify_single },
 	{ "notify READY and STOPPING, two workers", test_notify_workers },
 	{ "pidfile written once bound, removed at exit", test_pidfile },
+	{ "a second dgramd on a running one's pidfile is refused", test_pidfile_second },
+	{ "a stale pidfile is replaced", test_pidfile_stale },
+	{ "a pidfile another program has locked is refused", test_pidfile_locked },
 	{ "--version shows both ABI versions", test_version },
 	{ NULL, NULL },
 };
