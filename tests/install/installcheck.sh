@@ -71,8 +71,8 @@ EOT
 cc -o "$tmp/c" "$tmp/c.c" $(pkg-config --cflags --libs dgramd-client) -Wl,-rpath,"$libdir" \
 	|| fail "building a client with pkg-config dgramd-client"
 "$tmp/c" || fail "the client built with pkg-config does not run"
-# The README's plugin tutorial, as printed, against this install.
+# docs/plugins.md's plugin tutorial, as printed, against this install.
 DG_SRCDIR=$(cd "$(dirname "$0")/../.." && pwd) bindir="$bindir" sbindir="$sbindir" libdir="$libdir" \
-	sh "$(dirname "$0")/tutorial.sh" installed || fail "the README tutorial"
+	sh "$(dirname "$0")/tutorial.sh" installed || fail "the tutorial of docs/plugins.md"
 
 echo "installcheck: ok"

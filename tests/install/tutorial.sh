@@ -1,11 +1,11 @@
 #!/bin/sh
-# The README's "Writing, testing and running a plugin", as printed: its files
+# docs/plugins.md's "Writing, testing and running a plugin", as printed: its files
 # (the fenced block after each "<!-- tutorial: NAME -->") are extracted, and
 # build.sh is run as is against an installed dgramd, its test program again
 # under valgrind (or, without valgrind, built with AddressSanitizer) so that
 # a leak fails; then serve.sh is run as is in the background, with upper.json
 # on a free port instead of 5400, and ask.sh as is once dgramd has logged
-# that it listens, as the README tells the reader to wait.
+# that it listens, as the page tells the reader to wait.
 #
 #   tutorial.sh              from make check: stages "make install DESTDIR=" of
 #                            the build tree (DG_BUILDDIR) and uses that
@@ -13,7 +13,7 @@
 #                            in bindir, sbindir, libdir from the environment)
 set -eu
 src=${DG_SRCDIR:-${srcdir:-.}}
-readme="$src/README.md"
+readme="$src/docs/plugins.md"
 tmp=$(mktemp -d)
 pid=
 # serve.sh runs dgramd under a shell: stop the dgramd it started (its
@@ -70,16 +70,16 @@ for f in upper.c test_upper.c build.sh upper.json serve.sh ask.sh; do
 		$0 == m { want = 1; next }
 		want && /^```/ { if (in_block) exit; in_block = 1; next }
 		in_block { print }' "$readme" > "$tmp/work/$f"
-	[ -s "$tmp/work/$f" ] || fail "README.md has no '<!-- tutorial: $f -->' block"
+	[ -s "$tmp/work/$f" ] || fail "docs/plugins.md has no '<!-- tutorial: $f -->' block"
 done
 cd "$tmp/work"
 
 # Step 3 as printed: build the plugin and its tests, run the tests.
 sh -e ./build.sh > build.log 2>&1 || { cat build.log >&2; fail "build.sh failed"; }
 grep -q 'asserts' build.log || { cat build.log >&2; fail "the CUnit run printed no report"; }
-# The bad-config test's refusal is logged once, by the host, as the README says.
+# The bad-config test's refusal is logged once, by the host, as the page says.
 [ "$(grep -c 'dgramd\[error\]: harness config: listeners\[0\]\.handler\.config\.delay_ms: must be 0 \.\. 5000 (got -1)$' build.log)" = 1 ] &&
-	[ "$(grep -c 'must be\|refused' build.log)" = 1 ] || { cat build.log >&2; fail "the refusal is not logged once as the README says"; }
+	[ "$(grep -c 'must be\|refused' build.log)" = 1 ] || { cat build.log >&2; fail "the refusal is not logged once as docs/plugins.md says"; }
 echo "tutorial: build.sh built upper.so and test_upper; its tests passed"
 
 # The same tests must not leak (one stops the harness with a reply waiting).

@@ -1,5 +1,5 @@
 /* Integration: deferred handlers over loopback. Per-peer ordering, queue
- * overflow, deadlines, relay to a second dgramd, kv, and the README's
+ * overflow, deadlines, relay to a second dgramd, kv, and docs/plugins.md's
  * deferred-reply example. Every test checks that the counters add up. */
 #include "config.h"
 
@@ -461,7 +461,7 @@ static void test_sessions(void)
 	CU_ASSERT_EQUAL(stat_of(&d, "t", "sessions_idle"), 2);
 }
 
-/* The deferred-reply example from README.md, built from the README itself:
+/* The deferred-reply example of docs/plugins.md, built from the page itself:
  * a listener on it with the plugin config `config` and `extra` listener keys. */
 static char *readme_config(const char *config, const char *extra)
 {
@@ -554,9 +554,9 @@ static const struct dg_test async_tests[] = {
 	{ "relay to a dead upstream", test_relay_dead_upstream },
 	{ "kv", test_kv },
 	{ "session expiry and eviction", test_sessions },
-	{ "README example plugin", test_readme_example },
-	{ "README example plugin, on_expire and shutdown", test_readme_example_expire },
-	{ "README example plugin, its option table", test_readme_example_config },
+	{ "docs/plugins.md example plugin", test_readme_example },
+	{ "docs/plugins.md example plugin, on_expire and shutdown", test_readme_example_expire },
+	{ "docs/plugins.md example plugin, its option table", test_readme_example_config },
 	{ NULL, NULL },
 };
 

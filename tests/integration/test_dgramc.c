@@ -257,7 +257,7 @@ static void test_stdin_late_replies(void)
 	close(s);
 }
 
-/* The C example of README.md works as printed. */
+/* The C example of docs/client.md works as printed. */
 static void test_readme_client(void)
 {
 	char bin[4096];
@@ -289,7 +289,7 @@ static const struct dg_test dgramc_tests[] = {
 	{ "exit codes", test_exit_codes },
 	{ "listen", test_listen },
 	{ "stdin: a late answer goes to nobody else", test_stdin_late_replies },
-	{ "README client example", test_readme_client },
+	{ "docs/client.md example", test_readme_client },
 	{ "stop dgramd", test_stop },
 	{ NULL, NULL },
 };
