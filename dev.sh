@@ -109,7 +109,7 @@ run)
 	ensure_deps
 	build build
 	say "dgramd: JSON echo on 127.0.0.1:5300 (Ctrl-C stops it); try:"
-	say "  build/dgramc 127.0.0.1:5300 '{\"a\":1}'      (or: printf '{\"a\":1}' | nc -u -w1 127.0.0.1 5300)"
+	say "  build/dgramc 127.0.0.1:5300 '{\"a\":1}'"
 	exec build/dgramd -c conf/dgramd.json -P build/plugins/.libs
 	;;
 test)
