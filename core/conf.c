@@ -1005,7 +1005,7 @@ void dg_config_warn_unprotected(const struct dg_config *cfg)
 			n += (size_t)snprintf(what + n, sizeof(what) - n, "%s%s",
 			                      !g ? "" : g + 1 < ng ? ", " : " and ", guards[g].missing);
 		dg_log(DG_LOG_WARN, "listener '%s': bound to '%s', not a loopback address, with %s: "
-		       "any host can make it answer any address it claims to be (see \"Safety on an open network\" in the README)",
+		       "any host can make it answer any address it claims to be (see docs/operating.md, \"Safety on an open network\")",
 		       l->name, dg_addr_format((const struct sockaddr *)&open->ss, a, sizeof(a)), what);
 	}
 }

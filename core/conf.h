@@ -74,7 +74,7 @@ struct dg_config {
 	json_t *codec_module_names;     /* "codec_modules" as given (reference held) */
 };
 
-/* Defaults, documented in conf/dgramd.json and the README. */
+/* Defaults, documented in conf/dgramd.json and dgramd.conf(5). */
 #define DG_DEFAULT_MAX_DATAGRAM 65507
 #define DG_DEFAULT_SEND_QUEUE 1024
 #define DG_DEFAULT_MAX_PENDING 65536

@@ -66,8 +66,8 @@
  *
  * A deferred-reply handler, complete (timer-based; a real one would start
  * I/O on host->event_base() instead), with its option declared in a table
- * (see struct dg_option) and an answer on timeout; README.md's "Writing a
- * handler plugin" has the same, built and run by the tests:
+ * (see struct dg_option) and an answer on timeout; dgramd's docs/plugins.md,
+ * "Writing a handler plugin", has the same, built and run by the tests:
  *
  *     #include <dgramd/plugin.h>
  *     #include <stdint.h>

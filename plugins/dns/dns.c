@@ -1,5 +1,5 @@
 /* dns: an authoritative DNS server for the zones in its config (UDP, the
- * "raw" codec). See README.md, "Shipped plugins", for the config format.
+ * "raw" codec). See docs/protocols.md, "dns", for the config format.
  *
  * config (dns_options, checked by the host; the zones by zone.c):
  *   "zones": [ZONE, ...]      required; ZONE: {"origin", "ttl", "soa", "records"}
@@ -67,7 +67,7 @@ struct dns_opts {
 #define O(field) offsetof(struct dns_opts, field)
 static const struct dg_option dns_options[] = {
 	{ .name = "zones", .type = DG_OPT_JSON, .offset = O(zones), .flags = DG_OPT_REQUIRED,
-	  .help = "the zones served: [{origin, ttl, soa, records}] (README, \"The dns plugin\")" },
+	  .help = "the zones served: [{origin, ttl, soa, records}] (docs/protocols.md, \"dns\")" },
 	{ .name = "max_payload", .type = DG_OPT_INT, .offset = O(max_payload), .def = "1232",
 	  .min = DNS_UDP_MIN, .max = 65535, .help = "the largest reply in bytes, whatever EDNS asks" },
 	{ .name = "cookies", .type = DG_OPT_BOOL, .offset = O(cookies), .def = "true",

@@ -74,8 +74,8 @@
  * DATA; without options the ACK of DATA 1 does. With no resend before
  * that, a spoofed RRQ draws one datagram: DATA 1 (at most 516 bytes) or
  * the OACK, whatever its own size or the credit it earns; a guessed ACK
- * draws at most two (the next block and one resend). README "Replies
- * larger than requests" says what this proves and what it does not. */
+ * draws at most two (the next block and one resend). docs/operating.md,
+ * "Replies larger than requests", says what this proves and what it does not. */
 #define _GNU_SOURCE /* O_PATH, syscall; plugins build without config.h */
 
 #include <errno.h>
@@ -878,7 +878,7 @@ static int tftp_start(struct tftp *t, const struct dg_request *req, const struct
 	int rc = xfer_send(x, true);
 	if (rc == -2) {
 		/* Over the amplification credit of an unvalidated peer: a short
-		 * answer it can act on (see README "Amplification"). */
+		 * answer it can act on (see docs/operating.md, "Amplification"). */
 		send_error(t, req->handle, TFTP_EUNDEF, "not validated: ask with options");
 		return DG_DONE;
 	}
