@@ -10,14 +10,9 @@
 #include <jansson.h>
 
 #include "acl.h"
+#include "addr.h"
 #include "loader.h"
 #include "throttle.h"
-
-/* A bind address: numeric IPv4 "a.b.c.d:port" or IPv6 "[addr]:port". */
-struct dg_addr {
-	struct sockaddr_storage ss;
-	socklen_t len;
-};
 
 #define DG_LISTENER_NAME_MAX 64
 
@@ -127,11 +122,5 @@ void dg_config_warn_unprotected(const struct dg_config *cfg);
 /* Edit distance between two short strings (99 for 63 bytes or more): a
  * key within 2 of a known one gets a "did you mean". */
 unsigned dg_edit_distance(const char *a, const char *b);
-
-/* Parse "host:port" as above into *addr; false if it is not one. */
-bool dg_addr_parse(const char *text, struct dg_addr *addr);
-
-/* Format an address as "1.2.3.4:53" or "[::1]:53" (always terminated). */
-const char *dg_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 
 #endif
