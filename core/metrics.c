@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 
 /* After an accept error (EMFILE, ENFILE, ENOBUFS...) the connection stays
  * in the backlog and the socket stays readable: accepting again at once

@@ -28,6 +28,7 @@
 #include "membudget.h"
 #include "metrics.h"
 #include "options.h"
+#include "ratelimit.h"
 #include "reqtab.h"
 #include "session.h"
 #include "throttle.h"
