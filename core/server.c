@@ -18,6 +18,7 @@
 #include "handover.h"
 #include "notify.h"
 #include "privs.h"
+#include "ptimer.h"
 #include "server.h"
 
 uint64_t dg_server_clock_monotonic(void *arg)
@@ -927,7 +928,7 @@ void dg_server_finish(struct dg_server *srv)
 		dg_dispatch_abort_all(srv);
 	for (unsigned i = 0; i < srv->n_listeners; i++) {
 		struct dg_listener *l = &srv->listeners[i];
-		dg_timers_cancel_all(l);
+		dg_ptimer_cancel_all(l);
 		if (l->inited)
 			dg_listener_sessions_close(l, DG_CLOSE_SHUTDOWN);
 		for (unsigned b = 0; b < l->n_socks; b++)
@@ -963,7 +964,7 @@ void dg_server_release(struct dg_server *srv)
 		struct dg_listener *l = &srv->listeners[i];
 		if (l->inited && l->plugin->fini)
 			l->plugin->fini(l->state);
-		dg_timers_free_all(l); /* after fini: it may cancel its own */
+		dg_ptimer_free_all(l); /* after fini: it may cancel its own */
 		dg_options_free(l->options);
 		for (unsigned b = 0; b < l->n_socks; b++) {
 			struct dg_sock *s = &l->socks[b];

@@ -81,15 +81,6 @@ struct dg_sock {
 	unsigned rx_left;          /* parked: datagrams it may still read before going back */
 };
 
-/* A plugin's timer (host->timer_start), on the server's timer heap. */
-struct dg_timer {
-	struct dg_dlink link; /* the listener's timers */
-	struct dg_listener *l;
-	struct dg_tm tm;
-	void (*cb)(void *arg);
-	void *arg;
-};
-
 struct dg_listener {
 	struct dg_instance inst;
 	struct dg_server *srv;
@@ -101,7 +92,7 @@ struct dg_listener {
 	bool inited;
 	struct dg_sock *socks;
 	unsigned n_socks;
-	struct dg_dlist timers;     /* struct dg_timer */
+	struct dg_dlist timers;     /* plugin timers (ptimer.c) */
 	bool timers_stopped;        /* shutdown: timers disarmed, kept until after fini() */
 	struct dg_sessions sessions;
 	struct dg_slink ready_link; /* the server's list of listeners with sessions to run */
@@ -330,11 +321,6 @@ int dg_listener_sessions_init(struct dg_listener *l);
 void dg_listener_sessions_close(struct dg_listener *l, int reason);
 
 /* host.c */
-/* Shutdown: disarm the plugin's timers and refuse new ones; the handles
- * stay live through on_session_close and fini() (timer_cancel frees one).
- * dg_timers_free_all, after fini(), frees what is left. */
-void dg_timers_cancel_all(struct dg_listener *l);
-void dg_timers_free_all(struct dg_listener *l);
 /* Enter srv in the registry of live servers (srv->id) at init, leave it at
  * release. DG_OK, or DG_ERROR if 256 servers are alive already. */
 int dg_host_register(struct dg_server *srv);
