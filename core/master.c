@@ -39,6 +39,7 @@
 #include "notify.h"
 #include "privs.h"
 #include "server.h"
+#include "sock.h"
 
 struct worker {
 	pid_t pid;
@@ -573,7 +574,7 @@ static int gen_sock(struct gen *g, const struct gen *prev, const struct dg_liste
 				return DG_ERROR;
 			}
 			g->bound[k] = prev->bound[pk];
-			dg_server_sockopts(lc, *fd, &g->bound[k]);
+			dg_sock_opts(lc, *fd, &g->bound[k]);
 			return DG_OK;
 		}
 	}
@@ -582,7 +583,7 @@ static int gen_sock(struct gen *g, const struct gen *prev, const struct dg_liste
 	 * as a bind without SO_REUSEPORT would. Port 0 (a new one: an old
 	 * generation's was kept above) is always bound so, else its search
 	 * could pick a port another process shares through SO_REUSEPORT. */
-	*fd = dg_server_bind(lc, i ? &g->bound[k] : addr, (!prev || addr_port(addr) == 0) && !i,
+	*fd = dg_sock_bind(lc, i ? &g->bound[k] : addr, (!prev || addr_port(addr) == 0) && !i,
 	                     &got);
 	if (*fd < 0)
 		return DG_ERROR;

@@ -20,6 +20,7 @@
 #include "privs.h"
 #include "ptimer.h"
 #include "server.h"
+#include "sock.h"
 
 uint64_t dg_server_clock_monotonic(void *arg)
 {
@@ -230,112 +231,6 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	dg_server_post_work(srv); /* the replies go out from there, with other sockets' */
 }
 
-static void set_bufsize(struct dg_listener *l, struct dg_sock *s, int opt, int want, const char *name)
-{
-	int got = 0;
-	socklen_t len = sizeof(got);
-	char a[64];
-
-	if (!want)
-		return;
-	if (setsockopt(s->fd, SOL_SOCKET, opt, &want, sizeof(want)) < 0 ||
-	    getsockopt(s->fd, SOL_SOCKET, opt, &got, &len) < 0) {
-		dg_log(DG_LOG_WARN, "listener '%s': cannot set %s on '%s': %s", l->conf->name, name,
-		       dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a)), strerror(errno));
-		return;
-	}
-	/* Linux reports twice what it grants, and caps requests at
-	 * net.core.rmem_max / wmem_max without an error; a privileged process
-	 * may go past the cap with the FORCE options (as rsyslog does). */
-	if (got / 2 < want &&
-	    setsockopt(s->fd, SOL_SOCKET, opt == SO_RCVBUF ? SO_RCVBUFFORCE : SO_SNDBUFFORCE,
-	               &want, sizeof(want)) == 0)
-		getsockopt(s->fd, SOL_SOCKET, opt, &got, &len);
-	if (got / 2 < want)
-		dg_log(DG_LOG_WARN, "listener '%s': %s on '%s': asked for %d bytes, the kernel granted %d "
-		       "(raise net.core.%s)", l->conf->name, name,
-		       dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a)), want, got / 2,
-		       opt == SO_RCVBUF ? "rmem_max" : "wmem_max");
-}
-
-static bool is_wildcard(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-	return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
-}
-
-/* Socket options that may change on a reload of an adopted socket. */
-void dg_server_sockopts(const struct dg_listener_conf *lc, int fd, const struct dg_addr *addr)
-{
-	struct dg_listener l = { .conf = lc };
-	struct dg_sock s = { .fd = fd, .bound = *addr };
-
-	set_bufsize(&l, &s, SO_RCVBUF, lc->rcvbuf, "rcvbuf");
-	set_bufsize(&l, &s, SO_SNDBUF, lc->sndbuf, "sndbuf");
-}
-
-int dg_server_bind(const struct dg_listener_conf *lc, const struct dg_addr *addr,
-                   bool exclusive, struct dg_addr *bound)
-{
-	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
-	const char *opt;
-	int one = 1;
-	char a[64];
-
-	dg_addr_format(sa, a, sizeof(a));
-	int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot create a socket for '%s': %s",
-		       lc->name, a, strerror(errno));
-		return -1;
-	}
-	/* SO_REUSEPORT on every socket: a reload may add workers, each with a
-	 * socket of its own on the same port, while the old ones still serve.
-	 * But the first socket of an address (exclusive) binds without it and
-	 * takes it on after the bind: a socket with SO_REUSEPORT may share a
-	 * port that another process of the same user holds with it, and its
-	 * port-0 search even picks such ports (then a datagram for us can go
-	 * to the other process). Bound plainly, it gets EADDRINUSE, or a port
-	 * nobody holds; later sockets bind to that port and join its group. */
-	if ((sa->sa_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-	    (!exclusive && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot set socket options on '%s': %s",
-		       lc->name, a, strerror(errno));
-		goto out_close;
-	}
-	/* Only a wildcard bind needs each datagram's destination: a specific
-	 * one has a single local address and pays nothing. */
-	if (dg_io_want_cmsg(fd, sa->sa_family, is_wildcard(sa), &opt) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot set %s on '%s': %s", lc->name, opt, a,
-		       strerror(errno));
-		goto out_close;
-	}
-	dg_server_sockopts(lc, fd, addr);
-	if (bind(fd, sa, addr->len) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot bind '%s': %s", lc->name, a,
-		       strerror(errno));
-		goto out_close;
-	}
-	if (exclusive && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot set SO_REUSEPORT on '%s': %s", lc->name,
-		       a, strerror(errno));
-		goto out_close;
-	}
-	bound->len = sizeof(bound->ss);
-	if (getsockname(fd, (struct sockaddr *)&bound->ss, &bound->len) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': getsockname on '%s': %s", lc->name, a,
-		       strerror(errno));
-		goto out_close;
-	}
-	return fd;
-
-out_close:
-	close(fd);
-	return -1;
-}
-
 /* fd: a bound socket to adopt (from the master), or -1 to bind here. */
 static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_addr *addr, int fd)
 {
@@ -343,7 +238,7 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 
 	s->l = l;
 	s->home = s;
-	s->fd = fd >= 0 ? fd : dg_server_bind(l->conf, addr, true, &s->bound);
+	s->fd = fd >= 0 ? fd : dg_sock_bind(l->conf, addr, true, &s->bound);
 	if (s->fd < 0)
 		return DG_ERROR;
 	if (fd >= 0) {
@@ -355,7 +250,7 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 			return DG_ERROR;
 		}
 	}
-	s->pktinfo = is_wildcard((const struct sockaddr *)&addr->ss);
+	s->pktinfo = dg_sock_is_wildcard((const struct sockaddr *)&addr->ss);
 	dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a));
 	/* An adopted socket may have dropped datagrams before (a restarted
 	 * worker's, an older generation's): the kernel's counter is
@@ -384,7 +279,7 @@ static void sock_stub(struct dg_listener *l, struct dg_sock *s, const struct dg_
 	s->home = s;
 	s->fd = -1;
 	s->bound = *addr;
-	s->pktinfo = is_wildcard((const struct sockaddr *)&addr->ss);
+	s->pktinfo = dg_sock_is_wildcard((const struct sockaddr *)&addr->ss);
 }
 
 /* Log an error of server start; the harness also gets the first one. */

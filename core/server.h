@@ -222,7 +222,7 @@ int dg_host_secret_init(void);
 /* counters: NULL, or one struct per listener (a worker's slots in the
  * master's shared memory), kept across worker restarts.
  * fds: NULL (bind here), or one bound socket per bind of every listener in
- * config order, from dg_server_bind(); the server takes each one it
+ * config order, from dg_sock_bind(); the server takes each one it
  * adopts (the entry becomes -1) and closes it in dg_server_release(). */
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
                    bool check_only, struct dg_counters *counters, int *fds);
@@ -246,18 +246,6 @@ struct dg_server_hooks {
  * DG_OK or an error (logged and in hooks->err). */
 int dg_server_init_hooked(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
                           const struct dg_server_hooks *hooks);
-/* A non-blocking socket bound to addr with the listener's options
- * (SO_REUSEPORT, pktinfo on a wildcard, rcvbuf, sndbuf); the real address
- * into *bound. exclusive: the first socket of its address: bound without
- * SO_REUSEPORT (which is set after the bind), so it fails with EADDRINUSE
- * if anyone holds the address, and port 0 gets a port nobody holds
- * (SO_REUSEPORT alone would share it with another process of this user).
- * The fd (close-on-exec), or -1 after logging why. */
-int dg_server_bind(const struct dg_listener_conf *lc, const struct dg_addr *addr,
-                   bool exclusive, struct dg_addr *bound);
-/* Apply rcvbuf and sndbuf again (a socket kept across a reload). */
-void dg_server_sockopts(const struct dg_listener_conf *lc, int fd, const struct dg_addr *addr);
-
 /* Block SIGINT, SIGTERM, SIGHUP and SIGUSR1 (first thing in main(), inherited by
  * workers): until dg_server_run() has installed its handlers and unblocks
  * them, a signal waits rather than killing a starting process. */
