@@ -14,10 +14,11 @@
 
 #include <dgramd/codec.h>
 
+#include "addr.h"
 #include "conf.h"
 #include "jsonload.h"
-#include "privs.h"
 #include "log.h"
+#include "privs.h"
 
 struct ctx {
 	const char *name; /* file name for messages */

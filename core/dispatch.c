@@ -17,8 +17,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "addr.h"
+#include "dispatch.h"
 #include "handover.h"
+#include "log.h"
+#include "ratelimit.h"
 #include "server.h"
+#include "tx.h"
 
 #define REQ(srv, idx) (&(srv)->rt.reqs[(idx)])
 /* The request table's links, as the table is now (it moves when it grows). */
@@ -990,7 +995,7 @@ static void on_sweep(struct dg_tm *tm, void *arg)
 	}
 }
 
-int dg_listener_sessions_init(struct dg_listener *l)
+int dg_dispatch_sessions_init(struct dg_listener *l)
 {
 	if (dg_sessions_init(&l->sessions, l->conf->max_peers))
 		return DG_ENOMEM;
@@ -1006,7 +1011,7 @@ int dg_listener_sessions_init(struct dg_listener *l)
 
 /* Shutdown: every session closes (the plugin is told), queued datagrams
  * are dropped and counted. */
-void dg_listener_sessions_close(struct dg_listener *l, int reason)
+void dg_dispatch_sessions_close(struct dg_listener *l, int reason)
 {
 	struct dg_session *sess;
 

@@ -16,8 +16,16 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "addr.h"
+#include "dispatch.h"
+#include "host.h"
+#include "log.h"
+#include "options.h"
+#include "pmetrics.h"
 #include "ptimer.h"
+#include "ratelimit.h"
 #include "server.h"
+#include "tx.h"
 
 #define REQ(srv, idx) (&(srv)->rt.reqs[(idx)])
 
@@ -463,9 +471,9 @@ const struct dg_host dg_host_table = {
 	.session_set = host_session_set,
 	.addr_parse = host_addr_parse,
 	.peer_validate = host_peer_validate,
-	.metric_new = dg_host_metric_new,
-	.metric_add = dg_host_metric_add,
-	.metric_set = dg_host_metric_set,
+	.metric_new = dg_pmetric_new,
+	.metric_add = dg_pmetric_add,
+	.metric_set = dg_pmetric_set,
 	.request_reply = host_request_reply,
 	.request_complete = host_request_complete,
 	.request_set_data = host_request_set_data,

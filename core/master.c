@@ -34,8 +34,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "handover.h"
+#include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "notify.h"
 #include "privs.h"
 #include "server.h"

@@ -13,6 +13,7 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "addr.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"

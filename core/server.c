@@ -15,12 +15,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
+#include "dispatch.h"
 #include "handover.h"
+#include "host.h"
+#include "log.h"
+#include "metrics.h"
 #include "notify.h"
+#include "options.h"
 #include "privs.h"
 #include "ptimer.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "sock.h"
+#include "tx.h"
 
 uint64_t dg_server_clock_monotonic(void *arg)
 {
@@ -384,7 +392,7 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 	l->inited = true;
 	l->prove = l->plugin->proves_source &&
 	           (lc->amp_factor || lc->rate_limit.per_source.rate_u);
-	if (dg_listener_sessions_init(l)) {
+	if (dg_dispatch_sessions_init(l)) {
 		init_error(hooks, "listener '%s': out of memory for its session table", lc->name);
 		return DG_ENOMEM;
 	}
@@ -825,7 +833,7 @@ void dg_server_finish(struct dg_server *srv)
 		struct dg_listener *l = &srv->listeners[i];
 		dg_ptimer_cancel_all(l);
 		if (l->inited)
-			dg_listener_sessions_close(l, DG_CLOSE_SHUTDOWN);
+			dg_dispatch_sessions_close(l, DG_CLOSE_SHUTDOWN);
 		for (unsigned b = 0; b < l->n_socks; b++)
 			dg_tx_queue_free(&l->socks[b]);
 	}

@@ -2,7 +2,11 @@
  * and the batched receive and send paths. Host functions reach their server
  * from their arguments (the instance, the session); the 1.0 calls that get a
  * bare request handle find it by the server id in the handle, in a small
- * registry of the servers alive in the process (host.c).
+ * registry of the servers alive in the process (host.h).
+ *
+ * This header holds the worker's structures (shared by server.c,
+ * dispatch.c, tx.c, host.c and the harness) and server.c's functions;
+ * each of the others declares its own (dispatch.h, tx.h, host.h).
  *
  * Calls go one way: server.c (the loop's events) and host.c (the plugins'
  * calls) -> dispatch.c -> tx.c. Dispatch and tx never call the server:
@@ -24,10 +28,7 @@
 #include "counters.h"
 #include "io.h"
 #include "loader.h"
-#include "log.h"
 #include "membudget.h"
-#include "metrics.h"
-#include "options.h"
 #include "ratelimit.h"
 #include "reqtab.h"
 #include "session.h"
@@ -43,6 +44,8 @@
 #define DG_REQS_INITIAL 256
 
 struct dg_listener;
+struct dg_metrics;
+struct dg_options;
 
 /* What init() gets as self. The magic lets host functions tell it from a
  * plugin's own state passed by mistake (DG_EINVAL / NULL, not a crash). */
@@ -211,14 +214,6 @@ struct dg_server {
 	uint8_t id;     /* its place in host.c's registry (in every request handle) */
 };
 
-extern const struct dg_host dg_host_table;
-
-/* Make host->secret's random bytes, once (later calls do nothing): main()
- * calls it before any worker is forked, so they all share them. DG_OK, or
- * DG_ERROR if the kernel gives no random bytes (the caller says so). */
-int dg_host_secret_init(void);
-
-/* server.c */
 /* counters: NULL, or one struct per listener (a worker's slots in the
  * master's shared memory), kept across worker restarts.
  * fds: NULL (bind here), or one bound socket per bind of every listener in
@@ -276,73 +271,13 @@ void dg_server_clock(struct dg_server *srv);
 /* The default srv->clock: CLOCK_MONOTONIC_COARSE in ms (a vDSO read). */
 uint64_t dg_server_clock_monotonic(void *arg);
 
-/* dispatch.c */
-/* local: the address the datagram was sent to (the socket's own on a
- * specific bind); the session key and the source of the replies. */
-void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
-                 const struct sockaddr *peer, socklen_t peerlen,
-                 const struct sockaddr *local, socklen_t locallen);
-void dg_dispatch_run_ready(struct dg_server *srv);
-/* Work left for dg_dispatch_run_ready (O(1), inline on the hot path). */
-static inline bool dg_dispatch_has_work(const struct dg_server *srv)
+/* Work dispatch left on the ready lists for dg_dispatch_run_ready (O(1),
+ * inline on the hot path). */
+static inline bool dg_server_has_work(const struct dg_server *srv)
 {
 	return !dg_ififo_empty(&srv->ready) || !dg_fifo_empty(&srv->lready) ||
 	       !dg_fifo_empty(&srv->aready);
 }
-void dg_dispatch_abort_all(struct dg_server *srv);
-/* host->request_complete for an active request: DG_OK (its handle dies;
- * inside one of its callbacks the frame ends when the call returns), or
- * DG_ESTALE (not in progress). */
-int dg_dispatch_complete(struct dg_server *srv, uint32_t idx);
-/* host->request_await for an active request: DG_OK, DG_ESTALE (not in
- * progress), DG_EBUSY, DG_ECANCELED (stopping), DG_ENOMEM. */
-int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, dg_await_fn cb,
-                      void *arg);
-/* Stopping: every waiting conversation step gets DG_ECANCELED and its
- * request is completed. */
-void dg_dispatch_cancel_awaits(struct dg_server *srv);
-/* A reload retires this worker (srv->ho_open): every waiting conversation
- * step's peer gets a socket connected to it (srv->conv), or the step gets
- * DG_ECANCELED as at a shutdown (counted and logged). */
-void dg_dispatch_handover(struct dg_server *srv);
-int dg_listener_sessions_init(struct dg_listener *l);
-void dg_listener_sessions_close(struct dg_listener *l, int reason);
-
-/* host.c */
-/* Enter srv in the registry of live servers (srv->id) at init, leave it at
- * release. DG_OK, or DG_ERROR if 256 servers are alive already. */
-int dg_host_register(struct dg_server *srv);
-void dg_host_unregister(struct dg_server *srv);
-/* The listener of self, a plugin's instance (checked by its magic), or NULL
- * after a rate-limited line saying host->fn was called with something else
- * (the plugin's state, say). */
-struct dg_listener *dg_host_instance(struct dg_instance *self, const char *fn);
-
-/* pmetrics.c: host functions for plugin metrics */
-struct dg_metric *dg_host_metric_new(struct dg_instance *self, const char *name, const char *help,
-                                     int kind);
-void dg_host_metric_add(struct dg_metric *metric, int64_t delta);
-void dg_host_metric_set(struct dg_metric *metric, int64_t value);
-
-/* tx.c */
-/* A reply: DG_OK, DG_E2BIG (over max_datagram or max_replies_per_request),
- * DG_EAGAIN (over the amplification credit), DG_EINVAL; drops counted. */
-int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt);
-/* The amplification guard counts a datagram's bytes on the wire: its
- * payload and the IP and UDP headers (IPv4 20 + 8, IPv6 40 + 8). */
-#define DG_WIRE_HDR_IPV4 28
-#define DG_WIRE_HDR_IPV6 48
-/* A datagram of len bytes arrived for sess: amplification credit. */
-void dg_tx_credit(const struct dg_listener *l, struct dg_session *sess, size_t len);
-/* A push to sess's peer outside any request (host->session_send): DG_OK,
- * DG_EAGAIN (amplification), DG_E2BIG, DG_EINVAL; counted. */
-int dg_tx_push(struct dg_listener *l, struct dg_session *sess, const struct dg_packet *pkt);
-/* Send the batch: only dg_server_after_events, and tx itself when the
- * batch is full. */
-void dg_tx_flush(struct dg_server *srv);
-/* The socket is writable (EV_WRITE): send what waits in its queue. */
-void dg_tx_send_queued(struct dg_sock *s);
-void dg_tx_queue_free(struct dg_sock *s);
 
 /* For the entry points (server.c's events, host.c's calls), after calling
  * dispatch or tx: if they left work (ready lists, replies in the batch, a
@@ -353,7 +288,7 @@ void dg_tx_queue_free(struct dg_sock *s);
 static inline void dg_server_post_work(struct dg_server *srv)
 {
 	if (srv->posted ||
-	    (!srv->tx_n && !dg_dispatch_has_work(srv) && dg_fifo_empty(&srv->parked)))
+	    (!srv->tx_n && !dg_server_has_work(srv) && dg_fifo_empty(&srv->parked)))
 		return;
 	srv->posted = true;
 	event_active(srv->ev_post, EV_TIMEOUT, 0);

@@ -14,7 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
+#include "log.h"
+#include "ratelimit.h"
 #include "server.h"
+#include "tx.h"
 
 static void tx_log(struct dg_listener *l, const struct sockaddr *to, const char *what, int err)
 {

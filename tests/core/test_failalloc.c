@@ -25,6 +25,7 @@
 #include "conf.h"
 #include "failalloc.h"
 #include "loader.h"
+#include "log.h"
 #include "membudget.h"
 #include "server.h"
 #include "session.h"
