@@ -332,6 +332,7 @@ static void test_metric_new(void)
 
 	CU_ASSERT_FATAL(l && c);
 	l->c = c;
+	l->inst.magic = DG_INSTANCE_MAGIC;
 	l->inst.l = l;
 	struct dg_instance *self = &l->inst;
 	CU_ASSERT_PTR_NULL(dg_pmetric_new(self, "Bad-Name", "", DG_METRIC_GAUGE));
