@@ -212,7 +212,7 @@ static void worker_main(struct master *m, struct gen *g, unsigned i, int ctl)
 			dg_log(DG_LOG_WARN, "cannot tell the master it is ready: %s", strerror(errno));
 		if (g->ready_pipe[1] >= 0)
 			close(g->ready_pipe[1]);
-		rc = dg_server_run(&srv, NULL);  /* drops privileges once bound */
+		rc = dg_server_run(&srv);  /* drops privileges once bound */
 		dg_server_finish(&srv);
 		dg_log_set_patience(DG_LOG_EXIT_PATIENCE_MS);
 		dg_server_log_stats(&srv);

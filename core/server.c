@@ -20,7 +20,6 @@
 #include "handover.h"
 #include "host.h"
 #include "log.h"
-#include "metrics.h"
 #include "notify.h"
 #include "options.h"
 #include "privs.h"
@@ -399,37 +398,6 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 	return DG_OK;
 }
 
-static const struct dg_counters *own_counters(void *arg, unsigned w, unsigned l)
-{
-	const struct dg_server *srv = arg;
-	(void)w;
-	return srv->listeners[l].c;
-}
-
-/* A server run on its own (not a master's worker) serves its metrics from
- * this loop. (Under the master a process of its own serves them: master.c.) */
-static int metrics_start(struct dg_server *srv)
-{
-	struct dg_metrics_src src = {
-		.n_workers = 1, .n_listeners = srv->n_listeners, .cfg = srv->cfg,
-		.counters = own_counters, .arg = srv,
-	};
-	char err[300], a[64];
-
-	if (!srv->cfg->metrics)
-		return DG_OK;
-	int fd = dg_metrics_listen(&srv->cfg->metrics_bind, err, sizeof(err));
-	if (fd < 0) {
-		dg_log(DG_LOG_ERROR, "%s: %s", srv->cfg->path, err);
-		return DG_ERROR;
-	}
-	srv->metrics = dg_metrics_new(srv->base, fd, &src);
-	if (!srv->metrics)
-		return DG_ERROR;
-	dg_log(DG_LOG_INFO, "metrics on http://%s/metrics and /stats", dg_metrics_addr(fd, a, sizeof(a)));
-	return DG_OK;
-}
-
 static int server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
                        bool check_only, struct dg_counters *counters, int *fds,
                        const struct dg_server_hooks *hooks)
@@ -515,9 +483,7 @@ static int server_init(struct dg_server *srv, struct dg_config *cfg, const char 
 				return DG_ERROR;
 		}
 	}
-	/* A worker (counters in the master's shared memory): the master's
-	 * metrics process serves them. */
-	return counters || hooks ? DG_OK : metrics_start(srv);
+	return DG_OK;
 }
 
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
@@ -732,32 +698,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	stop_within_deadline(srv);
 }
 
-static int write_ready_file(const struct dg_server *srv, const char *path)
-{
-	char tmp[4096], a[64];
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f) {
-		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", tmp, strerror(errno));
-		return DG_ERROR;
-	}
-	for (unsigned i = 0; i < srv->n_listeners; i++)
-		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
-			fprintf(f, "%s %s\n", srv->listeners[i].conf->name,
-			        dg_addr_format((const struct sockaddr *)&srv->listeners[i].socks[b].bound.ss,
-			                       a, sizeof(a)));
-	/* '@' cannot start a listener name. */
-	if (srv->metrics)
-		fprintf(f, "@metrics %s\n", dg_metrics_addr(dg_metrics_fd(srv->metrics), a, sizeof(a)));
-	if (fclose(f) != 0 || rename(tmp, path) != 0) {
-		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", path, strerror(errno));
-		unlink(tmp);
-		return DG_ERROR;
-	}
-	return DG_OK;
-}
-
 static const int stop_sigs[DG_SERVER_NSIGS] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1 };
 
 static void stop_sigset(sigset_t *set)
@@ -775,7 +715,7 @@ int dg_server_block_signals(void)
 	return sigprocmask(SIG_BLOCK, &set, NULL) ? DG_ERROR : DG_OK;
 }
 
-int dg_server_run(struct dg_server *srv, const char *ready_file)
+int dg_server_run(struct dg_server *srv)
 {
 	sigset_t set;
 
@@ -792,10 +732,7 @@ int dg_server_run(struct dg_server *srv, const char *ready_file)
 		dg_log(DG_LOG_ERROR, "cannot unblock signals: %s", strerror(errno));
 		return DG_ERROR;
 	}
-	if (ready_file && write_ready_file(srv, ready_file))
-		return DG_ERROR;
-	/* Sockets bound, plugins initialised, ready file written: root is
-	 * not needed any more. */
+	/* Sockets bound, plugins initialised: root is not needed any more. */
 	if (srv->cfg->user && dg_privs_drop(srv->cfg->user, srv->cfg->group))
 		return DG_ERROR;
 	if (!srv->cfg->user && geteuid() == 0)
@@ -895,7 +832,6 @@ void dg_server_release(struct dg_server *srv)
 	dg_tmheap_release(&srv->timers);
 	if (srv->ev_timers)
 		event_free(srv->ev_timers);
-	dg_metrics_free(srv->metrics);
 	if (srv->ev_post)
 		event_free(srv->ev_post);
 	if (srv->base)

@@ -44,7 +44,6 @@
 #define DG_REQS_INITIAL 256
 
 struct dg_listener;
-struct dg_metrics;
 struct dg_options;
 
 /* What init() gets as self. The magic lets host functions tell it from a
@@ -195,7 +194,6 @@ struct dg_server {
 	/* Where the tx path ends: dg_io_send (NULL), or the harness's sink. */
 	int (*send)(void *arg, struct dg_sock *s, dg_mmsg *m, unsigned n);
 	void *send_arg;
-	struct dg_metrics *metrics; /* metrics.bind without workers */
 	bool stopping;
 	bool aborting;  /* dg_dispatch_abort_all: no new awaits */
 	/* A reload's hand-over (handover.h): the master's control channel (-1:
@@ -245,7 +243,7 @@ int dg_server_init_hooked(struct dg_server *srv, struct dg_config *cfg, const ch
  * workers): until dg_server_run() has installed its handlers and unblocks
  * them, a signal waits rather than killing a starting process. */
 int dg_server_block_signals(void);
-int dg_server_run(struct dg_server *srv, const char *ready_file);
+int dg_server_run(struct dg_server *srv);
 /* A master's worker: its end of the control channel (handover.h), taken
  * (closed in dg_server_release). paused: do not read the listener sockets
  * until the master says DG_HO_GO (a reload's new generation). DG_OK, or

@@ -559,7 +559,7 @@ static bool run_daemon(void)
 		d.check = event_new(srv.base, -1, EV_PERSIST, on_check, &d);
 		CU_ASSERT_FATAL(d.check && !event_add(d.check, &ms));
 		dg_failalloc_resume();
-		rc = dg_server_run(&srv, NULL);
+		rc = dg_server_run(&srv);
 		if (rc == DG_OK)
 			dg_server_log_stats(&srv);
 		dg_failalloc_pause();
