@@ -442,6 +442,14 @@ static int set_name(struct ctx *c, json_t *v, void *obj, const struct directive 
 	            s ? dg_log_escape(s, len, shown, sizeof(shown)) : "", s ? "'" : "");
 }
 
+/* A key that was a setting once: refused with what replaced it, so that an
+ * old config says what to delete rather than "unknown key". */
+static int set_gone_reuseport(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	(void)v, (void)obj, (void)d;
+	return fail(c, "no longer a setting: every socket has SO_REUSEPORT (delete the key)");
+}
+
 #define L(field) offsetof(struct dg_listener_conf, field)
 static const struct directive amplification_directives[] = {
 	{ "factor", set_uint, L(amp_factor), 0, 1000000, false },
@@ -463,7 +471,7 @@ static const struct directive listener_directives[] = {
 	{ "send_queue", set_uint, L(send_queue), 0, 1 << 20, false },
 	{ "rcvbuf", set_int, L(rcvbuf), 0, 1 << 30, false },
 	{ "sndbuf", set_int, L(sndbuf), 0, 1 << 30, false },
-	{ "reuseport", set_bool, L(reuseport), 0, 0, false },
+	{ "reuseport", set_gone_reuseport, 0, 0, 0, false },
 	{ "ordering", set_ordering, L(ordering), 0, 0, false },
 	{ "peer_queue", set_uint, L(peer_queue), 0, 65536, false },
 	{ "peer_concurrency", set_uint, L(peer_concurrency), 1, 65536, false },
@@ -645,16 +653,6 @@ static int set_workers(struct ctx *c, json_t *v, void *obj, const struct directi
 	return DG_OK;
 }
 
-/* Workers share ports through SO_REUSEPORT (the master binds a socket per
- * worker; with port 0, the others bind the port the first one got). */
-static int check_workers(struct ctx *c, struct dg_config *cfg)
-{
-	(void)c;
-	for (unsigned i = 0; i < cfg->n_listeners; i++)
-		cfg->listeners[i].reuseport = true;
-	return DG_OK;
-}
-
 /* "metrics": {"bind": "127.0.0.1:9101"}: a TCP address for /metrics. */
 static int set_metrics_bind(struct ctx *c, json_t *v, void *obj, const struct directive *d)
 {
@@ -780,8 +778,6 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 	rc = load_codec_modules(&c, root, cfg);
 	if (!rc)
 		rc = apply(&c, root, cfg, top_directives);
-	if (!rc)
-		rc = check_workers(&c, cfg);
 	if (!rc)
 		rc = check_user(&c, cfg);
 	json_decref(root);
@@ -1129,6 +1125,13 @@ static json_t *get_codec_modules(const void *obj, const struct directive *d, str
 	return cfg->codec_module_names ? json_deep_copy(cfg->codec_module_names) : json_array();
 }
 
+/* A refused key (set_gone_*) has nothing to show. */
+static json_t *get_gone(const void *obj, const struct directive *d, struct dump *dp)
+{
+	(void)obj, (void)d, (void)dp;
+	return json_null();
+}
+
 /* A setter's getter; an object of directives applied to the same struct
  * (set_log and the like) names its table in sub instead. */
 static const struct getter {
@@ -1149,6 +1152,7 @@ static const struct getter {
 	{ set_rate_limit, get_rate_limit, NULL },
 	{ set_log, NULL, log_directives },
 	{ set_amplification, NULL, amplification_directives },
+	{ set_gone_reuseport, get_gone, NULL },
 	{ NULL, NULL, NULL },
 };
 

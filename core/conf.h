@@ -30,7 +30,6 @@ struct dg_listener_conf {
 	unsigned max_datagram; /* bytes; larger datagrams are dropped */
 	unsigned send_queue;   /* replies queued when the socket is full */
 	int rcvbuf, sndbuf;    /* 0: kernel default */
-	bool reuseport;
 	bool ordering;         /* "ordering": "peer" (true) or "none" */
 	unsigned peer_queue;   /* datagrams waiting per busy peer */
 	unsigned peer_concurrency; /* requests of one peer in progress at once (ordering "peer") */

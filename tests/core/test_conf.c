@@ -42,7 +42,10 @@ static const struct {
 	{ "{\"memory_budget\": 1000, " BODY("") "}", "t.json: memory_budget: expected a number of bytes from 1048576 to 1099511627776" },
 	{ "{\"memory_budget\": \"64M\", " BODY("") "}", "t.json: memory_budget: expected a number of bytes from" },
 	{ "{\"memory_budget\": 1048576, " BODY("") "}", NULL },
-	{ LISTENER(", \"reuseport\": 1"), "listeners[0].reuseport: expected true or false" },
+	{ LISTENER(", \"reuseport\": 1"), "listeners[0].reuseport: no longer a setting: every socket "
+	  "has SO_REUSEPORT (delete the key)" },
+	{ LISTENER(", \"reuseport\": true"), "listeners[0].reuseport: no longer a setting: every "
+	  "socket has SO_REUSEPORT (delete the key)" },
 	{ LISTENER(", \"peer_concurrency\": 0"), "listeners[0].peer_concurrency: expected an integer from 1 to 65536" },
 	{ LISTENER(", \"peer_concurrency\": 65536"), NULL },
 	{ "{\"log\": {\"level\": \"loud\"}, " BODY("") "}", "log.level: expected \"error\"" },

@@ -113,7 +113,7 @@ static const char config_text[] =
 	"     \"ordering\": \"peer\", \"drop_policy\": \"drop-oldest\", \"peer_queue\": 4},\n"
 	"    {\"name\": \"lp\", \"bind\": [\"127.0.0.1:0\", \"127.0.0.2:0\"],\n"
 	"     \"codec\": {\"framing\": \"length-prefixed\", \"width\": 1, \"payload\": \"json\"},\n"
-	"     \"handler\": \"echo\", \"max_datagram\": 1000, \"reuseport\": true},\n"
+	"     \"handler\": \"echo\", \"max_datagram\": 1000},\n"
 	"    {\"name\": \"st\", \"bind\": \"127.0.0.1:0\",\n"
 	"     \"codec\": {\"framing\": \"lines\", \"max_lines\": 8}, \"handler\": \"echo\"}\n"
 	"  ]\n"
