@@ -763,10 +763,7 @@ static void close_session(struct dg_listener *l, struct dg_session *sess, int re
 		l->plugin->on_session_close(l->state, dg_session_handle(sess), reason);
 	if (sess->data_free)
 		sess->data_free(sess->data);
-	size_t qbytes = l->sessions.q_bytes;
-	l->srv->queued -= sess->q_len;
 	dg_session_free(&l->sessions, sess, &dropped);
-	l->srv->mem.queued -= qbytes - l->sessions.q_bytes;
 	l->c->drop[DG_DROP_SHUTDOWN] += dropped;
 }
 
@@ -847,8 +844,6 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 	/* Per-peer order: while the peer has peer_concurrency requests in
 	 * progress (or older datagrams waiting), this one waits too, undecoded. */
 	if (sess->active >= peer_limit(l) || sess->q_len || sess->waiter) {
-		uint32_t before = sess->q_len;
-		size_t qbytes = l->sessions.q_bytes;
 		bool queued;
 		if (len + sizeof(struct dg_qitem) > dg_membudget_room(&l->srv->mem))
 			return drop(l, DG_DROP_MEMORY);
@@ -856,9 +851,6 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 		        l->conf->peer_queue, l->conf->queue_bytes,
 		        (enum dg_drop_policy)l->conf->drop_policy, &queued);
 		l->c->queued += queued;
-		l->srv->queued += sess->q_len;
-		l->srv->queued -= before;
-		l->srv->mem.queued += l->sessions.q_bytes - qbytes; /* size_t: a fall wraps right */
 		return;
 	}
 	process(s, sess, buf, len);
@@ -888,10 +880,7 @@ static void run_session(struct dg_server *srv, struct dg_listener *l, struct dg_
 
 	while (sess->q_len && (sess->waiter ? !inbox_busy(srv, sess) : sess->active < limit)) {
 		struct dg_sock *s = dg_session_q_first(sess)->s;
-		size_t qbytes = s->l->sessions.q_bytes;
 		struct dg_qitem *it = dg_session_dequeue(&s->l->sessions, sess);
-		srv->queued--;
-		srv->mem.queued -= qbytes - s->l->sessions.q_bytes;
 		if (sess->waiter)
 			await_datagram(s, sess, it->data, it->len);
 		else
@@ -1001,6 +990,10 @@ int dg_dispatch_sessions_init(struct dg_listener *l)
 		return DG_ENOMEM;
 	l->sessions.id = l->srv->id; /* registered before its listeners (server.c) */
 	l->sessions.tag = (uint8_t)(l - l->srv->listeners);
+	/* The server's totals of queued datagrams and bytes (the memory
+	 * budget) follow every listener's queues: the table keeps them. */
+	l->sessions.total_len = &l->srv->queued;
+	l->sessions.total_bytes = &l->srv->mem.queued;
 	/* Places kept for both timers: arming them later cannot fail. */
 	dg_tm_init(&l->sweep, on_sweep, l);
 	dg_tm_init(&l->deadline, on_deadline, l);
