@@ -166,7 +166,7 @@ static void test_lru_and_expiry(void)
 }
 
 /* Many busy sessions older than every idle one: expiry and eviction take
- * the idle ones straight away, never walking the busy ones (issue 9: the
+ * the idle ones straight away, never walking the busy ones (the
  * old LRU kept busy sessions at its head, so each expiry walked them and
  * eviction gave up after 64). */
 static void test_busy_sessions_off_the_idle_list(void)

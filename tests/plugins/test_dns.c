@@ -5,7 +5,7 @@
  * (ids, flags, rcodes, sections, the OPT record), the plugin's counters by
  * name, hostile queries, and what the plugin does when the host refuses a
  * reply (over max_datagram, over the amplification credit): it sends the
- * truncated form. The parser and writer alone are tests/plugins/test_dns;
+ * truncated form. The parser and writer alone are tests/plugins/test_dns_wire;
  * real clients and NSD are tests/integration/dns_clients.py, dns_nsd.py. */
 #include "config.h"
 

@@ -14,7 +14,7 @@
  * that refuses writes
  * keeps the lines and retries on the clock; stopping writes what is
  * buffered. The parsers and the line writer
- * alone are tests/plugins/test_syslog; logger and the daemon are
+ * alone are tests/plugins/test_syslog_parse; logger and the daemon are
  * tests/integration/test_syslog. */
 #include "config.h"
 
