@@ -7,7 +7,7 @@
  * session, timer, list), never the server. Work for after the current
  * callbacks (frames after a completed one, sessions with queued datagrams,
  * frames of an awaited datagram) goes on the server's ready lists, which
- * its caller sees (dg_dispatch_has_work) and the server's post event runs
+ * its caller sees (dg_server_has_work) and the server's post event runs
  * (dg_dispatch_run_ready). */
 #include "config.h"
 
