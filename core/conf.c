@@ -610,12 +610,52 @@ static int set_done(struct ctx *c, json_t *v, void *obj, const struct directive 
 	return DG_OK;
 }
 
+/* The codec registry (process-wide: codecs/codec.c) holds the codec
+ * modules of one config, the active one: the config loaded last, or the
+ * one given to dg_config_use. Only this file fills it, empties it and
+ * refills it; NULL: no config's modules are in it (the built-in codecs
+ * always are, and a test may register its own). */
+static const struct dg_config *codecs_active;
+
+/* Make cfg's codec modules the registry's (in their load order). */
+static void codecs_activate(const struct dg_config *cfg)
+{
+	dg_loader_register_codecs(&cfg->codec_modules); /* resets first */
+	codecs_active = cfg;
+}
+
+void dg_config_use(const struct dg_config *cfg)
+{
+	if (cfg != codecs_active)
+		codecs_activate(cfg);
+}
+
+/* A config is freed: its modules close (dg_loader_release takes whatever
+ * layers they had registered out of the registry, which would otherwise
+ * point into unmapped code); the active config's come back if it was not
+ * the one freed. */
+static void codecs_release(struct dg_config *cfg)
+{
+	bool had = cfg->codec_modules.codecs != NULL;
+
+	dg_loader_release(&cfg->codec_modules);
+	if (cfg == codecs_active)
+		codecs_active = NULL;
+	else if (had && codecs_active)
+		codecs_activate(codecs_active);
+}
+
 static int load_codec_modules(struct ctx *c, json_t *root, struct dg_config *cfg)
 {
 	json_t *mods = json_is_object(root) ? json_object_get(root, "codec_modules") : NULL;
 	json_t *pd = json_is_object(root) ? json_object_get(root, "plugin_dir") : NULL;
 	char path[4096], err[600];
 
+	/* The new config becomes the active one: another config's modules
+	 * leave the registry, so that their layers' names are free again. */
+	if (codecs_active && codecs_active->codec_modules.codecs)
+		dg_codec_registry_reset();
+	codecs_active = cfg;
 	if (!mods)
 		return DG_OK;
 	size_t saved = path_push_key(c, "codec_modules");
@@ -867,7 +907,7 @@ void dg_config_free(struct dg_config *cfg)
 		dg_acl_release(&l->acl);
 	}
 	free(cfg->listeners);
-	dg_loader_release(&cfg->codec_modules);
+	codecs_release(cfg);
 	json_decref(cfg->codec_module_names);
 	free(cfg->plugin_dir);
 	free(cfg->user);

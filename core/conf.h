@@ -89,8 +89,14 @@ struct dg_config {
  * Codec modules named in "codec_modules" are loaded (and registered) here,
  * since the listeners' codec specs may name their layers; bare module names
  * are looked up in plugin_dir (the config's own "plugin_dir" wins).
- * *out is owned by the caller (dg_config_free). Only one config with codec
- * modules may exist at a time: the codec registry is process-wide. */
+ * *out is owned by the caller (dg_config_free).
+ *
+ * The codec registry is process-wide and holds the codec modules of one
+ * config, the active one: a config loaded here becomes active (another
+ * config's modules leave the registry first); dg_config_use makes an older
+ * one active again; dg_config_free of the active config leaves no config's
+ * modules registered, of another keeps the active one's. Nothing outside
+ * conf.c resets or fills the registry. */
 int dg_config_load(const char *path, const char *plugin_dir, struct dg_config **out,
                    char *err, size_t errlen);
 
@@ -99,6 +105,10 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
                     const char *plugin_dir, struct dg_config **out, char *err, size_t errlen);
 
 void dg_config_free(struct dg_config *cfg);
+
+/* Make cfg the active config of the codec registry (see dg_config_load):
+ * a master whose reload failed goes back to the serving config's. */
+void dg_config_use(const struct dg_config *cfg);
 
 /* Forget what a check pass filled in for -T (plugin_shown): a config that
  * is served does not carry it into the workers, which _exit without

@@ -143,7 +143,7 @@ static void child_close_others(struct master *m, struct gen *g, unsigned i)
 		close(g->ready_pipe[0]);
 }
 
-static void gen_free(struct master *m, struct gen *g);
+static void gen_free(struct gen *g);
 
 /* In a worker, before it exits: free the master's state it inherited
  * (every generation, each one's config, the counters' base), so that a
@@ -159,11 +159,11 @@ static void child_release(struct master *m)
 		struct gen *o = m->old;
 		m->old = o->next;
 		o->owns_cfg = true;
-		gen_free(m, o);
+		gen_free(o);
 	}
 	if (cur) {
 		cur->owns_cfg = true;
-		gen_free(m, cur);
+		gen_free(cur);
 	}
 	free(m->base);
 	m->base = NULL;
@@ -527,7 +527,7 @@ static void gen_fold(struct master *m, const struct gen *g)
 	}
 }
 
-static void gen_free(struct master *m, struct gen *g)
+static void gen_free(struct gen *g)
 {
 	if (!g)
 		return;
@@ -540,13 +540,8 @@ static void gen_free(struct master *m, struct gen *g)
 			close(g->ready_pipe[i]);
 	if (g->shm && g->shm != MAP_FAILED)
 		munmap(g->shm, g->shm_size);
-	if (g->owns_cfg) {
-		dg_config_free(g->cfg);
-		/* That forgot every codec layer: the current config's are
-		 * needed to restart its workers. */
-		if (m->cur && m->cur != g)
-			dg_loader_register_codecs(&m->cur->cfg->codec_modules);
-	}
+	if (g->owns_cfg)
+		dg_config_free(g->cfg); /* the codec registry keeps the current config's */
 	free(g->fds);
 	free(g->bound);
 	free(g->w);
@@ -636,7 +631,7 @@ static struct gen *gen_new(struct master *m, struct dg_config *cfg, bool owns_cf
 	return g;
 fail:
 	g->owns_cfg = false; /* the caller's still */
-	gen_free(m, g);
+	gen_free(g);
 	return NULL;
 }
 
@@ -698,7 +693,7 @@ static void retire_done(struct master *m)
 		*p = g->next;
 		dg_log(DG_LOG_INFO, "reload: generation %u has exited", g->id);
 		gen_fold(m, g);
-		gen_free(m, g);
+		gen_free(g);
 		if (!m->stopping)
 			metrics_restart(m); /* with the new totals */
 	}
@@ -941,9 +936,8 @@ static void reload(struct master *m)
 
 	dg_log(DG_LOG_INFO, "signal HUP: reloading %s", cur->cfg->path);
 	dg_notify("RELOADING=1\nSTATUS=reloading");
-	/* The codec registry is process-wide: the new config registers its
-	 * own codec modules; on failure the current ones come back. */
-	dg_codec_registry_reset();
+	/* The new config's codec modules replace the current one's in the
+	 * codec registry (dg_config_load); on failure they come back. */
 	if (dg_config_load(cur->cfg->path, m->plugin_dir, &cfg, err, sizeof(err))) {
 		dg_log(DG_LOG_ERROR, "reload: %s", err);
 		goto fail;
@@ -979,10 +973,10 @@ static void reload(struct master *m)
 	return;
 fail:
 	if (g)
-		gen_free(m, g); /* frees cfg */
+		gen_free(g); /* frees cfg */
 	else
 		dg_config_free(cfg);
-	dg_loader_register_codecs(&cur->cfg->codec_modules);
+	dg_config_use(cur->cfg);
 	dg_log(DG_LOG_ERROR, "reload: failed; generation %u keeps serving the old configuration",
 	       cur->id);
 	dg_notify("READY=1\nSTATUS=serving (the last reload failed)");
@@ -1092,7 +1086,7 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 		rc = DG_ERROR;
 	}
 out:
-	gen_free(&m, m.cur);
+	gen_free(m.cur);
 	free(m.base);
 	if (m.metrics_fd >= 0)
 		close(m.metrics_fd);
