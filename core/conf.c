@@ -14,10 +14,11 @@
 
 #include <dgramd/codec.h>
 
+#include "addr.h"
 #include "conf.h"
 #include "jsonload.h"
-#include "privs.h"
 #include "log.h"
+#include "privs.h"
 
 struct ctx {
 	const char *name; /* file name for messages */
@@ -441,6 +442,14 @@ static int set_name(struct ctx *c, json_t *v, void *obj, const struct directive 
 	            s ? dg_log_escape(s, len, shown, sizeof(shown)) : "", s ? "'" : "");
 }
 
+/* A key that was a setting once: refused with what replaced it, so that an
+ * old config says what to delete rather than "unknown key". */
+static int set_gone_reuseport(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+{
+	(void)v, (void)obj, (void)d;
+	return fail(c, "no longer a setting: every socket has SO_REUSEPORT (delete the key)");
+}
+
 #define L(field) offsetof(struct dg_listener_conf, field)
 static const struct directive amplification_directives[] = {
 	{ "factor", set_uint, L(amp_factor), 0, 1000000, false },
@@ -462,7 +471,7 @@ static const struct directive listener_directives[] = {
 	{ "send_queue", set_uint, L(send_queue), 0, 1 << 20, false },
 	{ "rcvbuf", set_int, L(rcvbuf), 0, 1 << 30, false },
 	{ "sndbuf", set_int, L(sndbuf), 0, 1 << 30, false },
-	{ "reuseport", set_bool, L(reuseport), 0, 0, false },
+	{ "reuseport", set_gone_reuseport, 0, 0, 0, false },
 	{ "ordering", set_ordering, L(ordering), 0, 0, false },
 	{ "peer_queue", set_uint, L(peer_queue), 0, 65536, false },
 	{ "peer_concurrency", set_uint, L(peer_concurrency), 1, 65536, false },
@@ -601,12 +610,52 @@ static int set_done(struct ctx *c, json_t *v, void *obj, const struct directive 
 	return DG_OK;
 }
 
+/* The codec registry (process-wide: codecs/codec.c) holds the codec
+ * modules of one config, the active one: the config loaded last, or the
+ * one given to dg_config_use. Only this file fills it, empties it and
+ * refills it; NULL: no config's modules are in it (the built-in codecs
+ * always are, and a test may register its own). */
+static const struct dg_config *codecs_active;
+
+/* Make cfg's codec modules the registry's (in their load order). */
+static void codecs_activate(const struct dg_config *cfg)
+{
+	dg_loader_register_codecs(&cfg->codec_modules); /* resets first */
+	codecs_active = cfg;
+}
+
+void dg_config_use(const struct dg_config *cfg)
+{
+	if (cfg != codecs_active)
+		codecs_activate(cfg);
+}
+
+/* A config is freed: its modules close (dg_loader_release takes whatever
+ * layers they had registered out of the registry, which would otherwise
+ * point into unmapped code); the active config's come back if it was not
+ * the one freed. */
+static void codecs_release(struct dg_config *cfg)
+{
+	bool had = cfg->codec_modules.codecs != NULL;
+
+	dg_loader_release(&cfg->codec_modules);
+	if (cfg == codecs_active)
+		codecs_active = NULL;
+	else if (had && codecs_active)
+		codecs_activate(codecs_active);
+}
+
 static int load_codec_modules(struct ctx *c, json_t *root, struct dg_config *cfg)
 {
 	json_t *mods = json_is_object(root) ? json_object_get(root, "codec_modules") : NULL;
 	json_t *pd = json_is_object(root) ? json_object_get(root, "plugin_dir") : NULL;
 	char path[4096], err[600];
 
+	/* The new config becomes the active one: another config's modules
+	 * leave the registry, so that their layers' names are free again. */
+	if (codecs_active && codecs_active->codec_modules.codecs)
+		dg_codec_registry_reset();
+	codecs_active = cfg;
 	if (!mods)
 		return DG_OK;
 	size_t saved = path_push_key(c, "codec_modules");
@@ -641,16 +690,6 @@ static int set_workers(struct ctx *c, json_t *v, void *obj, const struct directi
 		return fail(c, "expected an integer from %lld to %lld, or \"auto\" (one per CPU)",
 		            d->lo, d->hi);
 	*w = (unsigned)json_integer_value(v);
-	return DG_OK;
-}
-
-/* Workers share ports through SO_REUSEPORT (the master binds a socket per
- * worker; with port 0, the others bind the port the first one got). */
-static int check_workers(struct ctx *c, struct dg_config *cfg)
-{
-	(void)c;
-	for (unsigned i = 0; i < cfg->n_listeners; i++)
-		cfg->listeners[i].reuseport = true;
 	return DG_OK;
 }
 
@@ -780,8 +819,6 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 	if (!rc)
 		rc = apply(&c, root, cfg, top_directives);
 	if (!rc)
-		rc = check_workers(&c, cfg);
-	if (!rc)
 		rc = check_user(&c, cfg);
 	json_decref(root);
 	if (rc)
@@ -870,7 +907,7 @@ void dg_config_free(struct dg_config *cfg)
 		dg_acl_release(&l->acl);
 	}
 	free(cfg->listeners);
-	dg_loader_release(&cfg->codec_modules);
+	codecs_release(cfg);
 	json_decref(cfg->codec_module_names);
 	free(cfg->plugin_dir);
 	free(cfg->user);
@@ -880,71 +917,6 @@ void dg_config_free(struct dg_config *cfg)
 	free(cfg->path);
 	free(cfg->dir);
 	free(cfg);
-}
-
-bool dg_addr_parse(const char *text, struct dg_addr *addr)
-{
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *colon, *hs = text;
-	size_t hlen;
-
-	memset(addr, 0, sizeof(*addr));
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-		if (!close || close[1] != ':')
-			return false;
-		hs = text + 1;
-		hlen = (size_t)(close - hs);
-		colon = close + 1;
-	} else {
-		colon = strrchr(text, ':');
-		if (!colon || memchr(text, ':', (size_t)(colon - text)))
-			return false;
-		hlen = (size_t)(colon - text);
-	}
-	if (hlen == 0 || hlen >= sizeof(host))
-		return false;
-	memcpy(host, hs, hlen);
-	host[hlen] = '\0';
-	char *end;
-	errno = 0;
-	unsigned long port = strtoul(colon + 1, &end, 10);
-	if (colon[1] < '0' || colon[1] > '9' || *end || errno || port > 65535)
-		return false;
-	if (text[0] == '[') {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&addr->ss;
-		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-			return false;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		addr->len = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&addr->ss;
-		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-			return false;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		addr->len = sizeof(*s4);
-	}
-	return true;
-}
-
-const char *dg_addr_format(const struct sockaddr *sa, char *buf, size_t len)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		snprintf(buf, len, "[%s]:%u", host, ntohs(s6->sin6_port));
-	} else if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		snprintf(buf, len, "%s:%u", host, ntohs(s4->sin_port));
-	} else {
-		snprintf(buf, len, "(address family %d)", sa->sa_family);
-	}
-	return buf;
 }
 
 static bool is_loopback(const struct dg_addr *a)
@@ -1193,6 +1165,13 @@ static json_t *get_codec_modules(const void *obj, const struct directive *d, str
 	return cfg->codec_module_names ? json_deep_copy(cfg->codec_module_names) : json_array();
 }
 
+/* A refused key (set_gone_*) has nothing to show. */
+static json_t *get_gone(const void *obj, const struct directive *d, struct dump *dp)
+{
+	(void)obj, (void)d, (void)dp;
+	return json_null();
+}
+
 /* A setter's getter; an object of directives applied to the same struct
  * (set_log and the like) names its table in sub instead. */
 static const struct getter {
@@ -1213,6 +1192,7 @@ static const struct getter {
 	{ set_rate_limit, get_rate_limit, NULL },
 	{ set_log, NULL, log_directives },
 	{ set_amplification, NULL, amplification_directives },
+	{ set_gone_reuseport, get_gone, NULL },
 	{ NULL, NULL, NULL },
 };
 

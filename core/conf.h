@@ -10,14 +10,9 @@
 #include <jansson.h>
 
 #include "acl.h"
+#include "addr.h"
 #include "loader.h"
 #include "throttle.h"
-
-/* A bind address: numeric IPv4 "a.b.c.d:port" or IPv6 "[addr]:port". */
-struct dg_addr {
-	struct sockaddr_storage ss;
-	socklen_t len;
-};
 
 #define DG_LISTENER_NAME_MAX 64
 
@@ -35,7 +30,6 @@ struct dg_listener_conf {
 	unsigned max_datagram; /* bytes; larger datagrams are dropped */
 	unsigned send_queue;   /* replies queued when the socket is full */
 	int rcvbuf, sndbuf;    /* 0: kernel default */
-	bool reuseport;
 	bool ordering;         /* "ordering": "peer" (true) or "none" */
 	unsigned peer_queue;   /* datagrams waiting per busy peer */
 	unsigned peer_concurrency; /* requests of one peer in progress at once (ordering "peer") */
@@ -95,8 +89,14 @@ struct dg_config {
  * Codec modules named in "codec_modules" are loaded (and registered) here,
  * since the listeners' codec specs may name their layers; bare module names
  * are looked up in plugin_dir (the config's own "plugin_dir" wins).
- * *out is owned by the caller (dg_config_free). Only one config with codec
- * modules may exist at a time: the codec registry is process-wide. */
+ * *out is owned by the caller (dg_config_free).
+ *
+ * The codec registry is process-wide and holds the codec modules of one
+ * config, the active one: a config loaded here becomes active (another
+ * config's modules leave the registry first); dg_config_use makes an older
+ * one active again; dg_config_free of the active config leaves no config's
+ * modules registered, of another keeps the active one's. Nothing outside
+ * conf.c resets or fills the registry. */
 int dg_config_load(const char *path, const char *plugin_dir, struct dg_config **out,
                    char *err, size_t errlen);
 
@@ -105,6 +105,10 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
                     const char *plugin_dir, struct dg_config **out, char *err, size_t errlen);
 
 void dg_config_free(struct dg_config *cfg);
+
+/* Make cfg the active config of the codec registry (see dg_config_load):
+ * a master whose reload failed goes back to the serving config's. */
+void dg_config_use(const struct dg_config *cfg);
 
 /* Forget what a check pass filled in for -T (plugin_shown): a config that
  * is served does not carry it into the workers, which _exit without
@@ -127,11 +131,5 @@ void dg_config_warn_unprotected(const struct dg_config *cfg);
 /* Edit distance between two short strings (99 for 63 bytes or more): a
  * key within 2 of a known one gets a "did you mean". */
 unsigned dg_edit_distance(const char *a, const char *b);
-
-/* Parse "host:port" as above into *addr; false if it is not one. */
-bool dg_addr_parse(const char *text, struct dg_addr *addr);
-
-/* Format an address as "1.2.3.4:53" or "[::1]:53" (always terminated). */
-const char *dg_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 
 #endif

@@ -7,7 +7,7 @@
  * session, timer, list), never the server. Work for after the current
  * callbacks (frames after a completed one, sessions with queued datagrams,
  * frames of an awaited datagram) goes on the server's ready lists, which
- * its caller sees (dg_dispatch_has_work) and the server's post event runs
+ * its caller sees (dg_server_has_work) and the server's post event runs
  * (dg_dispatch_run_ready). */
 #include "config.h"
 
@@ -17,8 +17,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "addr.h"
+#include "dispatch.h"
 #include "handover.h"
+#include "log.h"
+#include "ratelimit.h"
 #include "server.h"
+#include "tx.h"
 
 #define REQ(srv, idx) (&(srv)->rt.reqs[(idx)])
 /* The request table's links, as the table is now (it moves when it grows). */
@@ -758,10 +763,7 @@ static void close_session(struct dg_listener *l, struct dg_session *sess, int re
 		l->plugin->on_session_close(l->state, dg_session_handle(sess), reason);
 	if (sess->data_free)
 		sess->data_free(sess->data);
-	size_t qbytes = l->sessions.q_bytes;
-	l->srv->queued -= sess->q_len;
 	dg_session_free(&l->sessions, sess, &dropped);
-	l->srv->mem.queued -= qbytes - l->sessions.q_bytes;
 	l->c->drop[DG_DROP_SHUTDOWN] += dropped;
 }
 
@@ -842,8 +844,6 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 	/* Per-peer order: while the peer has peer_concurrency requests in
 	 * progress (or older datagrams waiting), this one waits too, undecoded. */
 	if (sess->active >= peer_limit(l) || sess->q_len || sess->waiter) {
-		uint32_t before = sess->q_len;
-		size_t qbytes = l->sessions.q_bytes;
 		bool queued;
 		if (len + sizeof(struct dg_qitem) > dg_membudget_room(&l->srv->mem))
 			return drop(l, DG_DROP_MEMORY);
@@ -851,9 +851,6 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 		        l->conf->peer_queue, l->conf->queue_bytes,
 		        (enum dg_drop_policy)l->conf->drop_policy, &queued);
 		l->c->queued += queued;
-		l->srv->queued += sess->q_len;
-		l->srv->queued -= before;
-		l->srv->mem.queued += l->sessions.q_bytes - qbytes; /* size_t: a fall wraps right */
 		return;
 	}
 	process(s, sess, buf, len);
@@ -883,10 +880,7 @@ static void run_session(struct dg_server *srv, struct dg_listener *l, struct dg_
 
 	while (sess->q_len && (sess->waiter ? !inbox_busy(srv, sess) : sess->active < limit)) {
 		struct dg_sock *s = dg_session_q_first(sess)->s;
-		size_t qbytes = s->l->sessions.q_bytes;
 		struct dg_qitem *it = dg_session_dequeue(&s->l->sessions, sess);
-		srv->queued--;
-		srv->mem.queued -= qbytes - s->l->sessions.q_bytes;
 		if (sess->waiter)
 			await_datagram(s, sess, it->data, it->len);
 		else
@@ -990,12 +984,16 @@ static void on_sweep(struct dg_tm *tm, void *arg)
 	}
 }
 
-int dg_listener_sessions_init(struct dg_listener *l)
+int dg_dispatch_sessions_init(struct dg_listener *l)
 {
 	if (dg_sessions_init(&l->sessions, l->conf->max_peers))
 		return DG_ENOMEM;
 	l->sessions.id = l->srv->id; /* registered before its listeners (server.c) */
 	l->sessions.tag = (uint8_t)(l - l->srv->listeners);
+	/* The server's totals of queued datagrams and bytes (the memory
+	 * budget) follow every listener's queues: the table keeps them. */
+	l->sessions.total_len = &l->srv->queued;
+	l->sessions.total_bytes = &l->srv->mem.queued;
 	/* Places kept for both timers: arming them later cannot fail. */
 	dg_tm_init(&l->sweep, on_sweep, l);
 	dg_tm_init(&l->deadline, on_deadline, l);
@@ -1006,7 +1004,7 @@ int dg_listener_sessions_init(struct dg_listener *l)
 
 /* Shutdown: every session closes (the plugin is told), queued datagrams
  * are dropped and counted. */
-void dg_listener_sessions_close(struct dg_listener *l, int reason)
+void dg_dispatch_sessions_close(struct dg_listener *l, int reason)
 {
 	struct dg_session *sess;
 

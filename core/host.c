@@ -16,7 +16,16 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "addr.h"
+#include "dispatch.h"
+#include "host.h"
+#include "log.h"
+#include "options.h"
+#include "pmetrics.h"
+#include "ptimer.h"
+#include "ratelimit.h"
 #include "server.h"
+#include "tx.h"
 
 #define REQ(srv, idx) (&(srv)->rt.reqs[(idx)])
 
@@ -324,24 +333,6 @@ static struct event_base *host_event_base(struct dg_instance *self)
 	return l ? l->srv->base : NULL;
 }
 
-static void timer_unlink(struct dg_timer *t)
-{
-	dg_dlist_unlink(&t->l->timers, &t->link);
-	dg_tm_cancel(&t->l->srv->timers, &t->tm);
-	free(t);
-}
-
-static void timer_fire(struct dg_tm *tm, void *arg)
-{
-	struct dg_timer *t = arg;
-	void (*cb)(void *) = t->cb;
-	void *cbarg = t->arg;
-	(void)tm;
-
-	timer_unlink(t);
-	cb(cbarg);
-}
-
 static struct dg_timer *host_timer_start(struct dg_instance *self, unsigned ms,
                                          void (*cb)(void *arg), void *arg)
 {
@@ -354,50 +345,14 @@ static struct dg_timer *host_timer_start(struct dg_instance *self, unsigned ms,
 		           l->conf->name, l->plugin->name);
 		return NULL;
 	}
-	if (l->timers_stopped) /* shutdown: it could never fire */
-		return NULL;
-	struct dg_timer *t = calloc(1, sizeof(*t));
-	if (!t)
-		return NULL;
 	/* From the plugin's own callbacks too: the cached clock may be old. */
 	dg_server_clock(l->srv);
-	dg_tm_init(&t->tm, timer_fire, t);
-	if (dg_tm_arm(&l->srv->timers, &t->tm, l->srv->now_ms + ms)) {
-		free(t);
-		return NULL;
-	}
-	t->l = l;
-	t->cb = cb;
-	t->arg = arg;
-	dg_dlist_push(&l->timers, &t->link);
-	return t;
+	return dg_ptimer_start(l, ms, cb, arg);
 }
 
-/* At shutdown, after dg_timers_cancel_all, the timer is stopped already
- * but still the plugin's to cancel: freed here, or by dg_timers_free_all. */
 static void host_timer_cancel(struct dg_timer *t)
 {
-	if (t)
-		timer_unlink(t);
-}
-
-/* Shutdown: stop every timer (none fires again) and refuse new ones, but
- * free none: the plugin may still cancel its handles from
- * on_session_close (DG_CLOSE_SHUTDOWN) and fini(), which run after this. */
-void dg_timers_cancel_all(struct dg_listener *l)
-{
-	l->timers_stopped = true;
-	for (struct dg_dlink *t = dg_dlist_first(&l->timers); t; t = t->next)
-		dg_tm_cancel(&l->srv->timers, &dg_list_entry(t, struct dg_timer, link)->tm);
-}
-
-/* After fini(): free the timers the plugin left. */
-void dg_timers_free_all(struct dg_listener *l)
-{
-	struct dg_dlink *t;
-
-	while ((t = dg_dlist_first(&l->timers)))
-		timer_unlink(dg_list_entry(t, struct dg_timer, link));
+	dg_ptimer_cancel(t);
 }
 
 static const char *host_peer_format(const struct dg_peer *peer, char *buf, size_t len)
@@ -516,9 +471,9 @@ const struct dg_host dg_host_table = {
 	.session_set = host_session_set,
 	.addr_parse = host_addr_parse,
 	.peer_validate = host_peer_validate,
-	.metric_new = dg_host_metric_new,
-	.metric_add = dg_host_metric_add,
-	.metric_set = dg_host_metric_set,
+	.metric_new = dg_pmetric_new,
+	.metric_add = dg_pmetric_add,
+	.metric_set = dg_pmetric_set,
 	.request_reply = host_request_reply,
 	.request_complete = host_request_complete,
 	.request_set_data = host_request_set_data,

@@ -12,27 +12,35 @@
 bool dg_io_no_mmsg;
 unsigned dg_io_fault_send;
 
-/* Returns true when this send must fail with EAGAIN; may shrink *n. */
+/* Returns true when this send must fail with EAGAIN; may shrink *n. The
+ * call after an injected EAGAIN always goes through, as a buffer that has
+ * drained would take it: the send queue, which sends through here too
+ * (EV_WRITE), gets its datagram out. */
 static bool fault(unsigned *n)
 {
 	static unsigned calls;
-	static bool fail_next;
+	static enum { NORMAL, FAIL_NEXT, PASS_NEXT } next;
 
 	if (!dg_io_fault_send)
 		return false;
-	if (fail_next) {
-		fail_next = false;
+	if (next == FAIL_NEXT) {
+		next = PASS_NEXT;
 		errno = EAGAIN;
 		return true;
+	}
+	if (next == PASS_NEXT) {
+		next = NORMAL;
+		return false;
 	}
 	if (++calls % dg_io_fault_send)
 		return false;
 	if (*n < 2) {
+		next = PASS_NEXT;
 		errno = EAGAIN;
 		return true;
 	}
 	*n /= 2;
-	fail_next = true;
+	next = FAIL_NEXT;
 	return false;
 }
 

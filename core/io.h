@@ -23,8 +23,10 @@ typedef struct {
 extern bool dg_io_no_mmsg;
 
 /* Fault injection for tests (environment DGRAMD_FAULT_SEND=N): every Nth
- * batched send stops half-way and the call after it fails with EAGAIN, as a
- * full socket buffer would. Loopback never fills one. 0: off. */
+ * send stops half-way (a batch) or fails with EAGAIN (a single datagram),
+ * and a batch cut short is followed by a call that fails with EAGAIN, as a
+ * full socket buffer would; the call after an injected EAGAIN goes through
+ * (the buffer drained). Loopback never fills one. 0: off. */
 extern unsigned dg_io_fault_send;
 
 /* Receive up to n datagrams without blocking, with MSG_TRUNC so msg_len is

@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "ratelimit.h"
 
 enum log_mode {
 	LOG_PLAIN,  /* a regular file (or unknown): write(2) never waits on a reader */
@@ -368,21 +369,4 @@ const char *dg_log_escape(const void *text, size_t len, char *buf, size_t cap)
 	}
 	buf[o] = '\0';
 	return buf;
-}
-
-bool dg_ratelimit_allow(struct dg_ratelimit *rl, time_t now, unsigned long *suppressed)
-{
-	*suppressed = 0;
-	if (now >= rl->start + (time_t)rl->interval) {
-		*suppressed = rl->suppressed;
-		rl->start = now;
-		rl->printed = 0;
-		rl->suppressed = 0;
-	}
-	if (rl->printed < rl->burst) {
-		rl->printed++;
-		return true;
-	}
-	rl->suppressed++;
-	return false;
 }

@@ -63,20 +63,4 @@ const char *dg_log_escape(const void *text, size_t len, char *buf, size_t cap);
 
 #define dg_log_enabled(level) ((level) <= dg_log_get_level())
 
-/* At most `burst` messages per `interval` seconds. When a new interval
- * opens after messages were held back, dg_ratelimit_allow() reports how
- * many in *suppressed so the caller can say so in the next message. */
-struct dg_ratelimit {
-	unsigned interval; /* seconds */
-	unsigned burst;
-	time_t start;
-	unsigned printed;
-	unsigned long suppressed;
-};
-
-#define DG_RATELIMIT_INIT(interval_s, burst_n) { .interval = (interval_s), .burst = (burst_n) }
-
-/* now: a cached clock (the event loop's), so no syscall per call. */
-bool dg_ratelimit_allow(struct dg_ratelimit *rl, time_t now, unsigned long *suppressed);
-
 #endif

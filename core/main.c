@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "host.h"
+#include "log.h"
 #include "master.h"
 #include "pidfile.h"
 #include "server.h"

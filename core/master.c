@@ -35,11 +35,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "handover.h"
+#include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "notify.h"
 #include "privs.h"
 #include "server.h"
+#include "sock.h"
 
 struct worker {
 	pid_t pid;
@@ -142,7 +146,7 @@ static void child_close_others(struct master *m, struct gen *g, unsigned i)
 		close(g->ready_pipe[0]);
 }
 
-static void gen_free(struct master *m, struct gen *g);
+static void gen_free(struct gen *g);
 
 /* In a worker, before it exits: free the master's state it inherited
  * (every generation, each one's config, the counters' base), so that a
@@ -158,11 +162,11 @@ static void child_release(struct master *m)
 		struct gen *o = m->old;
 		m->old = o->next;
 		o->owns_cfg = true;
-		gen_free(m, o);
+		gen_free(o);
 	}
 	if (cur) {
 		cur->owns_cfg = true;
-		gen_free(m, cur);
+		gen_free(cur);
 	}
 	free(m->base);
 	m->base = NULL;
@@ -211,7 +215,7 @@ static void worker_main(struct master *m, struct gen *g, unsigned i, int ctl)
 			dg_log(DG_LOG_WARN, "cannot tell the master it is ready: %s", strerror(errno));
 		if (g->ready_pipe[1] >= 0)
 			close(g->ready_pipe[1]);
-		rc = dg_server_run(&srv, NULL);  /* drops privileges once bound */
+		rc = dg_server_run(&srv);  /* drops privileges once bound */
 		dg_server_finish(&srv);
 		dg_log_set_patience(DG_LOG_EXIT_PATIENCE_MS);
 		dg_server_log_stats(&srv);
@@ -526,7 +530,7 @@ static void gen_fold(struct master *m, const struct gen *g)
 	}
 }
 
-static void gen_free(struct master *m, struct gen *g)
+static void gen_free(struct gen *g)
 {
 	if (!g)
 		return;
@@ -539,13 +543,8 @@ static void gen_free(struct master *m, struct gen *g)
 			close(g->ready_pipe[i]);
 	if (g->shm && g->shm != MAP_FAILED)
 		munmap(g->shm, g->shm_size);
-	if (g->owns_cfg) {
-		dg_config_free(g->cfg);
-		/* That forgot every codec layer: the current config's are
-		 * needed to restart its workers. */
-		if (m->cur && m->cur != g)
-			dg_loader_register_codecs(&m->cur->cfg->codec_modules);
-	}
+	if (g->owns_cfg)
+		dg_config_free(g->cfg); /* the codec registry keeps the current config's */
 	free(g->fds);
 	free(g->bound);
 	free(g->w);
@@ -576,7 +575,7 @@ static int gen_sock(struct gen *g, const struct gen *prev, const struct dg_liste
 				return DG_ERROR;
 			}
 			g->bound[k] = prev->bound[pk];
-			dg_server_sockopts(lc, *fd, &g->bound[k]);
+			dg_sock_opts(lc, *fd, &g->bound[k]);
 			return DG_OK;
 		}
 	}
@@ -585,7 +584,7 @@ static int gen_sock(struct gen *g, const struct gen *prev, const struct dg_liste
 	 * as a bind without SO_REUSEPORT would. Port 0 (a new one: an old
 	 * generation's was kept above) is always bound so, else its search
 	 * could pick a port another process shares through SO_REUSEPORT. */
-	*fd = dg_server_bind(lc, i ? &g->bound[k] : addr, (!prev || addr_port(addr) == 0) && !i,
+	*fd = dg_sock_bind(lc, i ? &g->bound[k] : addr, (!prev || addr_port(addr) == 0) && !i,
 	                     &got);
 	if (*fd < 0)
 		return DG_ERROR;
@@ -635,7 +634,7 @@ static struct gen *gen_new(struct master *m, struct dg_config *cfg, bool owns_cf
 	return g;
 fail:
 	g->owns_cfg = false; /* the caller's still */
-	gen_free(m, g);
+	gen_free(g);
 	return NULL;
 }
 
@@ -697,7 +696,7 @@ static void retire_done(struct master *m)
 		*p = g->next;
 		dg_log(DG_LOG_INFO, "reload: generation %u has exited", g->id);
 		gen_fold(m, g);
-		gen_free(m, g);
+		gen_free(g);
 		if (!m->stopping)
 			metrics_restart(m); /* with the new totals */
 	}
@@ -983,9 +982,8 @@ static void reload(struct master *m)
 
 	dg_log(DG_LOG_INFO, "signal HUP: reloading %s", cur->cfg->path);
 	dg_notify("RELOADING=1\nSTATUS=reloading");
-	/* The codec registry is process-wide: the new config registers its
-	 * own codec modules; on failure the current ones come back. */
-	dg_codec_registry_reset();
+	/* The new config's codec modules replace the current one's in the
+	 * codec registry (dg_config_load); on failure they come back. */
 	if (dg_config_load(cur->cfg->path, m->plugin_dir, &cfg, err, sizeof(err))) {
 		dg_log(DG_LOG_ERROR, "reload: %s", err);
 		goto fail;
@@ -1022,10 +1020,10 @@ static void reload(struct master *m)
 	return;
 fail:
 	if (g)
-		gen_free(m, g); /* frees cfg */
+		gen_free(g); /* frees cfg */
 	else
 		dg_config_free(cfg);
-	dg_loader_register_codecs(&cur->cfg->codec_modules);
+	dg_config_use(cur->cfg);
 	dg_log(DG_LOG_ERROR, "reload: failed; generation %u keeps serving the old configuration",
 	       cur->id);
 	dg_notify("READY=1\nSTATUS=serving (the last reload failed)");
@@ -1135,7 +1133,7 @@ int dg_master_run(struct dg_config *cfg, const char *plugin_dir, const char *rea
 		rc = DG_ERROR;
 	}
 out:
-	gen_free(&m, m.cur);
+	gen_free(m.cur);
 	free(m.base);
 	if (m.metrics_fd >= 0)
 		close(m.metrics_fd);

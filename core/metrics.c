@@ -13,9 +13,11 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "addr.h"
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 
 /* After an accept error (EMFILE, ENFILE, ENOBUFS...) the connection stays
  * in the backlog and the socket stays readable: accepting again at once

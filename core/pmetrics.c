@@ -5,6 +5,9 @@
 
 #include <string.h>
 
+#include "host.h"
+#include "log.h"
+#include "pmetrics.h"
 #include "server.h"
 
 static bool valid_name(const char *name)
@@ -16,7 +19,7 @@ static bool valid_name(const char *name)
 	return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
 }
 
-struct dg_metric *dg_host_metric_new(struct dg_instance *self, const char *name, const char *help,
+struct dg_metric *dg_pmetric_new(struct dg_instance *self, const char *name, const char *help,
                                      int kind)
 {
 	struct dg_listener *l = dg_host_instance(self, "metric_new");
@@ -47,7 +50,7 @@ struct dg_metric *dg_host_metric_new(struct dg_instance *self, const char *name,
 	return (struct dg_metric *)free_slot;
 }
 
-void dg_host_metric_add(struct dg_metric *metric, int64_t delta)
+void dg_pmetric_add(struct dg_metric *metric, int64_t delta)
 {
 	struct dg_plugin_metric *m = (struct dg_plugin_metric *)metric;
 
@@ -55,7 +58,7 @@ void dg_host_metric_add(struct dg_metric *metric, int64_t delta)
 		m->value += delta;
 }
 
-void dg_host_metric_set(struct dg_metric *metric, int64_t value)
+void dg_pmetric_set(struct dg_metric *metric, int64_t value)
 {
 	struct dg_plugin_metric *m = (struct dg_plugin_metric *)metric;
 

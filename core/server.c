@@ -15,10 +15,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
+#include "dispatch.h"
 #include "handover.h"
+#include "host.h"
+#include "log.h"
 #include "notify.h"
+#include "options.h"
 #include "privs.h"
+#include "ptimer.h"
+#include "ratelimit.h"
 #include "server.h"
+#include "sock.h"
+#include "tx.h"
 
 uint64_t dg_server_clock_monotonic(void *arg)
 {
@@ -229,112 +238,6 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	dg_server_post_work(srv); /* the replies go out from there, with other sockets' */
 }
 
-static void set_bufsize(struct dg_listener *l, struct dg_sock *s, int opt, int want, const char *name)
-{
-	int got = 0;
-	socklen_t len = sizeof(got);
-	char a[64];
-
-	if (!want)
-		return;
-	if (setsockopt(s->fd, SOL_SOCKET, opt, &want, sizeof(want)) < 0 ||
-	    getsockopt(s->fd, SOL_SOCKET, opt, &got, &len) < 0) {
-		dg_log(DG_LOG_WARN, "listener '%s': cannot set %s on '%s': %s", l->conf->name, name,
-		       dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a)), strerror(errno));
-		return;
-	}
-	/* Linux reports twice what it grants, and caps requests at
-	 * net.core.rmem_max / wmem_max without an error; a privileged process
-	 * may go past the cap with the FORCE options (as rsyslog does). */
-	if (got / 2 < want &&
-	    setsockopt(s->fd, SOL_SOCKET, opt == SO_RCVBUF ? SO_RCVBUFFORCE : SO_SNDBUFFORCE,
-	               &want, sizeof(want)) == 0)
-		getsockopt(s->fd, SOL_SOCKET, opt, &got, &len);
-	if (got / 2 < want)
-		dg_log(DG_LOG_WARN, "listener '%s': %s on '%s': asked for %d bytes, the kernel granted %d "
-		       "(raise net.core.%s)", l->conf->name, name,
-		       dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a)), want, got / 2,
-		       opt == SO_RCVBUF ? "rmem_max" : "wmem_max");
-}
-
-static bool is_wildcard(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-	return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
-}
-
-/* Socket options that may change on a reload of an adopted socket. */
-void dg_server_sockopts(const struct dg_listener_conf *lc, int fd, const struct dg_addr *addr)
-{
-	struct dg_listener l = { .conf = lc };
-	struct dg_sock s = { .fd = fd, .bound = *addr };
-
-	set_bufsize(&l, &s, SO_RCVBUF, lc->rcvbuf, "rcvbuf");
-	set_bufsize(&l, &s, SO_SNDBUF, lc->sndbuf, "sndbuf");
-}
-
-int dg_server_bind(const struct dg_listener_conf *lc, const struct dg_addr *addr,
-                   bool exclusive, struct dg_addr *bound)
-{
-	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
-	const char *opt;
-	int one = 1;
-	char a[64];
-
-	dg_addr_format(sa, a, sizeof(a));
-	int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot create a socket for '%s': %s",
-		       lc->name, a, strerror(errno));
-		return -1;
-	}
-	/* SO_REUSEPORT on every socket: a reload may add workers, each with a
-	 * socket of its own on the same port, while the old ones still serve.
-	 * But the first socket of an address (exclusive) binds without it and
-	 * takes it on after the bind: a socket with SO_REUSEPORT may share a
-	 * port that another process of the same user holds with it, and its
-	 * port-0 search even picks such ports (then a datagram for us can go
-	 * to the other process). Bound plainly, it gets EADDRINUSE, or a port
-	 * nobody holds; later sockets bind to that port and join its group. */
-	if ((sa->sa_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-	    (!exclusive && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot set socket options on '%s': %s",
-		       lc->name, a, strerror(errno));
-		goto out_close;
-	}
-	/* Only a wildcard bind needs each datagram's destination: a specific
-	 * one has a single local address and pays nothing. */
-	if (dg_io_want_cmsg(fd, sa->sa_family, is_wildcard(sa), &opt) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot set %s on '%s': %s", lc->name, opt, a,
-		       strerror(errno));
-		goto out_close;
-	}
-	dg_server_sockopts(lc, fd, addr);
-	if (bind(fd, sa, addr->len) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot bind '%s': %s", lc->name, a,
-		       strerror(errno));
-		goto out_close;
-	}
-	if (exclusive && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': cannot set SO_REUSEPORT on '%s': %s", lc->name,
-		       a, strerror(errno));
-		goto out_close;
-	}
-	bound->len = sizeof(bound->ss);
-	if (getsockname(fd, (struct sockaddr *)&bound->ss, &bound->len) < 0) {
-		dg_log(DG_LOG_ERROR, "listener '%s': getsockname on '%s': %s", lc->name, a,
-		       strerror(errno));
-		goto out_close;
-	}
-	return fd;
-
-out_close:
-	close(fd);
-	return -1;
-}
-
 /* fd: a bound socket to adopt (from the master), or -1 to bind here. */
 static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_addr *addr, int fd)
 {
@@ -342,7 +245,7 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 
 	s->l = l;
 	s->home = s;
-	s->fd = fd >= 0 ? fd : dg_server_bind(l->conf, addr, true, &s->bound);
+	s->fd = fd >= 0 ? fd : dg_sock_bind(l->conf, addr, true, &s->bound);
 	if (s->fd < 0)
 		return DG_ERROR;
 	if (fd >= 0) {
@@ -354,7 +257,7 @@ static int sock_open(struct dg_listener *l, struct dg_sock *s, const struct dg_a
 			return DG_ERROR;
 		}
 	}
-	s->pktinfo = is_wildcard((const struct sockaddr *)&addr->ss);
+	s->pktinfo = dg_sock_is_wildcard((const struct sockaddr *)&addr->ss);
 	dg_addr_format((struct sockaddr *)&s->bound.ss, a, sizeof(a));
 	/* An adopted socket may have dropped datagrams before (a restarted
 	 * worker's, an older generation's): the kernel's counter is
@@ -383,7 +286,7 @@ static void sock_stub(struct dg_listener *l, struct dg_sock *s, const struct dg_
 	s->home = s;
 	s->fd = -1;
 	s->bound = *addr;
-	s->pktinfo = is_wildcard((const struct sockaddr *)&addr->ss);
+	s->pktinfo = dg_sock_is_wildcard((const struct sockaddr *)&addr->ss);
 }
 
 /* Log an error of server start; the harness also gets the first one. */
@@ -488,41 +391,10 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 	l->inited = true;
 	l->prove = l->plugin->proves_source &&
 	           (lc->amp_factor || lc->rate_limit.per_source.rate_u);
-	if (dg_listener_sessions_init(l)) {
+	if (dg_dispatch_sessions_init(l)) {
 		init_error(hooks, "listener '%s': out of memory for its session table", lc->name);
 		return DG_ENOMEM;
 	}
-	return DG_OK;
-}
-
-static const struct dg_counters *own_counters(void *arg, unsigned w, unsigned l)
-{
-	const struct dg_server *srv = arg;
-	(void)w;
-	return srv->listeners[l].c;
-}
-
-/* A server run on its own (not a master's worker) serves its metrics from
- * this loop. (Under the master a process of its own serves them: master.c.) */
-static int metrics_start(struct dg_server *srv)
-{
-	struct dg_metrics_src src = {
-		.n_workers = 1, .n_listeners = srv->n_listeners, .cfg = srv->cfg,
-		.counters = own_counters, .arg = srv,
-	};
-	char err[300], a[64];
-
-	if (!srv->cfg->metrics)
-		return DG_OK;
-	int fd = dg_metrics_listen(&srv->cfg->metrics_bind, err, sizeof(err));
-	if (fd < 0) {
-		dg_log(DG_LOG_ERROR, "%s: %s", srv->cfg->path, err);
-		return DG_ERROR;
-	}
-	srv->metrics = dg_metrics_new(srv->base, fd, &src);
-	if (!srv->metrics)
-		return DG_ERROR;
-	dg_log(DG_LOG_INFO, "metrics on http://%s/metrics and /stats", dg_metrics_addr(fd, a, sizeof(a)));
 	return DG_OK;
 }
 
@@ -611,9 +483,7 @@ static int server_init(struct dg_server *srv, struct dg_config *cfg, const char 
 				return DG_ERROR;
 		}
 	}
-	/* A worker (counters in the master's shared memory): the master's
-	 * metrics process serves them. */
-	return counters || hooks ? DG_OK : metrics_start(srv);
+	return DG_OK;
 }
 
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
@@ -828,32 +698,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	stop_within_deadline(srv);
 }
 
-static int write_ready_file(const struct dg_server *srv, const char *path)
-{
-	char tmp[4096], a[64];
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f) {
-		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", tmp, strerror(errno));
-		return DG_ERROR;
-	}
-	for (unsigned i = 0; i < srv->n_listeners; i++)
-		for (unsigned b = 0; b < srv->listeners[i].n_socks; b++)
-			fprintf(f, "%s %s\n", srv->listeners[i].conf->name,
-			        dg_addr_format((const struct sockaddr *)&srv->listeners[i].socks[b].bound.ss,
-			                       a, sizeof(a)));
-	/* '@' cannot start a listener name. */
-	if (srv->metrics)
-		fprintf(f, "@metrics %s\n", dg_metrics_addr(dg_metrics_fd(srv->metrics), a, sizeof(a)));
-	if (fclose(f) != 0 || rename(tmp, path) != 0) {
-		dg_log(DG_LOG_ERROR, "cannot write ready file '%s': %s", path, strerror(errno));
-		unlink(tmp);
-		return DG_ERROR;
-	}
-	return DG_OK;
-}
-
 static const int stop_sigs[DG_SERVER_NSIGS] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1 };
 
 static void stop_sigset(sigset_t *set)
@@ -871,7 +715,7 @@ int dg_server_block_signals(void)
 	return sigprocmask(SIG_BLOCK, &set, NULL) ? DG_ERROR : DG_OK;
 }
 
-int dg_server_run(struct dg_server *srv, const char *ready_file)
+int dg_server_run(struct dg_server *srv)
 {
 	sigset_t set;
 
@@ -888,10 +732,7 @@ int dg_server_run(struct dg_server *srv, const char *ready_file)
 		dg_log(DG_LOG_ERROR, "cannot unblock signals: %s", strerror(errno));
 		return DG_ERROR;
 	}
-	if (ready_file && write_ready_file(srv, ready_file))
-		return DG_ERROR;
-	/* Sockets bound, plugins initialised, ready file written: root is
-	 * not needed any more. */
+	/* Sockets bound, plugins initialised: root is not needed any more. */
 	if (srv->cfg->user && dg_privs_drop(srv->cfg->user, srv->cfg->group))
 		return DG_ERROR;
 	if (!srv->cfg->user && geteuid() == 0)
@@ -927,9 +768,9 @@ void dg_server_finish(struct dg_server *srv)
 		dg_dispatch_abort_all(srv);
 	for (unsigned i = 0; i < srv->n_listeners; i++) {
 		struct dg_listener *l = &srv->listeners[i];
-		dg_timers_cancel_all(l);
+		dg_ptimer_cancel_all(l);
 		if (l->inited)
-			dg_listener_sessions_close(l, DG_CLOSE_SHUTDOWN);
+			dg_dispatch_sessions_close(l, DG_CLOSE_SHUTDOWN);
 		for (unsigned b = 0; b < l->n_socks; b++)
 			dg_tx_queue_free(&l->socks[b]);
 	}
@@ -963,7 +804,7 @@ void dg_server_release(struct dg_server *srv)
 		struct dg_listener *l = &srv->listeners[i];
 		if (l->inited && l->plugin->fini)
 			l->plugin->fini(l->state);
-		dg_timers_free_all(l); /* after fini: it may cancel its own */
+		dg_ptimer_free_all(l); /* after fini: it may cancel its own */
 		dg_options_free(l->options);
 		for (unsigned b = 0; b < l->n_socks; b++) {
 			struct dg_sock *s = &l->socks[b];
@@ -991,7 +832,6 @@ void dg_server_release(struct dg_server *srv)
 	dg_tmheap_release(&srv->timers);
 	if (srv->ev_timers)
 		event_free(srv->ev_timers);
-	dg_metrics_free(srv->metrics);
 	if (srv->ev_post)
 		event_free(srv->ev_post);
 	if (srv->base)

@@ -2,7 +2,11 @@
  * and the batched receive and send paths. Host functions reach their server
  * from their arguments (the instance, the session); the 1.0 calls that get a
  * bare request handle find it by the server id in the handle, in a small
- * registry of the servers alive in the process (host.c).
+ * registry of the servers alive in the process (host.h).
+ *
+ * This header holds the worker's structures (shared by server.c,
+ * dispatch.c, tx.c, host.c and the harness) and server.c's functions;
+ * each of the others declares its own (dispatch.h, tx.h, host.h).
  *
  * Calls go one way: server.c (the loop's events) and host.c (the plugins'
  * calls) -> dispatch.c -> tx.c. Dispatch and tx never call the server:
@@ -24,10 +28,8 @@
 #include "counters.h"
 #include "io.h"
 #include "loader.h"
-#include "log.h"
 #include "membudget.h"
-#include "metrics.h"
-#include "options.h"
+#include "ratelimit.h"
 #include "reqtab.h"
 #include "session.h"
 #include "throttle.h"
@@ -42,6 +44,7 @@
 #define DG_REQS_INITIAL 256
 
 struct dg_listener;
+struct dg_options;
 
 /* What init() gets as self. The magic lets host functions tell it from a
  * plugin's own state passed by mistake (DG_EINVAL / NULL, not a crash). */
@@ -80,15 +83,6 @@ struct dg_sock {
 	unsigned rx_left;          /* parked: datagrams it may still read before going back */
 };
 
-/* A plugin's timer (host->timer_start), on the server's timer heap. */
-struct dg_timer {
-	struct dg_dlink link; /* the listener's timers */
-	struct dg_listener *l;
-	struct dg_tm tm;
-	void (*cb)(void *arg);
-	void *arg;
-};
-
 struct dg_listener {
 	struct dg_instance inst;
 	struct dg_server *srv;
@@ -100,7 +94,7 @@ struct dg_listener {
 	bool inited;
 	struct dg_sock *socks;
 	unsigned n_socks;
-	struct dg_dlist timers;     /* struct dg_timer */
+	struct dg_dlist timers;     /* plugin timers (ptimer.c) */
 	bool timers_stopped;        /* shutdown: timers disarmed, kept until after fini() */
 	struct dg_sessions sessions;
 	struct dg_slink ready_link; /* the server's list of listeners with sessions to run */
@@ -200,7 +194,6 @@ struct dg_server {
 	/* Where the tx path ends: dg_io_send (NULL), or the harness's sink. */
 	int (*send)(void *arg, struct dg_sock *s, dg_mmsg *m, unsigned n);
 	void *send_arg;
-	struct dg_metrics *metrics; /* metrics.bind without workers */
 	bool stopping;
 	bool aborting;  /* dg_dispatch_abort_all: no new awaits */
 	/* A reload's hand-over (handover.h): the master's control channel (-1:
@@ -219,18 +212,10 @@ struct dg_server {
 	uint8_t id;     /* its place in host.c's registry (in every request handle) */
 };
 
-extern const struct dg_host dg_host_table;
-
-/* Make host->secret's random bytes, once (later calls do nothing): main()
- * calls it before any worker is forked, so they all share them. DG_OK, or
- * DG_ERROR if the kernel gives no random bytes (the caller says so). */
-int dg_host_secret_init(void);
-
-/* server.c */
 /* counters: NULL, or one struct per listener (a worker's slots in the
  * master's shared memory), kept across worker restarts.
  * fds: NULL (bind here), or one bound socket per bind of every listener in
- * config order, from dg_server_bind(); the server takes each one it
+ * config order, from dg_sock_bind(); the server takes each one it
  * adopts (the entry becomes -1) and closes it in dg_server_release(). */
 int dg_server_init(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
                    bool check_only, struct dg_counters *counters, int *fds);
@@ -254,23 +239,11 @@ struct dg_server_hooks {
  * DG_OK or an error (logged and in hooks->err). */
 int dg_server_init_hooked(struct dg_server *srv, struct dg_config *cfg, const char *plugin_dir,
                           const struct dg_server_hooks *hooks);
-/* A non-blocking socket bound to addr with the listener's options
- * (SO_REUSEPORT, pktinfo on a wildcard, rcvbuf, sndbuf); the real address
- * into *bound. exclusive: the first socket of its address: bound without
- * SO_REUSEPORT (which is set after the bind), so it fails with EADDRINUSE
- * if anyone holds the address, and port 0 gets a port nobody holds
- * (SO_REUSEPORT alone would share it with another process of this user).
- * The fd (close-on-exec), or -1 after logging why. */
-int dg_server_bind(const struct dg_listener_conf *lc, const struct dg_addr *addr,
-                   bool exclusive, struct dg_addr *bound);
-/* Apply rcvbuf and sndbuf again (a socket kept across a reload). */
-void dg_server_sockopts(const struct dg_listener_conf *lc, int fd, const struct dg_addr *addr);
-
 /* Block SIGINT, SIGTERM, SIGHUP and SIGUSR1 (first thing in main(), inherited by
  * workers): until dg_server_run() has installed its handlers and unblocks
  * them, a signal waits rather than killing a starting process. */
 int dg_server_block_signals(void);
-int dg_server_run(struct dg_server *srv, const char *ready_file);
+int dg_server_run(struct dg_server *srv);
 /* A master's worker: its end of the control channel (handover.h), taken
  * (closed in dg_server_release). paused: do not read the listener sockets
  * until the master says DG_HO_GO (a reload's new generation). DG_OK, or
@@ -296,78 +269,13 @@ void dg_server_clock(struct dg_server *srv);
 /* The default srv->clock: CLOCK_MONOTONIC_COARSE in ms (a vDSO read). */
 uint64_t dg_server_clock_monotonic(void *arg);
 
-/* dispatch.c */
-/* local: the address the datagram was sent to (the socket's own on a
- * specific bind); the session key and the source of the replies. */
-void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
-                 const struct sockaddr *peer, socklen_t peerlen,
-                 const struct sockaddr *local, socklen_t locallen);
-void dg_dispatch_run_ready(struct dg_server *srv);
-/* Work left for dg_dispatch_run_ready (O(1), inline on the hot path). */
-static inline bool dg_dispatch_has_work(const struct dg_server *srv)
+/* Work dispatch left on the ready lists for dg_dispatch_run_ready (O(1),
+ * inline on the hot path). */
+static inline bool dg_server_has_work(const struct dg_server *srv)
 {
 	return !dg_ififo_empty(&srv->ready) || !dg_fifo_empty(&srv->lready) ||
 	       !dg_fifo_empty(&srv->aready);
 }
-void dg_dispatch_abort_all(struct dg_server *srv);
-/* host->request_complete for an active request: DG_OK (its handle dies;
- * inside one of its callbacks the frame ends when the call returns), or
- * DG_ESTALE (not in progress). */
-int dg_dispatch_complete(struct dg_server *srv, uint32_t idx);
-/* host->request_await for an active request: DG_OK, DG_ESTALE (not in
- * progress), DG_EBUSY, DG_ECANCELED (stopping), DG_ENOMEM. */
-int dg_dispatch_await(struct dg_server *srv, uint32_t idx, unsigned timeout_ms, dg_await_fn cb,
-                      void *arg);
-/* Stopping: every waiting conversation step gets DG_ECANCELED and its
- * request is completed. */
-void dg_dispatch_cancel_awaits(struct dg_server *srv);
-/* A reload retires this worker (srv->ho_open): every waiting conversation
- * step's peer gets a socket connected to it (srv->conv), or the step gets
- * DG_ECANCELED as at a shutdown (counted and logged). */
-void dg_dispatch_handover(struct dg_server *srv);
-int dg_listener_sessions_init(struct dg_listener *l);
-void dg_listener_sessions_close(struct dg_listener *l, int reason);
-
-/* host.c */
-/* Shutdown: disarm the plugin's timers and refuse new ones; the handles
- * stay live through on_session_close and fini() (timer_cancel frees one).
- * dg_timers_free_all, after fini(), frees what is left. */
-void dg_timers_cancel_all(struct dg_listener *l);
-void dg_timers_free_all(struct dg_listener *l);
-/* Enter srv in the registry of live servers (srv->id) at init, leave it at
- * release. DG_OK, or DG_ERROR if 256 servers are alive already. */
-int dg_host_register(struct dg_server *srv);
-void dg_host_unregister(struct dg_server *srv);
-/* The listener of self, a plugin's instance (checked by its magic), or NULL
- * after a rate-limited line saying host->fn was called with something else
- * (the plugin's state, say). */
-struct dg_listener *dg_host_instance(struct dg_instance *self, const char *fn);
-
-/* pmetrics.c: host functions for plugin metrics */
-struct dg_metric *dg_host_metric_new(struct dg_instance *self, const char *name, const char *help,
-                                     int kind);
-void dg_host_metric_add(struct dg_metric *metric, int64_t delta);
-void dg_host_metric_set(struct dg_metric *metric, int64_t value);
-
-/* tx.c */
-/* A reply: DG_OK, DG_E2BIG (over max_datagram or max_replies_per_request),
- * DG_EAGAIN (over the amplification credit), DG_EINVAL; drops counted. */
-int dg_tx_reply(struct dg_server *srv, uint32_t idx, const struct dg_packet *pkt);
-/* The amplification guard counts a datagram's bytes on the wire: its
- * payload and the IP and UDP headers (IPv4 20 + 8, IPv6 40 + 8). */
-#define DG_WIRE_HDR_IPV4 28
-#define DG_WIRE_HDR_IPV6 48
-/* A datagram of len bytes arrived for sess: amplification credit. */
-void dg_tx_credit(const struct dg_listener *l, struct dg_session *sess, size_t len);
-/* A push to sess's peer outside any request (host->session_send): DG_OK,
- * DG_EAGAIN (amplification), DG_E2BIG, DG_EINVAL; counted. */
-int dg_tx_push(struct dg_listener *l, struct dg_session *sess, const struct dg_packet *pkt);
-/* Send the batch: only dg_server_after_events, and tx itself when the
- * batch is full. */
-void dg_tx_flush(struct dg_server *srv);
-/* The socket is writable (EV_WRITE): send what waits in its queue. */
-void dg_tx_send_queued(struct dg_sock *s);
-void dg_tx_queue_free(struct dg_sock *s);
 
 /* For the entry points (server.c's events, host.c's calls), after calling
  * dispatch or tx: if they left work (ready lists, replies in the batch, a
@@ -378,7 +286,7 @@ void dg_tx_queue_free(struct dg_sock *s);
 static inline void dg_server_post_work(struct dg_server *srv)
 {
 	if (srv->posted ||
-	    (!srv->tx_n && !dg_dispatch_has_work(srv) && dg_fifo_empty(&srv->parked)))
+	    (!srv->tx_n && !dg_server_has_work(srv) && dg_fifo_empty(&srv->parked)))
 		return;
 	srv->posted = true;
 	event_active(srv->ev_post, EV_TIMEOUT, 0);

@@ -354,6 +354,10 @@ static struct dg_qitem *take(struct dg_sessions *t, struct dg_session *s)
 		return NULL;
 	s->q_len--;
 	t->q_bytes -= it->len + DG_QITEM_OVERHEAD;
+	if (t->total_len) {
+		(*t->total_len)--;
+		*t->total_bytes -= it->len + DG_QITEM_OVERHEAD;
+	}
 	return it;
 }
 
@@ -405,6 +409,10 @@ unsigned dg_session_enqueue(struct dg_sessions *t, struct dg_session *s, struct 
 	dg_fifo_push(&s->q, &it->link);
 	s->q_len++;
 	t->q_bytes += len + DG_QITEM_OVERHEAD;
+	if (t->total_len) {
+		(*t->total_len)++;
+		*t->total_bytes += len + DG_QITEM_OVERHEAD;
+	}
 	relist(t, s);
 	*queued = true;
 	return dropped;

@@ -132,6 +132,11 @@ struct dg_sessions {
 	uint64_t seed[2];            /* hash key, random per table */
 	struct dg_session *last;     /* the last session found: bursts skip the hash */
 	size_t q_bytes;              /* queued in all sessions: len + DG_QITEM_OVERHEAD each */
+	/* Totals over several tables (a server's listeners: srv->queued and its
+	 * memory budget's queued bytes), kept here with q_bytes on every
+	 * enqueue and dequeue, so nobody mirrors them by hand; NULL: none. */
+	unsigned long *total_len;    /* datagrams queued */
+	size_t *total_bytes;         /* as q_bytes */
 	struct dg_session_slot *slots; /* handles: n_slots, growing by doubling up to max */
 	uint32_t n_slots;
 	struct dg_ififo free_slots;   /* oldest freed first */

@@ -13,6 +13,9 @@
 
 #include <dgramd/testing.h>
 
+#include "addr.h"
+#include "dispatch.h"
+#include "log.h"
 #include "server.h"
 
 /* The fake clock starts here rather than at 0, as a monotonic clock does

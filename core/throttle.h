@@ -1,6 +1,6 @@
 /* Rate limits on datagrams: token buckets per source address and one for
  * the whole listener ("rate_limit" in the config). Not to be confused with
- * log.h's dg_ratelimit, which limits log lines.
+ * ratelimit.h's dg_ratelimit, which limits log lines.
  *
  * A bucket holds up to `burst` datagrams and refills at `rate` per second;
  * a datagram takes one or is dropped. Tokens are counted in millionths of a

@@ -14,7 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
+#include "log.h"
+#include "ratelimit.h"
 #include "server.h"
+#include "tx.h"
 
 static void tx_log(struct dg_listener *l, const struct sockaddr *to, const char *what, int err)
 {
@@ -204,6 +208,14 @@ static bool transient(int err)
 	return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS || err == EINTR;
 }
 
+/* The one way out for every datagram the server sends: the batch and the
+ * send queue alike end here, in dg_io_send or the harness's sink. How many
+ * of m[0..n) went out (a prefix), or -1 with errno. */
+static int tx_send(struct dg_server *srv, struct dg_sock *s, dg_mmsg *m, unsigned n)
+{
+	return srv->send ? srv->send(srv->send_arg, s, m, n) : dg_io_send(s->fd, m, n);
+}
+
 /* Send slots [from, to) of the batch, all on socket s. */
 static void send_run(struct dg_server *srv, struct dg_sock *s, unsigned from, unsigned to)
 {
@@ -224,8 +236,7 @@ static void send_run(struct dg_server *srv, struct dg_sock *s, unsigned from, un
 			dg_io_tx_srcaddr(&srv->tx_msgs[i].msg_hdr, &srv->tx_cmsg[i], &t->from.sa);
 	}
 	while (from < to) {
-		int n = srv->send ? srv->send(srv->send_arg, s, &srv->tx_msgs[from], to - from)
-		                  : dg_io_send(s->fd, &srv->tx_msgs[from], to - from);
+		int n = tx_send(srv, s, &srv->tx_msgs[from], to - from);
 		if (n > 0) {
 			for (unsigned i = from; i < from + (unsigned)n; i++)
 				l->c->tx_bytes += srv->tx[i].out.used;
@@ -266,19 +277,18 @@ void dg_tx_flush(struct dg_server *srv)
 void dg_tx_send_queued(struct dg_sock *s)
 {
 	struct dg_listener *l = s->l;
-
 	struct dg_txq_item *it;
 
 	while ((it = dg_list_entry(dg_fifo_first(&s->q), struct dg_txq_item, link))) {
 		union dg_tx_cmsg cmsg;
 		struct iovec iov = { .iov_base = it->data, .iov_len = it->len };
-		struct msghdr h = {
+		dg_mmsg m = { .msg_hdr = {
 			.msg_name = &it->to, .msg_namelen = it->tolen, .msg_iov = &iov, .msg_iovlen = 1,
-		};
+		} };
 		if (it->fromlen)
-			dg_io_tx_srcaddr(&h, &cmsg, &it->from.sa);
-		ssize_t n = sendmsg(s->fd, &h, MSG_DONTWAIT);
-		if (n < 0 && transient(errno))
+			dg_io_tx_srcaddr(&m.msg_hdr, &cmsg, &it->from.sa);
+		int n = tx_send(l->srv, s, &m, 1);
+		if (n == 0 || (n < 0 && transient(errno)))
 			return; /* EV_WRITE stays armed */
 		if (n < 0) {
 			l->c->tx_drop[DG_TXDROP_SEND_ERROR]++;

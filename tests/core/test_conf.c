@@ -1,8 +1,11 @@
 /* Config parser: good configs and every error kind, with its message. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <dgramd/codec.h>
 
 #include "conf.h"
 #include "testutil.h"
@@ -42,7 +45,10 @@ static const struct {
 	{ "{\"memory_budget\": 1000, " BODY("") "}", "t.json: memory_budget: expected a number of bytes from 1048576 to 1099511627776" },
 	{ "{\"memory_budget\": \"64M\", " BODY("") "}", "t.json: memory_budget: expected a number of bytes from" },
 	{ "{\"memory_budget\": 1048576, " BODY("") "}", NULL },
-	{ LISTENER(", \"reuseport\": 1"), "listeners[0].reuseport: expected true or false" },
+	{ LISTENER(", \"reuseport\": 1"), "listeners[0].reuseport: no longer a setting: every socket "
+	  "has SO_REUSEPORT (delete the key)" },
+	{ LISTENER(", \"reuseport\": true"), "listeners[0].reuseport: no longer a setting: every "
+	  "socket has SO_REUSEPORT (delete the key)" },
 	{ LISTENER(", \"peer_concurrency\": 0"), "listeners[0].peer_concurrency: expected an integer from 1 to 65536" },
 	{ LISTENER(", \"peer_concurrency\": 65536"), NULL },
 	{ "{\"log\": {\"level\": \"loud\"}, " BODY("") "}", "log.level: expected \"error\"" },
@@ -198,6 +204,54 @@ static void test_addr_parse(void)
 	}
 }
 
+/* A config with the example codec module "lines" and a listener on it. */
+static int parse_lines(const char *tail, struct dg_config **cfg, char *err, size_t errlen)
+{
+	char text[8192];
+
+	snprintf(text, sizeof(text), "{\"codec_modules\": [\"%s/plugins/.libs/lines.so\"], "
+	         BODY(", \"codec\": {\"framing\": \"lines\"}") "%s}", dg_test_builddir(), tail);
+	return dg_config_parse(text, strlen(text), "t.json", "/etc", "/nonexistent", cfg, err, errlen);
+}
+
+static bool lines_registered(void)
+{
+	char err[256];
+	struct dg_codec *c;
+	json_t *spec = json_pack("{s:s}", "framing", "lines");
+	int rc = spec ? dg_codec_new(spec, &c, err, sizeof(err)) : DG_ENOMEM;
+
+	json_decref(spec);
+	if (rc == DG_OK)
+		dg_codec_free(c);
+	return rc == DG_OK;
+}
+
+/* The codec registry holds the active config's modules: a second config
+ * with the same module loads while the first lives (a reload), freeing the
+ * older one keeps the newer one's, a failed load leaves none until
+ * dg_config_use, freeing the active one leaves none. */
+static void test_codec_registry(void)
+{
+	struct dg_config *a, *b, *c;
+	char err[1024];
+
+	CU_ASSERT_EQUAL_FATAL(parse_lines("", &a, err, sizeof(err)), DG_OK);
+	CU_ASSERT_TRUE(lines_registered());
+	int rc = parse_lines("", &b, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "second config: %s\n", err);
+	CU_ASSERT_EQUAL_FATAL(rc, DG_OK);
+	dg_config_free(a);
+	CU_ASSERT_TRUE(lines_registered());
+	CU_ASSERT_NOT_EQUAL(parse_lines(", \"workers\": \"many\"", &c, err, sizeof(err)), DG_OK);
+	CU_ASSERT_FALSE(lines_registered());
+	dg_config_use(b);
+	CU_ASSERT_TRUE(lines_registered());
+	dg_config_free(b);
+	CU_ASSERT_FALSE(lines_registered());
+}
+
 static const struct dg_test conf_tests[] = {
 	{ "vectors", test_vectors },
 	{ "values", test_values },
@@ -205,6 +259,7 @@ static const struct dg_test conf_tests[] = {
 	{ "missing file", test_missing_file },
 	{ "shipped config", test_load_file },
 	{ "addresses", test_addr_parse },
+	{ "the codec registry holds the active config's modules", test_codec_registry },
 	{ NULL, NULL },
 };
 

@@ -25,6 +25,7 @@
 #include "conf.h"
 #include "failalloc.h"
 #include "loader.h"
+#include "log.h"
 #include "membudget.h"
 #include "server.h"
 #include "session.h"
@@ -112,7 +113,7 @@ static const char config_text[] =
 	"     \"ordering\": \"peer\", \"drop_policy\": \"drop-oldest\", \"peer_queue\": 4},\n"
 	"    {\"name\": \"lp\", \"bind\": [\"127.0.0.1:0\", \"127.0.0.2:0\"],\n"
 	"     \"codec\": {\"framing\": \"length-prefixed\", \"width\": 1, \"payload\": \"json\"},\n"
-	"     \"handler\": \"echo\", \"max_datagram\": 1000, \"reuseport\": true},\n"
+	"     \"handler\": \"echo\", \"max_datagram\": 1000},\n"
 	"    {\"name\": \"st\", \"bind\": \"127.0.0.1:0\",\n"
 	"     \"codec\": {\"framing\": \"lines\", \"max_lines\": 8}, \"handler\": \"echo\"}\n"
 	"  ]\n"
@@ -558,7 +559,7 @@ static bool run_daemon(void)
 		d.check = event_new(srv.base, -1, EV_PERSIST, on_check, &d);
 		CU_ASSERT_FATAL(d.check && !event_add(d.check, &ms));
 		dg_failalloc_resume();
-		rc = dg_server_run(&srv, NULL);
+		rc = dg_server_run(&srv);
 		if (rc == DG_OK)
 			dg_server_log_stats(&srv);
 		dg_failalloc_pause();

@@ -166,7 +166,7 @@ static void test_lru_and_expiry(void)
 }
 
 /* Many busy sessions older than every idle one: expiry and eviction take
- * the idle ones straight away, never walking the busy ones (issue 9: the
+ * the idle ones straight away, never walking the busy ones (the
  * old LRU kept busy sessions at its head, so each expiry walked them and
  * eviction gave up after 64). */
 static void test_busy_sessions_off_the_idle_list(void)
@@ -272,6 +272,45 @@ static void test_queue_order_and_policies(void)
 	CU_ASSERT_EQUAL(dropped, 5);
 	CU_ASSERT_EQUAL(t.q_bytes, 0);
 	dg_sessions_release(&t);
+}
+
+/* Two tables sharing totals (a server's listeners): every enqueue, drop of
+ * the oldest, dequeue and free moves them, so that nobody has to. */
+static void test_shared_totals(void)
+{
+	struct dg_sessions a, b;
+	struct sockaddr_in p = v4(0x7f000001, 3000);
+	unsigned long n = 0;
+	size_t bytes = 0;
+	unsigned dropped = 0;
+	bool queued;
+
+	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&a, 10), 0);
+	CU_ASSERT_EQUAL_FATAL(dg_sessions_init(&b, 10), 0);
+	a.total_len = b.total_len = &n;
+	a.total_bytes = b.total_bytes = &bytes;
+	struct dg_session *sa = create(&a, SA(p), sizeof(p), 0);
+	struct dg_session *sb = create(&b, SA(p), sizeof(p), 0);
+	for (int i = 0; i < 3; i++)
+		dg_session_enqueue(&a, sa, NULL, (const unsigned char *)"abc", 3, 2, 1 << 20,
+		                   DG_DROP_OLDEST, &queued);
+	dg_session_enqueue(&b, sb, NULL, (const unsigned char *)"z", 1, 2, 1 << 20, DG_DROP_NEWEST,
+	                   &queued);
+	CU_ASSERT_EQUAL(n, 3);
+	CU_ASSERT_EQUAL(bytes, a.q_bytes + b.q_bytes);
+	CU_ASSERT_EQUAL(bytes, 2 * (3 + DG_QITEM_OVERHEAD) + 1 + DG_QITEM_OVERHEAD);
+	free(dg_session_dequeue(&a, sa));
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_EQUAL(bytes, a.q_bytes + b.q_bytes);
+	dg_session_free(&a, sa, &dropped);
+	CU_ASSERT_EQUAL(dropped, 1);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_EQUAL(bytes, 1 + DG_QITEM_OVERHEAD);
+	dg_session_free(&b, sb, NULL);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(bytes, 0);
+	dg_sessions_release(&a);
+	dg_sessions_release(&b);
 }
 
 static void test_request_handles(void)
@@ -403,6 +442,7 @@ static const struct dg_test session_tests[] = {
 	{ "lru and expiry", test_lru_and_expiry },
 	{ "busy sessions off the idle list", test_busy_sessions_off_the_idle_list },
 	{ "queue order and drop policies", test_queue_order_and_policies },
+	{ "queue totals shared by several tables", test_shared_totals },
 	{ "request handles", test_request_handles },
 	{ "unvalidated peers on their own list", test_unvalidated_list },
 	{ "session handles: stale ones find nothing", test_session_handles },

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "metrics.h"
+#include "pmetrics.h"
 #include "server.h"
 #include "testutil.h"
 
@@ -490,23 +491,23 @@ static void test_metric_new(void)
 	l->inst.magic = DG_INSTANCE_MAGIC; /* an instance as server.c makes one */
 	l->inst.l = l;
 	struct dg_instance *self = &l->inst;
-	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "Bad-Name", "", DG_METRIC_GAUGE));
-	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "", "", DG_METRIC_GAUGE));
-	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "ok", "", 7));
-	struct dg_metric *a = dg_host_metric_new(self, "a", "help\nwith a newline", DG_METRIC_COUNTER);
+	CU_ASSERT_PTR_NULL(dg_pmetric_new(self, "Bad-Name", "", DG_METRIC_GAUGE));
+	CU_ASSERT_PTR_NULL(dg_pmetric_new(self, "", "", DG_METRIC_GAUGE));
+	CU_ASSERT_PTR_NULL(dg_pmetric_new(self, "ok", "", 7));
+	struct dg_metric *a = dg_pmetric_new(self, "a", "help\nwith a newline", DG_METRIC_COUNTER);
 	CU_ASSERT_PTR_NOT_NULL(a);
-	CU_ASSERT_PTR_EQUAL(dg_host_metric_new(self, "a", "", DG_METRIC_COUNTER), a);
-	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "a", "", DG_METRIC_GAUGE));
+	CU_ASSERT_PTR_EQUAL(dg_pmetric_new(self, "a", "", DG_METRIC_COUNTER), a);
+	CU_ASSERT_PTR_NULL(dg_pmetric_new(self, "a", "", DG_METRIC_GAUGE));
 	CU_ASSERT_PTR_NULL(strchr(c->plugin[0].help, '\n'));
-	dg_host_metric_add(a, 5);
-	dg_host_metric_add(a, -3); /* counters only grow */
-	dg_host_metric_set(a, 100); /* not a gauge */
+	dg_pmetric_add(a, 5);
+	dg_pmetric_add(a, -3); /* counters only grow */
+	dg_pmetric_set(a, 100); /* not a gauge */
 	CU_ASSERT_EQUAL(c->plugin[0].value, 5);
 	for (int i = 1; i < DG_PLUGIN_METRICS_MAX; i++) {
 		snprintf(name, sizeof(name), "m%d", i);
-		CU_ASSERT_PTR_NOT_NULL(dg_host_metric_new(self, name, "", DG_METRIC_GAUGE));
+		CU_ASSERT_PTR_NOT_NULL(dg_pmetric_new(self, name, "", DG_METRIC_GAUGE));
 	}
-	CU_ASSERT_PTR_NULL(dg_host_metric_new(self, "one_too_many", "", DG_METRIC_GAUGE));
+	CU_ASSERT_PTR_NULL(dg_pmetric_new(self, "one_too_many", "", DG_METRIC_GAUGE));
 	free(c);
 	free(l);
 }

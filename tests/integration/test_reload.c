@@ -567,6 +567,37 @@ static void test_metrics_monotonic(void)
 	free(m);
 }
 
+/* A codec module across reloads: a good reload loads it again beside the
+ * serving config's, a failed one leaves the serving config's registered,
+ * so that a worker restarted after it still builds its listener's codec. */
+static void test_codec_module(void)
+{
+#define LINES_CONF(extra) "{\"codec_modules\": [\"lines\"], \"listeners\": [{\"name\": \"l\", " \
+	"\"bind\": \"127.0.0.1:0\", \"codec\": {\"framing\": \"lines\"}, \"handler\": \"echo\"" extra "}]}"
+	struct dg_daemon d;
+	char path[4096];
+
+	CU_ASSERT_FATAL(start(&d, path, sizeof(path), "lines.json", LINES_CONF("")));
+	CU_ASSERT_STRING_EQUAL(ask(&d, "l", "a\nb", 5000), "a\nb\n");
+	write_conf(path, LINES_CONF(", \"max_datagram\": 600"));
+	kill(d.pid, SIGHUP);
+	CU_ASSERT(wait_log(&d, "reload: generation 2 serving", 1));
+	CU_ASSERT_STRING_EQUAL(ask(&d, "l", "c", 5000), "c\n");
+	write_conf(path, LINES_CONF(", \"max_datagram\": -5"));
+	kill(d.pid, SIGHUP);
+	CU_ASSERT(wait_log(&d, "reload: failed; generation 2 keeps serving", 1));
+	pid_t w = dg_daemon_worker(&d);
+	CU_ASSERT_FATAL(w > 0);
+	kill(w, SIGKILL);
+	CU_ASSERT(wait_log(&d, "restarting it", 1));
+	CU_ASSERT_STRING_EQUAL(ask(&d, "l", "d", 10000), "d\n");
+	char *log = dg_daemon_log(&d);
+	CU_ASSERT_PTR_NULL(strstr(log, "unknown framing"));
+	free(log);
+	dg_daemon_stop_checked(&d, "l");
+#undef LINES_CONF
+}
+
 static const struct dg_test tests[] = {
 	{ "bad config keeps the old one", test_bad_config },
 	{ "good config, workers: 1", test_good_config_1 },
@@ -576,6 +607,7 @@ static const struct dg_test tests[] = {
 	{ "kernel drops counted once across a reload and a worker restart", test_drops_counted_once },
 	{ "metrics never go backwards over 40 reloads and a worker kill", test_metrics_monotonic },
 	{ "fewer workers: nothing lost in the slots that go", test_fewer_workers },
+	{ "a codec module across reloads and a worker restart", test_codec_module },
 	{ NULL, NULL },
 };
 

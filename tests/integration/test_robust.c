@@ -1,4 +1,4 @@
-/* Integration: promises kept under abuse (issue 9): the stats add up at
+/* Integration: promises kept under abuse: the stats add up at
  * exit at every log level, logging never kills or stalls the server,
  * misbehaving plugins cost counters and bounded log lines, signals never
  * kill a starting process, network bytes reach the log escaped. */

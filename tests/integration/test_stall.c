@@ -1,5 +1,5 @@
 /* Integration: the event loop keeps answering while many sessions and
- * requests time out, expire and get evicted at once (issue 9, item 6).
+ * requests time out, expire and get evicted at once.
  * Many peers come from distinct 127.x.y.z sources: one client socket sets
  * each datagram's source address with IP_PKTINFO. Not a speed test (that is
  * bench/stall.sh): the bound on the probe's round trip is generous, and the

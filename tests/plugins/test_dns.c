@@ -1,522 +1,990 @@
-/* The dns plugin's zone loader and wire code (plugins/dns/zone.c, wire.c,
- * linked in): config errors name their key path, hostile queries get
- * FORMERR or nothing, payload sizes are bounded, answers are compressed,
- * and the owner-name table finds every name of a large zone. Real clients
- * and NSD are in tests/integration/dns_clients.py and dns_nsd.py. */
+/* The dns plugin itself (plugins/.libs/dns.so) on the harness
+ * (<dgramd/testing.h>: the daemon's own dispatch, a fake clock, a capture
+ * sink): wire-format queries built here from chosen peers, the captured
+ * replies parsed back and checked against the zone this test configures
+ * (ids, flags, rcodes, sections, the OPT record), the plugin's counters by
+ * name, hostile queries, and what the plugin does when the host refuses a
+ * reply (over max_datagram, over the amplification credit): it sends the
+ * truncated form. The parser and writer alone are tests/plugins/test_dns_wire;
+ * real clients and NSD are tests/integration/dns_clients.py, dns_nsd.py. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
-#include <dgramd/codec.h>
+#include <dgramd/testing.h>
 
-#include "../../plugins/dns/dns.h"
 #include "testutil.h"
 
-#define SOA "\"soa\": {\"mname\": \"ns1\", \"rname\": \"h\", \"serial\": 1, \"refresh\": 2, " \
-	    "\"retry\": 3, \"expire\": 4, \"minimum\": 5}"
-#define ZONE(recs) "[{\"origin\": \"example.com.\", " SOA ", \"records\": [" recs "]}]"
-#define REC(n, t, d) "{\"name\": \"" n "\", \"type\": \"" t "\", \"data\": " d "}"
+enum { T_A = 1, T_NS = 2, T_CNAME = 5, T_SOA = 6, T_MX = 15, T_TXT = 16, T_AAAA = 28, T_OPT = 41,
+       T_AXFR = 252 };
+enum { NOERROR = 0, FORMERR = 1, NXDOMAIN = 3, NOTIMP = 4, REFUSED = 5, BADVERS = 16 };
+enum { QR = 0x80, AA = 0x04, TC = 0x02, RD = 0x01 }; /* header byte 2 */
+enum { QD, AN, NS, AR };
 
-static int load(struct dns_db *db, const char *text, char *err, size_t errlen)
+#define PEER "127.0.0.1:40000"
+#define TXT_LEN 250 /* the string of each of big.example.com's 3 TXT records */
+
+/* ---- the zone ---------------------------------------------------------- */
+
+/* The zone every test serves: what the replies are checked against. */
+static json_t *zones(void)
 {
-	json_error_t je;
-	json_t *z = json_loads(text, 0, &je);
+	char txt[3][TXT_LEN + 1];
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(z);
-	int rc = dns_db_load(db, z, err, errlen);
-	json_decref(z);
-	return rc;
+	for (int i = 0; i < 3; i++) {
+		memset(txt[i], 'a' + i, TXT_LEN);
+		txt[i][TXT_LEN] = 0;
+	}
+	return json_pack(
+		"[{ss si s{ssss si si si si si} s["
+		"{ssssss} {ssssss} {ssssss} {ssssss} {ssssss} {ssssss}"
+		"{sssss{siss}} {ssssss} {ssssss} {ssssss} {sssss[s]} {ssssss} {ssssss} {ssssss}]}]",
+		"origin", "example.com.", "ttl", 3600,
+		"soa", "mname", "ns1", "rname", "hostmaster", "serial", 2026112301, "refresh", 7200,
+		"retry", 3600, "expire", 1209600, "minimum", 300,
+		"records",
+		"name", "@", "type", "NS", "data", "ns1",
+		"name", "ns1", "type", "A", "data", "192.0.2.53",
+		"name", "www", "type", "A", "data", "192.0.2.1",
+		"name", "www", "type", "A", "data", "192.0.2.2",
+		"name", "www", "type", "AAAA", "data", "2001:db8::1",
+		"name", "mail", "type", "A", "data", "192.0.2.25",
+		"name", "@", "type", "MX", "data", "preference", 10, "exchange", "mail",
+		"name", "alias", "type", "CNAME", "data", "www",
+		"name", "sub", "type", "NS", "data", "ns.sub",
+		"name", "ns.sub", "type", "A", "data", "192.0.2.99",
+		"name", "txt", "type", "TXT", "data", "hello",
+		"name", "big", "type", "TXT", "data", txt[0],
+		"name", "big", "type", "TXT", "data", txt[1],
+		"name", "big", "type", "TXT", "data", txt[2]);
 }
 
-static const struct {
-	const char *zones, *error;
-} bad_configs[] = {
-	{ "[]", "config.zones: expected a non-empty array of zones" },
-	{ "[1]", "config.zones[0]: expected an object" },
-	{ "[{\"origin\": \"example.com\", " SOA ", \"serial\": 1}]", "config.zones[0].serial: unknown key (known: origin, ttl, soa, records)" },
-	{ "[{\"origin\": \"exa mple.com\", " SOA "}]", "config.zones[0].origin: 'exa mple.com': labels may hold letters, digits, '-' and '_' only" },
-	{ "[{\"origin\": \"a..b\", " SOA "}]", "config.zones[0].origin: 'a..b': empty label" },
-	{ "[{\"origin\": \"example.com\"}]", "config.zones[0].soa: missing (every zone has one)" },
-	{ "[{\"origin\": \"example.com\", \"soa\": {\"mname\": \"ns1\", \"rname\": \"h\"}}]", "config.zones[0].soa.serial: expected an integer from 0 to 4294967295" },
-	{ "[{\"origin\": \"example.com\", \"ttl\": -1, " SOA "}]", "config.zones[0].ttl: expected an integer from 0 to 2147483647" },
-	{ ZONE(REC("www", "A", "\"1.2.3\"")), "config.zones[0].records[0].data: expected an IPv4 address (\"192.0.2.1\")" },
-	{ ZONE(REC("www", "AAAA", "\"1.2.3.4\"")), "config.zones[0].records[0].data: expected an IPv6 address" },
-	{ ZONE(REC("www", "A", "\"1.2.3.4\"") "," REC("www", "SRV", "\"x\"")), "config.zones[0].records[1].type: expected one of A, AAAA, CNAME, MX, TXT, NS" },
-	{ ZONE(REC("@", "SOA", "\"x\"")), "config.zones[0].records[0].type: expected one of" },
-	{ ZONE(REC("www.example.org.", "A", "\"1.2.3.4\"")), "config.zones[0].records[0].name: 'www.example.org.' is not inside the zone" },
-	{ ZONE(REC("*.www", "A", "\"1.2.3.4\"")), "config.zones[0].records[0].name: '*.www': wildcards are not supported" },
-	{ ZONE(REC("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "A", "\"1.2.3.4\"")), "records[0].name: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa': label longer than 63 bytes" },
-	{ ZONE(REC("www", "A", "\"1.2.3.4\"") "," REC("www", "CNAME", "\"x\"")), "config.zones[0]: 'www.example.com.' has a CNAME and other data" },
-	{ ZONE(REC("@", "CNAME", "\"x\"")), "config.zones[0]: 'example.com.' has a CNAME and other data" },
-	{ ZONE(REC("w", "CNAME", "\"x\"") "," REC("w", "CNAME", "\"y\"")), "config.zones[0].records[1]: 'w.example.com.' has more than one CNAME record" },
-	{ ZONE(REC("w", "A", "\"1.2.3.4\"") "," REC("W", "A", "\"1.2.3.4\"")), "config.zones[0].records[1].data: duplicate 'w.example.com.' A record" },
-	{ ZONE(REC("w", "A", "\"1.2.3.4\"") ", {\"name\": \"w\", \"type\": \"A\", \"data\": \"1.2.3.5\", \"ttl\": 60}"), "config.zones[0].records[1].ttl: 60 differs from the 3600 of the other 'w.example.com.' A records" },
-	{ ZONE(REC("@", "MX", "\"10 mail\"")), "config.zones[0].records[0].data: expected {\"preference\": 0..65535, \"exchange\": NAME}" },
-	{ ZONE(REC("@", "MX", "{\"preference\": 70000, \"exchange\": \"m\"}")), "records[0].data: expected {\"preference\"" },
-	{ ZONE(REC("t", "TXT", "[]")), "config.zones[0].records[0].data: expected a string or a non-empty array of strings" },
-	{ ZONE(REC("t", "TXT", "[1]")), "records[0].data: expected a string or a non-empty array of strings" },
-	{ ZONE("{\"name\": \"w\", \"type\": \"A\"}"), "config.zones[0].records[0].data: missing" },
-	{ ZONE("{\"name\": \"w\", \"type\": \"A\", \"data\": \"1.2.3.4\", \"class\": \"IN\"}"), "config.zones[0].records[0].class: unknown key (known: name, type, ttl, data)" },
-	{ "[{\"origin\": \"example.com\", " SOA "}, {\"origin\": \"sub.example.com\", " SOA "}]", "config.zones[1].origin: 'sub.example.com' overlaps zones[0] 'example.com.' (zones may not nest)" },
-	{ "[{\"origin\": \"sub.example.com\", " SOA "}, {\"origin\": \"EXAMPLE.com.\", " SOA "}]", "config.zones[1].origin: 'EXAMPLE.com.' overlaps zones[0]" },
+/* A harness serving zones() with extra listener keys (may be "") and
+ * max_payload (0: the plugin's default). */
+static struct dg_harness *dns_on_cfg(const char *keys, unsigned max_payload, const char *extra);
+
+static struct dg_harness *dns_on(const char *keys, unsigned max_payload)
+{
+	return dns_on_cfg(keys, max_payload, "{}");
+}
+
+/* As dns_on(), with extra plugin config keys (a JSON object). */
+static struct dg_harness *dns_on_cfg(const char *keys, unsigned max_payload, const char *extra)
+{
+	char plugin[4096], err[512];
+	json_t *conf = json_loads(keys[0] ? keys : "{}", 0, NULL);
+	json_t *cfg = json_loads(extra, 0, NULL);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	json_object_set_new(cfg, "zones", zones());
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	if (max_payload)
+		json_object_set_new(cfg, "max_payload", json_integer(max_payload));
+	snprintf(plugin, sizeof(plugin), "%s/plugins/.libs/dns.so", dg_test_builddir());
+	json_object_set_new(conf, "codec", json_string("raw"));
+	json_object_set_new(conf, "handler", json_pack("{ssso}", "plugin", plugin, "config", cfg));
+	char *text = json_dumps(conf, JSON_COMPACT);
+	json_decref(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	struct dg_harness *h = dg_harness_new(text, NULL, err, sizeof(err));
+	if (!h)
+		fprintf(stderr, "dns harness: %s\n", err);
+	free(text);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	return h;
+}
+
+/* ---- building queries --------------------------------------------------- */
+
+struct qb {
+	uint8_t b[1024];
+	size_t n;
 };
 
-static void test_config_errors(void)
+static void qb_u8(struct qb *q, unsigned v)
 {
-	char err[512];
-	struct dns_db db;
-
-	for (size_t i = 0; i < sizeof(bad_configs) / sizeof(bad_configs[0]); i++) {
-		err[0] = 0;
-		int rc = load(&db, bad_configs[i].zones, err, sizeof(err));
-		if (rc == DG_OK || !strstr(err, bad_configs[i].error))
-			fprintf(stderr, "case %zu: rc %d, '%s', want '%s'\n", i, rc, err, bad_configs[i].error);
-		CU_ASSERT_EQUAL(rc, DG_EINVAL);
-		CU_ASSERT_PTR_NOT_NULL(strstr(err, bad_configs[i].error));
-		CU_ASSERT_PTR_NULL(db.slot); /* freed on failure */
-		dns_db_free(&db);
-	}
-	/* A long TXT string, built here (over 255 bytes). */
-	char text[1024] = ZONE("{\"name\": \"t\", \"type\": \"TXT\", \"data\": \"");
-	size_t n = strlen(text) - 3; /* before "]}]" */
-	memset(text + n, 'x', 256);
-	strcpy(text + n + 256, "\"}]}]");
-	CU_ASSERT_EQUAL(load(&db, text, err, sizeof(err)), DG_EINVAL);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "records[0].data: a TXT string is longer than 255 bytes"));
+	if (q->n < sizeof(q->b))
+		q->b[q->n++] = (uint8_t)v;
 }
 
-static const char good[] = ZONE(
-	REC("@", "NS", "\"ns1\"") "," REC("@", "MX", "{\"preference\": 10, \"exchange\": \"mail\"}") ","
-	REC("ns1", "A", "\"192.0.2.53\"") "," REC("mail", "A", "\"192.0.2.25\"") ","
-	REC("www", "A", "\"192.0.2.1\"") "," REC("www", "A", "\"192.0.2.2\"") ","
-	REC("alias", "CNAME", "\"www\"") "," REC("loop1", "CNAME", "\"loop2\"") ","
-	REC("loop2", "CNAME", "\"loop1\"") "," REC("h.deep", "TXT", "[\"a\", \"b\"]") ","
-	REC("big", "TXT", "\"" "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789" "\"") ","
-	REC("big", "TXT", "\"" "1123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789" "\"") ","
-	REC("big", "TXT", "\"" "2123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789" "\""));
-
-static struct dns_db db;
-static uint8_t out[65536];
-
-static size_t mkquery(uint8_t *q, const char *name, uint16_t type, int edns, uint16_t payload)
+static void qb_u16(struct qb *q, unsigned v)
 {
-	size_t n = 12;
+	qb_u8(q, v >> 8);
+	qb_u8(q, v & 0xff);
+}
 
-	memset(q, 0, 12);
-	q[0] = 0xab, q[1] = 0xcd, q[2] = 0x01, q[5] = 1, q[11] = edns ? 1 : 0;
+static void qb_header(struct qb *q, unsigned id, unsigned flags, unsigned qd, unsigned an,
+                      unsigned ns, unsigned ar)
+{
+	q->n = 0;
+	qb_u16(q, id);
+	qb_u16(q, flags);
+	qb_u16(q, qd);
+	qb_u16(q, an);
+	qb_u16(q, ns);
+	qb_u16(q, ar);
+}
+
+/* "www.example.com" as labels and the root label, case kept. */
+static void qb_name(struct qb *q, const char *name)
+{
 	for (const char *p = name; *p;) {
 		size_t l = strcspn(p, ".");
-		q[n++] = (uint8_t)l;
-		memcpy(q + n, p, l);
-		n += l;
+		qb_u8(q, (unsigned)l);
+		for (size_t i = 0; i < l; i++)
+			qb_u8(q, (unsigned char)p[i]);
 		p += l + (p[l] == '.');
 	}
-	q[n++] = 0;
-	q[n++] = (uint8_t)(type >> 8), q[n++] = (uint8_t)type, q[n++] = 0, q[n++] = 1;
-	if (edns) {
-		const uint8_t opt[11] = { 0, 0, 41, (uint8_t)(payload >> 8), (uint8_t)payload };
-		memcpy(q + n, opt, 11);
-		n += 11;
+	qb_u8(q, 0);
+}
+
+/* An OPT record: payload size, version, the DO bit. */
+static void qb_opt(struct qb *q, unsigned payload, unsigned version, bool dobit)
+{
+	qb_u8(q, 0);
+	qb_u16(q, T_OPT);
+	qb_u16(q, payload);
+	qb_u8(q, 0);
+	qb_u8(q, version);
+	qb_u16(q, dobit ? 0x8000 : 0);
+	qb_u16(q, 0);
+}
+
+/* A standard query with RD; edns: the OPT's payload size, 0: no OPT. */
+static void query(struct qb *q, unsigned id, const char *name, unsigned type, unsigned edns)
+{
+	qb_header(q, id, RD << 8, 1, 0, 0, edns ? 1 : 0);
+	qb_name(q, name);
+	qb_u16(q, type);
+	qb_u16(q, 1);
+	if (edns)
+		qb_opt(q, edns, 0, false);
+}
+
+/* ---- reading replies ---------------------------------------------------- */
+
+struct rr {
+	char owner[300]; /* "www.example.com." */
+	uint16_t type, cls;
+	uint32_t ttl;
+	const uint8_t *rdata;
+	uint16_t rdlen;
+	size_t rdoff; /* where the rdata starts in the message */
+};
+
+struct reply {
+	const uint8_t *m;
+	size_t len;
+	uint16_t id;
+	uint8_t f2, f3;
+	uint16_t count[4];
+	char qname[300];
+	uint16_t qtype, qclass;
+	size_t qend;
+	struct rr rr[64]; /* answer, authority, additional in order */
+	unsigned nrr;
+	int opt; /* index of the OPT record in rr, -1: none */
+};
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* A (possibly compressed) name at *pos as dotted lowercase text; pointers
+ * must go backwards (so a loop ends). false if malformed. */
+static bool name_get(const uint8_t *m, size_t len, size_t *pos, char *out, size_t outlen)
+{
+	size_t i = *pos, o = 0, end = 0;
+	unsigned hops = 0;
+
+	for (;;) {
+		if (i >= len)
+			return false;
+		uint8_t l = m[i];
+		if ((l & 0xC0) == 0xC0) {
+			if (i + 1 >= len || hops++ > 32)
+				return false;
+			size_t to = (size_t)(l & 0x3F) << 8 | m[i + 1];
+			if (!end)
+				end = i + 2;
+			if (to >= i)
+				return false;
+			i = to;
+			continue;
+		}
+		if (l & 0xC0 || i + 1 + l > len || o + l + 2 > outlen)
+			return false;
+		if (!l)
+			break;
+		for (unsigned j = 1; j <= l; j++) {
+			char c = (char)m[i + j];
+			out[o++] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+		}
+		out[o++] = '.';
+		i += 1u + l;
 	}
-	return n;
+	if (!o)
+		out[o++] = '.';
+	out[o] = 0;
+	*pos = end ? end : i + 1;
+	return true;
 }
 
-static int rcode(const uint8_t *r)
+/* Parse reply i of h into *r; every section must fill the message exactly. */
+static bool reply_parse(const struct dg_harness *h, size_t i, struct reply *r)
 {
-	return r[3] & 0xF;
+	const struct dg_harness_reply *hr = dg_harness_reply(h, i);
+	size_t pos = 12;
+
+	memset(r, 0, sizeof(*r));
+	r->opt = -1;
+	if (!hr || hr->len < 12)
+		return false;
+	r->m = hr->data;
+	r->len = hr->len;
+	r->id = get16(r->m);
+	r->f2 = r->m[2];
+	r->f3 = r->m[3];
+	for (int s = 0; s < 4; s++)
+		r->count[s] = get16(r->m + 4 + 2 * s);
+	if (r->count[QD] > 1)
+		return false;
+	if (r->count[QD]) {
+		if (!name_get(r->m, r->len, &pos, r->qname, sizeof(r->qname)) || r->len - pos < 4)
+			return false;
+		r->qtype = get16(r->m + pos);
+		r->qclass = get16(r->m + pos + 2);
+		pos += 4;
+	}
+	r->qend = pos;
+	unsigned total = (unsigned)r->count[AN] + r->count[NS] + r->count[AR];
+	if (total > sizeof(r->rr) / sizeof(r->rr[0]))
+		return false;
+	for (unsigned k = 0; k < total; k++) {
+		struct rr *x = &r->rr[k];
+		if (!name_get(r->m, r->len, &pos, x->owner, sizeof(x->owner)) || r->len - pos < 10)
+			return false;
+		x->type = get16(r->m + pos);
+		x->cls = get16(r->m + pos + 2);
+		x->ttl = (uint32_t)get16(r->m + pos + 4) << 16 | get16(r->m + pos + 6);
+		x->rdlen = get16(r->m + pos + 8);
+		pos += 10;
+		if (r->len - pos < x->rdlen)
+			return false;
+		x->rdata = r->m + pos;
+		x->rdoff = pos;
+		pos += x->rdlen;
+		if (x->type == T_OPT)
+			r->opt = (int)k;
+	}
+	r->nrr = total;
+	return pos == r->len;
 }
 
-static unsigned cnt(const uint8_t *r, int sec)
+/* Send q from peer, expect exactly one new reply to peer, parse it. */
+static bool ask(struct dg_harness *h, const char *peer, const struct qb *q, struct reply *r)
 {
-	return (unsigned)(r[4 + 2 * sec] << 8 | r[5 + 2 * sec]); /* 0 QD, 1 AN, 2 NS, 3 AR */
+	size_t before = dg_harness_replies(h);
+
+	CU_ASSERT_EQUAL(dg_harness_send(h, peer, q->b, q->n), DG_OK);
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), before + 1);
+	CU_ASSERT_STRING_EQUAL(dg_harness_reply(h, before)->to_text, peer);
+	bool ok = reply_parse(h, before, r);
+	CU_ASSERT_TRUE(ok);
+	return ok;
 }
 
-static void setup_db(void)
+/* The rdata of record k as an A or AAAA address text. */
+static const char *addr_of(const struct rr *x, char *buf, size_t len)
 {
-	char err[512];
-
-	if (!db.slot)
-		CU_ASSERT_EQUAL_FATAL(load(&db, good, err, sizeof(err)), DG_OK);
+	if ((x->type == T_A && x->rdlen == 4) || (x->type == T_AAAA && x->rdlen == 16))
+		return inet_ntop(x->type == T_A ? AF_INET : AF_INET6, x->rdata, buf, (socklen_t)len);
+	return "(not an address)";
 }
 
-/* Hostile or malformed queries: FORMERR (a header alone), NOTIMP, or no
- * reply at all; never followed. */
+/* The name in record x's rdata at offset skip (MX: 2). */
+static const char *rdname_of(const struct reply *r, const struct rr *x, size_t skip, char *buf,
+                             size_t len)
+{
+	size_t pos = x->rdoff + skip;
+
+	if (!name_get(r->m, r->len, &pos, buf, len) || pos != x->rdoff + x->rdlen)
+		return "(bad name)";
+	return buf;
+}
+
+/* The answer's header: a reply to query id, opcode QUERY, RD copied. */
+static void assert_header(const struct reply *r, unsigned id, int rcode, bool aa, bool tc)
+{
+	CU_ASSERT_EQUAL(r->id, id);
+	CU_ASSERT(r->f2 & QR);
+	CU_ASSERT_EQUAL((r->f2 >> 3) & 0xF, 0);
+	CU_ASSERT_EQUAL((r->f2 & AA) != 0, aa);
+	CU_ASSERT_EQUAL((r->f2 & TC) != 0, tc);
+	CU_ASSERT(r->f2 & RD);
+	CU_ASSERT_EQUAL(r->f3 & 0x80, 0); /* RA: not a resolver */
+	CU_ASSERT_EQUAL(r->f3 & 0xF, rcode & 0xF);
+	CU_ASSERT_EQUAL(r->count[QD], 1);
+}
+
+static void assert_counts(const struct reply *r, unsigned an, unsigned ns, unsigned ar)
+{
+	if (r->count[AN] != an || r->count[NS] != ns || r->count[AR] != ar)
+		fprintf(stderr, "sections %u/%u/%u, want %u/%u/%u\n", r->count[AN], r->count[NS],
+		        r->count[AR], an, ns, ar);
+	CU_ASSERT_EQUAL(r->count[AN], an);
+	CU_ASSERT_EQUAL(r->count[NS], ns);
+	CU_ASSERT_EQUAL(r->count[AR], ar);
+}
+
+/* The question comes back as asked, byte for byte (case too). */
+static void assert_question(const struct reply *r, const struct qb *q, size_t qend)
+{
+	CU_ASSERT(r->qend == qend && r->len >= qend && !memcmp(r->m + 12, q->b + 12, qend - 12));
+}
+
+/* Record k: owner, type, TTL. */
+static void assert_rr(const struct reply *r, unsigned k, const char *owner, unsigned type,
+                      uint32_t ttl)
+{
+	CU_ASSERT_FATAL(k < r->nrr);
+	const struct rr *x = &r->rr[k];
+	if (strcmp(x->owner, owner) || x->type != type || x->ttl != ttl || x->cls != 1)
+		fprintf(stderr, "record %u: %s type %u class %u ttl %u, want %s type %u ttl %u\n", k,
+		        x->owner, x->type, x->cls, x->ttl, owner, type, ttl);
+	CU_ASSERT_STRING_EQUAL(x->owner, owner);
+	CU_ASSERT_EQUAL(x->type, type);
+	CU_ASSERT_EQUAL(x->cls, 1);
+	CU_ASSERT_EQUAL(x->ttl, ttl);
+}
+
+/* The end of the question of a query built by query() without EDNS. */
+static size_t qend_of(const struct qb *q, unsigned edns)
+{
+	return q->n - (edns ? 11 : 0);
+}
+
+/* ---- the tests ---------------------------------------------------------- */
+
+/* Data: A (two records), AAAA, MX with its exchange's address, a CNAME
+ * followed into the zone; the question comes back as asked (0x20 case). */
+static void test_data(void)
+{
+	struct dg_harness *h = dns_on("{\"amplification\": {\"factor\": 0}}", 0);
+	struct qb q;
+	struct reply r;
+	char a[64], n[300];
+
+	query(&q, 0x1234, "WwW.ExAmPle.CoM", T_A, 0);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 0x1234, NOERROR, true, false);
+		assert_question(&r, &q, q.n);
+		CU_ASSERT_EQUAL(r.qtype, T_A);
+		assert_counts(&r, 2, 1, 1);
+		assert_rr(&r, 0, "www.example.com.", T_A, 3600);
+		assert_rr(&r, 1, "www.example.com.", T_A, 3600);
+		CU_ASSERT_STRING_EQUAL(addr_of(&r.rr[0], a, sizeof(a)), "192.0.2.1");
+		CU_ASSERT_STRING_EQUAL(addr_of(&r.rr[1], a, sizeof(a)), "192.0.2.2");
+		assert_rr(&r, 2, "example.com.", T_NS, 3600);
+		CU_ASSERT_STRING_EQUAL(rdname_of(&r, &r.rr[2], 0, n, sizeof(n)), "ns1.example.com.");
+		assert_rr(&r, 3, "ns1.example.com.", T_A, 3600);
+		CU_ASSERT_STRING_EQUAL(addr_of(&r.rr[3], a, sizeof(a)), "192.0.2.53");
+		/* Compressed: "example" is written once, in the question. */
+		for (size_t i = q.n; i + 7 <= r.len; i++)
+			CU_ASSERT(memcmp(r.m + i, "example", 7) != 0);
+	}
+	query(&q, 2, "www.example.com", T_AAAA, 0);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 2, NOERROR, true, false);
+		assert_counts(&r, 1, 1, 1);
+		assert_rr(&r, 0, "www.example.com.", T_AAAA, 3600);
+		CU_ASSERT_STRING_EQUAL(addr_of(&r.rr[0], a, sizeof(a)), "2001:db8::1");
+	}
+	query(&q, 3, "example.com", T_MX, 0);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 3, NOERROR, true, false);
+		assert_counts(&r, 1, 1, 2); /* mail's and ns1's addresses */
+		assert_rr(&r, 0, "example.com.", T_MX, 3600);
+		CU_ASSERT(r.rr[0].rdlen >= 2 && get16(r.rr[0].rdata) == 10);
+		CU_ASSERT_STRING_EQUAL(rdname_of(&r, &r.rr[0], 2, n, sizeof(n)), "mail.example.com.");
+		assert_rr(&r, 2, "mail.example.com.", T_A, 3600);
+		CU_ASSERT_STRING_EQUAL(addr_of(&r.rr[2], a, sizeof(a)), "192.0.2.25");
+	}
+	query(&q, 4, "alias.example.com", T_A, 0);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 4, NOERROR, true, false);
+		CU_ASSERT_EQUAL(r.count[AN], 3);
+		assert_rr(&r, 0, "alias.example.com.", T_CNAME, 3600);
+		CU_ASSERT_STRING_EQUAL(rdname_of(&r, &r.rr[0], 0, n, sizeof(n)), "www.example.com.");
+		assert_rr(&r, 1, "www.example.com.", T_A, 3600);
+		assert_rr(&r, 2, "www.example.com.", T_A, 3600);
+	}
+	query(&q, 5, "txt.example.com", T_TXT, 0);
+	if (ask(h, PEER, &q, &r)) {
+		assert_counts(&r, 1, 1, 1);
+		assert_rr(&r, 0, "txt.example.com.", T_TXT, 3600);
+		CU_ASSERT(r.rr[0].rdlen == 6 && !memcmp(r.rr[0].rdata, "\5hello", 6));
+	}
+	DG_TEST_ASSERT_COUNTER(h, "noerror", 5);
+	DG_TEST_ASSERT_COUNTER(h, "handled", 5);
+	DG_TEST_ASSERT_COUNTER(h, "tx", 5);
+	dg_harness_free(h);
+}
+
+/* Negative answers and refusals: NXDOMAIN and NODATA with the SOA at the
+ * negative TTL (min(3600, minimum 300)), a referral (no AA, glue),
+ * REFUSED outside the zone, for class CH and for AXFR (with the EDE
+ * "Not Authoritative" in the OPT when the query has one). */
+static void test_negative(void)
+{
+	struct dg_harness *h = dns_on("{\"amplification\": {\"factor\": 0}}", 0);
+	struct qb q;
+	struct reply r;
+	char n[300], a[64];
+
+	query(&q, 0xbeef, "nx.example.com", T_A, 0);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 0xbeef, NXDOMAIN, true, false);
+		assert_question(&r, &q, q.n);
+		assert_counts(&r, 0, 1, 0);
+		assert_rr(&r, 0, "example.com.", T_SOA, 300);
+		size_t pos = r.rr[0].rdoff;
+		CU_ASSERT(name_get(r.m, r.len, &pos, n, sizeof(n)) && !strcmp(n, "ns1.example.com."));
+		CU_ASSERT(name_get(r.m, r.len, &pos, n, sizeof(n)) && !strcmp(n, "hostmaster.example.com."));
+		CU_ASSERT(pos + 20 == r.rr[0].rdoff + r.rr[0].rdlen);
+		CU_ASSERT(pos + 20 <= r.len && get16(r.m + pos) == 2026112301u >> 16 &&
+		          get16(r.m + pos + 2) == (2026112301u & 0xffff));
+	}
+	query(&q, 7, "www.example.com", T_MX, 0); /* NODATA */
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 7, NOERROR, true, false);
+		assert_counts(&r, 0, 1, 0);
+		assert_rr(&r, 0, "example.com.", T_SOA, 300);
+	}
+	query(&q, 8, "host.sub.example.com", T_A, 0); /* referral */
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 8, NOERROR, false, false);
+		assert_counts(&r, 0, 1, 1);
+		assert_rr(&r, 0, "sub.example.com.", T_NS, 3600);
+		CU_ASSERT_STRING_EQUAL(rdname_of(&r, &r.rr[0], 0, n, sizeof(n)), "ns.sub.example.com.");
+		assert_rr(&r, 1, "ns.sub.example.com.", T_A, 3600);
+		CU_ASSERT_STRING_EQUAL(addr_of(&r.rr[1], a, sizeof(a)), "192.0.2.99");
+	}
+	query(&q, 9, "www.example.net", T_A, 0);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 9, REFUSED, false, false);
+		assert_counts(&r, 0, 0, 0);
+		CU_ASSERT_EQUAL(r.len, q.n);
+	}
+	query(&q, 10, "www.example.net", T_A, 1232);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 10, REFUSED, false, false);
+		assert_counts(&r, 0, 0, 1);
+		CU_ASSERT_EQUAL_FATAL(r.opt, 0);
+		const struct rr *o = &r.rr[0];
+		/* One option: EDE (15), 2 bytes, info code 20. */
+		CU_ASSERT(o->rdlen == 6 && get16(o->rdata) == 15 && get16(o->rdata + 2) == 2 &&
+		          get16(o->rdata + 4) == 20);
+	}
+	query(&q, 11, "www.example.com", T_A, 0);
+	q.b[q.n - 1] = 3; /* class CH */
+	if (ask(h, PEER, &q, &r))
+		assert_header(&r, 11, REFUSED, false, false);
+	query(&q, 12, "example.com", T_AXFR, 0);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 12, REFUSED, false, false);
+		assert_counts(&r, 0, 0, 0);
+	}
+	DG_TEST_ASSERT_COUNTER(h, "nxdomain", 1);
+	DG_TEST_ASSERT_COUNTER(h, "noerror", 2);
+	DG_TEST_ASSERT_COUNTER(h, "refused", 4);
+	DG_TEST_ASSERT_COUNTER(h, "formerr", 0);
+	dg_harness_free(h);
+}
+
+/* EDNS: the OPT record comes last, with max_payload as our size and the DO
+ * bit copied; version 1 gets BADVERS (16: 1 in the OPT's extended rcode
+ * byte, 0 in the header). */
+static void test_edns(void)
+{
+	struct dg_harness *h = dns_on("{\"amplification\": {\"factor\": 0}}", 1400);
+	struct qb q;
+	struct reply r;
+
+	query(&q, 21, "www.example.com", T_A, 1232);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 21, NOERROR, true, false);
+		assert_question(&r, &q, qend_of(&q, 1232));
+		assert_counts(&r, 2, 1, 2);
+		CU_ASSERT_EQUAL_FATAL(r.opt, (int)r.nrr - 1);
+		const struct rr *o = &r.rr[r.opt];
+		CU_ASSERT_STRING_EQUAL(o->owner, ".");
+		CU_ASSERT_EQUAL(o->cls, 1400); /* the payload size field */
+		CU_ASSERT_EQUAL(o->ttl, 0);    /* extended rcode, version, DO: 0 */
+		CU_ASSERT_EQUAL(o->rdlen, 0);
+	}
+	qb_header(&q, 22, RD << 8, 1, 0, 0, 1);
+	qb_name(&q, "www.example.com");
+	qb_u16(&q, T_A);
+	qb_u16(&q, 1);
+	qb_opt(&q, 4096, 0, true);
+	if (ask(h, PEER, &q, &r)) {
+		CU_ASSERT_FATAL(r.opt >= 0);
+		CU_ASSERT_EQUAL(r.rr[r.opt].ttl, 0x8000); /* DO copied */
+		CU_ASSERT_EQUAL(r.rr[r.opt].cls, 1400);
+	}
+	qb_header(&q, 23, RD << 8, 1, 0, 0, 1);
+	qb_name(&q, "www.example.com");
+	qb_u16(&q, T_A);
+	qb_u16(&q, 1);
+	qb_opt(&q, 1232, 1, false);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 23, BADVERS, false, false);
+		assert_counts(&r, 0, 0, 1);
+		CU_ASSERT_FATAL(r.opt == 0);
+		CU_ASSERT_EQUAL(r.rr[0].ttl >> 24, BADVERS >> 4);
+		CU_ASSERT_EQUAL(r.f3 & 0xF, 0);
+	}
+	DG_TEST_ASSERT_COUNTER(h, "noerror", 2);
+	DG_TEST_ASSERT_COUNTER(h, "badvers", 1);
+	dg_harness_free(h);
+}
+
+/* One query from peer, hostile or malformed (bytes in q): FORMERR or
+ * NOTIMP as a 12-byte header with the id and opcode echoed and no
+ * sections, or nothing (rcode -1). */
+static void expect_bare(struct dg_harness *h, const char *what, const struct qb *q, int rcode)
+{
+	size_t before = dg_harness_replies(h);
+	struct reply r;
+
+	CU_ASSERT_EQUAL(dg_harness_send(h, PEER, q->b, q->n), DG_OK);
+	if (rcode < 0) {
+		if (dg_harness_replies(h) != before)
+			fprintf(stderr, "%s: answered\n", what);
+		CU_ASSERT_EQUAL(dg_harness_replies(h), before);
+		return;
+	}
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), before + 1);
+	CU_ASSERT_TRUE(reply_parse(h, before, &r));
+	if (r.len != 12 || (r.f3 & 0xF) != rcode)
+		fprintf(stderr, "%s: %zu bytes, rcode %d (want 12 bytes, rcode %d)\n", what, r.len,
+		        r.f3 & 0xF, rcode);
+	CU_ASSERT_EQUAL(r.len, 12);
+	CU_ASSERT_EQUAL(r.id, get16(q->b));
+	CU_ASSERT(r.f2 & QR);
+	CU_ASSERT_EQUAL(r.f2 & 0x78, q->b[2] & 0x78); /* the opcode asked */
+	CU_ASSERT_EQUAL(r.f3 & 0xF, rcode);
+	CU_ASSERT(!r.count[QD] && !r.count[AN] && !r.count[NS] && !r.count[AR]);
+}
+
+/* A query for a name of exactly len bytes in wire form (root label
+ * included) under example.com: labels of 63 bytes, then one shorter. */
+static void long_query(struct qb *q, unsigned id, size_t len)
+{
+	size_t left = len - 13; /* \7example\3com\0 */
+
+	qb_header(q, id, RD << 8, 1, 0, 0, 0);
+	while (left) {
+		size_t l = left - 1 > 63 ? 63 : left - 1;
+		qb_u8(q, (unsigned)l);
+		for (size_t i = 0; i < l; i++)
+			qb_u8(q, 'a');
+		left -= l + 1;
+	}
+	qb_name(q, "example.com");
+	qb_u16(q, T_A);
+	qb_u16(q, 1);
+}
+
+/* Hostile and malformed queries: FORMERR (compression pointer loops,
+ * labels past the end, a 256-byte name, lying counts, an OPT that runs
+ * past its end...), NOTIMP for other opcodes, nothing for responses and
+ * runts; each counted by name, and the plugin answers normally after. */
 static void test_hostile(void)
 {
-	static const struct {
-		const char *what;
-		const char *bytes;
-		size_t len;
-		int rcode; /* -1: no reply */
-	} v[] = {
-#define H(qd, an, ns, ar) "\xab\xcd\x01\x00\x00" qd "\x00" an "\x00" ns "\x00" ar
-		{ "pointer loop", H("\1", "\0", "\0", "\0") "\xc0\x0c\x00\x01\x00\x01", 18, DNS_FORMERR },
-		{ "pointer after a label", H("\1", "\0", "\0", "\0") "\x03www\xc0\x0c\x00\x01\x00\x01", 22, DNS_FORMERR },
-		{ "label past the end", H("\1", "\0", "\0", "\0") "\x3fwww", 16, DNS_FORMERR },
-		{ "no root label", H("\1", "\0", "\0", "\0") "\x03www", 16, DNS_FORMERR },
-		{ "extended label type", H("\1", "\0", "\0", "\0") "\x41\x00\x00\x01\x00\x01", 18, DNS_FORMERR },
-		{ "qdcount 0", H("\0", "\0", "\0", "\0") "\x00\x00\x01\x00\x01", 17, DNS_FORMERR },
-		{ "qdcount 2", H("\2", "\0", "\0", "\0") "\x00\x00\x01\x00\x01\x00\x00\x01\x00\x01", 22, DNS_FORMERR },
-		{ "ancount lies", H("\1", "\1", "\0", "\0") "\x00\x00\x01\x00\x01", 17, DNS_FORMERR },
-		{ "nscount lies", H("\1", "\0", "\1", "\0") "\x00\x00\x01\x00\x01", 17, DNS_FORMERR },
-		{ "arcount lies", H("\1", "\0", "\0", "\1") "\x00\x00\x01\x00\x01", 17, DNS_FORMERR },
-		{ "arcount 2", H("\1", "\0", "\0", "\2") "\x00\x00\x01\x00\x01" "\0\0\x29\x02\0\0\0\0\0\0\0" "\0\0\x29\x02\0\0\0\0\0\0\0", 39, DNS_FORMERR },
-		{ "trailing bytes", H("\1", "\0", "\0", "\0") "\x00\x00\x01\x00\x01junk", 21, DNS_FORMERR },
-		{ "question cut short", H("\1", "\0", "\0", "\0") "\x00\x00\x01", 15, DNS_FORMERR },
-		{ "OPT option past its rdata", H("\1", "\0", "\0", "\1") "\x00\x00\x01\x00\x01" "\0\0\x29\x02\0\0\0\0\0\0\x04\0\x0a\0\x08", 32, DNS_FORMERR },
-		{ "OPT rdata past the end", H("\1", "\0", "\0", "\1") "\x00\x00\x01\x00\x01" "\0\0\x29\x02\0\0\0\0\0\0\x40", 28, DNS_FORMERR },
-		{ "OPT owner not the root", H("\1", "\0", "\0", "\1") "\x00\x00\x01\x00\x01" "\1a\0\0\x29\x02\0\0\0\0\0\0\0", 30, DNS_FORMERR },
-		{ "additional record not OPT", H("\1", "\0", "\0", "\1") "\x00\x00\x01\x00\x01" "\0\0\x01\x00\x01\0\0\0\0\0\0", 28, DNS_FORMERR },
-		{ "opcode NOTIFY", "\xab\xcd\x20\x00\x00\x01\0\0\0\0\0\0" "\x00\x00\x06\x00\x01", 17, DNS_NOTIMP },
-		{ "a response", "\xab\xcd\x81\x00\x00\x01\0\0\0\0\0\0" "\x00\x00\x06\x00\x01", 17, -1 },
-		{ "11 bytes", "\xab\xcd\x01\x00\x00\x01\0\0\0\0\0", 11, -1 },
-		{ "empty", "", 0, -1 },
-#undef H
-	};
-	struct dns_result res;
+	struct dg_harness *h = dns_on("{\"amplification\": {\"factor\": 0}}", 0);
+	struct qb q;
+	unsigned formerr = 0, id = 0x100;
 
-	setup_db();
-	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		uint8_t *q = malloc(v[i].len + 1); /* exactly sized: ASan sees overreads */
-		memcpy(q, v[i].bytes, v[i].len);
-		size_t len = dns_answer(&db, q, v[i].len, out, 1232, NULL, &res);
-		if (v[i].rcode < 0) {
-			CU_ASSERT_EQUAL(len, 0);
-			CU_ASSERT_EQUAL(res.rcode, -1);
-		} else {
-			if (len != 12 || rcode(out) != v[i].rcode)
-				fprintf(stderr, "%s: len %zu rcode %d\n", v[i].what, len, len ? rcode(out) : -1);
-			CU_ASSERT_EQUAL(len, 12);
-			CU_ASSERT_EQUAL(rcode(out), v[i].rcode);
-			CU_ASSERT_EQUAL(res.rcode, v[i].rcode);
-			CU_ASSERT(out[0] == 0xab && out[1] == 0xcd && (out[2] & 0x80));
-		}
-		free(q);
+#define BAD(what, build, rcode)                                               \
+	do {                                                                    \
+		build;                                                          \
+		expect_bare(h, what, &q, rcode);                                \
+		formerr += (rcode) == FORMERR;                                  \
+		id++;                                                           \
+	} while (0)
+	/* A name that is a pointer to itself (offset 12). */
+	BAD("pointer loop", (qb_header(&q, id, 0x100, 1, 0, 0, 0), qb_u16(&q, 0xC00C),
+	                     qb_u16(&q, T_A), qb_u16(&q, 1)), FORMERR);
+	/* Two pointers to each other. */
+	BAD("two-pointer loop", (qb_header(&q, id, 0x100, 1, 0, 0, 0), qb_u8(&q, 1), qb_u8(&q, 'a'),
+	                         qb_u16(&q, 0xC00C), qb_u16(&q, T_A), qb_u16(&q, 1)), FORMERR);
+	BAD("forward pointer", (qb_header(&q, id, 0x100, 1, 0, 0, 0), qb_u16(&q, 0xC010),
+	                        qb_u16(&q, T_A), qb_u16(&q, 1), qb_u8(&q, 0)), FORMERR);
+	BAD("label past the end", (qb_header(&q, id, 0x100, 1, 0, 0, 0), qb_u8(&q, 63),
+	                           qb_u8(&q, 'w'), qb_u8(&q, 'w')), FORMERR);
+	BAD("no root label", (qb_header(&q, id, 0x100, 1, 0, 0, 0), qb_u8(&q, 3), qb_u8(&q, 'w'),
+	                      qb_u8(&q, 'w'), qb_u8(&q, 'w')), FORMERR);
+	BAD("extended label type", (qb_header(&q, id, 0x100, 1, 0, 0, 0), qb_u8(&q, 0x41),
+	                            qb_u8(&q, 0), qb_u16(&q, T_A), qb_u16(&q, 1)), FORMERR);
+	BAD("256-byte name", (long_query(&q, id, 256)), FORMERR);
+	BAD("qdcount 0", (qb_header(&q, id, 0x100, 0, 0, 0, 0), qb_name(&q, "www.example.com"),
+	                  qb_u16(&q, T_A), qb_u16(&q, 1)), FORMERR);
+	BAD("qdcount 2", (qb_header(&q, id, 0x100, 2, 0, 0, 0), qb_name(&q, "www.example.com"),
+	                  qb_u16(&q, T_A), qb_u16(&q, 1), qb_name(&q, "www.example.com"),
+	                  qb_u16(&q, T_A), qb_u16(&q, 1)), FORMERR);
+	BAD("ancount 1", (qb_header(&q, id, 0x100, 1, 1, 0, 0), qb_name(&q, "www.example.com"),
+	                  qb_u16(&q, T_A), qb_u16(&q, 1)), FORMERR);
+	BAD("arcount 1, no OPT", (qb_header(&q, id, 0x100, 1, 0, 0, 1), qb_name(&q, "www.example.com"),
+	                          qb_u16(&q, T_A), qb_u16(&q, 1)), FORMERR);
+	BAD("trailing bytes", (query(&q, id, "www.example.com", T_A, 0), qb_u16(&q, 0xdead)), FORMERR);
+	BAD("question cut short", (query(&q, id, "www.example.com", T_A, 0), q.n -= 2), FORMERR);
+	BAD("OPT rdata past the end", (query(&q, id, "www.example.com", T_A, 1232),
+	                               q.b[q.n - 1] = 0x40), FORMERR);
+	BAD("OPT option past its rdata", (query(&q, id, "www.example.com", T_A, 1232),
+	                                  q.b[q.n - 1] = 4, qb_u16(&q, 10), qb_u16(&q, 8)), FORMERR);
+	BAD("opcode STATUS", (query(&q, id, "www.example.com", T_A, 0), q.b[2] |= 2 << 3), NOTIMP);
+	BAD("opcode NOTIFY", (query(&q, id, "example.com", T_SOA, 0), q.b[2] |= 4 << 3), NOTIMP);
+	BAD("a response", (query(&q, id, "www.example.com", T_A, 0), q.b[2] |= QR), -1);
+	BAD("11 bytes", (query(&q, id, "www.example.com", T_A, 0), q.n = 11), -1);
+#undef BAD
+	DG_TEST_ASSERT_COUNTER(h, "formerr", formerr);
+	DG_TEST_ASSERT_COUNTER(h, "notimp", 2);
+	DG_TEST_ASSERT_COUNTER(h, "dropped", 2);
+	DG_TEST_ASSERT_COUNTER(h, "noerror", 0);
+	/* Still serving; a name of 255 bytes, the most there can be, is one. */
+	struct reply r;
+	long_query(&q, 0x7776, 255);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 0x7776, NXDOMAIN, true, false);
+		assert_question(&r, &q, q.n);
+		CU_ASSERT_EQUAL(strlen(r.qname), 254); /* dotted: no length byte, a final dot */
 	}
-	/* A name of 256 bytes. */
-	uint8_t q[400];
-	size_t n = 12;
-	memcpy(q, "\xab\xcd\x01\x00\x00\x01\0\0\0\0\0\0", 12);
-	for (int l = 0; l < 4; l++) {
-		q[n++] = 63;
-		memset(q + n, 'a', 63);
-		n += 63;
+	query(&q, 0x7777, "www.example.com", T_A, 0);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 0x7777, NOERROR, true, false);
+		assert_counts(&r, 2, 1, 1);
 	}
-	memcpy(q + n, "\x03" "abc\0\0\1\0\1", 9);
-	CU_ASSERT_EQUAL(dns_answer(&db, q, n + 9, out, 1232, NULL, &res), 12);
-	CU_ASSERT_EQUAL(rcode(out), DNS_FORMERR);
+	dg_harness_free(h);
 }
 
-static void test_answers(void)
-{
-	uint8_t q[512];
-	struct dns_result res;
-	size_t len;
-
-	setup_db();
-	len = dns_answer(&db, q, mkquery(q, "www.example.com", DNS_T_A, 0, 0), out, 1232, NULL, &res);
-	CU_ASSERT(rcode(out) == DNS_NOERROR && (out[2] & 0x04) && cnt(out, 1) == 2 && cnt(out, 2) == 1);
-	/* Compressed: "example" is written once, in the question. */
-	for (size_t i = 12 + 17; i + 7 <= len; i++)
-		CU_ASSERT(memcmp(out + i, "example", 7) != 0);
-	len = dns_answer(&db, q, mkquery(q, "nx.example.com", DNS_T_A, 1, 1232), out, 1232, NULL, &res);
-	CU_ASSERT(rcode(out) == DNS_NXDOMAIN && cnt(out, 1) == 0 && cnt(out, 2) == 1 && cnt(out, 3) == 1);
-	len = dns_answer(&db, q, mkquery(q, "deep.example.com", DNS_T_A, 0, 0), out, 1232, NULL, &res);
-	CU_ASSERT(rcode(out) == DNS_NOERROR && cnt(out, 1) == 0 && cnt(out, 2) == 1); /* empty non-terminal */
-	len = dns_answer(&db, q, mkquery(q, "www.example.net", DNS_T_A, 0, 0), out, 1232, NULL, &res);
-	CU_ASSERT(rcode(out) == DNS_REFUSED && !(out[2] & 0x04) && len == 33);
-	/* A CNAME loop stops after DNS_CHAIN_MAX records. */
-	len = dns_answer(&db, q, mkquery(q, "loop1.example.com", DNS_T_A, 0, 0), out, 1232, NULL, &res);
-	CU_ASSERT(rcode(out) == DNS_NOERROR && cnt(out, 1) == DNS_CHAIN_MAX);
-	/* EDNS version 1: BADVERS (16) in the OPT record's extended rcode. */
-	len = mkquery(q, "www.example.com", DNS_T_A, 1, 1232);
-	q[len - 5] = 1;
-	len = dns_answer(&db, q, len, out, 1232, NULL, &res);
-	CU_ASSERT(res.rcode == DNS_BADVERS && rcode(out) == 0 && cnt(out, 3) == 1 && out[len - 6] == 1);
-	(void)len;
-}
-
-/* The reply fits the requestor's EDNS size (at least 512), bounded by
- * max_payload; what does not fit is TC=1 with the question alone. */
+/* The reply fits 512 bytes without EDNS, the requestor's EDNS size (512
+ * at least) with it, bounded by max_payload; what does not fit is the
+ * question alone with TC=1 (and the OPT). big.example.com's TXT set is 3
+ * strings of 250 bytes: ~790 bytes of answer. */
 static void test_sizes(void)
 {
 	static const struct {
-		int edns;
-		uint16_t payload;
-		size_t max;
+		unsigned max_payload, edns;
 		bool tc;
 	} v[] = {
-		{ 0, 0, 1232, true },       /* 512 without EDNS: 3 x 270 bytes do not fit */
-		{ 1, 100, 1232, true },     /* under 512 counts as 512 */
-		{ 1, 1232, 1232, false },
-		{ 1, 65535, 700, true },    /* max_payload wins */
-		{ 1, 65535, 4096, false },
+		{ 1232, 0, true },     /* 512 without EDNS */
+		{ 1232, 400, true },   /* under 512 counts as 512 */
+		{ 1232, 1232, false },
+		{ 700, 4096, true },   /* max_payload wins */
+		{ 4096, 65535, false },
 	};
-	uint8_t q[512];
-	struct dns_result res;
+	struct qb q;
+	struct reply r;
+	unsigned truncated = 0;
 
-	setup_db();
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		size_t ql = mkquery(q, "big.example.com", DNS_T_TXT, v[i].edns, v[i].payload);
-		size_t len = dns_answer(&db, q, ql, out, v[i].max, NULL, &res);
-		size_t limit = v[i].edns && v[i].payload > 512 ? v[i].payload : 512;
-		CU_ASSERT(len <= (limit < v[i].max ? limit : v[i].max));
-		CU_ASSERT_EQUAL(res.truncated, v[i].tc);
-		CU_ASSERT_EQUAL((out[2] & 0x02) != 0, v[i].tc);
-		CU_ASSERT_EQUAL(cnt(out, 1), v[i].tc ? 0u : 3u);
-		/* Truncated: the OPT record alone; whole: OPT and ns1's address. */
-		CU_ASSERT_EQUAL(cnt(out, 3), (v[i].edns ? 1u : 0u) + (v[i].tc ? 0u : 1u));
-		/* The truncated form the plugin sends when the host refuses the whole. */
-		size_t tl = dns_truncate(out, len, &res);
-		CU_ASSERT(tl == ql && (out[2] & 0x02) && cnt(out, 1) == 0 && cnt(out, 2) == 0 &&
-		          cnt(out, 3) == (v[i].edns ? 1u : 0u));
+		struct dg_harness *h = dns_on("{\"amplification\": {\"factor\": 0}}", v[i].max_payload);
+		query(&q, 0x5000 + (unsigned)i, "big.example.com", T_TXT, v[i].edns);
+		truncated = 0;
+		if (ask(h, PEER, &q, &r)) {
+			size_t limit = v[i].edns > 512 ? v[i].edns : 512;
+			if (limit > v[i].max_payload)
+				limit = v[i].max_payload;
+			CU_ASSERT(r.len <= limit);
+			assert_header(&r, 0x5000 + (unsigned)i, NOERROR, true, v[i].tc);
+			assert_question(&r, &q, qend_of(&q, v[i].edns));
+			if (v[i].tc) {
+				assert_counts(&r, 0, 0, v[i].edns ? 1 : 0);
+				CU_ASSERT_EQUAL(r.len, q.n); /* never larger than the query */
+				truncated = 1;
+			} else {
+				assert_counts(&r, 3, 1, v[i].edns ? 2 : 1);
+				for (unsigned k = 0; k < 3; k++) {
+					assert_rr(&r, k, "big.example.com.", T_TXT, 3600);
+					CU_ASSERT(r.rr[k].rdlen == TXT_LEN + 1 && r.rr[k].rdata[0] == TXT_LEN &&
+					          r.rr[k].rdata[1] == 'a' + k);
+				}
+				CU_ASSERT(r.len > 512);
+			}
+			if (v[i].edns) {
+				CU_ASSERT_FATAL(r.opt == (int)r.nrr - 1);
+				CU_ASSERT_EQUAL(r.rr[r.opt].cls, v[i].max_payload);
+			}
+		}
+		DG_TEST_ASSERT_COUNTER(h, "truncated", truncated);
+		DG_TEST_ASSERT_COUNTER(h, "noerror", 1);
+		dg_harness_free(h);
 	}
 }
 
-/* Every name of a 20,000-record zone is found through the hash table;
- * names not in it are not. */
-static void test_many_names(void)
+/* A reply the host refuses goes out truncated instead: over the
+ * listener's max_datagram (host->reply: DG_E2BIG, tx_drop_too_big), and
+ * over an unvalidated peer's amplification credit (DG_EAGAIN,
+ * tx_drop_amplification; default factor 3); the truncated form is never
+ * larger than the query, so the guard lets it through. */
+static void test_host_refuses(void)
 {
-	enum { N = 20000 };
-	struct dns_db big;
-	char err[512], name[64];
-	json_t *zones = json_loads(ZONE(""), 0, NULL), *recs = json_object_get(json_array_get(zones, 0), "records");
-	uint8_t wire[DNS_NAME_MAX];
+	struct qb q;
+	struct reply r;
 
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "h%d.n%d", i, i % 97);
-		json_array_append_new(recs, json_pack("{sssss[s]}", "name", name, "type", "TXT", "data", "x"));
+	struct dg_harness *h = dns_on("{\"max_datagram\": 600, \"amplification\": {\"factor\": 0}}", 1232);
+	query(&q, 0x6001, "big.example.com", T_TXT, 1232);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 0x6001, NOERROR, true, true);
+		assert_counts(&r, 0, 0, 1);
+		CU_ASSERT_EQUAL(r.len, q.n);
+		CU_ASSERT_EQUAL(r.opt, 0);
 	}
-	CU_ASSERT_EQUAL_FATAL(dns_db_load(&big, zones, err, sizeof(err)), DG_OK);
-	json_decref(zones);
-	CU_ASSERT_EQUAL(big.nodes, N + 97 + 1);
-	CU_ASSERT(big.nodes * 2 <= big.mask + 1);
-	for (int i = 0; i < N + 10; i++) {
-		int l = snprintf(name + 1, sizeof(name) - 1, "h%d", i);
-		size_t n = 0;
-		wire[n++] = (uint8_t)l;
-		memcpy(wire + n, name + 1, (size_t)l);
-		n += (size_t)l;
-		l = snprintf(name, sizeof(name), "n%d", i % 97);
-		wire[n++] = (uint8_t)l;
-		memcpy(wire + n, name, (size_t)l);
-		n += (size_t)l;
-		memcpy(wire + n, "\7example\3com", 13);
-		n += 13;
-		const struct dns_node *node = dns_db_find(&big, wire, n);
-		CU_ASSERT_EQUAL(node != NULL, i < N);
-		if (node && i < N)
-			CU_ASSERT_PTR_NOT_NULL(node->set[DNS_K_TXT]);
+	DG_TEST_ASSERT_COUNTER(h, "tx_drop_too_big", 1);
+	DG_TEST_ASSERT_COUNTER(h, "truncated", 1);
+	DG_TEST_ASSERT_COUNTER(h, "tx", 1);
+	/* A small answer is not touched. */
+	query(&q, 0x6002, "www.example.com", T_A, 1232);
+	if (ask(h, PEER, &q, &r))
+		assert_header(&r, 0x6002, NOERROR, true, false);
+	DG_TEST_ASSERT_COUNTER(h, "truncated", 1);
+	dg_harness_free(h);
+
+	h = dns_on("", 1232); /* the amplification guard at its default */
+	query(&q, 0x6003, "big.example.com", T_TXT, 1232);
+	if (ask(h, "127.0.0.7:5353", &q, &r)) {
+		assert_header(&r, 0x6003, NOERROR, true, true);
+		assert_counts(&r, 0, 0, 1);
+		CU_ASSERT_EQUAL(r.len, q.n);
 	}
-	dns_db_free(&big);
+	DG_TEST_ASSERT_COUNTER(h, "tx_drop_amplification", 1);
+	DG_TEST_ASSERT_COUNTER(h, "truncated", 1);
+	DG_TEST_ASSERT_COUNTER(h, "tx", 1);
+	dg_harness_free(h);
 }
 
-static void test_cleanup(void)
+/* Queries from many peers, some in one receive batch: each answer goes to
+ * the peer that asked, with its id, and each peer has its session. */
+static void test_many_peers(void)
 {
-	dns_db_free(&db);
-	CU_ASSERT_PTR_NULL(db.slot);
+	enum { PEERS = 300, BATCH = 50 };
+	struct dg_harness *h = dns_on("{\"amplification\": {\"factor\": 0}}", 0);
+	struct qb q;
+	struct reply r;
+	char peer[64];
+	unsigned wrong = 0;
+
+	for (unsigned i = 0; i < PEERS; i++) {
+		if (i % BATCH == 0 && i >= PEERS / 2)
+			dg_harness_batch_begin(h);
+		snprintf(peer, sizeof(peer), "127.0.%u.%u:%u", i / 200, 1 + i % 200, 1024 + i);
+		query(&q, 0x8000 + i, i % 3 ? "www.example.com" : "nx.example.com", T_A, i % 2 ? 1232 : 0);
+		CU_ASSERT_EQUAL(dg_harness_send(h, peer, q.b, q.n), DG_OK);
+		if (i % BATCH == BATCH - 1 && i >= PEERS / 2)
+			dg_harness_batch_end(h);
+	}
+	CU_ASSERT_EQUAL_FATAL(dg_harness_replies(h), PEERS);
+	for (unsigned i = 0; i < PEERS; i++) {
+		snprintf(peer, sizeof(peer), "127.0.%u.%u:%u", i / 200, 1 + i % 200, 1024 + i);
+		bool ok = reply_parse(h, i, &r) && r.id == 0x8000 + i &&
+		          !strcmp(dg_harness_reply(h, i)->to_text, peer) &&
+		          (r.f3 & 0xF) == (i % 3 ? NOERROR : NXDOMAIN) && r.count[AN] == (i % 3 ? 2 : 0) &&
+		          (r.opt >= 0) == (i % 2 == 1);
+		wrong += !ok;
+	}
+	CU_ASSERT_EQUAL(wrong, 0);
+	CU_ASSERT_EQUAL(dg_harness_sessions(h), PEERS);
+	DG_TEST_ASSERT_COUNTER(h, "noerror", PEERS - (PEERS + 2) / 3);
+	DG_TEST_ASSERT_COUNTER(h, "nxdomain", (PEERS + 2) / 3);
+	DG_TEST_ASSERT_COUNTER(h, "tx", PEERS);
+	/* Sessions end after session_idle_ms, on the fake clock. */
+	dg_harness_advance(h, 61000);
+	CU_ASSERT_EQUAL(dg_harness_sessions(h), 0);
+	dg_harness_free(h);
 }
 
 
 /* ---- DNS Cookies ---- */
 
-static void unhex(const char *hex, uint8_t *bytes)
+/* A query with EDNS and a COOKIE option of len bytes. */
+static void cookie_query(struct qb *q, unsigned id, const char *name, unsigned type,
+                         const uint8_t *cookie, size_t len)
 {
-	for (size_t i = 0; hex[2 * i]; i++) {
-		unsigned v;
-		CU_ASSERT_FATAL(sscanf(hex + 2 * i, "%2x", &v) == 1);
-		bytes[i] = (uint8_t)v;
+	query(q, id, name, type, 1232);
+	q->b[q->n - 2] = (uint8_t)((len + 4) >> 8);
+	q->b[q->n - 1] = (uint8_t)(len + 4);
+	qb_u16(q, 10);
+	qb_u16(q, (unsigned)len);
+	for (size_t i = 0; i < len; i++)
+		qb_u8(q, cookie[i]);
+}
+
+/* The COOKIE option of r's OPT record: its length, the bytes in c. */
+static size_t cookie_of(const struct reply *r, uint8_t *c)
+{
+	if (r->opt < 0)
+		return 0;
+	const struct rr *o = &r->rr[r->opt];
+	for (size_t i = 0; i + 4 <= o->rdlen; i += 4u + get16(o->rdata + i + 2)) {
+		size_t len = get16(o->rdata + i + 2);
+		if (get16(o->rdata + i) == 10 && i + 4 + len <= o->rdlen) {
+			memcpy(c, o->rdata + i + 4, len);
+			return len;
+		}
 	}
+	return 0;
 }
 
-/* RFC 9018 appendix A: server cookies NSD, BIND, Knot and Unbound make
- * from the same inputs. */
-static void test_cookie_vectors(void)
+#define CK_CONF "{\"rate_limit\": {\"per_source\": {\"rate\": 1, \"burst\": 2}}}"
+#define CK_SECRET "{\"cookie_secret\": \"e5e973e5a6b2a43f48e7dc849e37bfcf\"}"
+
+/* The client learns a server cookie; a spoofer "from" its address (another
+ * port) then empties its per-source bucket; the client's queries with the
+ * cookie are answered all the same, whole (past the amplification guard:
+ * a validated session), and counted as proven. Forged, other-address and
+ * expired cookies prove nothing; a cookie half an hour old is renewed. */
+static void test_cookie_spoofer(void)
 {
-	static const struct {
-		const char *secret, *client, *ip, *want;
-		uint32_t ts;
-	} v[] = {
-		{ "e5e973e5a6b2a43f48e7dc849e37bfcf", "2464c4abcf10c957", "c6336464",
-		  "010000005cf79f111f8130c3eee29480", 1559731985 },
-		{ "e5e973e5a6b2a43f48e7dc849e37bfcf", "2464c4abcf10c957", "c6336464",
-		  "010000005cf7a871d4a564a1442aca77", 1559734385 },
-	};
-	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		uint8_t secret[16], ip[16], cookie[DNS_COOKIE_LEN], want[DNS_COOKIE_SERVER];
-		unhex(v[i].secret, secret);
-		unhex(v[i].ip, ip);
-		unhex(v[i].client, cookie);
-		unhex(v[i].want, want);
-		struct dns_cookies ck = { .secret = secret, .now = v[i].ts, .ip = ip, .iplen = strlen(v[i].ip) / 2 };
-		dns_cookie_make(&ck, cookie, v[i].ts, cookie + DNS_COOKIE_CLIENT);
-		CU_ASSERT(memcmp(cookie + DNS_COOKIE_CLIENT, want, DNS_COOKIE_SERVER) == 0);
-		CU_ASSERT(dns_cookie_valid(&ck, cookie, DNS_COOKIE_LEN));
+	struct dg_harness *h = dns_on_cfg(CK_CONF, 0, CK_SECRET);
+	struct qb q;
+	struct reply r;
+	uint8_t c[64] = "clientck", got[64];
+
+	cookie_query(&q, 0x7001, "example.com", T_MX, c, 8);
+	CU_ASSERT_FATAL(ask(h, PEER, &q, &r));
+	CU_ASSERT_EQUAL(cookie_of(&r, c), 24); /* the client's and the server's */
+	CU_ASSERT(!memcmp(c, "clientck", 8) && c[8] == 1);
+	DG_TEST_ASSERT_COUNTER(h, "cookie_new", 1);
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 0);
+	/* The spoofer: no cookie, a forged one. */
+	uint8_t forged[24];
+	memcpy(forged, c, 24);
+	forged[23] ^= 0x55;
+	for (unsigned i = 0; i < 20; i++) {
+		if (i % 2)
+			cookie_query(&q, 0x7100 + i, "example.com", T_MX, forged, 24);
+		else
+			query(&q, 0x7100 + i, "example.com", T_MX, 1232);
+		CU_ASSERT_EQUAL(dg_harness_send(h, "127.0.0.1:666", q.b, q.n), DG_OK);
 	}
+	CU_ASSERT(dg_harness_counter(h, "drop_rate_limited") >= 19);
+	uint64_t limited = dg_harness_counter(h, "drop_rate_limited");
+	for (unsigned i = 0; i < 30; i++) {
+		cookie_query(&q, 0x7200 + i, "example.com", T_MX, c, 24);
+		if (!ask(h, PEER, &q, &r))
+			break;
+		assert_header(&r, 0x7200 + i, NOERROR, true, false);
+		CU_ASSERT_EQUAL(r.count[AN], 1);
+		CU_ASSERT(cookie_of(&r, got) == 24 && !memcmp(got, c, 24)); /* young: echoed */
+	}
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 30);
+	DG_TEST_ASSERT_COUNTER(h, "cookie_valid", 30);
+	DG_TEST_ASSERT_COUNTER(h, "drop_rate_limited", limited);
+	DG_TEST_ASSERT_COUNTER(h, "tx_drop_amplification", 0);
+	/* The cookie "from" another address proves nothing: rate-limited there
+	 * after its burst, like any spoofed query. */
+	size_t before = dg_harness_replies(h);
+	for (unsigned i = 0; i < 3; i++) {
+		cookie_query(&q, 0x7300 + i, "example.com", T_A, c, 24);
+		CU_ASSERT_EQUAL(dg_harness_send(h, "127.0.0.2:5000", q.b, q.n), DG_OK);
+	}
+	CU_ASSERT_EQUAL(dg_harness_replies(h), before + 2);
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 30);
+	DG_TEST_ASSERT_COUNTER(h, "drop_rate_limited", limited + 1);
+	/* 31 minutes on: still valid, and renewed in the answer. */
+	dg_harness_advance(h, 31 * 60 * 1000);
+	cookie_query(&q, 0x7400, "example.com", T_MX, c, 24);
+	if (ask(h, PEER, &q, &r)) {
+		CU_ASSERT(cookie_of(&r, got) == 24 && !memcmp(got, c, 8) && memcmp(got + 8, c + 8, 16));
+		DG_TEST_ASSERT_COUNTER(h, "rx_proven", 31);
+	}
+	/* 61 minutes after it was made: expired, a new one in the answer. */
+	dg_harness_advance(h, 30 * 60 * 1000);
+	cookie_query(&q, 0x7401, "www.example.com", T_A, c, 24);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 0x7401, NOERROR, true, false);
+		CU_ASSERT(cookie_of(&r, got) == 24 && memcmp(got + 8, c + 8, 16));
+	}
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 31);
+	/* ... which proves the source again. */
+	memcpy(c, got, 24);
+	cookie_query(&q, 0x7402, "www.example.com", T_A, c, 24);
+	if (ask(h, PEER, &q, &r))
+		assert_header(&r, 0x7402, NOERROR, true, false);
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 32);
+	dg_harness_free(h);
 }
 
-static const uint8_t ck_secret[16] = "0123456789abcdef";
-static const uint8_t ck_ip[4] = { 192, 0, 2, 7 };
-#define CK_NOW 1700000000u
-
-/* A cookie made at ts for client "clientck", checked at now: valid? */
-static bool valid_at(uint32_t ts, uint32_t now, const uint8_t *ip, size_t iplen, int flip)
+/* Over the amplification credit, a query with a client cookie gets
+ * BADCOOKIE and the server cookie (RFC 7873 5.2.3) instead of TC=1; asked
+ * again with it, the whole answer. A malformed COOKIE option: FORMERR.
+ * "cookies": false: options ignored, no cookie, TC=1 as before. */
+static void test_badcookie(void)
 {
-	struct dns_cookies ck = { .secret = ck_secret, .now = now, .ip = ck_ip, .iplen = 4 };
-	uint8_t c[DNS_COOKIE_LEN];
+	struct dg_harness *h = dns_on("", 0); /* factor 3 */
+	struct qb q;
+	struct reply r;
+	uint8_t c[64] = "clientck", got[64];
 
-	memcpy(c, "clientck", 8);
-	dns_cookie_make(&ck, c, ts, c + 8);
-	if (flip >= 0)
-		c[flip] ^= 1;
-	ck.ip = ip;
-	ck.iplen = iplen;
-	return dns_cookie_valid(&ck, c, sizeof(c));
-}
-
-/* Valid for an hour, up to 5 minutes ahead (RFC 9018 4.3), bound to the
- * client's address and cookie, every byte checked. */
-static void test_cookie_valid(void)
-{
-	static const uint8_t other[4] = { 192, 0, 2, 8 };
-	static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 7 };
-
-	CU_ASSERT(valid_at(CK_NOW, CK_NOW, ck_ip, 4, -1));
-	CU_ASSERT(valid_at(CK_NOW, CK_NOW + DNS_COOKIE_MAX_AGE, ck_ip, 4, -1));
-	CU_ASSERT(!valid_at(CK_NOW, CK_NOW + DNS_COOKIE_MAX_AGE + 1, ck_ip, 4, -1));
-	CU_ASSERT(valid_at(CK_NOW + DNS_COOKIE_MAX_AHEAD, CK_NOW, ck_ip, 4, -1));
-	CU_ASSERT(!valid_at(CK_NOW + DNS_COOKIE_MAX_AHEAD + 1, CK_NOW, ck_ip, 4, -1));
-	CU_ASSERT(valid_at(0xfffffff0u, 10, ck_ip, 4, -1)); /* the clock wraps (RFC 1982) */
-	CU_ASSERT(!valid_at(CK_NOW, CK_NOW, other, 4, -1));
-	CU_ASSERT(!valid_at(CK_NOW, CK_NOW, v6, 16, -1));
-	for (int b = 0; b < DNS_COOKIE_LEN; b++)
-		CU_ASSERT(!valid_at(CK_NOW, CK_NOW, ck_ip, 4, b)); /* client cookie, version, reserved, ts, hash */
-	struct dns_cookies ck = { .secret = ck_secret, .now = CK_NOW, .ip = ck_ip, .iplen = 4 };
-	uint8_t c[40] = "clientck";
-	dns_cookie_make(&ck, c, CK_NOW, c + 8);
-	CU_ASSERT(dns_cookie_valid(&ck, c, 24));
-	CU_ASSERT(!dns_cookie_valid(&ck, c, 8));
-	CU_ASSERT(!dns_cookie_valid(&ck, c, 16));
-	CU_ASSERT(!dns_cookie_valid(&ck, c, 32));
-}
-
-/* A query with an OPT holding the given options (raw bytes). */
-static size_t ckquery(uint8_t *q, const char *name, uint16_t type, const uint8_t *opts, size_t olen)
-{
-	size_t n = mkquery(q, name, type, 1, 1232);
-
-	q[n - 2] = (uint8_t)(olen >> 8);
-	q[n - 1] = (uint8_t)olen;
-	memcpy(q + n, opts, olen);
-	return n + olen;
-}
-
-static size_t cookie_opt(uint8_t *o, const uint8_t *cookie, size_t len)
-{
-	o[0] = 0, o[1] = DNS_OPT_COOKIE, o[2] = (uint8_t)(len >> 8), o[3] = (uint8_t)len;
-	memcpy(o + 4, cookie, len);
-	return 4 + len;
-}
-
-/* The COOKIE option of reply r (len), or NULL. */
-static const uint8_t *reply_cookie(const uint8_t *r, size_t len)
-{
-	for (size_t i = len; i >= 4 + DNS_COOKIE_LEN; i--)
-		if (r[i - 28] == 0 && r[i - 27] == DNS_OPT_COOKIE && r[i - 26] == 0 && r[i - 25] == DNS_COOKIE_LEN)
-			return r + i - 24;
-	return NULL;
-}
-
-/* Malformed COOKIE options are FORMERR (RFC 7873 5.2.2), ignored with
- * cookies off; answers carry the client cookie and a server cookie: the
- * query's own while valid and young, a new one once half an hour old, a
- * new one for an invalid one; BADCOOKIE keeps header, question and OPT. */
-static void test_cookie_answers(void)
-{
-	struct dns_cookies ck = { .secret = ck_secret, .now = CK_NOW, .ip = ck_ip, .iplen = 4 };
-	uint8_t q[512], o[128], c[48] = "clientck";
-	struct dns_result res;
-	size_t n, len;
-
-	setup_db();
-	static const size_t bad[] = { 0, 7, 9, 15, 41 };
+	cookie_query(&q, 0x7501, "big.example.com", T_TXT, c, 8);
+	if (ask(h, PEER, &q, &r)) {
+		CU_ASSERT_EQUAL(r.f3 & 0xF, 7); /* BADCOOKIE: 23 = 1 << 4 | 7 */
+		CU_ASSERT(r.opt >= 0 && (r.rr[r.opt].ttl >> 24) == 1);
+		CU_ASSERT_FALSE(r.f2 & TC);
+		assert_counts(&r, 0, 0, 1);
+		CU_ASSERT(r.len <= 3 * q.n);
+		CU_ASSERT_EQUAL(cookie_of(&r, c), 24);
+	}
+	DG_TEST_ASSERT_COUNTER(h, "badcookie", 1);
+	DG_TEST_ASSERT_COUNTER(h, "truncated", 0);
+	cookie_query(&q, 0x7502, "big.example.com", T_TXT, c, 24);
+	if (ask(h, "127.0.0.1:40001", &q, &r)) { /* a resolver's next port */
+		assert_header(&r, 0x7502, NOERROR, true, false);
+		assert_counts(&r, 3, 1, 2);
+		CU_ASSERT(r.len > 750 && cookie_of(&r, got) == 24);
+	}
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 1);
+	static const unsigned bad[] = { 0, 7, 9, 15, 41 };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		n = ckquery(q, "www.example.com", DNS_T_A, o, cookie_opt(o, c, bad[i]));
-		len = dns_answer(&db, q, n, out, 1232, &ck, &res);
-		CU_ASSERT(len == 12 && rcode(out) == DNS_FORMERR);
-		len = dns_answer(&db, q, n, out, 1232, NULL, &res);
-		CU_ASSERT(len > 12 && rcode(out) == DNS_NOERROR && res.cookie == DNS_CK_NONE);
+		cookie_query(&q, 0x7510, "www.example.com", T_A, c, bad[i]);
+		if (ask(h, PEER, &q, &r))
+			CU_ASSERT(r.len == 12 && (r.f3 & 0xF) == FORMERR);
 	}
-	size_t ol = cookie_opt(o, c, 8);
-	ol += cookie_opt(o + ol, c, 8);
-	n = ckquery(q, "www.example.com", DNS_T_A, o, ol);
-	CU_ASSERT(dns_answer(&db, q, n, out, 1232, &ck, &res) == 12 && rcode(out) == DNS_FORMERR);
+	dg_harness_free(h);
 
-	/* A client cookie alone: a new server cookie made now. */
-	n = ckquery(q, "www.example.com", DNS_T_A, o, cookie_opt(o, c, 8));
-	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
-	const uint8_t *rc = reply_cookie(out, len);
-	CU_ASSERT(res.cookie == DNS_CK_CLIENT && rcode(out) == DNS_NOERROR && cnt(out, 1) == 2);
-	CU_ASSERT_FATAL(rc != NULL);
-	CU_ASSERT(dns_cookie_valid(&ck, rc, DNS_COOKIE_LEN) && !memcmp(rc, "clientck", 8));
-	memcpy(c, rc, DNS_COOKIE_LEN);
-	const uint8_t *cookie;
-	size_t clen;
-	CU_ASSERT(dns_query_cookie(q, n, &cookie, &clen) && clen == 8);
-
-	/* Sent back 29 minutes later: valid, and echoed as it is. */
-	n = ckquery(q, "www.example.com", DNS_T_A, o, cookie_opt(o, c, DNS_COOKIE_LEN));
-	CU_ASSERT(dns_query_cookie(q, n, &cookie, &clen) && clen == DNS_COOKIE_LEN);
-	ck.now = CK_NOW + 29 * 60;
-	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
-	CU_ASSERT(res.cookie == DNS_CK_VALID && (rc = reply_cookie(out, len)) && !memcmp(rc, c, DNS_COOKIE_LEN));
-	/* 31 minutes: still valid, renewed. */
-	ck.now = CK_NOW + 31 * 60;
-	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
-	CU_ASSERT(res.cookie == DNS_CK_VALID && (rc = reply_cookie(out, len)) && memcmp(rc, c, DNS_COOKIE_LEN) &&
-	          dns_cookie_valid(&ck, rc, DNS_COOKIE_LEN));
-	/* 61 minutes: expired; a new one. */
-	ck.now = CK_NOW + 61 * 60;
-	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
-	CU_ASSERT(res.cookie == DNS_CK_CLIENT && rcode(out) == DNS_NOERROR &&
-	          (rc = reply_cookie(out, len)) && dns_cookie_valid(&ck, rc, DNS_COOKIE_LEN));
-	/* A server cookie of another length (8..32 is well-formed): not ours. */
-	ck.now = CK_NOW;
-	n = ckquery(q, "www.example.com", DNS_T_A, o, cookie_opt(o, c, 20));
-	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
-	CU_ASSERT(res.cookie == DNS_CK_CLIENT && rcode(out) == DNS_NOERROR && reply_cookie(out, len));
-
-	/* BADCOOKIE: rcode 23 (7 in the header, 1 in the OPT), no records, the
-	 * cookie kept. */
-	n = ckquery(q, "example.com", DNS_T_MX, o, cookie_opt(o, c, 8));
-	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
-	CU_ASSERT(cnt(out, 1) > 0);
-	len = dns_badcookie(out, len, &res);
-	CU_ASSERT(len == n - 8 + DNS_COOKIE_LEN && res.rcode == DNS_BADCOOKIE);
-	CU_ASSERT(rcode(out) == 7 && cnt(out, 1) == 0 && cnt(out, 2) == 0 && cnt(out, 3) == 1);
-	CU_ASSERT(out[len - 4 - DNS_COOKIE_LEN - 11 + 5] == 1 && !(out[2] & 0x06));
-	CU_ASSERT((rc = reply_cookie(out, len)) && dns_cookie_valid(&ck, rc, DNS_COOKIE_LEN));
-	/* No cookie, no BADCOOKIE. */
-	n = mkquery(q, "example.com", DNS_T_MX, 1, 1232);
-	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
-	CU_ASSERT(dns_badcookie(out, len, &res) == len && res.rcode == DNS_NOERROR);
-	CU_ASSERT(!dns_query_cookie(q, n, &cookie, &clen));
+	h = dns_on_cfg("", 0, "{\"cookies\": false}");
+	cookie_query(&q, 0x7601, "big.example.com", T_TXT, c, 8);
+	if (ask(h, PEER, &q, &r)) {
+		assert_header(&r, 0x7601, NOERROR, true, true);
+		CU_ASSERT_EQUAL(cookie_of(&r, got), 0);
+	}
+	cookie_query(&q, 0x7602, "www.example.com", T_A, c, 9);
+	if (ask(h, PEER, &q, &r))
+		assert_header(&r, 0x7602, NOERROR, true, false);
+	DG_TEST_ASSERT_COUNTER(h, "rx_proven", 0);
+	dg_harness_free(h);
 }
 
 static const struct dg_test tests[] = {
-	{ "config errors name their key path, and free what was loaded", test_config_errors },
-	{ "hostile queries: FORMERR, NOTIMP or no reply", test_hostile },
-	{ "answers: data, NXDOMAIN, NODATA, REFUSED, CNAME loops, BADVERS", test_answers },
-	{ "EDNS payload sizes, max_payload, TC=1 and the truncated form", test_sizes },
-	{ "20,000 names found through the hash table", test_many_names },
-	{ "cookies: RFC 9018's test vectors", test_cookie_vectors },
-	{ "cookies: an hour, 5 minutes ahead, the address, every byte", test_cookie_valid },
-	{ "cookies: FORMERR, echoed, renewed, expired, BADCOOKIE", test_cookie_answers },
-	{ "free", test_cleanup },
+	{ "data: A, AAAA, MX, CNAME, TXT, compression, the question as asked", test_data },
+	{ "NXDOMAIN, NODATA, referral, REFUSED (EDE), class CH, AXFR", test_negative },
+	{ "EDNS: OPT with max_payload, DO copied, BADVERS", test_edns },
+	{ "hostile and malformed queries: FORMERR, NOTIMP, dropped, counted", test_hostile },
+	{ "sizes: 512, EDNS size, max_payload, TC=1", test_sizes },
+	{ "replies the host refuses go out truncated (max_datagram, amplification)", test_host_refuses },
+	{ "300 peers, in and out of batches", test_many_peers },
+	{ "cookies: a spoofer at the client's address cannot silence it", test_cookie_spoofer },
+	{ "cookies: BADCOOKIE over the credit, FORMERR, cookies off", test_badcookie },
 	{ NULL, NULL },
 };
 
-DG_TEST_MAIN("dns", tests)
+DG_TEST_MAIN("dns plugin on the harness", tests)

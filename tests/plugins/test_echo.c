@@ -187,7 +187,7 @@ static double cpu_ms(void)
 /* 64,000 delayed replies; every eighth fires, then the rest time out,
  * oldest first (on_expire, then the slot's free_fn, as the host does).
  * Each timeout must cancel its own request's timer, and cost O(1): the old
- * list scan took seconds of CPU here (issue 9), this takes milliseconds;
+ * list scan took seconds of CPU here, this takes milliseconds;
  * the bound leaves a wide margin for slow builds. */
 static void test_timeouts_by_handle(void)
 {

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "conf.h"
-#include "server.h"
+#include "sock.h"
 #include "testutil.h"
 
 enum { HELD = 4000, TRIES = 400 };
@@ -65,7 +65,7 @@ static void test_port0_never_shared(void)
 		struct dg_addr addr = { .len = sizeof(struct sockaddr_in) }, got;
 		struct sockaddr_in sin = at(0);
 		memcpy(&addr.ss, &sin, sizeof(sin));
-		int fd = dg_server_bind(&lc, &addr, true, &got);
+		int fd = dg_sock_bind(&lc, &addr, true, &got);
 		if (fd < 0)
 			continue;
 		bound++;
@@ -91,9 +91,9 @@ static void test_group_and_refusal(void)
 	int one = 1;
 
 	memcpy(&addr.ss, &sin, sizeof(sin));
-	int a = dg_server_bind(&lc, &addr, true, &first);
+	int a = dg_sock_bind(&lc, &addr, true, &first);
 	CU_ASSERT_FATAL(a >= 0);
-	int b = dg_server_bind(&lc, &first, false, &second);
+	int b = dg_sock_bind(&lc, &first, false, &second);
 	CU_ASSERT(b >= 0);
 	CU_ASSERT_EQUAL(memcmp(&first.ss, &second.ss, sizeof(struct sockaddr_in)), 0);
 	/* someone else's socket on a port: an exclusive bind there fails */
@@ -106,7 +106,7 @@ static void test_group_and_refusal(void)
 	                getsockname(other, (struct sockaddr *)&o, &olen) == 0);
 	struct dg_addr taken = { .len = sizeof(o) }, got;
 	memcpy(&taken.ss, &o, sizeof(o));
-	int c = dg_server_bind(&lc, &taken, true, &got);
+	int c = dg_sock_bind(&lc, &taken, true, &got);
 	CU_ASSERT_EQUAL(c, -1);
 	if (c >= 0)
 		close(c);
