@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "directive.h"
 #include "jsonload.h"
 #include "options.h"
 
