@@ -22,56 +22,43 @@
 #include "log.h"
 #include "privs.h"
 
-static int set_uint(struct dg_directive_ctx *c, json_t *v, void *obj,
-                    const struct dg_directive *d)
+/* Integers in [d->lo, d->hi]: t_uint into an unsigned, t_int an int,
+ * t_size a size_t (a number of bytes). */
+static const struct dg_directive_type t_uint, t_int, t_size;
+
+static int set_integer(struct dg_directive_ctx *c, json_t *v, void *obj,
+                       const struct dg_directive *d)
 {
-	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
-		return dg_directive_fail(c, "expected an integer from %lld to %lld", d->lo, d->hi);
-	*(unsigned *)((char *)obj + d->off) = (unsigned)json_integer_value(v);
+	json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+	void *f = dg_directive_field(obj, d);
+
+	if (!json_is_integer(v) || n < d->lo || n > d->hi)
+		return dg_directive_fail(c, "expected %s from %lld to %lld",
+		                         d->type == &t_size ? "a number of bytes" : "an integer",
+		                         d->lo, d->hi);
+	if (d->type == &t_size)
+		*(size_t *)f = (size_t)n;
+	else if (d->type == &t_int)
+		*(int *)f = (int)n;
+	else
+		*(unsigned *)f = (unsigned)n;
 	return DG_OK;
 }
 
-static json_t *get_uint(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+static json_t *get_integer(struct dg_directive_ctx *c, const void *obj,
+                           const struct dg_directive *d)
 {
+	const void *f = dg_directive_cfield(obj, d);
 	(void)c;
-	return json_integer(*(const unsigned *)((const char *)obj + d->off));
+
+	if (d->type == &t_size)
+		return json_integer((json_int_t)*(const size_t *)f);
+	return json_integer(d->type == &t_int ? *(const int *)f : (json_int_t)*(const unsigned *)f);
 }
 
-static const struct dg_directive_type t_uint = { set_uint, get_uint };
-
-static int set_int(struct dg_directive_ctx *c, json_t *v, void *obj,
-                   const struct dg_directive *d)
-{
-	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
-		return dg_directive_fail(c, "expected an integer from %lld to %lld", d->lo, d->hi);
-	*(int *)((char *)obj + d->off) = (int)json_integer_value(v);
-	return DG_OK;
-}
-
-static json_t *get_int(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
-{
-	(void)c;
-	return json_integer(*(const int *)((const char *)obj + d->off));
-}
-
-static const struct dg_directive_type t_int = { set_int, get_int };
-
-static int set_size(struct dg_directive_ctx *c, json_t *v, void *obj,
-                    const struct dg_directive *d)
-{
-	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
-		return dg_directive_fail(c, "expected a number of bytes from %lld to %lld", d->lo, d->hi);
-	*(size_t *)((char *)obj + d->off) = (size_t)json_integer_value(v);
-	return DG_OK;
-}
-
-static json_t *get_size(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
-{
-	(void)c;
-	return json_integer((json_int_t)*(const size_t *)((const char *)obj + d->off));
-}
-
-static const struct dg_directive_type t_size = { set_size, get_size };
+static const struct dg_directive_type t_uint = { set_integer, get_integer };
+static const struct dg_directive_type t_int = { set_integer, get_integer };
+static const struct dg_directive_type t_size = { set_integer, get_integer };
 
 static int set_string(struct dg_directive_ctx *c, json_t *v, void *obj,
                       const struct dg_directive *d)
@@ -234,21 +221,34 @@ static int set_binds(struct dg_directive_ctx *c, json_t *v, void *obj,
 	return DG_OK;
 }
 
-static json_t *get_binds(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+/* A JSON array of n values, the i-th from at(c, obj, i); NULL if one is. */
+static json_t *dump_array(struct dg_directive_ctx *c, const void *obj, unsigned n,
+                         json_t *(*at)(struct dg_directive_ctx *c, const void *obj, unsigned i))
 {
-	(void)c;
-	const struct dg_listener_conf *l = obj;
 	json_t *a = json_array();
-	char buf[64];
-	(void)d;
 
-	for (unsigned i = 0; a && i < l->n_binds; i++)
-		if (json_array_append_new(a, json_string(dg_addr_format(
-		        (const struct sockaddr *)&l->binds[i].ss, buf, sizeof(buf))))) {
+	for (unsigned i = 0; a && i < n; i++)
+		if (json_array_append_new(a, at(c, obj, i))) {
 			json_decref(a);
 			return NULL;
 		}
 	return a;
+}
+
+static json_t *bind_at(struct dg_directive_ctx *c, const void *obj, unsigned i)
+{
+	const struct dg_listener_conf *l = obj;
+	char buf[64];
+	(void)c;
+
+	return json_string(dg_addr_format((const struct sockaddr *)&l->binds[i].ss, buf, sizeof(buf)));
+}
+
+static json_t *get_binds(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+{
+	const struct dg_listener_conf *l = obj;
+	(void)d;
+	return dump_array(c, l, l->n_binds, bind_at);
 }
 
 static const struct dg_directive_type t_binds = { set_binds, get_binds };
@@ -411,7 +411,7 @@ static int set_pow2(struct dg_directive_ctx *c, json_t *v, void *obj,
 	return DG_OK;
 }
 
-static const struct dg_directive_type t_pow2 = { set_pow2, get_uint };
+static const struct dg_directive_type t_pow2 = { set_pow2, get_integer };
 
 #define T(field) offsetof(struct dg_throttle_conf, field)
 static const struct dg_directive per_source_directives[] = {
@@ -429,48 +429,26 @@ static const struct dg_directive total_directives[] = {
 };
 #undef T
 
-static int set_per_source(struct dg_directive_ctx *c, json_t *v, void *obj,
-                          const struct dg_directive *d)
-{
-	(void)d;
-	return dg_directive_apply(c, v, obj, per_source_directives);
-}
-
-/* A rate limit part (per_source, total) only if it is on. */
-static json_t *get_limit(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d,
-                         const struct dg_limit_conf *lc, const struct dg_directive *table)
-{
-	(void)d;
-	return lc->rate_u ? dg_directive_dump(c, obj, table) : json_null();
-}
-
-static json_t *get_per_source(struct dg_directive_ctx *c, const void *obj,
-                              const struct dg_directive *d)
-{
-	const struct dg_throttle_conf *t = obj;
-	return get_limit(c, obj, d, &t->per_source, per_source_directives);
-}
-
-static const struct dg_directive_type t_per_source = { set_per_source, get_per_source };
-
-static int set_total(struct dg_directive_ctx *c, json_t *v, void *obj,
+/* A rate limit part (per_source, total): its keys (arg) on the throttle
+ * conf; shown only if it is on (the dg_limit_conf at d->off has a rate). */
+static int set_limit(struct dg_directive_ctx *c, json_t *v, void *obj,
                      const struct dg_directive *d)
 {
-	(void)d;
-	return dg_directive_apply(c, v, obj, total_directives);
+	return dg_directive_apply(c, v, obj, d->arg);
 }
 
-static json_t *get_total(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+static json_t *get_limit(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
 {
-	const struct dg_throttle_conf *t = obj;
-	return get_limit(c, obj, d, &t->total, total_directives);
+	const struct dg_limit_conf *lc = dg_directive_cfield(obj, d);
+	return lc->rate_u ? dg_directive_dump(c, obj, d->arg) : json_null();
 }
 
-static const struct dg_directive_type t_total = { set_total, get_total };
+static const struct dg_directive_type t_limit = { set_limit, get_limit };
 
 static const struct dg_directive rate_limit_directives[] = {
-	{ "per_source", &t_per_source, 0, 0, 0, false, NULL },
-	{ "total", &t_total, 0, 0, 0, false, NULL },
+	{ "per_source", &t_limit, offsetof(struct dg_throttle_conf, per_source), 0, 0, false,
+	  per_source_directives },
+	{ "total", &t_limit, offsetof(struct dg_throttle_conf, total), 0, 0, false, total_directives },
 	{ NULL, NULL, 0, 0, 0, false, NULL },
 };
 
@@ -680,20 +658,18 @@ static int set_listeners(struct dg_directive_ctx *c, json_t *v, void *obj,
 	return DG_OK;
 }
 
+static json_t *listener_at(struct dg_directive_ctx *c, const void *obj, unsigned i)
+{
+	const struct dg_config *cfg = obj;
+	return dg_directive_dump(c, &cfg->listeners[i], listener_directives);
+}
+
 static json_t *get_listeners(struct dg_directive_ctx *c, const void *obj,
                              const struct dg_directive *d)
 {
-	(void)c;
 	const struct dg_config *cfg = obj;
-	json_t *a = json_array();
 	(void)d;
-
-	for (unsigned i = 0; a && i < cfg->n_listeners; i++)
-		if (json_array_append_new(a, dg_directive_dump(c, &cfg->listeners[i], listener_directives))) {
-			json_decref(a);
-			return NULL;
-		}
-	return a;
+	return dump_array(c, cfg, cfg->n_listeners, listener_at);
 }
 
 static const struct dg_directive_type t_listeners = { set_listeners, get_listeners };
@@ -802,7 +778,7 @@ static int set_workers(struct dg_directive_ctx *c, json_t *v, void *obj,
 	return DG_OK;
 }
 
-static const struct dg_directive_type t_workers = { set_workers, get_uint };
+static const struct dg_directive_type t_workers = { set_workers, get_integer };
 
 /* "metrics": {"bind": "127.0.0.1:9101"}: a TCP address for /metrics. */
 static int set_metrics_bind(struct dg_directive_ctx *c, json_t *v, void *obj,
