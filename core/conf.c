@@ -1,5 +1,6 @@
 /* Config loading: comments, syntax errors with line and column, and
- * directive tables whose setters report errors with the key path. */
+ * directive tables (directive.h) whose types parse each value, report
+ * errors with the key path and dump it back for -T. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -16,187 +17,98 @@
 
 #include "addr.h"
 #include "conf.h"
+#include "directive.h"
 #include "jsonload.h"
 #include "log.h"
 #include "privs.h"
 
-struct ctx {
-	const char *name; /* file name for messages */
-	const char *dir;  /* the config's directory */
-	const char *plugin_dir;
-	char path[256];   /* key path of the value being set */
-	size_t plen;
-	char *err;
-	size_t errlen;
-	struct dg_config *cfg;
-};
+/* Integers in [d->lo, d->hi]: t_uint into an unsigned, t_int an int,
+ * t_size a size_t (a number of bytes). */
+static const struct dg_directive_type t_uint, t_int, t_size;
 
-struct directive {
-	const char *key;
-	int (*set)(struct ctx *c, json_t *v, void *obj, const struct directive *d);
-	size_t off;
-	long long lo, hi;
-	bool required;
-};
-
-__attribute__((format(printf, 2, 3)))
-static int fail(struct ctx *c, const char *fmt, ...)
+static int set_integer(struct dg_directive_ctx *c, json_t *v, void *obj,
+                       const struct dg_directive *d)
 {
-	char msg[512];
-	va_list ap;
+	json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+	void *f = dg_directive_field(obj, d);
 
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	snprintf(c->err, c->errlen, "%s: %s: %s", c->name, c->plen ? c->path : "(top level)", msg);
-	return DG_EINVAL;
-}
-
-static size_t path_push_key(struct ctx *c, const char *key)
-{
-	size_t saved = c->plen;
-	int n = snprintf(c->path + c->plen, sizeof(c->path) - c->plen, "%s%s",
-	                 c->plen ? "." : "", key);
-	if (n > 0)
-		c->plen = strnlen(c->path, sizeof(c->path) - 1);
-	return saved;
-}
-
-static size_t path_push_index(struct ctx *c, size_t i)
-{
-	size_t saved = c->plen;
-	snprintf(c->path + c->plen, sizeof(c->path) - c->plen, "[%zu]", i);
-	c->plen = strnlen(c->path, sizeof(c->path) - 1);
-	return saved;
-}
-
-static void path_pop(struct ctx *c, size_t saved)
-{
-	c->plen = saved;
-	c->path[saved] = '\0';
-}
-
-/* Small edit distance, to suggest the key a typo meant. */
-unsigned dg_edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	unsigned row[64];
-
-	if (la >= 63 || lb >= 63)
-		return 99;
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = (unsigned)j;
-	for (size_t i = 1; i <= la; i++) {
-		unsigned diag = row[0];
-		row[0] = (unsigned)i;
-		for (size_t j = 1; j <= lb; j++) {
-			unsigned up = row[j];
-			unsigned best = diag + (a[i - 1] != b[j - 1]);
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	return row[lb];
-}
-
-static int apply(struct ctx *c, json_t *obj, void *target, const struct directive *table)
-{
-	const char *key;
-	json_t *v;
-
-	if (!json_is_object(obj))
-		return fail(c, "expected an object");
-	json_object_foreach(obj, key, v) {
-		const struct directive *d = table;
-		while (d->key && strcmp(d->key, key))
-			d++;
-		size_t saved = path_push_key(c, key);
-		if (!d->key) {
-			const struct directive *near = NULL;
-			for (d = table; d->key; d++)
-				if (dg_edit_distance(key, d->key) <= 2)
-					near = d;
-			if (near)
-				return fail(c, "unknown key (did you mean '%s'?)", near->key);
-			return fail(c, "unknown key");
-		}
-		int rc = d->set(c, v, target, d);
-		if (rc)
-			return rc;
-		path_pop(c, saved);
-	}
-	for (const struct directive *d = table; d->key; d++) {
-		if (d->required && !json_object_get(obj, d->key)) {
-			path_push_key(c, d->key);
-			return fail(c, "missing (required)");
-		}
-	}
+	if (!json_is_integer(v) || n < d->lo || n > d->hi)
+		return dg_directive_fail(c, "expected %s from %lld to %lld",
+		                         d->type == &t_size ? "a number of bytes" : "an integer",
+		                         d->lo, d->hi);
+	if (d->type == &t_size)
+		*(size_t *)f = (size_t)n;
+	else if (d->type == &t_int)
+		*(int *)f = (int)n;
+	else
+		*(unsigned *)f = (unsigned)n;
 	return DG_OK;
 }
 
-static int set_uint(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static json_t *get_integer(struct dg_directive_ctx *c, const void *obj,
+                           const struct dg_directive *d)
 {
-	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
-		return fail(c, "expected an integer from %lld to %lld", d->lo, d->hi);
-	*(unsigned *)((char *)obj + d->off) = (unsigned)json_integer_value(v);
-	return DG_OK;
+	const void *f = dg_directive_cfield(obj, d);
+	(void)c;
+
+	if (d->type == &t_size)
+		return json_integer((json_int_t)*(const size_t *)f);
+	return json_integer(d->type == &t_int ? *(const int *)f : (json_int_t)*(const unsigned *)f);
 }
 
-static int set_int(struct ctx *c, json_t *v, void *obj, const struct directive *d)
-{
-	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
-		return fail(c, "expected an integer from %lld to %lld", d->lo, d->hi);
-	*(int *)((char *)obj + d->off) = (int)json_integer_value(v);
-	return DG_OK;
-}
+static const struct dg_directive_type t_uint = { set_integer, get_integer };
+static const struct dg_directive_type t_int = { set_integer, get_integer };
+static const struct dg_directive_type t_size = { set_integer, get_integer };
 
-static int set_size(struct ctx *c, json_t *v, void *obj, const struct directive *d)
-{
-	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
-		return fail(c, "expected a number of bytes from %lld to %lld", d->lo, d->hi);
-	*(size_t *)((char *)obj + d->off) = (size_t)json_integer_value(v);
-	return DG_OK;
-}
-
-static int set_bool(struct ctx *c, json_t *v, void *obj, const struct directive *d)
-{
-	if (!json_is_boolean(v))
-		return fail(c, "expected true or false");
-	*(bool *)((char *)obj + d->off) = json_is_true(v);
-	return DG_OK;
-}
-
-static int set_string(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_string(struct dg_directive_ctx *c, json_t *v, void *obj,
+                      const struct dg_directive *d)
 {
 	char **dst = (char **)((char *)obj + d->off);
 
 	if (!json_is_string(v) || json_string_length(v) == 0)
-		return fail(c, "expected a non-empty string");
+		return dg_directive_fail(c, "expected a non-empty string");
 	if (strlen(json_string_value(v)) != json_string_length(v))
-		return fail(c, "NUL byte in string");
+		return dg_directive_fail(c, "NUL byte in string");
 	free(*dst);
 	*dst = strdup(json_string_value(v));
 	if (!*dst)
-		return fail(c, "out of memory");
+		return dg_directive_fail(c, "out of memory");
 	return DG_OK;
 }
 
-static int set_level(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static json_t *get_string(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+{
+	(void)c;
+	const char *s = *(char *const *)((const char *)obj + d->off);
+	return s ? json_string(s) : json_null();
+}
+
+static const struct dg_directive_type t_string = { set_string, get_string };
+
+static int set_level(struct dg_directive_ctx *c, json_t *v, void *obj,
+                     const struct dg_directive *d)
 {
 	int lvl = json_is_string(v) ? dg_log_level_parse(json_string_value(v)) : -1;
 
 	if (lvl < 0)
-		return fail(c, "expected \"error\", \"warn\", \"info\" or \"debug\"");
+		return dg_directive_fail(c, "expected \"error\", \"warn\", \"info\" or \"debug\"");
 	*(int *)((char *)obj + d->off) = lvl;
 	return DG_OK;
 }
 
+static json_t *get_level(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+{
+	(void)c;
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+	int lvl = *(const int *)((const char *)obj + d->off);
+	return json_string(names[lvl >= 0 && lvl <= 3 ? lvl : 2]);
+}
+
+static const struct dg_directive_type t_level = { set_level, get_level };
+
 /* A string from a fixed list, stored as its index (d->lo is unused). */
-static int set_choice(struct ctx *c, json_t *v, void *obj, const struct directive *d,
+static int set_choice(struct dg_directive_ctx *c, json_t *v, void *obj,
+                    const struct dg_directive *d,
                       const char *const *choices)
 {
 	for (unsigned i = 0; json_is_string(v) && choices[i]; i++) {
@@ -205,14 +117,15 @@ static int set_choice(struct ctx *c, json_t *v, void *obj, const struct directiv
 			return DG_OK;
 		}
 	}
-	return fail(c, "expected \"%s\" or \"%s\"", choices[0], choices[1]);
+	return dg_directive_fail(c, "expected \"%s\" or \"%s\"", choices[0], choices[1]);
 }
 
-static int set_ordering(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_ordering(struct dg_directive_ctx *c, json_t *v, void *obj,
+                        const struct dg_directive *d)
 {
 	static const char *const choices[] = { "none", "peer", NULL };
 	unsigned i;
-	struct directive tmp = *d;
+	struct dg_directive tmp = *d;
 
 	tmp.off = 0;
 	int rc = set_choice(c, v, &i, &tmp, choices);
@@ -221,68 +134,127 @@ static int set_ordering(struct ctx *c, json_t *v, void *obj, const struct direct
 	return rc;
 }
 
-static int set_drop_policy(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static json_t *get_ordering(struct dg_directive_ctx *c, const void *obj,
+                            const struct dg_directive *d)
+{
+	(void)c;
+	return json_string(*(const bool *)((const char *)obj + d->off) ? "peer" : "none");
+}
+
+static const struct dg_directive_type t_ordering = { set_ordering, get_ordering };
+
+static int set_drop_policy(struct dg_directive_ctx *c, json_t *v, void *obj,
+                           const struct dg_directive *d)
 {
 	static const char *const choices[] = { "drop-newest", "drop-oldest", NULL };
 	return set_choice(c, v, obj, d, choices);
 }
 
+static json_t *get_drop_policy(struct dg_directive_ctx *c, const void *obj,
+                               const struct dg_directive *d)
+{
+	(void)c;
+	return json_string(*(const unsigned *)((const char *)obj + d->off) ? "drop-oldest"
+	                                                                  : "drop-newest");
+}
+
+static const struct dg_directive_type t_drop_policy = { set_drop_policy, get_drop_policy };
+
 /* "stderr", "syslog" or an absolute file path. */
-static int set_log_target(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_log_target(struct dg_directive_ctx *c, json_t *v, void *obj,
+                          const struct dg_directive *d)
 {
 	const char *t = json_is_string(v) ? json_string_value(v) : "";
 	char **dst = (char **)((char *)obj + d->off);
 
 	if (strcmp(t, "stderr") && strcmp(t, "syslog") && t[0] != '/')
-		return fail(c, "expected \"stderr\", \"syslog\" or an absolute file path");
+		return dg_directive_fail(c, "expected \"stderr\", \"syslog\" or an absolute file path");
 	free(*dst);
 	*dst = strcmp(t, "stderr") ? strdup(t) : NULL;
 	if (strcmp(t, "stderr") && !*dst)
-		return fail(c, "out of memory");
+		return dg_directive_fail(c, "out of memory");
 	return DG_OK;
 }
 
-static const struct directive log_directives[] = {
-	{ "level", set_level, offsetof(struct dg_config, log_level), 0, 0, false },
-	{ "target", set_log_target, offsetof(struct dg_config, log_target), 0, 0, false },
-	{ "syslog_socket", set_string, offsetof(struct dg_config, log_syslog_socket), 0, 0, false },
-	{ NULL, NULL, 0, 0, 0, false },
-};
-
-static int set_log(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static json_t *get_log_target(struct dg_directive_ctx *c, const void *obj,
+                              const struct dg_directive *d)
 {
-	(void)d;
-	return apply(c, v, obj, log_directives);
+	const struct dg_config *cfg = obj;
+	(void)c, (void)d;
+	return json_string(cfg->log_target ? cfg->log_target : "stderr");
 }
 
-static int set_binds(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static const struct dg_directive_type t_log_target = { set_log_target, get_log_target };
+
+static const struct dg_directive log_directives[] = {
+	{ "level", &t_level, offsetof(struct dg_config, log_level), 0, 0, false, NULL },
+	{ "target", &t_log_target, offsetof(struct dg_config, log_target), 0, 0, false, NULL },
+	{ "syslog_socket", &t_string, offsetof(struct dg_config, log_syslog_socket), 0, 0, false, NULL },
+	{ NULL, NULL, 0, 0, 0, false, NULL },
+};
+
+static int set_binds(struct dg_directive_ctx *c, json_t *v, void *obj,
+                     const struct dg_directive *d)
 {
 	struct dg_listener_conf *l = obj;
 	size_t n = json_is_array(v) ? json_array_size(v) : 1;
 	(void)d;
 
 	if (!json_is_string(v) && !(json_is_array(v) && n > 0))
-		return fail(c, "expected \"host:port\" or a non-empty array of them");
+		return dg_directive_fail(c, "expected \"host:port\" or a non-empty array of them");
 	if (n > 64)
-		return fail(c, "at most 64 addresses per listener");
+		return dg_directive_fail(c, "at most 64 addresses per listener");
 	l->binds = calloc(n, sizeof(*l->binds));
 	if (!l->binds)
-		return fail(c, "out of memory");
+		return dg_directive_fail(c, "out of memory");
 	for (size_t i = 0; i < n; i++) {
 		json_t *a = json_is_array(v) ? json_array_get(v, i) : v;
-		size_t saved = json_is_array(v) ? path_push_index(c, i) : c->plen;
+		size_t saved = json_is_array(v) ? dg_directive_push_index(c, i) : c->plen;
 		if (!json_is_string(a) || !dg_addr_parse(json_string_value(a), &l->binds[i]))
-			return fail(c, "expected a numeric \"a.b.c.d:port\" or \"[ipv6]:port\"%s%s%s",
-			            json_is_string(a) ? ", got '" : "",
-			            json_is_string(a) ? json_string_value(a) : "",
-			            json_is_string(a) ? "'" : "");
+			return dg_directive_fail(c, "expected a numeric \"a.b.c.d:port\" or \"[ipv6]:port\"%s%s%s",
+			                         json_is_string(a) ? ", got '" : "",
+			                         json_is_string(a) ? json_string_value(a) : "",
+			                         json_is_string(a) ? "'" : "");
 		l->n_binds++;
-		path_pop(c, saved);
+		dg_directive_pop(c, saved);
 	}
 	return DG_OK;
 }
 
-static int set_codec(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+/* A JSON array of n values, the i-th from at(c, obj, i); NULL if one is. */
+static json_t *dump_array(struct dg_directive_ctx *c, const void *obj, unsigned n,
+                         json_t *(*at)(struct dg_directive_ctx *c, const void *obj, unsigned i))
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; a && i < n; i++)
+		if (json_array_append_new(a, at(c, obj, i))) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+static json_t *bind_at(struct dg_directive_ctx *c, const void *obj, unsigned i)
+{
+	const struct dg_listener_conf *l = obj;
+	char buf[64];
+	(void)c;
+
+	return json_string(dg_addr_format((const struct sockaddr *)&l->binds[i].ss, buf, sizeof(buf)));
+}
+
+static json_t *get_binds(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+{
+	const struct dg_listener_conf *l = obj;
+	(void)d;
+	return dump_array(c, l, l->n_binds, bind_at);
+}
+
+static const struct dg_directive_type t_binds = { set_binds, get_binds };
+
+static int set_codec(struct dg_directive_ctx *c, json_t *v, void *obj,
+                     const struct dg_directive *d)
 {
 	struct dg_listener_conf *l = obj;
 	struct dg_codec *codec;
@@ -291,7 +263,7 @@ static int set_codec(struct ctx *c, json_t *v, void *obj, const struct directive
 
 	/* Build it once to validate every option; the server builds its own. */
 	if (dg_codec_new(v, &codec, err, sizeof(err))) {
-		snprintf(c->err, c->errlen, "%s: %s%s", c->name, c->path, err);
+		snprintf(c->err, c->errlen, "%s: %s%s", c->where, c->path, err);
 		return DG_EINVAL;
 	}
 	dg_codec_free(codec);
@@ -300,55 +272,92 @@ static int set_codec(struct ctx *c, json_t *v, void *obj, const struct directive
 	return DG_OK;
 }
 
-static int set_plugin_config(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static json_t *get_codec(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+{
+	(void)c;
+	const struct dg_listener_conf *l = obj;
+	(void)d;
+	return json_deep_copy(l->codec);
+}
+
+static const struct dg_directive_type t_codec = { set_codec, get_codec };
+
+static int set_plugin_config(struct dg_directive_ctx *c, json_t *v, void *obj,
+                             const struct dg_directive *d)
 {
 	struct dg_listener_conf *l = obj;
 	(void)d;
 
 	if (!json_is_object(v))
-		return fail(c, "expected an object (the plugin's own settings)");
+		return dg_directive_fail(c, "expected an object (the plugin's own settings)");
 	json_decref(l->plugin_config);
 	l->plugin_config = json_incref(v);
 	return DG_OK;
 }
 
-static const struct directive handler_directives[] = {
-	{ "plugin", set_string, offsetof(struct dg_listener_conf, plugin), 0, 0, true },
-	{ "config", set_plugin_config, 0, 0, 0, false },
-	{ NULL, NULL, 0, 0, 0, false },
+/* What the plugin got (every option it declares, defaults filled in) if the
+ * check has filled plugin_shown, else as given, else {}. */
+static json_t *get_plugin_config(struct dg_directive_ctx *c, const void *obj,
+                                 const struct dg_directive *d)
+{
+	const struct dg_listener_conf *l = obj;
+	(void)c, (void)d;
+
+	if (l->plugin_shown || l->plugin_config)
+		return json_deep_copy(l->plugin_shown ? l->plugin_shown : l->plugin_config);
+	return json_object();
+}
+
+static const struct dg_directive_type t_plugin_config = { set_plugin_config, get_plugin_config };
+
+static const struct dg_directive handler_directives[] = {
+	{ "plugin", &t_string, offsetof(struct dg_listener_conf, plugin), 0, 0, true, NULL },
+	{ "config", &t_plugin_config, 0, 0, 0, false, NULL },
+	{ NULL, NULL, 0, 0, 0, false, NULL },
 };
 
-static int set_handler(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_handler(struct dg_directive_ctx *c, json_t *v, void *obj,
+                       const struct dg_directive *d)
 {
 	(void)d;
 	if (json_is_string(v)) /* "handler": "echo" is short for {"plugin": "echo"} */
 		return set_string(c, v, obj, &handler_directives[0]);
-	return apply(c, v, obj, handler_directives);
+	return dg_directive_apply(c, v, obj, handler_directives);
 }
 
+static json_t *get_handler(struct dg_directive_ctx *c, const void *obj,
+                           const struct dg_directive *d)
+{
+	(void)d;
+	return dg_directive_dump(c, obj, handler_directives);
+}
+
+static const struct dg_directive_type t_handler = { set_handler, get_handler };
+
 /* "allow" / "deny": a non-empty array of CIDRs, into the dg_ipset at d->off. */
-static int set_cidrs(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_cidrs(struct dg_directive_ctx *c, json_t *v, void *obj,
+                     const struct dg_directive *d)
 {
 	struct dg_ipset *set = (struct dg_ipset *)((char *)obj + d->off);
 	char why[128];
 	struct dg_cidr cidr;
 
 	if (!json_is_array(v) || json_array_size(v) == 0)
-		return fail(c, "expected a non-empty array of CIDRs (\"10.0.0.0/8\", \"2001:db8::/32\", "
-		            "\"192.0.2.1\")");
+		return dg_directive_fail(c, "expected a non-empty array of CIDRs (\"10.0.0.0/8\", \"2001:db8::/32\", "
+		                         "\"192.0.2.1\")");
 	if (json_array_size(v) > (size_t)d->hi)
-		return fail(c, "at most %lld CIDRs", d->hi);
+		return dg_directive_fail(c, "at most %lld CIDRs", d->hi);
 	for (size_t i = 0; i < json_array_size(v); i++) {
 		json_t *e = json_array_get(v, i);
-		size_t saved = path_push_index(c, i);
+		size_t saved = dg_directive_push_index(c, i);
 		if (!json_is_string(e))
-			return fail(c, "expected a CIDR string");
+			return dg_directive_fail(c, "expected a CIDR string");
 		/* jansson refuses \u0000 in strings (no JSON_ALLOW_NUL) */
 		if (dg_cidr_parse(json_string_value(e), &cidr, why, sizeof(why)))
-			return fail(c, "'%.64s' is not a CIDR: %s", json_string_value(e), why);
+			return dg_directive_fail(c, "'%.64s' is not a CIDR: %s", json_string_value(e), why);
 		if (dg_ipset_add(set, &cidr))
-			return fail(c, "out of memory");
-		path_pop(c, saved);
+			return dg_directive_fail(c, "out of memory");
+		dg_directive_pop(c, saved);
 	}
 	/* The lists as written, for -T (the set keeps merged ranges). */
 	struct dg_listener_conf *l = obj;
@@ -359,76 +368,115 @@ static int set_cidrs(struct ctx *c, json_t *v, void *obj, const struct directive
 	return DG_OK;
 }
 
+static json_t *get_cidrs(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+{
+	const struct dg_listener_conf *l = obj;
+	json_t *spec = d->off == offsetof(struct dg_listener_conf, acl.allow) ? l->allow_spec
+	                                                                     : l->deny_spec;
+	(void)c;
+	return spec ? json_deep_copy(spec) : json_null();
+}
+
+static const struct dg_directive_type t_cidrs = { set_cidrs, get_cidrs };
+
 /* Datagrams per second, an integer or a real (0.5: one every two seconds),
  * stored as tokens per millisecond (see throttle.h). */
-static int set_rate(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_rate(struct dg_directive_ctx *c, json_t *v, void *obj,
+                    const struct dg_directive *d)
 {
 	double r = json_number_value(v);
 
 	if (!json_is_number(v) || !(r >= 0.001 && r <= (double)d->hi))
-		return fail(c, "expected datagrams per second, from 0.001 to %lld", d->hi);
+		return dg_directive_fail(c, "expected datagrams per second, from 0.001 to %lld", d->hi);
 	*(uint64_t *)((char *)obj + d->off) = (uint64_t)(r * 1000.0 + 0.5);
 	return DG_OK;
 }
 
-static int set_pow2(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static json_t *get_rate(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+{
+	(void)c;
+	return json_real((double)*(const uint64_t *)((const char *)obj + d->off) / 1000.0);
+}
+
+static const struct dg_directive_type t_rate = { set_rate, get_rate };
+
+static int set_pow2(struct dg_directive_ctx *c, json_t *v, void *obj,
+                    const struct dg_directive *d)
 {
 	json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
 
 	if (n < d->lo || n > d->hi || (n & (n - 1)))
-		return fail(c, "expected a power of two from %lld to %lld", d->lo, d->hi);
+		return dg_directive_fail(c, "expected a power of two from %lld to %lld", d->lo, d->hi);
 	*(unsigned *)((char *)obj + d->off) = (unsigned)n;
 	return DG_OK;
 }
 
+static const struct dg_directive_type t_pow2 = { set_pow2, get_integer };
+
 #define T(field) offsetof(struct dg_throttle_conf, field)
-static const struct directive per_source_directives[] = {
-	{ "rate", set_rate, T(per_source.rate_u), 0, 100000000, true },
-	{ "burst", set_uint, T(per_source.burst), 1, 1000000, true },
-	{ "ipv6_prefix", set_uint, T(ipv6_prefix), 1, 128, false },
-	{ "table_size", set_pow2, T(table_size), 16, 1 << 24, false },
-	{ NULL, NULL, 0, 0, 0, false },
+static const struct dg_directive per_source_directives[] = {
+	{ "rate", &t_rate, T(per_source.rate_u), 0, 100000000, true, NULL },
+	{ "burst", &t_uint, T(per_source.burst), 1, 1000000, true, NULL },
+	{ "ipv6_prefix", &t_uint, T(ipv6_prefix), 1, 128, false, NULL },
+	{ "table_size", &t_pow2, T(table_size), 16, 1 << 24, false, NULL },
+	{ NULL, NULL, 0, 0, 0, false, NULL },
 };
 
-static const struct directive total_directives[] = {
-	{ "rate", set_rate, T(total.rate_u), 0, 100000000, true },
-	{ "burst", set_uint, T(total.burst), 1, 1000000, true },
-	{ NULL, NULL, 0, 0, 0, false },
+static const struct dg_directive total_directives[] = {
+	{ "rate", &t_rate, T(total.rate_u), 0, 100000000, true, NULL },
+	{ "burst", &t_uint, T(total.burst), 1, 1000000, true, NULL },
+	{ NULL, NULL, 0, 0, 0, false, NULL },
 };
 #undef T
 
-static int set_per_source(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+/* A rate limit part (per_source, total): its keys (arg) on the throttle
+ * conf; shown only if it is on (the dg_limit_conf at d->off has a rate). */
+static int set_limit(struct dg_directive_ctx *c, json_t *v, void *obj,
+                     const struct dg_directive *d)
 {
-	(void)d;
-	return apply(c, v, obj, per_source_directives);
+	return dg_directive_apply(c, v, obj, d->arg);
 }
 
-static int set_total(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static json_t *get_limit(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
 {
-	(void)d;
-	return apply(c, v, obj, total_directives);
+	const struct dg_limit_conf *lc = dg_directive_cfield(obj, d);
+	return lc->rate_u ? dg_directive_dump(c, obj, d->arg) : json_null();
 }
 
-static const struct directive rate_limit_directives[] = {
-	{ "per_source", set_per_source, 0, 0, 0, false },
-	{ "total", set_total, 0, 0, 0, false },
-	{ NULL, NULL, 0, 0, 0, false },
+static const struct dg_directive_type t_limit = { set_limit, get_limit };
+
+static const struct dg_directive rate_limit_directives[] = {
+	{ "per_source", &t_limit, offsetof(struct dg_throttle_conf, per_source), 0, 0, false,
+	  per_source_directives },
+	{ "total", &t_limit, offsetof(struct dg_throttle_conf, total), 0, 0, false, total_directives },
+	{ NULL, NULL, 0, 0, 0, false, NULL },
 };
 
-static int set_rate_limit(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_rate_limit(struct dg_directive_ctx *c, json_t *v, void *obj,
+                          const struct dg_directive *d)
 {
 	struct dg_throttle_conf *t = (struct dg_throttle_conf *)((char *)obj + d->off);
-	int rc = apply(c, v, t, rate_limit_directives);
+	int rc = dg_directive_apply(c, v, t, rate_limit_directives);
 
 	if (!rc && !dg_throttle_conf_active(t))
-		return fail(c, "expected \"per_source\", \"total\" or both");
+		return dg_directive_fail(c, "expected \"per_source\", \"total\" or both");
 	return rc;
 }
+
+static json_t *get_rate_limit(struct dg_directive_ctx *c, const void *obj,
+                              const struct dg_directive *d)
+{
+	const struct dg_throttle_conf *t = (const void *)((const char *)obj + d->off);
+	return dg_throttle_conf_active(t) ? dg_directive_dump(c, t, rate_limit_directives) : json_null();
+}
+
+static const struct dg_directive_type t_rate_limit = { set_rate_limit, get_rate_limit };
 
 /* A listener name goes into every log and stats line about it: letters,
  * digits, '_', '.', '-' only, so it can forge neither a line nor a
  * key=value pair. */
-static int set_name(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_name(struct dg_directive_ctx *c, json_t *v, void *obj,
+                    const struct dg_directive *d)
 {
 	const char *s = json_is_string(v) ? json_string_value(v) : NULL;
 	size_t len = s ? json_string_length(v) : 0;
@@ -437,56 +485,62 @@ static int set_name(struct ctx *c, json_t *v, void *obj, const struct directive 
 	if (s && len <= DG_LISTENER_NAME_MAX && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	    "abcdefghijklmnopqrstuvwxyz0123456789_.-") == len && len > 0)
 		return set_string(c, v, obj, d);
-	return fail(c, "expected 1 to %d letters, digits, '_', '.' or '-'%s%s%s",
-	            DG_LISTENER_NAME_MAX, s ? ", got '" : "",
-	            s ? dg_log_escape(s, len, shown, sizeof(shown)) : "", s ? "'" : "");
+	return dg_directive_fail(c, "expected 1 to %d letters, digits, '_', '.' or '-'%s%s%s",
+	                         DG_LISTENER_NAME_MAX, s ? ", got '" : "",
+	                         s ? dg_log_escape(s, len, shown, sizeof(shown)) : "", s ? "'" : "");
 }
+
+static const struct dg_directive_type t_name = { set_name, get_string };
 
 /* A key that was a setting once: refused with what replaced it, so that an
  * old config says what to delete rather than "unknown key". */
-static int set_gone_reuseport(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_gone_reuseport(struct dg_directive_ctx *c, json_t *v, void *obj,
+                              const struct dg_directive *d)
 {
 	(void)v, (void)obj, (void)d;
-	return fail(c, "no longer a setting: every socket has SO_REUSEPORT (delete the key)");
+	return dg_directive_fail(c, "no longer a setting: every socket has SO_REUSEPORT (delete the key)");
 }
+
+/* A refused key (set_gone_*) has nothing to show. */
+static json_t *get_gone(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
+{
+	(void)c, (void)obj, (void)d;
+	return json_null();
+}
+
+static const struct dg_directive_type t_gone_reuseport = { set_gone_reuseport, get_gone };
 
 #define L(field) offsetof(struct dg_listener_conf, field)
-static const struct directive amplification_directives[] = {
-	{ "factor", set_uint, L(amp_factor), 0, 1000000, false },
-	{ NULL, NULL, 0, 0, 0, false },
+static const struct dg_directive amplification_directives[] = {
+	{ "factor", &t_uint, L(amp_factor), 0, 1000000, false, NULL },
+	{ NULL, NULL, 0, 0, 0, false, NULL },
 };
 
-static int set_amplification(struct ctx *c, json_t *v, void *obj, const struct directive *d)
-{
-	(void)d;
-	return apply(c, v, obj, amplification_directives);
-}
-
-static const struct directive listener_directives[] = {
-	{ "name", set_name, L(name), 0, 0, true },
-	{ "bind", set_binds, 0, 0, 0, true },
-	{ "codec", set_codec, 0, 0, 0, false },
-	{ "handler", set_handler, 0, 0, 0, true },
-	{ "max_datagram", set_uint, L(max_datagram), 1, 65507, false },
-	{ "send_queue", set_uint, L(send_queue), 0, 1 << 20, false },
-	{ "rcvbuf", set_int, L(rcvbuf), 0, 1 << 30, false },
-	{ "sndbuf", set_int, L(sndbuf), 0, 1 << 30, false },
-	{ "reuseport", set_gone_reuseport, 0, 0, 0, false },
-	{ "ordering", set_ordering, L(ordering), 0, 0, false },
-	{ "peer_queue", set_uint, L(peer_queue), 0, 65536, false },
-	{ "peer_concurrency", set_uint, L(peer_concurrency), 1, 65536, false },
-	{ "drop_policy", set_drop_policy, L(drop_policy), 0, 0, false },
-	{ "queue_bytes", set_uint, L(queue_bytes), 0, 1u << 30, false },
-	{ "max_peers", set_uint, L(max_peers), 1, 1 << 24, false },
-	{ "max_unvalidated_peers", set_uint, L(max_unvalidated_peers), 1, 1 << 24, false },
-	{ "session_idle_ms", set_uint, L(session_idle_ms), 10, 86400000, false },
-	{ "handler_timeout_ms", set_uint, L(handler_timeout_ms), 0, 3600000, false },
-	{ "amplification", set_amplification, 0, 0, 0, false },
-	{ "max_replies_per_request", set_uint, L(max_replies), 1, 1 << 20, false },
-	{ "allow", set_cidrs, L(acl.allow), 0, 1 << 20, false },
-	{ "deny", set_cidrs, L(acl.deny), 0, 1 << 20, false },
-	{ "rate_limit", set_rate_limit, L(rate_limit), 0, 0, false },
-	{ NULL, NULL, 0, 0, 0, false },
+static const struct dg_directive listener_directives[] = {
+	{ "name", &t_name, L(name), 0, 0, true, NULL },
+	{ "bind", &t_binds, 0, 0, 0, true, NULL },
+	{ "codec", &t_codec, 0, 0, 0, false, NULL },
+	{ "handler", &t_handler, 0, 0, 0, true, NULL },
+	{ "max_datagram", &t_uint, L(max_datagram), 1, 65507, false, NULL },
+	{ "send_queue", &t_uint, L(send_queue), 0, 1 << 20, false, NULL },
+	{ "rcvbuf", &t_int, L(rcvbuf), 0, 1 << 30, false, NULL },
+	{ "sndbuf", &t_int, L(sndbuf), 0, 1 << 30, false, NULL },
+	{ "reuseport", &t_gone_reuseport, 0, 0, 0, false, NULL },
+	{ "ordering", &t_ordering, L(ordering), 0, 0, false, NULL },
+	{ "peer_queue", &t_uint, L(peer_queue), 0, 65536, false, NULL },
+	{ "peer_concurrency", &t_uint, L(peer_concurrency), 1, 65536, false, NULL },
+	{ "drop_policy", &t_drop_policy, L(drop_policy), 0, 0, false, NULL },
+	{ "queue_bytes", &t_uint, L(queue_bytes), 0, 1u << 30, false, NULL },
+	{ "max_peers", &t_uint, L(max_peers), 1, 1 << 24, false, NULL },
+	{ "max_unvalidated_peers", &t_uint, L(max_unvalidated_peers), 1, 1 << 24, false, NULL },
+	{ "session_idle_ms", &t_uint, L(session_idle_ms), 10, 86400000, false, NULL },
+	{ "handler_timeout_ms", &t_uint, L(handler_timeout_ms), 0, 3600000, false, NULL },
+	{ "amplification", &dg_directive_object, 0, 0, 0, false, amplification_directives },
+	{ "max_replies_per_request", &t_uint, L(max_replies), 1, 1 << 20, false, NULL },
+	{ "allow", &t_cidrs, L(acl.allow), 0, 1 << 20, false, NULL },
+	{ "deny", &t_cidrs, L(acl.deny), 0, 1 << 20, false, NULL },
+	{ "rate_limit", &t_rate_limit, L(rate_limit), 0, 0, false, NULL },
+	{ NULL, NULL, 0, 0, 0, false, NULL },
 };
 #undef L
 
@@ -511,24 +565,24 @@ static bool addr_clash(const struct dg_addr *a, const struct dg_addr *b)
 	return is_any(a) || is_any(b) || (a->len == b->len && !memcmp(&a->ss, &b->ss, a->len));
 }
 
-static int bind_clash(struct ctx *c, const struct dg_listener_conf *l, unsigned a,
+static int bind_clash(struct dg_directive_ctx *c, const struct dg_listener_conf *l, unsigned a,
                       const struct dg_addr *other, const char *where)
 {
 	const struct dg_addr *mine = &l->binds[a];
 	char buf[64], obuf[64];
 	bool same = mine->len == other->len && !memcmp(&mine->ss, &other->ss, mine->len);
 
-	path_push_key(c, "bind");
+	dg_directive_push_key(c, "bind");
 	if (l->n_binds > 1)
-		path_push_index(c, a);
+		dg_directive_push_index(c, a);
 	dg_addr_format((const struct sockaddr *)&other->ss, obuf, sizeof(obuf));
-	return fail(c, "'%s' is already bound by %s%s%s%s",
-	            dg_addr_format((const struct sockaddr *)&mine->ss, buf, sizeof(buf)), where,
-	            same ? "" : " (as '", same ? "" : obuf, same ? "" : "')");
+	return dg_directive_fail(c, "'%s' is already bound by %s%s%s%s",
+	                         dg_addr_format((const struct sockaddr *)&mine->ss, buf, sizeof(buf)), where,
+	                         same ? "" : " (as '", same ? "" : obuf, same ? "" : "')");
 }
 
 /* Names unique, no address bound twice (in one listener or across them). */
-static int check_listener(struct ctx *c, struct dg_config *cfg, unsigned idx)
+static int check_listener(struct dg_directive_ctx *c, struct dg_config *cfg, unsigned idx)
 {
 	struct dg_listener_conf *l = &cfg->listeners[idx];
 	char where[64];
@@ -542,8 +596,8 @@ static int check_listener(struct ctx *c, struct dg_config *cfg, unsigned idx)
 	for (unsigned i = 0; i < idx; i++) {
 		const struct dg_listener_conf *o = &cfg->listeners[i];
 		if (!strcmp(o->name, l->name)) {
-			path_push_key(c, "name");
-			return fail(c, "listener name '%s' is already used by listeners[%u]", l->name, i);
+			dg_directive_push_key(c, "name");
+			return dg_directive_fail(c, "listener name '%s' is already used by listeners[%u]", l->name, i);
 		}
 		for (unsigned a = 0; a < l->n_binds; a++)
 			for (unsigned b = 0; b < o->n_binds; b++)
@@ -556,29 +610,30 @@ static int check_listener(struct ctx *c, struct dg_config *cfg, unsigned idx)
 	if (!l->max_unvalidated_peers)
 		l->max_unvalidated_peers = l->max_peers;
 	if (l->max_unvalidated_peers > l->max_peers) {
-		path_push_key(c, "max_unvalidated_peers");
-		return fail(c, "%u is more than max_peers (%u)", l->max_unvalidated_peers, l->max_peers);
+		dg_directive_push_key(c, "max_unvalidated_peers");
+		return dg_directive_fail(c, "%u is more than max_peers (%u)", l->max_unvalidated_peers, l->max_peers);
 	}
 	if (!l->codec)
 		l->codec = json_string("json");
-	return l->codec ? DG_OK : fail(c, "out of memory");
+	return l->codec ? DG_OK : dg_directive_fail(c, "out of memory");
 }
 
-static int set_listeners(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_listeners(struct dg_directive_ctx *c, json_t *v, void *obj,
+                         const struct dg_directive *d)
 {
 	struct dg_config *cfg = obj;
 	(void)d;
 
 	if (!json_is_array(v) || json_array_size(v) == 0)
-		return fail(c, "expected a non-empty array of listeners");
+		return dg_directive_fail(c, "expected a non-empty array of listeners");
 	if (json_array_size(v) > 256)
-		return fail(c, "at most 256 listeners");
+		return dg_directive_fail(c, "at most 256 listeners");
 	cfg->listeners = calloc(json_array_size(v), sizeof(*cfg->listeners));
 	if (!cfg->listeners)
-		return fail(c, "out of memory");
+		return dg_directive_fail(c, "out of memory");
 	for (size_t i = 0; i < json_array_size(v); i++) {
 		struct dg_listener_conf *l = &cfg->listeners[i];
-		size_t saved = path_push_index(c, i);
+		size_t saved = dg_directive_push_index(c, i);
 		l->max_datagram = DG_DEFAULT_MAX_DATAGRAM;
 		l->send_queue = DG_DEFAULT_SEND_QUEUE;
 		l->ordering = true;
@@ -593,22 +648,50 @@ static int set_listeners(struct ctx *c, json_t *v, void *obj, const struct direc
 		l->rate_limit.ipv6_prefix = DG_DEFAULT_IPV6_PREFIX;
 		l->rate_limit.table_size = DG_DEFAULT_THROTTLE_TABLE;
 		cfg->n_listeners++;
-		int rc = apply(c, json_array_get(v, i), l, listener_directives);
+		int rc = dg_directive_apply(c, json_array_get(v, i), l, listener_directives);
 		if (!rc)
 			rc = check_listener(c, cfg, (unsigned)i);
 		if (rc)
 			return rc;
-		path_pop(c, saved);
+		dg_directive_pop(c, saved);
 	}
 	return DG_OK;
 }
 
+static json_t *listener_at(struct dg_directive_ctx *c, const void *obj, unsigned i)
+{
+	const struct dg_config *cfg = obj;
+	return dg_directive_dump(c, &cfg->listeners[i], listener_directives);
+}
+
+static json_t *get_listeners(struct dg_directive_ctx *c, const void *obj,
+                             const struct dg_directive *d)
+{
+	const struct dg_config *cfg = obj;
+	(void)d;
+	return dump_array(c, cfg, cfg->n_listeners, listener_at);
+}
+
+static const struct dg_directive_type t_listeners = { set_listeners, get_listeners };
+
 /* Loaded by load_codec_modules() before anything else is read. */
-static int set_done(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_done(struct dg_directive_ctx *c, json_t *v, void *obj,
+                    const struct dg_directive *d)
 {
 	(void)c, (void)v, (void)obj, (void)d;
 	return DG_OK;
 }
+
+static json_t *get_codec_modules(struct dg_directive_ctx *c, const void *obj,
+                                 const struct dg_directive *d)
+{
+	(void)c;
+	const struct dg_config *cfg = obj;
+	(void)d;
+	return cfg->codec_module_names ? json_deep_copy(cfg->codec_module_names) : json_array();
+}
+
+static const struct dg_directive_type t_done = { set_done, get_codec_modules };
 
 /* The codec registry (process-wide: codecs/codec.c) holds the codec
  * modules of one config, the active one: the config loaded last, or the
@@ -645,7 +728,8 @@ static void codecs_release(struct dg_config *cfg)
 		codecs_activate(codecs_active);
 }
 
-static int load_codec_modules(struct ctx *c, json_t *root, struct dg_config *cfg)
+static int load_codec_modules(struct dg_directive_ctx *c, json_t *root, struct dg_config *cfg,
+                              const char *plugin_dir)
 {
 	json_t *mods = json_is_object(root) ? json_object_get(root, "codec_modules") : NULL;
 	json_t *pd = json_is_object(root) ? json_object_get(root, "plugin_dir") : NULL;
@@ -658,26 +742,27 @@ static int load_codec_modules(struct ctx *c, json_t *root, struct dg_config *cfg
 	codecs_active = cfg;
 	if (!mods)
 		return DG_OK;
-	size_t saved = path_push_key(c, "codec_modules");
+	size_t saved = dg_directive_push_key(c, "codec_modules");
 	if (!json_is_array(mods))
-		return fail(c, "expected an array of module names or paths");
+		return dg_directive_fail(c, "expected an array of module names or paths");
 	cfg->codec_module_names = json_incref(mods);
 	for (size_t i = 0; i < json_array_size(mods); i++) {
 		json_t *m = json_array_get(mods, i);
-		size_t at = path_push_index(c, i);
+		size_t at = dg_directive_push_index(c, i);
 		if (!json_is_string(m) || json_string_length(m) == 0)
-			return fail(c, "expected a non-empty string");
-		dg_plugin_path(json_string_value(m), json_is_string(pd) ? json_string_value(pd) : c->plugin_dir,
-		               c->dir, path, sizeof(path));
+			return dg_directive_fail(c, "expected a non-empty string");
+		dg_plugin_path(json_string_value(m), json_is_string(pd) ? json_string_value(pd) : plugin_dir,
+		               cfg->dir, path, sizeof(path));
 		if (dg_loader_load_codec(&cfg->codec_modules, path, err, sizeof(err)))
-			return fail(c, "%s", err);
-		path_pop(c, at);
+			return dg_directive_fail(c, "%s", err);
+		dg_directive_pop(c, at);
 	}
-	path_pop(c, saved);
+	dg_directive_pop(c, saved);
 	return DG_OK;
 }
 
-static int set_workers(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_workers(struct dg_directive_ctx *c, json_t *v, void *obj,
+                       const struct dg_directive *d)
 {
 	unsigned *w = (unsigned *)((char *)obj + d->off);
 
@@ -687,69 +772,97 @@ static int set_workers(struct ctx *c, json_t *v, void *obj, const struct directi
 		return DG_OK;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < d->lo || json_integer_value(v) > d->hi)
-		return fail(c, "expected an integer from %lld to %lld, or \"auto\" (one per CPU)",
-		            d->lo, d->hi);
+		return dg_directive_fail(c, "expected an integer from %lld to %lld, or \"auto\" (one per CPU)",
+		                         d->lo, d->hi);
 	*w = (unsigned)json_integer_value(v);
 	return DG_OK;
 }
 
+static const struct dg_directive_type t_workers = { set_workers, get_integer };
+
 /* "metrics": {"bind": "127.0.0.1:9101"}: a TCP address for /metrics. */
-static int set_metrics_bind(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_metrics_bind(struct dg_directive_ctx *c, json_t *v, void *obj,
+                            const struct dg_directive *d)
 {
 	struct dg_config *cfg = obj;
 	(void)d;
 
 	if (!json_is_string(v) || !dg_addr_parse(json_string_value(v), &cfg->metrics_bind))
-		return fail(c, "expected a numeric \"a.b.c.d:port\" or \"[ipv6]:port\"");
+		return dg_directive_fail(c, "expected a numeric \"a.b.c.d:port\" or \"[ipv6]:port\"");
 	cfg->metrics = true;
 	return DG_OK;
 }
 
-static const struct directive metrics_directives[] = {
-	{ "bind", set_metrics_bind, 0, 0, 0, true },
-	{ NULL, NULL, 0, 0, 0, false },
+static json_t *get_metrics_bind(struct dg_directive_ctx *c, const void *obj,
+                                const struct dg_directive *d)
+{
+	const struct dg_config *cfg = obj;
+	char buf[64];
+	(void)c, (void)d;
+
+	return json_string(dg_addr_format((const struct sockaddr *)&cfg->metrics_bind.ss, buf,
+	                                  sizeof(buf)));
+}
+
+static const struct dg_directive_type t_metrics_bind = { set_metrics_bind, get_metrics_bind };
+
+static const struct dg_directive metrics_directives[] = {
+	{ "bind", &t_metrics_bind, 0, 0, 0, true, NULL },
+	{ NULL, NULL, 0, 0, 0, false, NULL },
 };
 
-static int set_metrics(struct ctx *c, json_t *v, void *obj, const struct directive *d)
+static int set_metrics(struct dg_directive_ctx *c, json_t *v, void *obj,
+                       const struct dg_directive *d)
 {
 	(void)d;
-	return apply(c, v, obj, metrics_directives);
+	return dg_directive_apply(c, v, obj, metrics_directives);
 }
+
+static json_t *get_metrics(struct dg_directive_ctx *c, const void *obj,
+                           const struct dg_directive *d)
+{
+	const struct dg_config *cfg = obj;
+	(void)d;
+
+	return cfg->metrics ? dg_directive_dump(c, obj, metrics_directives) : json_null();
+}
+
+static const struct dg_directive_type t_metrics = { set_metrics, get_metrics };
 
 /* The user and group must exist now: a typo is a config error, not a
  * failure after binding. */
-static int check_user(struct ctx *c, struct dg_config *cfg)
+static int check_user(struct dg_directive_ctx *c, struct dg_config *cfg)
 {
 	char err[300];
 	uid_t uid;
 	gid_t gid;
 
 	if (cfg->group && !cfg->user) {
-		path_push_key(c, "group");
-		return fail(c, "needs \"user\" too");
+		dg_directive_push_key(c, "group");
+		return dg_directive_fail(c, "needs \"user\" too");
 	}
 	if (cfg->user && dg_privs_lookup(cfg->user, cfg->group, &uid, &gid, err, sizeof(err))) {
-		path_push_key(c, strstr(err, "group") ? "group" : "user");
-		return fail(c, "%s", err);
+		dg_directive_push_key(c, strstr(err, "group") ? "group" : "user");
+		return dg_directive_fail(c, "%s", err);
 	}
 	return DG_OK;
 }
 
 #define C(field) offsetof(struct dg_config, field)
-static const struct directive top_directives[] = {
-	{ "workers", set_workers, C(workers), 1, 1024, false },
-	{ "listeners", set_listeners, 0, 0, 0, true },
-	{ "codec_modules", set_done, 0, 0, 0, false },
-	{ "log", set_log, 0, 0, 0, false },
-	{ "plugin_dir", set_string, C(plugin_dir), 0, 0, false },
-	{ "max_pending", set_uint, C(max_pending), 1, (1 << 24) - 1, false }, /* DG_REQTAB_MAX */
-	{ "shutdown_timeout_ms", set_uint, C(shutdown_timeout_ms), 0, 3600000, false },
-	{ "reload_conversations", set_uint, C(reload_conversations), 0, 65536, false },
-	{ "memory_budget", set_size, C(memory_budget), 1 << 20, 1ll << 40, false },
-	{ "user", set_string, C(user), 0, 0, false },
-	{ "group", set_string, C(group), 0, 0, false },
-	{ "metrics", set_metrics, 0, 0, 0, false },
-	{ NULL, NULL, 0, 0, 0, false },
+static const struct dg_directive top_directives[] = {
+	{ "workers", &t_workers, C(workers), 1, 1024, false, NULL },
+	{ "listeners", &t_listeners, 0, 0, 0, true, NULL },
+	{ "codec_modules", &t_done, 0, 0, 0, false, NULL },
+	{ "log", &dg_directive_object, 0, 0, 0, false, log_directives },
+	{ "plugin_dir", &t_string, C(plugin_dir), 0, 0, false, NULL },
+	{ "max_pending", &t_uint, C(max_pending), 1, (1 << 24) - 1, false, NULL }, /* DG_REQTAB_MAX */
+	{ "shutdown_timeout_ms", &t_uint, C(shutdown_timeout_ms), 0, 3600000, false, NULL },
+	{ "reload_conversations", &t_uint, C(reload_conversations), 0, 65536, false, NULL },
+	{ "memory_budget", &t_size, C(memory_budget), 1 << 20, 1ll << 40, false, NULL },
+	{ "user", &t_string, C(user), 0, 0, false, NULL },
+	{ "group", &t_string, C(group), 0, 0, false, NULL },
+	{ "metrics", &t_metrics, 0, 0, 0, false, NULL },
+	{ NULL, NULL, 0, 0, 0, false, NULL },
 };
 #undef C
 
@@ -777,7 +890,7 @@ void dg_config_strip_comments(char *s, size_t len)
 int dg_config_parse(const char *text, size_t len, const char *name, const char *dir,
                     const char *plugin_dir, struct dg_config **out, char *err, size_t errlen)
 {
-	struct ctx c = { .name = name, .dir = dir, .plugin_dir = plugin_dir, .err = err, .errlen = errlen };
+	struct dg_directive_ctx c = { .where = name, .err = err, .errlen = errlen };
 	json_error_t je;
 	int rc = DG_ENOMEM;
 
@@ -814,10 +927,9 @@ int dg_config_parse(const char *text, size_t len, const char *name, const char *
 		rc = DG_EINVAL;
 		goto out_free;
 	}
-	c.cfg = cfg;
-	rc = load_codec_modules(&c, root, cfg);
+	rc = load_codec_modules(&c, root, cfg, plugin_dir);
 	if (!rc)
-		rc = apply(&c, root, cfg, top_directives);
+		rc = dg_directive_apply(&c, root, cfg, top_directives);
 	if (!rc)
 		rc = check_user(&c, cfg);
 	json_decref(root);
@@ -984,248 +1096,12 @@ void dg_config_warn_unprotected(const struct dg_config *cfg)
 
 /* ---- the effective config (dgramd -T) ---------------------------------
  * Every directive's value read back from the structs, defaults included,
- * through a getter found by the directive's setter: a new directive needs a
- * getter here, or dg_config_dump names it and fails (tests run -T). */
-
-struct dump {
-	char *err;
-	size_t errlen;
-};
-
-static json_t *dump_table(const void *obj, const struct directive *table, struct dump *dp);
-
-static json_t *get_uint(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	return json_integer(*(const unsigned *)((const char *)obj + d->off));
-}
-
-static json_t *get_int(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	return json_integer(*(const int *)((const char *)obj + d->off));
-}
-
-static json_t *get_size(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	return json_integer((json_int_t)*(const size_t *)((const char *)obj + d->off));
-}
-
-static json_t *get_bool(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	return json_boolean(*(const bool *)((const char *)obj + d->off));
-}
-
-static json_t *get_string(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	const char *s = *(char *const *)((const char *)obj + d->off);
-	return s ? json_string(s) : json_null();
-}
-
-static json_t *get_level(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	static const char *const names[] = { "error", "warn", "info", "debug" };
-	int lvl = *(const int *)((const char *)obj + d->off);
-	return json_string(names[lvl >= 0 && lvl <= 3 ? lvl : 2]);
-}
-
-static json_t *get_ordering(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	return json_string(*(const bool *)((const char *)obj + d->off) ? "peer" : "none");
-}
-
-static json_t *get_drop_policy(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	return json_string(*(const unsigned *)((const char *)obj + d->off) ? "drop-oldest"
-	                                                                  : "drop-newest");
-}
-
-static json_t *get_binds(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	const struct dg_listener_conf *l = obj;
-	json_t *a = json_array();
-	char buf[64];
-	(void)d;
-
-	for (unsigned i = 0; a && i < l->n_binds; i++)
-		if (json_array_append_new(a, json_string(dg_addr_format(
-		        (const struct sockaddr *)&l->binds[i].ss, buf, sizeof(buf))))) {
-			json_decref(a);
-			return NULL;
-		}
-	return a;
-}
-
-static json_t *get_metrics(const void *obj, const struct directive *d, struct dump *dp)
-{
-	const struct dg_config *cfg = obj;
-	char buf[64];
-	(void)d, (void)dp;
-
-	if (!cfg->metrics)
-		return json_null();
-	return json_pack("{s:s}", "bind",
-	                 dg_addr_format((const struct sockaddr *)&cfg->metrics_bind.ss, buf, sizeof(buf)));
-}
-
-static json_t *get_cidrs(const void *obj, const struct directive *d, struct dump *dp)
-{
-	const struct dg_listener_conf *l = obj;
-	json_t *spec = d->off == offsetof(struct dg_listener_conf, acl.allow) ? l->allow_spec
-	                                                                     : l->deny_spec;
-	(void)dp;
-	return spec ? json_deep_copy(spec) : json_null();
-}
-
-static json_t *get_rate(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	return json_real((double)*(const uint64_t *)((const char *)obj + d->off) / 1000.0);
-}
-
-/* A rate limit part (per_source, total) only if it is on. */
-static json_t *get_limit(const void *obj, const struct directive *d, struct dump *dp,
-                         const struct dg_limit_conf *lc, const struct directive *table)
-{
-	(void)d;
-	return lc->rate_u ? dump_table(obj, table, dp) : json_null();
-}
-
-static json_t *get_per_source(const void *obj, const struct directive *d, struct dump *dp)
-{
-	const struct dg_throttle_conf *t = obj;
-	return get_limit(obj, d, dp, &t->per_source, per_source_directives);
-}
-
-static json_t *get_total(const void *obj, const struct directive *d, struct dump *dp)
-{
-	const struct dg_throttle_conf *t = obj;
-	return get_limit(obj, d, dp, &t->total, total_directives);
-}
-
-static json_t *get_rate_limit(const void *obj, const struct directive *d, struct dump *dp)
-{
-	const struct dg_throttle_conf *t = (const void *)((const char *)obj + d->off);
-	return dg_throttle_conf_active(t) ? dump_table(t, rate_limit_directives, dp) : json_null();
-}
-
-static json_t *get_log_target(const void *obj, const struct directive *d, struct dump *dp)
-{
-	const struct dg_config *cfg = obj;
-	(void)d, (void)dp;
-	return json_string(cfg->log_target ? cfg->log_target : "stderr");
-}
-
-static json_t *get_codec(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	const struct dg_listener_conf *l = obj;
-	(void)d;
-	return json_deep_copy(l->codec);
-}
-
-static json_t *get_handler(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	const struct dg_listener_conf *l = obj;
-	(void)d;
-	if (l->plugin_shown || l->plugin_config)
-		return json_pack("{s:s, s:O}", "plugin", l->plugin, "config",
-		                 l->plugin_shown ? l->plugin_shown : l->plugin_config);
-	return json_pack("{s:s, s:{}}", "plugin", l->plugin, "config");
-}
-
-static json_t *get_listeners(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	const struct dg_config *cfg = obj;
-	json_t *a = json_array();
-	(void)d;
-
-	for (unsigned i = 0; a && i < cfg->n_listeners; i++)
-		if (json_array_append_new(a, dump_table(&cfg->listeners[i], listener_directives, dp))) {
-			json_decref(a);
-			return NULL;
-		}
-	return a;
-}
-
-static json_t *get_codec_modules(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)dp;
-	const struct dg_config *cfg = obj;
-	(void)d;
-	return cfg->codec_module_names ? json_deep_copy(cfg->codec_module_names) : json_array();
-}
-
-/* A refused key (set_gone_*) has nothing to show. */
-static json_t *get_gone(const void *obj, const struct directive *d, struct dump *dp)
-{
-	(void)obj, (void)d, (void)dp;
-	return json_null();
-}
-
-/* A setter's getter; an object of directives applied to the same struct
- * (set_log and the like) names its table in sub instead. */
-static const struct getter {
-	int (*set)(struct ctx *c, json_t *v, void *obj, const struct directive *d);
-	json_t *(*get)(const void *obj, const struct directive *d, struct dump *dp);
-	const struct directive *sub;
-} getters[] = {
-	{ set_uint, get_uint, NULL }, { set_int, get_int, NULL }, { set_bool, get_bool, NULL },
-	{ set_size, get_size, NULL },
-	{ set_string, get_string, NULL }, { set_name, get_string, NULL }, { set_level, get_level, NULL },
-	{ set_ordering, get_ordering, NULL }, { set_drop_policy, get_drop_policy, NULL },
-	{ set_binds, get_binds, NULL }, { set_codec, get_codec, NULL },
-	{ set_handler, get_handler, NULL }, { set_listeners, get_listeners, NULL },
-	{ set_workers, get_uint, NULL }, { set_done, get_codec_modules, NULL },
-	{ set_metrics, get_metrics, NULL }, { set_log_target, get_log_target, NULL }, { set_cidrs, get_cidrs, NULL },
-	{ set_rate, get_rate, NULL }, { set_pow2, get_uint, NULL },
-	{ set_per_source, get_per_source, NULL }, { set_total, get_total, NULL },
-	{ set_rate_limit, get_rate_limit, NULL },
-	{ set_log, NULL, log_directives },
-	{ set_amplification, NULL, amplification_directives },
-	{ set_gone_reuseport, get_gone, NULL },
-	{ NULL, NULL, NULL },
-};
-
-static json_t *dump_table(const void *obj, const struct directive *table, struct dump *dp)
-{
-	json_t *o = json_object();
-
-	for (const struct directive *d = table; o && d->key; d++) {
-		const struct getter *g = getters;
-		while (g->set && g->set != d->set)
-			g++;
-		if (!g->set) {
-			snprintf(dp->err, dp->errlen, "cannot show key '%s': no getter in core/conf.c", d->key);
-			json_decref(o);
-			return NULL;
-		}
-		json_t *v = g->sub ? dump_table(obj, g->sub, dp) : g->get(obj, d, dp);
-		if (json_is_null(v)) { /* unset and no default (plugin_dir) */
-			json_decref(v);
-			continue;
-		}
-		if (!v || json_object_set_new(o, d->key, v)) {
-			json_decref(o);
-			return NULL; /* dp->err says why */
-		}
-	}
-	return o;
-}
+ * through its type's dump: the table that parsed it. */
 
 json_t *dg_config_dump(const struct dg_config *cfg, char *err, size_t errlen)
 {
-	struct dump dp = { err, errlen };
+	struct dg_directive_ctx c = { .where = cfg->path, .err = err, .errlen = errlen };
 
 	snprintf(err, errlen, "out of memory");
-	return dump_table(cfg, top_directives, &dp);
+	return dg_directive_dump(&c, cfg, top_directives);
 }

@@ -128,8 +128,4 @@ void dg_config_strip_comments(char *text, size_t len);
  * rate limit, no amplification guard). */
 void dg_config_warn_unprotected(const struct dg_config *cfg);
 
-/* Edit distance between two short strings (99 for 63 bytes or more): a
- * key within 2 of a known one gets a "did you mean". */
-unsigned dg_edit_distance(const char *a, const char *b);
-
 #endif

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "conf.h"
+#include "directive.h"
 #include "loader.h"
 #include "log.h"
 #include "options.h"

@@ -1,9 +1,9 @@
 /* Plugin option tables: one row per option type says how a value is
- * checked, stored and shown; the table check, the config check and the
- * fill are loops over the plugin's table. */
+ * checked, stored and shown; the table check is a loop over the plugin's
+ * table, and a config is parsed and shown by the directive engine
+ * (directive.h) over that table in its form, one row per option. */
 #include "config.h"
 
-#include <ctype.h>
 #include <stdalign.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,20 +12,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf.h"
+#include "addr.h"
+#include "directive.h"
 #include "jsonload.h"
 #include "options.h"
 
 struct dg_options {
-	json_t *hold;   /* array: the config, then each parsed default */
-	size_t size;    /* of data; the string copies follow it */
+	json_t *hold;   /* array: the config, then each parsed default; strings
+	                 * and JSON values in data point into these */
+	struct dg_directive *rows; /* the table the config was parsed by */
+	size_t size;    /* of data */
 	max_align_t data[];
 };
 
-/* A value's problem into msg ("" if none); strs counts bytes to copy. */
+/* A value's problem into msg. */
 typedef int (*check_fn)(const struct dg_option *o, const json_t *v, char *msg, size_t len);
-/* Store a checked value; *strs is where string copies go (advanced). */
-typedef void (*store_fn)(const struct dg_option *o, const json_t *v, void *field, char **strs);
+/* Store a checked value (borrowed: a string or JSON points into v). */
+typedef void (*store_fn)(const struct dg_option *o, const json_t *v, void *field);
 typedef json_t *(*show_fn)(const struct dg_option *o, const void *field);
 
 struct opt_type {
@@ -45,19 +48,6 @@ static int bad(char *msg, size_t len, const char *fmt, ...)
 	vsnprintf(msg, len, fmt, ap);
 	va_end(ap);
 	return DG_EINVAL;
-}
-
-/* A config string for a message: at most 64 bytes, controls escaped. */
-static const char *quote(const char *s, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	for (; *s && n + 8 < len && n < 64; s++) {
-		unsigned char c = (unsigned char)*s;
-		n += (size_t)snprintf(buf + n, len - n, isprint(c) && c != '\\' ? "%c" : "\\x%02x", c);
-	}
-	snprintf(buf + n, len - n, "%s", *s ? "..." : "");
-	return buf;
 }
 
 static const char *json_kind(const json_t *v)
@@ -82,9 +72,9 @@ static int check_bool(const struct dg_option *o, const json_t *v, char *msg, siz
 	return json_is_boolean(v) ? DG_OK : bad(msg, len, "expected true or false, got %s", json_kind(v));
 }
 
-static void store_bool(const struct dg_option *o, const json_t *v, void *field, char **strs)
+static void store_bool(const struct dg_option *o, const json_t *v, void *field)
 {
-	(void)o, (void)strs;
+	(void)o;
 	*(bool *)field = json_is_true(v);
 }
 
@@ -114,9 +104,9 @@ static int check_int(const struct dg_option *o, const json_t *v, char *msg, size
 	return DG_OK;
 }
 
-static void store_int(const struct dg_option *o, const json_t *v, void *field, char **strs)
+static void store_int(const struct dg_option *o, const json_t *v, void *field)
 {
-	(void)o, (void)strs;
+	(void)o;
 	*(int64_t *)field = json_integer_value(v);
 }
 
@@ -139,14 +129,13 @@ static int check_string(const struct dg_option *o, const json_t *v, char *msg, s
 	return DG_OK;
 }
 
-static void store_string(const struct dg_option *o, const json_t *v, void *field, char **strs)
+/* DG_OPT_STRING and DG_OPT_JSON: a pointer into the held JSON. */
+static void store_borrowed(const struct dg_option *o, const json_t *v, void *field)
 {
-	size_t n = json_string_length(v) + 1;
-	(void)o;
-
-	memcpy(*strs, json_string_value(v), n);
-	*(const char **)field = *strs;
-	*strs += n;
+	if (o->type == DG_OPT_STRING)
+		*(const char **)field = json_string_value(v);
+	else
+		*(const json_t **)field = v;
 }
 
 static json_t *show_string(const struct dg_option *o, const void *field)
@@ -215,13 +204,12 @@ static int check_enum(const struct dg_option *o, const json_t *v, char *msg, siz
 	choices_text(o, s, list, sizeof(list), near, sizeof(near));
 	if (!s)
 		return bad(msg, len, "expected %s, got %s", list, json_kind(v));
-	return bad(msg, len, "must be %s (got \"%s\"%s%s%s)", list, quote(s, q, sizeof(q)),
+	return bad(msg, len, "must be %s (got \"%s\"%s%s%s)", list, dg_directive_quote(s, q, sizeof(q)),
 	           near[0] ? "; did you mean \"" : "", near, near[0] ? "\"?" : "");
 }
 
-static void store_enum(const struct dg_option *o, const json_t *v, void *field, char **strs)
+static void store_enum(const struct dg_option *o, const json_t *v, void *field)
 {
-	(void)strs;
 	*(int *)field = choice_index(o, json_string_value(v));
 }
 
@@ -242,15 +230,15 @@ static int check_addr(const struct dg_option *o, const json_t *v, char *msg, siz
 		           json_kind(v));
 	if (!dg_addr_parse(json_string_value(v), &a))
 		return bad(msg, len, "expected a numeric \"a.b.c.d:port\" or \"[ipv6]:port\" (got \"%s\")",
-		           quote(json_string_value(v), q, sizeof(q)));
+		           dg_directive_quote(json_string_value(v), q, sizeof(q)));
 	return DG_OK;
 }
 
-static void store_addr(const struct dg_option *o, const json_t *v, void *field, char **strs)
+static void store_addr(const struct dg_option *o, const json_t *v, void *field)
 {
 	struct dg_option_addr *out = field;
 	struct dg_addr a;
-	(void)o, (void)strs;
+	(void)o;
 
 	if (dg_addr_parse(json_string_value(v), &a)) { /* checked before */
 		out->addr = a.ss;
@@ -275,12 +263,6 @@ static int check_json(const struct dg_option *o, const json_t *v, char *msg, siz
 	return DG_OK;
 }
 
-static void store_json(const struct dg_option *o, const json_t *v, void *field, char **strs)
-{
-	(void)o, (void)strs;
-	*(const json_t **)field = v;
-}
-
 static json_t *show_json(const struct dg_option *o, const void *field)
 {
 	const json_t *v = *(const json_t *const *)field;
@@ -294,13 +276,13 @@ static const struct opt_type types[] = {
 	[DG_OPT_INT] = { "DG_OPT_INT", sizeof(int64_t), alignof(int64_t),
 	                 check_int, store_int, show_int },
 	[DG_OPT_STRING] = { "DG_OPT_STRING", sizeof(const char *), alignof(const char *),
-	                    check_string, store_string, show_string },
+	                    check_string, store_borrowed, show_string },
 	[DG_OPT_ENUM] = { "DG_OPT_ENUM", sizeof(int), alignof(int),
 	                  check_enum, store_enum, show_enum },
 	[DG_OPT_ADDR] = { "DG_OPT_ADDR", sizeof(struct dg_option_addr), alignof(struct dg_option_addr),
 	                  check_addr, store_addr, show_addr },
 	[DG_OPT_JSON] = { "DG_OPT_JSON", sizeof(const json_t *), alignof(const json_t *),
-	                  check_json, store_json, show_json },
+	                  check_json, store_borrowed, show_json },
 };
 
 static const struct opt_type *type_of(const struct dg_option *o)
@@ -520,73 +502,50 @@ int dg_options_check(const struct dg_option *table, size_t size, char *err, size
 
 /* ---- a config against the table ----------------------------------------- */
 
-__attribute__((format(printf, 5, 6)))
-static int fail(char *err, size_t errlen, const char *where, const char *key, const char *fmt, ...)
+/* One engine row type for every option: d->arg is the option, whose own
+ * type checks, stores and shows the value. */
+static int parse_option(struct dg_directive_ctx *c, json_t *v, void *obj,
+                        const struct dg_directive *d)
 {
+	const struct dg_option *o = d->arg;
 	char msg[512];
-	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	snprintf(err, errlen, "%s%s%s: %s", where, key ? "." : "", key ? key : "", msg);
-	return DG_EINVAL;
-}
-
-static const struct dg_option *find(const struct dg_option *table, const char *key)
-{
-	for (; table->name; table++)
-		if (!strcmp(table->name, key))
-			return table;
-	return NULL;
-}
-
-static int unknown_key(const struct dg_option *table, const char *key, const char *where,
-                       char *err, size_t errlen)
-{
-	char known[512], q[80];
-	size_t n = 0;
-
-	known[0] = '\0';
-	for (const struct dg_option *o = table; o->name; o++) {
-		if (dg_edit_distance(key, o->name) <= 2)
-			return fail(err, errlen, where, quote(key, q, sizeof(q)),
-			            "unknown key (did you mean '%s'?)", o->name);
-		if (n < sizeof(known))
-			n += (size_t)snprintf(known + n, sizeof(known) - n, "%s%s", n ? ", " : "", o->name);
-	}
-	return fail(err, errlen, where, quote(key, q, sizeof(q)), "unknown key (known: %s)",
-	            table->name ? known : "none");
-}
-
-/* Every given key known and valid, every required one given; the bytes the
- * string copies need into *strbytes. */
-static int check_config(const struct dg_option *table, const json_t *config, const char *where,
-                        size_t *strbytes, char *err, size_t errlen)
-{
-	char msg[512];
-	const char *key;
-	json_t *v;
-
-	json_object_foreach((json_t *)config, key, v) {
-		const struct dg_option *o = find(table, key);
-		if (!o)
-			return unknown_key(table, key, where, err, errlen);
-		if (type_of(o)->check(o, v, msg, sizeof(msg)))
-			return fail(err, errlen, where, key, "%s", msg);
-		if (o->type == DG_OPT_STRING)
-			*strbytes += json_string_length(v) + 1;
-	}
-	for (const struct dg_option *o = table; o->name; o++)
-		if ((o->flags & DG_OPT_REQUIRED) && !json_object_get(config, o->name))
-			return fail(err, errlen, where, o->name, "missing (required)");
+	if (type_of(o)->check(o, v, msg, sizeof(msg)))
+		return dg_directive_fail(c, "%s", msg);
+	type_of(o)->store(o, v, dg_directive_field(obj, d));
 	return DG_OK;
 }
 
-/* Defaults of the options config leaves out, parsed into o->hold (in table
- * order; none for options without one); their string bytes added. */
-static int parse_defaults(const struct dg_option *table, const json_t *config, json_t *hold,
-                          const char *where, size_t *strbytes, char *err, size_t errlen)
+static json_t *dump_option(struct dg_directive_ctx *c, const void *obj,
+                           const struct dg_directive *d)
+{
+	const struct dg_option *o = d->arg;
+	(void)c;
+	return type_of(o)->show(o, dg_directive_cfield(obj, d));
+}
+
+static const struct dg_directive_type option_type = { parse_option, dump_option };
+
+/* The table in the engine's form: a new array ended by { NULL }, or NULL. */
+static struct dg_directive *rows_of(const struct dg_option *table)
+{
+	size_t n = 0;
+
+	while (table[n].name)
+		n++;
+	struct dg_directive *rows = calloc(n + 1, sizeof(*rows));
+	for (size_t i = 0; rows && i < n; i++)
+		rows[i] = (struct dg_directive){
+			.key = table[i].name, .type = &option_type, .off = table[i].offset,
+			.lo = table[i].min, .hi = table[i].max,
+			.required = table[i].flags & DG_OPT_REQUIRED, .arg = &table[i],
+		};
+	return rows;
+}
+
+/* Defaults of the options config leaves out, parsed, held and stored. */
+static int fill_defaults(const struct dg_option *table, const json_t *config,
+                         struct dg_options *opts, const char *where, char *err, size_t errlen)
 {
 	char msg[512];
 	bool oom;
@@ -595,70 +554,51 @@ static int parse_defaults(const struct dg_option *table, const json_t *config, j
 		if (!o->def || json_object_get(config, o->name))
 			continue;
 		json_t *v = parse_default(o, &oom, msg, sizeof(msg));
-		if (!v || json_array_append_new(hold, v)) { /* checked at load: out of memory */
+		if (!v || json_array_append_new(opts->hold, v)) { /* checked at load: out of memory */
 			snprintf(err, errlen, "%s.%s: default: %s", where, o->name, v ? "out of memory" : msg);
 			return v || oom ? DG_ENOMEM : DG_EINVAL;
 		}
-		if (o->type == DG_OPT_STRING && json_is_string(v))
-			*strbytes += json_string_length(v) + 1;
+		type_of(o)->store(o, v, (char *)opts->data + o->offset);
 	}
 	return DG_OK;
-}
-
-static void fill(const struct dg_option *table, const json_t *config, struct dg_options *opts)
-{
-	char *strs = (char *)opts->data + opts->size;
-	size_t next_default = 1; /* hold[0] is the config */
-
-	for (const struct dg_option *o = table; o->name; o++) {
-		const json_t *v = json_object_get(config, o->name);
-		if (!v && o->def)
-			v = json_array_get(opts->hold, next_default++);
-		if (v)
-			type_of(o)->store(o, v, (char *)opts->data + o->offset, &strs);
-	}
 }
 
 int dg_options_new(const struct dg_option *table, size_t size, const json_t *config,
                    const char *where, struct dg_options **out, char *err, size_t errlen)
 {
-	size_t strbytes = 0;
+	struct dg_directive_ctx c = {
+		.where = where, .style = DG_DIRECTIVE_OPTIONS, .err = err, .errlen = errlen,
+	};
 	json_t *empty = NULL;
 	int rc;
 
 	*out = NULL;
 	if (!config)
 		config = empty = json_object();
-	if (!config || !json_is_object(config)) {
-		json_decref(empty);
-		if (!config)
-			snprintf(err, errlen, "%s: out of memory", where);
-		return config ? fail(err, errlen, where, NULL, "expected an object") : DG_ENOMEM;
-	}
-	json_t *hold = json_array();
-	if (!hold || json_array_append(hold, (json_t *)config)) {
+	struct dg_options *opts = calloc(1, sizeof(*opts) + size);
+	if (!config || !opts) {
+		snprintf(err, errlen, "%s: out of memory for %zu bytes of options", where, size);
 		rc = DG_ENOMEM;
-		snprintf(err, errlen, "%s: out of memory", where);
-		goto out_hold;
+		goto out_free;
 	}
-	if ((rc = check_config(table, config, where, &strbytes, err, errlen)) ||
-	    (rc = parse_defaults(table, config, hold, where, &strbytes, err, errlen)))
-		goto out_hold;
-	struct dg_options *opts = calloc(1, sizeof(*opts) + size + strbytes);
-	if (!opts) {
-		rc = DG_ENOMEM;
-		snprintf(err, errlen, "%s: out of memory for %zu bytes of options", where, size + strbytes);
-		goto out_hold;
-	}
-	opts->hold = hold;
 	opts->size = size;
-	fill(table, config, opts);
+	opts->hold = json_array();
+	opts->rows = rows_of(table);
+	if (!opts->hold || !opts->rows || json_array_append(opts->hold, (json_t *)config)) {
+		snprintf(err, errlen, "%s: out of memory", where);
+		rc = DG_ENOMEM;
+		goto out_free;
+	}
+	/* The engine takes a mutable object (jansson's iterators); it only reads. */
+	if ((rc = dg_directive_apply(&c, (json_t *)config, opts->data, opts->rows)) ||
+	    (rc = fill_defaults(table, config, opts, where, err, errlen)))
+		goto out_free;
 	json_decref(empty);
 	*out = opts;
 	return DG_OK;
 
-out_hold:
-	json_decref(hold);
+out_free:
+	dg_options_free(opts);
 	json_decref(empty);
 	return rc;
 }
@@ -668,22 +608,12 @@ const void *dg_options_data(const struct dg_options *o)
 	return o ? o->data : NULL;
 }
 
-json_t *dg_options_dump(const struct dg_option *table, const struct dg_options *opts)
+json_t *dg_options_dump(const struct dg_options *opts)
 {
-	json_t *j = json_object();
+	char err[128];
+	struct dg_directive_ctx c = { .style = DG_DIRECTIVE_OPTIONS, .err = err, .errlen = sizeof(err) };
 
-	for (const struct dg_option *o = table; j && o->name; o++) {
-		json_t *v = type_of(o)->show(o, (const char *)opts->data + o->offset);
-		if (json_is_null(v)) {
-			json_decref(v);
-			continue;
-		}
-		if (!v || json_object_set_new(j, o->name, v)) {
-			json_decref(j);
-			return NULL;
-		}
-	}
-	return j;
+	return dg_directive_dump(&c, opts->data, opts->rows);
 }
 
 void dg_options_free(struct dg_options *o)
@@ -691,5 +621,6 @@ void dg_options_free(struct dg_options *o)
 	if (!o)
 		return;
 	json_decref(o->hold);
+	free(o->rows);
 	free(o);
 }

@@ -2,7 +2,9 @@
  * directives are: the table is checked when the plugin loads, a handler's
  * "config" object is checked against it before init(), and the struct the
  * plugin reads through host->options() is filled with defaults and given
- * values. Stand-alone: jansson, the plugin header and the address parser. */
+ * values, by the directive engine (directive.h) that parses the config's
+ * own keys. Stand-alone: jansson, the plugin header, the address parser and
+ * the directive engine. */
 #ifndef DG_OPTIONS_H
 #define DG_OPTIONS_H
 
@@ -14,8 +16,9 @@
 #define DG_OPTIONS_MAX 256            /* entries in one table */
 #define DG_OPTIONS_SIZE_MAX (1u << 20) /* options_size */
 
-/* The filled struct, with the string copies it points to and a reference to
- * the config (DG_OPT_JSON values point into it). Opaque. */
+/* The filled struct, with a reference to the config and the parsed
+ * defaults (DG_OPT_STRING and DG_OPT_JSON values point into them) and the
+ * table it was parsed by. Opaque. */
 struct dg_options;
 
 /* The largest dg_plugin.option_size accepted: a struct dg_option that
@@ -63,10 +66,11 @@ int dg_options_new(const struct dg_option *table, size_t size, const json_t *con
 /* The struct: options_size bytes, max-aligned. Borrowed until free. */
 const void *dg_options_data(const struct dg_options *o);
 
-/* Every option of table with its value in o, in table order, as the config
- * would spell it (unset strings, addresses and JSON are left out): what -T
- * prints. A new object, or NULL if out of memory. */
-json_t *dg_options_dump(const struct dg_option *table, const struct dg_options *o);
+/* Every option with its value in o, in table order, as the config would
+ * spell it (unset strings, addresses and JSON are left out), through the
+ * table o was filled by: what -T prints. A new object, or NULL if out of
+ * memory. */
+json_t *dg_options_dump(const struct dg_options *o);
 
 /* Free o, its copies and its reference to the config. NULL: no-op. */
 void dg_options_free(struct dg_options *o);

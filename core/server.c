@@ -327,12 +327,9 @@ static int listener_options(struct dg_server *srv, struct dg_listener *l,
 /* -T shows what the plugin got: every declared option, defaults filled in. */
 static int listener_show_options(struct dg_listener *l, struct dg_listener_conf *lc)
 {
-	size_t size;
-	const struct dg_option *table = dg_plugin_options(l->plugin, &size);
-
-	if (!table || !l->options)
+	if (!l->options)
 		return DG_OK;
-	json_t *shown = dg_options_dump(table, l->options);
+	json_t *shown = dg_options_dump(l->options);
 	if (!shown) {
 		dg_log(DG_LOG_ERROR, "listener '%s': out of memory", lc->name);
 		return DG_ENOMEM;

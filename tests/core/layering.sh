@@ -6,8 +6,8 @@
 # none of those but dg_dispatch_*; ptimer (plugin timers) and pmetrics
 # (plugin metrics), below host.c: no server, dispatch or tx call and no
 # libevent; the small stand-alone files (addr, ratelimit, sock, io, session,
-# reqtab, timer, throttle, membudget): nothing of the worker, the master,
-# the config or the loader.
+# reqtab, timer, throttle, membudget, directive): nothing of the worker, the
+# master, the config or the loader.
 set -u
 b=${DG_BUILDDIR:-.}/core
 command -v nm >/dev/null 2>&1 || { echo "SKIP: nm is not installed"; exit 77; }
@@ -33,7 +33,7 @@ check dispatch '^(dg_server_|dg_host_|dg_ptimer_|dg_pmetric_|event_active$)'
 check ptimer '^(dg_server_|dg_dispatch_|dg_tx_|dg_host_|dg_pmetric_|event_)'
 check pmetrics '^(dg_server_|dg_dispatch_|dg_tx_|dg_ptimer_|event_)'
 above='^(dg_server_|dg_dispatch_|dg_tx_|dg_host_|dg_ptimer_|dg_pmetric_|dg_sock_|dg_master_|dg_config_|dg_loader_|dg_ho_|dg_metrics_|dg_options_|event_active$)'
-for leaf in addr ratelimit sock io session reqtab timer throttle membudget; do
+for leaf in addr ratelimit sock io session reqtab timer throttle membudget directive; do
 	check "$leaf" "$above"
 done
 exit $rc
