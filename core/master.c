@@ -694,9 +694,11 @@ static void retire_done(struct master *m)
 			continue;
 		}
 		*p = g->next;
-		dg_log(DG_LOG_INFO, "reload: generation %u has exited", g->id);
+		unsigned id = g->id;
 		gen_fold(m, g);
 		gen_free(g);
+		/* Said once its sockets are closed: the line means "released". */
+		dg_log(DG_LOG_INFO, "reload: generation %u has exited", id);
 		if (!m->stopping)
 			metrics_restart(m); /* with the new totals */
 	}
