@@ -60,115 +60,17 @@
  * plugins built against older headers: the ABI is append-only.)
  *
  * Keep the instance (self) and the host table in your own state, as the
- * example does; host functions that take an instance check it (anything
+ * guide's example does; host functions that take an instance check it (anything
  * else, your state for one, gets NULL or DG_EINVAL and a rate-limited log
  * line, not a crash).
  *
- * A deferred-reply handler, complete (timer-based; a real one would start
- * I/O on host->event_base() instead), with its option declared in a table
- * (see struct dg_option) and an answer on timeout; dgramd's docs/plugins.md,
- * "Writing a handler plugin", has the same, built and run by the tests:
- *
- *     #include <dgramd/plugin.h>
- *     #include <stdint.h>
- *     #include <stdlib.h>
- *
- *     struct later_opts {                         // filled in by the host
- *             int64_t delay_ms;
- *     };
- *
- *     static const struct dg_option later_options[] = {
- *             { .name = "delay_ms", .type = DG_OPT_INT, .offset = offsetof(struct later_opts, delay_ms),
- *               .def = "100", .min = 0, .max = 600000, .help = "reply this many ms later" },
- *             { .name = NULL },
- *     };
- *
- *     struct later_state {                        // the plugin's own: *state
- *             struct dg_instance *self;           // for host calls that take it
- *             const struct dg_host *host;
- *             unsigned delay_ms;
- *     };
- *
- *     struct later {                              // one deferred request
- *             struct later_state *st;
- *             struct dg_timer *timer;             // NULL once it fired
- *             dg_req_t req;
- *     };
- *
- *     static int init(struct dg_instance *self, const struct dg_host *host,
- *                     const struct json_t *config, void **state)
- *     {
- *             const struct later_opts *o = host->options(self);   // checked by the host
- *             struct later_state *st = calloc(1, sizeof(*st));
- *
- *             (void)config;                       // the raw JSON: o has it all
- *             if (!st)
- *                     return DG_ENOMEM;
- *             *st = (struct later_state){ .self = self, .host = host, .delay_ms = (unsigned)o->delay_ms };
- *             *state = st;
- *             return DG_OK;
- *     }
- *
- *     static void fini(void *state)               // every request has ended by now
- *     {
- *             free(state);
- *     }
- *
- *     static void forget(void *data)              // the request ended, however
- *     {
- *             struct later *l = data;
- *
- *             if (l->timer)
- *                     l->st->host->timer_cancel(l->timer);
- *             free(l);
- *     }
- *
- *     static void fire(void *arg)                 // runs on the event loop
- *     {
- *             struct later *l = arg;
- *             struct later_state *st = l->st;
- *             struct dg_packet pong = { .data = "pong", .len = 4 };
- *
- *             l->timer = NULL;                    // the host frees a timer that fired
- *             st->host->request_reply(st->self, l->req, &pong);
- *             st->host->request_complete(st->self, l->req);   // calls forget(l)
- *     }
- *
- *     static void on_expire(void *state, dg_req_t req, void *data)
- *     {                                           // handler_timeout_ms passed
- *             struct later_state *st = state;
- *             struct dg_packet late = { .data = "late", .len = 4 };
- *
- *             (void)data;                         // l: forget(l) runs after this call
- *             st->host->request_reply(st->self, req, &late);
- *     }
- *
- *     static int on_packet(void *state, const struct dg_request *req)
- *     {
- *             struct later_state *st = state;
- *             struct later *l = calloc(1, sizeof(*l));
- *
- *             if (!l)
- *                     return DG_ENOMEM;           // costs this request only
- *             l->st = st;
- *             l->req = req->handle;               // a value: keep it past the call
- *             // The request's data slot owns l from here: the host calls forget(l)
- *             // once, after fire() completes the request, after on_expire(), or
- *             // when dgramd stops first. No list of pending requests to keep.
- *             if (st->host->request_set_data(req->self, req->handle, l, forget)) {
- *                     free(l);
- *                     return DG_ERROR;
- *             }
- *             // The instance (req->self, st->self), never state: the host checks it.
- *             l->timer = st->host->timer_start(req->self, st->delay_ms, fire, l);
- *             return l->timer ? DG_PENDING : DG_ERROR;   // on error forget(l) runs too
- *     }
- *
- *     DG_PLUGIN_EXPORT const struct dg_plugin dgramd_plugin = {
- *             DG_PLUGIN_HEADER, .name = "later", .version = "1.0",
- *             .init = init, .fini = fini, .on_packet = on_packet, .on_expire = on_expire,
- *             .options = later_options, .options_size = sizeof(struct later_opts),
- *     };
+ * A complete deferred-reply handler (a timer where a real one would start
+ * I/O on host->event_base()), with its option table and an answer on
+ * timeout, is in the plugin guide ("Writing a handler plugin"):
+ * docs/plugins.md in dgramd's source, installed as DOCDIR/plugins.md (/usr/share/doc/dgramd/plugins.md from the
+ * Debian package); dgramd's tests build and run it as printed there. The
+ * shipped plugins (echo, kv, relay, tftp, dns, syslog, redis) are the
+ * larger examples.
  */
 #ifndef DGRAMD_PLUGIN_H
 #define DGRAMD_PLUGIN_H
