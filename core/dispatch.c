@@ -816,8 +816,10 @@ void dg_dispatch(struct dg_sock *s, unsigned char *buf, size_t len, int flags,
 		return drop(l, DG_DROP_ACL);
 	/* Before the rate limit: a spoofer flooding "from" a client's address
 	 * must not use up that client's per-source budget when the client
-	 * proves its address (a DNS server cookie) and the spoofer cannot. */
-	if (l->prove) /* the plugin has proves_source, and a proof changes something */
+	 * proves its address (a DNS server cookie) and the spoofer cannot.
+	 * Only a datagram that fits: past max_datagram (MSG_TRUNC) len is the
+	 * datagram's, but buf holds max_datagram bytes of it. */
+	if (l->prove && len <= l->conf->max_datagram && !(flags & MSG_TRUNC))
 		proven = l->plugin->proves_source(l->state, &p, buf, len) != 0;
 	if (proven ? !dg_throttle_total(&l->throttle, l->srv->now_ms)
 	           : !dg_throttle_allow(&l->throttle, peer, l->srv->now_ms))

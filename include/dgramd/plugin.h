@@ -513,10 +513,12 @@ struct dg_plugin {
 	 * earlier and that only a host there could have seen: a valid, fresh
 	 * DNS server cookie, say)? Called, when the listener has something a
 	 * proof lifts (a per-source rate limit or the amplification guard),
-	 * for every datagram its ACL lets in, before the rate limit, the size checks, accept(), the
-	 * session lookup and decoding: data/len is the datagram as received
-	 * (before framing and transforms, so any bytes at all, any length),
-	 * peer its source; both borrowed for the call. Return non-zero for
+	 * for every datagram its ACL lets in that fits the listener's
+	 * max_datagram (a larger one is dropped as too large unasked), before
+	 * the rate limit, accept(), the session lookup and decoding: data/len
+	 * is the datagram as received (before framing and transforms, so any
+	 * bytes at all, 0 to max_datagram of them), peer its source; both
+	 * borrowed for the call. Return non-zero for
 	 * "proven", 0 otherwise. A proven datagram skips the per-source rate
 	 * limit (rate_limit.total still applies: it is the listener's
 	 * capacity), and its session is marked validated as by

@@ -436,6 +436,49 @@ static void test_limits(void)
 	dg_harness_free(h);
 }
 
+/* proves_source sees only datagrams that fit max_datagram: the receive
+ * buffer holds max_datagram bytes of a larger one, whose length is its
+ * own (MSG_TRUNC), so a larger len would have it read past the buffer. */
+static size_t prover_longest;
+static unsigned prover_calls;
+
+static int prover_proves(void *state, const struct dg_peer *peer, const void *data, size_t len)
+{
+	(void)state, (void)peer, (void)data;
+	prover_calls++;
+	if (len > prover_longest)
+		prover_longest = len;
+	return 0;
+}
+
+static const struct dg_plugin prover = {
+	DG_PLUGIN_HEADER, .name = "prover", .version = "1",
+	.init = probe_init, .fini = probe_fini, .on_packet = probe_packet,
+	.proves_source = prover_proves,
+};
+
+static void test_proves_source_fits(void)
+{
+	char err[512], big[40000];
+	struct dg_harness *h = dg_harness_new("{\"codec\": \"raw\", \"max_datagram\": 8, "
+	                                      "\"amplification\": {\"factor\": 3}}",
+	                                      &prover, err, sizeof(err));
+	if (!h)
+		fprintf(stderr, "harness: %s\n", err);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	memset(big, 'x', sizeof(big));
+	prover_longest = 0;
+	prover_calls = 0;
+	dg_harness_send(h, "127.0.0.1:5000", big, 9);
+	dg_harness_send(h, "127.0.0.1:5000", big, sizeof(big));
+	dg_harness_send_text(h, "127.0.0.1:5000", "ok");
+	DG_TEST_ASSERT_COUNTER(h, "drop_too_large", 2);
+	DG_TEST_ASSERT_REPLIES(h, 1);
+	CU_ASSERT_EQUAL(prover_calls, 1);
+	CU_ASSERT_EQUAL(prover_longest, 2);
+	dg_harness_free(h);
+}
+
 static void test_config_errors(void)
 {
 	static const struct { const char *listener; const char *want; } cases[] = {
@@ -627,6 +670,7 @@ static const struct dg_test tests[] = {
 	{ "idle sessions expire, busy ones not", test_idle_sessions },
 	{ "a receive batch", test_batch },
 	{ "limits, ACL and the stats line", test_limits },
+	{ "proves_source only for datagrams that fit", test_proves_source_fits },
 	{ "config and descriptor errors", test_config_errors },
 	{ "a plugin .so", test_so_plugin },
 	{ "conversation step timeouts on the fake clock", test_conversation_clock },
