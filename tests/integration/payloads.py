@@ -8,7 +8,8 @@ and the reply is byte for byte what the library encoded (both use the
 shortest heads and float 64). Then what dgramd refuses (uint64 above int64,
 bin, byte strings, tags, NaN, trailing bytes) is counted as decode errors
 and never echoed, and a wrapped reply ({"got": packet}) decodes in the
-library to the packet it sent. Paced by replies, never by sleeping.
+library to the packet it sent; dgramc speaks both to a Python server.
+Paced by replies, never by sleeping.
 Skipped (exit 77) when a module is missing."""
 import json
 import os
@@ -150,6 +151,32 @@ def wrapped(name, dumps, loads):
     check("%s: 40 wrapped replies read back by the library (%d of 40)" % (name, good), good == 40)
 
 
+def dgramc(name, spec, loads, dumps):
+    """dgramc against a Python server: what it sends decodes in the library
+    to the packet given on its command line, and the library's reply is
+    printed as JSON."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.settimeout(10.0)
+    sent = {"op": "get", "keys": ["a", "\u00e9"], "n": -70000, "f": 0.25, "ok": True, "none": None}
+    proc = subprocess.Popen([os.path.join(BUILD, "dgramc"), "-t", "10000", "-c", spec,
+                             "127.0.0.1:%d" % srv.getsockname()[1], json.dumps(sent)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    got = None
+    try:
+        data, peer = srv.recvfrom(65536)
+        got = loads(data)
+        srv.sendto(dumps({"reply": [1, 2**40, "x" * 40]}), peer)
+    except Exception as e:  # noqa: BLE001 (a datagram the library cannot read)
+        print("  %s: %s" % (name, e))
+    out, err = proc.communicate(timeout=20)
+    srv.close()
+    check("%s: dgramc -c '%s' speaks to a Python server" % (name, spec),
+          got == sent and proc.returncode == 0 and
+          json.loads(out) == {"reply": [1, 2**40, "x" * 40]},
+          "sent %r, printed %r %r" % (got, out, err))
+
+
 def main():
     mp_dumps = msgpack.packb
     mp_loads = lambda b: msgpack.unpackb(b, strict_map_key=False)  # noqa: E731
@@ -157,6 +184,8 @@ def main():
     round_trip("cbor", cbor2.dumps, cbor2.loads)
     wrapped("msgpack", mp_dumps, mp_loads)
     wrapped("cbor", cbor2.dumps, cbor2.loads)
+    dgramc("msgpack", '{"framing": "raw", "payload": "msgpack"}', mp_loads, mp_dumps)
+    dgramc("cbor", "cbor", cbor2.loads, cbor2.dumps)
     refused("msgpack", [msgpack.packb(2**64 - 1), msgpack.packb(b"bin"), msgpack.packb({1: 2}),
                         msgpack.packb(float("nan")), msgpack.packb(None) + b"\xc0",
                         msgpack.packb(msgpack.ExtType(1, b"x"))], msgpack.packb({"ok": 1}))
