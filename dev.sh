@@ -21,7 +21,8 @@ DEPS=(gcc clang libclang-rt-dev make autoconf automake libtool pkg-config
       libevent-dev libjansson-dev libcunit1-dev valgrind python3 groff-base prometheus
       bind9-dnsutils knot-dnsutils nsd dnsperf
       bsdutils curl tftp-hpa
-      libhiredis-dev redis-server nginx libnginx-mod-stream)
+      libhiredis-dev redis-server nginx libnginx-mod-stream
+      python3-msgpack python3-cbor2)
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 say() { printf 'dev.sh: %s\n' "$*" >&2; }

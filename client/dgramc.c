@@ -47,7 +47,8 @@ static void usage(FILE *f)
 	        "Send packets to a UDP service with a dgramd codec and print the replies,\n"
 	        "one per line. With no PACKET, packets are read from standard input, one per line.\n"
 	        "\n"
-	        "  -c, --codec SPEC    json (default), raw, length-prefixed, or a JSON object such as\n"
+	        "  -c, --codec SPEC    json (default), msgpack, cbor, raw, length-prefixed, or a\n"
+	        "                      JSON object such as\n"
 	        "                      '{\"framing\": \"length-prefixed\", \"payload\": \"json\"}'\n"
 	        "  -t, --timeout MS    wait this long for each reply (default 1000; with --listen,\n"
 	        "                      stop after MS of silence; default: wait forever)\n"
@@ -358,6 +359,18 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
+/* Does the codec named "framing+payload" carry JSON trees? */
+static bool tree_payload(const char *name)
+{
+	static const char *const trees[] = { "json", "msgpack", "cbor" };
+	const char *plus = strrchr(name, '+');
+
+	for (size_t i = 0; plus && i < sizeof(trees) / sizeof(trees[0]); i++)
+		if (!strcmp(plus + 1, trees[i]))
+			return true;
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -431,9 +444,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dgramc: %s\n", e.message);
 		return exit_code(e.code);
 	}
-	/* The codec decides how packets are written: JSON text or bytes. */
-	const char *name = dg_client_codec_name(c);
-	o.json = strlen(name) >= 5 && !strcmp(name + strlen(name) - 5, "+json");
+	/* The codec decides how packets are written: JSON text for the payloads
+	 * that decode into a JSON tree (json, msgpack, cbor), else bytes. */
+	o.json = tree_payload(dg_client_codec_name(c));
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	int rc = o.listen ? run_listen(c, &o) : run_packets(c, &o, argv + optind, argc - optind);

@@ -11,6 +11,8 @@ extern const struct dg_framing_ops dg_framing_raw;
 extern const struct dg_framing_ops dg_framing_lp;
 extern const struct dg_payload_ops dg_payload_bytes;
 extern const struct dg_payload_ops dg_payload_json;
+extern const struct dg_payload_ops dg_payload_msgpack;
+extern const struct dg_payload_ops dg_payload_cbor;
 
 /* Read an optional integer option of spec (NULL spec: the default) into
  * *out, checking lo <= value <= hi. On error fill err as ".key: ..." and

@@ -23,7 +23,7 @@ static const struct dg_framing_ops *const builtin_framings[] = {
 	&dg_framing_raw, &dg_framing_lp, NULL,
 };
 static const struct dg_payload_ops *const builtin_payloads[] = {
-	&dg_payload_bytes, &dg_payload_json, NULL,
+	&dg_payload_bytes, &dg_payload_json, &dg_payload_msgpack, &dg_payload_cbor, NULL,
 };
 
 /* Layers registered from codec modules; only touched at config time. */
@@ -36,6 +36,8 @@ static const struct {
 	const char *name, *framing, *payload;
 } short_forms[] = {
 	{ "json", "raw", "json" },
+	{ "msgpack", "raw", "msgpack" },
+	{ "cbor", "raw", "cbor" },
 	{ "raw", "raw", "bytes" },
 	{ "bytes", "raw", "bytes" },
 	{ "length-prefixed", "length-prefixed", "bytes" },
@@ -123,7 +125,7 @@ found:
 	}
 	*p = find_payload(pname);
 	if (!*p) {
-		snprintf(err, errlen, ".payload: unknown payload '%s' (known: bytes, json)", pname);
+		snprintf(err, errlen, ".payload: unknown payload '%s' (known: bytes, json, msgpack, cbor)", pname);
 		return DG_EINVAL;
 	}
 	if (json_is_object(spec)) {

@@ -5,7 +5,8 @@
  * A codec has two layers:
  *   - framing: splits one datagram into 1..N frames, and appends frames to an
  *     outgoing datagram ("raw": one datagram = one frame; "length-prefixed").
- *   - payload: turns one frame into a packet and back ("bytes", "json").
+ *   - payload: turns one frame into a packet and back ("bytes", "json",
+ *     "msgpack", "cbor": the last three give the same JSON tree).
  *
  * The same code serves the daemon and the client library; it holds no daemon
  * state and never logs: every error is returned with a message in the
@@ -31,7 +32,8 @@ struct json_t; /* jansson */
  *
  * Exactly one of the two forms is used, by the codec's payload layer:
  *   - bytes payload: data/len, json == NULL.
- *   - json payload:  json != NULL; data/len point at the frame it came from.
+ *   - json, msgpack and cbor payloads: json != NULL; data/len point at the
+ *     frame it came from.
  *
  * Ownership: a packet handed to a handler borrows everything it points to
  * for the duration of the call. A handler that keeps the JSON takes a
@@ -168,7 +170,7 @@ struct dg_codec;
 /* Largest number of frames a datagram may carry, whatever the options say. */
 #define DG_CODEC_MAX_FRAMES 1024
 
-/* Build a codec from a spec: a JSON string ("json", "raw",
+/* Build a codec from a spec: a JSON string ("json", "msgpack", "cbor", "raw",
  * "length-prefixed") or an object {"framing": .., "payload": .., options}.
  * spec is only read. On error return a negative dg_rc and write the problem
  * into err as a path relative to the spec and a message: ".width: expected

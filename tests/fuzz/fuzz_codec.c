@@ -1,5 +1,6 @@
 /* libFuzzer harnesses for the codecs, one binary per FUZZ_TARGET:
- *   FUZZ_RAW, FUZZ_LP, FUZZ_JSON, FUZZ_LP_JSON, FUZZ_LINES, FUZZ_CONFIG.
+ *   FUZZ_RAW, FUZZ_LP, FUZZ_JSON, FUZZ_LP_JSON, FUZZ_MSGPACK, FUZZ_CBOR,
+ *   FUZZ_LINES, FUZZ_CONFIG.
  * The first input byte picks one of the target's option sets; the rest is
  * the datagram. Properties checked (abort on violation):
  *   - decoding never crashes, leaks or reads out of bounds (ASan, UBSan);
@@ -37,6 +38,18 @@ static const char *const specs[] = {
 };
 #elif defined(FUZZ_LP_JSON)
 static const char *const specs[] = { LPJ(1, ""), LPJ(2, ""), LPJ(2, ", \"max_depth\": 2, \"max_frames\": 4") };
+#elif defined(FUZZ_MSGPACK)
+static const char *const specs[] = {
+	"\"msgpack\"", "{\"payload\": \"msgpack\", \"objects_only\": true}",
+	"{\"payload\": \"msgpack\", \"max_depth\": 3}", "{\"payload\": \"msgpack\", \"allow_nul\": true}",
+	"{\"framing\": \"length-prefixed\", \"width\": 1, \"payload\": \"msgpack\", \"max_frames\": 4}",
+};
+#elif defined(FUZZ_CBOR)
+static const char *const specs[] = {
+	"\"cbor\"", "{\"payload\": \"cbor\", \"objects_only\": true}",
+	"{\"payload\": \"cbor\", \"max_depth\": 3}", "{\"payload\": \"cbor\", \"allow_nul\": true}",
+	"{\"framing\": \"length-prefixed\", \"width\": 1, \"payload\": \"cbor\", \"max_frames\": 4}",
+};
 #elif defined(FUZZ_LINES)
 extern const struct dg_codec_module dgramd_codec; /* codecs/examples/lines.c, linked in */
 static const char *const specs[] = {
