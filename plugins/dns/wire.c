@@ -450,7 +450,10 @@ static int cookie_answer(const struct dns_cookies *ck, const struct query *q, ui
 		uint32_t ts = (uint32_t)server[4] << 24 | (uint32_t)server[5] << 16 |
 		              (uint32_t)server[6] << 8 | server[7];
 		int32_t age = (int32_t)(ck->now - ts);
-		if (age >= 0 && age < DNS_COOKIE_RENEW) {
+		/* A little in the future is young too (dns_cookie_valid bounds
+		 * it): another server with the same secret, NSD say, whose clock
+		 * reads a second ahead of this one's made it. */
+		if (age < DNS_COOKIE_RENEW) {
 			memcpy(out + DNS_COOKIE_CLIENT, server, DNS_COOKIE_SERVER);
 			return DNS_CK_VALID;
 		}

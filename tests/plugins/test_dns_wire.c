@@ -473,6 +473,11 @@ static void test_cookie_answers(void)
 	ck.now = CK_NOW + 29 * 60;
 	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
 	CU_ASSERT(res.cookie == DNS_CK_VALID && (rc = reply_cookie(out, len)) && !memcmp(rc, c, DNS_COOKIE_LEN));
+	/* Made by a server whose clock is a second ahead (NSD with the same
+	 * secret): valid and echoed as it is, not renewed. */
+	ck.now = CK_NOW - 1;
+	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
+	CU_ASSERT(res.cookie == DNS_CK_VALID && (rc = reply_cookie(out, len)) && !memcmp(rc, c, DNS_COOKIE_LEN));
 	/* 31 minutes: still valid, renewed. */
 	ck.now = CK_NOW + 31 * 60;
 	len = dns_answer(&db, q, n, out, 1232, &ck, &res);
