@@ -613,7 +613,6 @@ static void test_transform_frames(void)
 	struct dg_outdgram out = { .buf = buf, .cap = sizeof(buf) };
 	struct dg_frame frames[DG_CODEC_MAX_FRAMES];
 	struct dg_parse_error pe;
-	struct dg_packet pkt;
 	unsigned n;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
@@ -633,7 +632,6 @@ static void test_transform_frames(void)
 		CU_ASSERT_EQUAL(json_integer_value(json_object_get(pk[i].json, "i")), (json_int_t)i);
 		dg_codec_release(c, &pk[i]);
 	}
-	(void)pkt;
 	dg_codec_free(c);
 }
 
