@@ -18,7 +18,7 @@ top=$(pwd)
 
 # Debian packages needed to build and test (one per dependency, see README).
 DEPS=(gcc clang libclang-rt-dev make autoconf automake libtool pkg-config
-      libevent-dev libjansson-dev libcunit1-dev valgrind python3 groff-base prometheus
+      libevent-dev libjansson-dev zlib1g-dev libbz2-dev libcunit1-dev valgrind python3 groff-base prometheus
       bind9-dnsutils knot-dnsutils nsd dnsperf
       bsdutils curl tftp-hpa
       libhiredis-dev redis-server nginx libnginx-mod-stream

@@ -14,6 +14,38 @@ extern const struct dg_payload_ops dg_payload_json;
 extern const struct dg_payload_ops dg_payload_msgpack;
 extern const struct dg_payload_ops dg_payload_cbor;
 
+/* A transform between framing and payload (base64, zlib, bz2): bytes to
+ * bytes, applied to each frame, wire-side first when decoding and in the
+ * reverse order when encoding. Built in only (not part of the module ABI).
+ *
+ * create(): options of one "transforms" entry (an object, or NULL for a bare
+ *   name); errors as ".key: ..." relative to the entry.
+ * decode(): in[0..len) -> out[0..cap), *outlen bytes. DG_EINVAL with *reason
+ *   (static, or the state's own buffer) when the input is bad or would
+ *   decode to more than cap or the transform's own bound.
+ * encode(): in[0..len) -> out[0..cap). DG_E2BIG when it does not fit.
+ * max_decoded(): the most bytes decode() may produce (0: no bound of its
+ *   own, at most 3/4 of its input); sizes the codec's scratch buffers. */
+struct dg_transform_ops {
+	const char *name;
+	const char *const *keys;
+	int (*create)(const json_t *spec, void **state, char *err, size_t errlen);
+	void (*destroy)(void *state);
+	int (*decode)(void *state, const unsigned char *in, size_t len, unsigned char *out,
+	              size_t cap, size_t *outlen, const char **reason);
+	int (*encode)(void *state, const unsigned char *in, size_t len, unsigned char *out,
+	              size_t cap, size_t *outlen);
+	size_t (*max_decoded)(void *state);
+};
+
+extern const struct dg_transform_ops dg_transform_base64;
+extern const struct dg_transform_ops dg_transform_zlib;
+extern const struct dg_transform_ops dg_transform_bz2;
+
+/* Default and largest max_decoded of the compression transforms. */
+#define DG_TRANSFORM_MAX_DECODED_DEFAULT 65536u
+#define DG_TRANSFORM_MAX_DECODED_MAX (16u << 20)
+
 /* Read an optional integer option of spec (NULL spec: the default) into
  * *out, checking lo <= value <= hi. On error fill err as ".key: ..." and
  * return DG_EINVAL. */

@@ -8,6 +8,10 @@
 #include "codec-internal.h"
 
 #define DG_CODEC_MAX_MODULE_LAYERS 32
+#define DG_CODEC_MAX_TRANSFORMS 8
+/* Scratch room for a transformed frame when no transform bounds it: the
+ * largest datagram (and so the largest wire frame) rounded up. */
+#define DG_CODEC_SCRATCH_MIN 65536u
 
 struct dg_codec {
 	const struct dg_framing_ops *fops;
@@ -16,7 +20,16 @@ struct dg_codec {
 	void *pstate;
 	size_t head, tail; /* framing bytes around each payload */
 	unsigned max_frames;
-	char name[80];
+	unsigned nt; /* transforms, wire side first */
+	const struct dg_transform_ops *tops[DG_CODEC_MAX_TRANSFORMS];
+	void *tstate[DG_CODEC_MAX_TRANSFORMS];
+	unsigned char *scratch[2]; /* ping-pong buffers of scratch_cap bytes */
+	size_t scratch_cap;
+	char name[160];
+};
+
+static const struct dg_transform_ops *const builtin_transforms[] = {
+	&dg_transform_base64, &dg_transform_zlib, &dg_transform_bz2, NULL,
 };
 
 static const struct dg_framing_ops *const builtin_framings[] = {
@@ -133,6 +146,7 @@ found:
 		json_t *val;
 		json_object_foreach((json_t *)spec, key, val) {
 			if (!strcmp(key, "framing") || !strcmp(key, "payload") ||
+			    !strcmp(key, "transforms") ||
 			    key_in((*f)->keys, key) || key_in((*p)->keys, key))
 				continue;
 			snprintf(err, errlen, ".%s: unknown key for framing '%s' with payload '%s'",
@@ -141,6 +155,83 @@ found:
 		}
 	}
 	return DG_OK;
+}
+
+static const struct dg_transform_ops *find_transform(const char *name)
+{
+	for (unsigned i = 0; builtin_transforms[i]; i++)
+		if (!strcmp(builtin_transforms[i]->name, name))
+			return builtin_transforms[i];
+	return NULL;
+}
+
+/* Build c's transforms from spec's "transforms" (absent: none). */
+static int transforms_new(struct dg_codec *c, const json_t *spec, char *err, size_t errlen)
+{
+	json_t *arr = spec ? json_object_get(spec, "transforms") : NULL;
+	size_t i;
+	json_t *t;
+	char sub[256];
+
+	if (!arr)
+		return DG_OK;
+	if (!json_is_array(arr) || json_array_size(arr) > DG_CODEC_MAX_TRANSFORMS) {
+		snprintf(err, errlen, ".transforms: expected an array of at most %d transforms "
+		         "(base64, zlib, bz2)", DG_CODEC_MAX_TRANSFORMS);
+		return DG_EINVAL;
+	}
+	c->scratch_cap = DG_CODEC_SCRATCH_MIN;
+	json_array_foreach(arr, i, t) {
+		const json_t *opts = json_is_object(t) ? t : NULL;
+		json_t *name = opts ? json_object_get(t, "name") : t;
+		if (!json_is_string(name)) {
+			snprintf(err, errlen, ".transforms[%zu]%s: expected a transform name "
+			         "(base64, zlib, bz2)", i, opts ? ".name" : "");
+			return DG_EINVAL;
+		}
+		const struct dg_transform_ops *ops = find_transform(json_string_value(name));
+		if (!ops) {
+			snprintf(err, errlen, ".transforms[%zu]%s: unknown transform '%s' (known: "
+			         "base64, zlib, bz2)", i, opts ? ".name" : "", json_string_value(name));
+			return DG_EINVAL;
+		}
+		const char *key;
+		json_t *val;
+		json_object_foreach((json_t *)opts, key, val) {
+			if (strcmp(key, "name") && !key_in(ops->keys, key)) {
+				snprintf(err, errlen, ".transforms[%zu].%s: unknown key for transform '%s'",
+				         i, key, ops->name);
+				return DG_EINVAL;
+			}
+		}
+		sub[0] = '\0';
+		int rc = ops->create(opts, &c->tstate[c->nt], sub, sizeof(sub));
+		if (rc) {
+			snprintf(err, errlen, ".transforms[%zu]%s", i, sub);
+			return rc;
+		}
+		c->tops[c->nt++] = ops;
+		size_t m = ops->max_decoded(c->tstate[c->nt - 1]);
+		if (m > c->scratch_cap)
+			c->scratch_cap = m;
+	}
+	for (unsigned k = 0; k < 2 && c->nt; k++) {
+		c->scratch[k] = malloc(c->scratch_cap);
+		if (!c->scratch[k]) {
+			snprintf(err, errlen, ".transforms: out of memory");
+			return DG_ENOMEM;
+		}
+	}
+	return DG_OK;
+}
+
+static void transforms_free(struct dg_codec *c)
+{
+	for (unsigned i = 0; i < c->nt; i++)
+		c->tops[i]->destroy(c->tstate[i]);
+	c->nt = 0;
+	free(c->scratch[0]);
+	free(c->scratch[1]);
 }
 
 int dg_codec_new(const json_t *spec, struct dg_codec **out, char *err, size_t errlen)
@@ -167,14 +258,24 @@ int dg_codec_new(const json_t *spec, struct dg_codec **out, char *err, size_t er
 	rc = p->create(opts, &c->pstate, err, errlen);
 	if (rc)
 		goto out_fdestroy;
+	rc = transforms_new(c, opts, err, errlen);
+	if (rc)
+		goto out_tfree;
 	f->bounds(c->fstate, &c->head, &c->tail);
 	c->max_frames = f->max_frames(c->fstate);
 	if (c->max_frames == 0 || c->max_frames > DG_CODEC_MAX_FRAMES)
 		c->max_frames = DG_CODEC_MAX_FRAMES;
-	snprintf(c->name, sizeof(c->name), "%s+%s", f->name, p->name);
+	int n = snprintf(c->name, sizeof(c->name), "%s", f->name);
+	for (unsigned i = 0; i < c->nt && n > 0 && (size_t)n < sizeof(c->name); i++)
+		n += snprintf(c->name + n, sizeof(c->name) - (size_t)n, "+%s", c->tops[i]->name);
+	if (n > 0 && (size_t)n < sizeof(c->name))
+		snprintf(c->name + n, sizeof(c->name) - (size_t)n, "+%s", p->name);
 	*out = c;
 	return DG_OK;
 
+out_tfree:
+	transforms_free(c);
+	p->destroy(c->pstate);
 out_fdestroy:
 	f->destroy(c->fstate);
 out_free:
@@ -186,6 +287,7 @@ void dg_codec_free(struct dg_codec *c)
 {
 	if (!c)
 		return;
+	transforms_free(c);
 	c->pops->destroy(c->pstate);
 	c->fops->destroy(c->fstate);
 	free(c);
@@ -209,18 +311,101 @@ int dg_codec_split(struct dg_codec *c, const unsigned char *dgram, size_t len,
 	return c->fops->split(c->fstate, dgram, len, frames, n, perr);
 }
 
+/* Undo the transforms of frame (wire side first), then hand the result to
+ * the payload in a buffer of its own from jansson's allocator (so the
+ * daemon's memory budget counts it): the packet borrows that buffer, which
+ * dg_codec_release() frees. */
+static int decode_transformed(struct dg_codec *c, const unsigned char *frame, size_t len,
+                              struct dg_packet *pkt, struct dg_parse_error *perr)
+{
+	json_malloc_t jmalloc;
+	json_free_t jfree;
+	const unsigned char *in = frame;
+	size_t n = len;
+
+	for (unsigned i = 0; i < c->nt; i++) {
+		unsigned char *o = c->scratch[i & 1];
+		size_t m = 0;
+		if (c->tops[i]->decode(c->tstate[i], in, n, o, c->scratch_cap, &m, &perr->reason)) {
+			perr->offset = 0;
+			return DG_EINVAL;
+		}
+		in = o;
+		n = m;
+	}
+	json_get_alloc_funcs(&jmalloc, &jfree);
+	unsigned char *own = jmalloc(n ? n : 1);
+	if (!own) {
+		perr->reason = "out of memory for the decoded frame";
+		perr->offset = 0;
+		return DG_EINVAL;
+	}
+	memcpy(own, in, n);
+	int rc = c->pops->decode(c->pstate, own, n, pkt, perr);
+	if (rc) {
+		jfree(own);
+		perr->offset = 0; /* an offset in decoded bytes means nothing on the wire */
+		return rc;
+	}
+	if (pkt->data != own) {
+		/* The packet must point at the frame it was given (the built-in
+		 * payloads do) for release to find the buffer. */
+		if (c->pops->release)
+			c->pops->release(c->pstate, pkt);
+		memset(pkt, 0, sizeof(*pkt));
+		jfree(own);
+		perr->reason = "payload does not point at its frame: it cannot follow transforms";
+		perr->offset = 0;
+		return DG_EINVAL;
+	}
+	return DG_OK;
+}
+
 int dg_codec_decode(struct dg_codec *c, const unsigned char *frame, size_t len,
                     struct dg_packet *pkt, struct dg_parse_error *perr)
 {
 	memset(pkt, 0, sizeof(*pkt));
+	if (c->nt)
+		return decode_transformed(c, frame, len, pkt, perr);
 	return c->pops->decode(c->pstate, frame, len, pkt, perr);
 }
 
 void dg_codec_release(struct dg_codec *c, struct dg_packet *pkt)
 {
+	void *own = c->nt ? (void *)pkt->data : NULL;
+
 	if (c->pops->release)
 		c->pops->release(c->pstate, pkt);
+	if (own) {
+		json_malloc_t jmalloc;
+		json_free_t jfree;
+		json_get_alloc_funcs(&jmalloc, &jfree);
+		jfree(own);
+	}
 	memset(pkt, 0, sizeof(*pkt));
+}
+
+/* Encode pkt's payload, then the transforms from the payload side out, the
+ * last one straight into the frame at dst (cap bytes). */
+static int encode_transformed(struct dg_codec *c, const struct dg_packet *pkt,
+                              unsigned char *dst, size_t cap, size_t *len)
+{
+	size_t n;
+	unsigned cur = 0;
+	int rc = c->pops->encode(c->pstate, pkt, c->scratch[0], c->scratch_cap, &n);
+
+	if (rc)
+		return rc;
+	for (unsigned i = c->nt; i-- > 0;) {
+		unsigned char *o = i == 0 ? dst : c->scratch[cur ^ 1];
+		rc = c->tops[i]->encode(c->tstate[i], c->scratch[cur], n, o,
+		                        i == 0 ? cap : c->scratch_cap, &n);
+		if (rc)
+			return rc;
+		cur ^= 1;
+	}
+	*len = n;
+	return DG_OK;
 }
 
 int dg_codec_append(struct dg_codec *c, const struct dg_packet *pkt, struct dg_outdgram *out)
@@ -232,8 +417,11 @@ int dg_codec_append(struct dg_codec *c, const struct dg_packet *pkt, struct dg_o
 		return DG_E2BIG;
 	/* The payload is encoded in place, between room for the framing. */
 	unsigned char *frame = out->buf + out->used;
-	rc = c->pops->encode(c->pstate, pkt, frame + c->head,
-	                     out->cap - out->used - c->head - c->tail, &len);
+	size_t room = out->cap - out->used - c->head - c->tail;
+	if (c->nt)
+		rc = encode_transformed(c, pkt, frame + c->head, room, &len);
+	else
+		rc = c->pops->encode(c->pstate, pkt, frame + c->head, room, &len);
 	if (rc)
 		return rc;
 	rc = c->fops->seal(c->fstate, frame, len);

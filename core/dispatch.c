@@ -11,6 +11,8 @@
  * (dg_dispatch_run_ready). */
 #include "config.h"
 
+#include <stdint.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +170,19 @@ static size_t rest_bytes(unsigned frames, size_t len)
 
 /* Keep the frames after the current one past the end of this call: they
  * borrow the receive buffer, which the next batch reuses. */
+/* A packet's bytes moved with its datagram: those that point into dgram
+ * point into copy afterwards; a packet of a codec with transforms owns its
+ * bytes (dg_codec_release frees them) and keeps them where they are. */
+static const void *rebase(const void *data, const unsigned char *dgram, size_t len,
+                          const unsigned char *copy)
+{
+	uintptr_t p = (uintptr_t)data, start = (uintptr_t)dgram;
+
+	if (!data || p < start || p - start > len)
+		return data;
+	return copy + (p - start);
+}
+
 static int keep_rest(struct dg_server *srv, struct dg_req *r, const struct dg_packet *pkts,
                      const unsigned char *dgram, size_t len)
 {
@@ -180,7 +195,7 @@ static int keep_rest(struct dg_server *srv, struct dg_req *r, const struct dg_pa
 	memcpy(r->copy, dgram, len);
 	for (unsigned i = r->frame + 1; i < r->frames; i++) {
 		r->rest[i] = pkts[i];
-		r->rest[i].data = r->copy + ((const unsigned char *)pkts[i].data - dgram);
+		r->rest[i].data = rebase(pkts[i].data, dgram, len, r->copy);
 	}
 	return DG_OK;
 }
@@ -604,7 +619,7 @@ static int inbox_keep(struct dg_server *srv, struct dg_await *aw, unsigned nf,
 	memcpy(aw->copy, dgram, len);
 	for (unsigned i = 1; i < nf; i++) {
 		aw->pkts[i] = srv->pkts[i];
-		aw->pkts[i].data = aw->copy + ((const unsigned char *)srv->pkts[i].data - dgram);
+		aw->pkts[i].data = rebase(srv->pkts[i].data, dgram, len, aw->copy);
 	}
 	aw->frame = 1;
 	aw->frames = nf;

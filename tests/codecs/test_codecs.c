@@ -1,13 +1,17 @@
 /* Codec vectors: every framing x payload combination, good and hostile. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <jansson.h>
 #include <dgramd/codec.h>
 
 #include "loader.h"
+#include "sha256.h"
 #include "testutil.h"
 
 struct vector {
@@ -553,9 +557,342 @@ static void test_binary_encode(void)
 	CU_ASSERT_EQUAL(dg_codec_append(c, &dp, &o2), DG_EINVAL);
 	dg_codec_free(c);
 	json_decref(deep);
+
+static void hex(const unsigned char *d, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/* FIPS 180-4 examples and RFC 4231 test cases 1, 2, 4, 6, 7. */
+static void test_sha256(void)
+{
+	unsigned char d[DG_SHA256_LEN], key[131], data[50];
+	char h[65];
+	static char million[1000000];
+
+	dg_sha256("abc", 3, d), hex(d, 32, h);
+	CU_ASSERT_STRING_EQUAL(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	dg_sha256("", 0, d), hex(d, 32, h);
+	CU_ASSERT_STRING_EQUAL(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	static const char two[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	dg_sha256(two, sizeof(two) - 1, d), hex(d, 32, h);
+	CU_ASSERT_STRING_EQUAL(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	memset(million, 'a', sizeof(million));
+	dg_sha256(million, sizeof(million), d), hex(d, 32, h);
+	CU_ASSERT_STRING_EQUAL(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+
+	memset(key, 0x0b, 20);
+	dg_hmac_sha256(key, 20, "Hi There", 8, d), hex(d, 32, h);
+	CU_ASSERT_STRING_EQUAL(h, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+	dg_hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28, d), hex(d, 32, h);
+	CU_ASSERT_STRING_EQUAL(h, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	for (unsigned i = 0; i < 25; i++)
+		key[i] = (unsigned char)(i + 1);
+	memset(data, 0xcd, sizeof(data));
+	dg_hmac_sha256(key, 25, data, 50, d), hex(d, 32, h);
+	CU_ASSERT_STRING_EQUAL(h, "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b");
+	memset(key, 0xaa, sizeof(key));
+	static const char big[] = "Test Using Larger Than Block-Size Key - Hash Key First";
+	dg_hmac_sha256(key, 131, big, sizeof(big) - 1, d), hex(d, 32, h);
+	CU_ASSERT_STRING_EQUAL(h, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+	static const char big2[] = "This is a test using a larger than block-size key and a larger "
+	                           "than block-size data. The key needs to be hashed before being "
+	                           "used by the HMAC algorithm.";
+	dg_hmac_sha256(key, 131, big2, sizeof(big2) - 1, d), hex(d, 32, h);
+	CU_ASSERT_STRING_EQUAL(h, "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+	CU_ASSERT_TRUE(dg_digest_equal(d, d, 32));
+	unsigned char e[32];
+	memcpy(e, d, 32);
+	e[31] ^= 1;
+	CU_ASSERT_FALSE(dg_digest_equal(d, e, 32));
+}
+
+/* Decode one raw datagram with spec; 0 and the packet's bytes in out, or
+ * the error and its reason. */
+static int decode1(struct dg_codec *c, const void *in, size_t len, char *out, size_t cap,
+                   const char **reason)
+{
+	struct dg_frame frames[DG_CODEC_MAX_FRAMES];
+	struct dg_parse_error pe = { 0 };
+	struct dg_packet pkt;
+	unsigned n;
+	int rc = dg_codec_split(c, in, len, frames, &n, &pe);
+
+	if (!rc)
+		rc = dg_codec_decode(c, frames[0].data, frames[0].len, &pkt, &pe);
+	*reason = pe.reason;
+	if (rc)
+		return rc;
+	if (pkt.json) {
+		char *t = json_dumps(pkt.json, JSON_COMPACT | JSON_ENCODE_ANY);
+		snprintf(out, cap, "%s", t);
+		free(t);
+	} else {
+		snprintf(out, cap, "%.*s", (int)pkt.len, (const char *)pkt.data);
+	}
+	dg_codec_release(c, &pkt);
+	return 0;
+}
+
+/* Encode a JSON text as one frame; the frame's bytes in buf. */
+static size_t encode1(struct dg_codec *c, const char *json, unsigned char *buf, size_t cap)
+{
+	json_t *j = json_loads(json, JSON_DECODE_ANY, NULL);
+	struct dg_packet pkt = { .json = j };
+	struct dg_outdgram out = { .buf = buf, .cap = cap };
+	int rc = dg_codec_append(c, &pkt, &out);
+
+	json_decref(j);
+	CU_ASSERT_EQUAL(rc, 0);
+	return rc ? 0 : out.used;
+}
+
+static char keyfile[64];
+
+static void make_keyfile(const char *text)
+{
+	snprintf(keyfile, sizeof(keyfile), "/tmp/dgtest-key-%ld", (long)getpid());
+	FILE *f = fopen(keyfile, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Python: base64.urlsafe_b64encode(d + hashlib.sha256(d).digest()) and
+ * d + hmac.digest(key, d, "sha256") with key = bytes(range(32)). */
+static void test_base64(void)
+{
+	static const char d[] = "{\"a\":[1,2]}";
+	static const char sha[] = "eyJhIjpbMSwyXX0BUw0WTUec8I4m07Gtm9upJxINl-LQV6bXktt3h4DXIA==";
+	static const char mac[] = "eyJhIjpbMSwyXX2GZLIGY7BbpdK96XjREieeocrKY2VBqsMlkWihreBRsQ==";
+	unsigned char buf[256];
+	char out[256], spec[256];
+	const char *why;
+	struct dg_codec *c;
+
+	/* No checksum, both alphabets. */
+	c = codec("{\"transforms\": [\"base64\"]}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_STRING_EQUAL(dg_codec_name(c), "raw+base64+bytes");
+	CU_ASSERT_EQUAL(decode1(c, "-__-", 4, out, sizeof(out), &why), 0);
+	CU_ASSERT_EQUAL(memcmp(out, "\xfb\xff\xfe", 3), 0);
+	CU_ASSERT_NOT_EQUAL(decode1(c, "+//+", 4, out, sizeof(out), &why), 0);
+	CU_ASSERT_STRING_EQUAL(why, "base64: character outside the alphabet");
+	CU_ASSERT_NOT_EQUAL(decode1(c, "YWJj\n", 5, out, sizeof(out), &why), 0);
+	CU_ASSERT_NOT_EQUAL(decode1(c, "YQ=a", 4, out, sizeof(out), &why), 0);
+	CU_ASSERT_NOT_EQUAL(decode1(c, "Y===", 4, out, sizeof(out), &why), 0);
+	CU_ASSERT_NOT_EQUAL(decode1(c, "YQ==YQ==", 8, out, sizeof(out), &why), 0);
+	CU_ASSERT_EQUAL(decode1(c, "", 0, out, sizeof(out), &why), 0);
+	CU_ASSERT_STRING_EQUAL(out, "");
+	dg_codec_free(c);
+	c = codec("{\"transforms\": [{\"name\": \"base64\", \"alphabet\": \"standard\"}]}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(decode1(c, "+//+", 4, out, sizeof(out), &why), 0);
+	CU_ASSERT_NOT_EQUAL(decode1(c, "-__-", 4, out, sizeof(out), &why), 0);
+	dg_codec_free(c);
+
+	/* sha256: Python's bytes both ways; a flipped bit is refused. */
+	c = codec("{\"payload\": \"json\", \"transforms\": [{\"name\": \"base64\", \"checksum\": \"sha256\"}]}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(decode1(c, sha, strlen(sha), out, sizeof(out), &why), 0);
+	CU_ASSERT_STRING_EQUAL(out, d);
+	CU_ASSERT_EQUAL(encode1(c, d, buf, sizeof(buf)), strlen(sha));
+	CU_ASSERT_EQUAL(memcmp(buf, sha, strlen(sha)), 0);
+	char forged[sizeof(sha)];
+	memcpy(forged, sha, sizeof(sha));
+	forged[3] = 'K'; /* {"a... -> another byte, checksum unchanged */
+	CU_ASSERT_NOT_EQUAL(decode1(c, forged, strlen(forged), out, sizeof(out), &why), 0);
+	CU_ASSERT_STRING_EQUAL(why, "base64: sha256 checksum mismatch");
+	CU_ASSERT_NOT_EQUAL(decode1(c, "eyJhIjpbMSwyXX0=", 16, out, sizeof(out), &why), 0);
+	CU_ASSERT_STRING_EQUAL(why, "base64: too short for its sha256 checksum");
+	dg_codec_free(c);
+
+	/* hmac-sha256 with the key file EasyNetwork's generate_key() writes. */
+	make_keyfile("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n");
+	snprintf(spec, sizeof(spec), "{\"payload\": \"json\", \"transforms\": [{\"name\": \"base64\", "
+	         "\"checksum\": \"hmac-sha256\", \"key_file\": \"%s\"}]}", keyfile);
+	c = codec(spec);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(decode1(c, mac, strlen(mac), out, sizeof(out), &why), 0);
+	CU_ASSERT_STRING_EQUAL(out, d);
+	CU_ASSERT_EQUAL(encode1(c, d, buf, sizeof(buf)), strlen(mac));
+	CU_ASSERT_EQUAL(memcmp(buf, mac, strlen(mac)), 0);
+	/* The sha256 token is a forged signature for this codec. */
+	CU_ASSERT_NOT_EQUAL(decode1(c, sha, strlen(sha), out, sizeof(out), &why), 0);
+	CU_ASSERT_STRING_EQUAL(why, "base64: hmac-sha256 signature mismatch");
+	dg_codec_free(c);
+	/* A wrong key refuses the right signature. */
+	make_keyfile("AQECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+	c = codec(spec);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_NOT_EQUAL(decode1(c, mac, strlen(mac), out, sizeof(out), &why), 0);
+	CU_ASSERT_STRING_EQUAL(why, "base64: hmac-sha256 signature mismatch");
+	dg_codec_free(c);
+	unlink(keyfile);
+}
+
+static void test_transform_specs(void)
+{
+	static const char *const bad[][2] = {
+		{ "{\"transforms\": \"zlib\"}", ".transforms: expected an array" },
+		{ "{\"transforms\": [\"lzma\"]}", ".transforms[0]: unknown transform 'lzma'" },
+		{ "{\"transforms\": [{\"level\": 3}]}", ".transforms[0].name: expected a transform name" },
+		{ "{\"transforms\": [\"base64\", {\"name\": \"zlib\", \"level\": 10}]}",
+		  ".transforms[1].level: expected an integer from 0 to 9" },
+		{ "{\"transforms\": [{\"name\": \"zlib\", \"alphabet\": \"standard\"}]}",
+		  ".transforms[0].alphabet: unknown key for transform 'zlib'" },
+		{ "{\"transforms\": [{\"name\": \"bz2\", \"max_decoded\": 0}]}",
+		  ".transforms[0].max_decoded: expected an integer from 1 to" },
+		{ "{\"transforms\": [{\"name\": \"base64\", \"checksum\": \"md5\"}]}",
+		  ".transforms[0].checksum: expected \"none\", \"sha256\" or \"hmac-sha256\"" },
+		{ "{\"transforms\": [{\"name\": \"base64\", \"checksum\": \"hmac-sha256\"}]}",
+		  ".transforms[0].key_file: required with \"checksum\": \"hmac-sha256\"" },
+		{ "{\"transforms\": [{\"name\": \"base64\", \"checksum\": \"hmac-sha256\", \"key_file\": "
+		  "\"/nonexistent/k\"}]}", ".transforms[0].key_file: cannot open '/nonexistent/k'" },
+	};
+	char err[256];
+	struct dg_codec *c;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		json_t *spec = json_loads(bad[i][0], 0, NULL);
+		err[0] = '\0';
+		CU_ASSERT_NOT_EQUAL(dg_codec_new(spec, &c, err, sizeof(err)), 0);
+		if (strncmp(err, bad[i][1], strlen(bad[i][1])))
+			fprintf(stderr, "spec %s: got '%s', want '%s'\n", bad[i][0], err, bad[i][1]);
+		CU_ASSERT_EQUAL(strncmp(err, bad[i][1], strlen(bad[i][1])), 0);
+		json_decref(spec);
+	}
+	/* A key file that is not a 32-byte key: its content is never echoed. */
+	make_keyfile("c2VjcmV0LXNob3J0LWtleQ==");
+	char spec[256];
+	snprintf(spec, sizeof(spec), "{\"transforms\": [{\"name\": \"base64\", \"checksum\": "
+	         "\"hmac-sha256\", \"key_file\": \"%s\"}]}", keyfile);
+	json_t *j = json_loads(spec, 0, NULL);
+	CU_ASSERT_NOT_EQUAL(dg_codec_new(j, &c, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "does not hold a 32-byte key"));
+	CU_ASSERT_PTR_NULL(strstr(err, "c2VjcmV0"));
+	json_decref(j);
+	unlink(keyfile);
+}
+
+/* zlib and bz2: Python's bytes decode, replies are Python's bytes, a
+ * truncated stream, trailing bytes and a bomb are refused. */
+static void test_compress(void)
+{
+	static const char d[] = "{\"a\":[1,2]}";
+	static const unsigned char zpy[] = "\x78\xda\xab\x56\x4a\x54\xb2\x8a\x36\xd4\x31\x8a\xad\x05\x00"
+	                                   "\x12\x4b\x03\x1f";
+	static const unsigned char bpy[] =
+		"\x42\x5a\x68\x39\x31\x41\x59\x26\x53\x59\xd5\x42\xd9\x70\x00\x00\x04\x9b\x80\x10"
+		"\x04\x30\x10\x00\x0a\x20\x00\x00\x0a\x20\x00\x31\x00\x30\x20\x1a\x7a\x81\xb6\x24"
+		"\x13\xdd\xe2\xee\x48\xa7\x0a\x12\x1a\xa8\x5b\x2e\x00";
+	static const struct {
+		const char *spec;
+		const unsigned char *py;
+		size_t len;
+		const char *prefix;
+	} kinds[] = {
+		{ "{\"payload\": \"json\", \"transforms\": [\"zlib\"]}", zpy, sizeof(zpy) - 1, "zlib" },
+		{ "{\"payload\": \"json\", \"transforms\": [\"bz2\"]}", bpy, sizeof(bpy) - 1, "bz2" },
+	};
+	unsigned char buf[256], tmp[300];
+	char out[256], want[64];
+	const char *why;
+
+	for (size_t k = 0; k < 2; k++) {
+		struct dg_codec *c = codec(kinds[k].spec);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+		CU_ASSERT_EQUAL(decode1(c, kinds[k].py, kinds[k].len, out, sizeof(out), &why), 0);
+		CU_ASSERT_STRING_EQUAL(out, d);
+		CU_ASSERT_EQUAL(encode1(c, d, buf, sizeof(buf)), kinds[k].len);
+		CU_ASSERT_EQUAL(memcmp(buf, kinds[k].py, kinds[k].len), 0);
+		/* Truncated. */
+		CU_ASSERT_NOT_EQUAL(decode1(c, kinds[k].py, kinds[k].len - 3, out, sizeof(out), &why), 0);
+		snprintf(want, sizeof(want), "%s: truncated stream", kinds[k].prefix);
+		CU_ASSERT_STRING_EQUAL(why, want);
+		/* Trailing bytes. */
+		memcpy(tmp, kinds[k].py, kinds[k].len);
+		tmp[kinds[k].len] = 'x';
+		CU_ASSERT_NOT_EQUAL(decode1(c, tmp, kinds[k].len + 1, out, sizeof(out), &why), 0);
+		snprintf(want, sizeof(want), "%s: trailing bytes after the stream", kinds[k].prefix);
+		CU_ASSERT_STRING_EQUAL(why, want);
+		/* Corrupt. */
+		memcpy(tmp, kinds[k].py, kinds[k].len);
+		tmp[kinds[k].len / 2] ^= 0x55;
+		CU_ASSERT_NOT_EQUAL(decode1(c, tmp, kinds[k].len, out, sizeof(out), &why), 0);
+		dg_codec_free(c);
+	}
+}
+
+/* A bomb: 16 MiB of zeros compress to a few KB; decoding stops at
+ * max_decoded and is refused. */
+static void test_bomb(void)
+{
+	size_t big = 16u << 20;
+	unsigned char *zeros = calloc(1, big);
+	uLongf zlen = compressBound(big);
+	unsigned char *z = malloc(zlen);
+	const char *why;
+	char out[64];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(zeros);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(z);
+	CU_ASSERT_EQUAL_FATAL(compress2(z, &zlen, zeros, big, 9), Z_OK);
+	CU_ASSERT_TRUE(zlen < 65507);
+	struct dg_codec *c = codec("{\"transforms\": [{\"name\": \"zlib\", \"max_decoded\": 1000}]}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_NOT_EQUAL(decode1(c, z, zlen, out, sizeof(out), &why), 0);
+	CU_ASSERT_STRING_EQUAL(why, "zlib: decoded size over max_decoded");
+	dg_codec_free(c);
+	/* The default bound, through base64 first. */
+	c = codec("{\"transforms\": [\"zlib\"]}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_NOT_EQUAL(decode1(c, z, zlen, out, sizeof(out), &why), 0);
+	CU_ASSERT_STRING_EQUAL(why, "zlib: decoded size over max_decoded");
+	dg_codec_free(c);
+	free(z);
+	free(zeros);
+}
+
+/* Transforms apply to every frame of a length-prefixed datagram. */
+static void test_transform_frames(void)
+{
+	struct dg_codec *c = codec("{\"framing\": \"length-prefixed\", \"payload\": \"json\", "
+	                           "\"transforms\": [\"base64\", {\"name\": \"zlib\", \"level\": 1}]}");
+	unsigned char buf[512];
+	struct dg_outdgram out = { .buf = buf, .cap = sizeof(buf) };
+	struct dg_frame frames[DG_CODEC_MAX_FRAMES];
+	struct dg_parse_error pe;
+	unsigned n;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_STRING_EQUAL(dg_codec_name(c), "length-prefixed+base64+zlib+json");
+	for (int i = 0; i < 3; i++) {
+		json_t *j = json_pack("{s:i,s:s}", "i", i, "s", "hello hello hello hello");
+		struct dg_packet p = { .json = j };
+		CU_ASSERT_EQUAL(dg_codec_append(c, &p, &out), 0);
+		json_decref(j);
+	}
+	CU_ASSERT_EQUAL_FATAL(dg_codec_split(c, buf, out.used, frames, &n, &pe), 0);
+	CU_ASSERT_EQUAL_FATAL(n, 3);
+	struct dg_packet pk[3];
+	for (unsigned i = 0; i < n; i++) /* all decoded before any is released */
+		CU_ASSERT_EQUAL_FATAL(dg_codec_decode(c, frames[i].data, frames[i].len, &pk[i], &pe), 0);
+	for (unsigned i = 0; i < n; i++) {
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(pk[i].json, "i")), (json_int_t)i);
+		dg_codec_release(c, &pk[i]);
+	}
+	dg_codec_free(c);
 }
 
 static const struct dg_test codec_tests[] = {
+	{ "sha256 and hmac vectors", test_sha256 },
+	{ "base64 transform", test_base64 },
+	{ "transform specs", test_transform_specs },
+	{ "zlib and bz2 transforms", test_compress },
+	{ "decompression bomb", test_bomb },
+	{ "transforms per frame", test_transform_frames },
 	{ "lines module", test_lines_module },
 	{ "vectors", test_vectors },
 	{ "short forms", test_short_forms },

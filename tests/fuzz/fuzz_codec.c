@@ -1,6 +1,6 @@
 /* libFuzzer harnesses for the codecs, one binary per FUZZ_TARGET:
  *   FUZZ_RAW, FUZZ_LP, FUZZ_JSON, FUZZ_LP_JSON, FUZZ_MSGPACK, FUZZ_CBOR,
- *   FUZZ_LINES, FUZZ_CONFIG.
+ *   FUZZ_LINES, FUZZ_TRANSFORMS, FUZZ_CONFIG.
  * The first input byte picks one of the target's option sets; the rest is
  * the datagram. Properties checked (abort on violation):
  *   - decoding never crashes, leaks or reads out of bounds (ASan, UBSan);
@@ -55,6 +55,16 @@ extern const struct dg_codec_module dgramd_codec; /* codecs/examples/lines.c, li
 static const char *const specs[] = {
 	"{\"framing\": \"lines\"}", "{\"framing\": \"lines\", \"skip_empty\": false, \"max_lines\": 3}",
 	"{\"framing\": \"lines\", \"payload\": \"json\", \"separator\": \";\"}",
+};
+#elif defined(FUZZ_TRANSFORMS)
+static const char *const specs[] = {
+	"{\"transforms\": [\"base64\"]}",
+	"{\"payload\": \"json\", \"transforms\": [{\"name\": \"base64\", \"alphabet\": \"standard\", "
+	"\"checksum\": \"sha256\"}]}",
+	"{\"transforms\": [{\"name\": \"zlib\", \"max_decoded\": 1024}]}",
+	"{\"transforms\": [{\"name\": \"bz2\", \"max_decoded\": 1024, \"level\": 1}]}",
+	"{\"framing\": \"length-prefixed\", \"payload\": \"json\", \"transforms\": [\"base64\", "
+	"{\"name\": \"zlib\", \"max_decoded\": 2048}]}",
 };
 #elif defined(FUZZ_CONFIG)
 #else

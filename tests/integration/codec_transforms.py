@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Codec transforms against an independent implementation: a Python client
+writes EasyNetwork's formats with the standard library (base64, hashlib,
+hmac, zlib, bz2) and dgramd's echo answers in the same format, byte for
+byte, 40 packets per transform and for the composition base64 -> zlib ->
+json. Forged checksums, a wrong key, a truncated stream and a zlib bomb
+are counted in decode_errors, logged with their reason and never
+answered. Paced by answers (each packet waits for its own reply; a bad
+datagram is followed by a good probe whose reply proves it was handled),
+never by sleeping."""
+import base64
+import bz2
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import zlib
+
+BUILD = os.environ.get("DG_BUILDDIR", ".")
+PASSED = FAILED = 0
+
+
+def check(name, cond, detail=""):
+    global PASSED, FAILED
+    if cond:
+        PASSED += 1
+        print("ok " + name)
+    else:
+        FAILED += 1
+        print("FAIL %s %s" % (name, detail))
+
+
+KEY = bytes(range(7, 39))
+WRONG = bytes(range(8, 40))
+
+
+def b64(data, alphabet="urlsafe", checksum=None, key=None):
+    if checksum == "sha256":
+        data += hashlib.sha256(data).digest()
+    elif checksum == "hmac":
+        data += hmac.digest(key, data, "sha256")
+    return (base64.urlsafe_b64encode if alphabet == "urlsafe" else base64.standard_b64encode)(data)
+
+
+def unb64(data, alphabet="urlsafe", checksum=None, key=None):
+    d = (base64.urlsafe_b64decode if alphabet == "urlsafe" else base64.standard_b64decode)(data)
+    if checksum:
+        d, tag = d[:-32], d[-32:]
+        want = hashlib.sha256(d).digest() if checksum == "sha256" else hmac.digest(key, d, "sha256")
+        assert hmac.compare_digest(want, tag), "bad checksum in a reply"
+    return d
+
+
+# name: (codec spec, encode, decode); JSON text in, wire bytes out.
+def kinds(keyfile):
+    hm = {"name": "base64", "checksum": "hmac-sha256", "key_file": keyfile}
+    return {
+        "b64": ({"payload": "json", "transforms": ["base64"]}, lambda d: b64(d), lambda w: unb64(w)),
+        "b64std_sha": ({"payload": "json", "transforms": [
+            {"name": "base64", "alphabet": "standard", "checksum": "sha256"}]},
+            lambda d: b64(d, "standard", "sha256"), lambda w: unb64(w, "standard", "sha256")),
+        "b64hmac": ({"payload": "json", "transforms": [hm]},
+                    lambda d: b64(d, checksum="hmac", key=KEY), lambda w: unb64(w, checksum="hmac", key=KEY)),
+        "zlib": ({"payload": "json", "transforms": [{"name": "zlib", "max_decoded": 4096}]},
+                 lambda d: zlib.compress(d, 9), zlib.decompress),
+        "bz2": ({"payload": "json", "transforms": ["bz2"]}, lambda d: bz2.compress(d, 9), bz2.decompress),
+        "b64zlib": ({"payload": "json", "transforms": ["base64", {"name": "zlib", "level": 6}]},
+                    lambda d: b64(zlib.compress(d, 6)), lambda w: zlib.decompress(unb64(w))),
+    }
+
+
+def packets():
+    out = []
+    for i in range(40):
+        p = {"i": i, "s": "packet %d " % i + "é" * (i % 5), "l": list(range(i % 7)),
+             "n": {"deep": [i, {"x": "y" * i}]}, "t": i % 2 == 0, "z": None}
+        out.append(json.dumps(p, separators=(",", ":"), ensure_ascii=False).encode())
+    return out
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="dgtransforms")
+    keyfile = os.path.join(tmp, "key")
+    with open(keyfile, "wb") as f:
+        f.write(base64.urlsafe_b64encode(KEY))  # as generate_key() writes it
+    ks = kinds(keyfile)
+    conf = os.path.join(tmp, "c.json")
+    with open(conf, "w") as f:
+        json.dump({"listeners": [{"name": n, "bind": "127.0.0.1:0", "codec": spec,
+                                  "handler": {"plugin": "echo"}} for n, (spec, _, _) in ks.items()]}, f)
+    ready = os.path.join(tmp, "ready")
+    log = open(os.path.join(tmp, "log"), "w+")
+    proc = subprocess.Popen([os.path.join(BUILD, "dgramd"), "-c", conf, "-P",
+                             os.path.join(BUILD, "plugins/.libs"), "-r", ready], stdout=log, stderr=log)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(10)
+    bad = {}
+    try:
+        waited = subprocess.run([os.path.join(BUILD, "tests/dg-wait"), "-t", "20000",
+                                 "-p", str(proc.pid), ready])
+        if waited.returncode != 0:
+            log.seek(0)
+            print("FAIL dgramd did not start: " + log.read())
+            return 1
+        with open(ready) as f:
+            ports = {l.split()[0]: int(l.split()[1].rsplit(":", 1)[1]) for l in f if l.strip()}
+
+        def ask(name, wire):
+            s.sendto(wire, ("127.0.0.1", ports[name]))
+            return s.recv(70000)
+
+        for name, (spec, enc, dec) in ks.items():
+            same = decoded = 0
+            for p in packets():
+                r = ask(name, enc(p))
+                same += r == enc(p)
+                decoded += json.loads(dec(r)) == json.loads(p)
+            check("%s: 40 packets echoed, decoded by Python (%d)" % (name, decoded), decoded == 40)
+            check("%s: replies are Python's bytes exactly (%d of 40)" % (name, same), same == 40)
+
+        probe = b'{"probe":1}'
+
+        def refused(name, wire, what):
+            """wire gets no reply: the probe after it gets the first one."""
+            spec, enc, dec = ks[name]
+            s.sendto(wire, ("127.0.0.1", ports[name]))
+            r = ask(name, enc(probe))
+            check("%s: %s never answered" % (name, what), r == enc(probe), repr(r[:60]))
+            bad[name] = bad.get(name, 0) + 1
+
+        p = packets()[3]
+        tok = base64.urlsafe_b64decode(b64(p, checksum="hmac", key=KEY))
+        forged = tok[:5] + bytes([tok[5] ^ 1]) + tok[6:]
+        refused("b64hmac", base64.urlsafe_b64encode(forged), "a forged packet (signature kept)")
+        refused("b64hmac", b64(p, checksum="hmac", key=WRONG), "a packet signed with a wrong key")
+        refused("b64hmac", b64(p, checksum="sha256"), "a sha256 checksum instead of a signature")
+        refused("b64hmac", b64(p), "an unsigned packet")
+        sha = base64.standard_b64decode(b64(p, "standard", "sha256"))
+        refused("b64std_sha", base64.standard_b64encode(sha[:-1] + bytes([sha[-1] ^ 0x80])), "a bad checksum")
+        refused("zlib", zlib.compress(p)[:-4], "a truncated stream")
+        bomb = zlib.compress(b"\0" * (8 << 20), 9)
+        refused("zlib", bomb, "a bomb (%d bytes inflating to 8 MiB, max_decoded 4096)" % len(bomb))
+        refused("bz2", bz2.compress(b"\0" * (8 << 20), 9), "a bz2 bomb")
+        refused("b64zlib", b64(zlib.compress(b"\0" * (1 << 20))), "a base64'd bomb")
+    finally:
+        s.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.seek(0)
+        text = log.read()
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def stat(listener, name):
+        lines = [l for l in text.splitlines() if "stats listener=%s " % listener in l]
+        for f in (lines[-1].split() if lines else []):
+            if f.startswith(name + "="):
+                return int(f.split("=", 1)[1])
+        return -1
+
+    for name in ks:
+        check("%s: decode_errors %d == bad datagrams sent %d" % (name, stat(name, "decode_errors"),
+              bad.get(name, 0)), stat(name, "decode_errors") == bad.get(name, 0))
+    for reason in ("hmac-sha256 signature mismatch", "sha256 checksum mismatch",
+                   "zlib: truncated stream", "zlib: decoded size over max_decoded",
+                   "bz2: decoded size over max_decoded"):
+        check("the log names the reason '%s'" % reason, reason in text)
+    check("the key is never logged", base64.urlsafe_b64encode(KEY).decode()[:20] not in text)
+    print("DG-RESULT passed=%d failed=%d" % (PASSED, FAILED))
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
