@@ -557,6 +557,7 @@ static void test_binary_encode(void)
 	CU_ASSERT_EQUAL(dg_codec_append(c, &dp, &o2), DG_EINVAL);
 	dg_codec_free(c);
 	json_decref(deep);
+}
 
 static void hex(const unsigned char *d, size_t n, char *out)
 {
