@@ -29,7 +29,7 @@ PORT=${PORT:-9100}
 SCPU=${SERVER_CPU:-0}
 CCPU=${CLIENT_CPU:-1}
 OUT=${OUT:-$top/build/bench-out}
-SCENARIOS=${SCENARIOS:-"raw rawacl json lpjson ingest w256 allocs"}
+SCENARIOS=${SCENARIOS:-"raw rawacl json lpjson msgpack cbor b64hmac ingest w256 allocs"}
 JL_SECONDS=${JL_SECONDS:-2}
 ALLOC_N1=${ALLOC_N1:-2000}
 ALLOC_N2=${ALLOC_N2:-6000}
@@ -66,6 +66,30 @@ p = open(sys.argv[1], 'rb').read()
 open(sys.argv[2], 'wb').write(b''.join(len(p).to_bytes(2, 'big') + p for _ in range(4)))
 EOF
 
+# payload.json as MessagePack, as CBOR (the trees dgramd decodes are the
+# same), and as base64(json + HMAC-SHA256) under a key in $OUT/hmac.key, as
+# EasyNetwork's Base64EncoderSerializer writes it. Debian's python3 (a
+# pyenv shim may hide its modules): the scenarios are skipped without them.
+PYBIN=/usr/bin/python3
+[ -x "$PYBIN" ] || PYBIN=python3
+if ! "$PYBIN" - "$SHARED/payload.json" "$OUT" <<'EOF'
+import base64, hashlib, hmac, json, sys
+import cbor2, msgpack
+tree = json.load(open(sys.argv[1]))
+out = sys.argv[2]
+open(out + '/payload.msgpack', 'wb').write(msgpack.packb(tree))
+open(out + '/payload.cbor', 'wb').write(cbor2.dumps(tree))
+key = bytes(range(32))
+open(out + '/hmac.key', 'wb').write(base64.urlsafe_b64encode(key))
+data = open(sys.argv[1], 'rb').read().strip()
+tok = base64.urlsafe_b64encode(data + hmac.new(key, data, hashlib.sha256).digest())
+open(out + '/payload.b64hmac', 'wb').write(tok)
+EOF
+then
+	say "no python3-msgpack / python3-cbor2: the msgpack, cbor and b64hmac scenarios are skipped"
+	SCENARIOS=$(echo " $SCENARIOS " | sed -e 's/ msgpack / /' -e 's/ cbor / /' -e 's/ b64hmac / /')
+fi
+
 RAW=$OUT/records.tsv
 : > "$RAW"
 SPID=""
@@ -91,7 +115,7 @@ start_server() {
 	: > "$OUT/srv.out"
 	case $name in
 	dgramd*)
-		sed "s/@PORT@/$PORT/" "bench/configs/$conf" > "$OUT/conf.json"
+		sed -e "s/@PORT@/$PORT/" -e "s|@KEYFILE@|$OUT/hmac.key|" "bench/configs/$conf" > "$OUT/conf.json"
 		rm -f "$OUT/ready"
 		taskset -c "$SCPU" build/dgramd -c "$OUT/conf.json" -P build/plugins/.libs -l info \
 			-r "$OUT/ready" 2>"$OUT/srv.err" &
@@ -172,6 +196,13 @@ for rep in $(seq "$REPS"); do
 		measure lpjson ref_echo_mmsg "" "$rep" "${LP16[@]}"
 		measure lpjson dgramd lp-json-echo.json "$rep" "${LP16[@]}"
 	fi
+	# The same tree as JSON's, in the binary payloads and signed: each row
+	# against ref_echo_mmsg echoing the same bytes, and dgramd's JSON row.
+	for b in msgpack cbor b64hmac; do
+		want $b || continue
+		measure $b ref_echo_mmsg "" "$rep" --expect-reply --window 16 --payload "$OUT/payload.$b"
+		measure $b dgramd $b-echo.json "$rep" --expect-reply --window 16 --payload "$OUT/payload.$b"
+	done
 	if want ingest; then
 		measure ingest ref_echo_mmsg --count-only "$rep" --size 64
 		measure ingest dgramd count.json "$rep" --size 64
@@ -236,13 +267,16 @@ desc = {
     'raw': 'raw echo, 64 B, `--seq --window 64`',
     'json': 'JSON echo of payload.json (217 B), window 16',
     'lpjson': 'length-prefixed JSON, 4 frames of payload.json per datagram, window 16',
+    'msgpack': "MessagePack echo of payload.json's tree, window 16",
+    'cbor': "CBOR echo of payload.json's tree, window 16",
+    'b64hmac': 'base64(JSON + HMAC-SHA256) echo of payload.json, window 16',
     'ingest': 'open-loop one-way ingest, 64 B (dgramd: plugin that never replies)',
     'w256': 'raw echo, `--seq --window 256`, rcvbuf 4 MiB on both sides (loss check)',
 }
 out = []
 out.append('| scenario | server | replies/s (median) | lost | p50 µs | p99 µs | server CPU µs/dgram | dgramd / this |')
 out.append('|---|---|--:|--:|--:|--:|--:|--:|')
-for scen in ['raw', 'json', 'lpjson', 'ingest', 'w256']:
+for scen in ['raw', 'json', 'lpjson', 'msgpack', 'cbor', 'b64hmac', 'ingest', 'w256']:
     servers = [s for (sc, s) in rows if sc == scen]
     d = rows.get((scen, 'dgramd'))
     for s in sorted(servers, key=lambda x: (x != 'dgramd', x)):
@@ -297,6 +331,15 @@ if cpu('lpjson', 'dgramd') and jl:
          f'{fmt(cpu("lpjson", "dgramd") / 4, 2)} µs vs {fmt(cpu("lpjson", "ref_echo_mmsg") / 4, 2)} '
          f'(ref / 4) + {fmt(jl, 2)} (jansson) = {fmt(lim, 2)} µs',
          ratio(cpu('lpjson', 'dgramd') / 4, lim), 1.15, True)
+for b, name in (('msgpack', 'MessagePack'), ('cbor', 'CBOR')):
+    if cpu(b, 'dgramd') and cpu('json', 'dgramd'):
+        goal(f'{name} echo server CPU per datagram vs JSON echo (issue 21)',
+             f'{fmt(cpu(b, "dgramd"), 2)} vs {fmt(cpu("json", "dgramd"), 2)} µs',
+             ratio(cpu(b, 'dgramd'), cpu('json', 'dgramd')), 1.0, True)
+if cpu('b64hmac', 'dgramd') and cpu('json', 'dgramd'):
+    goals.append(f'| base64 + HMAC-SHA256 over JSON: its cost per datagram (reported) | '
+                 f'{fmt(cpu("b64hmac", "dgramd"), 2)} vs {fmt(cpu("json", "dgramd"), 2)} µs (JSON) | '
+                 f'{fmt(ratio(cpu("b64hmac", "dgramd"), cpu("json", "dgramd")), 3)} | - | - |')
 if cpu('ingest', 'dgramd'):
     goal('ingest server CPU per datagram vs ref_echo_mmsg --count-only',
          f'{fmt(cpu("ingest", "dgramd"), 2)} vs {fmt(cpu("ingest", "ref_echo_mmsg"), 2)} µs',
