@@ -52,7 +52,7 @@ static int decode_text(const struct b64 *b, const unsigned char *in, size_t len,
 	}
 	if (len / 4 * 3 > cap + 2) {
 		*reason = "base64: decoded frame too large";
-		return DG_EINVAL;
+		return DG_E2BIG;
 	}
 	for (size_t i = 0; i < len; i += 4) {
 		unsigned pad = 0;
@@ -77,7 +77,7 @@ static int decode_text(const struct b64 *b, const unsigned char *in, size_t len,
 		                           (unsigned char)w };
 		if (o + 3 - pad > cap) {
 			*reason = "base64: decoded frame too large";
-			return DG_EINVAL;
+			return DG_E2BIG;
 		}
 		memcpy(out + o, three, 3 - pad);
 		o += 3 - pad;
@@ -121,8 +121,10 @@ static int read_key(struct b64 *b, const char *path, char *err, size_t errlen)
 	return DG_OK;
 }
 
-static int b64_create(const json_t *spec, void **state, char *err, size_t errlen)
+static int b64_create(const json_t *spec, size_t def_max_decoded, void **state, char *err,
+                      size_t errlen)
 {
+	(void)def_max_decoded; /* base64 decodes to 3/4 of its input */
 	unsigned alpha, ck;
 	json_t *kf = spec ? json_object_get(spec, "key_file") : NULL;
 
@@ -182,20 +184,21 @@ static int b64_decode(void *state, const unsigned char *in, size_t len, unsigned
 	unsigned char want[DG_SHA256_LEN];
 	size_t n;
 
-	if (decode_text(b, in, len, out, cap, &n, reason))
-		return DG_EINVAL;
+	int rc = decode_text(b, in, len, out, cap, &n, reason);
+	if (rc)
+		return rc;
 	if (b->checksum != CK_NONE) {
 		if (n < DG_SHA256_LEN) {
 			*reason = b->checksum == CK_HMAC ? "base64: too short for its hmac-sha256 signature"
 			                                 : "base64: too short for its sha256 checksum";
-			return DG_EINVAL;
+			return DG_TRANSFORM_EMISMATCH;
 		}
 		n -= DG_SHA256_LEN;
 		digest(b, out, n, want);
 		if (!dg_digest_equal(want, out + n, DG_SHA256_LEN)) {
 			*reason = b->checksum == CK_HMAC ? "base64: hmac-sha256 signature mismatch"
 			                                 : "base64: sha256 checksum mismatch";
-			return DG_EINVAL;
+			return DG_TRANSFORM_EMISMATCH;
 		}
 	}
 	*outlen = n;

@@ -72,12 +72,13 @@ static void bz_free(void *opaque, void *p)
 	free(p);
 }
 
-static int bz_create(const json_t *spec, void **state, char *err, size_t errlen)
+static int bz_create(const json_t *spec, size_t def_max_decoded, void **state, char *err,
+                     size_t errlen)
 {
 	unsigned level, max;
 
 	if (dg_opt_uint(spec, "level", 9, 1, 9, &level, err, errlen) ||
-	    dg_opt_uint(spec, "max_decoded", DG_TRANSFORM_MAX_DECODED_DEFAULT, 1,
+	    dg_opt_uint(spec, "max_decoded", (unsigned)def_max_decoded, 1,
 	                DG_TRANSFORM_MAX_DECODED_MAX, &max, err, errlen))
 		return DG_EINVAL;
 	struct bz *b = calloc(1, sizeof(*b));
@@ -120,7 +121,7 @@ static int bz_decode(void *state, const unsigned char *in, size_t len, unsigned 
 	stream_init(b, &s);
 	if (BZ2_bzDecompressInit(&s, 0, 0) != BZ_OK) {
 		*reason = "bz2: out of memory";
-		return DG_EINVAL;
+		return DG_ENOMEM;
 	}
 	s.next_in = (char *)in;
 	s.avail_in = (unsigned)len;
@@ -142,14 +143,15 @@ static int bz_decode(void *state, const unsigned char *in, size_t len, unsigned 
 		*outlen = room - left_out;
 		return DG_OK;
 	}
-	if (rc == BZ_OK && left_out == 0)
+	if (rc == BZ_OK && left_out == 0) {
 		*reason = "bz2: decoded size over max_decoded";
-	else if (rc == BZ_OK)
-		*reason = "bz2: truncated stream";
-	else if (rc == BZ_MEM_ERROR)
+		return DG_E2BIG;
+	}
+	if (rc == BZ_MEM_ERROR) {
 		*reason = "bz2: out of memory";
-	else
-		*reason = "bz2: corrupt stream";
+		return DG_ENOMEM;
+	}
+	*reason = rc == BZ_OK ? "bz2: truncated stream" : "bz2: corrupt stream";
 	return DG_EINVAL;
 }
 

@@ -19,17 +19,23 @@ extern const struct dg_payload_ops dg_payload_cbor;
  * reverse order when encoding. Built in only (not part of the module ABI).
  *
  * create(): options of one "transforms" entry (an object, or NULL for a bare
- *   name); errors as ".key: ..." relative to the entry.
- * decode(): in[0..len) -> out[0..cap), *outlen bytes. DG_EINVAL with *reason
- *   (static, or the state's own buffer) when the input is bad or would
- *   decode to more than cap or the transform's own bound.
+ *   name); errors as ".key: ..." relative to the entry. def_max_decoded is
+ *   the default of a max_decoded option (dg_codec_new_sized).
+ * decode(): in[0..len) -> out[0..cap), *outlen bytes. On error *reason
+ *   (static, or the state's own buffer) and the class of the failure, which
+ *   decides the codec's fault (dg_codec_fault): DG_TRANSFORM_EMISMATCH
+ *   (a checksum or signature does not match, or is missing), DG_E2BIG (would
+ *   decode to more than cap or the transform's own bound: a bomb),
+ *   DG_ENOMEM (the library ran out of memory), DG_EINVAL (anything else: a
+ *   corrupt or truncated stream, bad base64).
  * encode(): in[0..len) -> out[0..cap). DG_E2BIG when it does not fit.
  * max_decoded(): the most bytes decode() may produce (0: no bound of its
  *   own, at most 3/4 of its input); sizes the codec's scratch buffers. */
 struct dg_transform_ops {
 	const char *name;
 	const char *const *keys;
-	int (*create)(const json_t *spec, void **state, char *err, size_t errlen);
+	int (*create)(const json_t *spec, size_t def_max_decoded, void **state, char *err,
+	              size_t errlen);
 	void (*destroy)(void *state);
 	int (*decode)(void *state, const unsigned char *in, size_t len, unsigned char *out,
 	              size_t cap, size_t *outlen, const char **reason);
@@ -42,7 +48,11 @@ extern const struct dg_transform_ops dg_transform_base64;
 extern const struct dg_transform_ops dg_transform_zlib;
 extern const struct dg_transform_ops dg_transform_bz2;
 
-/* Default and largest max_decoded of the compression transforms. */
+/* A transform's decode(): the frame's checksum or signature is wrong. */
+#define DG_TRANSFORM_EMISMATCH (-100)
+
+/* Default (dg_codec_new) and largest max_decoded of the compression
+ * transforms; dg_codec_new_sized() derives the default from max_datagram. */
 #define DG_TRANSFORM_MAX_DECODED_DEFAULT 65536u
 #define DG_TRANSFORM_MAX_DECODED_MAX (16u << 20)
 

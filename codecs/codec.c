@@ -25,6 +25,7 @@ struct dg_codec {
 	void *tstate[DG_CODEC_MAX_TRANSFORMS];
 	unsigned char *scratch[2]; /* ping-pong buffers of scratch_cap bytes */
 	size_t scratch_cap;
+	enum dg_codec_fault fault; /* of the last decode */
 	char name[160];
 };
 
@@ -166,7 +167,8 @@ static const struct dg_transform_ops *find_transform(const char *name)
 }
 
 /* Build c's transforms from spec's "transforms" (absent: none). */
-static int transforms_new(struct dg_codec *c, const json_t *spec, char *err, size_t errlen)
+static int transforms_new(struct dg_codec *c, const json_t *spec, size_t def_max_decoded,
+                          char *err, size_t errlen)
 {
 	json_t *arr = spec ? json_object_get(spec, "transforms") : NULL;
 	size_t i;
@@ -205,7 +207,7 @@ static int transforms_new(struct dg_codec *c, const json_t *spec, char *err, siz
 			}
 		}
 		sub[0] = '\0';
-		int rc = ops->create(opts, &c->tstate[c->nt], sub, sizeof(sub));
+		int rc = ops->create(opts, def_max_decoded, &c->tstate[c->nt], sub, sizeof(sub));
 		if (rc) {
 			snprintf(err, errlen, ".transforms[%zu]%s", i, sub);
 			return rc;
@@ -236,11 +238,22 @@ static void transforms_free(struct dg_codec *c)
 
 int dg_codec_new(const json_t *spec, struct dg_codec **out, char *err, size_t errlen)
 {
+	return dg_codec_new_sized(spec, 0, out, err, errlen);
+}
+
+int dg_codec_new_sized(const json_t *spec, size_t max_datagram, struct dg_codec **out,
+                       char *err, size_t errlen)
+{
+	size_t def_max_decoded = DG_TRANSFORM_MAX_DECODED_DEFAULT;
 	const struct dg_framing_ops *f;
 	const struct dg_payload_ops *p;
 	const json_t *opts = json_is_object(spec) ? spec : NULL;
 	int rc;
 
+	if (max_datagram)
+		def_max_decoded = max_datagram > DG_TRANSFORM_MAX_DECODED_MAX / DG_CODEC_DECODED_PER_DATAGRAM
+		                          ? DG_TRANSFORM_MAX_DECODED_MAX
+		                          : max_datagram * DG_CODEC_DECODED_PER_DATAGRAM;
 	*out = NULL;
 	rc = resolve(spec, &f, &p, err, errlen);
 	if (rc)
@@ -258,7 +271,7 @@ int dg_codec_new(const json_t *spec, struct dg_codec **out, char *err, size_t er
 	rc = p->create(opts, &c->pstate, err, errlen);
 	if (rc)
 		goto out_fdestroy;
-	rc = transforms_new(c, opts, err, errlen);
+	rc = transforms_new(c, opts, def_max_decoded, err, errlen);
 	if (rc)
 		goto out_tfree;
 	f->bounds(c->fstate, &c->head, &c->tail);
@@ -326,8 +339,13 @@ static int decode_transformed(struct dg_codec *c, const unsigned char *frame, si
 	for (unsigned i = 0; i < c->nt; i++) {
 		unsigned char *o = c->scratch[i & 1];
 		size_t m = 0;
-		if (c->tops[i]->decode(c->tstate[i], in, n, o, c->scratch_cap, &m, &perr->reason)) {
+		int trc = c->tops[i]->decode(c->tstate[i], in, n, o, c->scratch_cap, &m, &perr->reason);
+		if (trc) {
 			perr->offset = 0;
+			c->fault = trc == DG_TRANSFORM_EMISMATCH ? DG_FAULT_INTEGRITY
+			           : trc == DG_E2BIG             ? DG_FAULT_SIZE
+			           : trc == DG_ENOMEM            ? DG_FAULT_MEMORY
+			                                         : DG_FAULT_CORRUPT;
 			return DG_EINVAL;
 		}
 		in = o;
@@ -338,6 +356,7 @@ static int decode_transformed(struct dg_codec *c, const unsigned char *frame, si
 	if (!own) {
 		perr->reason = "out of memory for the decoded frame";
 		perr->offset = 0;
+		c->fault = DG_FAULT_MEMORY;
 		return DG_EINVAL;
 	}
 	memcpy(own, in, n);
@@ -365,9 +384,18 @@ int dg_codec_decode(struct dg_codec *c, const unsigned char *frame, size_t len,
                     struct dg_packet *pkt, struct dg_parse_error *perr)
 {
 	memset(pkt, 0, sizeof(*pkt));
-	if (c->nt)
-		return decode_transformed(c, frame, len, pkt, perr);
-	return c->pops->decode(c->pstate, frame, len, pkt, perr);
+	/* Whatever fails past the transforms is the payload's. */
+	c->fault = DG_FAULT_PAYLOAD;
+	int rc = c->nt ? decode_transformed(c, frame, len, pkt, perr)
+	               : c->pops->decode(c->pstate, frame, len, pkt, perr);
+	if (rc == DG_OK)
+		c->fault = DG_FAULT_NONE;
+	return rc;
+}
+
+enum dg_codec_fault dg_codec_fault(const struct dg_codec *c)
+{
+	return c->fault;
 }
 
 void dg_codec_release(struct dg_codec *c, struct dg_packet *pkt)

@@ -34,12 +34,13 @@ static void zl_destroy(void *state)
 	free(z);
 }
 
-static int zl_create(const json_t *spec, void **state, char *err, size_t errlen)
+static int zl_create(const json_t *spec, size_t def_max_decoded, void **state, char *err,
+                     size_t errlen)
 {
 	unsigned level, max;
 
 	if (dg_opt_uint(spec, "level", 9, 0, 9, &level, err, errlen) ||
-	    dg_opt_uint(spec, "max_decoded", DG_TRANSFORM_MAX_DECODED_DEFAULT, 1,
+	    dg_opt_uint(spec, "max_decoded", (unsigned)def_max_decoded, 1,
 	                DG_TRANSFORM_MAX_DECODED_MAX, &max, err, errlen))
 		return DG_EINVAL;
 	struct zl *z = calloc(1, sizeof(*z));
@@ -67,7 +68,7 @@ static int zl_decode(void *state, const unsigned char *in, size_t len, unsigned 
 
 	if (inflateReset(&z->in) != Z_OK) {
 		*reason = "zlib: cannot reset the inflate state";
-		return DG_EINVAL;
+		return DG_ENOMEM;
 	}
 	z->in.next_in = (unsigned char *)in;
 	z->in.avail_in = (uInt)len;
@@ -82,12 +83,19 @@ static int zl_decode(void *state, const unsigned char *in, size_t len, unsigned 
 		*outlen = room - z->in.avail_out;
 		return DG_OK;
 	}
-	if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT || rc == Z_MEM_ERROR)
-		*reason = rc == Z_MEM_ERROR ? "zlib: out of memory" : "zlib: corrupt stream";
-	else if (z->in.avail_out == 0)
+	if (rc == Z_MEM_ERROR) {
+		*reason = "zlib: out of memory";
+		return DG_ENOMEM;
+	}
+	if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT) {
+		*reason = "zlib: corrupt stream";
+		return DG_EINVAL;
+	}
+	if (z->in.avail_out == 0) {
 		*reason = "zlib: decoded size over max_decoded";
-	else
-		*reason = "zlib: truncated stream";
+		return DG_E2BIG;
+	}
+	*reason = "zlib: truncated stream";
 	return DG_EINVAL;
 }
 

@@ -10,7 +10,7 @@
 
 const char *const dg_drop_names[DG_DROP__COUNT] = {
 	"too_large", "truncated", "plugin", "busy", "peers_full", "peer_queue", "shutdown",
-	"memory", "acl", "rate_limited",
+	"memory", "acl", "rate_limited", "integrity", "corrupt", "decoded_size",
 };
 
 const char *const dg_txdrop_names[DG_TXDROP__COUNT] = {

@@ -25,6 +25,9 @@ enum dg_drop {
 	DG_DROP_MEMORY,    /* memory_budget used up by requests in progress and queues */
 	DG_DROP_ACL,       /* the source is refused by allow/deny */
 	DG_DROP_RATE_LIMITED, /* over rate_limit (per source or total) */
+	DG_DROP_INTEGRITY, /* a transform's checksum or signature missing or wrong */
+	DG_DROP_CORRUPT,   /* a transform's input corrupt: bad base64, a broken stream */
+	DG_DROP_DECODED_SIZE, /* a transform would decode past max_decoded (a bomb) */
 	DG_DROP__COUNT
 };
 

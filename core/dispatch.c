@@ -393,10 +393,23 @@ static bool decode_datagram(struct dg_sock *s, struct dg_session *sess, unsigned
 		return false;
 	}
 	int rc = decode_all(l, buf, *nf, room - reserve, used, &pe);
-	if (rc == DG_ENOMEM)
+	if (rc == DG_ENOMEM) {
 		drop(l, DG_DROP_MEMORY);
-	else if (rc)
-		parse_failed(s, sess, buf, len, &pe);
+	} else if (rc) {
+		/* A frame a transform refused (forged, corrupt, a bomb) is not
+		 * what its sender wrote: no plugin code sees it, not even
+		 * on_error; only the payload's own errors go there. */
+		enum dg_codec_fault f = dg_codec_fault(l->codec);
+		if (f == DG_FAULT_PAYLOAD) {
+			parse_failed(s, sess, buf, len, &pe);
+		} else {
+			drop(l, f == DG_FAULT_INTEGRITY ? DG_DROP_INTEGRITY
+			        : f == DG_FAULT_SIZE    ? DG_DROP_DECODED_SIZE
+			        : f == DG_FAULT_MEMORY  ? DG_DROP_MEMORY
+			                                : DG_DROP_CORRUPT);
+			log_parse_error(l, &sess->peer.sa, len, &pe);
+		}
+	}
 	return rc == DG_OK;
 }
 

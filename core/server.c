@@ -359,7 +359,7 @@ static int listener_init(struct dg_server *srv, struct dg_listener *l,
 	l->rl_stale = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
 	l->rl_amp = (struct dg_ratelimit)DG_RATELIMIT_INIT(60, 1);
 	l->rl_handover = (struct dg_ratelimit)DG_RATELIMIT_INIT(5, 10);
-	if (dg_codec_new(lc->codec, &l->codec, err, sizeof(err))) {
+	if (dg_codec_new_sized(lc->codec, lc->max_datagram, &l->codec, err, sizeof(err))) {
 		init_error(hooks, "%s: listener '%s': codec%s", srv->cfg->path, lc->name, err);
 		return DG_ERROR;
 	}

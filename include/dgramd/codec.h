@@ -179,6 +179,14 @@ struct dg_codec;
  * caller; free it with dg_codec_free(). */
 int dg_codec_new(const struct json_t *spec, struct dg_codec **out, char *err, size_t errlen);
 
+/* dg_codec_new() for a listener or a client whose datagrams are at most
+ * max_datagram bytes: the default max_decoded of the compression transforms
+ * (zlib, bz2) is DG_CODEC_DECODED_PER_DATAGRAM x max_datagram, at most
+ * 16 MiB (dg_codec_new: 65536). */
+#define DG_CODEC_DECODED_PER_DATAGRAM 16u
+int dg_codec_new_sized(const struct json_t *spec, size_t max_datagram, struct dg_codec **out,
+                       char *err, size_t errlen);
+
 /* Free a codec; NULL is a no-op. */
 void dg_codec_free(struct dg_codec *codec);
 
@@ -198,6 +206,25 @@ int dg_codec_split(struct dg_codec *codec, const unsigned char *dgram, size_t le
  * perr->offset is relative to the frame. */
 int dg_codec_decode(struct dg_codec *codec, const unsigned char *frame, size_t len,
                     struct dg_packet *pkt, struct dg_parse_error *perr);
+
+/* What made the last dg_codec_decode() on codec fail. A transform's
+ * failure means the frame is not what its sender wrote (or not from a
+ * sender with the key): the daemon drops it before any plugin code sees it
+ * and counts it under its own drop reason; only DG_FAULT_PAYLOAD (the
+ * payload layer refused bytes that passed every transform) goes to a
+ * plugin's on_error. This is a function rather than a return code or a
+ * struct dg_parse_error field so that neither changes for code built
+ * against ABI 1.0: dg_codec_decode still returns DG_EINVAL for all of them,
+ * and a struct dg_parse_error allocated by such code is no larger. */
+enum dg_codec_fault {
+	DG_FAULT_NONE,      /* the last decode succeeded (or none yet) */
+	DG_FAULT_PAYLOAD,   /* the payload layer: bad JSON, msgpack, ... */
+	DG_FAULT_INTEGRITY, /* a checksum or signature missing or wrong */
+	DG_FAULT_CORRUPT,   /* a corrupt, truncated or trailing stream, bad base64 */
+	DG_FAULT_SIZE,      /* would decode to more than max_decoded (a bomb) */
+	DG_FAULT_MEMORY,    /* out of memory while undoing the transforms */
+};
+enum dg_codec_fault dg_codec_fault(const struct dg_codec *codec);
 
 /* Free what dg_codec_decode() allocated for pkt; the packet is zeroed. */
 void dg_codec_release(struct dg_codec *codec, struct dg_packet *pkt);

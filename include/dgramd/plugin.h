@@ -464,7 +464,10 @@ enum dg_metric_kind {
  *   with an error packet). Return DG_DONE, or DG_DECLINED to have the
  *   server log it as if there were no hook. Parse errors are always
  *   counted; without the hook (or on DG_DECLINED) they are also logged at
- *   a limited rate.
+ *   a limited rate. A datagram a codec transform refused (a checksum or
+ *   signature that does not match, a corrupt stream, a decompression bomb:
+ *   dg_codec_fault) never comes here: the server drops it before any
+ *   plugin code (drop_integrity, drop_corrupt, drop_decoded_size).
  * on_timeout(): optional; a pending request passed the listener's
  *   handler_timeout_ms. The handle is still valid during the call, so the
  *   plugin may reply (an error, say); afterwards the server completes it

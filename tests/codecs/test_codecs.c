@@ -705,8 +705,14 @@ static void test_base64(void)
 	forged[3] = 'K'; /* {"a... -> another byte, checksum unchanged */
 	CU_ASSERT_NOT_EQUAL(decode1(c, forged, strlen(forged), out, sizeof(out), &why), 0);
 	CU_ASSERT_STRING_EQUAL(why, "base64: sha256 checksum mismatch");
+	CU_ASSERT_EQUAL(dg_codec_fault(c), DG_FAULT_INTEGRITY);
 	CU_ASSERT_NOT_EQUAL(decode1(c, "eyJhIjpbMSwyXX0=", 16, out, sizeof(out), &why), 0);
 	CU_ASSERT_STRING_EQUAL(why, "base64: too short for its sha256 checksum");
+	CU_ASSERT_EQUAL(dg_codec_fault(c), DG_FAULT_INTEGRITY);
+	CU_ASSERT_NOT_EQUAL(decode1(c, "ab*=", 4, out, sizeof(out), &why), 0);
+	CU_ASSERT_EQUAL(dg_codec_fault(c), DG_FAULT_CORRUPT);
+	CU_ASSERT_EQUAL(decode1(c, sha, strlen(sha), out, sizeof(out), &why), 0);
+	CU_ASSERT_EQUAL(dg_codec_fault(c), DG_FAULT_NONE);
 	dg_codec_free(c);
 
 	/* hmac-sha256 with the key file EasyNetwork's generate_key() writes. */
@@ -722,6 +728,7 @@ static void test_base64(void)
 	/* The sha256 token is a forged signature for this codec. */
 	CU_ASSERT_NOT_EQUAL(decode1(c, sha, strlen(sha), out, sizeof(out), &why), 0);
 	CU_ASSERT_STRING_EQUAL(why, "base64: hmac-sha256 signature mismatch");
+	CU_ASSERT_EQUAL(dg_codec_fault(c), DG_FAULT_INTEGRITY);
 	dg_codec_free(c);
 	/* A wrong key refuses the right signature. */
 	make_keyfile("AQECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
@@ -777,6 +784,28 @@ static void test_transform_specs(void)
 	unlink(keyfile);
 }
 
+/* The fault of decoding a well-formed stream (of the codec named by
+ * prefix) whose payload is not JSON. */
+static enum dg_codec_fault encode_bytes_then_decode_fault(struct dg_codec *c, const char *prefix)
+{
+	unsigned char buf[256];
+	char out[64], spec[96];
+	const char *why;
+
+	/* "{bad" compressed by a bytes codec with the same transform. */
+	snprintf(spec, sizeof(spec), "{\"payload\": \"bytes\", \"transforms\": [\"%s\"]}", prefix);
+	struct dg_codec *b = codec(spec);
+	if (!b)
+		return DG_FAULT_NONE;
+	struct dg_packet p = { .data = "{bad", .len = 4 };
+	struct dg_outdgram o = { .buf = buf, .cap = sizeof(buf) };
+	int rc = dg_codec_append(b, &p, &o);
+	dg_codec_free(b);
+	if (rc || decode1(c, buf, o.used, out, sizeof(out), &why) == 0)
+		return DG_FAULT_NONE;
+	return dg_codec_fault(c);
+}
+
 /* zlib and bz2: Python's bytes decode, replies are Python's bytes, a
  * truncated stream, trailing bytes and a bomb are refused. */
 static void test_compress(void)
@@ -812,6 +841,7 @@ static void test_compress(void)
 		CU_ASSERT_NOT_EQUAL(decode1(c, kinds[k].py, kinds[k].len - 3, out, sizeof(out), &why), 0);
 		snprintf(want, sizeof(want), "%s: truncated stream", kinds[k].prefix);
 		CU_ASSERT_STRING_EQUAL(why, want);
+		CU_ASSERT_EQUAL(dg_codec_fault(c), DG_FAULT_CORRUPT);
 		/* Trailing bytes. */
 		memcpy(tmp, kinds[k].py, kinds[k].len);
 		tmp[kinds[k].len] = 'x';
@@ -822,6 +852,9 @@ static void test_compress(void)
 		memcpy(tmp, kinds[k].py, kinds[k].len);
 		tmp[kinds[k].len / 2] ^= 0x55;
 		CU_ASSERT_NOT_EQUAL(decode1(c, tmp, kinds[k].len, out, sizeof(out), &why), 0);
+		CU_ASSERT_EQUAL(dg_codec_fault(c), DG_FAULT_CORRUPT);
+		/* A good stream of bad JSON is the payload's error (on_error's). */
+		CU_ASSERT_EQUAL(encode_bytes_then_decode_fault(c, kinds[k].prefix), DG_FAULT_PAYLOAD);
 		dg_codec_free(c);
 	}
 }
@@ -845,7 +878,42 @@ static void test_bomb(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
 	CU_ASSERT_NOT_EQUAL(decode1(c, z, zlen, out, sizeof(out), &why), 0);
 	CU_ASSERT_STRING_EQUAL(why, "zlib: decoded size over max_decoded");
+	CU_ASSERT_EQUAL(dg_codec_fault(c), DG_FAULT_SIZE);
 	dg_codec_free(c);
+	/* The default sized from max_datagram: 16 x 1000 bytes. */
+	json_t *spec = json_loads("{\"transforms\": [\"zlib\"]}", 0, NULL);
+	char err[128];
+	CU_ASSERT_PTR_NOT_NULL_FATAL(spec);
+	CU_ASSERT_EQUAL_FATAL(dg_codec_new_sized(spec, 1000, &c, err, sizeof(err)), 0);
+	uLongf fl = compressBound(16001);
+	unsigned char *f = malloc(fl);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	for (size_t want = 16000; want <= 16001; want++) {
+		uLongf n = fl;
+		CU_ASSERT_EQUAL_FATAL(compress2(f, &n, zeros, want, 9), Z_OK);
+		struct dg_packet pk;
+		struct dg_parse_error pe = { 0 };
+		int rc = dg_codec_decode(c, f, n, &pk, &pe);
+		CU_ASSERT_EQUAL(rc, want == 16000 ? 0 : DG_EINVAL);
+		CU_ASSERT_EQUAL(dg_codec_fault(c), want == 16000 ? DG_FAULT_NONE : DG_FAULT_SIZE);
+		if (!rc) {
+			CU_ASSERT_EQUAL(pk.len, 16000);
+			dg_codec_release(c, &pk);
+		}
+	}
+	free(f);
+	dg_codec_free(c);
+	/* The largest datagram: 16 x 65507 bytes, and the 16 MiB bomb is one. */
+	CU_ASSERT_EQUAL_FATAL(dg_codec_new_sized(spec, 65507, &c, err, sizeof(err)), 0);
+	CU_ASSERT_NOT_EQUAL(decode1(c, z, zlen, out, sizeof(out), &why), 0);
+	CU_ASSERT_EQUAL(dg_codec_fault(c), DG_FAULT_SIZE);
+	dg_codec_free(c);
+	/* Capped at 16 MiB: the 16 MiB of NULs fit exactly. */
+	CU_ASSERT_EQUAL_FATAL(dg_codec_new_sized(spec, 4u << 20, &c, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(decode1(c, z, zlen, out, sizeof(out), &why), 0);
+	CU_ASSERT_EQUAL(dg_codec_fault(c), DG_FAULT_NONE);
+	dg_codec_free(c);
+	json_decref(spec);
 	/* The default bound, through base64 first. */
 	c = codec("{\"transforms\": [\"zlib\"]}");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
