@@ -49,7 +49,7 @@ static unsigned long cur_n;
  * allocation failing in turn. */
 static void fail_each(const char *area, bool (*run)(void), bool sticky)
 {
-	unsigned long total, n, survived = 0;
+	unsigned long total, n, survived = 0, short_runs = 0;
 	long live;
 
 	/* DG_FAILALLOC_ONLY=AREA runs that area only (to debug it). */
@@ -81,17 +81,24 @@ static void fail_each(const char *area, bool (*run)(void), bool sticky)
 			fprintf(stderr, "%s: allocation %lu failing: %ld blocks leaked\n", area, n,
 			        dg_failalloc_live() - live);
 		CU_ASSERT_EQUAL(dg_failalloc_live(), live);
-		if (!failed) { /* past the last allocation: a clean run */
+		if (!failed) { /* past this run's last allocation: a clean run */
 			CHECK(ok);
-			break;
+			if (n > total)
+				break;
+			/* A daemon run's count can differ by one or two with timing
+			 * (how the datagrams fall into reads and loop passes): go on
+			 * to total, so that every allocation the counted run made is
+			 * still made to fail once. */
+			short_runs++;
+			continue;
 		}
 		survived += ok;
 	}
 	/* The runs covered every allocation a successful run makes. */
 	CHECK(n > total);
 	printf("%s%s: %lu allocations in a successful run, %lu runs with a failure, "
-	       "%lu of them succeeded anyway\n", area, sticky ? " (sticky)" : "", total, n - 1,
-	       survived);
+	       "%lu of them succeeded anyway, %lu made fewer allocations\n", area,
+	       sticky ? " (sticky)" : "", total, n - 1, survived, short_runs);
 	cur_area = NULL;
 }
 
