@@ -13,7 +13,8 @@ EasyNetwork's composition base64(zlib(msgpack)) (its Base64EncoderSerializer
 wrapping its ZlibCompressorSerializer wrapping MessagePackSerializer, i.e.
 transforms ["base64", "zlib"], outermost first), written by the standard
 library + python3-msgpack, is echoed byte for byte, and dgramc speaks it
-(and its HMAC-SHA256-signed form) to a Python server.
+(and its HMAC-SHA256-signed form, naming a signature mismatch) to a
+Python server.
 Paced by replies, never by sleeping.
 Skipped (exit 77) when a module is missing."""
 import base64
@@ -238,6 +239,23 @@ def composition():
                                             "key_file": keyfile}, "zlib"])
         dgramc("hmac-sha256 base64+zlib+msgpack", json.dumps(signed),
                lambda w: b64zlib_loads(w, KEY), lambda o: b64zlib_dumps(o, KEY))
+        # A reply signed with another key: dgramc names the mismatch.
+        wrong = bytes(range(4, 36))
+        srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.settimeout(10.0)
+        proc = subprocess.Popen([os.path.join(BUILD, "dgramc"), "-t", "10000", "-c", json.dumps(signed),
+                                 "127.0.0.1:%d" % srv.getsockname()[1], "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            data, peer = srv.recvfrom(65536)
+            srv.sendto(b64zlib_dumps({"forged": 1}, wrong), peer)
+        finally:
+            out, err = proc.communicate(timeout=20)
+            srv.close()
+        check("dgramc says a reply signed with another key is a signature mismatch (exit 4)",
+              proc.returncode == 4 and b"refused (frame 0): base64: hmac-sha256 signature mismatch" in err,
+              "exit %d, %r" % (proc.returncode, err))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
