@@ -91,7 +91,8 @@ static int make_codec(struct dg_conn *c, const char *spec, struct dg_client_erro
 	if (!j)
 		return dg_conn_fail(err, DG_EINVAL, 0, 0, "codec spec: %s (column %d)",
 		                    spec[0] == '{' ? je.text : "out of memory", je.column);
-	int rc = dg_codec_new(j, &c->codec, msg, sizeof(msg));
+	/* zlib and bz2's max_decoded follow the datagrams this client takes. */
+	int rc = dg_codec_new_sized(j, c->max_datagram, &c->codec, msg, sizeof(msg));
 	json_decref(j);
 	if (rc)
 		return dg_conn_fail(err, DG_EINVAL, 0, 0, "codec spec%s", msg);
@@ -368,6 +369,11 @@ int dg_conn_read(struct dg_conn *c, struct dg_client_error *err)
 			size_t off = pe.offset + (size_t)(c->frames[i].data - c->rxbuf);
 			c->n = i;
 			dg_conn_release(c);
+			/* Not a syntax error at some byte: the reply is not what the
+			 * server signed, or not signed with this key. */
+			if (dg_codec_fault(c->codec) == DG_FAULT_INTEGRITY)
+				return dg_conn_fail(err, DG_EPARSE, 0, 0, "reply from %s refused (frame %u): %s "
+				                    "(forged, corrupted, or another key)", c->name, i, pe.reason);
 			return dg_conn_fail(err, DG_EPARSE, 0, off, "reply from %s: %s at byte %zu (frame %u)",
 			                    c->name, pe.reason, off, i);
 		}

@@ -73,7 +73,8 @@ static void usage(FILE *f)
 	        "\n"
 	        "HOST is a name or a numeric address; IPv6 as [::1]:5300.\n"
 	        "Exit status: 0 ok, 2 usage error, 3 timeout, 4 parse error (a reply did not\n"
-	        "decode), 5 network error (name resolution, ICMP port unreachable, send).\n"
+	        "decode, or failed its checksum or signature), 5 network error (name\n"
+	        "resolution, ICMP port unreachable, send).\n"
 	        "Example: dgramc --codec json 127.0.0.1:5300 '{\"op\":\"ping\"}'\n");
 }
 

@@ -159,6 +159,18 @@ static int b64_create(const json_t *spec, size_t def_max_decoded, void **state, 
 	return DG_OK;
 }
 
+static json_t *b64_describe(void *state, const json_t *spec)
+{
+	const struct b64 *b = state;
+	json_t *kf = spec ? json_object_get(spec, "key_file") : NULL;
+
+	if (kf)
+		return json_pack("{sssssssO}", "name", "base64", "alphabet", alphabets[b->urlsafe ? 0 : 1],
+		                 "checksum", checksums[b->checksum], "key_file", kf);
+	return json_pack("{ssssss}", "name", "base64", "alphabet", alphabets[b->urlsafe ? 0 : 1],
+	                 "checksum", checksums[b->checksum]);
+}
+
 static void b64_destroy(void *state)
 {
 	struct b64 *b = state;
@@ -240,6 +252,7 @@ static size_t b64_max_decoded(void *state)
 const struct dg_transform_ops dg_transform_base64 = {
 	.name = "base64",
 	.keys = b64_keys,
+	.describe = b64_describe,
 	.create = b64_create,
 	.destroy = b64_destroy,
 	.decode = b64_decode,

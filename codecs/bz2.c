@@ -185,9 +185,19 @@ static size_t bz_max_decoded(void *state)
 	return ((struct bz *)state)->max_decoded;
 }
 
+static json_t *bz_describe(void *state, const json_t *spec)
+{
+	const struct bz *b = state;
+	(void)spec;
+
+	return json_pack("{sssIsI}", "name", "bz2", "level", (json_int_t)b->level, "max_decoded",
+	                 (json_int_t)b->max_decoded);
+}
+
 const struct dg_transform_ops dg_transform_bz2 = {
 	.name = "bz2",
 	.keys = bz_keys,
+	.describe = bz_describe,
 	.create = bz_create,
 	.destroy = bz_destroy,
 	.decode = bz_decode,

@@ -30,7 +30,9 @@ extern const struct dg_payload_ops dg_payload_cbor;
  *   corrupt or truncated stream, bad base64).
  * encode(): in[0..len) -> out[0..cap). DG_E2BIG when it does not fit.
  * max_decoded(): the most bytes decode() may produce (0: no bound of its
- *   own, at most 3/4 of its input); sizes the codec's scratch buffers. */
+ *   own, at most 3/4 of its input); sizes the codec's scratch buffers.
+ * describe(): a new object {"name": .., every option with its value};
+ *   NULL when out of memory. */
 struct dg_transform_ops {
 	const char *name;
 	const char *const *keys;
@@ -42,6 +44,9 @@ struct dg_transform_ops {
 	int (*encode)(void *state, const unsigned char *in, size_t len, unsigned char *out,
 	              size_t cap, size_t *outlen);
 	size_t (*max_decoded)(void *state);
+	/* The entry's options with every default filled in, for a config
+	 * dump (spec as given to create()); never a key, only its file. */
+	json_t *(*describe)(void *state, const json_t *spec);
 };
 
 extern const struct dg_transform_ops dg_transform_base64;

@@ -296,6 +296,30 @@ out_free:
 	return rc;
 }
 
+json_t *dg_codec_describe(const struct dg_codec *c, const json_t *spec)
+{
+	json_t *arr = json_is_object(spec) ? json_object_get(spec, "transforms") : NULL;
+
+	if (!arr || !c->nt)
+		return json_deep_copy(spec);
+	json_t *out = json_deep_copy(spec), *ts = json_array();
+	if (!out || !ts)
+		goto fail;
+	for (unsigned i = 0; i < c->nt; i++) {
+		json_t *t = json_array_get(arr, i);
+		json_t *d = c->tops[i]->describe(c->tstate[i], json_is_object(t) ? t : NULL);
+		if (json_array_append_new(ts, d))
+			goto fail;
+	}
+	if (json_object_set_new(out, "transforms", ts) == 0)
+		return out;
+	ts = NULL;
+fail:
+	json_decref(ts);
+	json_decref(out);
+	return NULL;
+}
+
 void dg_codec_free(struct dg_codec *c)
 {
 	if (!c)

@@ -16,7 +16,7 @@
 struct zl {
 	z_stream in, out;
 	bool in_ok, out_ok;
-	unsigned max_decoded;
+	unsigned level, max_decoded;
 };
 
 static const char *const zl_keys[] = { "level", "max_decoded", NULL };
@@ -49,6 +49,7 @@ static int zl_create(const json_t *spec, size_t def_max_decoded, void **state, c
 		return DG_ENOMEM;
 	}
 	z->max_decoded = max;
+	z->level = level;
 	z->in_ok = inflateInit(&z->in) == Z_OK;
 	z->out_ok = z->in_ok && deflateInit(&z->out, (int)level) == Z_OK;
 	if (!z->out_ok) {
@@ -121,9 +122,19 @@ static size_t zl_max_decoded(void *state)
 	return ((struct zl *)state)->max_decoded;
 }
 
+static json_t *zl_describe(void *state, const json_t *spec)
+{
+	const struct zl *z = state;
+	(void)spec;
+
+	return json_pack("{sssIsI}", "name", "zlib", "level", (json_int_t)z->level, "max_decoded",
+	                 (json_int_t)z->max_decoded);
+}
+
 const struct dg_transform_ops dg_transform_zlib = {
 	.name = "zlib",
 	.keys = zl_keys,
+	.describe = zl_describe,
 	.create = zl_create,
 	.destroy = zl_destroy,
 	.decode = zl_decode,

@@ -274,10 +274,21 @@ static int set_codec(struct dg_directive_ctx *c, json_t *v, void *obj,
 
 static json_t *get_codec(struct dg_directive_ctx *c, const void *obj, const struct dg_directive *d)
 {
-	(void)c;
 	const struct dg_listener_conf *l = obj;
+	struct dg_codec *codec;
+	char err[256];
+	(void)c;
 	(void)d;
-	return json_deep_copy(l->codec);
+
+	/* The transforms with their defaults, as the server builds them (for
+	 * max_datagram); a spec that no longer builds (a key file gone since
+	 * it was read) is shown as written. */
+	if (!json_is_object(l->codec) || !json_object_get(l->codec, "transforms") ||
+	    dg_codec_new_sized(l->codec, l->max_datagram, &codec, err, sizeof(err)))
+		return json_deep_copy(l->codec);
+	json_t *out = dg_codec_describe(codec, l->codec);
+	dg_codec_free(codec);
+	return out;
 }
 
 static const struct dg_directive_type t_codec = { set_codec, get_codec };

@@ -17,8 +17,11 @@
  * Errors are values: every call returns DG_OK or a negative enum dg_rc and
  * fills a struct dg_client_error when given one:
  *   DG_ETIMEDOUT  nothing arrived in time;
- *   DG_EPARSE     a datagram arrived but does not decode (reason, offset);
- *                 the next receive works normally;
+ *   DG_EPARSE     a datagram arrived but does not decode (reason, offset),
+ *                 or a transform's checksum or signature does not match
+ *                 ("refused (frame N): <reason>", offset 0); the next
+ *                 receive works normally. Codec transforms' max_decoded
+ *                 defaults to 16 x max_datagram (dg_codec_new_sized);
  *   DG_ENET       resolution, socket or send failure, or an ICMP error
  *                 such as port unreachable (reported once; the client
  *                 stays usable for the next send).

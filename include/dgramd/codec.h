@@ -187,6 +187,13 @@ int dg_codec_new(const struct json_t *spec, struct dg_codec **out, char *err, si
 int dg_codec_new_sized(const struct json_t *spec, size_t max_datagram, struct dg_codec **out,
                        char *err, size_t errlen);
 
+/* The spec codec was built from (by dg_codec_new or dg_codec_new_sized)
+ * with every option of its transforms filled in, as a configuration dump
+ * shows it: "transforms": ["zlib"] becomes [{"name": "zlib", "level": 9,
+ * "max_decoded": 1048112}]; base64 shows its key_file, never the key. A
+ * new reference; NULL when out of memory. */
+struct json_t *dg_codec_describe(const struct dg_codec *codec, const struct json_t *spec);
+
 /* Free a codec; NULL is a no-op. */
 void dg_codec_free(struct dg_codec *codec);
 

@@ -100,6 +100,74 @@ static void test_parse_error_then_good(void)
 	close(s);
 }
 
+/* A reply whose HMAC does not match is reported as refused with the
+ * reason, not as a syntax error at some byte; the next good one is read. */
+static void test_signature_mismatch(void)
+{
+	static const char bad[] = "eyJvayI6MX3MvcaHu4dEZWJgABY1vU25mj8JfLMIGTfk0YNV8IphWw==";
+	static const char good[] = "eyJvayI6MX3NvcaHu4dEZWJgABY1vU25mj8JfLMIGTfk0YNV8IphWw==";
+	char hp[64], buf[256], spec[4400], kf[4096];
+	struct sockaddr_storage from;
+	socklen_t flen = sizeof(from);
+	int s = server(hp, sizeof(hp));
+	struct dg_client *c;
+	struct dg_client_error e;
+	struct dg_packet req = { .json = json_integer(1) }, reply;
+
+	/* bytes 3..34, as Base64EncoderSerializer.generate_key() writes a key */
+	snprintf(kf, sizeof(kf), "%s", dg_test_write("client.key", "AwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISI="));
+	snprintf(spec, sizeof(spec), "{\"payload\": \"json\", \"transforms\": [{\"name\": \"base64\", "
+	         "\"checksum\": \"hmac-sha256\", \"key_file\": \"%s\"}]}", kf);
+	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, spec, NULL, &c, &e), 0);
+	CU_ASSERT_EQUAL(dg_client_send(c, &req, 1, &e), 0);
+	CU_ASSERT(recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen) > 0);
+	sendto(s, bad, sizeof(bad) - 1, 0, (struct sockaddr *)&from, flen);
+	sendto(s, good, sizeof(good) - 1, 0, (struct sockaddr *)&from, flen);
+	CU_ASSERT_EQUAL(dg_client_recv(c, &reply, 1000, &e), DG_EPARSE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.message, hp));
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "refused (frame 0): base64: hmac-sha256 signature mismatch"));
+	CU_ASSERT_PTR_NULL(strstr(e.message, "at byte"));
+	CU_ASSERT_EQUAL(dg_client_recv(c, &reply, 1000, &e), DG_OK);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(reply.json, "ok")), 1);
+	json_decref(req.json);
+	dg_client_close(c);
+	close(s);
+}
+
+/* zlib's max_decoded follows the client's max_datagram (16 x 1000): a
+ * reply inflating to 20002 bytes is refused, one of 10002 is read. */
+static void test_max_decoded_follows_max_datagram(void)
+{
+	/* zlib level 9 of a JSON string of 20000 and of 10000 'x' */
+	static const unsigned char big[] =
+		"\x78\xda\xed\xc1\x21\x01\x00\x00\x00\x02\xa0\x2f\xae\x74\xbe\x37\x0c\x40\x0a\x00\x00\x00"
+		"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xc0\x85\x0c\x67\xb0\xa1\x61";
+	static const unsigned char fits[] =
+		"\x78\xda\xed\xc1\x01\x09\x00\x00\x00\x02\xa0\x2f\xad\x6c\x7e\x3f\x42\x4d\x01\x00\x00\x00"
+		"\x00\x00\x00\x00\x00\xe0\x40\x06\x82\x62\x50\xd3";
+	char hp[64], buf[256];
+	struct sockaddr_storage from;
+	socklen_t flen = sizeof(from);
+	int s = server(hp, sizeof(hp));
+	struct dg_client_opts o = { .size = sizeof(o), .max_datagram = 1000 };
+	struct dg_client *c;
+	struct dg_client_error e;
+	struct dg_packet req = { .json = json_integer(1) }, reply;
+
+	CU_ASSERT_EQUAL_FATAL(dg_client_open(hp, "{\"payload\": \"json\", \"transforms\": [\"zlib\"]}", &o, &c, &e), 0);
+	CU_ASSERT_EQUAL(dg_client_send(c, &req, 1, &e), 0);
+	CU_ASSERT(recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen) > 0);
+	sendto(s, big, sizeof(big) - 1, 0, (struct sockaddr *)&from, flen);
+	sendto(s, fits, sizeof(fits) - 1, 0, (struct sockaddr *)&from, flen);
+	CU_ASSERT_EQUAL(dg_client_recv(c, &reply, 1000, &e), DG_EPARSE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "max_decoded"));
+	CU_ASSERT_EQUAL(dg_client_recv(c, &reply, 1000, &e), DG_OK);
+	CU_ASSERT_EQUAL(json_string_length(reply.json), 10000);
+	json_decref(req.json);
+	dg_client_close(c);
+	close(s);
+}
+
 /* ICMP port unreachable: reported once, promptly, and the client works
  * when something listens again. */
 static void test_icmp_refused_then_recovery(void)
@@ -801,6 +869,8 @@ static void test_async_closed_port(void)
 static const struct dg_test client_tests[] = {
 	{ "timeout and retries", test_timeout_and_retries },
 	{ "parse error then a good packet", test_parse_error_then_good },
+	{ "a signature mismatch is refused by name, then a good packet", test_signature_mismatch },
+	{ "zlib's max_decoded follows max_datagram", test_max_decoded_follows_max_datagram },
 	{ "ICMP refused then recovery", test_icmp_refused_then_recovery },
 	{ "length-prefixed frames", test_frames },
 	{ "open errors", test_open_errors },

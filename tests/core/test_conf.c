@@ -158,6 +158,55 @@ static void test_comments(void)
 	CU_ASSERT_STRING_EQUAL(text, "{\"a\": \"x // y # z\",      \n    \n\"b\": \"\\\"#\"}      ");
 }
 
+/* -T shows each transform with every option, defaults filled in (zlib and
+ * bz2's max_decoded from the listener's max_datagram), and base64's
+ * key_file, never the key. */
+static void test_dump_transforms(void)
+{
+	/* A 32-byte key, url-safe base64: "key" x 10 + "ke" */
+	static const char key[] = "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=";
+	char kf[4096];
+
+	snprintf(kf, sizeof(kf), "%s", dg_test_write("dump.key", key));
+	char text[8192], err[512];
+	struct dg_config *cfg;
+
+	snprintf(text, sizeof(text),
+	         "{\"listeners\": [{\"name\": \"a\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\","
+	         " \"max_datagram\": 1000, \"codec\": {\"payload\": \"msgpack\", \"transforms\": [\"base64\","
+	         " {\"name\": \"zlib\", \"level\": 6}, \"bz2\"]}},"
+	         " {\"name\": \"b\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\", \"codec\":"
+	         " {\"payload\": \"json\", \"transforms\": [{\"name\": \"base64\", \"alphabet\": \"standard\","
+	         " \"checksum\": \"hmac-sha256\", \"key_file\": \"%s\"}, \"zlib\"]}},"
+	         " {\"name\": \"c\", \"bind\": \"127.0.0.1:0\", \"handler\": \"echo\", \"codec\": \"cbor\"}]}", kf);
+	CU_ASSERT_EQUAL_FATAL(dg_config_parse(text, strlen(text), "t", "/d", "/p", &cfg, err, sizeof(err)), 0);
+	json_t *j = dg_config_dump(cfg, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	json_t *ls = json_object_get(j, "listeners");
+	char *a = json_dumps(json_object_get(json_array_get(ls, 0), "codec"), JSON_COMPACT | JSON_SORT_KEYS);
+	char *b = json_dumps(json_object_get(json_array_get(ls, 1), "codec"), JSON_COMPACT | JSON_SORT_KEYS);
+	char *c = json_dumps(json_object_get(json_array_get(ls, 2), "codec"), JSON_COMPACT | JSON_ENCODE_ANY);
+	char *all = json_dumps(j, JSON_COMPACT);
+	CU_ASSERT_STRING_EQUAL(a, "{\"payload\":\"msgpack\",\"transforms\":["
+	                          "{\"alphabet\":\"urlsafe\",\"checksum\":\"none\",\"name\":\"base64\"},"
+	                          "{\"level\":6,\"max_decoded\":16000,\"name\":\"zlib\"},"
+	                          "{\"level\":9,\"max_decoded\":16000,\"name\":\"bz2\"}]}");
+	char want[8192];
+	snprintf(want, sizeof(want), "{\"payload\":\"json\",\"transforms\":["
+	         "{\"alphabet\":\"standard\",\"checksum\":\"hmac-sha256\",\"key_file\":\"%s\",\"name\":\"base64\"},"
+	         "{\"level\":9,\"max_decoded\":%u,\"name\":\"zlib\"}]}",
+	         kf, (unsigned)DG_DEFAULT_MAX_DATAGRAM * DG_CODEC_DECODED_PER_DATAGRAM);
+	CU_ASSERT_STRING_EQUAL(b, want);
+	CU_ASSERT_STRING_EQUAL(c, "\"cbor\""); /* no transforms: as written */
+	CU_ASSERT_PTR_NULL(strstr(all, "a2V5a2V5")); /* the key itself, never */
+	free(a);
+	free(b);
+	free(c);
+	free(all);
+	json_decref(j);
+	dg_config_free(cfg);
+}
+
 static void test_missing_file(void)
 {
 	struct dg_config *cfg;
@@ -256,6 +305,7 @@ static const struct dg_test conf_tests[] = {
 	{ "vectors", test_vectors },
 	{ "values", test_values },
 	{ "comments", test_comments },
+	{ "-T shows the transforms with their defaults, never the key", test_dump_transforms },
 	{ "missing file", test_missing_file },
 	{ "shipped config", test_load_file },
 	{ "addresses", test_addr_parse },

@@ -9,8 +9,16 @@ shortest heads and float 64). Then what dgramd refuses (uint64 above int64,
 bin, byte strings, tags, NaN, trailing bytes) is counted as decode errors
 and never echoed, and a wrapped reply ({"got": packet}) decodes in the
 library to the packet it sent; dgramc speaks both to a Python server.
+EasyNetwork's composition base64(zlib(msgpack)) (its Base64EncoderSerializer
+wrapping its ZlibCompressorSerializer wrapping MessagePackSerializer, i.e.
+transforms ["base64", "zlib"], outermost first), written by the standard
+library + python3-msgpack, is echoed byte for byte, and dgramc speaks it
+(and its HMAC-SHA256-signed form, naming a signature mismatch) to a
+Python server.
 Paced by replies, never by sleeping.
 Skipped (exit 77) when a module is missing."""
+import base64
+import hmac
 import json
 import os
 import shutil
@@ -18,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dnsutil  # noqa: E402
@@ -177,6 +186,80 @@ def dgramc(name, spec, loads, dumps):
           "sent %r, printed %r %r" % (got, out, err))
 
 
+# EasyNetwork's base64 -> zlib -> msgpack: url-safe base64, optionally
+# followed by an HMAC-SHA256 tag inside it, of zlib level 9 of MessagePack.
+B64ZLIB = {"framing": "raw", "transforms": ["base64", "zlib"], "payload": "msgpack"}
+KEY = bytes(range(3, 35))
+
+
+def b64zlib_dumps(obj, key=None):
+    z = zlib.compress(msgpack.packb(obj), 9)
+    if key:
+        z += hmac.digest(key, z, "sha256")
+    return base64.urlsafe_b64encode(z)
+
+
+def b64zlib_loads(wire, key=None):
+    z = base64.urlsafe_b64decode(wire)
+    if key:
+        z, tag = z[:-32], z[-32:]
+        if not hmac.compare_digest(tag, hmac.digest(key, z, "sha256")):
+            raise ValueError("signature mismatch")
+    return msgpack.unpackb(zlib.decompress(z), strict_map_key=False)
+
+
+def composition():
+    """40 packets through dgramd's echo in base64(zlib(msgpack)), then
+    dgramc in that format, plain and signed, against a Python server."""
+    same = decoded = 0
+    srv = Server(B64ZLIB)
+    try:
+        for i, p in enumerate(packets()):
+            data = b64zlib_dumps(p)
+            r = srv.ask(data)
+            same += r == data
+            try:
+                decoded += r is not None and b64zlib_loads(r) == p
+            except Exception as e:  # noqa: BLE001 (a reply Python cannot read)
+                print("  packet %d: %s" % (i, e))
+    finally:
+        stats = srv.stop()
+    check("base64+zlib+msgpack: 40 packets read back by Python (%d of 40)" % decoded, decoded == 40)
+    check("base64+zlib+msgpack: 40 replies are Python's bytes exactly (%d of 40)" % same, same == 40)
+    bad = {k: stats.get(k) for k in ("decode_errors", "drop_integrity", "drop_corrupt", "drop_decoded_size")}
+    check("base64+zlib+msgpack: no drops or decode errors (%r)" % bad,
+          all(v == "0" for v in bad.values()))
+    dgramc("base64+zlib+msgpack", json.dumps(B64ZLIB), b64zlib_loads, b64zlib_dumps)
+    tmp = tempfile.mkdtemp(prefix="dgplkey")
+    try:
+        keyfile = os.path.join(tmp, "key")
+        with open(keyfile, "wb") as f:
+            f.write(base64.urlsafe_b64encode(KEY))
+        signed = dict(B64ZLIB, transforms=[{"name": "base64", "checksum": "hmac-sha256",
+                                            "key_file": keyfile}, "zlib"])
+        dgramc("hmac-sha256 base64+zlib+msgpack", json.dumps(signed),
+               lambda w: b64zlib_loads(w, KEY), lambda o: b64zlib_dumps(o, KEY))
+        # A reply signed with another key: dgramc names the mismatch.
+        wrong = bytes(range(4, 36))
+        srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.settimeout(10.0)
+        proc = subprocess.Popen([os.path.join(BUILD, "dgramc"), "-t", "10000", "-c", json.dumps(signed),
+                                 "127.0.0.1:%d" % srv.getsockname()[1], "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            data, peer = srv.recvfrom(65536)
+            srv.sendto(b64zlib_dumps({"forged": 1}, wrong), peer)
+        finally:
+            out, err = proc.communicate(timeout=20)
+            srv.close()
+        check("dgramc says a reply signed with another key is a signature mismatch (exit 4)",
+              proc.returncode == 4 and b"refused (frame 0): base64: hmac-sha256 signature mismatch" in err,
+              "exit %d, %r" % (proc.returncode, err))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     mp_dumps = msgpack.packb
     mp_loads = lambda b: msgpack.unpackb(b, strict_map_key=False)  # noqa: E731
@@ -186,6 +269,7 @@ def main():
     wrapped("cbor", cbor2.dumps, cbor2.loads)
     dgramc("msgpack", '{"framing": "raw", "payload": "msgpack"}', mp_loads, mp_dumps)
     dgramc("cbor", "cbor", cbor2.loads, cbor2.dumps)
+    composition()
     refused("msgpack", [msgpack.packb(2**64 - 1), msgpack.packb(b"bin"), msgpack.packb({1: 2}),
                         msgpack.packb(float("nan")), msgpack.packb(None) + b"\xc0",
                         msgpack.packb(msgpack.ExtType(1, b"x"))], msgpack.packb({"ok": 1}))
