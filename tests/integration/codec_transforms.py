@@ -23,18 +23,11 @@ import sys
 import tempfile
 import zlib
 
-BUILD = os.environ.get("DG_BUILDDIR", ".")
-PASSED = FAILED = 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dgutil import BUILD, Checks, Daemon  # noqa: E402
 
-
-def check(name, cond, detail=""):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-        print("ok " + name)
-    else:
-        FAILED += 1
-        print("FAIL %s %s" % (name, detail))
+CHECKS = Checks()
+check = CHECKS.check
 
 
 KEY = bytes(range(7, 39))
@@ -103,30 +96,21 @@ def main():
     with open(keyfile, "wb") as f:
         f.write(base64.urlsafe_b64encode(KEY))  # as generate_key() writes it
     ks = kinds(keyfile)
-    conf = os.path.join(tmp, "c.json")
-    with open(conf, "w") as f:
-        json.dump({"listeners": [dict({"name": n, "bind": "127.0.0.1:0", "codec": spec,
-                                       "handler": {"plugin": "echo", "config": CONFIG.get(n, {})}},
-                                      **EXTRA.get(n, {}))
-                                 for n, (spec, _, _) in ks.items()]}, f)
-    ready = os.path.join(tmp, "ready")
-    log = open(os.path.join(tmp, "log"), "w+")
-    proc = subprocess.Popen([os.path.join(BUILD, "dgramd"), "-c", conf, "-P",
-                             os.path.join(BUILD, "plugins/.libs"), "-r", ready], stdout=log, stderr=log)
+    try:
+        d = Daemon({"listeners": [dict({"name": n, "bind": "127.0.0.1:0", "codec": spec,
+                                        "handler": {"plugin": "echo", "config": CONFIG.get(n, {})}},
+                                       **EXTRA.get(n, {}))
+                                  for n, (spec, _, _) in ks.items()]}, prefix="dgtransforms")
+    except RuntimeError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        print("FAIL %s" % e)
+        return 1
+    ports = d.ports
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
     s.settimeout(10)
     bad = {}  # listener -> {counter: datagrams expected under it}
     try:
-        waited = subprocess.run([os.path.join(BUILD, "tests/dg-wait"), "-t", "20000",
-                                 "-p", str(proc.pid), ready])
-        if waited.returncode != 0:
-            log.seek(0)
-            print("FAIL dgramd did not start: " + log.read())
-            return 1
-        with open(ready) as f:
-            ports = {l.split()[0]: int(l.split()[1].rsplit(":", 1)[1]) for l in f if l.strip()}
-
         def ask(name, wire):
             s.sendto(wire, ("127.0.0.1", ports[name]))
             return s.recv(70000)
@@ -202,19 +186,11 @@ def main():
         count(E, "decode_errors")
     finally:
         s.close()
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.seek(0)
-        text = log.read()
-        log.close()
+        text = d.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     def stat(listener, name):
-        lines = [l for l in text.splitlines() if "stats listener=%s " % listener in l]
-        for f in (lines[-1].split() if lines else []):
-            if f.startswith(name + "="):
-                return int(f.split("=", 1)[1])
-        return -1
+        return d.stats(listener).get(name, -1)
 
     for name in ks:
         for counter in ("decode_errors", "drop_integrity", "drop_corrupt", "drop_decoded_size"):
@@ -226,8 +202,7 @@ def main():
                    "bz2: decoded size over max_decoded"):
         check("the log names the reason '%s'" % reason, reason in text)
     check("the key is never logged", base64.urlsafe_b64encode(KEY).decode()[:20] not in text)
-    print("DG-RESULT passed=%d failed=%d" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return CHECKS.result()
 
 
 if __name__ == "__main__":

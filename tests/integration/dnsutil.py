@@ -11,30 +11,10 @@ import sys
 import tempfile
 import time
 
-BUILD = os.environ.get("DG_BUILDDIR", ".")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dgutil import BUILD, Checks, Daemon  # noqa: E402,F401 (Checks: for the dns tests)
 SRC = os.environ.get("DG_SRCDIR", ".")
 ZONES = os.path.join(SRC, "tests/fixtures/dns/zones.json")
-
-
-class Checks:
-    """Named checks of a test script, counted: check() prints "ok NAME" or
-    "FAIL NAME DETAIL"; result() prints the DG-RESULT line dev.sh sums and
-    returns the exit status."""
-
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, cond, detail=""):
-        if cond:
-            self.passed += 1
-            print("ok " + name)
-        else:
-            self.failed += 1
-            print("FAIL %s %s" % (name, detail))
-
-    def result(self):
-        print("DG-RESULT passed=%d failed=%d" % (self.passed, self.failed))
-        return 1 if self.failed else 0
 
 
 def need(*tools):
@@ -67,54 +47,19 @@ def wait_answer(port, deadline_s=10.0):
     return False
 
 
-class Dgramd:
+class Dgramd(Daemon):
     """dgramd serving the zones (plus extra listener settings) on 127.0.0.1:0."""
 
     def __init__(self, config=None, listener=None, workers=1, text=None):
-        self.tmp = tempfile.mkdtemp(prefix="dgdns")
         lst = {"name": "dns", "bind": "127.0.0.1:0", "codec": "raw", "max_datagram": 1232,
                "handler": {"plugin": "dns", "config": config or zones()}}
         lst.update(listener or {"amplification": {"factor": 0}})
-        conf = os.path.join(self.tmp, "c.json")
-        with open(conf, "w") as f:
-            if text:
-                f.write(text)  # a whole config as given
-            else:
-                json.dump({"workers": workers, "listeners": [lst]}, f)
-        ready = os.path.join(self.tmp, "ready")
-        self.log = open(os.path.join(self.tmp, "log"), "w+")
-        self.proc = subprocess.Popen([os.path.join(BUILD, "dgramd"), "-c", conf, "-P",
-                                      os.path.join(BUILD, "plugins/.libs"), "-r", ready],
-                                     stdout=self.log, stderr=self.log)
-        # dg-wait (tests/waitfor.c): woken by inotify when the ready file
-        # appears, or by the daemon's end; never a sleep.
-        waited = subprocess.run([os.path.join(BUILD, "tests/dg-wait"), "-t", "20000",
-                                 "-p", str(self.proc.pid), ready])
-        if waited.returncode != 0:
-            self.log.seek(0)
-            raise RuntimeError("dgramd did not start: " + self.log.read())
-        with open(ready) as f:
-            self.port = int(f.read().split()[1].rsplit(":", 1)[1])
-
-    def logtext(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
-        self.final = self.logtext()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().__init__({"workers": workers, "listeners": [lst]}, text=text, prefix="dgdns")
 
     def stat(self, name):
         """A counter of the last stats line the daemon logged (at exit:
-        call stop() first)."""
-        lines = [l for l in self.final.splitlines() if "stats listener=dns " in l]
-        for f in (lines[-1].split() if lines else []):
-            if f.startswith(name + "="):
-                return int(f.split("=", 1)[1])
-        return -1
+        call stop() first); -1 if absent."""
+        return self.stats("dns").get(name, -1)
 
 
 def zonefile(zone):
